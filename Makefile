@@ -1,0 +1,47 @@
+# Every entry point a person needs. `make run` and `make test` are the two that matter.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SHARDS ?= 2
+PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
+            services/outbox-publisher services/projector services/worker
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+.PHONY: install run test unit integration infra-up infra-down conformance bench clean
+
+install: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(addprefix -e ,$(PACKAGES)) -r requirements-dev.txt
+	touch $(STAMP)
+
+## Start embedded Postgres + NATS and the fleet, run a sample playbook, keep running until Ctrl-C.
+run: install
+	$(PY) -m noetl_devstack.run --shards $(SHARDS)
+
+## The whole suite (unit, integration against real Postgres + NATS it starts itself).
+test: install
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+## Embedded infrastructure only (data under .data/); prints the DSN and NATS URL.
+infra-up: install
+	$(PY) -m noetl_devstack.infra up
+
+infra-down: install
+	$(PY) -m noetl_devstack.infra down
+
+bench: install
+	$(PY) -m bench
+
+clean: infra-down
+	rm -rf .data $(VENV)

@@ -1,0 +1,146 @@
+"""Typed settings read from environment variables.
+
+A missing or malformed variable fails start-up with a message naming it, never later at
+first use.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """Start-up configuration is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Typed accessors over an environment mapping (passed in, so tests need no monkeypatching)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value if value not in (None, "") else None
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{name} is required but not set")
+            return default
+        return value
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def int(self, name: str, default: int | None = None, *, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{name} is required but not set")
+            return default
+        try:
+            result = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if minimum is not None and result < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {result}")
+        if maximum is not None and result > maximum:
+            raise ConfigError(f"{name} must be <= {maximum}, got {result}")
+        return result
+
+    def float(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def ordinal_from_hostname(hostname: str | None) -> int | None:
+    """StatefulSet pods are named <name>-<ordinal>; that ordinal is the shard / replica index."""
+    if not hostname:
+        return None
+    match = _ORDINAL.search(hostname)
+    return int(match.group(1)) if match else None
+
+
+class HttpSettings(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    max_body_bytes: int
+
+    @classmethod
+    def from_env(cls, env: Env, default_port: int) -> "HttpSettings":
+        return cls(
+            host=env.str("NOETL_HTTP_HOST", "0.0.0.0"),
+            port=env.int("NOETL_HTTP_PORT", default_port, minimum=0, maximum=65535),
+            max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+        )
+
+
+class ShardSettings(msgspec.Struct, frozen=True):
+    """Settings of one api-shard process."""
+
+    shard_index: int
+    shard_count: int
+    shard_dsn: str
+    cluster_dsn: str
+    encryption_key: str
+    internal_token: str | None
+    http: HttpSettings
+    node_id: int
+    pool_min: int
+    pool_max: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
+        env = Env(environ)
+        count = env.int("NOETL_SHARD_COUNT", 1, minimum=1, maximum=1024)
+        index_raw = env.optional("NOETL_SHARD_INDEX")
+        if index_raw is not None:
+            index = env.int("NOETL_SHARD_INDEX", minimum=0)
+        else:
+            ordinal = ordinal_from_hostname(env.optional("HOSTNAME"))
+            if ordinal is None and count > 1:
+                raise ConfigError(
+                    "NOETL_SHARD_INDEX is required when NOETL_SHARD_COUNT > 1 "
+                    "(or run as a StatefulSet pod whose HOSTNAME ends in -<ordinal>)")
+            index = ordinal or 0
+        if index >= count:
+            raise ConfigError(f"NOETL_SHARD_INDEX {index} must be < NOETL_SHARD_COUNT {count}")
+        return cls(
+            shard_index=index,
+            shard_count=count,
+            shard_dsn=env.str("NOETL_SHARD_DSN"),
+            cluster_dsn=env.str("NOETL_CLUSTER_DSN"),
+            encryption_key=env.str("NOETL_ENCRYPTION_KEY"),
+            internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
+            http=HttpSettings.from_env(env, default_port=8082),
+            node_id=env.int("NOETL_SNOWFLAKE_NODE_ID", index, minimum=0, maximum=1023),
+            pool_min=env.int("NOETL_DB_POOL_MIN", 2, minimum=0),
+            pool_max=env.int("NOETL_DB_POOL_MAX", 10, minimum=1),
+            log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+        )

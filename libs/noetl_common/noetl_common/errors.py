@@ -1,0 +1,102 @@
+"""JSON errors: `{"error": <message>, "status": <code>, "code"?: <machine code>}`.
+
+Handlers raise ApiError; the middleware turns it (and body-size / decode problems) into JSON.
+Unexpected exceptions become a 500 whose body says nothing about internals (the log has it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+log = logging.getLogger("noetl.errors")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "status": self.status}
+        if self.code:
+            body["code"] = self.code
+        body.update(self.extra)
+        return body
+
+
+def bad_request(message: str, code: str | None = None) -> ApiError:
+    return ApiError(400, message, code)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message, "not_found")
+
+
+def conflict(message: str, code: str | None = None, **extra: Any) -> ApiError:
+    return ApiError(409, message, code, **extra)
+
+
+def unprocessable(message: str) -> ApiError:
+    return ApiError(422, message, "validation_error")
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_encoder.encode(payload), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(err: ApiError) -> web.Response:
+    return json_response(err.body(), status=err.status, headers=err.headers)
+
+
+async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool = False) -> T:
+    """Decode the request body into `type_`, with errors that name the offending field."""
+    raw = await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size
+    if not raw.strip():
+        if allow_empty:
+            raw = b"{}"
+        else:
+            raise bad_request("request body is empty; a JSON object is expected")
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `str`, got `int` - at `$.name`"
+        raise unprocessable(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size  # no public accessor; aiohttp keeps it here
+        return error_response(ApiError(
+            413, f"request body too large: the limit is {limit} bytes", "payload_too_large"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason or "error"
+        if exc.status == 404:
+            reason = f"no route for {request.method} {request.path}"
+        elif exc.status == 405:
+            reason = f"method {request.method} is not allowed on {request.path}"
+        return error_response(ApiError(exc.status, reason, headers=None))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError(500, "internal server error", "internal_error"))

@@ -1,0 +1,53 @@
+"""The aiohttp application shell every service shares: error JSON, metrics, health, readiness."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from .auth import internal_auth_middleware
+from .errors import error_middleware, json_response
+from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
+
+ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is unreachable
+
+READINESS_KEY = web.AppKey("readiness_checks", list)
+
+
+def build_app(*, service: str, shard: str = "", max_body_bytes: int,
+              internal_token: str | None = None) -> web.Application:
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry, service, shard)
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[metrics_middleware(metrics), error_middleware, internal_auth_middleware(internal_token)],
+    )
+    app[REGISTRY_KEY] = registry
+    app[HTTP_METRICS_KEY] = metrics
+    app[READINESS_KEY] = []
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
+    app[READINESS_KEY].append((name, check))
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    failures: dict[str, str] = {}
+    for name, check in request.app[READINESS_KEY]:
+        try:
+            await check()
+        except Exception as exc:  # any failure means "not ready"; the reason is shown, not raised
+            failures[name] = f"{type(exc).__name__}: {exc}"[:300]
+    if failures:
+        return json_response({"status": "not_ready", "failures": failures}, status=503)
+    return json_response({"status": "ready"})

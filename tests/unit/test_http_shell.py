@@ -1,0 +1,127 @@
+"""The shared aiohttp shell: error JSON, body limits, internal auth, health and metrics."""
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from noetl_common.auth import bearer_matches
+from noetl_common.errors import ApiError, json_response, read_json
+from noetl_common.http import add_readiness_check, build_app
+
+
+class Body(msgspec.Struct):
+    name: str
+    count: int = 0
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await read_json(request, Body)
+    return json_response({"name": body.name, "count": body.count})
+
+
+async def _conflict(request: web.Request) -> web.Response:
+    raise ApiError(409, "already there", "active_claim", owner="w1")
+
+
+async def _boom(request: web.Request) -> web.Response:
+    raise RuntimeError("password=hunter2")
+
+
+async def _internal(request: web.Request) -> web.Response:
+    return json_response({"ok": True})
+
+
+def make(token="s3cret", ready=True):
+    app = build_app(service="test", shard="0", max_body_bytes=2048, internal_token=token)
+    app.router.add_post("/echo", _echo)
+    app.router.add_get("/conflict", _conflict)
+    app.router.add_get("/boom", _boom)
+    app.router.add_get("/api/internal/ping", _internal)
+
+    async def check():
+        if not ready:
+            raise ConnectionError("db down")
+
+    add_readiness_check(app, "db", check)
+    return app
+
+
+@pytest.fixture
+async def client():
+    async with TestClient(TestServer(make())) as c:
+        yield c
+
+
+async def test_decode_and_errors(client):
+    r = await client.post("/echo", data=b'{"name": "a", "count": 2, "extra": 1}')
+    assert r.status == 200 and await r.json() == {"name": "a", "count": 2}
+    r = await client.post("/echo", data=b'{"name": ')
+    body = await r.json()
+    assert r.status == 400 and body["status"] == 400 and "malformed JSON" in body["error"]
+    r = await client.post("/echo", data=b'{"name": 5}')
+    body = await r.json()
+    assert r.status == 422 and "$.name" in body["error"]
+    r = await client.post("/echo", data=b'{"count": 1}')
+    assert r.status == 422 and "name" in (await r.json())["error"]
+    r = await client.post("/echo", data=b"")
+    assert r.status == 400
+
+
+async def test_oversized_body_is_413(client):
+    r = await client.post("/echo", data=b'{"name": "' + b"x" * 5000 + b'"}')
+    body = await r.json()
+    assert r.status == 413 and body["code"] == "payload_too_large"
+
+
+async def test_api_error_code_and_extra(client):
+    r = await client.get("/conflict")
+    assert r.status == 409 and await r.json() == {"error": "already there", "status": 409,
+                                                  "code": "active_claim", "owner": "w1"}
+
+
+async def test_unhandled_error_is_json_500_without_internals(client):
+    r = await client.get("/boom")
+    text = await r.text()
+    assert r.status == 500 and "hunter2" not in text and (await r.json())["code"] == "internal_error"
+
+
+async def test_unknown_route_is_json_404(client):
+    r = await client.get("/nope")
+    assert r.status == 404 and "/nope" in (await r.json())["error"]
+
+
+@pytest.mark.parametrize(("header", "status"), [
+    (None, 403), ("Bearer wrong", 403), ("Basic s3cret", 403), ("Bearer", 403), ("Bearer s3cret", 200),
+])
+async def test_internal_auth(client, header, status):
+    headers = {"Authorization": header} if header else {}
+    r = await client.get("/api/internal/ping", headers=headers)
+    assert r.status == status
+
+
+async def test_internal_routes_unavailable_without_token():
+    async with TestClient(TestServer(make(token=None))) as c:
+        r = await c.get("/api/internal/ping", headers={"Authorization": "Bearer anything"})
+        assert r.status == 503
+
+
+async def test_health_ready_metrics(client):
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    await client.post("/echo", data=b'{"name": "a"}')
+    text = await (await client.get("/metrics")).text()
+    assert 'noetl_http_requests_total{method="POST",route="/echo",service="test",shard="0",status="200"} 1.0' in text
+
+
+async def test_not_ready_names_the_failing_dependency():
+    async with TestClient(TestServer(make(ready=False))) as c:
+        r = await c.get("/readyz")
+        body = await r.json()
+        assert r.status == 503 and "db down" in body["failures"]["db"]
+
+
+def test_bearer_matches():
+    assert bearer_matches("bearer tok", "tok")
+    assert not bearer_matches("Bearer tok2", "tok")
+    assert not bearer_matches(None, "tok")
