@@ -1,0 +1,1 @@
+"""HTTP handlers, one module per area; each exposes `register(app)` adding its routes."""

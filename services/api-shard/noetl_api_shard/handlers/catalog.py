@@ -1,0 +1,116 @@
+"""/api/catalog/*: register YAML resources as new versions, list, fetch, UI schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
+from noetl_common.wire.catalog import (
+    CatalogEntry,
+    ListRequest,
+    ListResponse,
+    RegisterRequest,
+    RegisterResponse,
+    ResourceRequest,
+    UiField,
+    UiSchemaResponse,
+)
+
+from ..catalog_document import DocumentError, build_document, workload_fields
+from ..state import services
+from ..store import catalog as store
+from .params import to_id
+
+log = logging.getLogger("noetl.api_shard.catalog")
+
+MAX_LIST_LIMIT = 10_000
+OFFLOAD_PARSE_BYTES = 64 * 1024
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post("/api/catalog/register", register_resource)
+    app.router.add_post("/api/catalog/list", list_resources)
+    app.router.add_post("/api/catalog/resource", get_resource)
+    # The path itself may contain slashes, so match the whole tail up to /ui_schema.
+    app.router.add_get(r"/api/catalog/{path:.+}/ui_schema", ui_schema)
+
+
+def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
+    return CatalogEntry(catalog_id=str(row["catalog_id"]), path=row["path"], version=row["version"],
+                        kind=row["kind"], content=row["content"], layout=row["layout"],
+                        payload=row["payload"], meta=row["meta"], created_at=row["created_at"])
+
+
+async def register_resource(request: web.Request) -> web.Response:
+    body = await read_json(request, RegisterRequest)
+    if body.content is None:
+        raise bad_request("content is required: the resource YAML, plain or base64-encoded")
+    try:
+        if len(body.content) > OFFLOAD_PARSE_BYTES:  # keep the event loop free while parsing big YAML
+            doc = await asyncio.to_thread(build_document, body.content, body.resource_type)
+        else:
+            doc = build_document(body.content, body.resource_type)
+    except DocumentError as exc:
+        raise unprocessable(f"register_resource: {exc}") from None
+    svc = services(request)
+    meta = {"implicit_end": True} if doc.implicit_end else {}
+    row = await store.insert_next_version(
+        svc.cluster_pool, catalog_id=svc.new_cluster_id(), path=doc.path, kind=doc.kind,
+        content=doc.text, payload=doc.document, meta=meta)
+    log.info("registered %s %s version %s", doc.kind, doc.path, row["version"])
+    return json_response(RegisterResponse(
+        status="success", message=f"Resource '{doc.path}' version '{row['version']}' registered.",
+        path=doc.path, version=row["version"], catalog_id=str(row["catalog_id"]), kind=doc.kind))
+
+
+async def list_resources(request: web.Request) -> web.Response:
+    body = await read_json(request, ListRequest, allow_empty=True)
+    if not 1 <= body.limit <= MAX_LIST_LIMIT:
+        raise unprocessable(f"limit must be within 1..{MAX_LIST_LIMIT}, got {body.limit}")
+    rows = await store.list_entries(
+        services(request).cluster_pool, kind=body.resource_type or None, path=body.path or None,
+        all_versions=body.all_versions, include_content=body.include_content, limit=body.limit)
+    return json_response(ListResponse(entries=[entry_from_row(r) for r in rows]))
+
+
+async def get_resource(request: web.Request) -> web.Response:
+    body = await read_json(request, ResourceRequest)
+    pool = services(request).cluster_pool
+    if body.catalog_id is not None:
+        row = await store.get_by_id(pool, to_id(body.catalog_id, "catalog_id"))
+    elif body.path:
+        row = await store.get_by_path(pool, body.path.strip("/"), _version(body.version))
+    else:
+        raise bad_request("catalog_id or path is required")
+    if row is None:
+        raise not_found("Catalog entry not found")
+    return json_response(entry_from_row(row))
+
+
+def _version(value: int | str | None) -> int | None:
+    """None and "latest" mean the newest version."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "latest")):
+        return None
+    version = to_id(value, "version")
+    if version < 1:
+        raise bad_request(f"version must be >= 1 or 'latest', got {value!r}")
+    return version
+
+
+async def ui_schema(request: web.Request) -> web.Response:
+    """A form description inferred from the latest version's workload defaults."""
+    path = request.match_info["path"].strip("/")
+    row = await store.get_by_path(services(request).cluster_pool, path, _version(request.query.get("version")))
+    if row is None:
+        raise not_found(f"Catalog entry not found: {path}")
+    document = row["payload"] if isinstance(row["payload"], dict) else {}
+    fields = [UiField(name=n, type=t, default=d) for n, t, d in workload_fields(document)]
+    schema = {"type": "object",
+              "properties": {f.name: {"type": f.type, "default": f.default} for f in fields}}
+    return json_response(UiSchemaResponse(
+        path=row["path"], version=row["version"], catalog_id=str(row["catalog_id"]), fields=fields,
+        schema=schema, workload={f.name: f.default for f in fields}))

@@ -1,0 +1,108 @@
+"""NoETL-compatible health, shard diagnostics and the shard map."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import time
+from typing import Callable
+
+import asyncpg
+from aiohttp import web
+
+from noetl_common.errors import ApiError, bad_request, json_response
+from noetl_common.sharding import SHARD_HASH_SEED, shard_for
+from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardInfo, ShardMapBody
+
+from ..state import services
+from ..store import shard_map as shard_map_store
+
+PROBE_TIMEOUT_SECONDS = 2.0
+MAX_SHARD_COUNT = 1024
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/health", api_health)
+    app.router.add_get("/api/runtime/shard-info", shard_info)
+    app.router.add_get("/api/shard-map", shard_map)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("noetl-api-shard")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+async def _probe(pool_getter: Callable[[], asyncpg.Pool]) -> bool:
+    try:
+        await asyncio.wait_for(pool_getter().fetchval("SELECT 1"), PROBE_TIMEOUT_SECONDS)
+        return True
+    except Exception:  # any failure means "disconnected"; /readyz carries the reason
+        return False
+
+
+async def api_health(request: web.Request) -> web.Response:
+    svc = services(request)
+    cluster_ok, shard_ok = await asyncio.gather(_probe(lambda: svc.cluster_pool), _probe(lambda: svc.shard_pool))
+    healthy = cluster_ok and shard_ok
+    body = ApiHealth(
+        status="ok" if healthy else "unhealthy",
+        database="connected" if cluster_ok else "disconnected",
+        shard_database="connected" if shard_ok else "disconnected",
+        nats="not_used",  # the shard never talks to NATS; the outbox publisher does
+        uptime_seconds=round(time.monotonic() - svc.started_monotonic, 3),
+        version=_version(),
+        shard_index=svc.settings.shard_index,
+        shard_count=svc.settings.shard_count,
+    )
+    return json_response(body, status=200 if healthy else 503)
+
+
+async def shard_info(request: web.Request) -> web.Response:
+    """Drift-guard diagnostic (NoETL §1.3.12): which shard an id hashes to. Public, no I/O."""
+    svc = services(request)
+    raw_id = request.query.get("execution_id")
+    if raw_id is None or raw_id.strip() == "":
+        raise bad_request("execution_id is required")
+    try:
+        execution_id = int(raw_id.strip())
+        if not -(1 << 63) <= execution_id < (1 << 63):
+            raise ValueError
+    except ValueError:
+        raise bad_request(f'execution_id "{raw_id}" is not a valid i64') from None
+    raw_count = request.query.get("shard_count")
+    if raw_count is None or raw_count.strip() == "":
+        raise bad_request("shard_count is required (1..1024)")
+    try:
+        count = int(raw_count)
+    except ValueError:
+        raise bad_request(f"shard_count must be an integer, got {raw_count!r}") from None
+    if count < 1:
+        raise bad_request("shard_count must be >= 1")
+    if count > MAX_SHARD_COUNT:
+        raise bad_request(f"shard_count {count} exceeds practical maximum {MAX_SHARD_COUNT}")
+    body = ShardInfo(
+        execution_id=execution_id,
+        shard_count=count,
+        shard_index=shard_for(execution_id, count),
+        source="noetl-server",
+        hash_function="twox_hash::XxHash64",
+        seed=SHARD_HASH_SEED,
+        server_config=ServerConfig(shard_index=svc.settings.shard_index, shard_count=svc.settings.shard_count),
+        owner_shard=svc.shard_map.current.owner(execution_id),
+    )
+    return json_response(body)
+
+
+async def shard_map(request: web.Request) -> web.Response:
+    """The epochs from the cluster table (fresh read; also refreshes this process's view)."""
+    svc = services(request)
+    loaded = await shard_map_store.load(svc.cluster_pool)
+    if loaded is None:
+        raise ApiError(503, "the shard map is empty; the shard seeds it at start-up", "shard_map_empty")
+    svc.shard_map.replace(loaded)
+    now_ms = time.time_ns() // 1_000_000
+    return json_response(ShardMapBody(epochs=list(loaded.epochs), current_shard_count=loaded.count_at(now_ms),
+                                      shard_index=svc.settings.shard_index))
+

@@ -1,0 +1,100 @@
+"""/api/worker/pool*: worker pools register (upsert = heartbeat), beat, deregister, list."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.wire.runtime import (
+    PoolDeregister,
+    PoolDeregistered,
+    PoolHeartbeat,
+    PoolItem,
+    PoolList,
+    PoolRegister,
+    PoolRegistered,
+)
+
+from ..state import ShardServices, services
+from ..store import runtime as store
+from .params import query_str
+
+HEARTBEAT_RETRY_AFTER_SECONDS = 3
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post("/api/worker/pool/register", register_pool)
+    app.router.add_post("/api/worker/pool/heartbeat", heartbeat)
+    app.router.add_post("/api/worker/pool/deregister", deregister)
+    app.router.add_delete("/api/worker/pool/deregister", deregister)
+    app.router.add_get("/api/worker/pools", list_pools)
+
+
+async def _upsert(svc: ShardServices, body: PoolRegister) -> tuple[asyncpg.Record, bool]:
+    name = (body.name or "").strip()
+    if not name:
+        raise bad_request("name is required")
+    if not (body.runtime or "").strip():
+        raise bad_request("runtime is required (e.g. \"python\")")
+    if body.capacity is not None and body.capacity < 0:
+        raise bad_request(f"capacity must be >= 0, got {body.capacity}")
+    runtime = {"type": body.runtime.strip(), "pid": body.pid, "hostname": body.hostname, "meta": body.meta}
+    return await store.register(
+        svc.cluster_pool, new_id=svc.new_cluster_id(), name=name, status=body.status, uri=body.uri,
+        labels=body.labels, capabilities=body.capabilities, capacity=body.capacity, runtime=runtime)
+
+
+def _runtime_type(row: asyncpg.Record) -> str | None:
+    runtime = row["runtime"]
+    return runtime.get("type") if isinstance(runtime, dict) else None
+
+
+async def register_pool(request: web.Request) -> web.Response:
+    body = await read_json(request, PoolRegister)
+    row, _ = await _upsert(services(request), body)
+    return json_response(PoolRegistered(status="ok", name=row["name"], runtime_id=str(row["runtime_id"]),
+                                        kind=row["kind"], runtime=_runtime_type(row)))
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    body = await read_json(request, PoolHeartbeat)
+    name = (body.name or "").strip()
+    if not name:
+        raise bad_request("name is required")
+    svc = services(request)
+    row = await store.heartbeat(svc.cluster_pool, name)
+    if row is not None:
+        return json_response(PoolRegistered(status="ok", name=name, runtime_id=str(row["runtime_id"])))
+    if body.registration is not None:
+        if body.registration.name is None:
+            body.registration.name = name
+        row, _ = await _upsert(svc, body.registration)
+        return json_response(PoolRegistered(status="recreated", name=row["name"],
+                                            runtime_id=str(row["runtime_id"]), kind=row["kind"],
+                                            runtime=_runtime_type(row)))
+    # NoETL workers look for detail.status == "unknown" and re-register.
+    raise ApiError(404, f"worker pool {name!r} is not registered", "unknown",
+                   headers={"Retry-After": str(HEARTBEAT_RETRY_AFTER_SECONDS)},
+                   name=name, detail={"status": "unknown", "name": name})
+
+
+async def deregister(request: web.Request) -> web.Response:
+    body = await read_json(request, PoolDeregister)
+    name = (body.name or "").strip()
+    if not name:
+        raise bad_request("name is required")
+    row = await store.deregister(services(request).cluster_pool, name)
+    if row is None:
+        raise not_found(f"worker pool {name!r} is not registered")
+    return json_response(PoolDeregistered(status="ok", name=name, runtime_id=str(row["runtime_id"])))
+
+
+async def list_pools(request: web.Request) -> web.Response:
+    runtime, status = query_str(request, "runtime"), query_str(request, "status")
+    rows = await store.list_pools(services(request).cluster_pool, runtime=runtime, status=status)
+    items = [PoolItem(name=r["name"], runtime_id=str(r["runtime_id"]), runtime=_runtime_type(r),
+                      status=r["status"], capacity=r["capacity"], labels=r["labels"], uri=r["uri"],
+                      heartbeat=r["heartbeat"], created_at=r["created_at"], updated_at=r["updated_at"])
+             for r in rows]
+    return json_response(PoolList(items=items, count=len(items), runtime=runtime, status=status))

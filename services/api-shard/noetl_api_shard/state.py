@@ -1,0 +1,68 @@
+"""What handlers need, held in the aiohttp app (no module-level state)."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+from aiohttp import web
+
+from noetl_common.config import ShardSettings
+from noetl_common.crypto import Encryptor
+from noetl_common.ids import ShardIdMinter, Snowflake
+from noetl_common.sharding import ShardMap
+
+
+class ShardMapView:
+    """The shard map this process currently believes in; replaced when the cluster table changes."""
+
+    def __init__(self, initial: ShardMap) -> None:
+        self.current = initial
+
+    def replace(self, new_map: ShardMap) -> None:
+        self.current = new_map
+
+    def count_at(self, unix_ms: int) -> int:
+        return self.current.count_at(unix_ms)
+
+
+class ShardServices:
+    """Per-process dependencies. Pools are attached at start-up (see app.py)."""
+
+    def __init__(self, settings: ShardSettings, encryptor: Encryptor) -> None:
+        self.settings = settings
+        self.encryptor = encryptor
+        self.started_monotonic = time.monotonic()
+        self.snowflake = Snowflake(settings.node_id)
+        self.shard_map = ShardMapView(ShardMap.single(settings.shard_count))
+        # Ids owned by this shard under the map in force when minted (execution, event, command).
+        self.mint_owned_id = ShardIdMinter(self.snowflake, settings.shard_index, self.shard_map.count_at)
+        self._shard_pool: asyncpg.Pool | None = None
+        self._cluster_pool: asyncpg.Pool | None = None
+
+    def new_cluster_id(self) -> int:
+        """Ids of cluster-wide rows (catalog, credential, runtime) need no shard affinity."""
+        return self.snowflake.next_id()
+
+    def attach_pools(self, shard_pool: asyncpg.Pool, cluster_pool: asyncpg.Pool) -> None:
+        self._shard_pool = shard_pool
+        self._cluster_pool = cluster_pool
+
+    @property
+    def shard_pool(self) -> asyncpg.Pool:
+        if self._shard_pool is None:
+            raise RuntimeError("the shard database pool is not open (app not started)")
+        return self._shard_pool
+
+    @property
+    def cluster_pool(self) -> asyncpg.Pool:
+        if self._cluster_pool is None:
+            raise RuntimeError("the cluster database pool is not open (app not started)")
+        return self._cluster_pool
+
+
+SERVICES = web.AppKey("shard_services", ShardServices)
+
+
+def services(request: web.Request) -> ShardServices:
+    return request.app[SERVICES]

@@ -1,0 +1,1 @@
+"""SQL for each area, one module per table group. Functions take a pool or connection."""

@@ -1,0 +1,148 @@
+"""Fixtures for the api-shard integration tests: fresh shard + cluster databases on a real
+Postgres, an in-process app (aiohttp TestClient) and helpers to start the real process."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Iterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from noetl_common.config import HttpSettings, ShardSettings
+from noetl_api_shard.app import create_app
+
+from .local_postgres import local_postgres
+
+INTERNAL_TOKEN = "test-internal-token"
+ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+@dataclass(frozen=True)
+class Databases:
+    admin_dsn: str
+    shard_dsn: str
+    cluster_dsn: str
+    shard_name: str
+    cluster_name: str
+
+
+def _dsn_for(admin_dsn: str, dbname: str) -> str:
+    base, _, _ = admin_dsn.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A DSN with CREATEDB rights: NOETL_TEST_PG_ADMIN_DSN, else the suite's embedded Postgres
+    (`infra` from tests/conftest.py), else a throwaway cluster from the system binaries."""
+    explicit = os.environ.get("NOETL_TEST_PG_ADMIN_DSN")
+    if explicit:
+        yield explicit
+        return
+    try:
+        infra = request.getfixturevalue("infra")
+    except pytest.FixtureLookupError:
+        infra = None
+    dsn = _admin_dsn_of(infra) if infra is not None else None
+    if dsn is not None:
+        yield dsn
+        return
+    with local_postgres() as dsn:
+        yield dsn
+
+
+def _admin_dsn_of(infra: object) -> str | None:
+    # tests/conftest.py is written concurrently; accept the likely spellings until it settles.
+    for name in ("pg_admin_dsn", "admin_dsn", "postgres_admin_dsn", "pg_dsn", "postgres_dsn", "dsn"):
+        value = infra.get(name) if isinstance(infra, dict) else getattr(infra, name, None)
+        if isinstance(value, str) and value.startswith("postgres"):
+            return value
+    return None
+
+
+@pytest_asyncio.fixture
+async def database_factory(pg_admin_dsn: str) -> AsyncIterator[Callable]:
+    """Create fresh (shard, cluster) database pairs; all are dropped at the end of the test."""
+    created: list[str] = []
+
+    async def make() -> Databases:
+        suffix = uuid.uuid4().hex[:10]
+        names = (f"t_shard_{suffix}", f"t_cluster_{suffix}")
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            for name in names:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+                created.append(name)
+        finally:
+            await conn.close()
+        return Databases(pg_admin_dsn, _dsn_for(pg_admin_dsn, names[0]), _dsn_for(pg_admin_dsn, names[1]), *names)
+
+    yield make
+    if created:
+        conn = await asyncpg.connect(pg_admin_dsn)
+        try:
+            for name in created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def make_settings(dbs: Databases, *, shard_index: int = 0, shard_count: int = 1,
+                  internal_token: str | None = INTERNAL_TOKEN, port: int = 0,
+                  max_body_bytes: int = 256 * 1024) -> ShardSettings:
+    return ShardSettings(
+        shard_index=shard_index, shard_count=shard_count, shard_dsn=dbs.shard_dsn,
+        cluster_dsn=dbs.cluster_dsn, encryption_key=ENCRYPTION_KEY, internal_token=internal_token,
+        http=HttpSettings(host="127.0.0.1", port=port, max_body_bytes=max_body_bytes),
+        node_id=shard_index, pool_min=1, pool_max=5, log_level="INFO")
+
+
+@dataclass
+class ShardHarness:
+    client: TestClient
+    dbs: Databases
+    settings: ShardSettings
+    cluster: asyncpg.Pool
+    shard: asyncpg.Pool
+
+    async def count(self, table: str, db: str = "cluster") -> int:
+        pool = self.cluster if db == "cluster" else self.shard
+        return await pool.fetchval(f"SELECT count(*) FROM noetl.{table}")
+
+
+async def start_harness(dbs: Databases, **settings_kwargs) -> ShardHarness:
+    settings = make_settings(dbs, **settings_kwargs)
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    cluster = await asyncpg.create_pool(dbs.cluster_dsn, min_size=1, max_size=2)
+    shard = await asyncpg.create_pool(dbs.shard_dsn, min_size=1, max_size=2)
+    return ShardHarness(client, dbs, settings, cluster, shard)
+
+
+async def stop_harness(h: ShardHarness) -> None:
+    await h.cluster.close()
+    await h.shard.close()
+    await h.client.close()
+
+
+@pytest_asyncio.fixture
+async def shard_app(database_factory) -> AsyncIterator[ShardHarness]:
+    """A started api-shard app on fresh databases, plus direct pools to check tables."""
+    harness = await start_harness(await database_factory())
+    try:
+        yield harness
+    finally:
+        await stop_harness(harness)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,42 @@
+"""Every JSON-body route rejects malformed, mistyped and oversized bodies with a 4xx JSON error
+and writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+# (method, path, a body with one wrongly typed field, the field's JSON path)
+ROUTES = [
+    ("POST", "/api/catalog/register", b'{"content": ["x"]}', "$.content"),
+    ("POST", "/api/catalog/list", b'{"all_versions": "yes"}', "$.all_versions"),
+    ("POST", "/api/catalog/resource", b'{"catalog_id": 1.5}', "$.catalog_id"),
+    ("POST", "/api/credentials", b'{"name": "n", "data": [1]}', "$.data"),
+    ("POST", "/api/keychain/1/name", b'{"token_data": {}, "auto_renew": "no"}', "$.auto_renew"),
+    ("POST", "/api/worker/pool/register", b'{"name": "n", "runtime": "python", "labels": 1}', "$.labels"),
+    ("POST", "/api/worker/pool/heartbeat", b'{"name": 1}', "$.name"),
+    ("POST", "/api/worker/pool/deregister", b'{"name": false}', "$.name"),
+    ("DELETE", "/api/worker/pool/deregister", b'{"name": null, "x": 1, "name2": 2, "name": 3}', "$.name"),
+]
+TABLES = ("catalog", "credential", "keychain", "runtime")
+
+
+async def _counts(h) -> dict[str, int]:
+    return {t: await h.count(t) for t in TABLES}
+
+
+@pytest.mark.parametrize("method,path,mistyped,field", ROUTES)
+async def test_each_route_rejects_bad_bodies(shard_app, method, path, mistyped, field):
+    c = shard_app.client
+    before = await _counts(shard_app)
+    cases = [
+        (b'{"a": ', 400, "malformed JSON"),
+        (b'"just a string"', 422, "Expected `object`"),
+        (mistyped, 422, field),
+        (b'{"pad": "' + b"x" * (shard_app.settings.http.max_body_bytes + 1) + b'"}', 413, "request body too large"),
+    ]
+    for raw, status, fragment in cases:
+        resp = await c.request(method, path, data=raw, headers={"Content-Type": "application/json"})
+        body = await resp.json()
+        assert resp.status == status, (raw[:40], body)
+        assert fragment in body["error"] and body["status"] == status
+    assert await _counts(shard_app) == before
