@@ -4,7 +4,6 @@ Postgres, an in-process app (aiohttp TestClient) and helpers to start the real p
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from noetl_common.config import HttpSettings, ShardSettings
 from noetl_api_shard.app import create_app
 
-from .local_postgres import local_postgres
+from noetl_devstack.postgres import with_database
 
 INTERNAL_TOKEN = "test-internal-token"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -31,40 +30,6 @@ class Databases:
     cluster_dsn: str
     shard_name: str
     cluster_name: str
-
-
-def _dsn_for(admin_dsn: str, dbname: str) -> str:
-    base, _, _ = admin_dsn.rpartition("/")
-    return f"{base}/{dbname}"
-
-
-@pytest.fixture(scope="session")
-def pg_admin_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A DSN with CREATEDB rights: NOETL_TEST_PG_ADMIN_DSN, else the suite's embedded Postgres
-    (`infra` from tests/conftest.py), else a throwaway cluster from the system binaries."""
-    explicit = os.environ.get("NOETL_TEST_PG_ADMIN_DSN")
-    if explicit:
-        yield explicit
-        return
-    try:
-        infra = request.getfixturevalue("infra")
-    except pytest.FixtureLookupError:
-        infra = None
-    dsn = _admin_dsn_of(infra) if infra is not None else None
-    if dsn is not None:
-        yield dsn
-        return
-    with local_postgres() as dsn:
-        yield dsn
-
-
-def _admin_dsn_of(infra: object) -> str | None:
-    # tests/conftest.py is written concurrently; accept the likely spellings until it settles.
-    for name in ("pg_admin_dsn", "admin_dsn", "postgres_admin_dsn", "pg_dsn", "postgres_dsn", "dsn"):
-        value = infra.get(name) if isinstance(infra, dict) else getattr(infra, name, None)
-        if isinstance(value, str) and value.startswith("postgres"):
-            return value
-    return None
 
 
 @pytest_asyncio.fixture
@@ -82,7 +47,7 @@ async def database_factory(pg_admin_dsn: str) -> AsyncIterator[Callable]:
                 created.append(name)
         finally:
             await conn.close()
-        return Databases(pg_admin_dsn, _dsn_for(pg_admin_dsn, names[0]), _dsn_for(pg_admin_dsn, names[1]), *names)
+        return Databases(pg_admin_dsn, with_database(pg_admin_dsn, names[0]), with_database(pg_admin_dsn, names[1]), *names)
 
     yield make
     if created:

@@ -1,0 +1,63 @@
+"""Suite-wide fixtures: one embedded Postgres + NATS JetStream per test session (the same code
+`make run` uses), or the servers named by NOETL_PG_DSN / NOETL_NATS_URL."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterator
+
+import msgspec
+import pytest
+import pytest_asyncio
+
+from noetl_devstack.infra import Infra, InfraInfo
+from noetl_devstack.postgres import drop_databases, ensure_databases, with_database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraInfo]:
+    """Started once, in a temporary directory so `make run` and `make test` can run side by side."""
+    import asyncio
+
+    stack = Infra(tmp_path_factory.mktemp("infra"))
+    info = asyncio.run(stack.up(shards=0))
+    try:
+        yield info
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(infra: InfraInfo) -> str:
+    return infra.admin_dsn
+
+
+@pytest.fixture(scope="session")
+def nats_url(infra: InfraInfo) -> str:
+    return infra.nats_url
+
+
+class FleetDatabases(msgspec.Struct, frozen=True):
+    cluster_dsn: str
+    shard_dsns: list[str]
+
+
+@pytest_asyncio.fixture
+async def fresh_databases(infra: InfraInfo) -> AsyncIterator[Callable[[int], Awaitable[FleetDatabases]]]:
+    """`await fresh_databases(n)`: a new cluster database and n shard databases, dropped after the test."""
+    created: list[str] = []
+
+    async def make(shards: int = 1) -> FleetDatabases:
+        tag = uuid.uuid4().hex[:10]
+        names = [f"t_{tag}_cluster", *(f"t_{tag}_shard_{i}" for i in range(shards))]
+        await ensure_databases(infra.admin_dsn, names)
+        created.extend(names)
+        return FleetDatabases(cluster_dsn=with_database(infra.admin_dsn, names[0]),
+                              shard_dsns=[with_database(infra.admin_dsn, n) for n in names[1:]])
+
+    yield make
+    if created:
+        await drop_databases(infra.admin_dsn, created)

@@ -1,0 +1,83 @@
+"""The embedded infrastructure `make run`/`make infra-up` and the suite rely on."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import asyncpg
+import nats
+import pytest
+
+from noetl_devstack import secrets
+from noetl_devstack.postgres import ensure_databases, with_database
+
+
+async def test_postgres_databases_created_idempotently(infra):
+    names = ["devstack_probe_a", "devstack_probe_b"]
+    first = await ensure_databases(infra.admin_dsn, names)
+    second = await ensure_databases(infra.admin_dsn, names)
+    assert first == second
+    conn = await asyncpg.connect(first["devstack_probe_a"])
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "devstack_probe_a"
+    finally:
+        await conn.close()
+
+
+async def test_jetstream_stream_publish_consume(nats_url):
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="DEVSTACK_PROBE", subjects=["devstack.probe.>"])
+        ack = await js.publish("devstack.probe.x", b"hello", headers={"Nats-Msg-Id": "m1"})
+        dup = await js.publish("devstack.probe.x", b"hello", headers={"Nats-Msg-Id": "m1"})
+        assert dup.duplicate and ack.seq == dup.seq
+        sub = await js.pull_subscribe("devstack.probe.>", durable="probe")
+        msgs = await sub.fetch(1, timeout=5)
+        assert msgs[0].data == b"hello"
+        await msgs[0].ack()
+        await js.delete_stream("DEVSTACK_PROBE")
+    finally:
+        await nc.close()
+
+
+def _infra(*args, data_dir, env=None):
+    return subprocess.run([sys.executable, "-m", "noetl_devstack.infra", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_infra_cli_up_status_down_is_idempotent(tmp_path):
+    data = tmp_path / "stack"
+    up = _infra("up", "--shards", "2", data_dir=data)
+    assert up.returncode == 0, up.stderr
+    first_dsn = next(line for line in up.stdout.splitlines() if line.startswith("postgres:"))
+    again = _infra("up", data_dir=data)
+    assert again.returncode == 0 and first_dsn in again.stdout  # reused, not restarted
+    status = _infra("status", data_dir=data)
+    assert '"postgres":true' in status.stdout and '"nats":true' in status.stdout
+    down = _infra("down", data_dir=data)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert '"running":false' in _infra("status", data_dir=data).stdout
+
+
+def test_unreachable_external_postgres_is_a_clear_error(tmp_path):
+    res = _infra("up", data_dir=tmp_path / "x", env={"NOETL_PG_DSN": "postgresql://u@127.0.0.1:1/none"})
+    assert res.returncode == 1
+    assert "postgres failed to start" in res.stderr and "NOETL_PG_DSN" in res.stderr
+
+
+def test_dev_secrets_created_once_with_mode_0600(tmp_path):
+    path = tmp_path / "secrets.json"
+    first = secrets.load_or_create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert secrets.load_or_create(path) == first
+    import base64
+    assert len(base64.b64decode(first["NOETL_ENCRYPTION_KEY"])) == 32
+
+
+def test_with_database_keeps_socket_query():
+    assert with_database("postgresql://p@/postgres?host=/tmp/s", "db1") == "postgresql://p@/db1?host=/tmp/s"
+    assert with_database("postgresql://p@h:5/postgres", "db1") == "postgresql://p@h:5/db1"

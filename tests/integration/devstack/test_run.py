@@ -1,0 +1,48 @@
+"""`make run` (python -m noetl_devstack.run): starts everything, says where, stops it all on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def test_run_starts_the_fleet_and_stops_everything(tmp_path):
+    data = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "noetl_devstack.run", "--shards", "2", "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    api = None
+    try:
+        deadline = time.monotonic() + 120
+        while api is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("api: "):
+                api = line.split(" ", 1)[1].strip()
+        assert api, "".join(lines)
+        assert any("registered sample playbook examples/fleet_sample" in l for l in lines)
+        with urllib.request.urlopen(f"{api}/readyz", timeout=5) as resp:
+            assert json.load(resp)["status"] == "ready"
+        infra = json.loads((data / "infra.json").read_text())
+        nats_pid = infra["nats_pid"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    assert not (data / "infra.json").exists()
+    try:
+        os.kill(nats_pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "embedded NATS still running after make run stopped"
+    log_lines = (data / "logs" / "api-shard-0.log").read_text().splitlines()
+    assert log_lines and all(json.loads(l)["service"] == "api-shard" for l in log_lines if l.startswith("{"))
