@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from noetl_common.config import HttpSettings, ShardSettings
 from noetl_api_shard.app import create_app
 
+from noetl_common.db import create_pool
 from noetl_devstack.postgres import with_database
 
 INTERNAL_TOKEN = "test-internal-token"
@@ -86,8 +87,8 @@ async def start_harness(dbs: Databases, **settings_kwargs) -> ShardHarness:
     settings = make_settings(dbs, **settings_kwargs)
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
-    cluster = await asyncpg.create_pool(dbs.cluster_dsn, min_size=1, max_size=2)
-    shard = await asyncpg.create_pool(dbs.shard_dsn, min_size=1, max_size=2)
+    cluster = await create_pool(dbs.cluster_dsn, 1, 2)
+    shard = await create_pool(dbs.shard_dsn, 1, 2)
     return ShardHarness(client, dbs, settings, cluster, shard)
 
 

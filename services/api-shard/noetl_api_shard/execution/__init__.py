@@ -1,0 +1,1 @@
+"""Execution API: start, event ingest with the engine, command claims, queries."""

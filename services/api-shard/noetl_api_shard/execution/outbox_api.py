@@ -1,0 +1,125 @@
+"""Bearer-gated internal routes the outbox publisher and KEDA use (the auth middleware gates
+/api/internal/*). Claims long-poll: an empty claim waits for a NOTIFY from a committing writer
+(or the deadline) instead of the publisher hammering the database."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from noetl_common.errors import bad_request, json_response, read_json
+
+from ..handlers.params import query_str
+from ..state import SERVICES, services
+from ..store import outbox as store
+
+MAX_LIMIT = 1000
+MAX_WAIT_MS = 30_000
+LEASE_SECONDS = 30.0
+
+
+class OutboxWakeup:
+    """Broadcast 'something was enqueued' from one LISTEN connection to every waiting claim."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self, *_: object) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+
+WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
+
+
+class MarkPublished(msgspec.Struct):
+    ids: list[int]
+
+
+class Failure(msgspec.Struct):
+    id: int
+    error: str = "publish failed"
+
+
+class MarkFailed(msgspec.Struct):
+    failures: list[Failure]
+
+
+class ClaimBody(msgspec.Struct):
+    claimer: str = "publisher"
+
+
+def register(app: web.Application) -> None:
+    app[WAKEUP] = OutboxWakeup()
+    app.cleanup_ctx.append(_listen)
+    app.router.add_post("/api/internal/outbox/claim", claim)
+    app.router.add_post("/api/internal/outbox/mark-published", mark_published)
+    app.router.add_post("/api/internal/outbox/mark-failed", mark_failed)
+    app.router.add_get("/api/internal/outbox/pending-count", pending_count)
+
+
+async def _listen(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    conn: asyncpg.Connection = await asyncpg.connect(svc.settings.shard_dsn)
+    await conn.add_listener("noetl_outbox", app[WAKEUP].notify)
+    yield
+    await conn.close()
+
+
+def _bounded_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = query_str(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"query parameter {name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+async def claim(request: web.Request) -> web.Response:
+    svc = services(request)
+    limit = _bounded_int(request, "limit", 100, 1, MAX_LIMIT)
+    wait_ms = _bounded_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    body = await read_json(request, ClaimBody, allow_empty=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    while True:
+        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=LEASE_SECONDS, claimer=body.claimer)
+        remaining = deadline - loop.time()
+        if messages or remaining <= 0:
+            break
+        # Wake on NOTIFY, but re-check at least every second for rows whose backoff or lease ran out.
+        await request.app[WAKEUP].wait(min(remaining, 1.0))
+    return json_response({"shard": svc.settings.shard_index, "lease_seconds": LEASE_SECONDS,
+                          "items": messages})
+
+
+async def mark_published(request: web.Request) -> web.Response:
+    body = await read_json(request, MarkPublished)
+    count = await store.mark_published(services(request).shard_pool, body.ids)
+    return json_response({"marked": count})
+
+
+async def mark_failed(request: web.Request) -> web.Response:
+    body = await read_json(request, MarkFailed)
+    count = await store.mark_failed(services(request).shard_pool, [(f.id, f.error) for f in body.failures])
+    return json_response({"marked": count})
+
+
+async def pending_count(request: web.Request) -> web.Response:
+    svc = services(request)
+    counts = await store.pending_count(svc.shard_pool)
+    return json_response({**counts, "shard": svc.settings.shard_index})

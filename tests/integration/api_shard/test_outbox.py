@@ -1,0 +1,97 @@
+"""The transactional outbox on a real shard database and its internal HTTP face."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from noetl_api_shard.store import outbox as store
+from noetl_api_shard.store.outbox import OutboxRow
+
+from .conftest import INTERNAL_TOKEN
+
+AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+
+
+async def _enqueue(h, ids, subject="noetl.commands.default.1"):
+    async with h.shard.acquire() as conn, conn.transaction():
+        await store.enqueue(conn, [OutboxRow(id=i, execution_id=1, event_id=i, subject=subject,
+                                             payload={"n": i}) for i in ids])
+
+
+async def test_claim_publish_and_pending_count(shard_app):
+    await _enqueue(shard_app, [11, 12, 13])
+    r = await shard_app.client.get("/api/internal/outbox/pending-count", headers=AUTH)
+    assert (await r.json())["pending"] == 3
+    r = await shard_app.client.post("/api/internal/outbox/claim?limit=2", headers=AUTH)
+    body = await r.json()
+    assert r.status == 200 and [m["id"] for m in body["items"]] == [11, 12]
+    assert body["items"][0]["payload"] == {"n": 11} and body["items"][0]["subject"] == "noetl.commands.default.1"
+    r = await shard_app.client.post("/api/internal/outbox/mark-published", json={"ids": [11, 12]}, headers=AUTH)
+    assert (await r.json())["marked"] == 2
+    r = await shard_app.client.post("/api/internal/outbox/claim?limit=10", headers=AUTH)
+    assert [m["id"] for m in (await r.json())["items"]] == [13]
+    assert await shard_app.shard.fetchval("SELECT count(*) FROM noetl.outbox WHERE status='published'") == 2
+
+
+async def test_concurrent_claimers_never_share_a_row(shard_app):
+    await _enqueue(shard_app, list(range(100, 160)))
+    results = await asyncio.gather(*(store.claim(shard_app.shard, limit=7, lease_seconds=30, claimer=f"p{i}")
+                                     for i in range(10)))
+    ids = [m.id for batch in results for m in batch]
+    assert len(ids) == len(set(ids)) == 60
+
+
+async def test_expired_lease_returns_rows_to_the_next_claimer(shard_app):
+    await _enqueue(shard_app, [21])
+    first = await store.claim(shard_app.shard, limit=10, lease_seconds=0.2, claimer="crashed")
+    assert [m.id for m in first] == [21]
+    assert await store.claim(shard_app.shard, limit=10, lease_seconds=30, claimer="other") == []
+    await asyncio.sleep(0.3)
+    again = await store.claim(shard_app.shard, limit=10, lease_seconds=30, claimer="other")
+    assert [m.id for m in again] == [21]
+
+
+async def test_mark_failed_backs_off_and_keeps_the_row(shard_app):
+    await _enqueue(shard_app, [31])
+    await store.claim(shard_app.shard, limit=1, lease_seconds=30, claimer="p")
+    r = await shard_app.client.post("/api/internal/outbox/mark-failed",
+                                    json={"failures": [{"id": 31, "error": "nats down"}]}, headers=AUTH)
+    assert (await r.json())["marked"] == 1
+    row = await shard_app.shard.fetchrow(
+        "SELECT status, attempts, last_error, available_at > now() AS later FROM noetl.outbox WHERE id = 31")
+    assert (row["status"], row["attempts"], row["last_error"], row["later"]) == ("failed", 1, "nats down", True)
+    assert await store.claim(shard_app.shard, limit=1, lease_seconds=30, claimer="p") == []  # not yet due
+    await shard_app.shard.execute("UPDATE noetl.outbox SET attempts = 40 WHERE id = 31")
+    await store.mark_failed(shard_app.shard, [(31, "again")])
+    delay = await shard_app.shard.fetchval(
+        "SELECT extract(epoch FROM available_at - now()) FROM noetl.outbox WHERE id = 31")
+    assert delay <= store.BACKOFF_CAP_SECONDS + 1  # capped, never dropped
+
+
+async def test_long_poll_wakes_when_a_row_is_committed(shard_app):
+    async def enqueue_later():
+        await asyncio.sleep(0.3)
+        await _enqueue(shard_app, [41])
+
+    task = asyncio.create_task(enqueue_later())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    r = await shard_app.client.post("/api/internal/outbox/claim?wait_ms=10000", headers=AUTH)
+    elapsed = loop.time() - started
+    await task
+    assert [m["id"] for m in (await r.json())["items"]] == [41]
+    assert elapsed < 5  # woken by NOTIFY, not by the 10 s deadline
+
+
+async def test_validation_and_auth(shard_app):
+    c = shard_app.client
+    assert (await c.post("/api/internal/outbox/claim")).status == 403
+    assert (await c.get("/api/internal/outbox/pending-count", headers={"Authorization": "Bearer nope"})).status == 403
+    r = await c.post("/api/internal/outbox/claim?limit=0", headers=AUTH)
+    assert r.status == 400 and "limit" in (await r.json())["error"]
+    r = await c.post("/api/internal/outbox/claim?wait_ms=abc", headers=AUTH)
+    assert r.status == 400 and "wait_ms" in (await r.json())["error"]
+    r = await c.post("/api/internal/outbox/mark-published", json={"ids": ["x"]}, headers=AUTH)
+    assert r.status == 422 and "ids" in (await r.json())["error"]
