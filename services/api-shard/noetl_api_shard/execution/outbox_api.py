@@ -19,7 +19,8 @@ from ..store import outbox as store
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 30_000
-LEASE_SECONDS = 30.0
+DEFAULT_LEASE_MS = 30_000
+MAX_LEASE_MS = 600_000
 
 
 class OutboxWakeup:
@@ -93,17 +94,18 @@ async def claim(request: web.Request) -> web.Response:
     svc = services(request)
     limit = _bounded_int(request, "limit", 100, 1, MAX_LIMIT)
     wait_ms = _bounded_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    lease_seconds = _bounded_int(request, "lease_ms", DEFAULT_LEASE_MS, 100, MAX_LEASE_MS) / 1000
     body = await read_json(request, ClaimBody, allow_empty=True)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     while True:
-        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=LEASE_SECONDS, claimer=body.claimer)
+        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=lease_seconds, claimer=body.claimer)
         remaining = deadline - loop.time()
         if messages or remaining <= 0:
             break
         # Wake on NOTIFY, but re-check at least every second for rows whose backoff or lease ran out.
         await request.app[WAKEUP].wait(min(remaining, 1.0))
-    return json_response({"shard": svc.settings.shard_index, "lease_seconds": LEASE_SECONDS,
+    return json_response({"shard": svc.settings.shard_index, "lease_seconds": lease_seconds,
                           "items": messages})
 
 

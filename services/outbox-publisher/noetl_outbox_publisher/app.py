@@ -1,0 +1,72 @@
+"""Wiring: health/metrics server, NATS connection, one relay task per served shard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+import nats
+from aiohttp import web
+
+from noetl_common.http import add_readiness_check, build_app
+from noetl_common.observability import REGISTRY_KEY
+
+from .config import PublisherSettings
+from .relay import RelayMetrics, ShardRelay
+from .streams import ensure_streams
+
+log = logging.getLogger("noetl.outbox_publisher")
+PENDING_REFRESH_SECONDS = 5.0
+
+RELAYS = web.AppKey("relays", list)
+
+
+def create_app(settings: PublisherSettings) -> web.Application:
+    app = build_app(service="outbox-publisher", max_body_bytes=1024 * 1024)
+    metrics = RelayMetrics(app[REGISTRY_KEY])
+    app[RELAYS] = []
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                name=settings.claimer)
+        js = nc.jetstream()
+        await ensure_streams(js)
+
+        async def nats_ready() -> None:
+            if not nc.is_connected:
+                raise ConnectionError("NATS is not connected")
+
+        add_readiness_check(app, "nats", nats_ready)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.wait_ms / 1000 + 15))
+        relays = [ShardRelay(shard=s, base_url=u, token=settings.internal_token, claimer=settings.claimer,
+                             batch=settings.batch, wait_ms=settings.wait_ms, session=session, js=js,
+                             metrics=metrics, lease_ms=settings.lease_ms) for s, u in sorted(settings.shard_urls.items())]
+        app[RELAYS].extend(relays)
+        tasks = [asyncio.create_task(r.run(), name=f"relay-{r.shard}") for r in relays]
+        tasks.append(asyncio.create_task(_refresh_pending(relays), name="pending"))
+        log.info("relaying shards %s to %s", sorted(settings.shard_urls), settings.nats_url)
+        yield
+        # Graceful: let each relay finish its in-flight batch, then stop.
+        for relay in relays:
+            relay.stop()
+        done, pending = await asyncio.wait(tasks[:-1], timeout=10)
+        for task in [*pending, tasks[-1]]:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+        await nc.drain()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _refresh_pending(relays: list[ShardRelay]) -> None:
+    while True:
+        for relay in relays:
+            with contextlib.suppress(Exception):
+                await relay.refresh_pending()
+        await asyncio.sleep(PENDING_REFRESH_SECONDS)

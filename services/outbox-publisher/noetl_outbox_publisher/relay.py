@@ -1,0 +1,140 @@
+"""One relay loop per shard: claim (long-poll) -> publish with Nats-Msg-Id -> mark.
+
+Every failure path leaves the row either unmarked (its lease expires and it is claimed again) or
+marked failed (retried after backoff), so nothing is lost; JetStream's duplicate window drops a
+re-publish of a message whose ack we never saw, so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import msgspec
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("noetl.outbox_publisher")
+
+BACKOFF_MAX_SECONDS = 10.0
+
+
+class Message(msgspec.Struct):
+    id: int
+    subject: str
+    payload: object
+    execution_id: int | None = None
+    headers: dict[str, str] | None = None
+    attempts: int = 0
+
+
+class ClaimResponse(msgspec.Struct):
+    items: list[Message]
+
+
+class RelayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter("noetl_outbox_published_total", "Outbox messages published", ["shard"],
+                                 registry=registry)
+        self.failed = Counter("noetl_outbox_publish_failed_total", "Outbox publishes that failed", ["shard"],
+                              registry=registry)
+        self.claim_latency = Histogram("noetl_outbox_claim_seconds", "Claim round trip (includes long-poll)",
+                                       ["shard"], registry=registry)
+        self.publish_latency = Histogram("noetl_outbox_publish_seconds", "JetStream publish+ack latency",
+                                         ["shard"], registry=registry)
+        self.pending = Gauge("noetl_outbox_pending", "Unpublished outbox rows per shard", ["shard"],
+                             registry=registry)
+        self.shard_up = Gauge("noetl_outbox_shard_reachable", "1 while the shard answers claims", ["shard"],
+                              registry=registry)
+
+
+class ShardRelay:
+    def __init__(self, *, shard: int, base_url: str, token: str, claimer: str, batch: int, wait_ms: int,
+                 session: aiohttp.ClientSession, js: JetStreamContext, metrics: RelayMetrics,
+                 lease_ms: int = 30_000) -> None:
+        self.shard = str(shard)
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.claimer = claimer
+        self.batch = batch
+        self.wait_ms = wait_ms
+        self.lease_ms = lease_ms
+        self.session = session
+        self.js = js
+        self.metrics = metrics
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.25
+        while not self._stopping.is_set():
+            try:
+                did_work = await self.step()
+                backoff = 0.25
+                self.metrics.shard_up.labels(self.shard).set(1)
+                if not did_work and self.wait_ms == 0:
+                    await asyncio.sleep(0.2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # shard or NATS down: back off and keep going
+                self.metrics.shard_up.labels(self.shard).set(0)
+                log.warning("shard %s relay error: %s; retrying in %.1fs", self.shard, exc, backoff)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    async def step(self) -> bool:
+        started = time.perf_counter()
+        async with self.session.post(f"{self.base_url}/api/internal/outbox/claim",
+                                     params={"limit": str(self.batch), "wait_ms": str(self.wait_ms),
+                                             "lease_ms": str(self.lease_ms)},
+                                     json={"claimer": self.claimer}, headers=self.headers) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"claim answered {resp.status}: {(await resp.text())[:200]}")
+            claimed = msgspec.json.decode(await resp.read(), type=ClaimResponse)
+        self.metrics.claim_latency.labels(self.shard).observe(time.perf_counter() - started)
+        if not claimed.items:
+            return False
+        published, failed = await self.publish_all(claimed.items)
+        if published:
+            await self._post("mark-published", {"ids": published})
+            self.metrics.published.labels(self.shard).inc(len(published))
+        if failed:
+            await self._post("mark-failed", {"failures": failed})
+            self.metrics.failed.labels(self.shard).inc(len(failed))
+        return True
+
+    async def publish_all(self, items: list[Message]) -> tuple[list[int], list[dict]]:
+        async def one(msg: Message) -> tuple[Message, Exception | None]:
+            started = time.perf_counter()
+            try:
+                await self.js.publish(msg.subject, msgspec.json.encode(msg.payload),
+                                      headers={**(msg.headers or {}), "Nats-Msg-Id": str(msg.id)}, timeout=5)
+            except Exception as exc:
+                return msg, exc
+            self.metrics.publish_latency.labels(self.shard).observe(time.perf_counter() - started)
+            return msg, None
+
+        results = await asyncio.gather(*(one(m) for m in items))
+        published = [m.id for m, err in results if err is None]
+        failed = [{"id": m.id, "error": f"{type(err).__name__}: {err}"[:500]} for m, err in results if err]
+        return published, failed
+
+    async def _post(self, action: str, body: dict) -> None:
+        async with self.session.post(f"{self.base_url}/api/internal/outbox/{action}", json=body,
+                                     headers=self.headers) as resp:
+            if resp.status != 200:
+                # Unmarked rows come back when their lease expires; JetStream dedupes the re-publish.
+                raise RuntimeError(f"{action} answered {resp.status}")
+
+    async def refresh_pending(self) -> None:
+        async with self.session.get(f"{self.base_url}/api/internal/outbox/pending-count",
+                                    headers=self.headers) as resp:
+            if resp.status == 200:
+                self.metrics.pending.labels(self.shard).set((await resp.json())["pending"])
