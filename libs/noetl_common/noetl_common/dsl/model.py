@@ -1,0 +1,46 @@
+"""The parsed playbook. Tool configs stay as plain dicts: they are rendered and handed to workers,
+which own their meaning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Arc(msgspec.Struct, frozen=True):
+    step: str
+    when: Any = None          # template/bool; None = always
+    set: dict[str, Any] = {}
+
+
+class Loop(msgspec.Struct, frozen=True):
+    collection: Any           # template or literal
+    iterator: str = "item"
+    mode: str = "sequential"  # sequential | parallel
+    max_in_flight: int = 0    # 0 = no cap
+
+
+class Step(msgspec.Struct, frozen=True):
+    name: str
+    kind: str                 # tool kind; "pipeline" for a task list; "playbook" for a sub-playbook
+    tool: dict[str, Any] = {}                 # single tool config (kind removed)
+    tasks: list[dict[str, Any]] | None = None  # pipeline tasks
+    input: dict[str, Any] = {}
+    arcs: tuple[Arc, ...] = ()
+    inclusive: bool = False
+    has_next: bool = False
+    loop: Loop | None = None
+    when: Any = None
+    set: dict[str, Any] = {}
+    retry: int = 1            # attempts the engine allows the command (tool-level retry)
+
+
+class Playbook(msgspec.Struct, frozen=True):
+    path: str
+    name: str
+    workload: dict[str, Any]
+    steps: dict[str, Step]
+    order: tuple[str, ...]
+    predecessors: dict[str, tuple[str, ...]]  # forward arcs only (loop back-edges excluded)
+    warnings: tuple[str, ...] = ()

@@ -1,0 +1,86 @@
+"""Jinja templates with minijinja, NoETL-style: undefined names chain silently, a value that is
+exactly one `{{ expr }}` keeps its native type, mixed text renders to a string (semantics rule 8)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import minijinja
+
+_SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+_FALSE = {"", "false", "0", "no", "none", "null", "off", "{}", "[]"}
+
+
+class TemplateError(ValueError):
+    def __init__(self, template: str, message: str) -> None:
+        first = message.strip().splitlines()[0] if message.strip() else message
+        super().__init__(f"template {template!r}: {first}")
+        self.template = template
+
+
+def _fromjson(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def make_environment() -> minijinja.Environment:
+    env = minijinja.Environment(undefined_behavior="chainable")
+    env.add_filter("fromjson", _fromjson)
+    env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=str))
+    env.add_filter("d", lambda v, d=None: d if v is None else v)
+    env.add_filter("len", lambda v: len(v) if v is not None else 0)
+    return env
+
+
+def _is_single_expression(text: str) -> str | None:
+    m = _SINGLE.match(text)
+    if not m:
+        return None
+    inner = m.group(1)
+    return None if "{{" in inner or "}}" in inner else inner.strip()
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.env = make_environment()
+
+    def render(self, value: Any, ctx: dict[str, Any]) -> Any:
+        """Recursively render strings inside dicts and lists."""
+        if isinstance(value, str):
+            return self.render_str(value, ctx)
+        if isinstance(value, dict):
+            return {self.render_str(k, ctx) if isinstance(k, str) and "{{" in k else k: self.render(v, ctx)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, ctx) for v in value]
+        return value
+
+    def render_str(self, text: str, ctx: dict[str, Any]) -> Any:
+        if "{{" not in text and "{%" not in text:
+            return text
+        expr = _is_single_expression(text)
+        try:
+            if expr is not None:
+                return self.env.eval_expr(expr, **ctx)
+            return self.env.render_str(text, **ctx)
+        except minijinja.TemplateError as exc:
+            raise TemplateError(text, str(exc)) from None
+
+    def truthy(self, condition: Any, ctx: dict[str, Any]) -> bool:
+        """`when:` conditions: a bare expression is wrapped; the falsy set follows NoETL."""
+        if condition is None:
+            return True
+        if isinstance(condition, bool):
+            return condition
+        text = str(condition)
+        if "{{" not in text:
+            text = "{{ " + text + " }}"
+        value = self.render_str(text, ctx)
+        if isinstance(value, str):
+            return value.strip().lower() not in _FALSE
+        if value is None:
+            return False
+        if isinstance(value, (dict, list)):
+            return bool(value)
+        return bool(value)

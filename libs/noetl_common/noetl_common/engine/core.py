@@ -1,0 +1,359 @@
+"""apply(state, event) -> (state, decisions). Pure: no I/O, no clock (now_ms is passed in), no
+randomness (ids come from `mint`). Each event touches only the steps it finishes or starts, so the
+work per event does not grow with the length of the history.
+
+Routing: when a step finishes, every outgoing arc sends its target a token, live (taken) or dead
+(not taken). A step with one upstream runs on a live token; a fan-in step (several upstreams,
+loop back-edges excluded) waits for a token from each and runs once if any is live. A step that
+receives only dead tokens is skipped and passes dead tokens on, so joins downstream of an untaken
+branch are never blocked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Callable
+
+import msgspec
+
+from ..dsl.model import Playbook, Step
+from ..dsl.templates import Renderer, TemplateError
+from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
+from .events import EngineEvent
+from .state import LoopState, Pending, State
+
+Mint = Callable[[], int]
+
+
+class _Run:
+    """One apply call: the playbook, the (copied) state, and the decisions being collected."""
+
+    def __init__(self, playbook: Playbook, state: State, mint: Mint, now_ms: int) -> None:
+        self.pb = playbook
+        self.st = state
+        self.mint = mint
+        self.now_ms = now_ms
+        self.out: list[Decision] = []
+        self.r = Renderer()
+
+    # --- context ------------------------------------------------------------------------------
+    def context(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        st = self.st
+        flat = {**st.workload, **st.vars}
+        ctx: dict[str, Any] = dict(flat)
+        for name, result in st.results.items():
+            ctx[name] = _with_data(result)
+        ctx.update(workload=st.workload, ctx=flat, execution_id=str(st.execution_id),
+                   catalog_id=str(st.catalog_id), path=self.pb.path)
+        if extra:
+            ctx.update(extra)
+        return ctx
+
+    def loop_scope(self, step: Step, index: int, item: Any, total: int) -> dict[str, Any]:
+        it = step.loop.iterator
+        return {it: item, "_index": index, "_total": total,
+                "iter": {it: item, "_index": index, "_total": total, "_first": index == 0,
+                         "_last": index == total - 1}}
+
+    # --- activation ---------------------------------------------------------------------------
+    def activate(self, name: str) -> None:
+        step = self.pb.steps[name]
+        st = self.st
+        st.step_status[name] = "running"
+        st.last_step = name
+        try:
+            if step.when is not None and not self.r.truthy(step.when, self.context()):
+                self.skip(name)
+                return
+            self.out.append(EmitEvent(event_type="step.enter", step=name))
+            if step.loop is None:
+                self.issue(step, None, None, None, attempt=1)
+                return
+            items = _as_items(self.r.render(step.loop.collection, self.context()))
+            if items is None:
+                raise TemplateError(str(step.loop.collection), "loop.in did not render to a collection")
+            st.loops[name] = LoopState(items=items)
+            if not items:
+                self.finish_loop(step)
+                return
+            self.fill_loop(step)
+        except TemplateError as exc:
+            self.fail_step(name, f"step '{name}': {exc}")
+
+    def issue(self, step: Step, index: int | None, item: Any, total: int | None, *, attempt: int) -> None:
+        scope = self.context(self.loop_scope(step, index, item, total) if index is not None else None)
+        command_id = self.mint()
+        if step.kind == "playbook":
+            args = {**step.input, **(step.tool.get("payload") or {})}
+            workload = self.r.render(args, scope)
+            path = self.r.render(step.tool.get("path"), scope)
+            self.st.pending[command_id] = Pending(step=step.name, iteration=index, item=item, attempt=attempt)
+            self.out.append(StartChild(command_id=command_id, step=step.name, path=str(path),
+                                       version=step.tool.get("version"), workload=workload, iteration=index))
+            return
+        inputs = self.r.render(step.input, scope)
+        if index is not None:  # loop tools receive the item even when `input:` doesn't name it
+            inputs = {step.loop.iterator: item, "_index": index, "_total": total, **inputs}
+        if step.kind == "pipeline":
+            config, pipeline, context = {}, step.tasks, _jsonable({**scope, **inputs})
+        else:
+            config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
+        self.st.pending[command_id] = Pending(step=step.name, iteration=index, item=item, attempt=attempt,
+                                              max_attempts=step.retry)
+        self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
+                                     input=inputs, pipeline=pipeline, context=context, iteration=index, item=item,
+                                     attempt=attempt, max_attempts=step.retry))
+
+    def fill_loop(self, step: Step) -> None:
+        ls = self.st.loops[step.name]
+        total = len(ls.items)
+        cap = 1 if step.loop.mode == "sequential" else (step.loop.max_in_flight or total)
+        while ls.next_index < total and ls.in_flight < cap:
+            index = ls.next_index
+            ls.next_index += 1
+            ls.in_flight += 1
+            self.issue(step, index, ls.items[index], total, attempt=1)
+
+    def finish_loop(self, step: Step) -> None:
+        ls = self.st.loops.pop(step.name)
+        results = [ls.results.get(i) for i in range(len(ls.items))]
+        aggregate = {"results": results,
+                     "stats": {"total": len(ls.items), "success": len(ls.items) - ls.failed, "failed": ls.failed}}
+        self.out.append(EmitEvent(event_type="loop.done", step=step.name,
+                                  payload={"stats": aggregate["stats"]}))
+        if ls.failed:
+            self.st.results[step.name] = aggregate
+            self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {len(ls.items)} iteration(s) failed")
+        else:
+            self.complete(step.name, aggregate, event_name="loop.done")
+
+    # --- completion and routing ---------------------------------------------------------------
+    def complete(self, name: str, result: Any, *, event_name: str = "step.done") -> None:
+        step = self.pb.steps[name]
+        st = self.st
+        st.results[name] = result
+        st.step_status[name] = "done"
+        if name == "end":
+            st.end_result = result
+        self.out.append(EmitEvent(event_type="step.exit", step=name, payload={"status": "COMPLETED"}))
+        try:
+            scope = self.context({"output": _with_data(result), "event": {"name": event_name}})
+            for key, value in step.set.items():
+                st.vars[_strip(key)] = self.r.render(value, scope)
+            scope = self.context({"output": _with_data(result), "event": {"name": event_name}})
+            taken = self.choose(step, scope)
+        except TemplateError as exc:
+            self.fail_step(name, f"step '{name}': {exc}")
+            return
+        self.route(step, taken, scope)
+
+    def choose(self, step: Step, scope: dict[str, Any], *, explicit_only: bool = False) -> list[int]:
+        taken = []
+        for i, arc in enumerate(step.arcs):
+            if explicit_only and arc.when is None:
+                continue
+            if self.r.truthy(arc.when, scope):
+                taken.append(i)
+                if not step.inclusive:
+                    break
+        return taken
+
+    def route(self, step: Step, taken: list[int], scope: dict[str, Any]) -> None:
+        for i, arc in enumerate(step.arcs):
+            live = i in taken
+            if live:
+                for key, value in arc.set.items():
+                    self.st.vars[_strip(key)] = self.r.render(value, scope)
+            self.token(arc.step, step.name, live)
+
+    def token(self, target: str, source: str, live: bool) -> None:
+        st = self.st
+        preds = self.pb.predecessors.get(target, ())
+        if source not in preds:  # loop back-edge: re-enter on a live arc
+            if live:
+                self.activate(target)
+            return
+        if st.step_status.get(target) in ("running", "done", "failed", "skipped") and len(preds) <= 1:
+            if live and st.step_status.get(target) != "running":
+                self.activate(target)  # re-entry through a cycle of single-upstream steps
+            return
+        if len(preds) <= 1:
+            self.activate(target) if live else self.skip(target)
+            return
+        got = st.tokens.setdefault(target, {})
+        got[source] = got.get(source, False) or live
+        if len(got) < len(preds):
+            return
+        del st.tokens[target]
+        self.activate(target) if any(got.values()) else self.skip(target)
+
+    def skip(self, name: str) -> None:
+        self.st.step_status[name] = "skipped"
+        self.out.append(EmitEvent(event_type="step.skipped", step=name))
+        for arc in self.pb.steps[name].arcs:
+            self.token(arc.step, name, False)
+
+    def fail_step(self, name: str, error: str) -> None:
+        """Semantics rule 1: a failure fails the execution unless an explicit arc condition routes it."""
+        st = self.st
+        st.step_status[name] = "failed"
+        step = self.pb.steps[name]
+        self.out.append(EmitEvent(event_type="step.failed", step=name, payload={"error": error}))
+        outcome = {"status": "error", "error": error}
+        try:
+            scope = self.context({"output": outcome, "event": {"name": "step.failed"}})
+            taken = self.choose(step, scope, explicit_only=True)
+        except TemplateError:
+            taken = []
+        if taken:
+            st.results[name] = outcome
+            self.route(step, taken, scope)
+        else:
+            st.failures.append(error)
+
+    # --- events -------------------------------------------------------------------------------
+    def on_finished(self, event: EngineEvent) -> None:
+        pending = self.st.pending.pop(event.command_id, None) if event.command_id is not None else None
+        if pending is None:
+            return  # unknown or already finished: exactly-once
+        step = self.pb.steps[pending.step]
+        ok = event.kind == "command_done" or (event.kind == "child_done" and not event.error)
+        if event.kind == "child_done":
+            result = _child_result(step, event.result)
+        else:
+            result = event.result
+        if ok and step.kind == "pipeline" and isinstance(result, dict) and "ctx_updates" in result:
+            self.st.vars.update(result.get("ctx_updates") or {})
+            result = _pipeline_result(result)
+        if not ok and pending.attempt < pending.max_attempts:
+            total = len(self.st.loops[step.name].items) if pending.iteration is not None else None
+            self.issue(step, pending.iteration, pending.item, total, attempt=pending.attempt + 1)
+            return
+        error = event.error or "command failed"
+        if pending.iteration is None:
+            if ok:
+                self.complete(step.name, result)
+            else:
+                self.fail_step(step.name, f"step '{step.name}': {error}")
+            return
+        ls = self.st.loops.get(step.name)
+        if ls is None:
+            return
+        ls.in_flight -= 1
+        ls.done += 1
+        if ok:
+            ls.results[pending.iteration] = result
+        else:
+            ls.failed += 1
+            ls.results[pending.iteration] = {"status": "error", "error": error}
+        if self.st.failures and step.loop.mode == "sequential":
+            pass  # keep going: rule 1 lets running work finish; new iterations of this loop continue too
+        if ls.done == len(ls.items):
+            self.finish_loop(step)
+        else:
+            self.fill_loop(step)
+
+    def settle(self) -> None:
+        st = self.st
+        if st.status != "RUNNING" or st.pending:
+            return
+        if st.failures:
+            st.status = "FAILED"
+            self.out.append(Finish(status="FAILED", error="; ".join(st.failures), step_results=dict(st.results)))
+            return
+        st.status = "COMPLETED"
+        result = st.end_result if "end" in st.results else (st.results.get(st.last_step) if st.last_step else None)
+        self.out.append(Finish(status="COMPLETED", result=result, step_results=dict(st.results)))
+
+
+def start(playbook: Playbook, *, execution_id: int, workload: dict[str, Any], catalog_id: int, now_ms: int,
+          mint: Mint) -> tuple[State, list[Decision]]:
+    state = State(execution_id=execution_id, catalog_id=catalog_id,
+                  workload={**playbook.workload, **(workload or {})})
+    run = _Run(playbook, state, mint, now_ms)
+    run.activate("start")
+    run.settle()
+    return state, run.out
+
+
+def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
+          mint: Mint) -> tuple[State, list[Decision]]:
+    if state.status != "RUNNING":
+        return state, []
+    state = _copy(state)
+    run = _Run(playbook, state, mint, now_ms)
+    if event.kind == "cancel":
+        state.status = "CANCELLED"
+        state.pending = {}
+        return state, [Finish(status="CANCELLED", error=event.error or "cancelled", step_results=dict(state.results))]
+    run.on_finished(event)
+    run.settle()
+    return state, run.out
+
+
+def _copy(state: State) -> State:
+    """Copies of the top-level containers: O(steps), not O(history). A loop's per-iteration results
+    dict is shared and appended to, so the state passed in must not be reused after apply."""
+    new = msgspec.structs.replace(state, vars=dict(state.vars), results=dict(state.results),
+                                  step_status=dict(state.step_status),
+                                  tokens={k: dict(v) for k, v in state.tokens.items()},
+                                  pending=dict(state.pending), failures=list(state.failures),
+                                  loops={k: msgspec.structs.replace(v) for k, v in state.loops.items()})
+    return new
+
+
+def _strip(key: str) -> str:
+    for prefix in ("ctx.", "iter.", "step.", "vars."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def _with_data(value: Any) -> Any:
+    if isinstance(value, dict) and "data" not in value:
+        return {**value, "data": value}
+    return value
+
+
+def _as_items(value: Any) -> list[Any] | None:
+    """loop.in: a list; a map iterates {key, value}; a JSON string is parsed; an int n is 0..n-1."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [{"key": k, "value": v} for k, v in value.items()]
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return list(range(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+                return parsed if isinstance(parsed, list) else None
+            except ValueError:
+                return None
+        return [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+    return None
+
+
+def _pipeline_result(envelope: dict[str, Any]) -> Any:
+    last = envelope.get("result")
+    tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}
+    if isinstance(last, dict):
+        return {**tasks, **last}
+    return last
+
+
+def _child_result(step: Step, payload: Any) -> Any:
+    payload = payload or {}
+    return_step = step.tool.get("return_step") or step.tool.get("result_step")
+    steps = payload.get("steps") or {}
+    if return_step and return_step in steps:
+        return steps[return_step]
+    return {"status": payload.get("status"), "result": payload.get("result")}
+
+
+def _jsonable(value: Any) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))

@@ -1,0 +1,46 @@
+"""What the engine decides; the caller persists these (commands, events, terminal status)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class IssueCommand(msgspec.Struct, tag=True, kw_only=True):
+    command_id: int
+    step: str
+    tool_kind: str                          # "pipeline" for a task list
+    tool_config: dict[str, Any]             # rendered (pipelines: tasks unrendered, see `context`)
+    input: dict[str, Any]                   # rendered inputs bound as the tool's variables
+    pipeline: list[dict[str, Any]] | None = None
+    context: dict[str, Any] | None = None   # render context a pipeline's tasks are rendered against
+    iteration: int | None = None
+    item: Any = None
+    attempt: int = 1
+    max_attempts: int = 1
+
+
+class StartChild(msgspec.Struct, tag=True, kw_only=True):
+    command_id: int
+    step: str
+    path: str
+    version: int | None
+    workload: dict[str, Any]
+    iteration: int | None = None
+
+
+class EmitEvent(msgspec.Struct, tag=True, kw_only=True):
+    event_type: str                          # step.enter, step.exit, step.skipped, loop.done, step.failed
+    step: str
+    payload: dict[str, Any] = {}
+
+
+class Finish(msgspec.Struct, tag=True, kw_only=True):
+    status: str                              # COMPLETED | FAILED | CANCELLED
+    result: Any = None
+    error: str | None = None
+    step_results: dict[str, Any] = {}
+
+
+Decision = IssueCommand | StartChild | EmitEvent | Finish

@@ -1,0 +1,107 @@
+"""Pipelines (`tool:` as a list): tasks run in order on one worker with `_prev`, task `set:` and
+`spec.policy.rules` (retry / continue / break / jump / fail). The step result is the last task's
+result; `then.set` updates come back as `ctx_updates` for later steps."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+from ..dsl.templates import Renderer, TemplateError
+from .result import ToolResult
+
+TaskRunner = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[ToolResult]]
+TASK_META = ("name", "kind", "input", "args", "set", "spec", "desc")
+
+
+def _strip_scope(key: str) -> str:
+    for prefix in ("ctx.", "iter.", "step.", "vars."):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def _with_data(value: Any) -> Any:
+    """`{{ task.data }}` is the result itself when it has no `data` key (NoETL's accessor)."""
+    if isinstance(value, dict) and "data" not in value:
+        return {**value, "data": value}
+    return value
+
+
+async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], run_task: TaskRunner, *,
+                       renderer: Renderer | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                       ) -> ToolResult:
+    renderer = renderer or Renderer()
+    names = [t["name"] for t in tasks]
+    running = dict(variables)
+    running.setdefault("ctx", {})
+    results: dict[str, Any] = {}
+    ctx_updates: dict[str, Any] = {}
+    prev: Any = None
+    stdout: list[str] = []
+    attempts: dict[int, int] = {}
+    i = 0
+    while i < len(tasks):
+        task = tasks[i]
+        attempt = attempts.get(i, 0) + 1
+        attempts[i] = attempt
+        scope = {**running, "_prev": prev, "results": results, "_attempt": attempt, "_task": task["name"]}
+        try:
+            inputs = renderer.render(dict(task.get("input") or task.get("args") or {}), scope)
+            config = renderer.render({k: v for k, v in task.items() if k not in TASK_META}, {**scope, **inputs})
+        except TemplateError as exc:
+            return ToolResult(ok=False, error=f"task '{task['name']}': {exc}", stdout="".join(stdout))
+        outcome = await run_task(task["kind"], config, {**inputs})
+        stdout.append(outcome.stdout)
+        envelope = {"status": "success" if outcome.ok else "error", "data": outcome.result,
+                    "error": {"message": outcome.error, "retryable": False} if not outcome.ok else None}
+        if outcome.ok:
+            results[task["name"]] = outcome.result
+            running[task["name"]] = _with_data(outcome.result)
+            prev = outcome.result
+            for key, value in (task.get("set") or {}).items():
+                running[key] = renderer.render(value, {**running, "output": outcome.result})
+        action, then = _decide(task, envelope, {**running, "_attempt": attempt}, renderer, outcome.ok)
+        for key, value in (then.get("set") or {}).items():
+            rendered = renderer.render(value, {**running, "output": envelope, "_attempt": attempt})
+            ctx_updates[_strip_scope(key)] = rendered
+            running[_strip_scope(key)] = rendered
+            running["ctx"] = {**running["ctx"], _strip_scope(key): rendered}
+        if action == "retry":
+            limit = int(then.get("attempts", 3))
+            if attempt < limit:
+                delay = float(then.get("delay", 1.0))
+                backoff = then.get("backoff", "none")
+                factor = attempt if backoff == "linear" else 2 ** (attempt - 1) if backoff == "exponential" else 1
+                await sleep(delay * factor)
+                continue
+            return ToolResult(ok=False, error=f"task '{task['name']}' failed after {attempt} attempt(s): "
+                                               f"{outcome.error or 'retry condition still true'}",
+                              stdout="".join(stdout))
+        if action == "fail":
+            return ToolResult(ok=False, error=f"task '{task['name']}' failed: {outcome.error or 'policy fail'}",
+                              stdout="".join(stdout))
+        if action == "break":
+            break
+        if action == "jump":
+            target = then.get("to")
+            i = max(i - 1, 0) if target == "previous" else names.index(target) if target in names else i + 1
+            continue
+        i += 1
+    return ToolResult(ok=True, result={"result": prev, "tasks": results, "ctx_updates": ctx_updates},
+                      stdout="".join(stdout))
+
+
+def _decide(task: dict[str, Any], envelope: dict[str, Any], scope: dict[str, Any], renderer: Renderer,
+            ok: bool) -> tuple[str, dict[str, Any]]:
+    rules = (((task.get("spec") or {}).get("policy") or {}).get("rules")) or []
+    for rule in rules:
+        if "else" in rule:
+            body = rule["else"] or {}
+            then = body.get("then", body)
+        elif renderer.truthy(rule.get("when"), {**scope, "output": envelope}):
+            then = rule.get("then") or {}
+        else:
+            continue
+        return str(then.get("do") or ("continue" if ok else "fail")), then
+    return ("continue" if ok else "fail"), {}

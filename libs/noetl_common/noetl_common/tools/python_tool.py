@@ -1,0 +1,59 @@
+"""The python tool (semantics rule 10): inputs are globals and `input_data`; the value is `result`,
+a top-level `return`, or `main(**inputs)`; stdout is captured; the result must be JSON-serialisable."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import inspect
+import io
+import json
+import textwrap
+import traceback
+from typing import Any
+
+import msgspec
+
+from .result import ToolResult
+
+
+def _compile(code: str) -> Any:
+    try:
+        return compile(code, "<step>", "exec")
+    except SyntaxError as exc:
+        if "'return' outside function" not in str(exc):
+            raise
+    wrapped = "def __noetl_step__():\n" + textwrap.indent(code, "    ") + "\nresult = __noetl_step__()\n"
+    return compile(wrapped, "<step>", "exec")
+
+
+def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | None = None) -> ToolResult:
+    out = io.StringIO()
+    # A private `print` keeps concurrent steps from interleaving into one global stdout.
+    scope: dict[str, Any] = {"__builtins__": builtins, "__name__": "__noetl_step__", "json": json,
+                             "print": functools.partial(print, file=out), "context": context or {},
+                             "input_data": dict(inputs)}
+    scope.update(inputs)  # a declared input wins over the input_data alias (semantics rule 3)
+    try:
+        exec(_compile(code), scope)
+        result = scope.get("result")
+        main = scope.get("main")
+        if result is None and callable(main):
+            params = inspect.signature(main).parameters
+            takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            kwargs = inputs if takes_all else {k: v for k, v in inputs.items() if k in params}
+            result = main(**kwargs)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+    except BaseException as exc:  # SystemExit in user code must not stop the worker either
+        tb = traceback.format_exc(limit=6)
+        return ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}\n{tb}", stdout=out.getvalue())
+    if result is None:
+        result = {"stdout": out.getvalue(), "stderr": ""}
+    try:
+        msgspec.json.encode(result)
+    except TypeError:
+        return ToolResult(ok=False, error=f"python result is not JSON-serialisable: {type(result).__name__}",
+                          stdout=out.getvalue())
+    return ToolResult(ok=True, result=result, stdout=out.getvalue())
