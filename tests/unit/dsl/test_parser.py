@@ -1,0 +1,66 @@
+import pytest
+
+from noetl_common.dsl import PlaybookError, ensure_end_step, parse_playbook
+
+
+def pb(*steps, **extra):
+    return {"apiVersion": "noetl.io/v2", "kind": "Playbook", "metadata": {"name": "t", "path": "t/p"},
+            "workflow": list(steps), **extra}
+
+
+PY = {"kind": "python", "code": "result = 1"}
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (pb({"step": "start", "tool": PY, "next": {"arcs": [{"step": "end"}, {"step": "lod"}]}}, {"step": "end", "tool": PY}),
+     "step 'start': next.arcs[1].step 'lod' is not a step of this playbook"),
+    (pb({"step": "begin", "tool": PY}), "workflow has no 'start' step"),
+    (pb({"step": "start", "tool": PY}, {"step": "start", "tool": PY}), "step 'start': duplicate step name (workflow[1])"),
+    (pb({"step": "start"}), "step 'start': tool is required"),
+    (pb({"step": "start", "tool": {"kind": "teleport"}}), "step 'start': tool.kind 'teleport' is not a known tool kind"),
+    (pb({"step": "start", "tool": {"kind": "postgres", "auth": "pg"}}),
+     "step 'start': tool of kind postgres needs one of: command, query, sql"),
+    (pb({"step": "start", "tool": [PY, {"kind": "duckdb"}]}),
+     "step 'start': tool[1] of kind duckdb needs one of: command, query, sql"),
+    (pb({"step": "start", "tool": PY, "loop": {"iterator": "x"}}), "step 'start': loop.in is required"),
+    (pb({"step": "start", "tool": {"kind": "workbook", "name": "nope"}}),
+     "step 'start': tool.name 'nope' is not a workbook entry"),
+    ("workflow: [", "invalid YAML"),
+])
+def test_errors_name_step_and_field(doc, message):
+    with pytest.raises(PlaybookError) as err:
+        parse_playbook(doc)
+    assert message in str(err.value)
+
+
+def test_shapes_and_implicit_end():
+    p = parse_playbook(pb(
+        {"step": "start", "tool": PY, "next": "a"},
+        {"step": "a", "tool": [{"name": "t1", **PY}], "next": {"spec": {"mode": "inclusive"}, "arcs": [{"step": "b"}, {"step": "c"}]}},
+        {"step": "b", "tool": {"kind": "noop"}, "args": {"x": 1}},
+        {"step": "c", "tool": {"kind": "noop"}, "loop": {"in": "{{ xs }}", "iterator": "x", "spec": {"mode": "parallel", "max_in_flight": 2}}},
+        {"step": "unused", "tool": {"kind": "noop"}},
+        {"step": "end", "tool": {"kind": "noop"}}))
+    assert p.steps["a"].kind == "pipeline" and p.steps["a"].inclusive
+    assert p.steps["b"].input == {"x": 1} and p.steps["b"].arcs[0].step == "end"  # no next -> end
+    assert p.steps["c"].loop.mode == "parallel" and p.steps["c"].loop.max_in_flight == 2
+    assert set(p.predecessors["end"]) == {"b", "c"}  # unreachable steps are not upstreams
+    assert p.warnings == ("step 'unused' is unreachable from 'start'",)
+
+
+def test_workbook_reference_is_resolved_with_inputs_merged():
+    p = parse_playbook(pb({"step": "start", "tool": {"kind": "workbook", "name": "w", "input": {"a": 2}}},
+                          workbook=[{"name": "w", "tool": {"kind": "python", "input": {"a": 1, "b": 1}, "code": "x"}}]))
+    assert p.steps["start"].kind == "python" and p.steps["start"].input == {"a": 2, "b": 1}
+
+
+def test_single_tool_with_policy_becomes_a_one_task_pipeline():
+    tool = {"kind": "python", "code": "result = 1", "spec": {"policy": {"rules": [{"else": {"then": {"do": "continue"}}}]}}}
+    assert parse_playbook(pb({"step": "start", "tool": tool})).steps["start"].kind == "pipeline"
+
+
+def test_ensure_end_step_adds_once():
+    doc, added = ensure_end_step(pb({"step": "start", "tool": PY}))
+    assert added and doc["workflow"][-1]["step"] == "end"
+    again, added_again = ensure_end_step(doc)
+    assert not added_again and len(again["workflow"]) == 2

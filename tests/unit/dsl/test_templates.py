@@ -1,0 +1,38 @@
+import pytest
+
+from noetl_common.dsl.templates import Renderer, TemplateError
+
+R = Renderer()
+
+
+@pytest.mark.parametrize(("template", "ctx", "expected"), [
+    ("{{ n }}", {"n": 3}, 3),
+    ("{{ xs }}", {"xs": [1, {"a": True}]}, [1, {"a": True}]),
+    ("{{ flag }}", {"flag": False}, False),
+    ("n={{ n }}", {"n": 3}, "n=3"),
+    ("{{ missing }}", {}, None),
+    ("{{ a.b.c }}", {"a": {}}, None),
+    ("{{ a.b | default('d') }}", {"a": {}}, "d"),
+    ("{{ xs | length }}", {"xs": [1, 2]}, 2),
+    ("{{ d | tojson }}", {"d": {"k": 1}}, '{"k": 1}'),
+    ("{{ s | fromjson }}", {"s": '{"k": [1]}'}, {"k": [1]}),
+    ("plain", {}, "plain"),
+])
+def test_typed_rendering(template, ctx, expected):
+    assert R.render(template, ctx) == expected
+
+
+def test_recursive():
+    assert R.render({"a": ["{{ x }}", {"b": "{{ x + 1 }}"}]}, {"x": 1}) == {"a": [1, {"b": 2}]}
+
+
+@pytest.mark.parametrize(("cond", "expected"), [
+    (None, True), (True, True), (False, False), ("{{ x > 1 }}", True), ("x > 5", False), ("{{ '' }}", False),
+    ("{{ 'no' }}", False), ("{{ [] }}", False), ("{{ 'yes' }}", True)])
+def test_conditions(cond, expected):
+    assert R.truthy(cond, {"x": 2}) is expected
+
+
+def test_syntax_error_quotes_the_template():
+    with pytest.raises(TemplateError, match=r"template '\{\{ a'"):
+        R.render("{{ a", {})

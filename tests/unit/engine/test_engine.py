@@ -1,0 +1,212 @@
+"""Engine constructs, driven event by event (no worker): exact decisions and state."""
+
+import pytest
+
+from noetl_common.engine import EmitEvent, EngineEvent, Finish, IssueCommand, StartChild, apply, start
+from noetl_common.engine.simulator import Simulator
+
+from .helpers import minter, playbook, py
+
+
+def issued(decisions):
+    return [d for d in decisions if isinstance(d, IssueCommand)]
+
+
+def finish_of(decisions):
+    found = [d for d in decisions if isinstance(d, Finish)]
+    return found[0] if found else None
+
+
+def done(pb, state, cmd, result, mint):
+    return apply(pb, state, EngineEvent(kind="command_done", command_id=cmd.command_id, result=result),
+                 now_ms=1, mint=mint)
+
+
+def test_linear_flow_renders_inputs_and_finishes_with_end_result():
+    pb = playbook({"step": "start", "tool": py("x", input={"m": "{{ msg }}"}), "next": "end"},
+                  {"step": "end", "tool": {"kind": "noop"}}, workload={"msg": "hi"})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (cmd,) = issued(ds)
+    assert cmd.step == "start" and cmd.input == {"m": "hi"} and cmd.tool_config["code"] == "x"
+    state, ds = done(pb, state, cmd, {"v": 1}, mint)
+    (end,) = issued(ds)
+    state, ds = done(pb, state, end, {"status": "ok"}, mint)
+    fin = finish_of(ds)
+    assert fin.status == "COMPLETED" and fin.result == {"status": "ok"} and state.status == "COMPLETED"
+
+
+def test_second_finishing_event_for_a_command_is_a_no_op():
+    pb = playbook({"step": "start", "tool": py("x"), "next": "end"}, {"step": "end", "tool": py("y")})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (cmd,) = issued(ds)
+    state, first = done(pb, state, cmd, {"a": 1}, mint)
+    state, second = done(pb, state, cmd, {"a": 1}, mint)
+    state, third = apply(pb, state, EngineEvent(kind="command_failed", command_id=cmd.command_id, error="late"),
+                         now_ms=2, mint=mint)
+    assert len(issued(first)) == 1 and second == [] and third == []
+
+
+def test_exclusive_arcs_take_first_match_and_skip_the_rest():
+    pb = playbook({"step": "start", "tool": py("x"), "next": {"arcs": [
+                      {"step": "hot", "when": "{{ start.t > 25 }}"}, {"step": "cold"}]}},
+                  {"step": "hot", "tool": py("h"), "next": "end"}, {"step": "cold", "tool": py("c"), "next": "end"},
+                  {"step": "end", "tool": py("e")})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {"t": 30}, mint)
+    assert [c.step for c in issued(ds)] == ["hot"]
+    assert EmitEvent(event_type="step.skipped", step="cold") in ds
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    assert [c.step for c in issued(ds)] == ["end"]  # the join on `end` did not wait for skipped `cold`
+
+
+def test_inclusive_fan_out_and_fan_in_runs_join_once_after_both():
+    pb = playbook({"step": "start", "tool": py("x"), "next": {"spec": {"mode": "inclusive"},
+                                                             "arcs": [{"step": "a"}, {"step": "b"}]}},
+                  {"step": "a", "tool": py("a"), "next": "merge"}, {"step": "b", "tool": py("b"), "next": "merge"},
+                  {"step": "merge", "tool": py("m", input={"s": "{{ a.v + b.v }}"})})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    a, b = issued(ds)
+    state, ds = done(pb, state, b, {"v": 2}, mint)
+    assert issued(ds) == []  # merge waits for a
+    state, ds = done(pb, state, a, {"v": 1}, mint)
+    (merge,) = issued(ds)
+    assert merge.step == "merge" and merge.input == {"s": 3}
+
+
+def test_when_guard_false_skips_the_step():
+    pb = playbook({"step": "start", "tool": py("x"), "next": "maybe"},
+                  {"step": "maybe", "when": "{{ workload.go }}", "tool": py("m"), "next": "end"},
+                  {"step": "end", "tool": py("e")}, workload={"go": False})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    assert [c.step for c in issued(ds)] == ["end"] and EmitEvent(event_type="step.skipped", step="maybe", payload={"reason": "when"}) in ds
+
+
+def test_parallel_loop_respects_max_in_flight_and_keeps_iteration_order():
+    pb = playbook({"step": "start", "tool": py("x", input={"n": "{{ item }}"}),
+                   "loop": {"in": "{{ xs }}", "iterator": "item", "spec": {"mode": "parallel", "max_in_flight": 2}}},
+                  workload={"xs": [10, 20, 30]})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    first = issued(ds)
+    assert [c.iteration for c in first] == [0, 1] and first[1].input["n"] == 20
+    state, ds = done(pb, state, first[1], "r1", mint)
+    (third,) = issued(ds)
+    assert third.iteration == 2
+    state, ds = done(pb, state, third, "r2", mint)
+    state, ds = done(pb, state, first[0], "r0", mint)
+    fin = finish_of(ds)
+    assert fin.status == "COMPLETED"
+    assert fin.step_results["start"] == {"results": ["r0", "r1", "r2"],
+                                         "stats": {"total": 3, "success": 3, "failed": 0}}
+
+
+def test_empty_loop_completes_at_once():
+    pb = playbook({"step": "start", "tool": py("x"), "loop": {"in": "{{ [] }}", "iterator": "i"}, "next": "end"},
+                  {"step": "end", "tool": py("e")})
+    _, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=minter())
+    assert [c.step for c in issued(ds)] == ["end"]
+
+
+def test_unrouted_failure_fails_after_running_siblings_finish():
+    pb = playbook({"step": "start", "tool": py("x"), "next": {"spec": {"mode": "inclusive"},
+                                                             "arcs": [{"step": "a"}, {"step": "b"}]}},
+                  {"step": "a", "tool": py("a")}, {"step": "b", "tool": py("b")})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    a, b = issued(ds)
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=a.command_id, error="boom"),
+                      now_ms=1, mint=mint)
+    assert finish_of(ds) is None  # b is still running
+    state, ds = done(pb, state, b, {}, mint)
+    fin = finish_of(ds)
+    assert fin.status == "FAILED" and "step 'a': boom" in fin.error
+
+
+def test_failure_routed_by_an_explicit_arc_does_not_fail_the_execution():
+    pb = playbook({"step": "start", "tool": py("x"), "next": {"arcs": [
+                      {"step": "recover", "when": "{{ output.status == 'error' }}"}, {"step": "end"}]}},
+                  {"step": "recover", "tool": py("r")}, {"step": "end", "tool": py("e")})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=issued(ds)[0].command_id, error="x"),
+                      now_ms=1, mint=mint)
+    assert [c.step for c in issued(ds)] == ["recover"]
+
+
+def test_retry_reissues_until_max_attempts():
+    pb = playbook({"step": "start", "tool": py("x", retry={"max_attempts": 2})})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (c1,) = issued(ds)
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=c1.command_id, error="e1"),
+                      now_ms=1, mint=mint)
+    (c2,) = issued(ds)
+    assert c2.attempt == 2 and c2.command_id != c1.command_id
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=c2.command_id, error="e2"),
+                      now_ms=2, mint=mint)
+    assert finish_of(ds).status == "FAILED"
+
+
+def test_render_error_fails_cleanly_naming_step_and_template():
+    pb = playbook({"step": "start", "tool": py("x"), "next": "bad"},
+                  {"step": "bad", "tool": py("y", input={"v": "{{ oops( }}"})})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    fin = finish_of(ds)
+    assert fin.status == "FAILED" and "step 'bad'" in fin.error and "{{ oops( }}" in fin.error
+
+
+def test_cancel_finishes_and_ignores_later_events():
+    pb = playbook({"step": "start", "tool": py("x")})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (cmd,) = issued(ds)
+    state, ds = apply(pb, state, EngineEvent(kind="cancel"), now_ms=1, mint=mint)
+    assert finish_of(ds).status == "CANCELLED"
+    state, ds = done(pb, state, cmd, {}, mint)
+    assert ds == [] and state.status == "CANCELLED"
+
+
+def test_set_at_step_and_arc_level_is_visible_downstream():
+    pb = playbook({"step": "start", "tool": py("x"), "set": {"ctx.n": "{{ output.v }}"},
+                   "next": {"arcs": [{"step": "use", "set": {"ctx.m": "{{ start.v * 10 }}"}}]}},
+                  {"step": "use", "tool": py("u", input={"n": "{{ ctx.n }}", "m": "{{ m }}"})})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {"v": 4}, mint)
+    assert issued(ds)[0].input == {"n": 4, "m": 40}
+
+
+def test_sub_playbook_waits_for_the_child():
+    pb = playbook({"step": "start", "tool": {"kind": "playbook", "path": "lib/child", "input": {"k": 1}},
+                   "next": "end"}, {"step": "end", "tool": py("e", input={"r": "{{ start.result.v }}"})})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (child,) = [d for d in ds if isinstance(d, StartChild)]
+    assert child.path == "lib/child" and child.workload == {"k": 1}
+    state, ds = apply(pb, state, EngineEvent(kind="child_done", command_id=child.command_id,
+                                             result={"status": "COMPLETED", "result": {"v": 9}}), now_ms=1, mint=mint)
+    assert issued(ds)[0].input == {"r": 9}
+
+
+async def test_simulated_pipeline_with_retry_policy_and_prev():
+    pb = playbook({"step": "start", "tool": [
+        {"name": "flaky", "kind": "python", "input": {"a": "{{ _attempt }}"},
+         "code": "assert a >= 2, 'not yet'\nresult = {'n': a}",
+         "spec": {"policy": {"rules": [{"when": "{{ output.status == 'error' }}",
+                                        "then": {"do": "retry", "attempts": 3, "delay": 0}},
+                                       {"else": {"then": {"do": "continue", "set": {"ctx.seen": "{{ output.data.n }}"}}}}]}}},
+        {"name": "after", "kind": "python", "input": {"p": "{{ _prev.n }}"}, "code": "result = {'p': p}"}],
+        "next": "end"}, {"step": "end", "tool": py("result = {'seen': seen}", input={"seen": "{{ ctx.seen }}"})})
+    out = await Simulator().run(pb)
+    assert out.status == "COMPLETED", out.error
+    assert out.step_results["start"]["p"] == 2 and out.step_results["end"] == {"seen": 2}
