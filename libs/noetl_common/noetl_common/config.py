@@ -114,6 +114,10 @@ class ShardSettings(msgspec.Struct, frozen=True):
     pool_min: int
     pool_max: int
     log_level: str
+    claim_lease_seconds: float = 120.0
+    reaper_interval_seconds: float = 5.0
+    unclaimed_after_seconds: float = 30.0
+    public_url: str | None = None  # base URL workers should call (the router), put in notifications
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -143,4 +147,8 @@ class ShardSettings(msgspec.Struct, frozen=True):
             pool_min=env.int("NOETL_DB_POOL_MIN", 2, minimum=0),
             pool_max=env.int("NOETL_DB_POOL_MAX", 10, minimum=1),
             log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+            claim_lease_seconds=env.float("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120.0),
+            reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
+            unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
+            public_url=env.optional("NOETL_SERVER_URL"),
         )

@@ -14,20 +14,9 @@ import aiohttp
 
 from . import secrets
 from .errors import StartError
-from .infra import Infra, InfraInfo, default_data_dir
-from .ports import free_port
-from .processes import ServiceSpec, Supervisor
-
-
-def fleet_specs(info: InfraInfo, shards: int, dev_secrets: dict[str, str]) -> list[ServiceSpec]:
-    """What `make run` starts; later services join this list."""
-    cluster = info.cluster_dsn()
-    return [
-        ServiceSpec(name=f"api-shard-{i}", module="noetl_api_shard", port=free_port(), env={
-            "NOETL_SHARD_INDEX": str(i), "NOETL_SHARD_COUNT": str(shards), "NOETL_SHARD_DSN": dsn,
-            "NOETL_CLUSTER_DSN": cluster, "NOETL_NATS_URL": info.nats_url, **dev_secrets})
-        for i, dsn in enumerate(info.shard_dsns(shards))
-    ]
+from .infra import Infra, default_data_dir
+from .fleet import FleetConfig, fleet_specs
+from .processes import Supervisor
 
 
 async def register_sample(api_url: str) -> dict:
@@ -39,6 +28,34 @@ async def register_sample(api_url: str) -> dict:
             if r.status != 200:
                 raise StartError("sample playbook", f"register answered {r.status}: {body}")
             return body
+
+
+async def run_sample(api_url: str, path: str, timeout: float = 90.0) -> dict:
+    """Execute the sample, follow it to a terminal status, print its result and event timeline."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{api_url}/api/execute", json={"path": path, "workload": {"who": "newcomer"}}) as r:
+            started = await r.json()
+            if r.status != 200:
+                raise StartError("sample execution", f"execute answered {r.status}: {started}")
+        execution_id = started["execution_id"]
+        print(f"started execution {execution_id} of {path}", flush=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with session.get(f"{api_url}/api/executions/{execution_id}/status") as r:
+                status = await r.json()
+            if status.get("completed"):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartError("sample execution", f"not finished after {timeout:.0f}s: {status}")
+            await asyncio.sleep(0.2)
+        async with session.get(f"{api_url}/api/executions/{execution_id}/events?page_size=500") as r:
+            events = (await r.json())["events"]
+    print(f"execution {execution_id}: {status['status']}")
+    print(f"result: {status.get('result')}")
+    print("timeline:")
+    for e in events:
+        print(f"  {e['created_at'][11:23]}  {e['event_type']:<22} {e['node_name'] or ''}")
+    return status
 
 
 async def run(shards: int, data_dir: Path) -> int:
@@ -53,7 +70,8 @@ async def run(shards: int, data_dir: Path) -> int:
         info = await infra.up(shards)
         print(f"  postgres: {info.admin_dsn} ({info.pg_mode})\n  nats:     {info.nats_url}", flush=True)
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
-        specs = fleet_specs(info, shards, dev_secrets)
+        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
+                                        nats_url=info.nats_url, secrets=dev_secrets))
         for spec in specs:
             supervisor.spawn(spec)
         await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
@@ -62,6 +80,7 @@ async def run(shards: int, data_dir: Path) -> int:
         api = specs[0].url
         registered = await register_sample(api)
         print(f"registered sample playbook {registered['path']} version {registered['version']}")
+        await run_sample(api, registered["path"])
         print(f"api: {api}", flush=True)
         print("fleet is up; press Ctrl-C to stop everything", flush=True)
         await stop.wait()

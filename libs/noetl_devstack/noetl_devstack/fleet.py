@@ -1,0 +1,34 @@
+"""The processes of a local fleet, as data: `make run` and the fleet tests start the same list."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .ports import free_port
+from .processes import ServiceSpec
+
+
+class FleetConfig(msgspec.Struct, kw_only=True):
+    cluster_dsn: str
+    shard_dsns: list[str]
+    nats_url: str
+    secrets: dict[str, str]        # NOETL_ENCRYPTION_KEY, NOETL_INTERNAL_API_TOKEN
+    workers: int = 1
+    extra_env: dict[str, str] = {}
+
+
+def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
+    count = len(cfg.shard_dsns)
+    shard_ports = [free_port() for _ in range(count)]
+    shard_urls = [f"http://127.0.0.1:{p}" for p in shard_ports]
+    common = {**cfg.secrets, "NOETL_NATS_URL": cfg.nats_url, **cfg.extra_env}
+    specs = [ServiceSpec(name=f"api-shard-{i}", module="noetl_api_shard", port=shard_ports[i], env={
+        **common, "NOETL_SHARD_INDEX": str(i), "NOETL_SHARD_COUNT": str(count), "NOETL_SHARD_DSN": dsn,
+        # Notifications carry the owning shard's URL, so workers reach it without a router.
+        "NOETL_CLUSTER_DSN": cfg.cluster_dsn, "NOETL_SERVER_URL": shard_urls[i]})
+        for i, dsn in enumerate(cfg.shard_dsns)]
+    specs.append(ServiceSpec(name="outbox-publisher", module="noetl_outbox_publisher", port=free_port(), env={
+        **common, "NOETL_SHARD_URLS": ",".join(shard_urls), "NOETL_OUTBOX_WAIT_MS": "1000"}))
+    specs.extend(ServiceSpec(name=f"worker-{w}", module="noetl_worker", port=free_port(), env={
+        **common, "NOETL_SERVER_URL": shard_urls[0], "WORKER_ID": f"worker-{w}"}) for w in range(cfg.workers))
+    return specs

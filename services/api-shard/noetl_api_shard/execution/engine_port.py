@@ -1,0 +1,62 @@
+"""The one place the shard touches the engine library: parse, start, apply, (de)serialise state.
+
+Everything else in the shard speaks these names, so an engine API change is a change here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from noetl_common import engine as _engine
+from noetl_common.dsl import PlaybookError, parse_playbook  # noqa: F401
+from noetl_common.engine import EmitEvent, EngineEvent, Finish, IssueCommand, StartChild, State  # noqa: F401
+
+Decision = Any
+
+
+def start(playbook: Any, *, execution_id: int, workload: dict, catalog_id: int, now_ms: int,
+          mint: Callable[[], int]) -> tuple[State, list[Decision]]:
+    return _engine.start(playbook, execution_id=execution_id, workload=workload, catalog_id=catalog_id,
+                         now_ms=now_ms, mint=mint)
+
+
+def apply(playbook: Any, state: State, event: EngineEvent, *, now_ms: int,
+          mint: Callable[[], int]) -> tuple[State, list[Decision]]:
+    return _engine.apply(playbook, state, event, now_ms=now_ms, mint=mint)
+
+
+def command_done(command_id: int, result: Any) -> EngineEvent:
+    return EngineEvent(kind="command_done", command_id=command_id, result=result)
+
+
+def command_failed(command_id: int, error: str) -> EngineEvent:
+    return EngineEvent(kind="command_failed", command_id=command_id, error=error)
+
+
+def child_done(command_id: int, status: str, result: Any, error: str | None,
+               steps: dict[str, Any] | None = None) -> EngineEvent:
+    return EngineEvent(kind="child_done", command_id=command_id,
+                       result={"status": status, "result": result, "steps": steps or {}},
+                       error=(error or f"sub-playbook ended {status}") if status != "COMPLETED" else None)
+
+
+def cancel() -> EngineEvent:
+    return EngineEvent(kind="cancel")
+
+
+def encode_state(state: State) -> bytes:
+    return msgspec.msgpack.encode(state)
+
+
+def decode_state(raw: bytes) -> State:
+    return msgspec.msgpack.decode(raw, type=State)
+
+
+def checksum(state: State) -> str:
+    return _engine.checksum(state)
+
+
+def state_view(state: State) -> Any:
+    return msgspec.to_builtins(state)

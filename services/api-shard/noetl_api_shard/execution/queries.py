@@ -1,0 +1,211 @@
+"""Read side of executions: list, detail, status, events, cancellation check, variables."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+
+from ..handlers.params import path_id, query_bool, query_str, to_id
+from ..state import ShardServices, services
+from ..store import commands as command_store
+from ..store import events as event_store
+from ..store import executions as execution_store
+from ..store import variables as variable_store
+from . import engine_port as engine
+from .ownership import require_owned
+from .views import event_view, execution_entry, status_view
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/executions", list_executions)
+    app.router.add_get("/api/executions/{execution_id}", get_execution)
+    app.router.add_get("/api/executions/{execution_id}/status", get_status)
+    app.router.add_get("/api/executions/{execution_id}/events", get_events)
+    app.router.add_get("/api/executions/{execution_id}/cancellation-check", cancellation_check)
+    app.router.add_get("/api/vars/{execution_id}", list_vars)
+    app.router.add_post("/api/vars/{execution_id}", set_vars)
+    app.router.add_delete("/api/vars/{execution_id}", delete_vars)
+    app.router.add_get("/api/vars/{execution_id}/{name}", get_var)
+    app.router.add_delete("/api/vars/{execution_id}/{name}", delete_var)
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = query_str(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"query parameter {name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def encode_cursor(created_at: datetime, execution_id: int) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([created_at.isoformat(), execution_id])).decode()
+
+
+def decode_cursor(raw: str) -> tuple[datetime, int]:
+    try:
+        ts, eid = msgspec.json.decode(base64.urlsafe_b64decode(raw.encode()))
+        return datetime.fromisoformat(ts), int(eid)
+    except Exception:
+        raise bad_request("query parameter cursor is not a cursor this API issued") from None
+
+
+async def _owned_execution(request: web.Request) -> tuple[ShardServices, Any]:
+    svc = services(request)
+    execution_id = path_id(request, "execution_id")
+    require_owned(svc, execution_id)
+    row = await execution_store.get(svc.shard_pool, execution_id)
+    if row is None:
+        raise not_found(f"execution {execution_id} not found")
+    return svc, row
+
+
+async def list_executions(request: web.Request) -> web.Response:
+    """Newest first; NoETL's body (a JSON list) with keyset pagination in `X-Next-Cursor`."""
+    svc = services(request)
+    limit = query_int(request, "limit", 0, 1, MAX_PAGE) or query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+    status = query_str(request, "status")
+    if status is not None and status.upper() not in STATUSES:
+        raise bad_request(f"query parameter status must be one of {', '.join(STATUSES)}, got {status!r}")
+    cursor = query_str(request, "cursor")
+    before = decode_cursor(cursor) if cursor else None
+    parent_raw = query_str(request, "parent_execution_id")
+    parent = to_id(parent_raw, "parent_execution_id") if parent_raw else None
+    rows = await execution_store.page(svc.shard_pool, status=status.upper() if status else None,
+                                      path=query_str(request, "path"), parent=parent, before=before,
+                                      limit=limit + 1)
+    headers = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        headers["X-Next-Cursor"] = encode_cursor(rows[-1]["created_at"], rows[-1]["execution_id"])
+    return json_response([execution_entry(r) for r in rows], headers=headers)
+
+
+async def get_execution(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    body = execution_entry(row)
+    if query_bool(request, "include_events", True):
+        events, pagination = await _event_page(request, svc, row["execution_id"])
+        body.update(events=events, events_included=True, pagination=pagination)
+    else:
+        body["events_included"] = False
+    body["events_endpoint"] = f"/api/executions/{row['execution_id']}/events"
+    return json_response(body)
+
+
+async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, dict]:
+    page_size = query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+    after = query_str(request, "since_event_id") or query_str(request, "after")
+    after_id = to_id(after, "since_event_id") if after else None
+    rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
+                                  event_type=query_str(request, "event_type"))
+    has_next = len(rows) > page_size
+    rows = rows[:page_size]
+    pagination = {"page_size": page_size, "has_next": has_next,
+                  "next_since_event_id": str(rows[-1]["event_id"]) if has_next and rows else None}
+    return [event_view(r) for r in rows], pagination
+
+
+async def get_events(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    events, pagination = await _event_page(request, svc, row["execution_id"])
+    return json_response({"execution_id": str(row["execution_id"]), "path": row["path"],
+                          "status": row["status"], "events": events, "pagination": pagination})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    cmds = await command_store.list_for_execution(svc.shard_pool, row["execution_id"])
+    variables = {r["name"]: r["value"] for r in await variable_store.list_all(svc.shard_pool, row["execution_id"])}
+    body = status_view(row, cmds, variables)
+    if query_bool(request, "steps", False) and row["state"] is not None:
+        # Each step's final result (loop steps: {results, stats}) and issue counts, from the engine state.
+        state = engine.decode_state(row["state"])
+        body["steps"] = state.results
+        body["context"] = state.vars
+        issued: dict[str, int] = {}
+        for cmd in cmds:
+            issued[cmd["step"]] = issued.get(cmd["step"], 0) + 1
+        body["issued"] = issued
+    return json_response(body)
+
+
+async def cancellation_check(request: web.Request) -> web.Response:
+    _, row = await _owned_execution(request)
+    status = row["status"]
+    return json_response({"execution_id": str(row["execution_id"]), "status": status,
+                          "event_type": row["last_event_type"], "cancelled": status == "CANCELLED",
+                          "is_cancelled": status == "CANCELLED", "completed": status == "COMPLETED",
+                          "failed": status == "FAILED"})
+
+
+class SetVarsRequest(msgspec.Struct, kw_only=True):
+    variables: dict[str, Any]
+    var_type: str = "user_defined"
+    source_step: str | None = None
+
+
+def _var_view(row: Any) -> dict[str, Any]:
+    return {"value": row["value"], "type": row["var_type"], "source_step": row["source_step"],
+            "created_at": row["created_at"].isoformat(), "accessed_at": row["accessed_at"].isoformat()
+            if row["accessed_at"] else None, "access_count": row["access_count"]}
+
+
+async def list_vars(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    rows = await variable_store.list_all(svc.shard_pool, row["execution_id"])
+    return json_response({"execution_id": row["execution_id"], "variables": {r["name"]: _var_view(r) for r in rows},
+                          "count": len(rows)})
+
+
+async def get_var(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    name = request.match_info["name"]
+    var = await variable_store.get_one(svc.shard_pool, row["execution_id"], name)
+    if var is None:
+        raise not_found(f"variable {name!r} not found for execution {row['execution_id']}")
+    return json_response({"execution_id": row["execution_id"], "var_name": name, **_var_view(var)})
+
+
+async def set_vars(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    body = await read_json(request, SetVarsRequest)
+    if body.var_type not in VAR_TYPES:
+        raise ApiError(422, f"var_type must be one of {', '.join(VAR_TYPES)}, got {body.var_type!r}",
+                       "validation_error")
+    if not body.variables:
+        raise bad_request("variables must be a non-empty object of name: value")
+    await variable_store.upsert_many(svc.shard_pool, row["execution_id"], body.variables, body.var_type,
+                                     body.source_step)
+    return json_response({"execution_id": row["execution_id"], "variables_set": len(body.variables),
+                          "var_names": sorted(body.variables)})
+
+
+async def delete_var(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    name = request.match_info["name"]
+    deleted = await variable_store.delete_one(svc.shard_pool, row["execution_id"], name)
+    if not deleted:
+        raise not_found(f"variable {name!r} not found for execution {row['execution_id']}")
+    return json_response({"execution_id": row["execution_id"], "var_name": name, "deleted": True})
+
+
+async def delete_vars(request: web.Request) -> web.Response:
+    svc, row = await _owned_execution(request)
+    count = await variable_store.delete_all(svc.shard_pool, row["execution_id"])
+    return json_response({"execution_id": row["execution_id"], "deleted_count": count})

@@ -1,0 +1,232 @@
+"""Write-side routes: execute, events (single and batch), cancel, finalize, replay; plus wiring
+of the read side and command claims."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json, unprocessable
+from noetl_common.ids import parse_id
+from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, ExecuteResponse,
+                                         FinalizeRequest)
+
+from ..handlers.params import path_id, query_str, to_id
+from ..state import SERVICES, services
+from ..store import catalog as catalog_store
+from ..store import commands as command_store
+from ..store import executions as execution_store
+from . import commands_api, engine_port as engine, queries, reaper
+from .ingest import fail_command, ingest
+from .orchestration import FollowUp, Orchestrator
+from .ownership import require_owned
+from .replay import fold
+from .worker_events import normalise
+
+ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
+EXECUTABLE_KINDS = {"playbook", "playbooks", "agent", "agents"}
+MAX_BATCH_EVENTS = 256
+
+
+def register(app: web.Application) -> None:
+    settings = app[SERVICES].settings
+    app[ORCHESTRATOR] = Orchestrator(app[SERVICES], settings.public_url)
+    queries.register(app)
+
+    async def _fail(conn, command, reason):
+        await fail_command(app[SERVICES], app[ORCHESTRATOR], conn, command, reason)
+
+    async def _append(conn, events):
+        await app[ORCHESTRATOR].append(conn, events)
+
+    app.router.add_get("/api/commands/{event_id}", commands_api.get_command)
+    app.router.add_post("/api/commands/{event_id}/claim",
+                        commands_api.make_claim_handler(_fail, _append, settings.claim_lease_seconds))
+    app.router.add_post("/api/execute", execute)
+    app.router.add_post("/api/events", post_event)
+    app.router.add_post("/api/events/batch", post_batch)
+    app.router.add_post("/api/executions/{execution_id}/cancel", cancel)
+    app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
+    app.router.add_get("/api/replay/state", replay_state)
+    reaper.install(app, ORCHESTRATOR, interval_seconds=settings.reaper_interval_seconds,
+                   unclaimed_after_seconds=settings.unclaimed_after_seconds)
+
+
+def _id(value: Any, field: str) -> int:
+    try:
+        return parse_id(value, field)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+
+
+async def execute(request: web.Request) -> web.Response:
+    svc = services(request)
+    orch = request.app[ORCHESTRATOR]
+    body = await read_json(request, ExecuteRequest)
+    if body.resource_kind is not None and body.resource_kind.lower() not in EXECUTABLE_KINDS:
+        raise unprocessable(f"Catalog kind '{body.resource_kind}' is not executable")
+    if body.catalog_id is not None:
+        row = await catalog_store.get_by_id(svc.cluster_pool, _id(body.catalog_id, "catalog_id"))
+        label = f"catalog_id={body.catalog_id}"
+    elif body.path:
+        version = None
+        if body.version not in (None, "", "latest"):
+            version = _id(body.version, "version")
+        row = await catalog_store.get_by_path(svc.cluster_pool, body.path, version)
+        label = body.path + (f" version {version}" if version else "")
+    else:
+        raise unprocessable("either path or catalog_id is required")
+    if row is None:
+        raise not_found(f"Executable catalog entry not found: {label}")
+    if (row["kind"] or "").lower() not in EXECUTABLE_KINDS:
+        raise unprocessable(f"Catalog kind '{row['kind']}' is not executable")
+    workload = {**(body.workload or {}), **(body.payload or {})}
+    parent = _id(body.parent_execution_id, "parent_execution_id") if body.parent_execution_id is not None else None
+    queue: list[FollowUp] = []
+    async with svc.shard_pool.acquire() as conn, conn.transaction():
+        try:
+            execution_id, outcome = await orch.start(conn, queue, catalog_id=row["catalog_id"], workload=workload,
+                                                     parent_execution_id=parent)
+        except engine.PlaybookError as exc:
+            raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
+        await orch.drain(conn, queue)
+    return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
+                                         commands_generated=outcome.commands, path=row["path"],
+                                         catalog_id=str(row["catalog_id"])))
+
+
+async def post_event(request: web.Request) -> web.Response:
+    svc = services(request)
+    ev = normalise(await read_json(request, EventIn))
+    require_owned(svc, ev.execution_id)
+    async with svc.shard_pool.acquire() as conn, conn.transaction():
+        done = await ingest(svc, request.app[ORCHESTRATOR], conn, ev, svc.settings.claim_lease_seconds)
+    return json_response({"status": "ok", "event_id": done.event_id, "commands_generated": done.commands_generated,
+                          "duplicate": done.duplicate})
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """All events of a batch in one transaction; an Idempotency-Key replays the first answer."""
+    svc = services(request)
+    body = await read_json(request, BatchRequest)
+    if not body.events:
+        raise bad_request("events must be a non-empty list")
+    if len(body.events) > MAX_BATCH_EVENTS:
+        raise unprocessable(f"events has {len(body.events)} items; at most {MAX_BATCH_EVENTS} per batch")
+    execution_id = _id(body.execution_id, "execution_id")
+    require_owned(svc, execution_id)
+    events = [normalise(e, default_execution_id=execution_id, default_worker=body.worker_id, where=f"events[{i}].")
+              for i, e in enumerate(body.events)]
+    for i, e in enumerate(events):
+        if e.execution_id != execution_id:
+            raise bad_request(f"events[{i}].execution_id differs from the batch's execution_id")
+    key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
+    async with svc.shard_pool.acquire() as conn, conn.transaction():
+        if key:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{execution_id}:{key}")
+            prior = await conn.fetchrow(
+                "SELECT event_id, payload FROM noetl.event WHERE execution_id = $1 AND event_type = 'batch.accepted' "
+                "AND meta->>'idempotency_key' = $2", execution_id, key)
+            if prior is not None:
+                return json_response({**prior["payload"], "duplicate": True}, status=202)
+        ids, generated = [], 0
+        for e in events:
+            done = await ingest(svc, request.app[ORCHESTRATOR], conn, e, svc.settings.claim_lease_seconds)
+            ids.append(done.event_id)
+            generated += done.commands_generated
+        answer = {"status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": ids,
+                  "commands_generated": generated, "duplicate": False, "queue_depth": 0, "idempotency_key": key}
+        if key:
+            from ..store.events import NewEvent
+            await request.app[ORCHESTRATOR].append(conn, [NewEvent(
+                event_id=svc.mint_owned_id(), execution_id=execution_id, event_type="batch.accepted",
+                node_name="events.batch", status="COMPLETED", payload=answer, meta={"idempotency_key": key})])
+    return json_response(answer, status=202)
+
+
+async def _cancel_one(svc, orch: Orchestrator, conn, execution_id: int, reason: str, cascade: bool,
+                      cancelled: list[str]) -> None:
+    execution = await execution_store.lock(conn, execution_id)
+    if execution is None or execution["status"] in execution_store.TERMINAL:
+        return
+    from ..store.events import NewEvent
+    row = NewEvent(event_id=svc.mint_owned_id(), execution_id=execution_id, event_type="execution.cancel_requested",
+                   node_name="cancel", status="INFO", catalog_id=execution["catalog_id"],
+                   payload={"reason": reason}, meta={"cancelled_by": "api", "cascade": cascade})
+    await orch.append(conn, [row])
+    queue: list[FollowUp] = []
+    outcome = await orch.advance(conn, queue, execution, engine.cancel(), row.event_id)
+    if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless
+        await orch.finish(conn, queue, execution_id, execution["catalog_id"], "CANCELLED", None, reason, row.event_id)
+    await orch.drain(conn, queue)
+    cancelled.append(str(execution_id))
+    if cascade:
+        for child in await execution_store.children(conn, execution_id):
+            await _cancel_one(svc, orch, conn, child["execution_id"], reason, cascade, cancelled)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    svc = services(request)
+    execution_id = path_id(request, "execution_id")
+    require_owned(svc, execution_id)
+    body = await read_json(request, CancelRequest, allow_empty=True)
+    async with svc.shard_pool.acquire() as conn, conn.transaction():
+        row = await execution_store.lock(conn, execution_id)
+        if row is None:
+            raise not_found(f"execution {execution_id} not found")
+        if row["status"] in execution_store.TERMINAL:
+            return json_response({"status": "already_completed", "execution_id": str(execution_id),
+                                  "cancelled_executions": [], "message": f"execution is already {row['status']}"})
+        cancelled: list[str] = []
+        await _cancel_one(svc, request.app[ORCHESTRATOR], conn, execution_id, body.reason or "cancelled via API",
+                          body.cascade, cancelled)
+    return json_response({"status": "cancelled", "execution_id": str(execution_id),
+                          "cancelled_executions": cancelled, "message": f"cancelled {len(cancelled)} execution(s)"})
+
+
+async def finalize(request: web.Request) -> web.Response:
+    """Force a stuck execution to a terminal status (operator action)."""
+    svc = services(request)
+    execution_id = path_id(request, "execution_id")
+    require_owned(svc, execution_id)
+    body = await read_json(request, FinalizeRequest, allow_empty=True)
+    status = (body.status or "FAILED").upper()
+    if status not in ("COMPLETED", "FAILED"):
+        raise unprocessable(f"status must be COMPLETED or FAILED, got {body.status!r}")
+    async with svc.shard_pool.acquire() as conn, conn.transaction():
+        row = await execution_store.lock(conn, execution_id)
+        if row is None:
+            raise not_found(f"execution {execution_id} not found")
+        if row["status"] in execution_store.TERMINAL:
+            return json_response({"status": "already_completed", "execution_id": str(execution_id),
+                                  "message": f"execution is already {row['status']}"})
+        reason = body.reason or body.error or "finalized by operator"
+        queue: list[FollowUp] = []
+        await request.app[ORCHESTRATOR].finish(conn, queue, execution_id, row["catalog_id"], status, None,
+                                               reason if status == "FAILED" else None, execution_id)
+        await request.app[ORCHESTRATOR].drain(conn, queue)
+    return json_response({"status": "finalized", "execution_id": str(execution_id),
+                          "message": f"execution marked {status}"})
+
+
+async def replay_state(request: web.Request) -> web.Response:
+    svc = services(request)
+    raw = query_str(request, "execution_id")
+    if raw is None:
+        raise bad_request("query parameter execution_id is required")
+    execution_id = to_id(raw, "execution_id")
+    require_owned(svc, execution_id)
+    row = await execution_store.get(svc.shard_pool, execution_id)
+    if row is None:
+        raise not_found(f"execution {execution_id} not found")
+    playbook, _ = await request.app[ORCHESTRATOR].playbook(row["catalog_id"])
+    replayed, count = await fold(svc.shard_pool, playbook, row)
+    stored = engine.decode_state(row["state"])
+    replayed_sum, stored_sum = engine.checksum(replayed), engine.checksum(stored)
+    return json_response({"execution_id": str(execution_id), "status": row["status"], "event_count": count,
+                          "last_event_id": str(row["last_event_id"]) if row["last_event_id"] else None,
+                          "last_event_type": row["last_event_type"], "checksum": replayed_sum,
+                          "stored_checksum": stored_sum, "matches": replayed_sum == stored_sum,
+                          "state": engine.state_view(replayed)})

@@ -1,0 +1,37 @@
+"""Health/metrics server around the worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from noetl_common.http import add_readiness_check, build_app
+from noetl_common.observability import REGISTRY_KEY
+
+from .config import WorkerSettings
+from .executor import default_runners
+from .runtime import Worker, WorkerMetrics
+
+
+def create_app(settings: WorkerSettings) -> web.Application:
+    app = build_app(service="worker", max_body_bytes=64 * 1024)
+    worker = Worker(settings, default_runners(), WorkerMetrics(app[REGISTRY_KEY]))
+
+    async def ready() -> None:
+        if not worker.connected:
+            raise ConnectionError("NATS is not connected")
+
+    add_readiness_check(app, "nats", ready)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(worker.run(), name="worker")
+        yield
+        worker.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, settings.shutdown_grace_seconds + 5)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

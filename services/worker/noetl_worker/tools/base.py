@@ -1,0 +1,102 @@
+"""What every tool runner gets and raises."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+
+class ToolError(Exception):
+    """The tool ran and failed (bad SQL, HTTP 500, exception in code): the step fails with this."""
+
+
+class CredentialSource(Protocol):
+    async def get_credential(self, name: str) -> dict[str, Any]: ...
+
+
+class ToolContext:
+    def __init__(self, *, credentials: CredentialSource, execution_id: int, step: str,
+                 timeout_seconds: float = 300.0, script_root: Path = Path(".")) -> None:
+        self.script_root = script_root
+        self.credentials = credentials
+        self.execution_id = execution_id
+        self.step = step
+        self.timeout_seconds = timeout_seconds
+
+
+Runner = Callable[[dict[str, Any], dict[str, Any], ToolContext], Awaitable[Any]]
+
+
+def jsonable(value: Any) -> Any:
+    """Database values as JSON: decimals, dates, UUIDs and bytes become plain types."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on semicolons outside quotes, dollar-quoted bodies and comments."""
+    out, buf, i, n = [], [], 0, len(sql)
+    quote: str | None = None
+    while i < n:
+        ch = sql[i]
+        if quote:
+            if sql.startswith(quote, i):
+                buf.append(quote)
+                i += len(quote)
+                quote = None
+                continue
+            buf.append(ch)
+            i += 1
+            continue
+        if ch in ("'", '"'):
+            quote = ch
+        elif ch == "$":
+            end = sql.find("$", i + 1)
+            tag = sql[i:end + 1] if end != -1 else ""
+            if tag and all(c.isalnum() or c == "_" for c in tag[1:-1]):
+                quote = tag
+                buf.append(tag)
+                i += len(tag)
+                continue
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end == -1 else end
+            continue
+        elif ch == ";":
+            stmt = "".join(buf).strip()
+            if stmt:
+                out.append(stmt)
+            buf = []
+            i += 1
+            continue
+        buf.append(ch)
+        i += 1
+    stmt = "".join(buf).strip()
+    if stmt:
+        out.append(stmt)
+    return out
+
+
+def sql_text(config: dict[str, Any]) -> str:
+    text = config.get("command") or config.get("query") or config.get("sql")
+    if isinstance(text, list):
+        text = ";\n".join(str(t) for t in text)
+    if not isinstance(text, str) or not text.strip():
+        raise ToolError("tool config needs `command` (or `query`) with SQL text")
+    return text

@@ -1,0 +1,1 @@
+"""Conformance runner: any directory in the noetl-conformance/1 format, through a live fleet."""
