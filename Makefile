@@ -9,6 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install run test unit integration infra-up infra-down conformance bench clean
+FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
 
@@ -39,6 +40,10 @@ infra-up: install
 
 infra-down: install
 	$(PY) -m noetl_devstack.infra down
+
+## Run a conformance directory (index.json format) through a fleet it starts, or NOETL_API_URL.
+conformance: install
+	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS)
 
 bench: install
 	$(PY) -m bench

@@ -87,6 +87,23 @@ class ControlPlane:
     async def get_credential(self, name: str) -> dict[str, Any]:
         return await self._with_retries("GET", f"/api/credentials/{name}", params={"include_data": "true"})
 
+    async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
+                        timeout: float) -> dict[str, Any]:
+        """Start a sub-playbook and wait for its terminal status (with step results)."""
+        started = await self._with_retries("POST", "/api/execute", json={
+            "path": path, "workload": workload, "parent_execution_id": str(parent_execution_id)})
+        execution_id = started["execution_id"]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status = await self._with_retries("GET", f"/api/executions/{execution_id}/status",
+                                              params={"steps": "true"})
+            if status.get("completed"):
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise ControlPlaneError(f"sub-playbook {path} ({execution_id}) not finished after {timeout:.0f}s",
+                                        None)
+            await asyncio.sleep(0.2)
+
     async def pool(self, action: str, body: dict[str, Any]) -> None:
         await self._with_retries("POST", f"/api/worker/pool/{action}", json=body, attempts=2)
 

@@ -11,7 +11,7 @@ import msgspec
 
 from noetl_common.tools import ToolResult, run_pipeline
 
-from .tools import duckdb_tool, http_tool, noop, postgres, python_bridge
+from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge
 from .tools.base import Runner, ToolContext, ToolError
 
 
@@ -23,7 +23,7 @@ class Outcome(msgspec.Struct):
 
 def default_runners() -> dict[str, Runner]:
     return {"http": http_tool.run, "postgres": postgres.run, "duckdb": duckdb_tool.run, "noop": noop.run,
-            "python": python_bridge.run}
+            "python": python_bridge.run, "playbook": playbook_tool.run}
 
 
 async def run_tasks(context: dict[str, Any], runners: dict[str, Runner], ctx: ToolContext) -> Any:

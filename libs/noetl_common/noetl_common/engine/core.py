@@ -127,7 +127,10 @@ class _Run:
                                   payload={"stats": aggregate["stats"]}))
         if ls.failed:
             self.st.results[step.name] = aggregate
-            self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {len(ls.items)} iteration(s) failed")
+            first = next(i for i in range(len(ls.items)) if isinstance(ls.results.get(i), dict)
+                         and ls.results[i].get("status") == "error")
+            self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {len(ls.items)} iteration(s) failed; "
+                                      f"iteration {first}: {ls.results[first].get('error')}")
         else:
             self.complete(step.name, aggregate, event_name="loop.done")
 

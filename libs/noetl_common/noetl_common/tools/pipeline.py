@@ -64,9 +64,13 @@ async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], r
         action, then = _decide(task, envelope, {**running, "_attempt": attempt}, renderer, outcome.ok)
         for key, value in (then.get("set") or {}).items():
             rendered = renderer.render(value, {**running, "output": envelope, "_attempt": attempt})
-            ctx_updates[_strip_scope(key)] = rendered
-            running[_strip_scope(key)] = rendered
-            running["ctx"] = {**running["ctx"], _strip_scope(key): rendered}
+            name = _strip_scope(key)
+            if key.startswith("iter."):  # iteration-local (semantics rule 6): never leaves this command
+                running["iter"] = {**(running.get("iter") or {}), name: rendered}
+                continue
+            ctx_updates[name] = rendered
+            running[name] = rendered
+            running["ctx"] = {**running["ctx"], name: rendered}
         if action == "retry":
             limit = int(then.get("attempts", 3))
             if attempt < limit:
