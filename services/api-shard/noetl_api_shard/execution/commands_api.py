@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from noetl_common.errors import ApiError, json_response, not_found, read_json
+from noetl_common.errors import ApiError, error_response, json_response, not_found, read_json
 from noetl_common.wire.execution import ClaimRequest, CommandOut
 
 from ..handlers.params import path_id
@@ -90,9 +90,11 @@ def make_claim_handler(fail_command: FailCommand, append_events: AppendEvents,
                 reclaimed_from = row["worker_id"]
                 attempt += 1
                 if attempt > row["max_attempts"]:
+                    # Record the step failure and commit it; the 409 is answered after the block
+                    # (raising here would roll the failure back).
                     await fail_command(conn, row, f"worker {row['worker_id']} stopped responding; "
                                                   f"{row['max_attempts']} attempt(s) exhausted")
-                    raise ApiError(409, "Command failed: attempts exhausted", "already_terminal")
+                    return error_response(ApiError(409, "Command failed: attempts exhausted", "already_terminal"))
             claimed = await command_store.claim(conn, command_id, worker, lease_seconds, attempt)
             meta = {"command_id": command_id, "worker_id": worker, "actionable": False}
             if reclaimed_from:

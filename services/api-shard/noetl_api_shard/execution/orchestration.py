@@ -32,6 +32,9 @@ from . import engine_port as engine
 log = logging.getLogger("noetl.api_shard.orchestration")
 
 DEFAULT_POOL = "default"
+# How many workers may take one command over after the previous holder vanished (lease expired)
+# before the step fails. Tool-level retries are separate: the engine issues a new command each.
+TAKEOVER_ATTEMPTS = 3
 CHILD_EVENT = {"COMPLETED": "child.completed", "FAILED": "child.failed", "CANCELLED": "child.cancelled"}
 TERMINAL_EVENT = {"COMPLETED": "playbook.completed", "FAILED": "playbook.failed", "CANCELLED": "execution.cancelled"}
 
@@ -158,7 +161,7 @@ class Orchestrator:
                 await command_store.insert(conn, NewCommand(
                     command_id=d.command_id, execution_id=execution_id, catalog_id=catalog_id, step=d.step,
                     tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
-                    attempt=d.attempt, max_attempts=max(d.max_attempts, 1)))
+                    attempt=1, max_attempts=TAKEOVER_ATTEMPTS))
                 events.append(NewEvent(event_id=d.command_id, execution_id=execution_id, event_type="command.issued",
                                        node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=catalog_id,
                                        parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,

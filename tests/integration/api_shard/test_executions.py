@@ -1,0 +1,188 @@
+"""Execution routes on a real shard database, with the test acting as the worker over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from noetl_api_shard.app import create_app
+from noetl_common.sharding import shard_for
+
+from .conftest import make_settings
+
+PLAYBOOK = b"""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: two_steps, path: tests/two_steps}
+workload: {n: 2}
+workflow:
+  - step: start
+    tool: {kind: python, input: {n: "{{ n }}"}, code: "result = {'double': n * 2}"}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, input: {d: "{{ start.double }}"}, code: "result = {'final': d}"}
+"""
+
+
+@pytest.fixture
+async def client(database_factory):
+    settings = msgspec.structs.replace(make_settings(await database_factory()), claim_lease_seconds=0.5,
+                                       reaper_interval_seconds=3600)
+    async with TestClient(TestServer(create_app(settings))) as c:
+        r = await c.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
+        assert r.status == 200
+        yield c
+
+
+async def start(c, **body):
+    r = await c.post("/api/execute", json={"path": "tests/two_steps", **body})
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+async def open_command(c, execution_id):
+    events = (await (await c.get(f"/api/executions/{execution_id}/events")).json())["events"]
+    issued = [e for e in events if e["event_type"] == "command.issued"]
+    return issued[-1]["event_id"], issued[-1]["node_name"]
+
+
+async def finish(c, execution_id, command_id, result, worker="w1", kind="call.done"):
+    r = await c.post("/api/events", json={"execution_id": execution_id, "name": kind, "node_name": "x",
+                                         "worker_id": worker, "payload": {"command_id": command_id, "result": result}})
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+async def test_run_to_completion_with_exactly_once_finishing(client):
+    c = client
+    started = await start(c, workload={"n": 5})
+    eid = started["execution_id"]
+    assert started["status"] == "started" and started["commands_generated"] == 1
+    assert shard_for(int(eid), 1) == 0
+    cid, step = await open_command(c, eid)
+    command = await (await c.get(f"/api/commands/{cid}")).json()
+    assert step == "start" and command["action"] == "python" and command["context"]["input"] == {"n": 5}
+
+    r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
+    assert r.status == 200 and (await r.json())["execution_id"] == int(eid)
+    r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w2"})
+    assert r.status == 409 and (await r.json())["code"] == "active_claim"
+    assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200  # idempotent
+
+    first = await finish(c, eid, cid, {"double": 10})
+    again = await finish(c, eid, cid, {"double": 10})
+    late = await finish(c, eid, cid, None, kind="command.completed")
+    assert first["commands_generated"] == 1 and again["duplicate"] and late["commands_generated"] == 0
+    end_id, end_step = await open_command(c, eid)
+    assert end_step == "end"
+    await c.post(f"/api/commands/{end_id}/claim", json={"worker_id": "w1"})
+    await finish(c, eid, end_id, {"final": 10})
+
+    status = await (await c.get(f"/api/executions/{eid}/status", params={"steps": "true"})).json()
+    assert status["status"] == "COMPLETED" and status["completed"] and status["result"] == {"final": 10}
+    assert status["steps"]["start"] == {"double": 10} and status["issued"] == {"start": 1, "end": 1}
+    r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w3"})
+    assert r.status == 409 and (await r.json())["code"] == "already_terminal"
+    replay = await (await c.get("/api/replay/state", params={"execution_id": eid})).json()
+    assert replay["matches"] and replay["checksum"] == replay["stored_checksum"]
+    listed = await (await c.get("/api/executions")).json()
+    assert [e["execution_id"] for e in listed] == [eid] and listed[0]["status"] == "COMPLETED"
+    terminal = [e for e in (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+                if e["event_type"] == "playbook.completed"]
+    assert len(terminal) == 1
+
+
+async def test_failure_fails_the_execution_and_names_the_step(client):
+    eid = (await start(client))["execution_id"]
+    cid, _ = await open_command(client, eid)
+    r = await client.post("/api/events", json={"execution_id": eid, "event_type": "call.error", "step": "start",
+                                              "context": {"command_id": cid, "error": "ZeroDivisionError: boom"}})
+    assert r.status == 200
+    status = await (await client.get(f"/api/executions/{eid}/status")).json()
+    assert status["status"] == "FAILED" and "step 'start'" in status["error"] and "boom" in status["error"]
+
+
+async def test_expired_lease_is_taken_over_then_attempts_run_out(client):
+    eid = (await start(client))["execution_id"]
+    cid, _ = await open_command(client, eid)
+    assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "dead"})).status == 200
+    await asyncio.sleep(0.7)
+    r = await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "alive"})
+    assert r.status == 200 and (await r.json())["attempt"] == 2
+    await asyncio.sleep(0.7)
+    assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "third"})).status == 200
+    await asyncio.sleep(0.7)
+    r = await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "fourth"})
+    assert r.status == 409  # 3 attempts used: the step fails
+    status = await (await client.get(f"/api/executions/{eid}/status")).json()
+    assert status["status"] == "FAILED" and "attempt(s) exhausted" in status["error"]
+
+
+async def test_cancel_and_cancellation_check(client):
+    eid = (await start(client))["execution_id"]
+    r = await client.post(f"/api/executions/{eid}/cancel", json={"cascade": True})
+    body = await r.json()
+    assert r.status == 200 and body["status"] == "cancelled" and body["cancelled_executions"] == [eid]
+    check = await (await client.get(f"/api/executions/{eid}/cancellation-check")).json()
+    assert check["cancelled"] and check["status"] == "CANCELLED"
+    again = await (await client.post(f"/api/executions/{eid}/cancel", json={})).json()
+    assert again["status"] == "already_completed"
+    cid, _ = await open_command(client, eid)
+    assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"})).status == 409
+    replay = await (await client.get("/api/replay/state", params={"execution_id": eid})).json()
+    assert replay["matches"]
+
+
+async def test_variables(client):
+    eid = (await start(client))["execution_id"]
+    r = await client.post(f"/api/vars/{eid}", json={"variables": {"a": 1, "b": {"x": [1]}}})
+    assert (await r.json())["var_names"] == ["a", "b"]
+    one = await (await client.get(f"/api/vars/{eid}/b")).json()
+    assert one["value"] == {"x": [1]} and one["access_count"] == 1
+    assert (await (await client.get(f"/api/vars/{eid}")).json())["count"] == 2
+    assert (await client.delete(f"/api/vars/{eid}/a")).status == 200
+    assert (await client.get(f"/api/vars/{eid}/a")).status == 404
+    r = await client.post(f"/api/vars/{eid}", json={"variables": {"a": 1}, "var_type": "bogus"})
+    assert r.status == 422 and "var_type" in (await r.json())["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "needle"), [
+    ("post", "/api/execute", {}, 422, "path or catalog_id"),
+    ("post", "/api/execute", {"path": "no/such"}, 404, "no/such"),
+    ("post", "/api/execute", {"path": "tests/two_steps", "resource_kind": "dataset"}, 422, "not executable"),
+    ("post", "/api/execute", {"catalog_id": "abc"}, 400, "catalog_id"),
+    ("post", "/api/events", {"execution_id": "x1", "name": "call.done"}, 400, "execution_id"),
+    ("post", "/api/events", {"execution_id": "1", "name": "call.done"}, 404, "not found"),
+    ("post", "/api/events", {"execution_id": "1"}, 400, "event_type"),
+    ("post", "/api/events/batch", {"execution_id": "1", "events": []}, 400, "events"),
+    ("get", "/api/executions/abc", None, 400, "execution_id"),
+    ("get", "/api/executions/12345", None, 404, "not found"),
+    ("get", "/api/commands/12345", None, 404, "not found"),
+    ("post", "/api/commands/12345/claim", {}, 422, "worker_id"),
+    ("get", "/api/replay/state", None, 400, "execution_id"),
+    ("get", "/api/executions?status=WEIRD", None, 400, "status"),
+    ("get", "/api/executions?cursor=zzz", None, 400, "cursor"),
+])
+async def test_bad_input_is_a_clear_4xx(client, method, path, body, status, needle):
+    r = await getattr(client, method)(path, json=body) if body is not None else await getattr(client, method)(path)
+    payload = await r.json()
+    assert r.status == status and needle in payload["error"], payload
+
+
+async def test_malformed_json_writes_nothing(client):
+    r = await client.post("/api/execute", data=b'{"path": ')
+    assert r.status == 400
+    assert await (await client.get("/api/executions")).json() == []
+
+
+async def test_ids_of_another_shard_are_refused_with_421(database_factory):
+    settings = msgspec.structs.replace(make_settings(await database_factory(), shard_index=0, shard_count=2))
+    async with TestClient(TestServer(create_app(settings))) as c:
+        foreign = next(i for i in range(1, 100) if shard_for(i, 2) == 1)
+        r = await c.get(f"/api/executions/{foreign}")
+        body = await r.json()
+        assert r.status == 421 and body["owner_shard"] == 1
