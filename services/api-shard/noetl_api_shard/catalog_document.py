@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from typing import Any
+
+from noetl_common.dsl import PlaybookError, ensure_end_step, parse_playbook
 
 import msgspec
 import yaml
@@ -18,11 +19,6 @@ PLAYBOOK_KINDS = frozenset({"playbook", "agent"})
 API_VERSION = "noetl.io/v2"
 
 # Semantics rule 2 / NoETL: a workflow without an `end` step gets one at registration.
-IMPLICIT_END_STEP: dict[str, Any] = {
-    "step": "end",
-    "desc": "Implicit end step (added at registration)",
-    "tool": {"kind": "python", "code": "result = {'status': 'aggregated'}"},
-}
 
 
 class DocumentError(Exception):
@@ -164,19 +160,14 @@ def with_end_step(document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     workflow = document.get("workflow")
     if not isinstance(workflow, list) or not workflow:
         return document, False  # check_playbook reports the real problem
-    names = {str(s.get("step", "")).lower() for s in workflow if isinstance(s, dict)}
-    if "end" in names:
-        return document, False
-    normalised = dict(document)
-    normalised["workflow"] = [*workflow, copy.deepcopy(IMPLICIT_END_STEP)]
-    return normalised, True
+    return ensure_end_step(document)
 
 
 def check_playbook(text: str, document: dict[str, Any]) -> None:
     """Registration-time validation of a playbook (the rules of dsl_reference §1).
 
-    This is the one place to point at `noetl_common.dsl.parse_playbook` once it is settled;
-    it must raise DocumentError with a message naming the step and field.
+    Structure is checked by the engine's parser (`noetl_common.dsl.parse_playbook`), so the
+    catalog never accepts a playbook the engine would refuse; errors name the step and field.
     """
     api_version = document.get("apiVersion")
     if api_version != API_VERSION:
@@ -187,61 +178,13 @@ def check_playbook(text: str, document: dict[str, Any]) -> None:
     workload = document.get("workload")
     if workload is not None and not isinstance(workload, dict):
         raise DocumentError(f"workload must be a mapping, got {_type_name(workload)}")
-    workflow = document.get("workflow")
-    if not isinstance(workflow, list) or not workflow:
-        raise DocumentError("workflow is required and must be a non-empty list of steps")
-    names: list[str] = []
-    for index, step in enumerate(workflow):
-        if not isinstance(step, dict):
-            raise DocumentError(f"workflow[{index}] must be a mapping with a `step` name")
-        name = step.get("step")
-        if not isinstance(name, str) or not name.strip():
-            raise DocumentError(f"workflow[{index}]: step name (`step:`) is required")
-        if name in names:
-            raise DocumentError(f"step {name!r}: duplicate step name")
-        names.append(name)
-        tool = step.get("tool")
-        if tool is None:
-            raise DocumentError(f"step {name!r}: tool is required")
-        if isinstance(tool, list):
-            if not tool:
-                raise DocumentError(f"step {name!r}: a tool pipeline needs at least one task")
-        elif not isinstance(tool, dict) or not isinstance(tool.get("kind"), str):
-            raise DocumentError(f"step {name!r}: tool must be a mapping with a `kind`, or a list of tasks")
-        if "case" in step:
-            raise DocumentError(f"step {name!r}: `case` is not supported; use next.arcs with `when`")
-    if "start" not in names:
-        raise DocumentError("workflow must contain a step named 'start'")
-    defined = set(names)
-    for step in workflow:
-        for target in _next_targets(step):
-            if target not in defined:
-                raise DocumentError(f"step {step['step']!r}: next target {target!r} is not a step in the workflow")
-
-
-def _next_targets(step: dict[str, Any]) -> list[str]:
-    spec = step.get("next")
-    name = step["step"]
-    if spec is None:
-        return []
-    if isinstance(spec, str):
-        return [spec]
-    if isinstance(spec, dict):
-        arcs = spec.get("arcs", [])
-        if not isinstance(arcs, list):
-            raise DocumentError(f"step {name!r}: next.arcs must be a list")
-        items = arcs
-    elif isinstance(spec, list):
-        items = spec
-    else:
-        raise DocumentError(f"step {name!r}: next must be a step name, a list, or a mapping with arcs")
-    targets = []
-    for i, item in enumerate(items):
-        target = item if isinstance(item, str) else item.get("step") if isinstance(item, dict) else None
-        if not isinstance(target, str) or not target:
-            raise DocumentError(f"step {name!r}: next arc {i} needs a target `step`")
-        targets.append(target)
-    return targets
+    for step in document.get("workflow") or []:
+        if isinstance(step, dict) and "case" in step:
+            raise DocumentError(f"step {step.get('step')!r}: `case` is not supported; use next.arcs with `when`")
+    try:  # the engine's own parser: what registers is exactly what can run
+        parse_playbook(document)
+    except PlaybookError as exc:
+        raise DocumentError(str(exc)) from None
 
 
 def workload_fields(document: dict[str, Any]) -> list[tuple[str, str, Any]]:

@@ -91,9 +91,9 @@ BAD_DOCUMENTS = [
     ("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x\n", "invalid YAML"),
     ("workflow:\n  - step: start\n   tool: oops\n", "invalid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
-    (playbook("bad/no_start").replace("step: start", "step: begin"), "a step named 'start'"),
+    (playbook("bad/no_start").replace("step: start", "step: begin"), "workflow has no 'start' step"),
     (playbook("bad/target", extra_steps="    next: {arcs: [{step: nowhere}]}\n"),
-     "step 'start': next target 'nowhere' is not a step"),
+     "step 'start': next.arcs[0].step 'nowhere' is not a step of this playbook"),
     (playbook("bad/api").replace("noetl.io/v2", "noetl.io/v1"), "apiVersion must be 'noetl.io/v2'"),
     (playbook("bad/dupe", extra_steps="  - step: start\n    tool: {kind: noop}\n"), "step 'start': duplicate step name"),
     (playbook("bad/tool").replace("    tool: {kind: noop}\n", ""), "step 'start': tool is required"),
@@ -220,7 +220,7 @@ async def test_validation_error_names_the_path(shard_app):
     resp = await register(shard_app.client, playbook("bad/named").replace("step: start", "step: begin"))
     body = await resp.json()
     assert body["error"] == ("register_resource: 'bad/named' is not a valid playbook: "
-                             "workflow must contain a step named 'start'")
+                             "workflow has no 'start' step")
 
 
 async def test_large_playbook_under_the_limit_registers(shard_app):

@@ -41,7 +41,7 @@ def ensure_end_step(doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
                                              for s in workflow):
         return doc, False
     out = copy.deepcopy(doc)
-    out["workflow"].append({"step": "end", "desc": "implicit end",
+    out["workflow"].append({"step": "end", "desc": "Implicit end step (added at registration)",
                             "tool": {"kind": "python", "code": "result = {'status': 'aggregated'}"}})
     return out, True
 
