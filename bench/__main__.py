@@ -1,5 +1,8 @@
 """`make bench`: every benchmark; each writes its numbers under bench/results/."""
 
-from . import engine_bench
+import asyncio
+
+from . import engine_bench, fleet_bench
 
 engine_bench.main()
+asyncio.run(fleet_bench.main())
