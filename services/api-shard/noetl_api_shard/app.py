@@ -15,7 +15,7 @@ from noetl_common.crypto import Encryptor, load_key
 from noetl_common.db import apply_migrations, create_pool
 from noetl_common.http import add_readiness_check, build_app
 
-from .execution import outbox_api, routes as execution_routes
+from .execution import outbox_api, projection_api, routes as execution_routes
 from .handlers import catalog, credentials, health, internal, keychain, runtime
 from .state import SERVICES, ShardServices
 from .store import shard_map as shard_map_store
@@ -36,7 +36,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(_databases)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
-    for area in (health, internal, catalog, credentials, keychain, runtime, outbox_api, execution_routes):
+    for area in (health, internal, catalog, credentials, keychain, runtime, outbox_api, projection_api, execution_routes):
         area.register(app)
     return app
 

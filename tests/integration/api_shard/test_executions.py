@@ -186,3 +186,32 @@ async def test_ids_of_another_shard_are_refused_with_421(database_factory):
         r = await c.get(f"/api/executions/{foreign}")
         body = await r.json()
         assert r.status == 421 and body["owner_shard"] == 1
+
+
+async def test_projection_folds_published_events_idempotently(client):
+    from .conftest import INTERNAL_TOKEN
+    auth = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+    eid = (await start(client))["execution_id"]
+    for _ in range(2):  # start, then end
+        cid, _ = await open_command(client, eid)
+        await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
+        await finish(client, eid, cid, {"double": 4})
+    claimed = await (await client.post("/api/internal/outbox/claim?limit=1000", headers=auth)).json()
+    envelopes = [m["payload"] for m in claimed["items"] if m["subject"].startswith("noetl.events.")]
+    first = await (await client.post("/api/internal/events/project", json={"events": envelopes}, headers=auth)).json()
+    again = await (await client.post("/api/internal/events/project", json={"events": envelopes}, headers=auth)).json()
+    assert first["projected"] == len(envelopes) and again == {"projected": 0, "duplicates": len(envelopes)}
+    app = client.server.app
+    from noetl_api_shard.state import SERVICES
+    pool = app[SERVICES].shard_pool
+    summary = await pool.fetchrow("SELECT status, event_count, path, step_count FROM noetl.execution_summary "
+                                  "WHERE execution_id = $1", int(eid))
+    assert summary["status"] == "COMPLETED" and summary["event_count"] == len(envelopes)
+    assert summary["path"] == "tests/two_steps" and summary["step_count"] == 2
+    steps = await pool.fetch("SELECT step, status, worker_id FROM noetl.step_timeline WHERE execution_id = $1 "
+                             "ORDER BY entry_id", int(eid))
+    assert [(r["step"], r["status"], r["worker_id"]) for r in steps] == [("start", "COMPLETED", "w1"),
+                                                                        ("end", "COMPLETED", "w1")]
+    r = await client.post("/api/internal/events/project", json={"events": [{"event_id": "x"}]}, headers=auth)
+    assert r.status == 400 and "events[0].event_id" in (await r.json())["error"]
+    assert (await client.post("/api/internal/events/project", json={"events": envelopes})).status == 403

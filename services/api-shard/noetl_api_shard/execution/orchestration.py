@@ -90,6 +90,7 @@ class Orchestrator:
             id=self.svc.mint_owned_id(), execution_id=e.execution_id, event_id=e.event_id,
             subject=f"noetl.events.{shard}.{e.execution_id}",
             payload={"event_id": str(e.event_id), "execution_id": str(e.execution_id), "event_type": e.event_type,
+                     "parent_execution_id": str(e.parent_execution_id or "") or None,
                      "node_name": e.node_name, "status": e.status, "command_id": str(e.command_id or "") or None,
                      "worker_id": e.worker_id, "attempt": e.attempt, "iteration": e.iteration, "error": e.error,
                      "catalog_id": str(e.catalog_id or "") or None, "event_time_ms": now_ms()})
