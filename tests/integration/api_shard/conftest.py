@@ -18,7 +18,7 @@ from noetl_common.config import HttpSettings, ShardSettings
 from noetl_api_shard.app import create_app
 
 from noetl_common.db import create_pool
-from noetl_devstack.postgres import with_database
+from noetl_devstack.postgres import drop_databases, ensure_databases
 
 INTERNAL_TOKEN = "test-internal-token"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -40,24 +40,14 @@ async def database_factory(pg_admin_dsn: str) -> AsyncIterator[Callable]:
 
     async def make() -> Databases:
         suffix = uuid.uuid4().hex[:10]
-        names = (f"t_shard_{suffix}", f"t_cluster_{suffix}")
-        conn = await asyncpg.connect(pg_admin_dsn)
-        try:
-            for name in names:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-                created.append(name)
-        finally:
-            await conn.close()
-        return Databases(pg_admin_dsn, with_database(pg_admin_dsn, names[0]), with_database(pg_admin_dsn, names[1]), *names)
+        names = [f"t_shard_{suffix}", f"t_cluster_{suffix}"]
+        dsns = await ensure_databases(pg_admin_dsn, names)
+        created.extend(names)
+        return Databases(pg_admin_dsn, dsns[names[0]], dsns[names[1]], *names)
 
     yield make
     if created:
-        conn = await asyncpg.connect(pg_admin_dsn)
-        try:
-            for name in created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_databases(pg_admin_dsn, created)
 
 
 def make_settings(dbs: Databases, *, shard_index: int = 0, shard_count: int = 1,

@@ -11,20 +11,12 @@ import pytest
 
 from noetl_common.dsl import PlaybookError, parse_playbook
 from noetl_common.engine.simulator import Simulator
+from tests.conformance.checks import subset
 
 CONFORMANCE = Path(os.environ.get("NOETL_CONFORMANCE_DIR")
                    or Path(__file__).resolve().parents[4] / "shared" / "conformance")
 INDEX = json.loads((CONFORMANCE / "index.json").read_text())
 FIXTURES = INDEX["fixtures"]
-
-
-def subset(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(k in actual and subset(v, actual[k]) for k, v in expected.items())
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            subset(e, a) for e, a in zip(expected, actual))
-    return expected == actual
 
 
 def load(fixture: dict) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import msgspec
 
 from ..dsl.model import Playbook, Step
+from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
@@ -42,7 +43,7 @@ class _Run:
         flat = {**st.workload, **st.vars}
         ctx: dict[str, Any] = dict(flat)
         for name, result in st.results.items():
-            ctx[name] = _with_data(result)
+            ctx[name] = with_data(result)
         ctx.update(workload=st.workload, ctx=flat, execution_id=str(st.execution_id),
                    catalog_id=str(st.catalog_id), path=self.pb.path)
         if extra:
@@ -144,10 +145,10 @@ class _Run:
             st.end_result = result
         self.out.append(EmitEvent(event_type="step.exit", step=name, payload={"status": "COMPLETED"}))
         try:
-            scope = self.context({"output": _with_data(result), "event": {"name": event_name}})
+            scope = self.context({"output": with_data(result), "event": {"name": event_name}})
             for key, value in step.set.items():
-                st.vars[_strip(key)] = self.r.render(value, scope)
-            scope = self.context({"output": _with_data(result), "event": {"name": event_name}})
+                st.vars[strip_scope(key)] = self.r.render(value, scope)
+            scope = self.context({"output": with_data(result), "event": {"name": event_name}})
             taken = self.choose(step, scope)
         except TemplateError as exc:
             self.fail_step(name, f"step '{name}': {exc}")
@@ -170,7 +171,7 @@ class _Run:
             live = i in taken
             if live:
                 for key, value in arc.set.items():
-                    self.st.vars[_strip(key)] = self.r.render(value, scope)
+                    self.st.vars[strip_scope(key)] = self.r.render(value, scope)
             self.token(arc.step, step.name, live)
 
     def token(self, target: str, source: str, live: bool) -> None:
@@ -297,19 +298,6 @@ def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
     run.on_finished(event)
     run.settle()
     return state, run.out
-
-
-def _strip(key: str) -> str:
-    for prefix in ("ctx.", "iter.", "step.", "vars."):
-        if key.startswith(prefix):
-            return key[len(prefix):]
-    return key
-
-
-def _with_data(value: Any) -> Any:
-    if isinstance(value, dict) and "data" not in value:
-        return {**value, "data": value}
-    return value
 
 
 def _as_items(value: Any) -> list[Any] | None:

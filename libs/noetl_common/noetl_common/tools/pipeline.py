@@ -7,25 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
+from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
 from .result import ToolResult
 
 TaskRunner = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[ToolResult]]
 TASK_META = ("name", "kind", "input", "args", "set", "spec", "desc")
-
-
-def _strip_scope(key: str) -> str:
-    for prefix in ("ctx.", "iter.", "step.", "vars."):
-        if key.startswith(prefix):
-            return key[len(prefix):]
-    return key
-
-
-def _with_data(value: Any) -> Any:
-    """`{{ task.data }}` is the result itself when it has no `data` key (NoETL's accessor)."""
-    if isinstance(value, dict) and "data" not in value:
-        return {**value, "data": value}
-    return value
 
 
 async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], run_task: TaskRunner, *,
@@ -57,14 +44,14 @@ async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], r
                     "error": {"message": outcome.error, "retryable": False} if not outcome.ok else None}
         if outcome.ok:
             results[task["name"]] = outcome.result
-            running[task["name"]] = _with_data(outcome.result)
+            running[task["name"]] = with_data(outcome.result)
             prev = outcome.result
             for key, value in (task.get("set") or {}).items():
                 running[key] = renderer.render(value, {**running, "output": outcome.result})
         action, then = _decide(task, envelope, {**running, "_attempt": attempt}, renderer, outcome.ok)
         for key, value in (then.get("set") or {}).items():
             rendered = renderer.render(value, {**running, "output": envelope, "_attempt": attempt})
-            name = _strip_scope(key)
+            name = strip_scope(key)
             if key.startswith("iter."):  # iteration-local (semantics rule 6): never leaves this command
                 running["iter"] = {**(running.get("iter") or {}), name: rendered}
                 continue

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, read_json
 
-from ..handlers.params import query_str
+from ..handlers.params import query_int
 from ..state import SERVICES, services
 from ..store import outbox as store
 
@@ -77,24 +77,11 @@ async def _listen(app: web.Application) -> AsyncIterator[None]:
     await conn.close()
 
 
-def _bounded_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = query_str(request, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise bad_request(f"query parameter {name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
 async def claim(request: web.Request) -> web.Response:
     svc = services(request)
-    limit = _bounded_int(request, "limit", 100, 1, MAX_LIMIT)
-    wait_ms = _bounded_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
-    lease_seconds = _bounded_int(request, "lease_ms", DEFAULT_LEASE_MS, 100, MAX_LEASE_MS) / 1000
+    limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
+    wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
+    lease_seconds = query_int(request, "lease_ms", DEFAULT_LEASE_MS, 100, MAX_LEASE_MS) / 1000
     body = await read_json(request, ClaimBody, allow_empty=True)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000

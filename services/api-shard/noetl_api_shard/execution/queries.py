@@ -11,7 +11,7 @@ from aiohttp import web
 
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
 
-from ..handlers.params import path_id, query_bool, query_str, to_id
+from ..handlers.params import path_id, query_bool, query_int, query_str, to_id
 from ..state import ShardServices, services
 from ..store import commands as command_store
 from ..store import events as event_store
@@ -38,19 +38,6 @@ def register(app: web.Application) -> None:
     app.router.add_delete("/api/vars/{execution_id}", delete_vars)
     app.router.add_get("/api/vars/{execution_id}/{name}", get_var)
     app.router.add_delete("/api/vars/{execution_id}/{name}", delete_var)
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = query_str(request, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise bad_request(f"query parameter {name} must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def encode_cursor(created_at: datetime, execution_id: int) -> str:

@@ -42,3 +42,16 @@ def to_id(value: object, name: str) -> int:
         return parse_id(value, name)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = query_str(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"query parameter {name} must be between {lo} and {hi}, got {value}")
+    return value
