@@ -86,3 +86,69 @@ async def test_worker_killed_mid_step_then_another_finishes_it(fresh_databases, 
                 await conn.close()
     finally:
         sup.stop_all()
+
+
+QUICK = b"""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: quick, path: tests/quick}
+workflow:
+  - step: start
+    tool: {kind: python, code: "import time\\ntime.sleep(0.2)\\nresult = {'a': 1}"}
+    next: [{step: middle}]
+  - step: middle
+    tool: {kind: python, code: "import time\\ntime.sleep(0.2)\\nresult = {'b': 2}"}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, code: "result = {'c': 3}"}
+"""
+
+
+async def test_publisher_killed_and_nats_restarted_mid_run(fresh_databases, tmp_path):
+    from noetl_devstack.nats import EmbeddedNats, stop_pid
+    from noetl_devstack.ports import free_port
+
+    dbs = await fresh_databases(1)
+    nats_port = free_port()
+    nats_url, nats_pid = EmbeddedNats(tmp_path / "nats").start(nats_port)
+    specs = fleet_specs(FleetConfig(
+        cluster_dsn=dbs.cluster_dsn, shard_dsns=dbs.shard_dsns, nats_url=nats_url,
+        secrets=secrets.load_or_create(tmp_path / "s.json"), workers=2,
+        extra_env={"NOETL_COMMAND_REPUBLISH_AFTER_SECONDS": "3", "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "0.5"}))
+    sup = Supervisor(tmp_path / "logs")
+    shard, publisher = specs[0], specs[1]
+    try:
+        for spec in specs:
+            sup.spawn(spec)
+        await asyncio.gather(*(sup.wait_ready(s.name) for s in specs))
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{shard.url}/api/catalog/register",
+                                    json={"content": base64.b64encode(QUICK).decode()}) as r:
+                assert r.status == 200
+            ids = []
+            for _ in range(10):
+                async with session.post(f"{shard.url}/api/execute", json={"path": "tests/quick"}) as r:
+                    ids.append((await r.json())["execution_id"])
+            await asyncio.sleep(0.2)
+            os.kill(sup.running[publisher.name][0].pid, signal.SIGKILL)  # possibly holding claims
+            sup.running.pop(publisher.name)
+            stop_pid(nats_pid)
+            await asyncio.sleep(1.0)
+            _, nats_pid = EmbeddedNats(tmp_path / "nats").start(nats_port)
+            sup.spawn(publisher)
+            await sup.wait_ready(publisher.name)
+            finals = [await wait_status(session, shard.url, eid, timeout=90) for eid in ids]
+        assert [f["status"] for f in finals] == ["COMPLETED"] * 10
+        conn = await asyncpg.connect(dbs.shard_dsns[0])
+        try:
+            terminal = await conn.fetch("SELECT execution_id, count(*) AS n FROM noetl.event WHERE event_type IN "
+                                        "('playbook.completed', 'playbook.failed') GROUP BY execution_id")
+            done = await conn.fetch("SELECT execution_id, node_name, count(*) AS n FROM noetl.event "
+                                    "WHERE event_type = 'call.done' GROUP BY execution_id, node_name")
+        finally:
+            await conn.close()
+        assert len(terminal) == 10 and all(r["n"] == 1 for r in terminal)
+        assert len(done) == 30 and all(r["n"] == 1 for r in done)  # no step ran twice
+    finally:
+        sup.stop_all()
+        stop_pid(nats_pid)

@@ -96,6 +96,17 @@ async def test_run_to_completion_with_exactly_once_finishing(client):
     assert len(terminal) == 1
 
 
+async def test_resent_event_id_returns_the_original(client):
+    eid = (await start(client))["execution_id"]
+    body = {"execution_id": int(eid), "event_type": "worker.note", "step": "start", "event_id": 4242,
+            "context": {"n": 1}}
+    first = await (await client.post("/api/events", json=body)).json()
+    again = await (await client.post("/api/events", json={**body, "context": {"n": 2}})).json()
+    assert first["event_id"] == again["event_id"] == 4242 and again["duplicate"] and not first["duplicate"]
+    events = (await (await client.get(f"/api/executions/{eid}/events")).json())["events"]
+    assert [e["event_type"] for e in events].count("worker.note") == 1
+
+
 async def test_failure_fails_the_execution_and_names_the_step(client):
     eid = (await start(client))["execution_id"]
     cid, _ = await open_command(client, eid)

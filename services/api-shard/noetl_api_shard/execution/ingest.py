@@ -34,6 +34,11 @@ async def ingest(svc: ShardServices, orch: Orchestrator, conn: asyncpg.Connectio
     execution = await execution_store.lock(conn, ev.execution_id)
     if execution is None:
         raise not_found(f"execution {ev.execution_id} not found")
+    if ev.event_id is not None:
+        # A producer-stamped id (the Rust worker's) is the row's id: a re-send finds the original.
+        existing = await event_store.get(conn, ev.event_id)
+        if existing is not None:
+            return Ingested(existing["event_id"], 0, True)
     command = None
     if ev.command_id is not None:
         command = await command_store.get(conn, ev.command_id)
@@ -45,13 +50,13 @@ async def ingest(svc: ShardServices, orch: Orchestrator, conn: asyncpg.Connectio
             return Ingested(existing["event_id"], 0, True)
     error = ev.error_text
     row = NewEvent(
-        event_id=svc.mint_owned_id(), execution_id=ev.execution_id, event_type=ev.event_type,
+        event_id=ev.event_id or svc.mint_owned_id(), execution_id=ev.execution_id, event_type=ev.event_type,
         node_name=ev.step or (command["step"] if command else None),
         node_type=command["tool_kind"] if command else None, status=status_for(ev.event_type, ev.status),
         catalog_id=execution["catalog_id"], command_id=ev.command_id, worker_id=ev.worker_id,
         attempt=command["attempt"] if command else None, iteration=command["iteration"] if command else None,
         payload=ev.payload, error=error,
-        meta={**ev.meta, **({"producer_event_id": str(ev.event_id)} if ev.event_id else {})} or None)
+        meta=ev.meta or None)
     await orch.append(conn, [row])
     generated = 0
     if command is not None:
