@@ -19,6 +19,13 @@ class Outcome(msgspec.Struct):
     ok: bool
     result: Any = None
     error: str | None = None
+    stdout: str = ""
+
+    def with_stdout(self, ctx: ToolContext) -> "Outcome":
+        return msgspec.structs.replace(self, stdout="".join(ctx.stdout)[-MAX_STDOUT:])
+
+
+MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
 
 
 def default_runners() -> dict[str, Runner]:
@@ -58,13 +65,13 @@ async def execute(command_context: dict[str, Any], tool_kind: str, runners: dict
     try:
         result = await asyncio.wait_for(work, ctx.timeout_seconds)
     except ToolError as exc:
-        return Outcome(ok=False, error=str(exc))
+        return Outcome(ok=False, error=str(exc)).with_stdout(ctx)
     except asyncio.TimeoutError:
-        return Outcome(ok=False, error=f"tool {kind!r} timed out after {ctx.timeout_seconds:.0f}s")
+        return Outcome(ok=False, error=f"tool {kind!r} timed out after {ctx.timeout_seconds:.0f}s").with_stdout(ctx)
     except Exception as exc:
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}").with_stdout(ctx)
     try:
         msgspec.json.encode(result)
     except TypeError as exc:
-        return Outcome(ok=False, error=f"tool result is not JSON-serialisable: {exc}")
-    return Outcome(ok=True, result=result)
+        return Outcome(ok=False, error=f"tool result is not JSON-serialisable: {exc}").with_stdout(ctx)
+    return Outcome(ok=True, result=result).with_stdout(ctx)

@@ -214,12 +214,12 @@ class Worker:
                       result: Outcome) -> None:
         if result.ok:
             events = [{**base, "event_type": "call.done", "status": "COMPLETED",
-                       "payload": {"command_id": str(command_id), "result": result.result}},
+                       "payload": {"command_id": str(command_id), "result": result.result, "stdout": result.stdout}},
                       {**base, "event_type": "command.completed", "status": "COMPLETED",
                        "payload": {"command_id": str(command_id), "status": "COMPLETED"}}]
         else:
             events = [{**base, "event_type": "call.error", "status": "FAILED",
-                       "payload": {"command_id": str(command_id), "error": result.error}},
+                       "payload": {"command_id": str(command_id), "error": result.error, "stdout": result.stdout}},
                       {**base, "event_type": "command.failed", "status": "FAILED",
                        "payload": {"command_id": str(command_id), "error": result.error}}]
         try:

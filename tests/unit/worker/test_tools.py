@@ -62,8 +62,10 @@ def test_split_statements_respects_quotes_and_dollar_bodies():
 
 async def test_executor_turns_every_failure_into_an_error_outcome():
     runners = default_runners()
-    ok = await execute({"tool_config": {"code": "result = {'n': n + 1}"}, "input": {"n": 1}}, "python", runners, CTX)
-    assert ok.ok and ok.result == {"n": 2}
+    ctx = ToolContext(credentials=NoCredentials(), execution_id=1, step="s", timeout_seconds=5)
+    ok = await execute({"tool_config": {"code": "print('hi')\nresult = {'n': n + 1}"}, "input": {"n": 1}}, "python",
+                       runners, ctx)
+    assert ok.ok and ok.result == {"n": 2} and ok.stdout == "hi\n"
     bad = await execute({"tool_config": {"code": "raise ValueError('boom')"}}, "python", runners, CTX)
     assert not bad.ok and "ValueError: boom" in bad.error
     unknown = await execute({}, "teleport", runners, CTX)

@@ -21,6 +21,7 @@ class ToolContext:
     def __init__(self, *, credentials: CredentialSource, execution_id: int, step: str,
                  timeout_seconds: float = 300.0, script_root: Path = Path(".")) -> None:
         self.script_root = script_root
+        self.stdout: list[str] = []  # what tools printed; reported with the outcome event
         self.credentials = credentials
         self.execution_id = execution_id
         self.step = step

@@ -35,6 +35,7 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     if not code:
         raise ToolError("python tool needs `code` or `script`")
     outcome = await asyncio.to_thread(run_python, code, inputs)
+    ctx.stdout.append(outcome.stdout)
     if not outcome.ok:
         raise ToolError(outcome.error or "python tool failed")
     return outcome.result
