@@ -63,7 +63,7 @@ async def test_mark_failed_backs_off_and_keeps_the_row(shard_app):
         "SELECT status, attempts, last_error, available_at > now() AS later FROM noetl.outbox WHERE id = 31")
     assert (row["status"], row["attempts"], row["last_error"], row["later"]) == ("failed", 1, "nats down", True)
     assert await store.claim(shard_app.shard, limit=1, lease_seconds=30, claimer="p") == []  # not yet due
-    await shard_app.shard.execute("UPDATE noetl.outbox SET attempts = 40 WHERE id = 31")
+    await shard_app.shard.execute("UPDATE noetl.outbox SET attempts = 2000 WHERE id = 31")  # 2^2000 overflows float8
     await store.mark_failed(shard_app.shard, [(31, "again")])
     delay = await shard_app.shard.fetchval(
         "SELECT extract(epoch FROM available_at - now()) FROM noetl.outbox WHERE id = 31")

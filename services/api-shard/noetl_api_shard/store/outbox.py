@@ -75,7 +75,7 @@ async def mark_failed(pool: asyncpg.Pool, failures: list[tuple[int, str]]) -> in
         """
         UPDATE noetl.outbox o SET status = 'failed', attempts = o.attempts + 1, last_error = f.error,
                claim_expires_at = NULL,
-               available_at = now() + make_interval(secs => least($3::float8, $2::float8 * power(2, o.attempts)))
+               available_at = now() + make_interval(secs => least($3::float8, $2::float8 * power(2, least(o.attempts, 30))))
         FROM unnest($1::bigint[], $4::text[]) AS f(id, error)
         WHERE o.id = f.id AND o.status <> 'published'
         """, [f[0] for f in failures], BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, [f[1][:2000] for f in failures])
