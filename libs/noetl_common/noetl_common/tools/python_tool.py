@@ -13,8 +13,6 @@ import textwrap
 import traceback
 from typing import Any
 
-import msgspec
-
 from .result import ToolResult
 
 
@@ -52,8 +50,8 @@ def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | N
     if result is None:
         result = {"stdout": out.getvalue(), "stderr": ""}
     try:
-        msgspec.json.encode(result)
-    except TypeError:
-        return ToolResult(ok=False, error=f"python result is not JSON-serialisable: {type(result).__name__}",
-                          stdout=out.getvalue())
+        # stdlib json, not msgspec: msgspec would quietly encode a set as an array (rule 10 wants an error)
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return ToolResult(ok=False, error=f"python result is not JSON-serialisable: {exc}", stdout=out.getvalue())
     return ToolResult(ok=True, result=result, stdout=out.getvalue())
