@@ -11,11 +11,14 @@ import argparse
 import asyncio
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
 import msgspec
+import nats
 
+from . import secrets
 from .errors import StartError
 from .nats import EmbeddedNats, pid_alive, stop_pid
 from .postgres import EmbeddedPostgres, ensure_databases, with_database
@@ -54,6 +57,20 @@ async def _pg_reachable(dsn: str) -> bool:
     return True
 
 
+async def _nats_reachable(url: str) -> bool:
+    async def quiet(_exc: Exception) -> None:
+        pass  # the default callback logs a traceback per attempt
+
+    # nats-py keeps retrying an unreachable server on the first connect, so bound it from outside.
+    try:
+        nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, allow_reconnect=False,
+                                                 max_reconnect_attempts=0, error_cb=quiet), 5)
+    except Exception:
+        return False
+    await nc.close()
+    return True
+
+
 class Infra:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -69,7 +86,13 @@ class Infra:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         previous = self.recorded()
         admin_dsn, pg_mode = await self._postgres(previous)
-        nats_url, nats_pid = self._nats(previous)
+        try:
+            nats_url, nats_pid = await self._nats(previous)
+        except StartError:
+            # Nothing is recorded yet, so `down` could not find a Postgres started just now.
+            if pg_mode != "external":
+                await asyncio.to_thread(EmbeddedPostgres(self.data_dir / "pg", mode=pg_mode).stop)
+            raise
         info = InfraInfo(data_dir=str(self.data_dir), admin_dsn=admin_dsn, nats_url=nats_url,
                          pg_mode=pg_mode, nats_pid=nats_pid)
         self.state_file.write_bytes(msgspec.json.format(msgspec.json.encode(info)))
@@ -88,22 +111,29 @@ class Infra:
         dsn = await asyncio.to_thread(pg.start)
         return dsn, pg.mode
 
-    def _nats(self, previous: InfraInfo | None) -> tuple[str, int | None]:
+    async def _nats(self, previous: InfraInfo | None) -> tuple[str, int | None]:
         external = self.env.get("NOETL_NATS_URL")
         if external:
+            if not await _nats_reachable(external):
+                raise StartError("nats", "NOETL_NATS_URL is set but the server does not answer")
             return external, None
         if previous and previous.nats_pid and pid_alive(previous.nats_pid):
             return previous.nats_url, previous.nats_pid
-        return EmbeddedNats(self.data_dir / "nats").start()
+        return await asyncio.to_thread(EmbeddedNats(self.data_dir / "nats").start)
 
     def down(self) -> bool:
         info = self.recorded()
         if info is None:
             return False
-        if info.nats_pid:
-            stop_pid(info.nats_pid)
-        if info.pg_mode != "external":
-            EmbeddedPostgres(self.data_dir / "pg", mode=info.pg_mode).stop()
+        # Both take a second or two to shut down cleanly; stop them side by side.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            stops = []
+            if info.nats_pid:
+                stops.append(pool.submit(stop_pid, info.nats_pid))
+            if info.pg_mode != "external":
+                stops.append(pool.submit(EmbeddedPostgres(self.data_dir / "pg", mode=info.pg_mode).stop))
+            for stop in stops:
+                stop.result()
         self.state_file.unlink(missing_ok=True)
         return True
 
@@ -129,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"postgres: {info.admin_dsn} ({info.pg_mode})")
             print(f"nats:     {info.nats_url}")
             print(f"data:     {info.data_dir}")
+            # Services started by hand against this infra find the same dev secrets `make run` uses.
+            secrets.load_or_create(Path(info.data_dir) / "secrets.json")
+            print(f"secrets:  {Path(info.data_dir) / 'secrets.json'}")
         elif args.command == "down":
             print("stopped" if infra.down() else "nothing recorded as running")
         else:

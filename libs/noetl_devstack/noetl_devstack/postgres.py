@@ -10,6 +10,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,11 +18,13 @@ from pathlib import Path
 import asyncpg
 
 from .errors import StartError
+from .nats import stop_pid
 from .ports import free_port, port_open
 
 RUN_AS = "noetl"
 TUNING = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
           "-c", "max_connections=400", "-c", "shared_buffers=128MB")
+TUNING_MARKER = "# noetl_devstack tuning"
 
 
 def find_pg_bin() -> Path | None:
@@ -104,19 +107,29 @@ class EmbeddedPostgres:
         except ImportError as exc:
             raise StartError("postgres", f"no system Postgres and the pgserver wheel is missing ({exc})") from None
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        pgdata = self.data_dir / "pgserver"
         try:
-            server = pgserver.get_server(self.data_dir / "pgserver", cleanup_mode=None)
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            # pgserver runs initdb and starts in one call, so the tuning lands in postgresql.conf
+            # afterwards and takes effect with one restart, on the first start only.
+            conf = pgdata / "postgresql.conf"
+            if TUNING_MARKER not in conf.read_text():
+                settings = [TUNING[i + 1] for i in range(0, len(TUNING), 2)]
+                with open(conf, "a") as handle:
+                    handle.write(f"\n{TUNING_MARKER}\n" + "\n".join(settings) + "\n")
+                self._stop_pgserver()
+                server.ensure_postgres_running()
         except Exception as exc:
-            raise StartError("postgres", f"pgserver: {exc}", self.data_dir / "pgserver" / "log") from None
+            raise StartError("postgres", f"pgserver: {exc}", pgdata / "log") from None
         # pgserver listens on a unix socket only; asyncpg reaches it through host=<socket dir>.
         return f"postgresql://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
 
     def _stop_pgserver(self) -> None:
-        # The postmaster's pid is the first line of postmaster.pid; SIGTERM is a "smart" shutdown.
+        # The postmaster's pid is the first line of postmaster.pid; SIGINT is Postgres' "fast"
+        # shutdown (SIGTERM would wait for every client to disconnect).
         pidfile = self.data_dir / "pgserver" / "postmaster.pid"
         if pidfile.exists():
-            from .nats import stop_pid
-            stop_pid(int(pidfile.read_text().split()[0]), timeout=30)
+            stop_pid(int(pidfile.read_text().split()[0]), timeout=30, sig=signal.SIGINT)
 
     # --- public -----------------------------------------------------------------------------
     def start(self, port: int | None = None) -> str:

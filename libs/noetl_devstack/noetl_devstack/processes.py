@@ -4,6 +4,7 @@ wait for /readyz, stop them all (SIGTERM, then SIGKILL). Used by `make run` and 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
@@ -41,6 +42,9 @@ class Supervisor:
         self.running: dict[str, tuple[Running, subprocess.Popen]] = {}
 
     def spawn(self, spec: ServiceSpec) -> Running:
+        # A service not written/installed yet should say so, not die in a log file.
+        if importlib.util.find_spec(spec.module) is None or importlib.util.find_spec(f"{spec.module}.__main__") is None:
+            raise StartError(spec.name, f"python -m {spec.module} is not available (package or its __main__ missing)")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_dir / f"{spec.name}.log"
         env = {**os.environ, **spec.env, "NOETL_HTTP_HOST": "127.0.0.1", "NOETL_HTTP_PORT": str(spec.port)}

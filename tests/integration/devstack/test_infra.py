@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
@@ -81,3 +82,53 @@ def test_dev_secrets_created_once_with_mode_0600(tmp_path):
 def test_with_database_keeps_socket_query():
     assert with_database("postgresql://p@/postgres?host=/tmp/s", "db1") == "postgresql://p@/db1?host=/tmp/s"
     assert with_database("postgresql://p@h:5/postgres", "db1") == "postgresql://p@h:5/db1"
+
+
+def test_nats_on_an_occupied_port_names_the_component_and_shows_its_log(tmp_path):
+    import socket
+
+    from noetl_devstack.errors import StartError
+    from noetl_devstack.nats import EmbeddedNats
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(StartError) as err:
+            EmbeddedNats(tmp_path / "nats").start(port=taken.getsockname()[1])
+    message = str(err.value)
+    assert message.startswith("nats failed to start") and "nats.log" in message
+    assert "address already in use" in message.lower()
+
+
+def test_unreachable_external_nats_is_a_clear_error(tmp_path, infra):
+    # Postgres comes from the suite's server so only NATS can fail; the embedded one is not started.
+    res = _infra("up", data_dir=tmp_path / "x",
+                 env={"NOETL_PG_DSN": infra.admin_dsn, "NOETL_NATS_URL": "nats://127.0.0.1:1"})
+    assert res.returncode == 1
+    assert "nats failed to start" in res.stderr and "NOETL_NATS_URL" in res.stderr
+
+
+def test_missing_service_module_is_a_clear_error(tmp_path):
+    from noetl_devstack.errors import StartError
+    from noetl_devstack.processes import ServiceSpec, Supervisor
+
+    with pytest.raises(StartError, match="noetl_no_such_service"):
+        Supervisor(tmp_path).spawn(ServiceSpec(name="ghost", module="noetl_no_such_service", port=1))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pgserver") is None, reason="pgserver wheel not installed")
+@pytest.mark.skipif(bool(os.environ.get("NOETL_PG_DSN")), reason="the suite points at an external Postgres")
+def test_pgserver_fallback_up_status_down(tmp_path):
+    # The path a machine without system Postgres takes; forced here (about 5 s).
+    data = tmp_path / "pgs"
+    env = {"NOETL_DEVSTACK_PG": "pgserver"}
+    up = _infra("up", "--shards", "1", data_dir=data, env=env)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "(pgserver)" in up.stdout
+        status = _infra("status", data_dir=data, env=env)
+        assert '"postgres":true' in status.stdout and '"pg_mode":"pgserver"' in status.stdout
+    finally:
+        down = _infra("down", data_dir=data, env=env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not (data / "pg" / "pgserver" / "postmaster.pid").exists()
