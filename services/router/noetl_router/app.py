@@ -1,0 +1,88 @@
+"""Wiring of the router process: settings -> context -> aiohttp app with background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from noetl_common.http import add_readiness_check, build_app
+from noetl_common.observability import REGISTRY_KEY
+
+from . import background, dispatch
+from .config import RouterSettings
+from .context import CONTEXT, RouterContext
+from .health import HealthBoard
+from .metrics import RouterMetrics
+from .shardmap import ShardMapSource, fetcher
+from .upstream import Upstreams
+
+SERVICE_NAME = "router"
+# The client library must not add headers the caller did not send (we forward, not originate).
+SKIP_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
+
+log = logging.getLogger("noetl.router")
+
+
+def create_app(settings: RouterSettings) -> web.Application:
+    app = build_app(service=SERVICE_NAME, max_body_bytes=settings.http.max_body_bytes,
+                    internal_token=settings.internal_token)
+    metrics = RouterMetrics(app[REGISTRY_KEY])
+    board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
+    ctx = RouterContext(settings=settings, board=board, metrics=metrics)
+    app[CONTEXT] = ctx
+    app.cleanup_ctx.append(_lifecycle)
+    add_readiness_check(app, "shards", lambda: _ready(ctx))
+    app.router.add_route("*", "/{tail:.*}", dispatch.handle)
+    return app
+
+
+def _health_logger(metrics: RouterMetrics):
+    def changed(shard: int, healthy: bool) -> None:
+        metrics.set_health(shard, healthy)
+        log.log(logging.INFO if healthy else logging.WARNING, "shard %s is %s", shard,
+                "healthy" if healthy else "unhealthy")
+
+    return changed
+
+
+async def _ready(ctx: RouterContext) -> None:
+    if ctx.shard_map is None or ctx.shard_map.current is None:
+        raise RuntimeError("the shard map has not been loaded yet")
+    if not ctx.board.healthy_shards():
+        raise RuntimeError("no shard is ready")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CONTEXT]
+    s = ctx.settings
+    timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout_seconds, sock_read=s.read_timeout_seconds)
+    session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
+                                    auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS)
+    ctx.upstreams = Upstreams(s.shard_urls, session, ctx.board, ctx.metrics, attempts=s.retry_attempts,
+                              backoff_seconds=s.retry_backoff_seconds,
+                              probe_timeout_seconds=min(2.0, s.connect_timeout_seconds * 2))
+    order = lambda: ctx.board.healthy_shards() + [i for i in range(len(s.shard_urls)) if not ctx.board.is_healthy(i)]
+    ctx.shard_map = ShardMapSource(fetcher(ctx.upstreams, order))
+    await background.initial_probe(ctx.upstreams, ctx.board)
+    if not await ctx.shard_map.refresh():
+        log.warning("no shard answered /api/shard-map at start; id-routed requests get 503 until one does")
+    tasks = [
+        asyncio.create_task(background.every(s.probe_interval_seconds, lambda: background.probe_all(ctx.up()),
+                                             "shard probe")),
+        asyncio.create_task(background.refresh_map_until_loaded(ctx.shard_map, s.probe_interval_seconds,
+                                                                s.map_refresh_seconds)),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await session.close()

@@ -1,0 +1,73 @@
+"""Router settings from the environment; malformed values fail start-up naming the variable."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import msgspec
+
+from noetl_common.config import ConfigError, Env, HttpSettings
+
+MAX_SHARDS = 1024
+
+
+class RouterSettings(msgspec.Struct, frozen=True):
+    shard_urls: tuple[str, ...]          # index = shard number
+    http: HttpSettings
+    internal_token: str | None
+    log_level: str = "INFO"
+    map_refresh_seconds: float = 30.0    # periodic shard-map refresh (a 421 also triggers one)
+    probe_interval_seconds: float = 2.0  # /readyz probe of every shard
+    failure_threshold: int = 3           # consecutive connection failures before "unhealthy"
+    connect_timeout_seconds: float = 2.0
+    read_timeout_seconds: float = 300.0  # per socket read; SSE heartbeats keep a stream alive
+    retry_attempts: int = 3              # total tries for idempotent requests on connection failure
+    retry_backoff_seconds: float = 0.05  # doubled after each failed try
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "RouterSettings":
+        env = Env(environ)
+        return cls(
+            shard_urls=shard_urls_from_env(env),
+            http=HttpSettings.from_env(env, default_port=8080),
+            internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
+            log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+            map_refresh_seconds=_positive(env, "NOETL_ROUTER_MAP_REFRESH_SECONDS", 30.0),
+            probe_interval_seconds=_positive(env, "NOETL_ROUTER_PROBE_INTERVAL_SECONDS", 2.0),
+            failure_threshold=env.int("NOETL_ROUTER_FAILURE_THRESHOLD", 3, minimum=1),
+            connect_timeout_seconds=_positive(env, "NOETL_ROUTER_CONNECT_TIMEOUT_SECONDS", 2.0),
+            read_timeout_seconds=_positive(env, "NOETL_ROUTER_READ_TIMEOUT_SECONDS", 300.0),
+            retry_attempts=env.int("NOETL_ROUTER_RETRY_ATTEMPTS", 3, minimum=1, maximum=10),
+            retry_backoff_seconds=_positive(env, "NOETL_ROUTER_RETRY_BACKOFF_SECONDS", 0.05),
+        )
+
+
+def _positive(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def shard_urls_from_env(env: Env) -> tuple[str, ...]:
+    """NOETL_SHARD_URLS (comma-separated, index = position) wins over NOETL_SHARD_URL_PATTERN."""
+    listed = env.optional("NOETL_SHARD_URLS")
+    if listed is not None:
+        urls = [u.strip() for u in listed.split(",")]
+        if not all(urls):
+            raise ConfigError("NOETL_SHARD_URLS has an empty entry; list one base URL per shard, comma-separated")
+    else:
+        pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+        if pattern is None:
+            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} "
+                              "and NOETL_SHARD_COUNT is required")
+        if "{i}" not in pattern:
+            raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
+        count = env.int("NOETL_SHARD_COUNT", minimum=1, maximum=MAX_SHARDS)
+        urls = [pattern.replace("{i}", str(i)) for i in range(count)]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"shard URL {url!r} must start with http:// or https://")
+    if len(urls) > MAX_SHARDS:
+        raise ConfigError(f"at most {MAX_SHARDS} shard URLs are supported, got {len(urls)}")
+    return tuple(u.rstrip("/") for u in urls)

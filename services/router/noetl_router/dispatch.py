@@ -1,0 +1,146 @@
+"""The catch-all handler: decide where a request goes (routing.decide), then relay, place, fan
+out or answer locally. Errors become JSON naming the id or the shard at fault."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from noetl_common.errors import ApiError
+from noetl_common.observability import execution_id_var
+
+from . import fanout, preview
+from .context import CONTEXT, RouterContext
+from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
+from .listing import CursorError
+from .routing import Decision, Kind, RoutingError, decide, needs_body
+from .shardmap import ShardMapUnavailable
+from .upstream import IDEMPOTENT, ShardUnavailable
+
+log = logging.getLogger("noetl.router")
+
+MISROUTED = 421
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    body: bytes | None = None
+    if needs_body(request.method, request.path, request.headers):
+        body = await request.read()  # bounded by client_max_size (413 past it)
+    try:
+        decision = decide(request.method, request.path, request.query, request.headers, body)
+    except RoutingError as exc:
+        raise ApiError(400, str(exc), "bad_routing_id") from None
+    ctx.metrics.routed.labels(decision.rule.value, decision.kind.value).inc()
+    if decision.field == "execution_id" and len(decision.ids) == 1:
+        execution_id_var.set(str(decision.ids[0]))  # every log line of this request carries it
+    try:
+        return await _dispatch(request, ctx, decision, body)
+    except ShardUnavailable as exc:
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        retry_after = str(max(1, round(ctx.settings.probe_interval_seconds)))
+        raise ApiError(503, str(exc), "shard_unavailable", shard=exc.shard,
+                       headers={SHARD_HEADER: str(exc.shard), "Retry-After": retry_after}) from None
+    except ShardMapUnavailable as exc:
+        raise ApiError(503, str(exc), "shard_map_unavailable", headers={"Retry-After": "1"}) from None
+    except fanout.UpstreamAnswer as exc:
+        return exc.response
+    except CursorError as exc:
+        raise ApiError(400, str(exc), "bad_page_params") from None
+
+
+async def _dispatch(request: web.Request, ctx: RouterContext, decision: Decision,
+                    body: bytes | None) -> web.StreamResponse:
+    kind = decision.kind
+    if kind is Kind.OWNER:
+        return await _to_owner(request, ctx, decision, body)
+    if kind is Kind.PLACE or kind is Kind.ANY:
+        return await _to_any(request, ctx, body)
+    if kind is Kind.LIST_EXECUTIONS:
+        return await fanout.list_executions(request, ctx)
+    if kind is Kind.PENDING_COUNT:
+        return await fanout.pending_count(request, ctx)
+    if kind is Kind.PREVIEW:
+        return await preview.handle(request)
+    raise ApiError(400, f"{request.path} is shard-local and carries no id to route by; "
+                        "call the shard directly (see NOETL_SHARD_URLS)", "per_shard_route")
+
+
+def owner_of(ctx: RouterContext, decision: Decision) -> int:
+    shard_map = ctx.maps().require()
+    owners = sorted({shard_map.owner(i) for i in decision.ids})
+    if len(owners) > 1:
+        raise ApiError(400, f"the {decision.field}s in this request belong to different shards "
+                            f"({', '.join(map(str, owners))}); send one request per shard", "mixed_shards")
+    return owners[0]
+
+
+async def _to_owner(request: web.Request, ctx: RouterContext, decision: Decision,
+                    body: bytes | None) -> web.StreamResponse:
+    if body is None:
+        body = await request.read()  # small JSON; kept so a 421 can be replayed to the right shard
+    shard = owner_of(ctx, decision)
+    generation = ctx.maps().generation
+    headers = upstream_headers(request, buffered=True)
+    upstream = await ctx.up().request(shard, request.method, path_qs(request), headers=headers, body=body or None)
+    if upstream.status != MISROUTED:
+        return await relay(request, upstream, shard)
+    # The shard says the map moved: refresh it (once per burst) and try the owner it names.
+    raw, reply = await buffered_reply(upstream, shard)
+    ctx.metrics.error(shard, "misrouted")
+    await ctx.maps().refresh(generation)
+    retry_shard = owner_of(ctx, decision)
+    if retry_shard == shard:
+        retry_shard = _named_owner(raw, shard)
+    log.info("shard %s answered 421 for %s %s; retrying on shard %s", shard, decision.field, decision.ids,
+             retry_shard)
+    if retry_shard == shard:
+        return reply
+    upstream = await ctx.up().request(retry_shard, request.method, path_qs(request), headers=headers,
+                                      body=body or None)
+    return await relay(request, upstream, retry_shard)
+
+
+class _Misrouted(msgspec.Struct):
+    owner_shard: int | None = None
+
+
+def _named_owner(raw: bytes, fallback: int) -> int:
+    try:
+        named = msgspec.json.decode(raw, type=_Misrouted).owner_shard
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return fallback
+    return named if named is not None and named >= 0 else fallback
+
+
+async def _to_any(request: web.Request, ctx: RouterContext, body: bytes | None) -> web.StreamResponse:
+    """Cluster-wide data or a new execution: the next healthy shard, round robin. When a shard
+    cannot be connected to, nothing reached it, so the next healthy one gets the request."""
+    payload: Any
+    if body is not None or request.method in IDEMPOTENT:
+        payload = (body if body is not None else await request.read()) or None
+    else:
+        payload = request.content if request.body_exists else None  # streamed, never buffered
+    headers = upstream_headers(request, buffered=payload is None or isinstance(payload, bytes))
+    tried: set[int] = set()
+    last: ShardUnavailable | None = None
+    while True:
+        shard = ctx.board.next_healthy()
+        if shard is None or shard in tried:
+            break
+        tried.add(shard)
+        try:
+            upstream = await ctx.up().request(shard, request.method, path_qs(request), headers=headers,
+                                              body=payload)
+        except ShardUnavailable as exc:
+            last = exc
+            if exc.sent:  # it may have been applied: never send it twice
+                raise
+            continue
+        return await relay(request, upstream, shard)
+    if last is not None:
+        raise last
+    raise ApiError(503, "no shard is healthy", "no_healthy_shard", headers={"Retry-After": "1"})

@@ -1,0 +1,135 @@
+"""Which shard(s) a request goes to: a pure function of method, path, query, headers and (for the
+few body-routed paths) the body. No I/O, no shard map: ids are returned, the caller resolves them.
+
+Precedence: X-Execution-ID header > execution id in the path (or replay query) > event/command id
+in the path > execution_id in a JSON body > cluster-wide handling. An id that is present but
+unparsable is a RoutingError (400), never a guess.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Mapping
+
+import msgspec
+
+from noetl_common.ids import parse_id
+
+EXECUTION_HEADER = "X-Execution-ID"
+
+# Paths whose shard is named by the body; only these are buffered before routing.
+BODY_ROUTED = frozenset({"/api/events", "/api/events/batch", "/api/internal/events/project"})
+# Path prefixes whose next segment is an execution id.
+EXECUTION_PATH_PREFIXES = ("/api/executions/", "/api/vars/")
+COMMAND_PATH_PREFIX = "/api/commands/"
+EXECUTE_PATHS = frozenset({"/api/execute", "/api/execute/batch"})
+
+
+class Kind(enum.Enum):
+    OWNER = "owner"              # the shard owning `ids` (all must agree)
+    PLACE = "place"              # a new execution: any healthy shard, round robin
+    ANY = "any"                  # cluster-wide data: any one healthy shard
+    LIST_EXECUTIONS = "list"     # fan out to every shard and merge
+    PENDING_COUNT = "pending"    # fan out and sum
+    PREVIEW = "preview"          # answered by the router itself
+    PER_SHARD = "per_shard"      # shard-local internals with no id: cannot be routed
+
+
+class Rule(enum.Enum):
+    HEADER = "header"
+    PATH = "path"
+    QUERY = "query"
+    EVENT_ID = "event_id"
+    BODY = "body"
+    CLUSTER = "cluster"
+
+
+class Decision(msgspec.Struct, frozen=True):
+    kind: Kind
+    rule: Rule = Rule.CLUSTER
+    ids: tuple[int, ...] = ()
+    field: str = ""              # what the ids are, for logs and error messages
+
+
+class RoutingError(Exception):
+    """A request carries an id the router cannot parse or lacks one it needs (HTTP 400)."""
+
+
+def needs_body(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    """Whether `decide` must see the body: only when no header decides first."""
+    return method == "POST" and _norm(path) in BODY_ROUTED and not headers.get(EXECUTION_HEADER)
+
+
+def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
+           body: bytes | None = None) -> Decision:
+    path = _norm(path)
+    header = headers.get(EXECUTION_HEADER)
+    if header is not None:
+        return Decision(Kind.OWNER, Rule.HEADER, (_parse(header, f"{EXECUTION_HEADER} header"),), "execution_id")
+
+    for prefix in EXECUTION_PATH_PREFIXES:
+        if path.startswith(prefix):
+            segment = path[len(prefix):].split("/", 1)[0]
+            return Decision(Kind.OWNER, Rule.PATH, (_parse(segment, f"execution id in path {path!r}"),),
+                            "execution_id")
+    if path == "/api/replay/state":
+        raw = query.get("execution_id")
+        if raw is None:
+            raise RoutingError("query parameter execution_id is required")
+        return Decision(Kind.OWNER, Rule.QUERY, (_parse(raw, "query parameter execution_id"),), "execution_id")
+    if path.startswith(COMMAND_PATH_PREFIX):
+        segment = path[len(COMMAND_PATH_PREFIX):].split("/", 1)[0]
+        # Ids are shard-affine: a command's event id hashes to the shard that minted it.
+        return Decision(Kind.OWNER, Rule.EVENT_ID, (_parse(segment, f"event id in path {path!r}"),), "event_id")
+
+    if method == "POST" and path in BODY_ROUTED:
+        return Decision(Kind.OWNER, Rule.BODY, body_execution_ids(body), "execution_id")
+
+    if path in EXECUTE_PATHS:
+        return Decision(Kind.PLACE)
+    if path == "/api/executions" and method in ("GET", "HEAD"):
+        return Decision(Kind.LIST_EXECUTIONS)
+    if path == "/api/internal/outbox/pending-count" and method == "GET":
+        return Decision(Kind.PENDING_COUNT)
+    if path == "/sharding/preview":
+        return Decision(Kind.PREVIEW)
+    if path.startswith("/api/internal/outbox/"):
+        return Decision(Kind.PER_SHARD)
+    # Catalog, credentials, keychain, worker pools, shard map, shard-info: any shard can answer.
+    return Decision(Kind.ANY)
+
+
+def body_execution_ids(body: bytes | None) -> tuple[int, ...]:
+    """Top-level `execution_id`; for a projector batch without one, each event's execution_id."""
+    if not body or not body.strip():
+        raise RoutingError("request body is empty; a JSON object with execution_id is expected")
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise RoutingError(f"malformed JSON body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RoutingError("request body must be a JSON object with execution_id")
+    if doc.get("execution_id") is not None:
+        return (_parse(doc["execution_id"], "execution_id in the body"),)
+    events = doc.get("events")
+    if isinstance(events, list) and events:
+        ids = []
+        for i, event in enumerate(events):
+            value = event.get("execution_id") if isinstance(event, dict) else None
+            if value is None:
+                raise RoutingError(f"events[{i}].execution_id is required to route this request")
+            ids.append(_parse(value, f"events[{i}].execution_id"))
+        return tuple(dict.fromkeys(ids))
+    raise RoutingError("execution_id is required in the body to route this request")
+
+
+def _parse(value: Any, field: str) -> int:
+    try:
+        return parse_id(value, field)
+    except ValueError as exc:
+        raise RoutingError(str(exc)) from None
+
+
+def _norm(path: str) -> str:
+    # "/api/events/" and "/api/events" are the same route to a client; trailing slashes never carry ids.
+    return path.rstrip("/") or "/"

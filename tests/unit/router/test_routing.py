@@ -1,0 +1,120 @@
+"""Routing precedence and id extraction: every rule, and bad ids are 400s, never guesses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from noetl_router.routing import Decision, Kind, Rule, RoutingError, decide, needs_body
+
+E = 320816801799737344  # a real-looking snowflake
+F = 42
+
+
+def d(method: str, path: str, *, query=None, headers=None, body=None) -> Decision:
+    raw = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    return decide(method, path, query or {}, headers or {}, raw)
+
+
+def test_header_wins_over_everything():
+    got = d("POST", f"/api/executions/{F}/cancel", headers={"X-Execution-ID": str(E)})
+    assert got == Decision(Kind.OWNER, Rule.HEADER, (E,), "execution_id")
+    assert d("GET", "/api/catalog/list", headers={"X-Execution-ID": str(E)}).ids == (E,)
+    assert d("POST", "/api/events", headers={"X-Execution-ID": str(E)}, body={"execution_id": F}).ids == (E,)
+    assert d("GET", "/api/commands/7", headers={"X-Execution-ID": str(E)}).rule is Rule.HEADER
+
+
+@pytest.mark.parametrize("path", [f"/api/executions/{E}", f"/api/executions/{E}/status",
+                                  f"/api/executions/{E}/events", f"/api/executions/{E}/cancel",
+                                  f"/api/vars/{E}", f"/api/vars/{E}/some_var", f"/api/executions/{E}/"])
+def test_execution_id_in_path(path):
+    assert d("GET", path) == Decision(Kind.OWNER, Rule.PATH, (E,), "execution_id")
+
+
+def test_replay_state_uses_the_query():
+    assert d("GET", "/api/replay/state", query={"execution_id": str(E)}) == \
+        Decision(Kind.OWNER, Rule.QUERY, (E,), "execution_id")
+    with pytest.raises(RoutingError, match="execution_id is required"):
+        d("GET", "/api/replay/state")
+
+
+@pytest.mark.parametrize("path", [f"/api/commands/{E}", f"/api/commands/{E}/claim"])
+def test_event_id_in_path_routes_by_hash(path):
+    assert d("POST", path) == Decision(Kind.OWNER, Rule.EVENT_ID, (E,), "event_id")
+
+
+def test_path_beats_body():
+    # /api/executions/{id} is not body-routed; a body execution_id there is ignored.
+    assert d("POST", f"/api/executions/{E}/cancel", body={"execution_id": F}).ids == (E,)
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/api/events/batch", "/api/internal/events/project"])
+def test_body_execution_id(path):
+    assert d("POST", path, body={"execution_id": str(E), "name": "x"}) == \
+        Decision(Kind.OWNER, Rule.BODY, (E,), "execution_id")
+    assert d("POST", path, body={"execution_id": E}).ids == (E,)
+
+
+def test_projector_batch_without_top_level_id_uses_each_event():
+    body = {"events": [{"execution_id": str(E), "event_id": 1}, {"execution_id": E, "event_id": 2},
+                       {"execution_id": F, "event_id": 3}]}
+    assert d("POST", "/api/internal/events/project", body=body).ids == (E, F)
+
+
+def test_needs_body_only_for_body_routed_posts_without_header():
+    assert needs_body("POST", "/api/events", {})
+    assert needs_body("POST", "/api/events/batch/", {})
+    assert not needs_body("POST", "/api/events", {"X-Execution-ID": "1"})
+    assert not needs_body("GET", "/api/events", {})
+    assert not needs_body("POST", "/api/catalog/register", {})
+
+
+@pytest.mark.parametrize("method,path,kind", [
+    ("POST", "/api/execute", Kind.PLACE),
+    ("POST", "/api/execute/batch", Kind.PLACE),
+    ("GET", "/api/executions", Kind.LIST_EXECUTIONS),
+    ("GET", "/api/executions/", Kind.LIST_EXECUTIONS),
+    ("GET", "/api/internal/outbox/pending-count", Kind.PENDING_COUNT),
+    ("GET", "/sharding/preview", Kind.PREVIEW),
+    ("POST", "/api/internal/outbox/claim", Kind.PER_SHARD),
+    ("POST", "/api/catalog/register", Kind.ANY),
+    ("POST", "/api/catalog/list", Kind.ANY),
+    ("GET", "/api/credentials/pg", Kind.ANY),
+    ("POST", "/api/credentials", Kind.ANY),
+    ("GET", "/api/keychain/1/name", Kind.ANY),
+    ("POST", "/api/worker/pool/register", Kind.ANY),
+    ("GET", "/api/worker/pools", Kind.ANY),
+    ("GET", "/api/runtime/shard-info", Kind.ANY),
+    ("GET", "/api/shard-map", Kind.ANY),
+])
+def test_cluster_wide_kinds(method, path, kind):
+    got = d(method, path)
+    assert got.kind is kind and got.rule is Rule.CLUSTER and got.ids == ()
+
+
+def test_execute_with_parent_still_places_anywhere():
+    assert d("POST", "/api/execute", body={"path": "p", "parent_execution_id": str(E)}).kind is Kind.PLACE
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"method": "GET", "path": "/api/executions/abc"}, "execution id in path"),
+    ({"method": "GET", "path": "/api/executions/12x/status"}, "'12x'"),
+    ({"method": "GET", "path": "/api/vars/1.5"}, "execution id in path"),
+    ({"method": "GET", "path": "/api/executions/99999999999999999999"}, "64-bit"),
+    ({"method": "POST", "path": "/api/commands/evt-1/claim"}, "event id in path"),
+    ({"method": "GET", "path": "/api/replay/state", "query": {"execution_id": "nope"}}, "query parameter execution_id"),
+    ({"method": "GET", "path": "/api/catalog/list", "headers": {"X-Execution-ID": "abc"}}, "X-Execution-ID header"),
+    ({"method": "GET", "path": "/api/catalog/list", "headers": {"X-Execution-ID": ""}}, "X-Execution-ID header"),
+    ({"method": "POST", "path": "/api/events", "body": {"execution_id": "x1"}}, "execution_id in the body"),
+    ({"method": "POST", "path": "/api/events", "body": {"execution_id": True}}, "boolean"),
+    ({"method": "POST", "path": "/api/events", "body": {"name": "x"}}, "execution_id is required"),
+    ({"method": "POST", "path": "/api/events", "body": b"{not json"}, "malformed JSON"),
+    ({"method": "POST", "path": "/api/events", "body": b""}, "body is empty"),
+    ({"method": "POST", "path": "/api/events", "body": [1, 2]}, "JSON object"),
+    ({"method": "POST", "path": "/api/internal/events/project", "body": {"events": [{"event_id": 1}]}},
+     r"events\[0\].execution_id is required"),
+])
+def test_unparsable_ids_are_errors_naming_them(kwargs, fragment):
+    with pytest.raises(RoutingError, match=fragment):
+        d(kwargs.pop("method"), kwargs.pop("path"), **kwargs)
