@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from noetl_common.shard_query import parse_shard_query
+
 import asyncio
 import importlib.metadata
 import time
@@ -10,7 +12,7 @@ from typing import Callable
 import asyncpg
 from aiohttp import web
 
-from noetl_common.errors import ApiError, bad_request, json_response
+from noetl_common.errors import ApiError, json_response
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
 from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardInfo, ShardMapBody
 
@@ -18,7 +20,6 @@ from ..state import services
 from ..store import shard_map as shard_map_store
 
 PROBE_TIMEOUT_SECONDS = 2.0
-MAX_SHARD_COUNT = 1024
 
 
 def register(app: web.Application) -> None:
@@ -62,26 +63,7 @@ async def api_health(request: web.Request) -> web.Response:
 async def shard_info(request: web.Request) -> web.Response:
     """Drift-guard diagnostic (NoETL §1.3.12): which shard an id hashes to. Public, no I/O."""
     svc = services(request)
-    raw_id = request.query.get("execution_id")
-    if raw_id is None or raw_id.strip() == "":
-        raise bad_request("execution_id is required")
-    try:
-        execution_id = int(raw_id.strip())
-        if not -(1 << 63) <= execution_id < (1 << 63):
-            raise ValueError
-    except ValueError:
-        raise bad_request(f'execution_id "{raw_id}" is not a valid i64') from None
-    raw_count = request.query.get("shard_count")
-    if raw_count is None or raw_count.strip() == "":
-        raise bad_request("shard_count is required (1..1024)")
-    try:
-        count = int(raw_count)
-    except ValueError:
-        raise bad_request(f"shard_count must be an integer, got {raw_count!r}") from None
-    if count < 1:
-        raise bad_request("shard_count must be >= 1")
-    if count > MAX_SHARD_COUNT:
-        raise bad_request(f"shard_count {count} exceeds practical maximum {MAX_SHARD_COUNT}")
+    execution_id, count = parse_shard_query(request.query)
     body = ShardInfo(
         execution_id=execution_id,
         shard_count=count,
