@@ -1,28 +1,30 @@
-"""HTTP client for the control plane (a shard or the router), in NoETL's worker contract."""
+"""HTTP client for the control plane (a shard or the router), in NoETL's worker contract.
+
+Claims map to four outcomes the runtime acts on (§4.2); everything else is retried with capped,
+jittered exponential backoff, honouring Retry-After, and then raised as ControlPlaneError.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
+from .wire import Command, Event, EventBatch, PoolDeregister, PoolHeartbeat, PoolRegistration, SingleEvent
+
 log = logging.getLogger("noetl.worker.client")
 
-RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
-
-
-class Command(msgspec.Struct, kw_only=True):
-    execution_id: int
-    node_name: str
-    action: str
-    context: dict[str, Any]
-    meta: dict[str, Any] = {}
-    event_id: int | None = None
-    attempt: int | None = None
+# Answers worth asking again: the server is busy, restarting or timed out (NoETL's worker list).
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# 409 codes meaning "not yours": another worker holds it, or it is already finished.
+NOT_YOURS = frozenset({"active_claim", "already_terminal", "execution_cancelled"})
+MAX_DELAY = 10.0
+MAX_RETRY_AFTER = 3600.0  # the JetStream nak delay cap NoETL uses
 
 
 class Claimed(msgspec.Struct):
@@ -47,97 +49,206 @@ class ClaimFailed(msgspec.Struct):
 ClaimOutcome = Claimed | AlreadyClaimed | RetryLater | ClaimFailed
 
 
-def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
-    try:
-        return max(0.0, float(resp.headers.get("Retry-After", default)))
-    except ValueError:
-        return default
+class ControlPlaneError(Exception):
+    """The control plane refused (status set, not retryable) or stayed unreachable (status None
+    or the last retryable status)."""
+
+    def __init__(self, message: str, status: int | None, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Backoff(msgspec.Struct):
+    attempts: int = 5
+    first: float = 0.25
+    cap: float = MAX_DELAY
+
+    def delays(self) -> list[float]:
+        return [min(self.first * 2 ** i, self.cap) for i in range(max(self.attempts - 1, 0))]
+
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class ControlPlane:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, *, attempts: int = 5) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, *, backoff: Backoff | None = None,
+                 claim_backoff: Backoff | None = None, sleep: Sleep = asyncio.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
-        self.attempts = attempts
+        self.backoff = backoff or Backoff()
+        # Claims retry briefly in-process; after that the message is nak'ed and JetStream waits.
+        self.claim_backoff = claim_backoff or Backoff(attempts=3, first=0.25, cap=2.0)
+        self._sleep = sleep
+
+    # -- commands ---------------------------------------------------------------------------------
 
     async def claim(self, event_id: int, worker_id: str) -> ClaimOutcome:
-        try:
-            async with self.session.post(f"{self.base_url}/api/commands/{event_id}/claim",
-                                         json={"worker_id": worker_id}) as resp:
-                body = await resp.read()
-                if resp.status in (200, 201):
-                    return Claimed(msgspec.json.decode(body, type=Command))
-                detail = _error(body)
-                if resp.status == 409:
-                    return AlreadyClaimed(detail.get("code") or "conflict", detail.get("error", ""))
-                if resp.status in RETRY_STATUSES:
-                    return RetryLater(_retry_after(resp, 1.0), f"claim answered {resp.status}")
-                return ClaimFailed(resp.status, detail.get("error") or body[:200].decode(errors="replace"))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return RetryLater(1.0, f"control plane unreachable: {exc}")
+        body = msgspec.json.encode({"worker_id": worker_id})
+        outcome: ClaimOutcome = RetryLater(1.0, "no attempt made")
+        for delay in [*self.claim_backoff.delays(), None]:
+            outcome = await self._claim_once(event_id, body)
+            if not isinstance(outcome, RetryLater) or delay is None:
+                return outcome
+            await self._sleep(_jitter(max(delay, min(outcome.delay, self.claim_backoff.cap))))
+        return outcome
 
-    async def post_events(self, execution_id: int, events: list[dict[str, Any]], worker_id: str,
+    async def _claim_once(self, event_id: int, body: bytes) -> ClaimOutcome:
+        try:
+            async with self.session.post(f"{self.base_url}/api/commands/{event_id}/claim", data=body,
+                                         headers={"Content-Type": "application/json"}) as resp:
+                raw = await resp.read()
+                if resp.status in (200, 201):
+                    try:
+                        return Claimed(msgspec.json.decode(raw, type=Command))
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        return ClaimFailed(resp.status, f"unreadable claim response: {exc}")
+                detail = _error(raw)
+                message = str(detail.get("message") or detail.get("error") or _text(raw))
+                if resp.status == 409:
+                    code = str(detail.get("code") or "")
+                    if code in NOT_YOURS or _says_not_yours(message):
+                        return AlreadyClaimed(code or "conflict", message)
+                    return RetryLater(_retry_after(resp, 1.0), f"claim conflict: {message}")
+                if resp.status in RETRY_STATUSES:
+                    return RetryLater(_retry_after(resp, 1.0), f"claim answered {resp.status}: {message}")
+                return ClaimFailed(resp.status, message)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return RetryLater(1.0, f"control plane unreachable: {type(exc).__name__}: {exc}")
+
+    async def get_command(self, event_id: int) -> Command:
+        raw = await self._request("GET", f"/api/commands/{event_id}")
+        return msgspec.json.decode(raw, type=Command)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def post_events(self, execution_id: int, events: Sequence[Event], worker_id: str,
                           idempotency_key: str) -> None:
-        """One batch with an Idempotency-Key, retried with capped backoff: a retry after a lost answer
-        is recognised by the server and not applied twice."""
-        body = {"execution_id": str(execution_id), "worker_id": worker_id, "events": events}
-        await self._with_retries("POST", "/api/events/batch", json=body,
-                                 headers={"Idempotency-Key": idempotency_key})
+        """One batch with an Idempotency-Key, so a retry after a lost answer is not applied twice.
+        A server without the batch route (404 on it) gets one POST /api/events per event; those
+        are deduplicated by command_id and event type on the server."""
+        batch = EventBatch(execution_id=str(execution_id), worker_id=worker_id, events=list(events))
+        try:
+            await self._request("POST", "/api/events/batch", data=msgspec.json.encode(batch),
+                                headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"})
+            return
+        except ControlPlaneError as exc:
+            if exc.status != 404 or not _is_missing_route(exc):
+                raise
+        log.info("no /api/events/batch on %s; posting events one by one", self.base_url)
+        for event in events:
+            single = SingleEvent(execution_id=str(execution_id), **msgspec.structs.asdict(event))
+            await self._request("POST", "/api/events", data=msgspec.json.encode(single),
+                                headers={"Content-Type": "application/json"})
+
+    # -- credentials and sub-playbooks ------------------------------------------------------------
 
     async def get_credential(self, name: str) -> dict[str, Any]:
-        return await self._with_retries("GET", f"/api/credentials/{name}", params={"include_data": "true"})
+        raw = await self._request("GET", f"/api/credentials/{quote(name, safe='')}",
+                                  params={"include_data": "true"})
+        decoded = msgspec.json.decode(raw)
+        if not isinstance(decoded, dict):
+            raise ControlPlaneError(f"credential {name!r}: unexpected response", None, retryable=False)
+        return decoded
 
     async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
-                        timeout: float) -> dict[str, Any]:
+                        timeout: float, *, poll_seconds: float = 0.2) -> dict[str, Any]:
         """Start a sub-playbook and wait for its terminal status (with step results)."""
-        started = await self._with_retries("POST", "/api/execute", json={
-            "path": path, "workload": workload, "parent_execution_id": str(parent_execution_id)})
+        started = msgspec.json.decode(await self._request("POST", "/api/execute", data=msgspec.json.encode({
+            "path": path, "workload": workload, "parent_execution_id": str(parent_execution_id)}),
+            headers={"Content-Type": "application/json"}))
         execution_id = started["execution_id"]
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            status = await self._with_retries("GET", f"/api/executions/{execution_id}/status",
-                                              params={"steps": "true"})
+            status = msgspec.json.decode(await self._request(
+                "GET", f"/api/executions/{execution_id}/status", params={"steps": "true"}))
             if status.get("completed"):
                 return status
             if asyncio.get_running_loop().time() > deadline:
                 raise ControlPlaneError(f"sub-playbook {path} ({execution_id}) not finished after {timeout:.0f}s",
-                                        None)
-            await asyncio.sleep(0.2)
+                                        None, retryable=False)
+            await self._sleep(poll_seconds)
 
-    async def pool(self, action: str, body: dict[str, Any]) -> None:
-        await self._with_retries("POST", f"/api/worker/pool/{action}", json=body, attempts=2)
+    # -- worker pool ------------------------------------------------------------------------------
 
-    async def _with_retries(self, method: str, path: str, *, attempts: int | None = None, **kw: Any) -> Any:
-        delay = 0.25
-        last = "no attempt made"
-        for attempt in range(attempts or self.attempts):
+    async def register(self, registration: PoolRegistration) -> None:
+        await self._request("POST", "/api/worker/pool/register", data=msgspec.json.encode(registration),
+                            headers={"Content-Type": "application/json"}, backoff=Backoff(attempts=2))
+
+    async def heartbeat(self, registration: PoolRegistration) -> None:
+        """Carries the registration, so a control plane that forgot the pool re-creates it."""
+        body = PoolHeartbeat(name=registration.name, registration=registration)
+        await self._request("POST", "/api/worker/pool/heartbeat", data=msgspec.json.encode(body),
+                            headers={"Content-Type": "application/json"}, backoff=Backoff(attempts=2))
+
+    async def deregister(self, name: str) -> None:
+        await self._request("POST", "/api/worker/pool/deregister", data=msgspec.json.encode(PoolDeregister(name=name)),
+                            headers={"Content-Type": "application/json"}, backoff=Backoff(attempts=1))
+
+    # -- transport --------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, *, backoff: Backoff | None = None, **kw: Any) -> bytes:
+        """The body of a 2xx answer. Retryable answers and network errors are retried; anything
+        else raises at once (asking again cannot change a 400 or a 404)."""
+        policy = backoff or self.backoff
+        last, last_status = "no attempt made", None
+        for delay in [*policy.delays(), None]:
+            wait = delay
             try:
                 async with self.session.request(method, f"{self.base_url}{path}", **kw) as resp:
-                    body = await resp.read()
+                    raw = await resp.read()
                     if resp.status < 300:
-                        return msgspec.json.decode(body) if body else None
-                    last = f"{method} {path} answered {resp.status}: {body[:300].decode(errors='replace')}"
+                        return raw
+                    last, last_status = f"{method} {path} answered {resp.status}: {_text(raw)}", resp.status
                     if resp.status not in RETRY_STATUSES:
-                        raise ControlPlaneError(last, resp.status)
-                    delay = max(delay, _retry_after(resp, delay))
+                        raise ControlPlaneError(last, resp.status, retryable=False)
+                    if delay is not None:
+                        wait = max(delay, min(_retry_after(resp, delay), policy.cap))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                last = f"{method} {path} failed: {exc}"
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, 10.0)
-        raise ControlPlaneError(last, None)
+                last, last_status = f"{method} {path} failed: {type(exc).__name__}: {exc}", None
+            if wait is None:
+                break
+            await self._sleep(_jitter(wait))
+        raise ControlPlaneError(last, last_status)
 
 
-class ControlPlaneError(Exception):
-    def __init__(self, message: str, status: int | None) -> None:
-        super().__init__(message)
-        self.status = status
+def _jitter(delay: float) -> float:
+    return delay * (0.8 + 0.4 * random.random())
 
 
-def _error(body: bytes) -> dict[str, Any]:
+def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
     try:
-        decoded = msgspec.json.decode(body)
+        return min(max(0.0, float(resp.headers.get("Retry-After", default))), MAX_RETRY_AFTER)
+    except ValueError:  # an HTTP date: not worth parsing, the default is close enough
+        return default
+
+
+def _says_not_yours(message: str) -> bool:
+    text = message.lower()
+    return any(s in text for s in ("being claimed", "another worker", "already claimed", "terminal state"))
+
+
+def _is_missing_route(exc: ControlPlaneError) -> bool:
+    """A 404 for the route itself, not for the execution or command named in the batch."""
+    text = str(exc).lower()
+    return not any(s in text for s in ("execution", "command", "not_found\""))
+
+
+def _text(raw: bytes) -> str:
+    return raw[:300].decode(errors="replace")
+
+
+def _error(raw: bytes) -> dict[str, Any]:
+    """NoETL error bodies: `{code, message}`, `{error, status}` or FastAPI's `{detail: ...}`."""
+    try:
+        decoded = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return {}
-    if isinstance(decoded, dict) and isinstance(decoded.get("detail"), dict):
-        return {**decoded["detail"], "error": decoded["detail"].get("message", "")}
-    return decoded if isinstance(decoded, dict) else {}
+    if not isinstance(decoded, dict):
+        return {}
+    detail = decoded.get("detail")
+    if isinstance(detail, dict):
+        return {**decoded, **detail}
+    if isinstance(detail, str):
+        return {**decoded, "message": decoded.get("message") or detail}
+    return decoded

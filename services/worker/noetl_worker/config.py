@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Mapping
 
@@ -19,11 +20,16 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     max_concurrent: int
     heartbeat_seconds: float
     ack_wait_seconds: float
+    progress_seconds: float  # msg.in_progress() + command.heartbeat while a tool runs
     tool_timeout_seconds: float
     shutdown_grace_seconds: float
     http: HttpSettings
     log_level: str
     script_root: str
+
+    @property
+    def durable(self) -> str:
+        return f"noetl_worker_{self.pool}"
 
 
 def from_env(environ: Mapping[str, str]) -> WorkerSettings:
@@ -31,14 +37,23 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
     pool = env.str("WORKER_POOL_NAME", "default")
     if not pool.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"WORKER_POOL_NAME must be letters, digits, '-' or '_', got {pool!r}")
+    ack_wait = env.float("NOETL_WORKER_ACK_WAIT_SECONDS", 60.0)
+    if ack_wait < 3:
+        raise ConfigError(f"NOETL_WORKER_ACK_WAIT_SECONDS must be at least 3, got {ack_wait}")
+    # In-progress signals well inside ack_wait, so JetStream never redelivers a running command.
+    progress = env.float("NOETL_WORKER_PROGRESS_SECONDS", min(10.0, ack_wait / 3))
+    if not 0 < progress < ack_wait:
+        raise ConfigError(f"NOETL_WORKER_PROGRESS_SECONDS must be between 0 and the ack wait ({ack_wait}s)")
     return WorkerSettings(
         server_url=env.str("NOETL_SERVER_URL").rstrip("/"),
         nats_url=env.str("NOETL_NATS_URL"),
         pool=pool,
-        worker_id=env.str("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"),
+        # A random suffix: two pods with one hostname (or a restarted pod) never share an identity.
+        worker_id=env.str("WORKER_ID", f"{socket.gethostname()}-{secrets.token_hex(3)}"),
         max_concurrent=env.int("WORKER_MAX_CONCURRENT", 4, minimum=1, maximum=256),
         heartbeat_seconds=env.float("WORKER_HEARTBEAT_INTERVAL", 15.0),
-        ack_wait_seconds=env.float("NOETL_WORKER_ACK_WAIT_SECONDS", 60.0),
+        ack_wait_seconds=ack_wait,
+        progress_seconds=progress,
         tool_timeout_seconds=env.float("NOETL_WORKER_TOOL_TIMEOUT_SECONDS", 600.0),
         shutdown_grace_seconds=env.float("NOETL_WORKER_SHUTDOWN_GRACE_SECONDS", 30.0),
         http=HttpSettings.from_env(env, default_port=8091),

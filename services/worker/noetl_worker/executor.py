@@ -1,5 +1,5 @@
-"""Run one claimed command: pick the runner for its tool kind, turn every failure into an error
-string (never an exception escaping, never a hung step)."""
+"""Run one claimed command: read what to run from its context, pick the runner for the tool kind,
+and turn every failure into an error string (never an exception escaping, never a hung step)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,19 @@ from noetl_common.tools import ToolResult, run_pipeline
 from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge
 from .tools.base import Runner, ToolContext, ToolError
 
+MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
+PIPELINE_KINDS = frozenset({"pipeline", "task_sequence"})
+
+
+class Work(msgspec.Struct, kw_only=True):
+    """What a command asks for, whichever server spelling its context uses."""
+
+    kind: str
+    config: dict[str, Any]
+    inputs: dict[str, Any]
+    tasks: list[dict[str, Any]] | None
+    variables: dict[str, Any]  # pipeline render scope
+
 
 class Outcome(msgspec.Struct):
     ok: bool
@@ -21,21 +34,36 @@ class Outcome(msgspec.Struct):
     error: str | None = None
     stdout: str = ""
 
-    def with_stdout(self, ctx: ToolContext) -> "Outcome":
-        return msgspec.structs.replace(self, stdout="".join(ctx.stdout)[-MAX_STDOUT:])
-
-
-MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
-
 
 def default_runners() -> dict[str, Runner]:
     return {"http": http_tool.run, "postgres": postgres.run, "duckdb": duckdb_tool.run, "noop": noop.run,
             "python": python_bridge.run, "playbook": playbook_tool.run}
 
 
-async def run_tasks(context: dict[str, Any], runners: dict[str, Runner], ctx: ToolContext) -> Any:
-    """A pipeline: the shared task-sequence runner with this worker's tool runners per task."""
-    tasks = context.get("pipeline") or []
+def read_work(context: dict[str, Any], action: str | None) -> Work:
+    """Tool kind from `action`, `tool_kind` or `tool.kind`; config from `tool_config` or `tool`;
+    inputs from `input` or `args`, over `tool_config.input` (top-level keys win, as in NoETL);
+    pipeline tasks from `pipeline`, `tasks` or a list-valued `tool`."""
+    tool = context.get("tool")
+    tasks = context.get("pipeline") or context.get("tasks") or (tool if isinstance(tool, list) else None)
+    tool_map = tool if isinstance(tool, dict) else {}
+    kind = action or context.get("tool_kind") or tool_map.get("kind") or ""
+    if tasks:
+        kind = "pipeline"
+    config = context.get("tool_config")
+    if not isinstance(config, dict):
+        config = {k: v for k, v in tool_map.items() if k != "kind"}
+    inputs = context.get("input") or context.get("args") or {}
+    nested = config.get("input") if isinstance(config.get("input"), dict) else {}
+    inputs = {**nested, **(inputs if isinstance(inputs, dict) else {})}
+    variables = {**(context.get("render_context") or {}), **inputs}
+    return Work(kind=str(kind), config=dict(config), inputs=inputs, tasks=list(tasks) if tasks else None,
+                variables=variables)
+
+
+async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) -> Any:
+    """A pipeline: the shared task-sequence runner with this worker's tool runners per task. A
+    task failure is a ToolResult, so the pipeline's policies can retry or route it."""
 
     async def run_task(kind: str, config: dict[str, Any], inputs: dict[str, Any]) -> ToolResult:
         runner = runners.get(kind)
@@ -45,33 +73,42 @@ async def run_tasks(context: dict[str, Any], runners: dict[str, Runner], ctx: To
             return ToolResult(ok=True, result=await runner(config, inputs, ctx))
         except ToolError as exc:
             return ToolResult(ok=False, error=str(exc))
+        except Exception as exc:  # a runner bug is still this task's failure, not the worker's
+            return ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
 
-    variables = {**(context.get("render_context") or {}), **(context.get("input") or {})}
-    outcome = await run_pipeline(tasks, variables, run_task)
+    outcome = await run_pipeline(work.tasks or [], work.variables, run_task)
     if not outcome.ok:
         raise ToolError(outcome.error or "pipeline failed")
     return outcome.result
 
 
-async def execute(command_context: dict[str, Any], tool_kind: str, runners: dict[str, Runner],
+async def execute(command_context: dict[str, Any], tool_kind: str | None, runners: dict[str, Runner],
                   ctx: ToolContext) -> Outcome:
-    config = dict(command_context.get("tool_config") or {})
-    inputs = dict(command_context.get("input") or command_context.get("args") or {})
-    kind = "pipeline" if command_context.get("pipeline") else tool_kind
+    try:
+        work = read_work(command_context, tool_kind)
+    except Exception as exc:
+        return Outcome(ok=False, error=f"unreadable command context: {type(exc).__name__}: {exc}")
+    kind = "pipeline" if work.kind in PIPELINE_KINDS else work.kind
     if kind != "pipeline" and kind not in runners:
         return Outcome(ok=False, error=f"this worker has no runner for tool kind {kind!r} "
                                        f"(known: {', '.join(sorted(runners))})")
-    work = run_tasks(command_context, runners, ctx) if kind == "pipeline" else runners[kind](config, inputs, ctx)
     try:
-        result = await asyncio.wait_for(work, ctx.timeout_seconds)
+        if kind == "pipeline":
+            result = await asyncio.wait_for(run_tasks(work, runners, ctx), ctx.timeout_seconds)
+        else:
+            result = await asyncio.wait_for(runners[kind](work.config, work.inputs, ctx), ctx.timeout_seconds)
     except ToolError as exc:
-        return Outcome(ok=False, error=str(exc)).with_stdout(ctx)
+        return _done(ctx, ok=False, error=str(exc))
     except asyncio.TimeoutError:
-        return Outcome(ok=False, error=f"tool {kind!r} timed out after {ctx.timeout_seconds:.0f}s").with_stdout(ctx)
+        return _done(ctx, ok=False, error=f"tool {kind!r} timed out after {ctx.timeout_seconds:g}s")
     except Exception as exc:
-        return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}").with_stdout(ctx)
+        return _done(ctx, ok=False, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
     try:
         msgspec.json.encode(result)
     except TypeError as exc:
-        return Outcome(ok=False, error=f"tool result is not JSON-serialisable: {exc}").with_stdout(ctx)
-    return Outcome(ok=True, result=result).with_stdout(ctx)
+        return _done(ctx, ok=False, error=f"tool result is not JSON-serialisable: {exc}")
+    return _done(ctx, ok=True, result=result)
+
+
+def _done(ctx: ToolContext, *, ok: bool, result: Any = None, error: str | None = None) -> Outcome:
+    return Outcome(ok=ok, result=result, error=error, stdout="".join(ctx.stdout)[-MAX_STDOUT:])

@@ -14,7 +14,12 @@ class ToolError(Exception):
 
 
 class CredentialSource(Protocol):
+    """What tools may ask the control plane (the worker passes its ControlPlane client)."""
+
     async def get_credential(self, name: str) -> dict[str, Any]: ...
+
+    async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
+                        timeout: float) -> dict[str, Any]: ...
 
 
 class ToolContext:

@@ -1,0 +1,82 @@
+"""Wire shapes the worker exchanges with NATS and the control plane (contract §1.3.2-1.3.5, §4.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Notification(msgspec.Struct, kw_only=True):
+    """What the outbox publishes on noetl.commands.<pool>.<execution_id>. Ids come as ints or
+    strings (the Python and Rust servers differ), so both are accepted."""
+
+    execution_id: int | str
+    event_id: int | str
+    step: str | None = None
+    command_id: int | str | None = None
+    server_url: str | None = None  # the owning shard (or router); NOETL_SERVER_URL otherwise
+    execution_pool: str | None = None
+
+
+class Command(msgspec.Struct, kw_only=True):
+    """GET /api/commands/{id} and the claim response (`ClaimResponse`)."""
+
+    execution_id: int
+    node_name: str
+    action: str = ""
+    context: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    node_id: str | None = None
+    event_id: int | None = None
+    command_id: int | str | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    status: str | None = None
+
+
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One item of POST /api/events/batch (also the body of POST /api/events, with execution_id).
+    The canonical names (`event_type`, `payload`, `step`) are accepted by both NoETL servers."""
+
+    event_type: str
+    step: str
+    payload: dict[str, Any]
+    actionable: bool  # always sent: NoETL's batch route defaults it to false, which would skip the engine
+    command_id: str | None = None
+    worker_id: str | None = None
+    status: str | None = None
+    meta: dict[str, Any] | None = None
+    informative: bool = True
+
+
+class EventBatch(msgspec.Struct, kw_only=True, omit_defaults=True):
+    execution_id: str
+    events: list[Event]
+    worker_id: str | None = None
+
+
+class SingleEvent(Event, kw_only=True, omit_defaults=True):
+    execution_id: str
+
+
+class PoolRegistration(msgspec.Struct, kw_only=True):
+    """POST /api/worker/pool/register (and the `registration` of a heartbeat, so a pool the
+    control plane forgot re-registers in the same call)."""
+
+    name: str
+    runtime: str = "python"
+    status: str = "ready"
+    capacity: int | None = None
+    labels: dict[str, Any] | None = None
+    hostname: str | None = None
+    pid: int | None = None
+
+
+class PoolHeartbeat(msgspec.Struct, kw_only=True):
+    name: str
+    registration: PoolRegistration | None = None
+
+
+class PoolDeregister(msgspec.Struct, kw_only=True):
+    name: str
