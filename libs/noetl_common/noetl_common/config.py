@@ -152,3 +152,39 @@ class ShardSettings(msgspec.Struct, frozen=True):
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
             public_url=env.optional("NOETL_SERVER_URL"),
         )
+
+
+MAX_SHARD_COUNT = 1024
+
+
+def shard_urls_from_env(env: Env) -> tuple[str, ...]:
+    """NOETL_SHARD_URLS (comma-separated, index = position) wins over NOETL_SHARD_URL_PATTERN."""
+    listed = env.optional("NOETL_SHARD_URLS")
+    if listed is not None:
+        urls = [u.strip() for u in listed.split(",")]
+        if not all(urls):
+            raise ConfigError("NOETL_SHARD_URLS has an empty entry; list one base URL per shard, comma-separated")
+    else:
+        pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+        if pattern is None:
+            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} "
+                              "and NOETL_SHARD_COUNT is required")
+        if "{i}" not in pattern:
+            raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
+        count = env.int("NOETL_SHARD_COUNT", minimum=1, maximum=MAX_SHARD_COUNT)
+        urls = [pattern.replace("{i}", str(i)) for i in range(count)]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"shard URL {url!r} must start with http:// or https://")
+    if len(urls) > MAX_SHARD_COUNT:
+        raise ConfigError(f"at most {MAX_SHARD_COUNT} shard URLs are supported, got {len(urls)}")
+    return tuple(u.rstrip("/") for u in urls)
+
+
+def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
+    """(replica, replicas) of a service split across shards: replica r of R serves shards s with
+    s % R == r; r is <PREFIX>_INDEX, else the StatefulSet ordinal from HOSTNAME."""
+    replicas = env.int(f"{prefix}_REPLICAS", 1, minimum=1, maximum=MAX_SHARD_COUNT)
+    ordinal = ordinal_from_hostname(env.optional("HOSTNAME")) if replicas > 1 else 0
+    replica = env.int(f"{prefix}_INDEX", ordinal or 0, minimum=0, maximum=replicas - 1)
+    return replica, replicas

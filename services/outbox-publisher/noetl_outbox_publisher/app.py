@@ -16,7 +16,7 @@ from noetl_common.observability import REGISTRY_KEY
 
 from .config import PublisherSettings
 from .relay import RelayMetrics, ShardRelay
-from .streams import ensure_streams
+from noetl_common.streams import ensure_streams
 
 log = logging.getLogger("noetl.outbox_publisher")
 PENDING_REFRESH_SECONDS = 5.0

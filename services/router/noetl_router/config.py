@@ -6,9 +6,7 @@ from typing import Mapping
 
 import msgspec
 
-from noetl_common.config import ConfigError, Env, HttpSettings
-
-MAX_SHARDS = 1024
+from noetl_common.config import ConfigError, Env, HttpSettings, shard_urls_from_env
 
 
 class RouterSettings(msgspec.Struct, frozen=True):
@@ -47,27 +45,3 @@ def _positive(env: Env, name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be > 0, got {value}")
     return value
-
-
-def shard_urls_from_env(env: Env) -> tuple[str, ...]:
-    """NOETL_SHARD_URLS (comma-separated, index = position) wins over NOETL_SHARD_URL_PATTERN."""
-    listed = env.optional("NOETL_SHARD_URLS")
-    if listed is not None:
-        urls = [u.strip() for u in listed.split(",")]
-        if not all(urls):
-            raise ConfigError("NOETL_SHARD_URLS has an empty entry; list one base URL per shard, comma-separated")
-    else:
-        pattern = env.optional("NOETL_SHARD_URL_PATTERN")
-        if pattern is None:
-            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} "
-                              "and NOETL_SHARD_COUNT is required")
-        if "{i}" not in pattern:
-            raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
-        count = env.int("NOETL_SHARD_COUNT", minimum=1, maximum=MAX_SHARDS)
-        urls = [pattern.replace("{i}", str(i)) for i in range(count)]
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"shard URL {url!r} must start with http:// or https://")
-    if len(urls) > MAX_SHARDS:
-        raise ConfigError(f"at most {MAX_SHARDS} shard URLs are supported, got {len(urls)}")
-    return tuple(u.rstrip("/") for u in urls)

@@ -25,11 +25,12 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.observability import execution_id_var
+from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
 
 from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, ControlPlaneError, RetryLater
 from .config import WorkerSettings
@@ -40,8 +41,6 @@ from .wire import Command, Event, Notification, PoolRegistration
 
 log = logging.getLogger("noetl.worker")
 
-STREAM = "NOETL_COMMANDS"
-STREAM_SUBJECTS = ["noetl.commands.>"]
 MAX_UNREPORTED = 1024      # outcomes kept for re-posting; bounded so a long outage cannot grow memory
 RETRY_NAK_SECONDS = 2.0    # nak delay when the control plane did not take an event
 BAD_CLAIM_NAK_SECONDS = 30.0
@@ -100,7 +99,7 @@ class Worker:
             return
         try:
             js = self.nc.jetstream()
-            await ensure_stream(js)
+            await ensure_streams(js, (STREAM,))
             sub = await js.pull_subscribe(
                 f"noetl.commands.{s.pool}.>", durable=s.durable, stream=STREAM,
                 config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -322,20 +321,6 @@ class Worker:
             dropped, _ = self._unreported.popitem(last=False)
             log.error("dropping the unreported outcome of %s (too many pending); the claim lease will "
                       "let the command run again", dropped)
-
-
-async def ensure_stream(js: JetStreamContext) -> None:
-    """The outbox publisher normally creates the stream; a worker started first creates it too."""
-    try:
-        info = await js.stream_info(STREAM)
-    except NotFoundError:
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # created meanwhile by someone else
-            await js.add_stream(StreamConfig(name=STREAM, subjects=STREAM_SUBJECTS, storage=StorageType.FILE))
-        return
-    missing = [s for s in STREAM_SUBJECTS if s not in (info.config.subjects or [])]
-    if missing:
-        info.config.subjects = [*(info.config.subjects or []), *missing]
-        await js.update_stream(info.config)
 
 
 def _refused(events: list[Event], reason: str) -> list[Event]:

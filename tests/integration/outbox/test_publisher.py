@@ -20,7 +20,7 @@ from noetl_api_shard.store.outbox import OutboxRow
 from noetl_common.db import create_pool
 from noetl_devstack.nats import EmbeddedNats, stop_pid
 from noetl_devstack.ports import free_port
-from noetl_outbox_publisher.streams import ensure_streams
+from noetl_common.streams import ensure_streams
 
 from ..api_shard.conftest import INTERNAL_TOKEN, Databases, make_settings
 

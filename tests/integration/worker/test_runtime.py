@@ -18,7 +18,8 @@ from noetl_devstack.ports import free_port
 from noetl_worker.client import Backoff
 from noetl_worker.config import WorkerSettings
 from noetl_worker.executor import default_runners
-from noetl_worker.runtime import STREAM, Worker, WorkerMetrics, ensure_stream
+from noetl_worker.runtime import STREAM, Worker, WorkerMetrics
+from noetl_common.streams import ensure_streams
 
 from .conftest import StandIn
 
@@ -44,7 +45,7 @@ class Harness:
 
     async def __aenter__(self) -> "Harness":
         self.nc = await nats.connect(self.nats_url)
-        await ensure_stream(self.nc.jetstream())
+        await ensure_streams(self.nc.jetstream(), (STREAM,))
         return self
 
     def start(self) -> None:

@@ -1,0 +1,1 @@
+"""Render and check the NoETL fleet Kubernetes manifests (see deploy/README.md)."""
