@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
-            services/outbox-publisher services/projector services/worker
+            services/outbox-publisher services/projector services/worker libs/noetl_deploy
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench clean
+.PHONY: install run test unit integration infra-up infra-down conformance bench clean image deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -47,6 +47,14 @@ conformance: install
 
 bench: install
 	$(PY) -m bench
+
+## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
+image:
+	docker build -t noetl-fleet:dev .
+
+## Render Kubernetes manifests for both overlays (dev, prod) into deploy/rendered/<overlay>/.
+deploy-render: install
+	$(PY) -m noetl_deploy --shards $(SHARDS) --values deploy/values.yaml --out deploy/rendered
 
 clean: infra-down
 	rm -rf .data $(VENV)

@@ -2,7 +2,8 @@
 
 import asyncio
 
-from . import engine_bench, fleet_bench
+from . import engine_bench, fleet_bench, sharded_bench
 
 engine_bench.main()
 asyncio.run(fleet_bench.main())
+asyncio.run(sharded_bench.main())

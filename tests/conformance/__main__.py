@@ -1,8 +1,8 @@
 """python -m tests.conformance DIR [--api URL] [--shards N] [--only id,...]
 
 Without --api (or NOETL_API_URL) it starts a local fleet (embedded Postgres + NATS, shards,
-publisher, worker) in a temporary directory and stops it afterwards. Prints one line per fixture
-and a last line `N passed, M failed`; exits non-zero on any failure.
+router, publisher, projector, workers) in a temporary directory, runs every fixture through the
+router and stops the fleet afterwards. Prints one line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
 from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
@@ -47,7 +47,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None) 
         for spec in specs:
             supervisor.spawn(spec)
         await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
-        runner = Runner(specs[0].url, directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
+        runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
                         available={"postgres", "duckdb", "script-files"})
         return await runner.run(only)
     finally:

@@ -50,11 +50,13 @@ async def test_worker_killed_mid_step_then_another_finishes_it(fresh_databases, 
         extra_env={"NOETL_COMMAND_CLAIM_LEASE_SECONDS": "2", "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "0.5",
                    "WORKER_MAX_CONCURRENT": "1"}))
     sup = Supervisor(work / "logs")
-    shard, publisher, w0, w1 = specs
+    by_name = {s.name: s for s in specs}
+    shard, router, publisher, w0, w1 = (by_name[n] for n in ("api-shard-0", "router", "outbox-publisher",
+                                                             "worker-0", "worker-1"))
     try:
-        for spec in (shard, publisher, w0):
+        for spec in (shard, router, publisher, w0):
             sup.spawn(spec)
-        await asyncio.gather(*(sup.wait_ready(s.name) for s in (shard, publisher, w0)))
+        await asyncio.gather(*(sup.wait_ready(s.name) for s in (shard, router, publisher, w0)))
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{shard.url}/api/catalog/register",
                                     json={"content": base64.b64encode(SLOW).decode()}) as r:
@@ -116,7 +118,7 @@ async def test_publisher_killed_and_nats_restarted_mid_run(fresh_databases, tmp_
         secrets=secrets.load_or_create(tmp_path / "s.json"), workers=2,
         extra_env={"NOETL_COMMAND_REPUBLISH_AFTER_SECONDS": "3", "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "0.5"}))
     sup = Supervisor(tmp_path / "logs")
-    shard, publisher = specs[0], specs[1]
+    shard, publisher = specs[0], next(s for s in specs if s.name == "outbox-publisher")
     try:
         for spec in specs:
             sup.spawn(spec)

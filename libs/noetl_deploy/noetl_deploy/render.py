@@ -147,6 +147,22 @@ def render_overlay(values: dict[str, Any], overlay: str, templates_dir: str | Pa
     return result
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style, and multi-line strings (scripts, config files) as literal `|` blocks."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data and not any(line != line.rstrip() for line in data.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_documents(docs: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+
+
 def write_rendered(rendered: Rendered, out_dir: str | Path) -> list[Path]:
     """Write one overlay's files under <out_dir>/<overlay>/, replacing stale *.yaml there."""
     target = Path(out_dir) / rendered.overlay
@@ -157,7 +173,7 @@ def write_rendered(rendered: Rendered, out_dir: str | Path) -> list[Path]:
     written = []
     for fname, docs in rendered.files.items():
         path = target / fname
-        path.write_text(yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=120))
+        path.write_text(dump_documents(docs))
         written.append(path)
     return written
 

@@ -7,6 +7,8 @@ import msgspec
 from .ports import free_port
 from .processes import ServiceSpec
 
+ROUTER = "router"
+
 
 class FleetConfig(msgspec.Struct, kw_only=True):
     cluster_dsn: str
@@ -27,8 +29,19 @@ def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
         # Notifications carry the owning shard's URL, so workers reach it without a router.
         "NOETL_CLUSTER_DSN": cfg.cluster_dsn, "NOETL_SERVER_URL": shard_urls[i]})
         for i, dsn in enumerate(cfg.shard_dsns)]
+    router_port = free_port()
+    specs.append(ServiceSpec(name=ROUTER, module="noetl_router", port=router_port, env={
+        **common, "NOETL_SHARD_URLS": ",".join(shard_urls), "NOETL_ROUTER_PROBE_INTERVAL_SECONDS": "0.5"}))
     specs.append(ServiceSpec(name="outbox-publisher", module="noetl_outbox_publisher", port=free_port(), env={
         **common, "NOETL_SHARD_URLS": ",".join(shard_urls), "NOETL_OUTBOX_WAIT_MS": "1000"}))
+    specs.append(ServiceSpec(name="projector", module="noetl_projector", port=free_port(), env={
+        **common, "NOETL_SHARD_URLS": ",".join(shard_urls)}))
+    # Workers talk to the router like any NoETL worker; notifications name the owning shard directly.
     specs.extend(ServiceSpec(name=f"worker-{w}", module="noetl_worker", port=free_port(), env={
-        **common, "NOETL_SERVER_URL": shard_urls[0], "WORKER_ID": f"worker-{w}"}) for w in range(cfg.workers))
+        **common, "NOETL_SERVER_URL": f"http://127.0.0.1:{router_port}", "WORKER_ID": f"worker-{w}"})
+        for w in range(cfg.workers))
     return specs
+
+
+def router_url(specs: list[ServiceSpec]) -> str:
+    return next(s.url for s in specs if s.name == ROUTER)

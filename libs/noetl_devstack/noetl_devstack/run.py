@@ -15,7 +15,7 @@ import aiohttp
 from . import secrets
 from .errors import StartError
 from .infra import Infra, default_data_dir
-from .fleet import FleetConfig, fleet_specs
+from .fleet import FleetConfig, fleet_specs, router_url
 from .processes import Supervisor
 
 
@@ -77,11 +77,11 @@ async def run(shards: int, data_dir: Path) -> int:
         await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
         for spec in specs:
             print(f"  {spec.name}: {spec.url}  (metrics {spec.url}/metrics, log {data_dir}/logs/{spec.name}.log)")
-        api = specs[0].url
+        api = router_url(specs)
+        print(f"router: {api}", flush=True)
         registered = await register_sample(api)
         print(f"registered sample playbook {registered['path']} version {registered['version']}")
         await run_sample(api, registered["path"])
-        print(f"api: {api}", flush=True)
         print("fleet is up; press Ctrl-C to stop everything", flush=True)
         await stop.wait()
         return 0

@@ -14,8 +14,10 @@ from noetl_common.config import ShardSettings
 from noetl_common.crypto import Encryptor, load_key
 from noetl_common.db import apply_migrations, create_pool
 from noetl_common.http import add_readiness_check, build_app
+from noetl_common.observability import REGISTRY_KEY
 
-from .execution import outbox_api, projection_api, routes as execution_routes
+from .execution import event_stream, outbox_api, projection_api, routes as execution_routes
+from .metrics import ShardMetrics
 from .handlers import catalog, credentials, health, internal, keychain, runtime
 from .state import SERVICES, ShardServices
 from .store import shard_map as shard_map_store
@@ -29,14 +31,18 @@ log = logging.getLogger("noetl.api_shard")
 def create_app(settings: ShardSettings) -> web.Application:
     """Build the application. Bad settings (e.g. the encryption key) raise ConfigError here,
     before anything listens; databases are opened when the app starts."""
-    svc = ShardServices(settings, Encryptor(load_key(settings.encryption_key)))
+    encryptor = Encryptor(load_key(settings.encryption_key))
     app = build_app(service=SERVICE_NAME, shard=str(settings.shard_index),
                     max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token)
+    metrics = ShardMetrics(app[REGISTRY_KEY], str(settings.shard_index))
+    svc = ShardServices(settings, encryptor, metrics)
+    metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)
     app[SERVICES] = svc
     app.cleanup_ctx.append(_databases)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
-    for area in (health, internal, catalog, credentials, keychain, runtime, outbox_api, projection_api, execution_routes):
+    for area in (health, internal, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
+                 execution_routes):
         area.register(app)
     return app
 

@@ -12,6 +12,8 @@ from noetl_common.crypto import Encryptor
 from noetl_common.ids import ShardIdMinter, Snowflake
 from noetl_common.sharding import ShardMap
 
+from .metrics import ShardMetrics
+
 
 class ShardMapView:
     """The shard map this process currently believes in; replaced when the cluster table changes."""
@@ -29,8 +31,9 @@ class ShardMapView:
 class ShardServices:
     """Per-process dependencies. Pools are attached at start-up (see app.py)."""
 
-    def __init__(self, settings: ShardSettings, encryptor: Encryptor) -> None:
+    def __init__(self, settings: ShardSettings, encryptor: Encryptor, metrics: ShardMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.encryptor = encryptor
         self.started_monotonic = time.monotonic()
         self.snowflake = Snowflake(settings.node_id)
@@ -47,6 +50,9 @@ class ShardServices:
     def attach_pools(self, shard_pool: asyncpg.Pool, cluster_pool: asyncpg.Pool) -> None:
         self._shard_pool = shard_pool
         self._cluster_pool = cluster_pool
+
+    def open_pools(self) -> dict[str, asyncpg.Pool]:
+        return {name: pool for name, pool in (("shard", self._shard_pool), ("cluster", self._cluster_pool)) if pool}
 
     @property
     def shard_pool(self) -> asyncpg.Pool:

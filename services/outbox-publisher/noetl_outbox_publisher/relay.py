@@ -65,6 +65,9 @@ class ShardRelay:
         self.js = js
         self.metrics = metrics
         self._stopping = asyncio.Event()
+        # Series exist from the start (at 0), so rate() and alerts see them before the first event.
+        for family in (metrics.published, metrics.failed, metrics.pending):
+            family.labels(self.shard)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -17,19 +17,28 @@ def test_run_starts_the_fleet_and_stops_everything(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     api = None
+    up = False
     try:
         deadline = time.monotonic() + 120
-        while api is None and time.monotonic() < deadline:
+        while not up and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
-            if line.startswith("api: "):
+            if line.startswith("router: "):
                 api = line.split(" ", 1)[1].strip()
-        assert api, "".join(lines)
-        assert any("registered sample playbook examples/fleet_sample" in l for l in lines)
+            up = line.startswith("fleet is up")
+        assert api and up, "".join(lines)
+        out_so_far = "".join(lines)
+        assert "registered sample playbook examples/fleet_sample" in out_so_far
+        assert "COMPLETED" in out_so_far, out_so_far
+        for name in ("api-shard-0", "api-shard-1", "router", "outbox-publisher", "projector", "worker-0"):
+            assert f"  {name}: http://" in out_so_far, name
         with urllib.request.urlopen(f"{api}/readyz", timeout=5) as resp:
             assert json.load(resp)["status"] == "ready"
+        # The sample went through the router: the router lists it (merged from every shard).
+        with urllib.request.urlopen(f"{api}/api/executions", timeout=5) as resp:
+            assert [e["path"] for e in json.load(resp)] == ["examples/fleet_sample"]
         infra = json.loads((data / "infra.json").read_text())
         nats_pid = infra["nats_pid"]
     finally:

@@ -70,6 +70,7 @@ def make_claim_handler(fail_command: FailCommand, append_events: AppendEvents,
             try:
                 row = await command_store.lock(conn, command_id)
             except asyncpg.LockNotAvailableError:
+                svc.metrics.claim_conflict()
                 raise ApiError(409, "Command is being claimed", "active_claim", headers=RETRY_AFTER) from None
             if row is None:
                 raise not_found(f"command not found: {command_id}")
@@ -85,6 +86,7 @@ def make_claim_handler(fail_command: FailCommand, append_events: AppendEvents,
                     return json_response(command_out(row, claimed=True))  # idempotent re-claim
                 lease_live = row["lease_expires_at"] and row["lease_expires_at"] > datetime.now(timezone.utc)
                 if lease_live:
+                    svc.metrics.claim_conflict()
                     raise ApiError(409, f"Command already claimed by {row['worker_id']}", "active_claim",
                                    headers=RETRY_AFTER, worker_id=row["worker_id"])
                 reclaimed_from = row["worker_id"]

@@ -85,6 +85,7 @@ class Orchestrator:
     async def append(self, conn: asyncpg.Connection, events: list[NewEvent]) -> None:
         """Events plus their mirror on noetl.events.<shard>.<execution_id> (for the projector)."""
         await event_store.insert_many(conn, events)
+        self.svc.metrics.events_ingested(len(events))
         shard = self.svc.settings.shard_index
         await outbox_store.enqueue(conn, [OutboxRow(
             id=self.svc.mint_owned_id(), execution_id=e.execution_id, event_id=e.event_id,
@@ -221,6 +222,7 @@ class Orchestrator:
                      step_results: dict[str, Any] | None = None) -> None:
         if not await execution_store.finish(conn, execution_id, status, result, error):
             return  # already terminal: the terminal event exists exactly once
+        self.svc.metrics.execution_finished(status)
         row = await execution_store.get(conn, execution_id)
         await command_store.cancel_open(conn, execution_id)
         await self.append(conn, [NewEvent(

@@ -19,7 +19,7 @@ from ..store import executions as execution_store
 from ..store import variables as variable_store
 from . import engine_port as engine
 from .ownership import require_owned
-from .views import event_view, execution_entry, status_view
+from .views import event_view, execution_entry, listed_entry, status_view
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
@@ -80,7 +80,7 @@ async def list_executions(request: web.Request) -> web.Response:
     if len(rows) > limit:
         rows = rows[:limit]
         headers["X-Next-Cursor"] = encode_cursor(rows[-1]["created_at"], rows[-1]["execution_id"])
-    return json_response([execution_entry(r) for r in rows], headers=headers)
+    return json_response([listed_entry(r) for r in rows], headers=headers)
 
 
 async def get_execution(request: web.Request) -> web.Response:

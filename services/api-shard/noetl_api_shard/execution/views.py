@@ -51,6 +51,12 @@ def execution_entry(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def listed_entry(row: asyncpg.Record) -> dict[str, Any]:
+    """A list item: the entry plus the projected summary's counts (absent until projected)."""
+    return {**execution_entry(row), "step_count": row["step_count"] or 0,
+            "failed_step_count": row["failed_step_count"] or 0, "event_count": row["event_count"] or 0}
+
+
 def event_view(row: asyncpg.Record) -> dict[str, Any]:
     """ExecutionEventResponse."""
     payload = row["payload"] or {}

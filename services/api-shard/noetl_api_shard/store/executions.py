@@ -75,11 +75,16 @@ async def children(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -
 
 async def page(pool: asyncpg.Pool, *, status: str | None, path: str | None, parent: int | None,
                before: tuple[datetime, int] | None, limit: int) -> list[asyncpg.Record]:
-    """Newest first, keyset-paginated on (created_at, execution_id): O(page) at any table size."""
+    """Newest first, keyset-paginated on (created_at, execution_id): O(page) at any table size.
+    The order and status come from the execution row (read-your-writes: a just-started execution
+    is listed at once); step counts and progress come from the projected summary, joined by key."""
     before_ts, before_id = before if before else (None, None)
+    columns = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))
     return await pool.fetch(
-        f"SELECT {COLUMNS} FROM noetl.execution WHERE ($1::text IS NULL OR status = $1) "
-        "AND ($2::text IS NULL OR path = $2) AND ($3::bigint IS NULL OR parent_execution_id = $3) "
-        "AND ($4::timestamptz IS NULL OR (created_at, execution_id) < ($4, $5::bigint)) "
-        "ORDER BY created_at DESC, execution_id DESC LIMIT $6",
+        f"SELECT {columns}, s.step_count, s.failed_step_count, s.event_count "
+        "FROM noetl.execution e LEFT JOIN noetl.execution_summary s USING (execution_id) "
+        "WHERE ($1::text IS NULL OR e.status = $1) "
+        "AND ($2::text IS NULL OR e.path = $2) AND ($3::bigint IS NULL OR e.parent_execution_id = $3) "
+        "AND ($4::timestamptz IS NULL OR (e.created_at, e.execution_id) < ($4, $5::bigint)) "
+        "ORDER BY e.created_at DESC, e.execution_id DESC LIMIT $6",
         status, path, parent, before_ts, before_id, limit)

@@ -1,0 +1,85 @@
+"""GET /api/executions/{id}/events/stream: Server-Sent Events. Replays the log after
+`Last-Event-ID` (header, or `?last_event_id=`) or from the start, then follows new events until
+the terminal event, and ends with an `end` event. New events are noticed through the outbox
+NOTIFY every append already sends (re-checked each second), so a follower costs no extra writes."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from noetl_common.errors import not_found
+
+from ..handlers.params import path_id, to_id
+from ..state import services
+from ..store import events as event_store
+from ..store import executions as execution_store
+from ..store.projections import TERMINAL as TERMINAL_EVENTS
+from .outbox_api import WAKEUP
+from .ownership import require_owned
+from .views import event_view
+
+PAGE = 500
+RECHECK_SECONDS = 1.0
+KEEPALIVE_SECONDS = 15.0
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/executions/{execution_id}/events/stream", stream_events)
+
+
+def _resume_after(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    return to_id(raw, "Last-Event-ID") if raw else None
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    execution_id = path_id(request, "execution_id")
+    require_owned(svc, execution_id)
+    after = _resume_after(request)
+    if await execution_store.get(svc.shard_pool, execution_id) is None:
+        raise not_found(f"execution {execution_id} not found")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    wakeup = request.app[WAKEUP]
+    last_write = time.monotonic()
+    finished: str | None = None
+    try:
+        while True:
+            rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after, limit=PAGE)
+            for row in rows:
+                after = row["event_id"]
+                await response.write(_frame(str(after), row["event_type"], event_view(row)))
+                if row["event_type"] in TERMINAL_EVENTS:
+                    await response.write(_frame(None, "end", {"execution_id": str(execution_id),
+                                                              "status": TERMINAL_EVENTS[row["event_type"]]}))
+                    return response
+            if rows:
+                last_write = time.monotonic()
+                if len(rows) == PAGE:
+                    continue
+            elif finished:
+                # Resumed past the terminal event (the status commits with it, and a re-read after
+                # seeing the status found nothing newer): nothing more will come.
+                await response.write(_frame(None, "end", {"execution_id": str(execution_id), "status": finished}))
+                return response
+            else:
+                row = await execution_store.get(svc.shard_pool, execution_id)
+                if row["status"] in execution_store.TERMINAL:
+                    finished = row["status"]
+                    continue
+            if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
+                await response.write(b": keepalive\n\n")
+                last_write = time.monotonic()
+            await wakeup.wait(RECHECK_SECONDS)
+    except ConnectionResetError:
+        return response  # the client went away
+
+
+def _frame(event_id: str | None, event: str, data: object) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: ".encode() + msgspec.json.encode(data) + b"\n\n"

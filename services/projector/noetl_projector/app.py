@@ -1,0 +1,72 @@
+"""Wiring: health/metrics server, NATS connection, one projection loop per owned shard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+import nats
+from aiohttp import web
+
+from noetl_common.http import add_readiness_check, build_app
+from noetl_common.observability import REGISTRY_KEY
+from noetl_common.streams import EVENTS_STREAM, ensure_streams
+
+from .config import ProjectorSettings
+from .consumer import ProjectorMetrics, ShardProjector
+
+log = logging.getLogger("noetl.projector")
+LAG_REFRESH_SECONDS = 2.0
+STOP_GRACE_SECONDS = 10.0
+
+
+def create_app(settings: ProjectorSettings) -> web.Application:
+    app = build_app(service="projector", max_body_bytes=1024 * 1024)
+    metrics = ProjectorMetrics(app[REGISTRY_KEY])
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                name=settings.name)
+        js = nc.jetstream()
+        await ensure_streams(js, (EVENTS_STREAM,))
+
+        async def nats_ready() -> None:
+            if not nc.is_connected:
+                raise ConnectionError("NATS is not connected")
+
+        add_readiness_check(app, "nats", nats_ready)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        projectors = [ShardProjector(shard=s, base_url=u, token=settings.internal_token, batch=settings.batch,
+                                     ack_wait_seconds=settings.ack_wait_seconds, js=js, session=session,
+                                     metrics=metrics) for s, u in sorted(settings.shard_urls.items())]
+        for p in projectors:
+            await p.subscribe()
+        tasks = [asyncio.create_task(p.run(), name=f"project-{p.shard}") for p in projectors]
+        lag = asyncio.create_task(_refresh_lag(projectors), name="lag")
+        log.info("projecting shards %s from %s", sorted(settings.shard_urls), settings.nats_url)
+        yield
+        for p in projectors:
+            p.stop()
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        for task in [*pending, lag]:
+            task.cancel()
+        await asyncio.gather(*tasks, lag, return_exceptions=True)
+        await session.close()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _refresh_lag(projectors: list[ShardProjector]) -> None:
+    while True:
+        for p in projectors:
+            try:
+                await p.refresh_lag()
+            except Exception as exc:  # lag is best effort; the loops carry on
+                log.debug("shard %s: lag refresh failed: %s", p.shard, exc)
+        await asyncio.sleep(LAG_REFRESH_SECONDS)

@@ -1,0 +1,40 @@
+"""Projector settings from the environment (errors name the variable)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import msgspec
+
+from noetl_common.config import ConfigError, Env, HttpSettings, replica_slice, shard_urls_from_env
+
+
+class ProjectorSettings(msgspec.Struct, frozen=True):
+    shard_urls: dict[int, str]  # shard index -> base URL, only the shards this replica owns
+    internal_token: str
+    nats_url: str
+    batch: int                  # events per fetch and per project request
+    ack_wait_seconds: float
+    http: HttpSettings
+    name: str
+    log_level: str
+
+
+def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
+    env = Env(environ)
+    urls = shard_urls_from_env(env)
+    # Replica i of R owns shards s with s % R == i (i from the StatefulSet ordinal by default).
+    replica, replicas = replica_slice(env, "NOETL_PROJECTOR")
+    token = env.optional("NOETL_INTERNAL_API_TOKEN")
+    if not token:
+        raise ConfigError("NOETL_INTERNAL_API_TOKEN is required: the project route is bearer-gated")
+    return ProjectorSettings(
+        shard_urls={s: u for s, u in enumerate(urls) if s % replicas == replica},
+        internal_token=token,
+        nats_url=env.str("NOETL_NATS_URL"),
+        batch=env.int("NOETL_PROJECTOR_BATCH", 200, minimum=1, maximum=1000),
+        ack_wait_seconds=env.float("NOETL_PROJECTOR_ACK_WAIT_SECONDS", 30.0),
+        http=HttpSettings.from_env(env, default_port=8091),
+        name=env.str("HOSTNAME", "projector") + f"/{replica}",
+        log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+    )

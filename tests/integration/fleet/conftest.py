@@ -1,0 +1,78 @@
+"""The whole sharded fleet as `make run` starts it — 3 shards with their own databases, router,
+publisher, projector, 2 workers — on its own embedded Postgres + NATS (so the JetStream streams
+hold this fleet's messages only). Shared by the tests of this package."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tempfile
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiohttp
+import msgspec
+import pytest_asyncio
+
+from noetl_devstack import secrets
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
+from noetl_devstack.infra import Infra
+from noetl_devstack.processes import ServiceSpec, Supervisor
+
+SHARDS = 3
+
+
+class LiveFleet(msgspec.Struct):
+    router: str
+    specs: list[ServiceSpec]
+    shard_dsns: list[str]
+    token: str
+    logs: Path
+
+    def url_of(self, name: str) -> str:
+        return next(s.url for s in self.specs if s.name == name)
+
+
+@pytest_asyncio.fixture(scope="package")
+async def live_fleet() -> AsyncIterator[LiveFleet]:
+    work = Path(tempfile.mkdtemp(prefix="noetl-fleet-test-"))
+    infra = Infra(work)
+    supervisor = Supervisor(work / "logs")
+    try:
+        info = await infra.up(SHARDS)
+        dev_secrets = secrets.load_or_create(work / "secrets.json")
+        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
+                                        nats_url=info.nats_url, secrets=dev_secrets, workers=2))
+        for spec in specs:
+            supervisor.spawn(spec)
+        await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
+        yield LiveFleet(router=router_url(specs), specs=specs, shard_dsns=info.shard_dsns(SHARDS),
+                        token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs")
+    finally:
+        supervisor.stop_all()
+        infra.down()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield session
+
+
+async def register(http: aiohttp.ClientSession, router: str, content: str) -> dict:
+    async with http.post(f"{router}/api/catalog/register",
+                         json={"content": base64.b64encode(content.encode()).decode()}) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        return body
+
+
+async def wait_terminal(http: aiohttp.ClientSession, router: str, execution_id: str, timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with http.get(f"{router}/api/executions/{execution_id}/status") as r:
+            status = await r.json()
+        if status.get("completed"):
+            return status
+        assert asyncio.get_running_loop().time() < deadline, f"{execution_id} not finished: {status}"
+        await asyncio.sleep(0.2)

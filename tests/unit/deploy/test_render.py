@@ -1,0 +1,186 @@
+"""Rendering: files written, shard-count wiring, per-shard databases, KEDA triggers, dashboard."""
+
+import json
+
+import pytest
+import yaml
+
+from noetl_deploy.__main__ import main
+from noetl_deploy.render import OVERLAYS, RenderError, overlay_values, render_overlay
+
+from .conftest import TEMPLATES, VALUES
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_cli_writes_multidoc_files_for_both_overlays(tmp_path, capsys):
+    out = tmp_path / "rendered"
+    assert main(["--shards", "2", "--values", str(VALUES), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for overlay in OVERLAYS:
+        files = sorted((out / overlay).glob("*.yaml"))
+        assert files, overlay
+        docs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
+        assert any(d["kind"] == "StatefulSet" and d["metadata"]["name"] == "api-shard" for d in docs)
+        assert str(out / overlay) in printed
+    dashboard = json.loads((tmp_path / "dashboards" / "noetl-shards.json").read_text())
+    assert dashboard["uid"] == "noetl-shards"
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_shard_count_wiring(values, overlay, shards):
+    r = render_overlay(values, overlay, TEMPLATES, shards=shards)
+    sts = r.one("StatefulSet", "api-shard")
+    assert sts["spec"]["replicas"] == shards
+    assert sts["spec"]["serviceName"] == "api-shard"
+    assert r.one("Service", "api-shard")["spec"]["clusterIP"] == "None"
+    pod = sts["spec"]["template"]["spec"]
+    shard = pod["containers"][0]
+    assert env_of(shard)["NOETL_SHARD_COUNT"]["value"] == str(shards)
+    assert shard["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert shard["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert shard["resources"]["requests"]
+    assert pod["affinity"]["podAntiAffinity"]
+    # Ordinal -> shard index + that shard's DSN file, for every ordinal.
+    script = shard["args"][0]
+    assert 'NOETL_SHARD_INDEX="$ordinal"' in script and "shard-${ordinal}-dsn" in script
+    items = next(vol for vol in pod["volumes"] if vol["name"] == "db")["secret"]["items"]
+    assert [i["key"] for i in items] == [f"shard-{i}-dsn" for i in range(shards)]
+    dsns = r.one("Secret", "noetl-db")["stringData"]
+    assert {f"shard-{i}-dsn" for i in range(shards)} | {"cluster-dsn"} == set(dsns)
+    assert r.one("PodDisruptionBudget", "api-shard")
+    for name in ("router", "outbox-publisher"):
+        env = env_of(r.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0])
+        assert env["NOETL_SHARD_COUNT"]["value"] == str(shards)
+        assert env["NOETL_SHARD_URL_PATTERN"]["value"] == "http://api-shard-{i}.api-shard:8082"
+    projector = r.one("StatefulSet", "projector")
+    penv = env_of(projector["spec"]["template"]["spec"]["containers"][0])
+    assert penv["NOETL_SHARD_COUNT"]["value"] == str(shards)
+    assert penv["NOETL_PROJECTOR_REPLICAS"]["value"] == str(projector["spec"]["replicas"])
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_dev_has_one_postgres_per_shard_and_dsns_point_at_it(values, shards):
+    r = render_overlay(values, "dev", TEMPLATES, shards=shards)
+    dsns = r.one("Secret", "noetl-db")["stringData"]
+    for i in range(shards):
+        assert r.one("StatefulSet", f"postgres-shard-{i}")["spec"]["replicas"] == 1
+        assert r.one("Service", f"postgres-shard-{i}")
+        assert f"@postgres-shard-{i}:5432/" in dsns[f"shard-{i}-dsn"]
+    assert not r.find("StatefulSet", f"postgres-shard-{shards}")
+    assert r.one("StatefulSet", "postgres-cluster")
+    assert "@postgres-cluster:5432/" in dsns["cluster-dsn"]
+
+
+def test_prod_uses_secret_placeholders_and_no_in_cluster_postgres(values):
+    r = render_overlay(values, "prod", TEMPLATES, shards=3)
+    assert not [d for d in r.documents if d["metadata"]["name"].startswith("postgres-")]
+    assert set(r.one("Secret", "noetl-db")["stringData"].values()) == {"REPLACE_ME"}
+    assert r.one("Ingress", "router")
+    assert r.one("StatefulSet", "api-shard")["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_value_is_a_placeholder(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    for secret in r.find("Secret"):
+        assert "data" not in secret
+        for key, value in secret["stringData"].items():
+            assert "REPLACE_ME" in value, f"{secret['metadata']['name']}/{key}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_triggers(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=3)
+    pub = r.one("ScaledObject", "outbox-publisher")["spec"]
+    assert pub["scaleTargetRef"]["name"] == "outbox-publisher"
+    assert 1 <= pub["minReplicaCount"] <= pub["maxReplicaCount"]
+    (trigger,) = pub["triggers"]
+    assert trigger["type"] == "metrics-api"
+    md = trigger["metadata"]
+    assert md["url"].startswith("http://router.") and md["url"].endswith(":8080/api/internal/outbox/pending-count")
+    assert md["valueLocation"] == "pending"  # the router answers {"pending": N, "shards": {...}}
+    assert md["authMode"] == "bearer"
+    assert float(md["targetValue"]) > 0
+    auth = r.one("TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+    assert auth["secretTargetRef"] == [{"parameter": "token", "name": "noetl-internal", "key": "internal-api-token"}]
+    assert "internal-api-token" in r.one("Secret", "noetl-internal")["stringData"]
+
+    worker = r.one("ScaledObject", "worker-default")["spec"]
+    assert worker["scaleTargetRef"]["name"] == "worker-default"
+    (trigger,) = worker["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    md = trigger["metadata"]
+    assert md["stream"] == "NOETL_COMMANDS"
+    # The durable the worker really creates: noetl_worker_<pool> (noetl_worker.config).
+    assert md["consumer"] == "noetl_worker_default"
+    assert md["natsServerMonitoringEndpoint"].startswith("nats.") and md["natsServerMonitoringEndpoint"].endswith(":8222")
+    assert int(md["lagThreshold"]) > 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_router_hpa_nats_and_services(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    hpa = r.one("HorizontalPodAutoscaler", "router")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "router"
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    nats = r.one("Service", "nats")["spec"]["ports"]
+    assert {p["port"] for p in nats} >= {4222, 8222}
+    assert r.one("StatefulSet", "nats")
+    worker = env_of(r.one("Deployment", "worker-default")["spec"]["template"]["spec"]["containers"][0])
+    assert worker["NOETL_SERVER_URL"]["value"] == "http://router:8080"
+    assert worker["WORKER_POOL_NAME"]["value"] == "default"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_is_scraped_and_runs_as_non_root(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    monitored = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+                 for d in r.find("ServiceMonitor") + r.find("PodMonitor")}
+    assert monitored == {"api-shard", "router", "outbox-publisher", "projector", "worker"}
+    for workload in r.find("Deployment") + r.find("StatefulSet"):
+        if workload["metadata"]["name"].startswith("postgres-"):
+            continue  # the stock postgres image needs its own user
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_only_fleet_clients_to_shards(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    policy = r.one("NetworkPolicy", "api-shard-ingress")["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "api-shard"
+    (rule,) = policy["ingress"]
+    pods = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"] if "podSelector" in p}
+    assert pods == {"router", "outbox-publisher", "projector", "worker"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8082}]
+
+
+def test_dashboard_has_shard_variable(rendered3):
+    results, _ = rendered3
+    for rendered in results.values():
+        cm = rendered.one("ConfigMap", "noetl-dashboard")
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        dashboard = json.loads(cm["data"]["noetl-shards.json"])
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["shard"]["type"] == "query"
+        assert variables["shard"]["includeAll"] is True
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        assert exprs and sum('$shard' in e for e in exprs) >= 10
+
+
+def test_bad_inputs_fail_loudly(values, tmp_path):
+    with pytest.raises(RenderError, match="shards"):
+        overlay_values(values, "dev", shards=0)
+    with pytest.raises(RenderError, match="overlay"):
+        overlay_values(values, "staging")
+    bad = tmp_path / "templates"
+    bad.mkdir()
+    (bad / "x.yaml.j2").write_text("kind: {{ v.no_such_key.x }}\n")
+    with pytest.raises(RenderError, match="x.yaml.j2"):
+        render_overlay(values, "dev", bad)
