@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import platform
-import statistics
 import tempfile
 import time
 from datetime import datetime
@@ -47,17 +46,17 @@ def pct(values: list[float], p: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 2)
 
 
-async def ingest(session, url, total=3000, clients=20) -> dict:
-    async with session.post(f"{url}/api/execute", json={"path": "bench/three_steps"}) as r:
-        eid = (await r.json())["execution_id"]
+async def ingest(session, url, targets: list[str], total=3000, clients=20) -> dict:
+    """Heartbeat events spread round robin over `targets` (execution ids), each a full ingest."""
     latencies: list[float] = []
     counter = iter(range(total))
 
     async def client():
-        for _ in counter:
+        for n in counter:
             t = time.perf_counter()
-            async with session.post(f"{url}/api/events", json={"execution_id": eid, "event_type": "worker.heartbeat",
-                                                               "step": "bench", "payload": {"n": 1}}) as r:
+            async with session.post(f"{url}/api/events", json={
+                    "execution_id": targets[n % len(targets)], "event_type": "worker.heartbeat",
+                    "step": "bench", "payload": {"n": n}}) as r:
                 assert r.status == 200, await r.text()
             latencies.append(time.perf_counter() - t)
 
@@ -93,6 +92,11 @@ async def executions(session, url, total=300, in_flight=50) -> dict:
             "p50_ms": pct(durations, 50), "p99_ms": pct(durations, 99)}
 
 
+async def start_one(session, url) -> str:
+    async with session.post(f"{url}/api/execute", json={"path": "bench/three_steps"}) as r:
+        return (await r.json())["execution_id"]
+
+
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="noetl-bench-"))
     infra = Infra(work)
@@ -113,7 +117,7 @@ async def main() -> None:
                 assert r.status == 200
             report = {"benchmark": "fleet on one machine (1 shard, publisher, 2 workers)",
                       "python": platform.python_version(), "cpus": 2,
-                      "post_events": await ingest(session, url),
+                      "post_events": await ingest(session, url, [await start_one(session, url)]),
                       "three_step_executions": await executions(session, url)}
     finally:
         sup.stop_all()

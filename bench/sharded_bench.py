@@ -35,7 +35,7 @@ from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
 from noetl_devstack.infra import Infra
 from noetl_devstack.processes import Supervisor
 
-from .fleet_bench import THREE_STEPS, executions, pct
+from .fleet_bench import THREE_STEPS, executions, ingest, pct
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sharded.json"
 
@@ -72,28 +72,6 @@ async def register(session: aiohttp.ClientSession, url: str) -> None:
         assert r.status == 200, await r.text()
 
 
-async def ingest(session: aiohttp.ClientSession, url: str, targets: list[str], total: int = 2000,
-                 clients: int = 20) -> dict:
-    """Heartbeat events spread round robin over `targets` (execution ids), each a full ingest."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def client() -> None:
-        for n in counter:
-            t = time.perf_counter()
-            async with session.post(f"{url}/api/events", json={
-                    "execution_id": targets[n % len(targets)], "event_type": "worker.heartbeat",
-                    "step": "bench", "payload": {"n": n}}) as r:
-                assert r.status == 200, await r.text()
-            latencies.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    elapsed = time.perf_counter() - t0
-    return {"events": total, "clients": clients, "events_per_second": round(total / elapsed),
-            "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
-
-
 async def start_spread(session: aiohttp.ClientSession, url: str, shards: int) -> list[str]:
     """One execution per shard (placement is round robin)."""
     ids: dict[int, str] = {}
@@ -109,8 +87,8 @@ async def router_overhead(session: aiohttp.ClientSession) -> dict:
         await register(session, f.router)
         targets = await start_spread(session, f.router, 1)
         await ingest(session, f.shards[0], targets, total=300)  # warm-up
-        direct = await ingest(session, f.shards[0], targets)
-        routed = await ingest(session, f.router, targets)
+        direct = await ingest(session, f.shards[0], targets, total=2000)
+        routed = await ingest(session, f.router, targets, total=2000)
     return {"direct_to_shard": direct, "through_router": routed,
             "throughput_ratio": round(routed["events_per_second"] / direct["events_per_second"], 3),
             "p50_latency_ratio": round(routed["p50_ms"] / direct["p50_ms"], 3)}
@@ -120,7 +98,7 @@ async def throughput(session: aiohttp.ClientSession, shards: int) -> dict:
     async with fleet(shards) as f:
         await register(session, f.router)
         targets = await start_spread(session, f.router, shards)
-        events = await ingest(session, f.router, targets)
+        events = await ingest(session, f.router, targets, total=2000)
         runs = await executions(session, f.router, total=150, in_flight=40)
     return {"shards": shards, "post_events": events, "three_step_executions": runs}
 
@@ -162,13 +140,15 @@ async def list_latency(session: aiohttp.ClientSession, url: str, requests: int =
             cursor = r.headers.get("X-Next-Cursor")
         first.append(time.perf_counter() - t)
     for _ in range(min(requests, 20)):  # walk on: later pages cost the same (keyset, no offset)
+        if cursor is None:
+            break
         t = time.perf_counter()
         async with session.get(f"{url}/api/executions", params={"page_size": 50, "cursor": cursor}) as r:
             assert r.status == 200
             cursor = r.headers.get("X-Next-Cursor")
         deep.append(time.perf_counter() - t)
     return {"first_page_p50_ms": round(statistics.median(first) * 1000, 2), "first_page_p99_ms": pct(first, 99),
-            "next_pages_p50_ms": round(statistics.median(deep) * 1000, 2)}
+            "next_pages_p50_ms": round(statistics.median(deep) * 1000, 2), "next_pages_walked": len(deep)}
 
 
 async def listing(session: aiohttp.ClientSession) -> dict:

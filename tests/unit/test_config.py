@@ -1,6 +1,6 @@
 import pytest
 
-from noetl_common.config import ConfigError, Env, ShardSettings, ordinal_from_hostname
+from noetl_common.config import ConfigError, Env, ShardSettings, ordinal_from_hostname, replica_slice
 
 BASE = {
     "NOETL_SHARD_DSN": "postgresql://x@h/s0",
@@ -43,3 +43,29 @@ def test_env_bool():
 @pytest.mark.parametrize(("host", "ordinal"), [("api-shard-12", 12), ("projector-0", 0), ("laptop", None), (None, None)])
 def test_ordinal_from_hostname(host, ordinal):
     assert ordinal_from_hostname(host) == ordinal
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, (0, 1)),
+    ({"NOETL_PROJECTOR_REPLICAS": "3", "HOSTNAME": "projector-2"}, (2, 3)),
+    ({"NOETL_PROJECTOR_REPLICAS": "3", "NOETL_PROJECTOR_INDEX": "1", "HOSTNAME": "projector-2"}, (1, 3)),
+    ({"NOETL_PROJECTOR_REPLICAS": "2", "HOSTNAME": "laptop"}, (0, 2)),
+])
+def test_replica_slice_from_index_or_ordinal(env, expected):
+    assert replica_slice(Env(env), "NOETL_PROJECTOR") == expected
+
+
+def test_replica_index_beyond_replicas_is_named():
+    with pytest.raises(ConfigError, match="NOETL_PROJECTOR_INDEX"):
+        replica_slice(Env({"NOETL_PROJECTOR_REPLICAS": "2", "NOETL_PROJECTOR_INDEX": "2"}), "NOETL_PROJECTOR")
+
+
+def test_projector_serves_only_its_slice_of_shards():
+    from noetl_projector.config import from_env
+
+    settings = from_env({"NOETL_SHARD_URL_PATTERN": "http://api-shard-{i}.api-shard:8082", "NOETL_SHARD_COUNT": "5",
+                         "NOETL_PROJECTOR_REPLICAS": "2", "HOSTNAME": "projector-1",
+                         "NOETL_INTERNAL_API_TOKEN": "t", "NOETL_NATS_URL": "nats://n:4222"})
+    assert settings.shard_urls == {1: "http://api-shard-1.api-shard:8082", 3: "http://api-shard-3.api-shard:8082"}
+    with pytest.raises(ConfigError, match="NOETL_INTERNAL_API_TOKEN"):
+        from_env({"NOETL_SHARD_URLS": "http://a:1", "NOETL_NATS_URL": "nats://n:4222"})
