@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs
+from noetl_devstack.fleet import FleetConfig, fleet_specs, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.processes import Supervisor
 
@@ -107,9 +107,7 @@ async def main() -> None:
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "s.json"),
                                         workers=2, extra_env={"WORKER_MAX_CONCURRENT": "8",
                                                               "NOETL_LOG_LEVEL": "WARNING"}))
-        for s in specs:
-            sup.spawn(s)
-        await asyncio.gather(*(sup.wait_ready(s.name) for s in specs))
+        await start_fleet(sup, specs)
         url = specs[0].url
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{url}/api/catalog/register",

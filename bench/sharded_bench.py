@@ -31,7 +31,7 @@ import asyncpg
 
 from noetl_common.sharding import shard_for
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.processes import Supervisor
 
@@ -56,9 +56,7 @@ async def fleet(shards: int) -> AsyncIterator[Fleet]:
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "s.json"),
                                         workers=2, extra_env={"WORKER_MAX_CONCURRENT": "8",
                                                               "NOETL_LOG_LEVEL": "WARNING"}))
-        for s in specs:
-            sup.spawn(s)
-        await asyncio.gather(*(sup.wait_ready(s.name) for s in specs))
+        await start_fleet(sup, specs)
         yield Fleet(router_url(specs), [s.url for s in specs if s.name.startswith("api-shard-")],
                     info.shard_dsns(shards))
     finally:
@@ -136,7 +134,8 @@ async def list_latency(session: aiohttp.ClientSession, url: str, requests: int =
     for _ in range(requests):
         t = time.perf_counter()
         async with session.get(f"{url}/api/executions", params={"page_size": 50}) as r:
-            assert r.status == 200 and len(await r.json()) == 50
+            page = await r.json()
+            assert r.status == 200 and len(page) == 50, (r.status, str(page)[:500])
             cursor = r.headers.get("X-Next-Cursor")
         first.append(time.perf_counter() - t)
     for _ in range(min(requests, 20)):  # walk on: later pages cost the same (keyset, no offset)

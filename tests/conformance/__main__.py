@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
@@ -44,9 +44,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None) 
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
                                         workers=2, extra_env={"NOETL_SCRIPT_ROOT": str(directory)}))
-        for spec in specs:
-            supervisor.spawn(spec)
-        await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
+        await start_fleet(supervisor, specs)
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
                         available={"postgres", "duckdb", "script-files"})
         return await runner.run(only)

@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs
+from noetl_devstack.fleet import FleetConfig, fleet_specs, start_fleet
 from noetl_devstack.processes import Supervisor
 
 SLOW = b"""
@@ -120,9 +120,7 @@ async def test_publisher_killed_and_nats_restarted_mid_run(fresh_databases, tmp_
     sup = Supervisor(tmp_path / "logs")
     shard, publisher = specs[0], next(s for s in specs if s.name == "outbox-publisher")
     try:
-        for spec in specs:
-            sup.spawn(spec)
-        await asyncio.gather(*(sup.wait_ready(s.name) for s in specs))
+        await start_fleet(sup, specs)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{shard.url}/api/catalog/register",
                                     json={"content": base64.b64encode(QUICK).decode()}) as r:

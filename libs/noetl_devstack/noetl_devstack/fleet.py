@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import msgspec
 
+from .errors import StartError
 from .ports import free_port
-from .processes import ServiceSpec
+from .processes import ServiceSpec, Supervisor
 
 ROUTER = "router"
 
@@ -45,3 +49,26 @@ def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
 
 def router_url(specs: list[ServiceSpec]) -> str:
     return next(s.url for s in specs if s.name == ROUTER)
+
+
+async def start_fleet(supervisor: Supervisor, specs: list[ServiceSpec], timeout: float = 60.0) -> None:
+    """Spawn every process, wait until each is ready, then until the router counts every shard
+    healthy (its own readiness needs just one), so the first routed request finds all shards."""
+    for spec in specs:
+        supervisor.spawn(spec)
+    await asyncio.gather(*(supervisor.wait_ready(s.name, timeout) for s in specs))
+    router = next((s for s in specs if s.name == ROUTER), None)
+    if router is None:
+        return
+    shards = sum(1 for s in specs if s.module == "noetl_api_shard")
+    wanted = [f'noetl_router_upstream_healthy{{shard="{i}"}} 1.0' for i in range(shards)]
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{router.url}/metrics") as resp:
+                text = await resp.text()
+            if all(line in text for line in wanted):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartError(ROUTER, f"not every shard is healthy after {timeout:.0f}s")
+            await asyncio.sleep(0.1)

@@ -103,7 +103,7 @@ class Infra:
         external = self.env.get("NOETL_PG_DSN")
         if external:
             if not await _pg_reachable(external):
-                raise StartError("postgres", f"NOETL_PG_DSN is set but the server does not answer")
+                raise StartError("postgres", "NOETL_PG_DSN is set but the server does not answer")
             return external, "external"
         if previous and previous.pg_mode != "external" and await _pg_reachable(previous.admin_dsn):
             return previous.admin_dsn, previous.pg_mode

@@ -15,7 +15,7 @@ import aiohttp
 from . import secrets
 from .errors import StartError
 from .infra import Infra, default_data_dir
-from .fleet import FleetConfig, fleet_specs, router_url
+from .fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from .processes import Supervisor
 
 
@@ -72,9 +72,7 @@ async def run(shards: int, data_dir: Path) -> int:
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=dev_secrets))
-        for spec in specs:
-            supervisor.spawn(spec)
-        await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
+        await start_fleet(supervisor, specs)
         for spec in specs:
             print(f"  {spec.name}: {spec.url}  (metrics {spec.url}/metrics, log {data_dir}/logs/{spec.name}.log)")
         api = router_url(specs)

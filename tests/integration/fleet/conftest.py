@@ -15,7 +15,7 @@ import msgspec
 import pytest_asyncio
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.processes import ServiceSpec, Supervisor
 
@@ -43,9 +43,7 @@ async def live_fleet() -> AsyncIterator[LiveFleet]:
         dev_secrets = secrets.load_or_create(work / "secrets.json")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
                                         nats_url=info.nats_url, secrets=dev_secrets, workers=2))
-        for spec in specs:
-            supervisor.spawn(spec)
-        await asyncio.gather(*(supervisor.wait_ready(s.name) for s in specs))
+        await start_fleet(supervisor, specs)
         yield LiveFleet(router=router_url(specs), specs=specs, shard_dsns=info.shard_dsns(SHARDS),
                         token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs")
     finally:

@@ -184,3 +184,11 @@ def test_bad_inputs_fail_loudly(values, tmp_path):
     (bad / "x.yaml.j2").write_text("kind: {{ v.no_such_key.x }}\n")
     with pytest.raises(RenderError, match="x.yaml.j2"):
         render_overlay(values, "dev", bad)
+
+
+def test_committed_dashboard_json_is_what_the_renderer_builds():
+    from noetl_deploy.dashboard import build_dashboard
+
+    committed = VALUES.parent / "dashboards" / "noetl-shards.json"
+    assert json.loads(committed.read_text()) == build_dashboard(), \
+        "deploy/dashboards/noetl-shards.json is stale: run `make deploy-render`"
