@@ -95,3 +95,17 @@ async def test_validation_and_auth(shard_app):
     assert r.status == 400 and "wait_ms" in (await r.json())["error"]
     r = await c.post("/api/internal/outbox/mark-published", json={"ids": ["x"]}, headers=AUTH)
     assert r.status == 422 and "ids" in (await r.json())["error"]
+
+
+async def test_published_rows_past_retention_are_purged_and_nothing_else(shard_app):
+    from noetl_api_shard.execution.reaper import sweep
+    from noetl_api_shard.execution.routes import ORCHESTRATOR
+
+    await _enqueue(shard_app, [21, 22, 23, 24])
+    await store.mark_published(shard_app.shard, [21, 22, 23])
+    await shard_app.shard.execute("UPDATE noetl.outbox SET published_at = now() - interval '2 hours' "
+                                  "WHERE id IN (21, 22)")
+    app = shard_app.client.server.app
+    await sweep(app, app[ORCHESTRATOR], unclaimed_after_seconds=3600, outbox_retention_seconds=3600)
+    left = await shard_app.shard.fetch("SELECT id, status FROM noetl.outbox ORDER BY id")
+    assert [(r["id"], r["status"]) for r in left] == [(23, "published"), (24, "pending")]

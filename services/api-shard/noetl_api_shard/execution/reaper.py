@@ -1,6 +1,7 @@
 """Recovers commands nobody is working on: a holder whose lease ran out (worker died) or an issued
 command nobody claimed (notification lost). Each is re-announced on NATS through the outbox; a
-command that has used all its attempts fails its step instead."""
+command that has used all its attempts fails its step instead. The same pass deletes published
+outbox rows older than NOETL_OUTBOX_RETENTION_SECONDS."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from .orchestration import DEFAULT_POOL, Orchestrator
 log = logging.getLogger("noetl.api_shard.reaper")
 
 BATCH = 100
+PURGE_BATCH = 5000
 
 
-async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_seconds: float) -> int:
+async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_seconds: float,
+                outbox_retention_seconds: float) -> int:
+    """Commands recovered in this pass (published outbox rows past retention are purged too)."""
     svc = app[SERVICES]
     handled = 0
     async with svc.shard_pool.acquire() as conn, conn.transaction():
@@ -40,6 +44,9 @@ async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_sec
             handled += 1
             await command_store.bump(conn, cmd["command_id"])
             await _renotify(svc, conn, cmd)
+        purged = await outbox_store.purge_published(conn, outbox_retention_seconds, PURGE_BATCH)
+    if purged:
+        log.debug("purged %d published outbox row(s)", purged)
     return handled
 
 
@@ -54,13 +61,14 @@ async def _renotify(svc, conn, cmd) -> None:
 
 
 def install(app: web.Application, orch_key: web.AppKey, *, interval_seconds: float,
-            unclaimed_after_seconds: float) -> None:
+            unclaimed_after_seconds: float, outbox_retention_seconds: float) -> None:
     async def loop(app: web.Application) -> AsyncIterator[None]:
         async def run() -> None:
             while True:
                 await asyncio.sleep(interval_seconds)
                 try:
-                    n = await sweep(app, app[orch_key], unclaimed_after_seconds=unclaimed_after_seconds)
+                    n = await sweep(app, app[orch_key], unclaimed_after_seconds=unclaimed_after_seconds,
+                                    outbox_retention_seconds=outbox_retention_seconds)
                     if n:
                         log.info("reaper recovered %d command(s)", n)
                 except Exception:

@@ -51,7 +51,8 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
     app.router.add_get("/api/replay/state", replay_state)
     reaper.install(app, ORCHESTRATOR, interval_seconds=settings.reaper_interval_seconds,
-                   unclaimed_after_seconds=settings.unclaimed_after_seconds)
+                   unclaimed_after_seconds=settings.unclaimed_after_seconds,
+                   outbox_retention_seconds=settings.outbox_retention_seconds)
 
 
 def _id(value: Any, field: str) -> int:

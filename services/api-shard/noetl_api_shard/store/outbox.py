@@ -89,3 +89,12 @@ async def pending_count(pool: asyncpg.Pool) -> dict[str, int]:
         "count(*) FILTER (WHERE status = 'failed') AS failed FROM noetl.outbox WHERE status <> 'published'")
     return {"pending": row["pending"] + row["failed"] + row["claimed"], "claimed": row["claimed"],
             "retrying": row["failed"]}
+
+
+async def purge_published(conn: asyncpg.Connection, older_than_seconds: float, limit: int) -> int:
+    """Delete up to `limit` rows published more than `older_than_seconds` ago: once JetStream has
+    a message the row only serves diagnostics, and an outbox that only grows slows every claim."""
+    status = await conn.execute(
+        "DELETE FROM noetl.outbox WHERE id IN (SELECT id FROM noetl.outbox WHERE status = 'published' "
+        "AND published_at < now() - make_interval(secs => $1::float8) LIMIT $2)", older_than_seconds, limit)
+    return int(status.split()[-1])
