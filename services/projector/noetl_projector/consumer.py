@@ -22,6 +22,8 @@ from noetl_common.streams import EVENTS_STREAM
 log = logging.getLogger("noetl.projector")
 PROJECT_PATH = "/api/internal/events/project"
 RETRY_MAX_SECONDS = 5.0
+# Answers that say nothing about the events themselves (a wrong token, overload): wait, never drop.
+RETRY_STATUSES = frozenset({401, 403, 429})
 
 
 class ProjectorMetrics:
@@ -114,16 +116,18 @@ class ShardProjector:
         self.metrics.projected.labels(str(self.shard)).inc(len(good))
 
     async def _post_until_answered(self, events: list[dict[str, Any]], msgs: list[Msg]) -> int | None:
-        """POST until the shard answers with a status that is not 'try again' (5xx, 429, network).
+        """POST until the shard answers with a status that is not 'try again' (5xx, RETRY_STATUSES,
+        network).
         Returns that status, or None when stopping first."""
         delay = 0.1
         while not self._stopping.is_set():
             try:
                 async with self.session.post(self.url, json={"events": events}, headers=self.headers) as resp:
                     await resp.read()
-                    if resp.status < 500 and resp.status != 429:
+                    if resp.status < 500 and resp.status not in RETRY_STATUSES:
                         return resp.status
-                    reason = f"HTTP {resp.status}"
+                    reason = f"HTTP {resp.status}" + (" (check NOETL_INTERNAL_API_TOKEN)"
+                                                      if resp.status in (401, 403) else "")
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
             self.metrics.failures.labels(str(self.shard)).inc()

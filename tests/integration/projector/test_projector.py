@@ -141,3 +141,25 @@ async def _drained(js) -> bool:
 def _value(registry: CollectorRegistry, name: str) -> float:
     return sum(s.value for m in registry.collect() for s in m.samples
                if s.name in (name, name + "_total") and not s.name.endswith("_created"))
+
+
+async def test_a_wrong_token_waits_instead_of_dropping(js_and_dbs):
+    js, dbs = js_and_dbs
+    port = free_port()
+    runner = await start_shard(dbs, port)
+    registry = CollectorRegistry()
+    await publish(js, [envelope(XID + 1, "playbook.initialized", node_name="tests/p")])
+    async with aiohttp.ClientSession() as session:
+        projector = ShardProjector(shard=0, base_url=f"http://127.0.0.1:{port}", token="not-the-token", batch=50,
+                                   ack_wait_seconds=30, js=js, session=session, metrics=ProjectorMetrics(registry))
+        task = asyncio.create_task(projector.run())
+        try:
+            await eventually(lambda: _value(registry, "noetl_projector_request_failures_total") >= 2)
+            info = await js.consumer_info(EVENTS_STREAM, durable_name(0))
+            assert info.num_ack_pending == 1
+            assert _value(registry, "noetl_projector_rejected_total") == 0
+            assert await summary(dbs.shard_dsns[0]) is None
+        finally:
+            projector.stop()
+            await asyncio.wait_for(task, 10)
+            await runner.cleanup()
