@@ -25,6 +25,7 @@ SHARDS = 3
 class LiveFleet(msgspec.Struct):
     router: str
     specs: list[ServiceSpec]
+    admin_dsn: str
     shard_dsns: list[str]
     token: str
     logs: Path
@@ -44,7 +45,8 @@ async def live_fleet() -> AsyncIterator[LiveFleet]:
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
                                         nats_url=info.nats_url, secrets=dev_secrets, workers=2))
         await start_fleet(supervisor, specs)
-        yield LiveFleet(router=router_url(specs), specs=specs, shard_dsns=info.shard_dsns(SHARDS),
+        yield LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
+                        shard_dsns=info.shard_dsns(SHARDS),
                         token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs")
     finally:
         supervisor.stop_all()

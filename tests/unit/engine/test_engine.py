@@ -210,3 +210,48 @@ async def test_simulated_pipeline_with_retry_policy_and_prev():
     out = await Simulator().run(pb)
     assert out.status == "COMPLETED", out.error
     assert out.step_results["start"]["p"] == 2 and out.step_results["end"] == {"seen": 2}
+
+
+CURSOR_STEP = {"step": "work", "tool": {"kind": "postgres", "auth": "pg", "command": "UPDATE t SET n = {{ row.id }}"},
+               "loop": {"iterator": "row", "cursor": {"kind": "postgres", "auth": "{{ workload.cred }}",
+                                                      "claim": "SELECT id LIMIT {{ __frame_max_rows }}"},
+                        "spec": {"mode": "cursor", "frame": {"max_rows": 2, "row_concurrency": 2}}},
+               "next": [{"step": "end", "when": "{{ event.name == 'loop.done' }}"}]}
+
+
+def test_cursor_loop_claims_frames_until_a_claim_returns_no_rows():
+    pb = playbook({"step": "start", "tool": py("x"), "next": "work"}, CURSOR_STEP, {"step": "end", "tool": py("e")},
+                  workload={"cred": "pg_local"})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    (claim,) = issued(ds)
+    assert claim.tool_kind == "postgres" and claim.iteration is None
+    assert claim.tool_config == {"auth": "pg_local", "command": "SELECT id LIMIT 2"}
+    state, ds = done(pb, state, claim, {"columns": ["id"], "rows": [{"id": 1}, {"id": 2}], "row_count": 2}, mint)
+    bodies = issued(ds)
+    assert [(c.iteration, c.tool_config["command"]) for c in bodies] == [(0, "UPDATE t SET n = 1"),
+                                                                        (1, "UPDATE t SET n = 2")]
+    state, ds = done(pb, state, bodies[1], "b1", mint)
+    assert not issued(ds), "the next frame waits for the whole frame"
+    state, ds = done(pb, state, bodies[0], "b0", mint)
+    (claim2,) = issued(ds)
+    assert claim2.tool_config["command"] == "SELECT id LIMIT 2"
+    state, ds = done(pb, state, claim2, {"rows": [{"id": 3}]}, mint)
+    (third,) = issued(ds)
+    assert third.iteration == 2 and third.input["row"] == {"id": 3}
+    state, ds = done(pb, state, third, "b2", mint)
+    state, ds = done(pb, state, issued(ds)[0], {"rows": []}, mint)
+    assert [c.step for c in issued(ds)] == ["end"]
+    assert state.results["work"] == {"results": ["b0", "b1", "b2"], "stats": {"total": 3, "success": 3, "failed": 0}}
+
+
+def test_cursor_loop_failed_claim_fails_the_step():
+    pb = playbook({**CURSOR_STEP, "step": "start"}, {"step": "end", "tool": py("e")}, workload={"cred": "pg"})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    (claim,) = issued(ds)
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=claim.command_id, error="no table"),
+                      now_ms=0, mint=mint)
+    fin = finish_of(ds)
+    assert fin.status == "FAILED" and "cursor claim failed: no table" in fin.error

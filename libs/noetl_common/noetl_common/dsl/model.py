@@ -15,10 +15,12 @@ class Arc(msgspec.Struct, frozen=True):
 
 
 class Loop(msgspec.Struct, frozen=True):
-    collection: Any           # template or literal
+    collection: Any           # template or literal (None in cursor mode)
     iterator: str = "item"
-    mode: str = "sequential"  # sequential | parallel
-    max_in_flight: int = 0    # 0 = no cap
+    mode: str = "sequential"  # sequential | parallel | cursor
+    max_in_flight: int = 0    # 0 = no cap; cursor mode: rows of one frame run at once
+    cursor: dict[str, Any] | None = None  # cursor mode: {kind, auth, claim, ...}, the claim tool
+    frame_rows: int = 1       # cursor mode: rows claimed per frame (`__frame_max_rows`)
 
 
 class Step(msgspec.Struct, frozen=True):

@@ -78,16 +78,44 @@ def _loop(step: str, raw: Any) -> Loop | None:
         return None
     if not isinstance(raw, dict):
         raise PlaybookError(f"step '{step}': loop must be a mapping with `in` and `iterator`")
+    spec = raw.get("spec") or {}
+    mode = str(spec.get("mode") or raw.get("mode") or ("cursor" if "cursor" in raw else "sequential")).lower()
+    if mode not in ("sequential", "parallel", "cursor"):
+        raise PlaybookError(f"step '{step}': loop.spec.mode must be sequential, parallel or cursor, got {mode!r}")
+    if mode == "cursor":
+        return _cursor_loop(step, raw, spec)
     if "in" not in raw:
         raise PlaybookError(f"step '{step}': loop.in is required")
-    spec = raw.get("spec") or {}
-    mode = str(spec.get("mode") or raw.get("mode") or "sequential").lower()
-    if mode not in ("sequential", "parallel"):
-        raise PlaybookError(f"step '{step}': loop.spec.mode must be sequential or parallel, got {mode!r}")
     cap = spec.get("max_in_flight", raw.get("max_in_flight", 0)) or 0
     if not isinstance(cap, int) or cap < 0:
         raise PlaybookError(f"step '{step}': loop.spec.max_in_flight must be a non-negative integer")
     return Loop(collection=raw["in"], iterator=str(raw.get("iterator") or "item"), mode=mode, max_in_flight=cap)
+
+
+def _cursor_loop(step: str, raw: dict[str, Any], spec: dict[str, Any]) -> Loop:
+    """Cursor mode: no `in:`; `cursor.claim` (a tool command, postgres by default) leases a frame of
+    rows, the step runs once per claimed row, and the claim runs again until it returns none."""
+    cursor = raw.get("cursor")
+    if not isinstance(cursor, dict) or not isinstance(cursor.get("claim"), str) or not cursor["claim"].strip():
+        raise PlaybookError(f"step '{step}': loop.cursor.claim (the SQL that leases a frame of rows) is required "
+                            "in cursor mode")
+    kind = str(cursor.get("kind") or "postgres")
+    if kind not in KNOWN_KINDS:
+        raise PlaybookError(f"step '{step}': loop.cursor.kind '{kind}' is not a known tool kind")
+    frame = spec.get("frame") or raw.get("frame") or {}
+    if not isinstance(frame, dict):
+        raise PlaybookError(f"step '{step}': loop.spec.frame must be a mapping")
+    rows = _positive_int(step, "loop.spec.frame.max_rows", frame.get("max_rows", 1))
+    concurrency = _positive_int(step, "loop.spec.frame.row_concurrency",
+                                frame.get("row_concurrency", spec.get("max_in_flight", 1) or 1))
+    return Loop(collection=None, iterator=str(raw.get("iterator") or "item"), mode="cursor",
+                max_in_flight=concurrency, cursor={**cursor, "kind": kind}, frame_rows=rows)
+
+
+def _positive_int(step: str, field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PlaybookError(f"step '{step}': {field} must be a positive integer, got {value!r}")
+    return value
 
 
 def _check_tool(step: str, where: str, tool: dict[str, Any]) -> str:

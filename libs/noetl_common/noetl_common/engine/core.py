@@ -74,6 +74,10 @@ class _Run:
             if step.loop is None:
                 self.issue(step, None, None, None, attempt=1)
                 return
+            if step.loop.mode == "cursor":
+                st.loops[name] = LoopState(items=[])
+                self.claim(step)
+                return
             items = _as_items(self.r.render(step.loop.collection, self.context()))
             if items is None:
                 raise TemplateError(str(step.loop.collection), "loop.in did not render to a collection")
@@ -108,6 +112,38 @@ class _Run:
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
                                      input=inputs, pipeline=pipeline, context=context, iteration=index, item=item,
                                      attempt=attempt, max_attempts=step.retry))
+
+    def claim(self, step: Step) -> None:
+        """Cursor mode: lease the next frame of rows with the claim tool (the rows become items)."""
+        ls = self.st.loops[step.name]
+        cursor = step.loop.cursor or {}
+        scope = self.context({"__frame_max_rows": step.loop.frame_rows, "__frame_index": ls.frames})
+        config = self.r.render({k: v for k, v in cursor.items() if k not in ("kind", "claim", "options")}, scope)
+        config["command"] = self.r.render(cursor["claim"], scope)
+        command_id = self.mint()
+        self.st.pending[command_id] = Pending(step=step.name, claim=True)
+        self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=cursor["kind"],
+                                     tool_config=config, input={}))
+
+    def on_claimed(self, step: Step, ok: bool, result: Any, error: str) -> None:
+        ls = self.st.loops.get(step.name)
+        if ls is None:
+            return
+        if not ok:
+            self.st.loops.pop(step.name)
+            self.fail_step(step.name, f"step '{step.name}': cursor claim failed: {error}")
+            return
+        rows = result.get("rows") if isinstance(result, dict) else result
+        if not isinstance(rows, list):
+            self.st.loops.pop(step.name)
+            self.fail_step(step.name, f"step '{step.name}': cursor claim must return rows, got {type(rows).__name__}")
+            return
+        if not rows:  # drained
+            self.finish_loop(step)
+            return
+        ls.frames += 1
+        ls.items.extend(rows)
+        self.fill_loop(step)
 
     def fill_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
@@ -226,6 +262,9 @@ class _Run:
             return  # unknown or already finished: exactly-once
         step = self.pb.steps[pending.step]
         ok = event.kind == "command_done" or (event.kind == "child_done" and not event.error)
+        if pending.claim:
+            self.on_claimed(step, ok, event.result, event.error or "command failed")
+            return
         if event.kind == "child_done":
             result = _child_result(step, event.result)
         else:
@@ -256,10 +295,12 @@ class _Run:
             ls.results[pending.iteration] = {"status": "error", "error": error}
         if self.st.failures and step.loop.mode == "sequential":
             pass  # keep going: rule 1 lets running work finish; new iterations of this loop continue too
-        if ls.done == len(ls.items):
-            self.finish_loop(step)
-        else:
+        if ls.done < len(ls.items):
             self.fill_loop(step)
+        elif step.loop.mode == "cursor":
+            self.claim(step)  # frame done: lease the next one (an empty claim ends the loop)
+        else:
+            self.finish_loop(step)
 
     def settle(self) -> None:
         st = self.st

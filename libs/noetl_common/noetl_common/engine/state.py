@@ -15,6 +15,7 @@ class Pending(msgspec.Struct, kw_only=True):
     item: Any = None
     attempt: int = 1
     max_attempts: int = 1
+    claim: bool = False       # a cursor loop's claim command, not an iteration
 
 
 class LoopState(msgspec.Struct, kw_only=True):
@@ -24,6 +25,7 @@ class LoopState(msgspec.Struct, kw_only=True):
     done: int = 0
     failed: int = 0
     results: dict[int, Any] = {}
+    frames: int = 0           # cursor mode: frames claimed so far (items grow with each)
 
 
 class State(msgspec.Struct, kw_only=True):
