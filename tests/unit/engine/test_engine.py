@@ -255,3 +255,15 @@ def test_cursor_loop_failed_claim_fails_the_step():
                       now_ms=0, mint=mint)
     fin = finish_of(ds)
     assert fin.status == "FAILED" and "cursor claim failed: no table" in fin.error
+
+
+def test_older_spellings_outputs_job_and_command_0_render():
+    pb = playbook({"step": "start", "tool": {"kind": "postgres", "auth": "pg", "command": "SELECT 1 AS n"},
+                   "next": "end"},
+                  {"step": "end", "tool": py("x", input={"a": "{{ outputs.start.rows[0].n }}",
+                                                         "b": "{{ start.command_0.row_count }}",
+                                                         "c": "{{ job.execution_id }}"})})
+    mint = minter()
+    state, ds = start(pb, execution_id=77, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {"columns": ["n"], "rows": [{"n": 5}], "row_count": 1}, mint)
+    assert issued(ds)[0].input == {"a": 5, "b": 1, "c": "77"}

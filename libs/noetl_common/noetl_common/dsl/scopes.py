@@ -16,7 +16,14 @@ def strip_scope(key: str) -> str:
 
 
 def with_data(value: Any) -> Any:
-    """`{{ step.data }}` is the result itself when it has no `data` key (NoETL's accessor)."""
-    if isinstance(value, dict) and "data" not in value:
-        return {**value, "data": value}
-    return value
+    """`{{ step.data }}` is the result itself when it has no `data` key (NoETL's accessor). A SQL
+    result also answers to `{{ step.command_0 }}`, the Python-era per-statement shape many
+    playbooks still read (the result is that of the last statement)."""
+    if not isinstance(value, dict):
+        return value
+    extra: dict[str, Any] = {}
+    if "data" not in value:
+        extra["data"] = value
+    if "command_0" not in value and ("rows" in value and "columns" in value or "affected_rows" in value):
+        extra["command_0"] = value
+    return {**value, **extra} if extra else value

@@ -46,6 +46,9 @@ class _Run:
             ctx[name] = with_data(result)
         ctx.update(workload=st.workload, ctx=flat, execution_id=str(st.execution_id),
                    catalog_id=str(st.catalog_id), path=self.pb.path)
+        # Older spellings playbooks still use (dsl_reference §13), unless a variable takes the name.
+        ctx.setdefault("outputs", {name: ctx[name] for name in st.results})
+        ctx.setdefault("job", {"execution_id": str(st.execution_id), "uuid": str(st.execution_id)})
         if extra:
             ctx.update(extra)
         return ctx
