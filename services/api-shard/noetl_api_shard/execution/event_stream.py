@@ -1,7 +1,8 @@
 """GET /api/executions/{id}/events/stream: Server-Sent Events. Replays the log after
 `Last-Event-ID` (header, or `?last_event_id=`) or from the start, then follows new events until
-the terminal event, and ends with an `end` event. New events are noticed through the outbox
-NOTIFY every append already sends (re-checked each second), so a follower costs no extra writes."""
+the terminal event (and what was committed with it), and ends with an `end` event. New events
+are noticed through the outbox NOTIFY every append already sends (re-checked each second), so a
+follower costs no extra writes."""
 
 from __future__ import annotations
 
@@ -51,13 +52,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         while True:
             rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after, limit=PAGE)
+            ended = None
             for row in rows:
                 after = row["event_id"]
                 await response.write(_frame(str(after), row["event_type"], event_view(row)))
-                if row["event_type"] in TERMINAL_EVENTS:
-                    await response.write(_frame(None, "end", {"execution_id": str(execution_id),
-                                                              "status": TERMINAL_EVENTS[row["event_type"]]}))
-                    return response
+                ended = ended or TERMINAL_EVENTS.get(row["event_type"])
+            if ended:  # the rest of the terminal event's page went out too (same transaction's bookkeeping)
+                await response.write(_frame(None, "end", {"execution_id": str(execution_id), "status": ended}))
+                return response
             if rows:
                 last_write = time.monotonic()
                 if len(rows) == PAGE:
