@@ -17,6 +17,8 @@ PY = {"kind": "python", "code": "result = 1"}
     (pb({"step": "begin", "tool": PY}), "workflow has no 'start' step"),
     (pb({"step": "start", "tool": PY}, {"step": "start", "tool": PY}), "step 'start': duplicate step name (workflow[1])"),
     (pb({"step": "start"}), "step 'start': tool is required"),
+    (pb({"step": "start", "tool": PY, "case": [{"when": "x", "then": {}}]}),
+     "step 'start': case blocks are not supported"),
     (pb({"step": "start", "tool": {"kind": "teleport"}}), "step 'start': tool.kind 'teleport' is not a known tool kind"),
     (pb({"step": "start", "tool": {"kind": "postgres", "auth": "pg"}}),
      "step 'start': tool of kind postgres needs one of: command, query, sql"),

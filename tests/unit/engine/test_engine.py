@@ -267,3 +267,16 @@ def test_older_spellings_outputs_job_and_command_0_render():
     state, ds = start(pb, execution_id=77, workload={}, catalog_id=2, now_ms=0, mint=mint)
     state, ds = done(pb, state, issued(ds)[0], {"columns": ["n"], "rows": [{"n": 5}], "row_count": 1}, mint)
     assert issued(ds)[0].input == {"a": 5, "b": 1, "c": "77"}
+
+
+@pytest.mark.parametrize(("n", "fired"), [(5, ["a", "b"]), (1, ["c"]), (-1, ["d"])])
+def test_older_when_then_else_fires_the_first_true_branch_with_all_its_targets(n, fired):
+    pb = playbook({"step": "start", "tool": py("x"),
+                   "next": [{"when": "{{ n > 2 }}", "then": [{"step": "a"}, "b"]},
+                            {"when": "n > 0", "then": ["c"]},
+                            {"else": [{"step": "d"}]}]},
+                  *({"step": s, "tool": py(s)} for s in "abcd"), workload={"n": n})
+    mint = minter()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint)
+    state, ds = done(pb, state, issued(ds)[0], {}, mint)
+    assert sorted(c.step for c in issued(ds)) == fired
