@@ -11,7 +11,7 @@ import msgspec
 
 from noetl_common.tools import ToolResult, run_pipeline
 
-from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge
+from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge, shell_tool
 from .tools.base import Runner, ToolContext, ToolError
 
 MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
@@ -37,7 +37,7 @@ class Outcome(msgspec.Struct):
 
 def default_runners() -> dict[str, Runner]:
     return {"http": http_tool.run, "postgres": postgres.run, "duckdb": duckdb_tool.run, "noop": noop.run,
-            "python": python_bridge.run, "playbook": playbook_tool.run}
+            "python": python_bridge.run, "playbook": playbook_tool.run, "shell": shell_tool.run}
 
 
 def read_work(context: dict[str, Any], action: str | None) -> Work:

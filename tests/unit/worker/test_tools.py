@@ -228,3 +228,28 @@ async def test_pipeline_policy_retries_a_failing_task_then_continues():
     failing = [{"name": "boom", "kind": "python", "code": "raise RuntimeError('nope')"}]
     bad = await execute({"pipeline": failing}, "pipeline", runners, CTX)
     assert not bad.ok and "task 'boom' failed" in bad.error and "nope" in bad.error
+
+
+async def test_shell_captures_output_env_and_cwd(tmp_path):
+    from noetl_worker.tools import shell_tool
+
+    ctx = ToolContext(credentials=None, execution_id=1, step="s")
+    out = await shell_tool.run({"command": ["echo one", "echo $GREETING; pwd; echo oops >&2"],
+                                "env": {"GREETING": "hi"}, "cwd": str(tmp_path)}, {}, ctx)
+    assert out == {"stdout": f"one\nhi\n{tmp_path}\n", "stderr": "oops\n", "exit_code": 0}
+
+
+async def test_shell_non_zero_exit_timeout_and_bad_config_fail_the_step(tmp_path):
+    from noetl_worker.tools import shell_tool
+
+    ctx = ToolContext(credentials=None, execution_id=1, step="s")
+    with pytest.raises(ToolError, match="exited with 3.*no such thing"):
+        await shell_tool.run({"command": "echo no such thing >&2; exit 3"}, {}, ctx)
+    marker = tmp_path / "never"
+    with pytest.raises(ToolError, match="timed out after 0.3s"):
+        await shell_tool.run({"command": f"sleep 5; touch {marker}", "timeout_seconds": 0.3}, {}, ctx)
+    with pytest.raises(ToolError, match="non-empty string"):
+        await shell_tool.run({"command": ""}, {}, ctx)
+    with pytest.raises(ToolError, match="not a directory"):
+        await shell_tool.run({"command": "true", "cwd": str(tmp_path / "missing")}, {}, ctx)
+    assert "shell" in default_runners()
