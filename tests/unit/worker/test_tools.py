@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -253,3 +255,21 @@ async def test_shell_non_zero_exit_timeout_and_bad_config_fail_the_step(tmp_path
     with pytest.raises(ToolError, match="not a directory"):
         await shell_tool.run({"command": "true", "cwd": str(tmp_path / "missing")}, {}, ctx)
     assert "shell" in default_runners()
+
+
+async def test_python_step_past_its_timeout_is_interrupted_not_left_spinning(tmp_path):
+    from noetl_worker.tools import python_bridge
+
+    beat = tmp_path / "beat"
+    ctx = ToolContext(credentials=NoCredentials(), execution_id=1, step="s", timeout_seconds=0.3)
+    spin = (f"import time\nn = 0\nwhile True:\n    try:\n        n += 1\n"
+            f"        open({str(beat)!r}, 'w').write(str(n))\n        time.sleep(0.01)\n"
+            f"    except Exception:\n        pass")
+    outcome = await execute({"tool_kind": "python", "tool_config": {"code": spin}}, None,
+                            default_runners(), ctx)
+    assert not outcome.ok and "timed out" in outcome.error
+    await asyncio.sleep(0.5)
+    before = beat.read_text()
+    await asyncio.sleep(0.5)
+    assert beat.read_text() == before, "the abandoned python step is still running"
+    assert await python_bridge.run({"code": "result = {'x': 1}"}, {}, ctx) == {"x": 1}
