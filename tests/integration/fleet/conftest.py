@@ -8,7 +8,7 @@ import asyncio
 import base64
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import aiohttp
 import msgspec
@@ -29,9 +29,13 @@ class LiveFleet(msgspec.Struct):
     shard_dsns: list[str]
     token: str
     logs: Path
+    supervisor: Any  # the fleet's processes, for the crash tests
+
+    def spec(self, name: str) -> ServiceSpec:
+        return next(s for s in self.specs if s.name == name)
 
     def url_of(self, name: str) -> str:
-        return next(s.url for s in self.specs if s.name == name)
+        return self.spec(name).url
 
 
 @pytest_asyncio.fixture(scope="package")
@@ -47,7 +51,7 @@ async def live_fleet() -> AsyncIterator[LiveFleet]:
         await start_fleet(supervisor, specs)
         yield LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
                         shard_dsns=info.shard_dsns(SHARDS),
-                        token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs")
+                        token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs", supervisor=supervisor)
     finally:
         supervisor.stop_all()
         infra.down()

@@ -39,8 +39,6 @@ async def project(request: web.Request) -> web.Response:
             except (TypeError, ValueError):
                 raise bad_request(f"events[{i}].{field} must be an integer id") from None
         require_owned(svc, int(e["execution_id"]))
-    projected = 0
     async with svc.shard_pool.acquire() as conn, conn.transaction():
-        for e in sorted(body.events, key=lambda ev: int(ev["event_id"])):
-            projected += await projections.fold(conn, e)
+        projected = await projections.fold_batch(conn, body.events)
     return json_response({"projected": projected, "duplicates": len(body.events) - projected})

@@ -1,7 +1,7 @@
 """Recovers commands nobody is working on: a holder whose lease ran out (worker died) or an issued
 command nobody claimed (notification lost). Each is re-announced on NATS through the outbox; a
 command that has used all its attempts fails its step instead. The same pass deletes published
-outbox rows older than NOETL_OUTBOX_RETENTION_SECONDS."""
+outbox rows older than NOETL_OUTBOX_RETENTION_SECONDS and day-old projection markers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp import web
 from ..state import SERVICES
 from ..store import commands as command_store
 from ..store import outbox as outbox_store
+from ..store import projections
 from ..store.outbox import OutboxRow
 from .ingest import fail_command
 from .orchestration import DEFAULT_POOL, Orchestrator
@@ -45,8 +46,9 @@ async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_sec
             await command_store.bump(conn, cmd["command_id"])
             await _renotify(svc, conn, cmd)
         purged = await outbox_store.purge_published(conn, outbox_retention_seconds, PURGE_BATCH)
+        purged += await projections.purge_markers(conn, PURGE_BATCH)
     if purged:
-        log.debug("purged %d published outbox row(s)", purged)
+        log.debug("purged %d published outbox row(s) and projection marker(s)", purged)
     return handled
 
 
