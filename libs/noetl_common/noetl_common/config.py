@@ -190,3 +190,9 @@ def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
     ordinal = ordinal_from_hostname(env.optional("HOSTNAME")) if replicas > 1 else 0
     replica = env.int(f"{prefix}_INDEX", ordinal or 0, minimum=0, maximum=replicas - 1)
     return replica, replicas
+
+
+def owned_shard_urls(env: Env, prefix: str) -> tuple[int, dict[int, str]]:
+    """(replica, shard index -> base URL) for the shards this replica of a per-shard service serves."""
+    replica, replicas = replica_slice(env, prefix)
+    return replica, {s: url for s, url in enumerate(shard_urls_from_env(env)) if s % replicas == replica}

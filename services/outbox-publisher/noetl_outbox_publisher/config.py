@@ -6,7 +6,7 @@ from typing import Mapping
 
 import msgspec
 
-from noetl_common.config import ConfigError, Env, HttpSettings, replica_slice, shard_urls_from_env
+from noetl_common.config import ConfigError, Env, HttpSettings, owned_shard_urls
 
 
 class PublisherSettings(msgspec.Struct, frozen=True):
@@ -23,13 +23,12 @@ class PublisherSettings(msgspec.Struct, frozen=True):
 
 def from_env(environ: Mapping[str, str]) -> PublisherSettings:
     env = Env(environ)
-    urls = shard_urls_from_env(env)
-    replica, replicas = replica_slice(env, "NOETL_PUBLISHER")
+    replica, shard_urls = owned_shard_urls(env, "NOETL_PUBLISHER")
     token = env.optional("NOETL_INTERNAL_API_TOKEN")
     if not token:
         raise ConfigError("NOETL_INTERNAL_API_TOKEN is required: the outbox routes are bearer-gated")
     return PublisherSettings(
-        shard_urls={s: u for s, u in enumerate(urls) if s % replicas == replica},
+        shard_urls=shard_urls,
         internal_token=token,
         nats_url=env.str("NOETL_NATS_URL"),
         batch=env.int("NOETL_OUTBOX_BATCH", 200, minimum=1, maximum=1000),

@@ -41,7 +41,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     execution_id = path_id(request, "execution_id")
     require_owned(svc, execution_id)
     after = _resume_after(request)
-    if await execution_store.get(svc.shard_pool, execution_id) is None:
+    if await execution_store.status(svc.shard_pool, execution_id) is None:
         raise not_found(f"execution {execution_id} not found")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
@@ -70,9 +70,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 await response.write(_frame(None, "end", {"execution_id": str(execution_id), "status": finished}))
                 return response
             else:
-                row = await execution_store.get(svc.shard_pool, execution_id)
-                if row["status"] in execution_store.TERMINAL:
-                    finished = row["status"]
+                status = await execution_store.status(svc.shard_pool, execution_id)
+                if status in execution_store.TERMINAL:
+                    finished = status
                     continue
             if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
                 await response.write(b": keepalive\n\n")

@@ -27,7 +27,8 @@ PURGE_BATCH = 5000
 
 async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_seconds: float,
                 outbox_retention_seconds: float) -> int:
-    """Commands recovered in this pass (published outbox rows past retention are purged too)."""
+    """Commands recovered in this pass (published outbox rows past retention and day-old
+    projection markers are purged too)."""
     svc = app[SERVICES]
     handled = 0
     async with svc.shard_pool.acquire() as conn, conn.transaction():
@@ -45,6 +46,8 @@ async def sweep(app: web.Application, orch: Orchestrator, *, unclaimed_after_sec
             handled += 1
             await command_store.bump(conn, cmd["command_id"])
             await _renotify(svc, conn, cmd)
+    # Housekeeping in statements of their own: no need to hold the recovered commands' locks for it.
+    async with svc.shard_pool.acquire() as conn:
         purged = await outbox_store.purge_published(conn, outbox_retention_seconds, PURGE_BATCH)
         purged += await projections.purge_markers(conn, PURGE_BATCH)
     if purged:

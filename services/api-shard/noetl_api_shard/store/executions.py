@@ -18,6 +18,8 @@ COLUMNS = ("execution_id, catalog_id, path, version, status, parent_execution_id
            "workload, state, state_event_id, last_event_id, last_event_type, last_step, result, error, "
            "requested_by, created_at, started_at, ended_at, updated_at")
 
+_LISTED_COLUMNS = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))  # qualified for the summary join
+
 
 class NewExecution(msgspec.Struct, kw_only=True):
     execution_id: int
@@ -42,6 +44,11 @@ async def insert(conn: asyncpg.Connection, ex: NewExecution) -> None:
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COLUMNS} FROM noetl.execution WHERE execution_id = $1", execution_id)
+
+
+async def status(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> str | None:
+    """Just the status (None: no such execution), without the engine state a full row carries."""
+    return await conn.fetchval("SELECT status FROM noetl.execution WHERE execution_id = $1", execution_id)
 
 
 async def lock(conn: asyncpg.Connection, execution_id: int) -> asyncpg.Record | None:
@@ -79,9 +86,8 @@ async def page(pool: asyncpg.Pool, *, status: str | None, path: str | None, pare
     The order and status come from the execution row (read-your-writes: a just-started execution
     is listed at once); step counts and progress come from the projected summary, joined by key."""
     before_ts, before_id = before if before else (None, None)
-    columns = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))
     return await pool.fetch(
-        f"SELECT {columns}, s.step_count, s.failed_step_count, s.event_count "
+        f"SELECT {_LISTED_COLUMNS}, s.step_count, s.failed_step_count, s.event_count "
         "FROM noetl.execution e LEFT JOIN noetl.execution_summary s USING (execution_id) "
         "WHERE ($1::text IS NULL OR e.status = $1) "
         "AND ($2::text IS NULL OR e.path = $2) AND ($3::bigint IS NULL OR e.parent_execution_id = $3) "
