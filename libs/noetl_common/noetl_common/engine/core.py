@@ -2,6 +2,10 @@
 no randomness (ids come from `mint`). Each event touches only the steps it finishes or starts, so the
 work per event does not grow with the length of the history.
 
+Two objects carry an execution: `State` (control data, small, re-encoded per event) and
+`ExecutionData` (step results, loop items and iteration results; the caller persists its journaled
+writes as rows and keeps it cached). Both are updated in place.
+
 Routing: when a step finishes, every outgoing arc sends its target a token, live (taken) or dead
 (not taken). A step with one upstream runs on a live token; a fan-in step (several upstreams,
 loop back-edges excluded) waits for a token from each and runs once if any is live. A step that
@@ -19,6 +23,7 @@ import msgspec
 from ..dsl.model import Playbook, Step
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
+from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
@@ -27,11 +32,13 @@ Mint = Callable[[], int]
 
 
 class _Run:
-    """One apply call: the playbook, the (copied) state, and the decisions being collected."""
+    """One apply call: the playbook, the state and data (updated in place), and the decisions being
+    collected."""
 
-    def __init__(self, playbook: Playbook, state: State, mint: Mint, now_ms: int) -> None:
+    def __init__(self, playbook: Playbook, state: State, data: ExecutionData, mint: Mint, now_ms: int) -> None:
         self.pb = playbook
         self.st = state
+        self.data = data
         self.mint = mint
         self.now_ms = now_ms
         self.out: list[Decision] = []
@@ -42,12 +49,13 @@ class _Run:
         st = self.st
         flat = {**st.workload, **st.vars}
         ctx: dict[str, Any] = dict(flat)
-        for name, result in st.results.items():
+        results = self.data.results
+        for name, result in results.items():
             ctx[name] = with_data(result)
         ctx.update(workload=st.workload, ctx=flat, execution_id=str(st.execution_id),
                    catalog_id=str(st.catalog_id), path=self.pb.path)
         # Older spellings playbooks still use (dsl_reference §13), unless a variable takes the name.
-        ctx.setdefault("outputs", {name: ctx[name] for name in st.results})
+        ctx.setdefault("outputs", {name: ctx[name] for name in results})
         ctx.setdefault("job", {"execution_id": str(st.execution_id), "uuid": str(st.execution_id)})
         if extra:
             ctx.update(extra)
@@ -78,19 +86,24 @@ class _Run:
                 self.issue(step, None, None, None, attempt=1)
                 return
             if step.loop.mode == "cursor":
-                st.loops[name] = LoopState(items=[])
+                self.start_loop(step, [])
                 self.claim(step)
                 return
             items = _as_items(self.r.render(step.loop.collection, self.context()))
             if items is None:
                 raise TemplateError(str(step.loop.collection), "loop.in did not render to a collection")
-            st.loops[name] = LoopState(items=items)
+            self.start_loop(step, items)
             if not items:
                 self.finish_loop(step)
                 return
             self.fill_loop(step)
         except TemplateError as exc:
             self.fail_step(name, f"step '{name}': {exc}")
+
+    def start_loop(self, step: Step, items: list[Any]) -> None:
+        self.st.loop_runs += 1
+        self.st.loops[step.name] = LoopState(run=self.st.loop_runs, total=len(items))
+        self.data.start_loop(step.name, self.st.loop_runs, items)
 
     def issue(self, step: Step, index: int | None, item: Any, total: int | None, *, attempt: int) -> None:
         scope = self.context(self.loop_scope(step, index, item, total) if index is not None else None)
@@ -99,7 +112,7 @@ class _Run:
             args = {**step.input, **(step.tool.get("payload") or {})}
             workload = self.r.render(args, scope)
             path = self.r.render(step.tool.get("path"), scope)
-            self.st.pending[command_id] = Pending(step=step.name, iteration=index, item=item, attempt=attempt)
+            self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt)
             self.out.append(StartChild(command_id=command_id, step=step.name, path=str(path),
                                        version=step.tool.get("version"), workload=workload, iteration=index))
             return
@@ -110,7 +123,7 @@ class _Run:
             config, pipeline, context = {}, step.tasks, _jsonable({**scope, **inputs})
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
-        self.st.pending[command_id] = Pending(step=step.name, iteration=index, item=item, attempt=attempt,
+        self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
                                      input=inputs, pipeline=pipeline, context=context, iteration=index, item=item,
@@ -133,44 +146,50 @@ class _Run:
         if ls is None:
             return
         if not ok:
-            self.st.loops.pop(step.name)
+            self.end_loop(step)
             self.fail_step(step.name, f"step '{step.name}': cursor claim failed: {error}")
             return
         rows = result.get("rows") if isinstance(result, dict) else result
         if not isinstance(rows, list):
-            self.st.loops.pop(step.name)
+            self.end_loop(step)
             self.fail_step(step.name, f"step '{step.name}': cursor claim must return rows, got {type(rows).__name__}")
             return
         if not rows:  # drained
             self.finish_loop(step)
             return
         ls.frames += 1
-        ls.items.extend(rows)
+        ls.total += len(rows)
+        self.data.extend_loop(step.name, ls.run, rows)
         self.fill_loop(step)
 
     def fill_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
-        total = len(ls.items)
+        total = ls.total
         cap = 1 if step.loop.mode == "sequential" else (step.loop.max_in_flight or total)
         while ls.next_index < total and ls.in_flight < cap:
             index = ls.next_index
             ls.next_index += 1
             ls.in_flight += 1
-            self.issue(step, index, ls.items[index], total, attempt=1)
+            self.issue(step, index, self.data.item(step.name, ls.run, index), total, attempt=1)
+
+    def end_loop(self, step: Step) -> LoopState:
+        ls = self.st.loops.pop(step.name)
+        self.data.end_loop(step.name, ls.run)
+        return ls
 
     def finish_loop(self, step: Step) -> None:
-        ls = self.st.loops.pop(step.name)
-        results = [ls.results.get(i) for i in range(len(ls.items))]
+        ls = self.st.loops[step.name]
+        results = self.data.loop_results(step.name, ls.run, ls.total)
+        self.end_loop(step)
         aggregate = {"results": results,
-                     "stats": {"total": len(ls.items), "success": len(ls.items) - ls.failed, "failed": ls.failed}}
+                     "stats": {"total": ls.total, "success": ls.total - ls.failed, "failed": ls.failed}}
         self.out.append(EmitEvent(event_type="loop.done", step=step.name,
                                   payload={"stats": aggregate["stats"]}))
         if ls.failed:
-            self.st.results[step.name] = aggregate
-            first = next(i for i in range(len(ls.items)) if isinstance(ls.results.get(i), dict)
-                         and ls.results[i].get("status") == "error")
-            self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {len(ls.items)} iteration(s) failed; "
-                                      f"iteration {first}: {ls.results[first].get('error')}")
+            self.data.set_result(step.name, aggregate)
+            first = next(i for i, r in enumerate(results) if isinstance(r, dict) and r.get("status") == "error")
+            self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {ls.total} iteration(s) failed; "
+                                      f"iteration {first}: {results[first].get('error')}")
         else:
             self.complete(step.name, aggregate, event_name="loop.done")
 
@@ -178,10 +197,8 @@ class _Run:
     def complete(self, name: str, result: Any, *, event_name: str = "step.done") -> None:
         step = self.pb.steps[name]
         st = self.st
-        st.results[name] = result
+        self.data.set_result(name, result)
         st.step_status[name] = "done"
-        if name == "end":
-            st.end_result = result
         self.out.append(EmitEvent(event_type="step.exit", step=name, payload={"status": "COMPLETED"}))
         try:
             scope = self.context({"output": with_data(result), "event": {"name": event_name}})
@@ -253,7 +270,7 @@ class _Run:
         except TemplateError:
             taken = []
         if taken:
-            st.results[name] = outcome
+            self.data.set_result(name, outcome)
             self.route(step, taken, scope)
         else:
             st.failures.append(error)
@@ -276,8 +293,11 @@ class _Run:
             self.st.vars.update(result.get("ctx_updates") or {})
             result = _pipeline_result(result)
         if not ok and pending.attempt < pending.max_attempts:
-            total = len(self.st.loops[step.name].items) if pending.iteration is not None else None
-            self.issue(step, pending.iteration, pending.item, total, attempt=pending.attempt + 1)
+            item = total = None
+            if pending.iteration is not None:
+                ls = self.st.loops[step.name]
+                item, total = self.data.item(step.name, ls.run, pending.iteration), ls.total
+            self.issue(step, pending.iteration, item, total, attempt=pending.attempt + 1)
             return
         error = event.error or "command failed"
         if pending.iteration is None:
@@ -292,13 +312,13 @@ class _Run:
         ls.in_flight -= 1
         ls.done += 1
         if ok:
-            ls.results[pending.iteration] = result
+            self.data.set_loop_result(step.name, ls.run, pending.iteration, result)
         else:
             ls.failed += 1
-            ls.results[pending.iteration] = {"status": "error", "error": error}
+            self.data.set_loop_result(step.name, ls.run, pending.iteration, {"status": "error", "error": error})
         if self.st.failures and step.loop.mode == "sequential":
             pass  # keep going: rule 1 lets running work finish; new iterations of this loop continue too
-        if ls.done < len(ls.items):
+        if ls.done < ls.total:
             self.fill_loop(step)
         elif step.loop.mode == "cursor":
             self.claim(step)  # frame done: lease the next one (an empty claim ends the loop)
@@ -309,36 +329,39 @@ class _Run:
         st = self.st
         if st.status != "RUNNING" or st.pending:
             return
+        results = self.data.results
         if st.failures:
             st.status = "FAILED"
-            self.out.append(Finish(status="FAILED", error="; ".join(st.failures), step_results=dict(st.results)))
+            self.out.append(Finish(status="FAILED", error="; ".join(st.failures), step_results=dict(results)))
             return
         st.status = "COMPLETED"
-        result = st.end_result if "end" in st.results else (st.results.get(st.last_step) if st.last_step else None)
-        self.out.append(Finish(status="COMPLETED", result=result, step_results=dict(st.results)))
+        result = results["end"] if "end" in results else (results.get(st.last_step) if st.last_step else None)
+        self.out.append(Finish(status="COMPLETED", result=result, step_results=dict(results)))
 
 
 def start(playbook: Playbook, *, execution_id: int, workload: dict[str, Any], catalog_id: int, now_ms: int,
-          mint: Mint) -> tuple[State, list[Decision]]:
+          mint: Mint, data: ExecutionData) -> tuple[State, list[Decision]]:
+    """`data` is the caller's (normally a fresh ExecutionData); its journal holds what to persist."""
     state = State(execution_id=execution_id, catalog_id=catalog_id,
                   workload={**playbook.workload, **(workload or {})})
-    run = _Run(playbook, state, mint, now_ms)
+    run = _Run(playbook, state, data, mint, now_ms)
     run.activate("start")
     run.settle()
     return state, run.out
 
 
 def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
-          mint: Mint) -> tuple[State, list[Decision]]:
+          mint: Mint, data: ExecutionData) -> tuple[State, list[Decision]]:
     """Takes ownership of `state` and returns it updated: no copy, so an event costs the same with
-    ten commands in flight or ten thousand. Callers keep the returned state, never the argument."""
+    ten commands in flight or ten thousand. Callers keep the returned state, never the argument.
+    `data` (the caller's, matching `state`) is updated in place; its journal holds what to persist."""
     if state.status != "RUNNING":
         return state, []
-    run = _Run(playbook, state, mint, now_ms)
+    run = _Run(playbook, state, data, mint, now_ms)
     if event.kind == "cancel":
         state.status = "CANCELLED"
         state.pending = {}
-        return state, [Finish(status="CANCELLED", error=event.error or "cancelled", step_results=dict(state.results))]
+        return state, [Finish(status="CANCELLED", error=event.error or "cancelled", step_results=dict(data.results))]
     run.on_finished(event)
     run.settle()
     return state, run.out

@@ -15,6 +15,7 @@ from ..dsl.model import Playbook
 from ..dsl.templates import Renderer
 from ..tools import ToolResult, run_pipeline, run_python
 from .core import apply, start
+from .data import ExecutionData
 from .decisions import Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import State
@@ -31,6 +32,7 @@ class Outcome(msgspec.Struct):
     issued: dict[str, int]
     events: int
     state: State
+    data: ExecutionData
     log: list[tuple[int, EngineEvent]]
 
 
@@ -62,12 +64,14 @@ class Simulator:
         issued: Counter[str] = Counter()
         loops: dict[str, list[Any]] = {}
         log: list[tuple[int, EngineEvent]] = []
+        data = ExecutionData()
         state, decisions = start(playbook, execution_id=execution_id, workload=workload or {}, catalog_id=1,
-                                 now_ms=0, mint=self.mint)
+                                 now_ms=0, mint=self.mint, data=data)
         queue: list[Any] = []
         finish: Finish | None = None
         events = 0
         while True:
+            data.take_journal()  # in memory there is nothing to persist
             for d in decisions:
                 if isinstance(d, (IssueCommand, StartChild)):
                     issued[d.step] += 1
@@ -83,16 +87,16 @@ class Simulator:
                 loops.setdefault(command.step, []).append((command.iteration, event.result))
             events += 1
             log.append((events, event))
-            state, decisions = apply(playbook, state, event, now_ms=events, mint=self.mint)
+            state, decisions = apply(playbook, state, event, now_ms=events, mint=self.mint, data=data)
         if finish is None:
             finish = Finish(status="STUCK", error="no command left to run and no terminal decision")
         per_loop = {step: [r for _, r in sorted(items, key=lambda p: p[0])] for step, items in loops.items()}
-        for step, result in finish.step_results.items():
+        for step, result in data.results.items():
             if isinstance(result, dict) and isinstance(result.get("results"), list) and "stats" in result:
                 per_loop[step] = result["results"]
         return Outcome(status=finish.status, result=finish.result, error=finish.error,
-                       step_results=finish.step_results, loop_results=per_loop, issued=dict(issued),
-                       events=events, state=state, log=log)
+                       step_results=dict(data.results), loop_results=per_loop, issued=dict(issued),
+                       events=events, state=state, data=data, log=log)
 
     async def execute(self, command: Any) -> EngineEvent:
         if isinstance(command, StartChild):
