@@ -335,7 +335,10 @@ class _Run:
             self.out.append(Finish(status="FAILED", error="; ".join(st.failures), step_results=dict(results)))
             return
         st.status = "COMPLETED"
-        result = results["end"] if "end" in results else (results.get(st.last_step) if st.last_step else None)
+        if "end" in results:  # only a completed `end` gives a result (a routed failure of it does not)
+            result = results["end"] if st.step_status.get("end") == "done" else None
+        else:
+            result = results.get(st.last_step) if st.last_step else None
         self.out.append(Finish(status="COMPLETED", result=result, step_results=dict(results)))
 
 
