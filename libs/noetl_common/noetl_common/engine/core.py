@@ -101,6 +101,8 @@ class _Run:
             self.fail_step(name, f"step '{name}': {exc}")
 
     def start_loop(self, step: Step, items: list[Any]) -> None:
+        if step.name in self.st.loops:  # a run left behind (a render error mid-fill) is replaced, as before
+            self.end_loop(step)
         self.st.loop_runs += 1
         self.st.loops[step.name] = LoopState(run=self.st.loop_runs, total=len(items))
         self.data.start_loop(step.name, self.st.loop_runs, items)
@@ -172,10 +174,9 @@ class _Run:
             ls.in_flight += 1
             self.issue(step, index, self.data.item(step.name, ls.run, index), total, attempt=1)
 
-    def end_loop(self, step: Step) -> LoopState:
-        ls = self.st.loops.pop(step.name)
-        self.data.end_loop(step.name, ls.run)
-        return ls
+    def end_loop(self, step: Step) -> None:
+        """Data holds exactly the loops the State names, so a reload from rows equals it."""
+        self.data.end_loop(step.name, self.st.loops.pop(step.name).run)
 
     def finish_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
