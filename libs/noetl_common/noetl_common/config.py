@@ -117,7 +117,6 @@ class ShardSettings(msgspec.Struct, frozen=True):
     claim_lease_seconds: float = 120.0
     reaper_interval_seconds: float = 5.0
     unclaimed_after_seconds: float = 30.0
-    outbox_retention_seconds: float = 3600.0  # published outbox rows kept this long, then purged
     public_url: str | None = None  # base URL workers should call (the router), put in notifications
 
     @classmethod
@@ -151,7 +150,6 @@ class ShardSettings(msgspec.Struct, frozen=True):
             claim_lease_seconds=env.float("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120.0),
             reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
-            outbox_retention_seconds=env.float("NOETL_OUTBOX_RETENTION_SECONDS", 3600.0),
             public_url=env.optional("NOETL_SERVER_URL"),
         )
 

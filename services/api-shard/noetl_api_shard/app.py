@@ -17,6 +17,9 @@ from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
 from .execution import event_stream, outbox_api, projection_api, routes as execution_routes
+from .execution.keys import ORCHESTRATOR, WAKEUPS
+from .execution.orchestration import Orchestrator
+from .execution.wakeups import Wakeups
 from .metrics import ShardMetrics
 from .handlers import catalog, credentials, health, internal, keychain, runtime
 from .state import SERVICES, ShardServices
@@ -38,6 +41,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     svc = ShardServices(settings, encryptor, metrics)
     metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)
     app[SERVICES] = svc
+    app[WAKEUPS] = Wakeups()
+    app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], settings.public_url)
     app.cleanup_ctx.append(_databases)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))

@@ -57,6 +57,8 @@ def create_app(settings: PublisherSettings) -> web.Application:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*tasks, return_exceptions=True)
+        # Rows published but not yet reported would only come back after their lease (and be deduped).
+        await asyncio.gather(*(r.flush() for r in relays), return_exceptions=True)
         await session.close()
         await nc.drain()
 

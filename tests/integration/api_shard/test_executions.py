@@ -208,7 +208,8 @@ async def test_projection_folds_published_events_idempotently(client):
         await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
         await finish(client, eid, cid, {"double": 4})
     claimed = await (await client.post("/api/internal/outbox/claim?limit=1000", headers=auth)).json()
-    envelopes = [m["payload"] for m in claimed["items"] if m["subject"].startswith("noetl.events.")]
+    # One message per transaction, carrying all of its events.
+    envelopes = [e for m in claimed["items"] if m["subject"].startswith("noetl.events.") for e in m["payload"]["events"]]
     # Newest half first, then everything (a crashed projector's batch comes back late): each once.
     late = await (await client.post("/api/internal/events/project", json={"events": envelopes[len(envelopes) // 2:]},
                                     headers=auth)).json()

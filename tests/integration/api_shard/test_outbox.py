@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
+from noetl_api_shard.execution.keys import ORCHESTRATOR, WAKEUPS
 from noetl_api_shard.store import outbox as store
 from noetl_api_shard.store.outbox import OutboxRow
 
@@ -15,9 +14,10 @@ AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 
 async def _enqueue(h, ids, subject="noetl.commands.default.1"):
-    async with h.shard.acquire() as conn, conn.transaction():
-        await store.enqueue(conn, [OutboxRow(id=i, execution_id=1, event_id=i, subject=subject,
-                                             payload={"n": i}) for i in ids])
+    """Through the shard's own write path (one transaction, its statement and its wake-ups)."""
+    async with h.client.server.app[ORCHESTRATOR].transaction() as txn:
+        for i in ids:
+            txn.uow.notify(OutboxRow(id=i, execution_id=1, event_id=i, subject=subject, payload={"n": i}))
 
 
 async def test_claim_publish_and_pending_count(shard_app):
@@ -32,7 +32,18 @@ async def test_claim_publish_and_pending_count(shard_app):
     assert (await r.json())["marked"] == 2
     r = await shard_app.client.post("/api/internal/outbox/claim?limit=10", headers=AUTH)
     assert [m["id"] for m in (await r.json())["items"]] == [13]
-    assert await shard_app.shard.fetchval("SELECT count(*) FROM noetl.outbox WHERE status='published'") == 2
+    # Published rows are gone: the table holds only what is still to publish.
+    assert [r["id"] for r in await shard_app.shard.fetch("SELECT id FROM noetl.outbox")] == [13]
+
+
+async def test_a_claim_deletes_what_was_published_since_the_last_one(shard_app):
+    await _enqueue(shard_app, [51, 52, 53])
+    first = await store.claim(shard_app.shard, limit=2, lease_seconds=30, claimer="p")
+    assert [m.id for m in first] == [51, 52]
+    r = await shard_app.client.post("/api/internal/outbox/claim?limit=10", json={"published": [51, 52]},
+                                    headers=AUTH)
+    assert [m["id"] for m in (await r.json())["items"]] == [53]
+    assert [r["id"] for r in await shard_app.shard.fetch("SELECT id FROM noetl.outbox")] == [53]
 
 
 async def test_concurrent_claimers_never_share_a_row(shard_app):
@@ -82,7 +93,14 @@ async def test_long_poll_wakes_when_a_row_is_committed(shard_app):
     elapsed = loop.time() - started
     await task
     assert [m["id"] for m in (await r.json())["items"]] == [41]
-    assert elapsed < 5  # woken by NOTIFY, not by the 10 s deadline
+    assert elapsed < 5  # woken by the commit, not by the 10 s deadline
+
+
+async def test_a_commit_with_a_notification_wakes_claimers_at_once(shard_app):
+    signal = shard_app.client.server.app[WAKEUPS].outbox
+    ticket = signal.ticket()
+    await _enqueue(shard_app, [61])
+    assert ticket.is_set()  # set in the commit's aftermath, not by a timer
 
 
 async def test_validation_and_auth(shard_app):
@@ -95,17 +113,3 @@ async def test_validation_and_auth(shard_app):
     assert r.status == 400 and "wait_ms" in (await r.json())["error"]
     r = await c.post("/api/internal/outbox/mark-published", json={"ids": ["x"]}, headers=AUTH)
     assert r.status == 422 and "ids" in (await r.json())["error"]
-
-
-async def test_published_rows_past_retention_are_purged_and_nothing_else(shard_app):
-    from noetl_api_shard.execution.reaper import sweep
-    from noetl_api_shard.execution.routes import ORCHESTRATOR
-
-    await _enqueue(shard_app, [21, 22, 23, 24])
-    await store.mark_published(shard_app.shard, [21, 22, 23])
-    await shard_app.shard.execute("UPDATE noetl.outbox SET published_at = now() - interval '2 hours' "
-                                  "WHERE id IN (21, 22)")
-    app = shard_app.client.server.app
-    await sweep(app, app[ORCHESTRATOR], unclaimed_after_seconds=3600, outbox_retention_seconds=3600)
-    left = await shard_app.shard.fetch("SELECT id, status FROM noetl.outbox ORDER BY id")
-    assert [(r["id"], r["status"]) for r in left] == [(23, "published"), (24, "pending")]

@@ -52,11 +52,20 @@ class EventIn(msgspec.Struct, kw_only=True):
     informative: bool = True
 
 
+class EagerOffer(msgspec.Struct, kw_only=True):
+    """Extension: a worker reporting an outcome offers to take up to `slots` next commands of its
+    `pool` at once; they come back claimed and started in the answer's `commands`."""
+
+    slots: int
+    pool: str
+
+
 class BatchRequest(msgspec.Struct, kw_only=True):
     execution_id: Id
     events: list[EventIn]
     worker_id: str | None = None
     catalog_id: Id | None = None
+    eager: EagerOffer | None = None
 
 
 class EventAccepted(msgspec.Struct, kw_only=True):
@@ -95,6 +104,8 @@ class CommandOut(msgspec.Struct, kw_only=True):
     status: str | None = None
     attempt: int | None = None
     max_attempts: int | None = None
+    # Claims answer true: the claim recorded `command.started`, the worker need not post it.
+    started: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class CancelRequest(msgspec.Struct, kw_only=True):

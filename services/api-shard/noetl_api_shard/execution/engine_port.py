@@ -1,30 +1,51 @@
-"""The one place the shard touches the engine library: parse, start, apply, (de)serialise state.
+"""The one place the shard touches the engine library: parse, start, apply, (de)serialise state,
+and rebuild an execution's data (results, loop items and results) from its rows.
 
 Everything else in the shard speaks these names, so an engine API change is a change here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import msgspec
 
 from noetl_common import engine as _engine
 from noetl_common.dsl import PlaybookError, parse_playbook  # noqa: F401
-from noetl_common.engine import EmitEvent, EngineEvent, Finish, IssueCommand, StartChild, State  # noqa: F401
+from noetl_common.engine import (EmitEvent, EngineEvent, ExecutionData, Finish, IssueCommand,  # noqa: F401
+                                 StartChild, State)
 
 Decision = Any
 
 
 def start(playbook: Any, *, execution_id: int, workload: dict, catalog_id: int, now_ms: int,
-          mint: Callable[[], int]) -> tuple[State, list[Decision]]:
+          mint: Callable[[], int], data: ExecutionData) -> tuple[State, list[Decision]]:
     return _engine.start(playbook, execution_id=execution_id, workload=workload, catalog_id=catalog_id,
-                         now_ms=now_ms, mint=mint)
+                         now_ms=now_ms, mint=mint, data=data)
 
 
-def apply(playbook: Any, state: State, event: EngineEvent, *, now_ms: int,
-          mint: Callable[[], int]) -> tuple[State, list[Decision]]:
-    return _engine.apply(playbook, state, event, now_ms=now_ms, mint=mint)
+def apply(playbook: Any, state: State, event: EngineEvent, *, now_ms: int, mint: Callable[[], int],
+          data: ExecutionData) -> tuple[State, list[Decision]]:
+    return _engine.apply(playbook, state, event, now_ms=now_ms, mint=mint, data=data)
+
+
+def new_data() -> ExecutionData:
+    return ExecutionData()
+
+
+def data_from_rows(rows: Iterable[Any]) -> ExecutionData:
+    """Rows of `store.executions.load_data`: kind r (step result), i (loop items), l (loop result)."""
+    results, items, loop_results = [], [], []
+    for r in rows:
+        kind = r["kind"]
+        if kind == "r":
+            results.append((r["step"], r["value"]))
+        elif kind == "i":
+            items.append((r["step"], r["run"], r["pos"], r["value"]))
+        else:
+            loop_results.append((r["step"], r["run"], r["pos"], r["value"]))
+    items.sort(key=lambda t: (t[0], t[1], t[2]))
+    return ExecutionData.from_rows(results, items, loop_results)
 
 
 def command_done(command_id: int, result: Any) -> EngineEvent:
@@ -46,12 +67,16 @@ def cancel() -> EngineEvent:
     return EngineEvent(kind="cancel")
 
 
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(State)
+
+
 def encode_state(state: State) -> bytes:
-    return msgspec.msgpack.encode(state)
+    return _state_encoder.encode(state)
 
 
 def decode_state(raw: bytes) -> State:
-    return msgspec.msgpack.decode(raw, type=State)
+    return _state_decoder.decode(raw)
 
 
 def checksum(state: State) -> str:

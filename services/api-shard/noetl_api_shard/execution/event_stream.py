@@ -1,8 +1,8 @@
 """GET /api/executions/{id}/events/stream: Server-Sent Events. Replays the log after
 `Last-Event-ID` (header, or `?last_event_id=`) or from the start, then follows new events until
-the terminal event (and what was committed with it), and ends with an `end` event. New events
-are noticed through the outbox NOTIFY every append already sends (re-checked each second), so a
-follower costs no extra writes."""
+the terminal event (and what was committed with it), and ends with an `end` event. A follower is
+woken only when a transaction of its own execution commits (re-checked each second), so followers
+cost in proportion to the executions that change, and no writes at all."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..state import services
 from ..store import events as event_store
 from ..store import executions as execution_store
 from ..store.projections import TERMINAL as TERMINAL_EVENTS
-from .outbox_api import WAKEUP
+from .keys import WAKEUPS
 from .ownership import require_owned
 from .views import event_view
 
@@ -46,11 +46,16 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    wakeup = request.app[WAKEUP]
+    with request.app[WAKEUPS].following(execution_id) as signal:
+        return await _follow(svc, response, signal, execution_id, after)
+
+
+async def _follow(svc, response: web.StreamResponse, signal, execution_id: int, after: int | None) -> web.StreamResponse:
     last_write = time.monotonic()
     finished: str | None = None
     try:
         while True:
+            ticket = signal.ticket()
             rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after, limit=PAGE)
             ended = None
             for row in rows:
@@ -77,7 +82,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
                 await response.write(b": keepalive\n\n")
                 last_write = time.monotonic()
-            await wakeup.wait(RECHECK_SECONDS)
+            await signal.wait(ticket, RECHECK_SECONDS)
     except ConnectionResetError:
         return response  # the client went away
 

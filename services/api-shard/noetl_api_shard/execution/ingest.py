@@ -1,109 +1,157 @@
-"""Event ingest: append a worker's event and, when it finishes a command, advance the engine —
-all in one transaction under the execution's row lock. Re-sent events are no-ops that return the
-original event id."""
+"""Event ingest: a worker's events (one, or a batch) appended in one transaction, under the
+execution's lock; an event that finishes a command advances the engine, once per command.
+
+Re-sends are recognised without extra round trips in the common case: a producer-stamped event id
+already in the log, a command already started (`command.started`) or already finished (its
+finishing events), or a whole batch whose Idempotency-Key was answered before (the same answer
+again). The lock read fetches everything needed for that in one statement.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from noetl_common.errors import ApiError, not_found
 
-from ..state import ShardServices
-from ..store import commands as command_store
 from ..store import events as event_store
 from ..store import executions as execution_store
 from ..store.events import NewEvent
+from ..store.writes import CommandChange
 from . import engine_port as engine
-from .orchestration import FollowUp, Orchestrator
+from .orchestration import TERMINAL, Eager, Orchestrator, Txn
 from .ownership import require_owned
-from .worker_events import FINISH_ERROR, FINISH_OK, FINISHING, PROGRESS, WorkerEvent, status_for
+from .worker_events import FINISHING, PROGRESS, WorkerEvent, finishes_ok, status_for
 
-class Ingested(msgspec.Struct):
-    event_id: int
+STARTED = "command.started"
+DEDUPED = FINISHING | {STARTED}   # one of each per command; a second is a re-send
+
+
+class CommandView:
+    """The columns of a command that ingest reads and updates as the batch goes."""
+
+    __slots__ = ("command_id", "execution_id", "step", "tool_kind", "status", "attempt", "iteration", "started",
+                 "catalog_id")
+
+    def __init__(self, row: Any) -> None:
+        self.command_id: int = row["command_id"]
+        self.execution_id: int = row["command_execution_id"]
+        self.step: str = row["step"]
+        self.tool_kind: str = row["tool_kind"]
+        self.status: str = row["command_status"]
+        self.attempt: int = row["attempt"]
+        self.iteration: int | None = row["iteration"]
+        self.started: bool = row["command_started"]
+        self.catalog_id: int | None = row["command_catalog_id"]
+
+
+class Accepted(msgspec.Struct):
+    event_ids: list[int]
     commands_generated: int
-    duplicate: bool
+    duplicates: int = 0                          # events recognised as re-sends (not logged again)
+    prior_answer: dict[str, Any] | None = None   # an Idempotency-Key seen before: its first answer
 
 
-async def ingest(svc: ShardServices, orch: Orchestrator, conn: asyncpg.Connection, ev: WorkerEvent,
-                 lease_seconds: float) -> Ingested:
-    """Caller holds a transaction on `conn`."""
-    require_owned(svc, ev.execution_id)
-    execution = await execution_store.lock(conn, ev.execution_id)
-    if execution is None:
-        raise not_found(f"execution {ev.execution_id} not found")
-    if ev.event_id is not None:
-        # A producer-stamped id (the Rust worker's) is the row's id: a re-send finds the original.
-        existing = await event_store.get(conn, ev.event_id)
-        if existing is not None:
-            return Ingested(existing["event_id"], 0, True)
-    command = None
-    if ev.command_id is not None:
-        command = await command_store.get(conn, ev.command_id)
-        if command is None or command["execution_id"] != ev.execution_id:
-            raise ApiError(404, f"command {ev.command_id} is not a command of execution {ev.execution_id}",
-                           "not_found")
-        existing = await event_store.find_for_command(conn, ev.execution_id, ev.command_id, (ev.event_type,))
-        if existing is not None and ev.event_type in FINISHING | {"command.started"}:
-            return Ingested(existing["event_id"], 0, True)
-    error = ev.error_text
-    row = NewEvent(
-        event_id=ev.event_id or svc.mint_owned_id(), execution_id=ev.execution_id, event_type=ev.event_type,
-        node_name=ev.step or (command["step"] if command else None),
-        node_type=command["tool_kind"] if command else None, status=status_for(ev.event_type, ev.status),
-        catalog_id=execution["catalog_id"], command_id=ev.command_id, worker_id=ev.worker_id,
-        attempt=command["attempt"] if command else None, iteration=command["iteration"] if command else None,
-        payload=ev.payload, error=error,
-        meta=ev.meta or None)
-    await orch.append(conn, [row])
-    generated = 0
-    if command is not None:
+async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[WorkerEvent], *,
+                 lease_seconds: float, idempotency_key: str | None = None,
+                 eager: Eager | None = None) -> Accepted:
+    """Append `events` (all of one execution) within `txn`."""
+    svc = orch.svc
+    require_owned(svc, execution_id)
+    command_ids = sorted({e.command_id for e in events if e.command_id is not None})
+    stamped = [e.event_id for e in events if e.event_id is not None]
+    rows = await execution_store.lock_for_events(txn.conn, execution_id, idempotency_key, command_ids, stamped)
+    if not rows:
+        raise not_found(f"execution {execution_id} not found")
+    head = rows[0]
+    if idempotency_key and head["prior_answer"] is not None:
+        return Accepted([], 0, prior_answer=head["prior_answer"])
+    commands = {r["command_id"]: CommandView(r) for r in rows if r["command_id"] is not None}
+    logged: set[int] = set(head["logged_ids"])
+    seen = await _logged_once_events(txn, execution_id, commands)
+    ids: list[int] = []
+    generated = duplicates = 0
+    for ev in events:
+        if ev.event_id is not None and ev.event_id in logged:
+            ids.append(ev.event_id)
+            duplicates += 1
+            continue
+        cmd = _command_of(ev, commands, execution_id)
+        if cmd is not None and ev.event_type in DEDUPED and (cmd.command_id, ev.event_type) in seen:
+            ids.append(seen[(cmd.command_id, ev.event_type)])
+            duplicates += 1
+            continue
+        row = _event_row(svc, ev, cmd, head["catalog_id"])
+        txn.uow.append(row)
+        ids.append(row.event_id)
+        if ev.event_id is not None:
+            logged.add(ev.event_id)
+        if cmd is None:
+            continue
+        if ev.event_type in DEDUPED:
+            seen[(cmd.command_id, ev.event_type)] = row.event_id
         if ev.event_type in PROGRESS:
-            await command_store.touch(conn, command["command_id"], lease_seconds,
-                                      started=ev.event_type == "command.started")
-        elif ev.event_type in FINISHING:
-            ok = ev.event_type in FINISH_OK and not _reports_failure(ev)
-            await command_store.finish(conn, command["command_id"], "COMPLETED" if ok else "FAILED",
-                                       ev.result if ok else None, None if ok else (error or "command failed"))
-            if execution["status"] not in execution_store.TERMINAL:
-                event = engine.command_done(command["command_id"], _result_of(ev)) if ok else \
-                    engine.command_failed(command["command_id"], error or f"{ev.event_type} without an error message")
-                queue: list[FollowUp] = []
-                outcome = await orch.advance(conn, queue, execution, event, row.event_id)
-                await orch.drain(conn, queue)
-                generated = outcome.commands
-    await conn.execute("UPDATE noetl.execution SET last_event_id = $2, last_event_type = $3, "
-                       "last_step = coalesce($4, last_step), updated_at = now() WHERE execution_id = $1 "
-                       "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
-                       ev.execution_id, row.event_id, row.event_type, row.node_name)
-    return Ingested(row.event_id, generated, False)
+            _progress(txn, cmd, ev, lease_seconds)
+        elif ev.event_type in FINISHING and cmd.status not in TERMINAL:
+            generated += await _finish(orch, txn, head, cmd, ev, row.event_id, eager)
+    return Accepted(ids, generated, duplicates)
 
 
-def _reports_failure(ev: WorkerEvent) -> bool:
-    """`command.completed` whose status says the tool failed (the Rust worker's shape)."""
-    status = (ev.status or ev.payload.get("status") or "").upper()
-    return ev.event_type == "command.completed" and status in ("FAILED", "ERROR")
+def _command_of(ev: WorkerEvent, commands: dict[int, CommandView], execution_id: int) -> CommandView | None:
+    if ev.command_id is None:
+        return None
+    cmd = commands.get(ev.command_id)
+    if cmd is None or cmd.execution_id != execution_id:
+        raise ApiError(404, f"command {ev.command_id} is not a command of execution {execution_id}", "not_found")
+    return cmd
 
 
-def _result_of(ev: WorkerEvent) -> Any:
-    result = ev.payload.get("result")
-    # A reference-only envelope {status, context} carries the value under context.
-    return result
+async def _logged_once_events(txn: Txn, execution_id: int,
+                              commands: dict[int, CommandView]) -> dict[tuple[int, str], int]:
+    """(command, event type) -> event id, for events logged at most once per command. Only
+    commands already started or finished can have any, so the usual batch costs no query."""
+    candidates = [c.command_id for c in commands.values() if c.started or c.status in TERMINAL]
+    if not candidates:
+        return {}
+    return await event_store.firsts_for_commands(txn.conn, execution_id, candidates, sorted(DEDUPED))
 
 
-async def fail_command(svc: ShardServices, orch: Orchestrator, conn: asyncpg.Connection,
-                       command: asyncpg.Record, reason: str) -> None:
-    """A command the fleet gave up on (attempts exhausted): record it and let the engine decide."""
-    await command_store.finish(conn, command["command_id"], "FAILED", None, reason)
-    row = NewEvent(event_id=svc.mint_owned_id(), execution_id=command["execution_id"], event_type="command.failed",
-                   node_name=command["step"], node_type=command["tool_kind"], status="FAILED",
-                   catalog_id=command["catalog_id"], command_id=command["command_id"], attempt=command["attempt"],
-                   iteration=command["iteration"], payload={"error": reason}, error=reason)
-    await orch.append(conn, [row])
-    execution = await execution_store.lock(conn, command["execution_id"])
-    if execution is not None and execution["status"] not in execution_store.TERMINAL:
-        queue: list[FollowUp] = []
-        await orch.advance(conn, queue, execution, engine.command_failed(command["command_id"], reason), row.event_id)
-        await orch.drain(conn, queue)
+def _event_row(svc: Any, ev: WorkerEvent, cmd: CommandView | None, catalog_id: int) -> NewEvent:
+    return NewEvent(
+        event_id=ev.event_id or svc.mint_owned_id(), execution_id=ev.execution_id, event_type=ev.event_type,
+        node_name=ev.step or (cmd.step if cmd else None), node_type=cmd.tool_kind if cmd else None,
+        status=status_for(ev.event_type, ev.status), catalog_id=catalog_id,
+        command_id=ev.command_id, worker_id=ev.worker_id, attempt=cmd.attempt if cmd else None,
+        iteration=cmd.iteration if cmd else None, payload=ev.payload, error=ev.error_text, meta=ev.meta or None)
+
+
+def _progress(txn: Txn, cmd: CommandView, ev: WorkerEvent, lease_seconds: float) -> None:
+    """A sign of life from the holder extends its lease (and marks it running on start)."""
+    if cmd.status not in ("CLAIMED", "RUNNING"):
+        return
+    started = ev.event_type == STARTED
+    status = "RUNNING" if started and cmd.status == "CLAIMED" else None
+    txn.uow.change_command(CommandChange(command_id=cmd.command_id, status=status, lease_seconds=lease_seconds,
+                                         started=started))
+    cmd.started = cmd.started or started
+    cmd.status = status or cmd.status
+
+
+async def _finish(orch: Orchestrator, txn: Txn, head: Any, cmd: CommandView, ev: WorkerEvent, event_id: int,
+                  eager: Eager | None) -> int:
+    """The first finishing event of a command: record its outcome and advance the engine once."""
+    ok = finishes_ok(ev.event_type, ev.status, ev.payload)
+    error = ev.error_text
+    status = "COMPLETED" if ok else "FAILED"
+    txn.uow.change_command(CommandChange(command_id=cmd.command_id, status=status, completed=True,
+                                         result=ev.result if ok else None,
+                                         error=None if ok else (error or "command failed")))
+    cmd.status = status
+    if head["status"] in TERMINAL:
+        return 0  # late outcome of a finished execution: logged, nothing to decide
+    ex = await orch.load(txn, head)
+    event = engine.command_done(cmd.command_id, ev.result) if ok else \
+        engine.command_failed(cmd.command_id, error or f"{ev.event_type} without an error message")
+    outcome = await orch.advance(txn, ex, event, event_id, eager)
+    return outcome.commands

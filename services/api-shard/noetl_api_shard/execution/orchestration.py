@@ -1,15 +1,18 @@
-"""Write side of executions: every change is one shard transaction that appends events, updates
-the execution/command rows and writes the outbox rows announcing them.
+"""Write side of executions. Every change is one shard transaction (`Orchestrator.transaction`):
+handlers lock what they read, run the engine, and record their writes in a UnitOfWork, which goes
+to Postgres as one statement at the end; follow-ups (a child's end advancing its parent) are
+drained inside the same transaction before that.
 
-Per-execution serialisation: the execution row is locked FOR UPDATE before the engine runs, so
-two events of one execution never decide concurrently, while other executions proceed.
+Per-execution serialisation: the execution row is locked FOR UPDATE before the engine runs, and
+every writer of an execution's commands or events holds that lock, so one execution's decisions
+(and its event ids, minted under the lock) are ordered while other executions proceed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
-from typing import Any
+from typing import Any, AsyncIterator, Mapping
 
 import asyncpg
 import msgspec
@@ -20,14 +23,15 @@ from noetl_common.ids import timestamp_ms
 from ..state import ShardServices
 from ..store import catalog as catalog_store
 from ..store import commands as command_store
-from ..store import events as event_store
 from ..store import executions as execution_store
-from ..store import outbox as outbox_store
-from ..store.commands import NewCommand
+from ..store import writes
 from ..store.events import NewEvent
-from ..store.executions import NewExecution
 from ..store.outbox import OutboxRow
+from ..store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import engine_port as engine
+from .execution_cache import ExecutionCache, Loaded
+from .unit_of_work import UnitOfWork
+from .wakeups import Wakeups
 
 log = logging.getLogger("noetl.api_shard.orchestration")
 
@@ -35,12 +39,9 @@ DEFAULT_POOL = "default"
 # How many workers may take one command over after the previous holder vanished (lease expired)
 # before the step fails. Tool-level retries are separate: the engine issues a new command each.
 TAKEOVER_ATTEMPTS = 3
+TERMINAL = execution_store.TERMINAL
 CHILD_EVENT = {"COMPLETED": "child.completed", "FAILED": "child.failed", "CANCELLED": "child.cancelled"}
 TERMINAL_EVENT = {"COMPLETED": "playbook.completed", "FAILED": "playbook.failed", "CANCELLED": "execution.cancelled"}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def engine_time(cause_id: int) -> int:
@@ -55,21 +56,58 @@ class Outcome(msgspec.Struct):
 
 
 class FollowUp(msgspec.Struct):
-    """An engine event for an execution, applied after the current apply's state is saved
-    (never nested inside it, which would overwrite one of the two states)."""
+    """An engine event for an execution, applied after the current apply (never nested in it)."""
 
     execution_id: int
     event: Any
     cause_event_id: int
 
 
-class Orchestrator:
-    """Holds the parsed-playbook cache (catalog rows are immutable, so caching by id is safe)."""
+class Eager(msgspec.Struct, kw_only=True):
+    """A worker reporting an outcome offers to take up to `slots` next commands of its pool now:
+    they are claimed and started for it in the same transaction and returned in the answer,
+    instead of being announced on NATS."""
 
-    def __init__(self, svc: ShardServices, public_url: str | None = None) -> None:
+    worker_id: str
+    pool: str
+    slots: int
+    lease_seconds: float
+    claimed: list[CommandRow] = []
+
+
+class Txn:
+    """One transaction: its connection, its writes, and the executions it has locked."""
+
+    def __init__(self, conn: asyncpg.Connection, uow: UnitOfWork) -> None:
+        self.conn = conn
+        self.uow = uow
+        self.loaded: dict[int, Loaded] = {}
+        self.queue: list[FollowUp] = []
+
+
+def claim_events(mint: Any, cmd: Mapping[str, Any], worker_id: str, attempt: int,
+                 meta: dict[str, Any] | None = None) -> list[NewEvent]:
+    """`command.claimed` and `command.started`: a claim starts the command in the same transaction."""
+    command_id = cmd["command_id"]
+    common = dict(execution_id=cmd["execution_id"], node_name=cmd["step"], node_type=cmd["tool_kind"],
+                  status="RUNNING", catalog_id=cmd["catalog_id"], command_id=command_id, worker_id=worker_id,
+                  attempt=attempt, iteration=cmd["iteration"])
+    return [NewEvent(event_id=mint(), event_type="command.claimed",
+                     payload={"result": {"status": "RUNNING", "context": {"command_id": command_id}}},
+                     meta={"command_id": command_id, "worker_id": worker_id, "actionable": False, **(meta or {})},
+                     **common),
+            NewEvent(event_id=mint(), event_type="command.started",
+                     payload={"command_id": str(command_id), "worker_id": worker_id}, **common)]
+
+
+class Orchestrator:
+    def __init__(self, svc: ShardServices, wakeups: Wakeups, public_url: str | None = None,
+                 cache: ExecutionCache | None = None) -> None:
         self.svc = svc
+        self.wakeups = wakeups
         self.public_url = public_url
-        self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}
+        self.cache = cache or ExecutionCache()
+        self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}  # catalog rows are immutable
 
     async def playbook(self, catalog_id: int) -> tuple[Any, asyncpg.Record]:
         cached = self._playbooks.get(catalog_id)
@@ -81,169 +119,250 @@ class Orchestrator:
             self._playbooks[catalog_id] = cached
         return cached
 
-    # --- events and outbox --------------------------------------------------------------------
-    async def append(self, conn: asyncpg.Connection, events: list[NewEvent]) -> None:
-        """Events plus their mirror on noetl.events.<shard>.<execution_id> (for the projector)."""
-        await event_store.insert_many(conn, events)
-        self.svc.metrics.events_ingested(len(events))
-        shard = self.svc.settings.shard_index
-        await outbox_store.enqueue(conn, [OutboxRow(
-            id=self.svc.mint_owned_id(), execution_id=e.execution_id, event_id=e.event_id,
-            subject=f"noetl.events.{shard}.{e.execution_id}",
-            payload={"event_id": str(e.event_id), "execution_id": str(e.execution_id), "event_type": e.event_type,
-                     "parent_execution_id": str(e.parent_execution_id or "") or None,
-                     "node_name": e.node_name, "status": e.status, "command_id": str(e.command_id or "") or None,
-                     "worker_id": e.worker_id, "attempt": e.attempt, "iteration": e.iteration, "error": e.error,
-                     "catalog_id": str(e.catalog_id or "") or None, "event_time_ms": now_ms()})
-            for e in events])
+    # --- the transaction ----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Txn]:
+        uow = UnitOfWork(self.svc.settings.shard_index, self.svc.mint_owned_id)
+        async with self.svc.shard_pool.acquire() as conn:
+            async with conn.transaction():
+                txn = Txn(conn, uow)
+                yield txn
+                await self.drain(txn)
+                if not uow.empty:
+                    self._save_states(txn)
+                    await writes.flush(conn, uow.write_set())
+        self._after_commit(txn)
+
+    def _save_states(self, txn: Txn) -> None:
+        """One state write per execution per transaction, whatever advanced it."""
+        for ex in txn.loaded.values():
+            if ex.changed:
+                row = txn.uow.execution(ex.execution_id)
+                row.state = engine.encode_state(ex.state)
+                row.state_version = ex.version + 1
+                txn.uow.record_data(ex.execution_id, ex.data.take_journal())
+
+    def _after_commit(self, txn: Txn) -> None:
+        for ex in txn.loaded.values():
+            version = ex.version + 1 if ex.changed else ex.version
+            if ex.status in TERMINAL:
+                self.cache.drop(ex.execution_id)
+            else:
+                self.cache.put(ex.execution_id, version, ex.data)
+        uow = txn.uow
+        if uow.events:
+            self.svc.metrics.events_ingested(len(uow.events))
+            self.wakeups.events_committed(uow.executions_touched())
+        if uow.events or uow.notifications:
+            self.wakeups.outbox_written(urgent=bool(uow.notifications))
+
+    # --- loading ------------------------------------------------------------------------------
+    async def load(self, txn: Txn, row: Any) -> Loaded:
+        """A locked row, ready for the engine (its results and loop data from the cache or the database)."""
+        execution_id = row["execution_id"]
+        ex = txn.loaded.get(execution_id)
+        if ex is not None:
+            return ex
+        state = engine.decode_state(row["state"])
+        data = self.cache.take(execution_id, row["state_version"])
+        if data is None:
+            loops = [(step, loop.run) for step, loop in state.loops.items()]
+            data = engine.data_from_rows(await execution_store.load_data(txn.conn, execution_id, loops))
+        ex = txn.loaded[execution_id] = Loaded.from_row(row, state, data)
+        return ex
+
+    async def lock(self, txn: Txn, execution_id: int) -> Loaded | None:
+        if execution_id in txn.loaded:
+            return txn.loaded[execution_id]
+        row = await execution_store.lock(txn.conn, execution_id)
+        return None if row is None else await self.load(txn, row)
 
     # --- start --------------------------------------------------------------------------------
-    async def start(self, conn: asyncpg.Connection, queue: list[FollowUp], *, catalog_id: int,
-                    workload: dict[str, Any], parent_execution_id: int | None = None,
-                    parent_command_id: int | None = None, requested_by: str | None = None) -> tuple[int, Outcome]:
+    async def start(self, txn: Txn, *, catalog_id: int, workload: dict[str, Any],
+                    parent_execution_id: int | None = None, parent_command_id: int | None = None,
+                    requested_by: str | None = None) -> tuple[int, Outcome]:
         playbook, row = await self.playbook(catalog_id)
         declared = row["payload"].get("workload") if isinstance(row["payload"], dict) else None
         merged = {**(declared if isinstance(declared, dict) else {}), **workload}
-        execution_id = self.svc.mint_owned_id()
-        init_event_id = self.svc.mint_owned_id()  # before the engine mints, so the log starts with it
+        mint = self.svc.mint_owned_id
+        execution_id = mint()
+        init_event_id = mint()  # before the engine mints, so the log starts with it
+        data = engine.new_data()
         state, decisions = engine.start(playbook, execution_id=execution_id, workload=merged,
-                                        catalog_id=catalog_id, now_ms=engine_time(execution_id),
-                                        mint=self.svc.mint_owned_id)
-        await execution_store.insert(conn, NewExecution(
+                                        catalog_id=catalog_id, now_ms=engine_time(execution_id), mint=mint, data=data)
+        ex = Loaded(execution_id=execution_id, catalog_id=catalog_id, status="RUNNING", path=row["path"],
+                    parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
+                    state=state, data=data, version=0)
+        ex.changed = True
+        txn.loaded[execution_id] = ex
+        txn.uow.new_execution(ExecutionWrite(
             execution_id=execution_id, catalog_id=catalog_id, path=row["path"], version=row["version"],
-            workload=merged, state=engine.encode_state(state), parent_execution_id=parent_execution_id,
-            parent_command_id=parent_command_id, requested_by=requested_by))
-        init = NewEvent(event_id=init_event_id, execution_id=execution_id,
-                        event_type="playbook.initialized", node_name=row["path"], node_type="playbook",
-                        status="RUNNING", catalog_id=catalog_id, parent_execution_id=parent_execution_id,
-                        payload={"context": {"workload": merged}})
-        await self.append(conn, [init])
-        await execution_store.save_state(conn, execution_id, state=engine.encode_state(state),
-                                         state_event_id=init.event_id, last_event_id=init.event_id,
-                                         last_event_type=init.event_type, last_step=None)
-        outcome = await self.persist(conn, queue, execution_id, catalog_id, decisions, parent_event_id=init.event_id)
+            workload=merged, parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
+            requested_by=requested_by))
+        txn.uow.append(NewEvent(event_id=init_event_id, execution_id=execution_id,
+                                event_type="playbook.initialized", node_name=row["path"], node_type="playbook",
+                                status="RUNNING", catalog_id=catalog_id, parent_execution_id=parent_execution_id,
+                                payload={"context": {"workload": merged}}))
+        outcome = await self.persist(txn, ex, decisions, parent_event_id=init_event_id)
         return execution_id, outcome
 
     # --- advance ------------------------------------------------------------------------------
-    async def advance(self, conn: asyncpg.Connection, queue: list[FollowUp], execution: asyncpg.Record,
-                      event: Any, cause_event_id: int | None) -> Outcome:
-        """Run the engine on one event for a locked, non-terminal execution and persist its decisions."""
-        playbook, _ = await self.playbook(execution["catalog_id"])
-        state = engine.decode_state(execution["state"])
-        state, decisions = engine.apply(playbook, state, event, now_ms=engine_time(cause_event_id),
-                                        mint=self.svc.mint_owned_id)
-        await execution_store.save_state(conn, execution["execution_id"], state=engine.encode_state(state),
-                                         state_event_id=cause_event_id, last_event_id=None,
-                                         last_event_type=None, last_step=None)
-        return await self.persist(conn, queue, execution["execution_id"], execution["catalog_id"], decisions,
-                                  parent_event_id=cause_event_id)
+    async def advance(self, txn: Txn, ex: Loaded, event: Any, cause_event_id: int,
+                      eager: Eager | None = None) -> Outcome:
+        """Run the engine on one event for a locked execution and record its decisions."""
+        if ex.status in TERMINAL:
+            return Outcome()
+        playbook, _ = await self.playbook(ex.catalog_id)
+        ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine_time(cause_event_id),
+                                           mint=self.svc.mint_owned_id, data=ex.data)
+        ex.changed = True
+        return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)
 
-    async def drain(self, conn: asyncpg.Connection, queue: list[FollowUp]) -> None:
-        """Apply queued follow-ups (in order; each may queue more) within the caller's transaction."""
-        while queue:
-            item = queue.pop(0)
-            execution = await execution_store.lock(conn, item.execution_id)
-            if execution is not None and execution["status"] not in execution_store.TERMINAL:
-                await self.advance(conn, queue, execution, item.event, item.cause_event_id)
+    async def drain(self, txn: Txn) -> None:
+        """Apply queued follow-ups in order (each may queue more) within the transaction."""
+        while txn.queue:
+            item = txn.queue.pop(0)
+            ex = await self.lock(txn, item.execution_id)
+            if ex is not None:
+                await self.advance(txn, ex, item.event, item.cause_event_id)
 
-    async def persist(self, conn: asyncpg.Connection, queue: list[FollowUp], execution_id: int, catalog_id: int,
-                      decisions: list[Any], parent_event_id: int | None) -> Outcome:
+    async def fail_command(self, txn: Txn, command: Any, reason: str) -> None:
+        """A command the fleet gave up on (attempts exhausted): record it and let the engine decide."""
+        txn.uow.change_command(CommandChange(command_id=command["command_id"], status="FAILED", completed=True,
+                                             error=reason))
+        row = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=command["execution_id"],
+                       event_type="command.failed", node_name=command["step"], node_type=command["tool_kind"],
+                       status="FAILED", catalog_id=command["catalog_id"], command_id=command["command_id"],
+                       attempt=command["attempt"], iteration=command["iteration"], payload={"error": reason},
+                       error=reason)
+        txn.uow.append(row)
+        ex = await self.lock(txn, command["execution_id"])
+        if ex is not None:
+            await self.advance(txn, ex, engine.command_failed(command["command_id"], reason), row.event_id)
+
+    # --- decisions ----------------------------------------------------------------------------
+    async def persist(self, txn: Txn, ex: Loaded, decisions: list[Any], parent_event_id: int,
+                      eager: Eager | None = None) -> Outcome:
         outcome = Outcome()
-        events: list[NewEvent] = []
-        notifications: list[OutboxRow] = []
         finish = None
         for d in decisions:
             if isinstance(d, engine.IssueCommand):
                 outcome.commands += 1
-                pool = getattr(d, "pool", None) or DEFAULT_POOL
-                context = {"tool_config": d.tool_config, "input": d.input,
-                           "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
-                           "render_context": d.context, "iteration": d.iteration, "item": d.item,
-                           "attempt": d.attempt, "max_attempts": d.max_attempts}
-                await command_store.insert(conn, NewCommand(
-                    command_id=d.command_id, execution_id=execution_id, catalog_id=catalog_id, step=d.step,
-                    tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
-                    attempt=1, max_attempts=TAKEOVER_ATTEMPTS))
-                events.append(NewEvent(event_id=d.command_id, execution_id=execution_id, event_type="command.issued",
-                                       node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=catalog_id,
-                                       parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,
-                                       iteration=d.iteration, payload={"context": context}))
-                note = {"execution_id": execution_id, "event_id": d.command_id, "command_id": str(d.command_id),
-                        "step": d.step, "execution_pool": pool}
-                if self.public_url:
-                    note["server_url"] = self.public_url
-                notifications.append(OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id,
-                                               event_id=d.command_id, subject=f"noetl.commands.{pool}.{execution_id}",
-                                               payload=note))
+                self._issue(txn, ex, d, parent_event_id, eager)
             elif isinstance(d, engine.EmitEvent):
-                events.append(NewEvent(event_id=self.svc.mint_owned_id(), execution_id=execution_id,
-                                       event_type=d.event_type, node_name=d.step, status="INFO", catalog_id=catalog_id,
-                                       parent_event_id=parent_event_id, payload=d.payload or {}))
+                txn.uow.append(NewEvent(event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id,
+                                        event_type=d.event_type, node_name=d.step, status="INFO",
+                                        catalog_id=ex.catalog_id, parent_event_id=parent_event_id,
+                                        payload=d.payload or {}))
             elif isinstance(d, engine.StartChild):
-                await self.start_child(conn, queue, execution_id, catalog_id, d, events)
+                await self.start_child(txn, ex, d)
             elif isinstance(d, engine.Finish):
                 finish = d
-        await self.append(conn, events)
-        await outbox_store.enqueue(conn, notifications)
         if finish is not None:
             outcome.finished = finish.status
-            await self.finish(conn, queue, execution_id, catalog_id, finish.status, finish.result, finish.error,
-                              parent_event_id, finish.step_results)
+            await self.finish(txn, ex, finish.status, finish.result, finish.error, parent_event_id,
+                              finish.step_results)
         return outcome
 
-    async def start_child(self, conn: asyncpg.Connection, queue: list[FollowUp], execution_id: int,
-                          catalog_id: int, d: Any, events: list[NewEvent]) -> None:
+    def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
+        pool = getattr(d, "pool", None) or DEFAULT_POOL
+        context = {"tool_config": d.tool_config, "input": d.input,
+                   "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
+                   "render_context": d.context, "iteration": d.iteration, "item": d.item,
+                   "attempt": d.attempt, "max_attempts": d.max_attempts}
+        cmd = CommandRow(command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id,
+                         step=d.step, tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
+                         max_attempts=TAKEOVER_ATTEMPTS)
+        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type="command.issued",
+                                node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=ex.catalog_id,
+                                parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,
+                                iteration=d.iteration, payload={"context": context}))
+        if eager is not None and eager.pool == pool and len(eager.claimed) < eager.slots:
+            cmd.status, cmd.worker_id, cmd.lease_seconds, cmd.started = ("RUNNING", eager.worker_id,
+                                                                         eager.lease_seconds, True)
+            txn.uow.append(*claim_events(self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id, 1,
+                                         {"eager": True}))
+            eager.claimed.append(cmd)
+        else:
+            txn.uow.notify(self.notification(command_id=cmd.command_id, execution_id=cmd.execution_id,
+                                             step=cmd.step, pool=pool))
+        txn.uow.new_command(cmd)
+
+    def notification(self, *, command_id: int, execution_id: int, step: str, pool: str | None,
+                     redelivery: bool = False) -> OutboxRow:
+        """The announcement of a command on noetl.commands.<pool>.<execution_id>."""
+        pool = pool or DEFAULT_POOL
+        note: dict[str, Any] = {"execution_id": execution_id, "event_id": command_id, "command_id": str(command_id),
+                                "step": step, "execution_pool": pool}
+        if self.public_url:
+            note["server_url"] = self.public_url
+        if redelivery:
+            note["redelivery"] = True
+        return OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
+                         subject=f"noetl.commands.{pool}.{execution_id}", payload=note)
+
+    async def start_child(self, txn: Txn, ex: Loaded, d: Any) -> None:
         """`kind: playbook` steps: the child lives on this shard (ids minted here are owned here)."""
-        await command_store.insert(conn, NewCommand(
-            command_id=d.command_id, execution_id=execution_id, catalog_id=catalog_id, step=d.step,
+        txn.uow.new_command(CommandRow(
+            command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id, step=d.step,
             tool_kind="playbook", pool=None, iteration=getattr(d, "iteration", None),
-            context={"path": d.path, "version": d.version, "workload": d.workload}))
-        await conn.execute("UPDATE noetl.command SET status = 'RUNNING', started_at = now() WHERE command_id = $1",
-                           d.command_id)
-        events.append(NewEvent(event_id=d.command_id, execution_id=execution_id, event_type="command.issued",
-                               node_name=d.step, node_type="playbook", status="RUNNING", catalog_id=catalog_id,
-                               command_id=d.command_id, payload={"context": {"path": d.path, "workload": d.workload}}))
+            context={"path": d.path, "version": d.version, "workload": d.workload}, status="RUNNING", started=True))
+        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type="command.issued",
+                                node_name=d.step, node_type="playbook", status="RUNNING", catalog_id=ex.catalog_id,
+                                command_id=d.command_id,
+                                payload={"context": {"path": d.path, "workload": d.workload}}))
         child_row = await catalog_store.get_by_path(self.svc.cluster_pool, d.path, d.version)
         if child_row is None:
             # The parent step fails cleanly instead of waiting for a child that can never start.
             reason = f"sub-playbook {d.path!r} is not registered in the catalog"
-            failed = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=execution_id,
+            failed = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id,
                               event_type="command.failed", node_name=d.step, node_type="playbook", status="FAILED",
-                              catalog_id=catalog_id, command_id=d.command_id, payload={"error": reason}, error=reason)
-            events.append(failed)
-            await command_store.finish(conn, d.command_id, "FAILED", None, reason)
-            queue.append(FollowUp(execution_id, engine.command_failed(d.command_id, reason), failed.event_id))
+                              catalog_id=ex.catalog_id, command_id=d.command_id, payload={"error": reason},
+                              error=reason)
+            txn.uow.append(failed)
+            txn.uow.change_command(CommandChange(command_id=d.command_id, status="FAILED", completed=True,
+                                                 error=reason))
+            txn.queue.append(FollowUp(ex.execution_id, engine.command_failed(d.command_id, reason), failed.event_id))
             return
-        await self.start(conn, queue, catalog_id=child_row["catalog_id"], workload=d.workload or {},
-                         parent_execution_id=execution_id, parent_command_id=d.command_id)
+        await self.start(txn, catalog_id=child_row["catalog_id"], workload=d.workload or {},
+                         parent_execution_id=ex.execution_id, parent_command_id=d.command_id)
 
-    async def finish(self, conn: asyncpg.Connection, queue: list[FollowUp], execution_id: int, catalog_id: int,
-                     status: str, result: Any, error: str | None, parent_event_id: int | None,
-                     step_results: dict[str, Any] | None = None) -> None:
-        if not await execution_store.finish(conn, execution_id, status, result, error):
-            return  # already terminal: the terminal event exists exactly once
+    async def finish(self, txn: Txn, ex: Loaded, status: str, result: Any, error: str | None,
+                     parent_event_id: int | None, step_results: dict[str, Any] | None = None) -> None:
+        """Terminal status, exactly once; a child's end is logged in its parent and advances it."""
+        if ex.status in TERMINAL:
+            return
+        ex.status = status
         self.svc.metrics.execution_finished(status)
-        row = await execution_store.get(conn, execution_id)
-        await command_store.cancel_open(conn, execution_id)
-        await self.append(conn, [NewEvent(
-            event_id=self.svc.mint_owned_id(), execution_id=execution_id, event_type=TERMINAL_EVENT[status],
-            node_name=row["path"], node_type="playbook", status=status, catalog_id=catalog_id,
-            parent_event_id=parent_event_id, parent_execution_id=row["parent_execution_id"],
-            payload={"result": result, "error": error}, error=error)])
-        await conn.execute("UPDATE noetl.execution SET last_event_type = $2, updated_at = now() "
-                           "WHERE execution_id = $1", execution_id, TERMINAL_EVENT[status])
-        parent_id, parent_cmd = row["parent_execution_id"], row["parent_command_id"]
-        if parent_id and parent_cmd and self.svc.shard_map.current.owner(parent_id) == self.svc.settings.shard_index:
-            await command_store.finish(conn, parent_cmd, "COMPLETED" if status == "COMPLETED" else "FAILED",
-                                       result, error)
-            # Logged in the parent's own history so a replay of the parent sees the child's outcome.
-            done = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=parent_id,
-                            event_type=CHILD_EVENT[status], node_type="playbook", status=status,
-                            command_id=parent_cmd, payload={"status": status, "result": result, "error": error,
-                                                            "steps": step_results or {},
-                                                            "child_execution_id": str(execution_id)}, error=error)
-            parent_step = await conn.fetchval("SELECT step FROM noetl.command WHERE command_id = $1", parent_cmd)
-            done.node_name = parent_step
-            await self.append(conn, [done])
-            queue.append(FollowUp(parent_id, engine.child_done(parent_cmd, status, result, error, step_results),
+        row = txn.uow.execution(ex.execution_id)
+        row.status, row.result, row.error = status, result, error
+        txn.uow.cancel_open_commands(ex.execution_id)
+        txn.uow.append(NewEvent(
+            event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id, event_type=TERMINAL_EVENT[status],
+            node_name=ex.path, node_type="playbook", status=status, catalog_id=ex.catalog_id,
+            parent_event_id=parent_event_id, parent_execution_id=ex.parent_execution_id,
+            payload={"result": result, "error": error}, error=error))
+        parent_id, parent_cmd = ex.parent_execution_id, ex.parent_command_id
+        if not (parent_id and parent_cmd) or self.svc.shard_map.current.owner(parent_id) != self.svc.settings.shard_index:
+            return
+        txn.uow.change_command(CommandChange(command_id=parent_cmd, status="COMPLETED" if status == "COMPLETED"
+                                             else "FAILED", completed=True, result=result, error=error))
+        # Logged in the parent's own history so a replay of the parent sees the child's outcome.
+        done = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=parent_id, event_type=CHILD_EVENT[status],
+                        node_name=await self._command_step(txn, parent_id, parent_cmd), node_type="playbook",
+                        status=status, command_id=parent_cmd,
+                        payload={"status": status, "result": result, "error": error, "steps": step_results or {},
+                                 "child_execution_id": str(ex.execution_id)}, error=error)
+        txn.uow.append(done)
+        txn.queue.append(FollowUp(parent_id, engine.child_done(parent_cmd, status, result, error, step_results),
                                   done.event_id))
+
+    async def _command_step(self, txn: Txn, execution_id: int, command_id: int) -> str | None:
+        parent = txn.loaded.get(execution_id)
+        pending = parent.state.pending.get(command_id) if parent else None
+        if pending is not None:
+            return pending.step
+        new = txn.uow.command_row(command_id)
+        if new is not None:
+            return new.step
+        return await command_store.step_of(txn.conn, command_id)

@@ -1,46 +1,28 @@
 """Bearer-gated internal routes the outbox publisher and KEDA use (the auth middleware gates
-/api/internal/*). Claims long-poll: an empty claim waits for a NOTIFY from a committing writer
-(or the deadline) instead of the publisher hammering the database."""
+/api/internal/*). Claims long-poll: an empty claim waits until this process commits an outbox row
+(or the deadline) instead of the publisher hammering the database. A claim may carry the ids the
+publisher published since its last claim: they are deleted in the same statement, so a steady
+relay costs one transaction per batch."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
 
-import asyncpg
 import msgspec
 from aiohttp import web
 
-from noetl_common.errors import bad_request, json_response, read_json
+from noetl_common.errors import json_response, read_json
 
 from ..handlers.params import query_int
-from ..state import SERVICES, services
+from ..state import services
 from ..store import outbox as store
+from .keys import WAKEUPS
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 30_000
 DEFAULT_LEASE_MS = 30_000
 MAX_LEASE_MS = 600_000
-
-
-class OutboxWakeup:
-    """Broadcast 'something was enqueued' from one LISTEN connection to every waiting claim."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self, *_: object) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-
-
-WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
+RECHECK_SECONDS = 1.0  # rows whose backoff or lease ran out are found without a wake-up
 
 
 class MarkPublished(msgspec.Struct):
@@ -58,23 +40,14 @@ class MarkFailed(msgspec.Struct):
 
 class ClaimBody(msgspec.Struct):
     claimer: str = "publisher"
+    published: list[int] = []   # published since the last claim: deleted before claiming more
 
 
 def register(app: web.Application) -> None:
-    app[WAKEUP] = OutboxWakeup()
-    app.cleanup_ctx.append(_listen)
     app.router.add_post("/api/internal/outbox/claim", claim)
     app.router.add_post("/api/internal/outbox/mark-published", mark_published)
     app.router.add_post("/api/internal/outbox/mark-failed", mark_failed)
     app.router.add_get("/api/internal/outbox/pending-count", pending_count)
-
-
-async def _listen(app: web.Application) -> AsyncIterator[None]:
-    svc = app[SERVICES]
-    conn: asyncpg.Connection = await asyncpg.connect(svc.settings.shard_dsn)
-    await conn.add_listener("noetl_outbox", app[WAKEUP].notify)
-    yield
-    await conn.close()
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -83,15 +56,19 @@ async def claim(request: web.Request) -> web.Response:
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
     lease_seconds = query_int(request, "lease_ms", DEFAULT_LEASE_MS, 100, MAX_LEASE_MS) / 1000
     body = await read_json(request, ClaimBody, allow_empty=True)
+    signal = request.app[WAKEUPS].outbox
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
+    published = body.published
     while True:
-        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=lease_seconds, claimer=body.claimer)
+        ticket = signal.ticket()
+        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=lease_seconds, claimer=body.claimer,
+                                     published=published)
+        published = []
         remaining = deadline - loop.time()
         if messages or remaining <= 0:
             break
-        # Wake on NOTIFY, but re-check at least every second for rows whose backoff or lease ran out.
-        await request.app[WAKEUP].wait(min(remaining, 1.0))
+        await signal.wait(ticket, min(remaining, RECHECK_SECONDS))
     return json_response({"shard": svc.settings.shard_index, "lease_seconds": lease_seconds,
                           "items": messages})
 

@@ -120,11 +120,11 @@ async def get_status(request: web.Request) -> web.Response:
     cmds = await command_store.list_for_execution(svc.shard_pool, row["execution_id"])
     variables = {r["name"]: r["value"] for r in await variable_store.list_all(svc.shard_pool, row["execution_id"])}
     body = status_view(row, cmds, variables)
-    if query_bool(request, "steps", False) and row["state"] is not None:
-        # Each step's final result (loop steps: {results, stats}) and issue counts, from the engine state.
-        state = engine.decode_state(row["state"])
-        body["steps"] = state.results
-        body["context"] = state.vars
+    if query_bool(request, "steps", False):
+        # Each step's final result (loop steps: {results, stats}), the context and issue counts.
+        engine_row = await execution_store.engine_row(svc.shard_pool, row["execution_id"])
+        body["steps"] = await execution_store.step_results(svc.shard_pool, row["execution_id"])
+        body["context"] = engine.decode_state(engine_row["state"]).vars if engine_row["state"] else {}
         issued: dict[str, int] = {}
         for cmd in cmds:
             issued[cmd["step"]] = issued.get(cmd["step"], 0) + 1

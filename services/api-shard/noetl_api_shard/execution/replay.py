@@ -1,5 +1,6 @@
-"""Fold an execution's event log back through the engine. The result must equal the state the
-shard stored incrementally (GET /api/replay/state shows both checksums)."""
+"""Fold an execution's event log back through the engine. The result must equal what the shard
+stored incrementally — the compact state and the data rows (results, running loops) — and
+GET /api/replay/state shows both checksums of each."""
 
 from __future__ import annotations
 
@@ -7,20 +8,24 @@ from typing import Any, Iterator
 
 import asyncpg
 
+from noetl_common.errors import not_found
+
+from ..store import events as event_store
+from ..store import executions as execution_store
 from . import engine_port as engine
-from .orchestration import engine_time
-from .worker_events import FINISH_ERROR, FINISH_OK
+from .orchestration import Orchestrator, engine_time
+from .worker_events import FINISH_ERROR, FINISH_OK, finishes_ok
 
 PAGE = 5000
 
 
-def engine_event_of(row: asyncpg.Record) -> Any | None:
+def engine_event_of(row: Any) -> Any | None:
     """The engine input a logged event stands for, or None for events the engine never saw."""
     kind, payload, command_id = row["event_type"], row["payload"] or {}, row["command_id"]
     if command_id is not None:
-        if kind in FINISH_OK and (row["status"] or "").upper() not in ("FAILED", "ERROR"):
-            return engine.command_done(command_id, payload.get("result"))
         if kind in FINISH_OK or kind in FINISH_ERROR:
+            if finishes_ok(kind, row["status"], payload.get("status")):
+                return engine.command_done(command_id, payload.get("result"))
             return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
         if kind.startswith("child."):
             return engine.child_done(command_id, payload.get("status"), payload.get("result"), payload.get("error"),
@@ -30,18 +35,9 @@ def engine_event_of(row: asyncpg.Record) -> Any | None:
     return None
 
 
-async def fold(conn: asyncpg.Connection | asyncpg.Pool, playbook: Any, execution: asyncpg.Record) -> tuple[Any, int]:
-    """(replayed state, events read)."""
-    rows: list[asyncpg.Record] = []
-    after = None
-    while True:
-        page = await conn.fetch("SELECT event_id, event_type, status, command_id, payload, error FROM noetl.event "
-                                "WHERE execution_id = $1 AND ($2::bigint IS NULL OR event_id > $2) "
-                                "ORDER BY event_id LIMIT $3", execution["execution_id"], after, PAGE)
-        rows.extend(page)
-        if len(page) < PAGE:
-            break
-        after = page[-1]["event_id"]
+async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, Any, int]:
+    """(replayed state, replayed data, events read)."""
+    rows = await event_store.engine_inputs(pool, execution["execution_id"], PAGE)
     # Ids the engine minted, in minting order: every decision id is a command.issued event id.
     minted: Iterator[int] = iter(sorted(r["event_id"] for r in rows if r["event_type"] == "command.issued"))
 
@@ -49,14 +45,36 @@ async def fold(conn: asyncpg.Connection | asyncpg.Pool, playbook: Any, execution
         return next(minted)
 
     execution_id = execution["execution_id"]
+    data = engine.new_data()
     state, _ = engine.start(playbook, execution_id=execution_id, workload=execution["workload"],
-                            catalog_id=execution["catalog_id"], now_ms=engine_time(execution_id), mint=mint)
-    terminal_seen = False
+                            catalog_id=execution["catalog_id"], now_ms=engine_time(execution_id), mint=mint, data=data)
     for row in rows:
-        if terminal_seen:
-            break
         event = engine_event_of(row)
-        if event is not None:
-            state, decisions = engine.apply(playbook, state, event, now_ms=engine_time(row["event_id"]), mint=mint)
-            terminal_seen = any(isinstance(d, engine.Finish) for d in decisions)
-    return state, len(rows)
+        if event is None:
+            continue
+        state, decisions = engine.apply(playbook, state, event, now_ms=engine_time(row["event_id"]), mint=mint,
+                                        data=data)
+        if any(isinstance(d, engine.Finish) for d in decisions):
+            break
+    return state, data, len(rows)
+
+
+async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> dict[str, Any]:
+    row = await execution_store.engine_row(pool, execution_id)
+    if row is None:
+        raise not_found(f"execution {execution_id} not found")
+    playbook, _ = await orch.playbook(row["catalog_id"])
+    replayed, replayed_data, count = await fold(pool, playbook, row)
+    stored = engine.decode_state(row["state"])
+    async with pool.acquire() as conn:
+        loops = [(step, loop.run) for step, loop in stored.loops.items()]
+        stored_data = engine.data_from_rows(await execution_store.load_data(conn, execution_id, loops))
+    sums = {"checksum": engine.checksum(replayed), "stored_checksum": engine.checksum(stored),
+            "data_checksum": replayed_data.checksum(), "stored_data_checksum": stored_data.checksum()}
+    last = await execution_store.get(pool, execution_id)
+    return {"execution_id": str(execution_id), "status": row["status"], "event_count": count,
+            "last_event_id": str(last["last_event_id"]) if last["last_event_id"] else None,
+            "last_event_type": last["last_event_type"], **sums,
+            "matches": sums["checksum"] == sums["stored_checksum"]
+            and sums["data_checksum"] == sums["stored_data_checksum"],
+            "state": engine.state_view(replayed)}

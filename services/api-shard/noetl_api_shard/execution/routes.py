@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json, unprocessable
@@ -16,43 +17,36 @@ from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, E
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
 from ..store import catalog as catalog_store
-from ..store import commands as command_store
 from ..store import executions as execution_store
+from ..store.events import NewEvent
 from . import commands_api, engine_port as engine, queries, reaper
-from .ingest import fail_command, ingest
-from .orchestration import FollowUp, Orchestrator
+from .commands_api import command_out
+from .ingest import accept
+from .keys import ORCHESTRATOR
+from .orchestration import TERMINAL, Eager, Orchestrator, Txn
 from .ownership import require_owned
-from .replay import fold
+from .replay import compare
 from .worker_events import normalise
 
-ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 EXECUTABLE_KINDS = {"playbook", "playbooks", "agent", "agents"}
 MAX_BATCH_EVENTS = 256
+MAX_EAGER_SLOTS = 64
 
 
 def register(app: web.Application) -> None:
     settings = app[SERVICES].settings
-    app[ORCHESTRATOR] = Orchestrator(app[SERVICES], settings.public_url)
     queries.register(app)
-
-    async def _fail(conn, command, reason):
-        await fail_command(app[SERVICES], app[ORCHESTRATOR], conn, command, reason)
-
-    async def _append(conn, events):
-        await app[ORCHESTRATOR].append(conn, events)
-
     app.router.add_get("/api/commands/{event_id}", commands_api.get_command)
     app.router.add_post("/api/commands/{event_id}/claim",
-                        commands_api.make_claim_handler(_fail, _append, settings.claim_lease_seconds))
+                        commands_api.make_claim_handler(app[ORCHESTRATOR], settings.claim_lease_seconds))
     app.router.add_post("/api/execute", execute)
     app.router.add_post("/api/events", post_event)
     app.router.add_post("/api/events/batch", post_batch)
     app.router.add_post("/api/executions/{execution_id}/cancel", cancel)
     app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
     app.router.add_get("/api/replay/state", replay_state)
-    reaper.install(app, ORCHESTRATOR, interval_seconds=settings.reaper_interval_seconds,
-                   unclaimed_after_seconds=settings.unclaimed_after_seconds,
-                   outbox_retention_seconds=settings.outbox_retention_seconds)
+    reaper.install(app, app[ORCHESTRATOR], interval_seconds=settings.reaper_interval_seconds,
+                   unclaimed_after_seconds=settings.unclaimed_after_seconds)
 
 
 def _id(value: Any, field: str) -> int:
@@ -85,14 +79,12 @@ async def execute(request: web.Request) -> web.Response:
         raise unprocessable(f"Catalog kind '{row['kind']}' is not executable")
     workload = {**(body.workload or {}), **(body.payload or {})}
     parent = _id(body.parent_execution_id, "parent_execution_id") if body.parent_execution_id is not None else None
-    queue: list[FollowUp] = []
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
-        try:
-            execution_id, outcome = await orch.start(conn, queue, catalog_id=row["catalog_id"], workload=workload,
+    try:
+        async with orch.transaction() as txn:
+            execution_id, outcome = await orch.start(txn, catalog_id=row["catalog_id"], workload=workload,
                                                      parent_execution_id=parent)
-        except engine.PlaybookError as exc:
-            raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
-        await orch.drain(conn, queue)
+    except engine.PlaybookError as exc:
+        raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
     return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
                                          commands_generated=outcome.commands, path=row["path"],
                                          catalog_id=str(row["catalog_id"])))
@@ -102,10 +94,22 @@ async def post_event(request: web.Request) -> web.Response:
     svc = services(request)
     ev = normalise(await read_json(request, EventIn))
     require_owned(svc, ev.execution_id)
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
-        done = await ingest(svc, request.app[ORCHESTRATOR], conn, ev, svc.settings.claim_lease_seconds)
-    return json_response({"status": "ok", "event_id": done.event_id, "commands_generated": done.commands_generated,
-                          "duplicate": done.duplicate})
+    orch = request.app[ORCHESTRATOR]
+    async with orch.transaction() as txn:
+        done = await accept(orch, txn, ev.execution_id, [ev], lease_seconds=svc.settings.claim_lease_seconds)
+    return json_response({"status": "ok", "event_id": done.event_ids[0], "commands_generated": done.commands_generated,
+                          "duplicate": done.duplicates > 0})
+
+
+def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
+    offer = body.eager
+    if offer is None:
+        return None
+    if not body.worker_id:
+        raise bad_request("eager needs the batch's worker_id (the worker the commands are claimed for)")
+    if not 1 <= offer.slots <= MAX_EAGER_SLOTS:
+        raise unprocessable(f"eager.slots must be between 1 and {MAX_EAGER_SLOTS}, got {offer.slots}")
+    return Eager(worker_id=body.worker_id, pool=offer.pool, slots=offer.slots, lease_seconds=lease_seconds)
 
 
 async def post_batch(request: web.Request) -> web.Response:
@@ -123,49 +127,44 @@ async def post_batch(request: web.Request) -> web.Response:
     for i, e in enumerate(events):
         if e.execution_id != execution_id:
             raise bad_request(f"events[{i}].execution_id differs from the batch's execution_id")
+    eager = _eager(body, svc.settings.claim_lease_seconds)
     key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
+    orch = request.app[ORCHESTRATOR]
+    async with orch.transaction() as txn:
+        done = await accept(orch, txn, execution_id, events, lease_seconds=svc.settings.claim_lease_seconds,
+                            idempotency_key=key, eager=eager)
+        if done.prior_answer is not None:
+            return json_response({**done.prior_answer, "duplicate": True}, status=202)
+        answer: dict[str, Any] = {
+            "status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": done.event_ids,
+            "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
+            "idempotency_key": key}
+        if eager is not None:
+            answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
+                                  for c in eager.claimed]
         if key:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{execution_id}:{key}")
-            prior = await conn.fetchrow(
-                "SELECT event_id, payload FROM noetl.event WHERE execution_id = $1 AND event_type = 'batch.accepted' "
-                "AND meta->>'idempotency_key' = $2", execution_id, key)
-            if prior is not None:
-                return json_response({**prior["payload"], "duplicate": True}, status=202)
-        ids, generated = [], 0
-        for e in events:
-            done = await ingest(svc, request.app[ORCHESTRATOR], conn, e, svc.settings.claim_lease_seconds)
-            ids.append(done.event_id)
-            generated += done.commands_generated
-        answer = {"status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": ids,
-                  "commands_generated": generated, "duplicate": False, "queue_depth": 0, "idempotency_key": key}
-        if key:
-            from ..store.events import NewEvent
-            await request.app[ORCHESTRATOR].append(conn, [NewEvent(
-                event_id=svc.mint_owned_id(), execution_id=execution_id, event_type="batch.accepted",
-                node_name="events.batch", status="COMPLETED", payload=answer, meta={"idempotency_key": key})])
+            txn.uow.append(NewEvent(event_id=svc.mint_owned_id(), execution_id=execution_id,
+                                    event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
+                                    payload=answer, meta={"idempotency_key": key}))
     return json_response(answer, status=202)
 
 
-async def _cancel_one(svc, orch: Orchestrator, conn, execution_id: int, reason: str, cascade: bool,
+async def _cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: str, cascade: bool,
                       cancelled: list[str]) -> None:
-    execution = await execution_store.lock(conn, execution_id)
-    if execution is None or execution["status"] in execution_store.TERMINAL:
+    ex = await orch.lock(txn, execution_id)
+    if ex is None or ex.status in TERMINAL:
         return
-    from ..store.events import NewEvent
-    row = NewEvent(event_id=svc.mint_owned_id(), execution_id=execution_id, event_type="execution.cancel_requested",
-                   node_name="cancel", status="INFO", catalog_id=execution["catalog_id"],
-                   payload={"reason": reason}, meta={"cancelled_by": "api", "cascade": cascade})
-    await orch.append(conn, [row])
-    queue: list[FollowUp] = []
-    outcome = await orch.advance(conn, queue, execution, engine.cancel(), row.event_id)
+    row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
+                   event_type="execution.cancel_requested", node_name="cancel", status="INFO",
+                   catalog_id=ex.catalog_id, payload={"reason": reason}, meta={"cancelled_by": "api", "cascade": cascade})
+    txn.uow.append(row)
+    outcome = await orch.advance(txn, ex, engine.cancel(), row.event_id)
     if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless
-        await orch.finish(conn, queue, execution_id, execution["catalog_id"], "CANCELLED", None, reason, row.event_id)
-    await orch.drain(conn, queue)
+        await orch.finish(txn, ex, "CANCELLED", None, reason, row.event_id)
     cancelled.append(str(execution_id))
     if cascade:
-        for child in await execution_store.children(conn, execution_id):
-            await _cancel_one(svc, orch, conn, child["execution_id"], reason, cascade, cancelled)
+        for child in await execution_store.children(txn.conn, execution_id):
+            await _cancel_one(orch, txn, child["execution_id"], reason, cascade, cancelled)
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -173,16 +172,16 @@ async def cancel(request: web.Request) -> web.Response:
     execution_id = path_id(request, "execution_id")
     require_owned(svc, execution_id)
     body = await read_json(request, CancelRequest, allow_empty=True)
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
-        row = await execution_store.lock(conn, execution_id)
-        if row is None:
+    orch = request.app[ORCHESTRATOR]
+    async with orch.transaction() as txn:
+        ex = await orch.lock(txn, execution_id)
+        if ex is None:
             raise not_found(f"execution {execution_id} not found")
-        if row["status"] in execution_store.TERMINAL:
+        if ex.status in TERMINAL:
             return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "cancelled_executions": [], "message": f"execution is already {row['status']}"})
+                                  "cancelled_executions": [], "message": f"execution is already {ex.status}"})
         cancelled: list[str] = []
-        await _cancel_one(svc, request.app[ORCHESTRATOR], conn, execution_id, body.reason or "cancelled via API",
-                          body.cascade, cancelled)
+        await _cancel_one(orch, txn, execution_id, body.reason or "cancelled via API", body.cascade, cancelled)
     return json_response({"status": "cancelled", "execution_id": str(execution_id),
                           "cancelled_executions": cancelled, "message": f"cancelled {len(cancelled)} execution(s)"})
 
@@ -196,18 +195,16 @@ async def finalize(request: web.Request) -> web.Response:
     status = (body.status or "FAILED").upper()
     if status not in ("COMPLETED", "FAILED"):
         raise unprocessable(f"status must be COMPLETED or FAILED, got {body.status!r}")
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
-        row = await execution_store.lock(conn, execution_id)
-        if row is None:
+    orch = request.app[ORCHESTRATOR]
+    async with orch.transaction() as txn:
+        ex = await orch.lock(txn, execution_id)
+        if ex is None:
             raise not_found(f"execution {execution_id} not found")
-        if row["status"] in execution_store.TERMINAL:
+        if ex.status in TERMINAL:
             return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "message": f"execution is already {row['status']}"})
+                                  "message": f"execution is already {ex.status}"})
         reason = body.reason or body.error or "finalized by operator"
-        queue: list[FollowUp] = []
-        await request.app[ORCHESTRATOR].finish(conn, queue, execution_id, row["catalog_id"], status, None,
-                                               reason if status == "FAILED" else None, execution_id)
-        await request.app[ORCHESTRATOR].drain(conn, queue)
+        await orch.finish(txn, ex, status, None, reason if status == "FAILED" else None, execution_id)
     return json_response({"status": "finalized", "execution_id": str(execution_id),
                           "message": f"execution marked {status}"})
 
@@ -219,15 +216,4 @@ async def replay_state(request: web.Request) -> web.Response:
         raise bad_request("query parameter execution_id is required")
     execution_id = to_id(raw, "execution_id")
     require_owned(svc, execution_id)
-    row = await execution_store.get(svc.shard_pool, execution_id)
-    if row is None:
-        raise not_found(f"execution {execution_id} not found")
-    playbook, _ = await request.app[ORCHESTRATOR].playbook(row["catalog_id"])
-    replayed, count = await fold(svc.shard_pool, playbook, row)
-    stored = engine.decode_state(row["state"])
-    replayed_sum, stored_sum = engine.checksum(replayed), engine.checksum(stored)
-    return json_response({"execution_id": str(execution_id), "status": row["status"], "event_count": count,
-                          "last_event_id": str(row["last_event_id"]) if row["last_event_id"] else None,
-                          "last_event_type": row["last_event_type"], "checksum": replayed_sum,
-                          "stored_checksum": stored_sum, "matches": replayed_sum == stored_sum,
-                          "state": engine.state_view(replayed)})
+    return json_response(await compare(svc.shard_pool, request.app[ORCHESTRATOR], execution_id))

@@ -110,6 +110,15 @@ def normalise(raw: EventIn, *, default_execution_id: Any = None, default_worker:
     )
 
 
+def finishes_ok(event_type: str, *statuses: Any) -> bool:
+    """Whether a finishing event reports success. Ingest and replay both decide with this: a
+    success type whose status — explicit, or `payload.status` — does not say the tool failed (the
+    Rust worker reports a failed tool as `command.completed` with status FAILED)."""
+    if event_type not in FINISH_OK:
+        return False
+    return not any(isinstance(s, str) and s.upper() in ("FAILED", "ERROR") for s in statuses)
+
+
 def status_for(event_type: str, explicit: str | None) -> str:
     """The event row's status column, derived from its type when the sender gave none."""
     if explicit:

@@ -31,38 +31,21 @@ class NewEvent(msgspec.Struct, kw_only=True):
 _COLUMNS = ("event_id", "execution_id", "event_type", "node_name", "node_type", "status", "catalog_id",
             "parent_event_id", "parent_execution_id", "command_id", "worker_id", "attempt", "iteration",
             "duration_ms", "payload", "error", "meta")
-_INSERT = (f"INSERT INTO noetl.event ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))}) ON CONFLICT DO NOTHING")
-
 READ_COLUMNS = ", ".join(_COLUMNS) + ", created_at"
-
-
-def _values(event: NewEvent) -> tuple[Any, ...]:
-    return tuple(getattr(event, c) for c in _COLUMNS)
-
-
-async def insert(conn: asyncpg.Connection, event: NewEvent) -> bool:
-    """True when written; False when this event_id was already in the log (a re-send)."""
-    status = await conn.execute(_INSERT, *_values(event))
-    return status.endswith(" 1")
-
-
-async def insert_many(conn: asyncpg.Connection, events: list[NewEvent]) -> None:
-    if events:
-        await conn.executemany(_INSERT, [_values(e) for e in events])
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, event_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {READ_COLUMNS} FROM noetl.event WHERE event_id = $1", event_id)
 
 
-async def find_for_command(conn: asyncpg.Connection, execution_id: int, command_id: int,
-                           event_types: tuple[str, ...]) -> asyncpg.Record | None:
-    """The first event of one of `event_types` already logged for a command (dedupe of re-sends)."""
-    return await conn.fetchrow(
-        f"SELECT {READ_COLUMNS} FROM noetl.event WHERE execution_id = $1 AND command_id = $2 "
-        "AND event_type = ANY($3::text[]) ORDER BY event_id LIMIT 1",
-        execution_id, command_id, list(event_types))
+async def firsts_for_commands(conn: asyncpg.Connection, execution_id: int, command_ids: list[int],
+                              event_types: list[str]) -> dict[tuple[int, str], int]:
+    """(command_id, event_type) -> the first such event's id, for re-send detection."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (command_id, event_type) command_id, event_type, event_id FROM noetl.event "
+        "WHERE execution_id = $1 AND command_id = ANY($2::bigint[]) AND event_type = ANY($3::text[]) "
+        "ORDER BY command_id, event_type, event_id", execution_id, command_ids, event_types)
+    return {(r["command_id"], r["event_type"]): r["event_id"] for r in rows}
 
 
 async def page(pool: asyncpg.Pool, execution_id: int, *, after_event_id: int | None,
@@ -73,6 +56,20 @@ async def page(pool: asyncpg.Pool, execution_id: int, *, after_event_id: int | N
         "AND ($2::bigint IS NULL OR event_id > $2) AND ($3::text IS NULL OR event_type = $3) "
         "ORDER BY event_id LIMIT $4",
         execution_id, after_event_id, event_type, limit)
+
+
+async def engine_inputs(pool: asyncpg.Pool, execution_id: int, page_size: int) -> list[asyncpg.Record]:
+    """The whole log of an execution, in order, with what a replay reads."""
+    rows: list[asyncpg.Record] = []
+    after = None
+    while True:
+        page = await pool.fetch("SELECT event_id, event_type, status, command_id, payload, error FROM noetl.event "
+                                "WHERE execution_id = $1 AND ($2::bigint IS NULL OR event_id > $2) "
+                                "ORDER BY event_id LIMIT $3", execution_id, after, page_size)
+        rows.extend(page)
+        if len(page) < page_size:
+            return rows
+        after = page[-1]["event_id"]
 
 
 async def count(pool: asyncpg.Pool, execution_id: int) -> int:

@@ -10,36 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 COLUMNS = ("execution_id, catalog_id, path, version, status, parent_execution_id, parent_command_id, "
-           "workload, state, state_event_id, last_event_id, last_event_type, last_step, result, error, "
+           "workload, state_version, last_event_id, last_event_type, last_step, result, error, "
            "requested_by, created_at, started_at, ended_at, updated_at")
 
 _LISTED_COLUMNS = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))  # qualified for the summary join
-
-
-class NewExecution(msgspec.Struct, kw_only=True):
-    execution_id: int
-    catalog_id: int
-    path: str
-    version: int
-    workload: dict[str, Any]
-    state: Any
-    parent_execution_id: int | None = None
-    parent_command_id: int | None = None
-    requested_by: str | None = None
-
-
-async def insert(conn: asyncpg.Connection, ex: NewExecution) -> None:
-    await conn.execute(
-        "INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, parent_execution_id, "
-        "parent_command_id, workload, state, requested_by, started_at) "
-        "VALUES ($1,$2,$3,$4,'RUNNING',$5,$6,$7,$8,$9, now())",
-        ex.execution_id, ex.catalog_id, ex.path, ex.version, ex.parent_execution_id, ex.parent_command_id,
-        ex.workload, ex.state, ex.requested_by)
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> asyncpg.Record | None:
@@ -51,27 +29,65 @@ async def status(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> 
     return await conn.fetchval("SELECT status FROM noetl.execution WHERE execution_id = $1", execution_id)
 
 
+_LOCK_COLUMNS = ("execution_id, catalog_id, path, status, parent_execution_id, parent_command_id, state, "
+                 "state_version, workload")
+
+
+async def engine_row(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> asyncpg.Record | None:
+    """What `lock` returns, without the lock (replay reads it)."""
+    return await conn.fetchrow(f"SELECT {_LOCK_COLUMNS} FROM noetl.execution WHERE execution_id = $1", execution_id)
+
+
 async def lock(conn: asyncpg.Connection, execution_id: int) -> asyncpg.Record | None:
+    """The row the engine needs, locked for the caller's transaction."""
     return await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM noetl.execution WHERE execution_id = $1 FOR UPDATE", execution_id)
+        f"SELECT {_LOCK_COLUMNS} FROM noetl.execution WHERE execution_id = $1 FOR UPDATE", execution_id)
 
 
-async def save_state(conn: asyncpg.Connection, execution_id: int, *, state: Any, state_event_id: int | None,
-                     last_event_id: int | None, last_event_type: str | None, last_step: str | None) -> None:
-    await conn.execute(
-        "UPDATE noetl.execution SET state = $2, state_event_id = coalesce($3, state_event_id), "
-        "last_event_id = coalesce($4, last_event_id), last_event_type = coalesce($5, last_event_type), "
-        "last_step = coalesce($6, last_step), updated_at = now() WHERE execution_id = $1",
-        execution_id, state, state_event_id, last_event_id, last_event_type, last_step)
+async def lock_for_events(conn: asyncpg.Connection, execution_id: int, idempotency_key: str | None,
+                          command_ids: list[int], event_ids: list[int]) -> list[asyncpg.Record]:
+    """Everything an event batch needs, in one round trip: the execution (locked), the answer to an
+    earlier batch with the same Idempotency-Key, which producer-stamped event ids are already
+    logged, and the commands the events name (one row per command; none: one row with NULLs).
+    Every writer of a command holds its execution's lock, so the command columns are current."""
+    return await conn.fetch(
+        f"SELECT {', '.join('e.' + c.strip() for c in _LOCK_COLUMNS.split(','))}, "
+        "(SELECT b.payload FROM noetl.event b WHERE b.execution_id = e.execution_id "
+        " AND b.event_type = 'batch.accepted' AND b.meta->>'idempotency_key' = $2 LIMIT 1) AS prior_answer, "
+        "ARRAY(SELECT event_id FROM noetl.event WHERE event_id = ANY($4::bigint[])) AS logged_ids, "
+        "c.command_id, c.execution_id AS command_execution_id, c.step, c.tool_kind, c.status AS command_status, "
+        "c.attempt, c.iteration, c.worker_id, c.started_at IS NOT NULL AS command_started, "
+        "c.catalog_id AS command_catalog_id "
+        "FROM noetl.execution e LEFT JOIN noetl.command c ON c.command_id = ANY($3::bigint[]) "
+        "WHERE e.execution_id = $1 FOR UPDATE OF e",
+        execution_id, idempotency_key, command_ids, event_ids)
 
 
-async def finish(conn: asyncpg.Connection, execution_id: int, status: str, result: Any, error: str | None) -> bool:
-    """Terminal status, exactly once: False when the execution was already terminal."""
-    outcome = await conn.execute(
-        "UPDATE noetl.execution SET status = $2, result = $3, error = $4, ended_at = now(), updated_at = now() "
-        "WHERE execution_id = $1 AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
-        execution_id, status, result, error)
-    return outcome.endswith(" 1")
+async def lock_of_command(conn: asyncpg.Connection, command_id: int) -> asyncpg.Record | None:
+    """The execution a command belongs to, locked (commands change only under that lock)."""
+    return await conn.fetchrow(
+        f"SELECT {_LOCK_COLUMNS} FROM noetl.execution "
+        "WHERE execution_id = (SELECT execution_id FROM noetl.command WHERE command_id = $1) FOR UPDATE",
+        command_id)
+
+
+async def load_data(conn: asyncpg.Connection, execution_id: int, loops: list[tuple[str, int]]) -> list[asyncpg.Record]:
+    """Step results, plus the items and iteration results of the running loops (step, run)."""
+    return await conn.fetch(
+        "SELECT 'r' AS kind, step, 0 AS run, 0 AS pos, result AS value FROM noetl.step_result "
+        "WHERE execution_id = $1 "
+        "UNION ALL SELECT 'i', i.step, i.run, i.item_offset, i.items FROM noetl.loop_items i "
+        "JOIN unnest($2::text[], $3::int[]) AS l(step, run) ON (i.step, i.run) = (l.step, l.run) "
+        "WHERE i.execution_id = $1 "
+        "UNION ALL SELECT 'l', r.step, r.run, r.idx, r.result FROM noetl.loop_result r "
+        "JOIN unnest($2::text[], $3::int[]) AS l(step, run) ON (r.step, r.run) = (l.step, l.run) "
+        "WHERE r.execution_id = $1",
+        execution_id, [s for s, _ in loops], [r for _, r in loops])
+
+
+async def step_results(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> dict[str, Any]:
+    rows = await conn.fetch("SELECT step, result FROM noetl.step_result WHERE execution_id = $1", execution_id)
+    return {r["step"]: r["result"] for r in rows}
 
 
 async def children(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> list[asyncpg.Record]:

@@ -1,0 +1,44 @@
+-- The lean hot path: a step transition is one statement of writes.
+
+-- Bumped on every state write: the shard's in-memory copy of an execution's results and loop data
+-- is valid only while its version matches the row's.
+ALTER TABLE noetl.execution ADD COLUMN IF NOT EXISTS state_version bigint NOT NULL DEFAULT 0;
+
+-- Step results and loop data live in rows of their own, appended as they happen, so the engine
+-- state written on every event stays small however long the history.
+CREATE TABLE IF NOT EXISTS noetl.step_result (
+    execution_id  bigint      NOT NULL,
+    step          text        NOT NULL,
+    result        jsonb,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (execution_id, step)
+);
+
+-- A loop's collection, in chunks (a cursor loop appends one per frame); `run` tells apart
+-- successive runs of the same loop step.
+CREATE TABLE IF NOT EXISTS noetl.loop_items (
+    execution_id  bigint  NOT NULL,
+    step          text    NOT NULL,
+    run           integer NOT NULL,
+    item_offset   integer NOT NULL,
+    items         jsonb   NOT NULL,
+    PRIMARY KEY (execution_id, step, run, item_offset)
+);
+
+CREATE TABLE IF NOT EXISTS noetl.loop_result (
+    execution_id  bigint  NOT NULL,
+    step          text    NOT NULL,
+    run           integer NOT NULL,
+    idx           integer NOT NULL,
+    result        jsonb,
+    PRIMARY KEY (execution_id, step, run, idx)
+);
+
+-- The outbox holds only what is not yet published: a published row is deleted, so claims cost
+-- the same on a shard that has published millions of messages.
+DELETE FROM noetl.outbox WHERE status = 'published';
+DROP INDEX IF EXISTS noetl.outbox_published_idx;
+
+-- An Idempotency-Key replay is found in O(1), not by scanning the execution's batches.
+CREATE INDEX IF NOT EXISTS event_batch_key_idx ON noetl.event (execution_id, (meta->>'idempotency_key'))
+    WHERE event_type = 'batch.accepted';

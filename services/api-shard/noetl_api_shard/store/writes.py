@@ -1,0 +1,276 @@
+"""One transaction's writes in one statement.
+
+Round trips are what a step costs, so everything a transaction changes — new executions, state,
+events, commands, outbox messages, results and loop data — goes to Postgres as a single prepared
+statement of data-modifying CTEs, whatever its size. Row sets travel as JSON arrays
+(`json_to_recordset`), executions as typed arrays (their state is bytes).
+
+Postgres forbids touching one row twice in a statement, so the caller merges: a command created
+and claimed in the same transaction is one `CommandRow`, a new execution carries its final state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from .events import NewEvent
+from .outbox import OutboxRow
+
+
+class CommandRow(msgspec.Struct, kw_only=True):
+    """A new command, in the state this transaction leaves it."""
+
+    command_id: int
+    execution_id: int
+    catalog_id: int | None
+    step: str
+    tool_kind: str
+    pool: str | None
+    iteration: int | None
+    context: dict[str, Any]
+    status: str = "ISSUED"
+    attempt: int = 1
+    max_attempts: int = 1
+    worker_id: str | None = None
+    lease_seconds: float | None = None      # set: claimed with a lease from now
+    started: bool = False
+    completed: bool = False
+    result: Any = None
+    error: str | None = None
+
+
+class CommandChange(msgspec.Struct, kw_only=True):
+    """Changes to an existing command; None/False leaves a column as it is."""
+
+    command_id: int
+    status: str | None = None
+    worker_id: str | None = None
+    attempt: int | None = None
+    lease_seconds: float | None = None      # extend (or take) the lease: now() + seconds
+    claimed: bool = False
+    started: bool = False
+    completed: bool = False                 # terminal: completed_at now, lease cleared, result/error set
+    result: Any = None
+    error: str | None = None
+
+
+class ExecutionWrite(msgspec.Struct, kw_only=True):
+    """A new execution (catalog_id set) or changes to one; None leaves a column as it is."""
+
+    execution_id: int
+    state: bytes | None = None
+    state_version: int | None = None
+    status: str | None = None               # a terminal status also sets ended_at
+    result: Any = None
+    error: str | None = None
+    last_event_id: int | None = None
+    last_event_type: str | None = None
+    last_step: str | None = None
+    # new executions only
+    catalog_id: int | None = None
+    path: str | None = None
+    version: int | None = None
+    workload: dict[str, Any] | None = None
+    parent_execution_id: int | None = None
+    parent_command_id: int | None = None
+    requested_by: str | None = None
+
+
+class StepResultRow(msgspec.Struct):
+    execution_id: int
+    step: str
+    result: Any
+
+
+class LoopItemsRow(msgspec.Struct):
+    execution_id: int
+    step: str
+    run: int
+    item_offset: int
+    items: list[Any]
+
+
+class LoopResultRow(msgspec.Struct):
+    execution_id: int
+    step: str
+    run: int
+    idx: int
+    result: Any
+
+
+class WriteSet(msgspec.Struct, kw_only=True):
+    new_executions: list[ExecutionWrite] = []
+    executions: list[ExecutionWrite] = []
+    events: list[NewEvent] = []
+    new_commands: list[CommandRow] = []
+    commands: list[CommandChange] = []
+    cancel_open_of: list[int] = []          # executions whose other open commands are cancelled
+    outbox: list[OutboxRow] = []
+    step_results: list[StepResultRow] = []
+    loop_items: list[LoopItemsRow] = []
+    loop_results: list[LoopResultRow] = []
+
+
+_TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
+_EXEC_ARRAYS = ("$1::bigint[], $2::bytea[], $3::bigint[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[], "
+                "$8::text[], $9::text[]")
+
+FLUSH_SQL = f"""
+WITH
+new_exec AS (
+    INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, parent_execution_id,
+        parent_command_id, workload, requested_by, state, state_version, state_event_id, result, error,
+        last_event_id, last_event_type, last_step, started_at, ended_at)
+    SELECT x.id, n.catalog_id, n.path, n.version, coalesce(x.status, 'RUNNING'), n.parent_execution_id,
+           n.parent_command_id, coalesce(n.workload, '{{}}'::jsonb), n.requested_by, x.state,
+           coalesce(x.state_version, 0), x.last_event_id, x.result, x.error, x.last_event_id,
+           x.last_event_type, x.last_step, now(), CASE WHEN x.status IN {_TERMINAL} THEN now() END
+    FROM unnest({_EXEC_ARRAYS}) AS x(id, state, state_version, status, result, error, last_event_id,
+                                    last_event_type, last_step)
+    JOIN json_to_recordset($10::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
+        parent_execution_id bigint, parent_command_id bigint, workload jsonb, requested_by text)
+      ON n.execution_id = x.id
+),
+upd_exec AS (
+    UPDATE noetl.execution e SET
+        state = coalesce(x.state, e.state),
+        state_version = coalesce(x.state_version, e.state_version),
+        state_event_id = CASE WHEN x.state IS NOT NULL THEN coalesce(x.last_event_id, e.state_event_id)
+                              ELSE e.state_event_id END,
+        status = coalesce(x.status, e.status),
+        result = CASE WHEN x.status IS NOT NULL THEN x.result ELSE e.result END,
+        error = CASE WHEN x.status IS NOT NULL THEN x.error ELSE e.error END,
+        ended_at = CASE WHEN x.status IN {_TERMINAL} THEN now() ELSE e.ended_at END,
+        -- Late events (a heartbeat after the end) do not move a finished execution's last event.
+        last_event_id = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_event_id
+                             ELSE coalesce(x.last_event_id, e.last_event_id) END,
+        last_event_type = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_event_type
+                               ELSE coalesce(x.last_event_type, e.last_event_type) END,
+        last_step = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_step
+                         ELSE coalesce(x.last_step, e.last_step) END,
+        updated_at = now()
+    FROM unnest($11::bigint[], $12::bytea[], $13::bigint[], $14::text[], $15::jsonb[], $16::text[],
+                $17::bigint[], $18::text[], $19::text[])
+         AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)
+    WHERE e.execution_id = x.id
+),
+ins_event AS (
+    INSERT INTO noetl.event (event_id, execution_id, event_type, node_name, node_type, status, catalog_id,
+        parent_event_id, parent_execution_id, command_id, worker_id, attempt, iteration, duration_ms, payload,
+        error, meta)
+    SELECT x.event_id, x.execution_id, x.event_type, x.node_name, x.node_type, x.status, x.catalog_id,
+           x.parent_event_id, x.parent_execution_id, x.command_id, x.worker_id, x.attempt, x.iteration,
+           x.duration_ms, coalesce(x.payload, '{{}}'::jsonb), x.error, x.meta
+    FROM json_to_recordset($20::json) AS x(event_id bigint, execution_id bigint, event_type text, node_name text,
+        node_type text, status text, catalog_id bigint, parent_event_id bigint, parent_execution_id bigint,
+        command_id bigint, worker_id text, attempt int, iteration int, duration_ms float8, payload jsonb,
+        error text, meta jsonb)
+    ON CONFLICT DO NOTHING
+),
+new_cmd AS (
+    INSERT INTO noetl.command (command_id, execution_id, catalog_id, step, tool_kind, pool, iteration, context,
+        status, attempt, max_attempts, worker_id, lease_expires_at, heartbeat_at, claimed_at, started_at,
+        completed_at, result, error)
+    SELECT x.command_id, x.execution_id, x.catalog_id, x.step, x.tool_kind, x.pool, x.iteration,
+           coalesce(x.context, '{{}}'::jsonb), x.status, x.attempt, x.max_attempts, x.worker_id,
+           CASE WHEN x.lease_seconds IS NOT NULL AND NOT x.completed
+                THEN now() + make_interval(secs => x.lease_seconds) END,
+           CASE WHEN x.lease_seconds IS NOT NULL THEN now() END,
+           CASE WHEN x.worker_id IS NOT NULL THEN now() END,
+           CASE WHEN x.started THEN now() END,
+           CASE WHEN x.completed THEN now() END, x.result, x.error
+    FROM json_to_recordset($21::json) AS x(command_id bigint, execution_id bigint, catalog_id bigint, step text,
+        tool_kind text, pool text, iteration int, context jsonb, status text, attempt int, max_attempts int,
+        worker_id text, lease_seconds float8, started boolean, completed boolean, result jsonb, error text)
+    ON CONFLICT DO NOTHING
+),
+upd_cmd AS (
+    UPDATE noetl.command c SET
+        status = coalesce(x.status, c.status),
+        worker_id = coalesce(x.worker_id, c.worker_id),
+        attempt = coalesce(x.attempt, c.attempt),
+        lease_expires_at = CASE WHEN x.completed THEN NULL
+                                WHEN x.lease_seconds IS NOT NULL THEN now() + make_interval(secs => x.lease_seconds)
+                                ELSE c.lease_expires_at END,
+        heartbeat_at = CASE WHEN x.lease_seconds IS NOT NULL THEN now() ELSE c.heartbeat_at END,
+        claimed_at = CASE WHEN x.claimed THEN now() ELSE c.claimed_at END,
+        started_at = CASE WHEN x.claimed THEN (CASE WHEN x.started THEN now() END)
+                          WHEN x.started THEN coalesce(c.started_at, now()) ELSE c.started_at END,
+        completed_at = CASE WHEN x.completed THEN now() ELSE c.completed_at END,
+        result = CASE WHEN x.completed THEN x.result ELSE c.result END,
+        error = CASE WHEN x.completed THEN x.error ELSE c.error END,
+        updated_at = now()
+    FROM json_to_recordset($22::json) AS x(command_id bigint, status text, worker_id text, attempt int,
+        lease_seconds float8, claimed boolean, started boolean, completed boolean, result jsonb, error text)
+    WHERE c.command_id = x.command_id AND (x.status IS NULL OR c.status NOT IN {_TERMINAL})
+),
+cancel_cmd AS (
+    UPDATE noetl.command c SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL,
+        updated_at = now()
+    WHERE c.execution_id = ANY($23::bigint[]) AND c.status IN ('ISSUED', 'CLAIMED', 'RUNNING')
+      AND c.command_id <> ALL($24::bigint[])
+),
+ins_outbox AS (
+    INSERT INTO noetl.outbox (id, execution_id, event_id, subject, payload, headers)
+    SELECT x.id, x.execution_id, x.event_id, x.subject, x.payload, x.headers
+    FROM json_to_recordset($25::json) AS x(id bigint, execution_id bigint, event_id bigint, subject text,
+        payload jsonb, headers jsonb)
+),
+ins_result AS (
+    INSERT INTO noetl.step_result (execution_id, step, result)
+    SELECT x.execution_id, x.step, x.result
+    FROM json_to_recordset($26::json) AS x(execution_id bigint, step text, result jsonb)
+    ON CONFLICT (execution_id, step) DO UPDATE SET result = EXCLUDED.result, updated_at = now()
+),
+ins_items AS (
+    INSERT INTO noetl.loop_items (execution_id, step, run, item_offset, items)
+    SELECT x.execution_id, x.step, x.run, x.item_offset, x.items
+    FROM json_to_recordset($27::json) AS x(execution_id bigint, step text, run int, item_offset int, items jsonb)
+    ON CONFLICT DO NOTHING
+),
+ins_loop_result AS (
+    INSERT INTO noetl.loop_result (execution_id, step, run, idx, result)
+    SELECT x.execution_id, x.step, x.run, x.idx, x.result
+    FROM json_to_recordset($28::json) AS x(execution_id bigint, step text, run int, idx int, result jsonb)
+    ON CONFLICT (execution_id, step, run, idx) DO UPDATE SET result = EXCLUDED.result
+)
+SELECT 1
+"""
+
+_EXEC_COLUMNS = ("execution_id", "state", "state_version", "status", "result", "error", "last_event_id",
+                 "last_event_type", "last_step")
+
+
+def _exec_arrays(rows: list[ExecutionWrite]) -> list[list[Any]]:
+    return [[getattr(r, c) for r in rows] for c in _EXEC_COLUMNS]
+
+
+class _NewExecution(msgspec.Struct):
+    execution_id: int
+    catalog_id: int | None
+    path: str | None
+    version: int | None
+    parent_execution_id: int | None
+    parent_command_id: int | None
+    workload: dict[str, Any] | None
+    requested_by: str | None
+
+
+def _new_execution_facts(rows: list[ExecutionWrite]) -> list[_NewExecution]:
+    return [_NewExecution(r.execution_id, r.catalog_id, r.path, r.version, r.parent_execution_id,
+                          r.parent_command_id, r.workload, r.requested_by) for r in rows]
+
+
+def _touched_commands(ws: WriteSet) -> list[int]:
+    return [c.command_id for c in ws.new_commands] + [c.command_id for c in ws.commands]
+
+
+async def flush(conn: asyncpg.Connection, ws: WriteSet) -> None:
+    """Send a transaction's writes as one statement (the caller holds the transaction)."""
+    await conn.execute(
+        FLUSH_SQL, *_exec_arrays(ws.new_executions), _new_execution_facts(ws.new_executions),
+        *_exec_arrays(ws.executions), ws.events, ws.new_commands, ws.commands, ws.cancel_open_of,
+        _touched_commands(ws), ws.outbox, ws.step_results, ws.loop_items, ws.loop_results)
