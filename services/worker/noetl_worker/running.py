@@ -71,14 +71,15 @@ class CommandRunner:
                             command_id=str(job.command_id), worker_id=self.settings.worker_id,
                             attempt=attempt_of(command))
         self.recent.start(job.command_id)
-        if not command.started and not await self._report_start(job, reporter):
-            self.recent.forget(job.command_id)
-            return None
+        result: Outcome | None = None
         try:
-            result = await self._execute(job, reporter)
-        except BaseException:
-            self.recent.forget(job.command_id)
-            raise
+            if command.started or await self._report_start(job, reporter):
+                result = await self._execute(job, reporter)
+        finally:
+            if result is None:  # not run (start unreported) or cancelled: a later claim may run it here
+                self.recent.forget(job.command_id)
+        if result is None:
+            return None
         self.recent.finish(job.command_id, reporter.attempt)
         events = (reporter.succeeded(result.result, result.stdout) if result.ok
                   else reporter.failed(result.error or "tool failed", result.stdout))

@@ -135,9 +135,11 @@ class Worker:
             kept = self._slots.settle(len(msgs))
             for msg in msgs[:kept]:
                 self._spawn(self._handle(msg))
+            if len(msgs) > kept:
+                # Their slots went to handed-over commands meanwhile (or the client had more queued
+                # than asked for): not claimed, so hand them back for us or another worker.
+                log.debug("no slot left for %d fetched notification(s); handing them back", len(msgs) - kept)
             for msg in msgs[kept:]:
-                # Its slot went to an eager command meanwhile (or the client had more queued than
-                # asked for): not claimed, so hand it back for us or another worker.
                 self._spawn(_nak(msg, HAND_BACK_NAK_SECONDS))
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, wanted: int) -> list[Msg]:
