@@ -87,8 +87,8 @@ class Worker:
         try:
             js = self.nc.jetstream()
             await ensure_streams(js, (STREAM,))
-            # A worker holds at most max_concurrent messages (a fetch asks for free slots only);
-            # the headroom covers messages waiting on their nak and several workers per durable.
+            # max_ack_pending is per durable, so shared by every worker of the pool; each worker
+            # holds about max_concurrent messages at most (a fetch asks for free slots only).
             sub = await js.pull_subscribe(
                 f"noetl.commands.{s.pool}.>", durable=s.durable, stream=STREAM,
                 config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,

@@ -247,3 +247,55 @@ async def test_notification_whose_slot_went_to_a_handed_over_command_is_handed_b
     assert "handing them back" in caplog.text
     assert peak[0] <= 2 and plane.claims(373) == 1
     assert sorted(p["result"] for p in plane.payloads("call.done")) == ids
+
+
+async def test_stopping_lets_a_handed_over_command_finish_and_asks_for_nothing_more(stand_in, nats_url):
+    plane, server = stand_in
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def step(config, inputs, ctx):
+        if inputs["n"] == 381:
+            started.set()
+            await release.wait()
+        return inputs["n"]
+
+    for n in (380, 381, 382):
+        plane.commands[n] = {"execution_id": 9380, "step": f"s{n}", "action": "step",
+                             "context": {"tool_config": {}, "input": {"n": n}}}
+    plane.handover = {380: [381], 381: [382]}
+    async with Harness(nats_url, str(server.make_url("")), {"step": step}) as h:
+        h.start()
+        await h.publish(9380, 380)
+        await asyncio.wait_for(started.wait(), 15)
+        h.worker.stop()
+        release.set()
+        await h.stop()
+    assert plane.events(381) == OUTCOME
+    [body] = plane.outcome_bodies(381)
+    assert "eager" not in body and plane.events(382) == []  # 382 is left to NATS and another worker
+
+
+async def test_past_the_grace_a_handed_over_command_is_cancelled(stand_in, nats_url):
+    plane, server = stand_in
+    started = asyncio.Event()
+
+    async def step(config, inputs, ctx):
+        if inputs["n"] == 391:
+            started.set()
+            await asyncio.sleep(60)
+        return inputs["n"]
+
+    for n in (390, 391):
+        plane.commands[n] = {"execution_id": 9390, "step": f"s{n}", "action": "step",
+                             "context": {"tool_config": {}, "input": {"n": n}}}
+    plane.handover = {390: [391]}
+    async with Harness(nats_url, str(server.make_url("")), {"step": step}, shutdown_grace_seconds=0.5) as h:
+        h.start()
+        await h.publish(9390, 390)
+        await asyncio.wait_for(started.wait(), 15)
+        await h.stop()  # returns once the grace is over and the command cancelled (no hang on the 60 s step)
+        info = await h.consumer()
+    assert plane.events(390) == ["command.started", *OUTCOME]
+    assert set(plane.events(391)) <= {"command.heartbeat"}  # kept alive while it ran, no outcome
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # 390's message was acked; 391 had none
