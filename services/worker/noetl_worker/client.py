@@ -15,7 +15,17 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
-from .wire import Command, Event, EventBatch, PoolDeregister, PoolHeartbeat, PoolRegistration, SingleEvent
+from .wire import (
+    BatchAnswer,
+    Command,
+    EagerRequest,
+    Event,
+    EventBatch,
+    PoolDeregister,
+    PoolHeartbeat,
+    PoolRegistration,
+    SingleEvent,
+)
 
 log = logging.getLogger("noetl.worker.client")
 
@@ -123,15 +133,18 @@ class ControlPlane:
     # -- events -----------------------------------------------------------------------------------
 
     async def post_events(self, execution_id: int, events: Sequence[Event], worker_id: str,
-                          idempotency_key: str) -> None:
+                          idempotency_key: str, *, eager: EagerRequest | None = None) -> list[Command]:
         """One batch with an Idempotency-Key, so a retry after a lost answer is not applied twice.
+        With `eager`, the answer may hand over the execution's next commands (claimed and started
+        for this worker); they are returned. A replay of the key returns the same ones again.
         A server without the batch route (404 on it) gets one POST /api/events per event; those
         are deduplicated by command_id and event type on the server."""
-        batch = EventBatch(execution_id=str(execution_id), worker_id=worker_id, events=list(events))
+        batch = EventBatch(execution_id=str(execution_id), worker_id=worker_id, events=list(events), eager=eager)
         try:
-            await self._request("POST", "/api/events/batch", data=msgspec.json.encode(batch),
-                                headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"})
-            return
+            raw = await self._request("POST", "/api/events/batch", data=msgspec.json.encode(batch),
+                                      headers={"Idempotency-Key": idempotency_key,
+                                               "Content-Type": "application/json"})
+            return _handed_over(raw, self.base_url)
         except ControlPlaneError as exc:
             if exc.status != 404 or not _is_missing_route(exc):
                 raise
@@ -140,6 +153,7 @@ class ControlPlane:
             single = SingleEvent(execution_id=str(execution_id), **msgspec.structs.asdict(event))
             await self._request("POST", "/api/events", data=msgspec.json.encode(single),
                                 headers={"Content-Type": "application/json"})
+        return []
 
     # -- credentials and sub-playbooks ------------------------------------------------------------
 
@@ -232,6 +246,24 @@ def _is_missing_route(exc: ControlPlaneError) -> bool:
     """A 404 for the route itself, not for the execution or command named in the batch."""
     text = str(exc).lower()
     return not any(s in text for s in ("execution", "command", "not_found\""))
+
+
+def _handed_over(raw: bytes, base_url: str) -> list[Command]:
+    """The commands of a batch answer. Any other answer (a NoETL server's, an empty body) hands
+    over nothing. An unreadable command is logged and skipped: the shard claimed it for us, so
+    its lease expiry is what hands it to a worker again."""
+    try:
+        answer = msgspec.json.decode(raw, type=BatchAnswer) if raw.strip() else BatchAnswer()
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    commands = []
+    for item in answer.commands or []:
+        try:
+            commands.append(msgspec.json.decode(item, type=Command))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("%s handed over an unreadable command (left to its lease): %s: %s",
+                      base_url, exc, _text(bytes(item)))
+    return commands
 
 
 def _text(raw: bytes) -> str:

@@ -26,6 +26,9 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     http: HttpSettings
     log_level: str
     script_root: str
+    # Ask the shard to hand over the execution's next commands with each outcome answer (an
+    # extension a NoETL server ignores); off, every command comes through NATS and a claim.
+    eager_dispatch: bool = True
 
     @property
     def durable(self) -> str:
@@ -59,4 +62,5 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
         http=HttpSettings.from_env(env, default_port=8091),
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
         script_root=env.str("NOETL_SCRIPT_ROOT", os.getcwd()),
+        eager_dispatch=env.bool("NOETL_WORKER_EAGER_DISPATCH", True),
     )

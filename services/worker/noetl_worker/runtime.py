@@ -6,6 +6,15 @@ message is acked once its outcome is recorded (or someone else owns it). If the 
 cannot be reached the message is nak'ed with a delay and comes back, so nothing is lost; an
 outcome that could not be posted is kept and re-posted when the message returns, instead of
 running the tool again.
+
+The lean hot path, with a shard that supports it (a NoETL server ignores or never sends it all):
+- a claim answered with `started: true` has recorded command.started already: none is posted;
+- an outcome batch carries `eager: {slots, pool}`, and its answer may hand over the execution's
+  next commands, already claimed and started for this worker and never announced on NATS. The
+  first runs in the slot just freed, extras in free slots, and their outcomes ask again, so a
+  sequential chain of steps never goes through NATS. With no message to ack or nak, their
+  outcomes are re-posted in-process until taken (outcomes.py);
+- one pull fetches as many notifications as there are free slots (slots.py).
 """
 
 from __future__ import annotations
@@ -15,9 +24,6 @@ import contextlib
 import logging
 import os
 import socket
-import time
-from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,62 +32,42 @@ import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.observability import execution_id_var
 from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
 
-from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, ControlPlaneError, RetryLater
+from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, RetryLater
 from .config import WorkerSettings
-from .events import Reporter
-from .executor import Outcome, execute, read_work
-from .tools.base import Runner, ToolContext
-from .wire import Command, Event, Notification, PoolRegistration
+from .outcomes import REPOST_BACKOFF, Accepted, Backlog, NotTaken, Unreported, post_outcome, post_until_taken
+from .running import RETRY_NAK_SECONDS, CommandRunner, Job, WorkerMetrics, as_int, attempt_of
+from .slots import RecentCommands, Slots
+from .tools.base import Runner
+from .wire import Command, EagerRequest, Notification, PoolRegistration
 
 log = logging.getLogger("noetl.worker")
 
-MAX_UNREPORTED = 1024      # outcomes kept for re-posting; bounded so a long outage cannot grow memory
-RETRY_NAK_SECONDS = 2.0    # nak delay when the control plane did not take an event
 BAD_CLAIM_NAK_SECONDS = 30.0
-
-
-class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.commands = Counter("noetl_worker_commands_total", "Commands run, by tool kind and outcome",
-                                ["tool", "outcome"], registry=registry)
-        self.claims = Counter("noetl_worker_claims_total", "Claim attempts by outcome", ["outcome"], registry=registry)
-        self.duration = Histogram("noetl_worker_tool_seconds", "Tool run time", ["tool"], registry=registry)
-        self.in_flight = Gauge("noetl_worker_in_flight", "Commands running now", registry=registry)
-        self.report_failures = Counter("noetl_worker_report_failures_total",
-                                       "Outcome batches the control plane did not take", registry=registry)
-
+HAND_BACK_NAK_SECONDS = 1.0  # a fetched message whose slot an eager command took meanwhile
 
 CLAIM_LABELS = {Claimed: "claimed", AlreadyClaimed: "already_claimed", RetryLater: "retry_later",
                 ClaimFailed: "failed"}
 
 
-class Unreported(msgspec.Struct):
-    """An outcome the control plane did not take yet; re-posted when the message comes back."""
-
-    base_url: str
-    execution_id: int
-    events: list[Event]
-    key: str
-
-
 class Worker:
     def __init__(self, settings: WorkerSettings, runners: dict[str, Runner], metrics: WorkerMetrics, *,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, repost_backoff: Backoff = REPOST_BACKOFF) -> None:
         self.settings = settings
         self.runners = runners
         self.metrics = metrics
         self.backoff = backoff
+        self.repost_backoff = repost_backoff
         self.nc: nats.NATS | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self._slots = asyncio.Semaphore(settings.max_concurrent)
-        self._unreported: OrderedDict[int, Unreported] = OrderedDict()
+        self._slots = Slots(settings.max_concurrent)
+        self._recent = RecentCommands()
+        self._runner = CommandRunner(settings, runners, metrics, self._recent)
+        self._backlog = Backlog()
         self._session: aiohttp.ClientSession | None = None
         self._plane: ControlPlane | None = None
 
@@ -91,6 +77,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._slots.close()
 
     async def run(self) -> None:
         s = self.settings
@@ -100,6 +87,8 @@ class Worker:
         try:
             js = self.nc.jetstream()
             await ensure_streams(js, (STREAM,))
+            # max_ack_pending is per durable, so shared by every worker of the pool; each worker
+            # holds about max_concurrent messages at most (a fetch asks for free slots only).
             sub = await js.pull_subscribe(
                 f"noetl.commands.{s.pool}.>", durable=s.durable, stream=STREAM,
                 config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -136,33 +125,52 @@ class Worker:
         return None
 
     async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
+        """One fetch per wake-up, for as many messages as there are free slots: a burst of
+        notifications costs one pull."""
         while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
+            wanted = await self._slots.reserve()
+            if wanted == 0:  # closed: stopping
                 break
-            try:
-                msgs = await sub.fetch(1, timeout=1)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                self._slots.release()
-                continue
-            except Exception as exc:
-                self._slots.release()
-                log.warning("fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            task = asyncio.create_task(self._handle(msgs[0]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            msgs = await self._fetch(sub, wanted)
+            kept = self._slots.settle(len(msgs))
+            for msg in msgs[:kept]:
+                self._spawn(self._handle(msg))
+            if len(msgs) > kept:
+                # Their slots went to handed-over commands meanwhile (or the client had more queued
+                # than asked for): not claimed, so hand them back for us or another worker.
+                log.debug("no slot left for %d fetched notification(s); handing them back", len(msgs) - kept)
+            for msg in msgs[kept:]:
+                self._spawn(_nak(msg, HAND_BACK_NAK_SECONDS))
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, wanted: int) -> list[Msg]:
+        try:
+            return await sub.fetch(wanted, timeout=1)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return []
+        except Exception as exc:
+            log.warning("fetch failed: %s", exc)
+            await asyncio.sleep(0.5)
+            return []
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain_running(self) -> None:
-        """Running steps get the grace period to finish; the rest are cancelled, and their
-        messages nak'ed so another worker picks them up once the claim lease lapses."""
+        """Running steps (eager ones too) get the grace period to finish; the rest are cancelled.
+        A cancelled message is nak'ed so another worker picks it up once the claim lease lapses;
+        an eager command has no message, and the lease expiry alone hands it on."""
         if not self._tasks:
             return
         log.info("stopping: waiting up to %.0fs for %d running command(s)", self.settings.shutdown_grace_seconds,
                  len(self._tasks))
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_grace_seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_seconds
+        # Re-read the set each round: an answer taken just before the stop may still hand over work.
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        pending = set(self._tasks)
         for task in pending:
             task.cancel()
         if pending:
@@ -191,11 +199,17 @@ class Worker:
                 log.warning("worker pool %s failed: %s", "heartbeat" if registered else "registration", exc)
             await asyncio.sleep(s.heartbeat_seconds)
 
-    # -- one message ------------------------------------------------------------------------------
+    # -- one slot: a message, then whatever its outcome answer hands over ------------------------
 
     async def _handle(self, msg: Msg) -> None:
         try:
-            await self._process(msg)
+            await self._run_chain(await self._from_notification(msg))
+        finally:
+            self._slots.release()
+
+    async def _from_notification(self, msg: Msg) -> list[Job]:
+        try:
+            return await self._process(msg)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(msg.nak(delay=1))
@@ -204,32 +218,53 @@ class Worker:
             log.exception("unexpected error handling a notification; it will be redelivered")
             with contextlib.suppress(Exception):
                 await msg.nak(delay=RETRY_NAK_SECONDS)
+            return []
+
+    async def _run_chain(self, jobs: list[Job]) -> None:
+        """Handed-over commands: the first in the slot already held, extras each in a slot of
+        their own; each outcome may hand over more."""
+        while jobs:
+            first, *extras = jobs
+            for job in extras:
+                self._spawn(self._run_extra(job))
+            jobs = await self._run_handed(first)
+
+    async def _run_extra(self, job: Job) -> None:
+        # Normally a slot is free (we asked for no more than were); if a race took it, wait: the
+        # command's lease is long, and dropping it would leave it idle until the lease expires.
+        await self._slots.take()
+        try:
+            await self._run_chain([job])
         finally:
             self._slots.release()
 
-    async def _process(self, msg: Msg) -> None:
+    async def _process(self, msg: Msg) -> list[Job]:
         try:
             note = msgspec.json.decode(msg.data, type=Notification)
             event_id, execution_id = int(note.event_id), int(note.execution_id)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             log.error("dropping malformed notification on %s: %s", msg.subject, exc)
             await msg.term()
-            return
+            return []
         token = execution_id_var.set(str(execution_id))
         try:
             if self._stopping.is_set():
                 await msg.nak(delay=1)  # not claimed: another worker (or our successor) takes it
-                return
-            pending = self._unreported.get(event_id)
+                return []
+            pending = self._backlog.get(event_id)
             if pending is not None:
-                await self._post_outcome(msg, event_id, pending)
-                return
+                return await self._report_notified(msg, event_id, pending)
+            if self._recent.running(event_id):
+                # Handed over to us eagerly and re-announced (or a repeat): the run here reports it.
+                log.info("command %s already runs here; dropping the repeated notification", event_id)
+                await _ack(msg)
+                return []
             plane = self._plane_for(note.server_url or self.settings.server_url)
             outcome = await plane.claim(event_id, self.settings.worker_id)
             self.metrics.claims.labels(CLAIM_LABELS[type(outcome)]).inc()
             if isinstance(outcome, Claimed):
-                await self._run_claimed(plane, msg, outcome.command, event_id)
-            elif isinstance(outcome, AlreadyClaimed):
+                return await self._run_notified(Job(plane, outcome.command, event_id, msg))
+            if isinstance(outcome, AlreadyClaimed):
                 log.info("command %s not ours (%s): %s", event_id, outcome.code, outcome.message)
                 await _ack(msg)
             elif isinstance(outcome, RetryLater):
@@ -239,99 +274,76 @@ class Worker:
                 log.error("claim of command %s failed with %s: %s", event_id, outcome.status, outcome.reason)
                 # 404: the command does not exist on that control plane; asking again cannot help.
                 await _ack(msg) if outcome.status == 404 else await msg.nak(delay=BAD_CLAIM_NAK_SECONDS)
+            return []
         finally:
             execution_id_var.reset(token)
 
-    async def _run_claimed(self, plane: ControlPlane, msg: Msg, command: Command, command_id: int) -> None:
-        s = self.settings
-        attempt = command.attempt or _int(command.context.get("attempt")) or 1
-        reporter = Reporter(execution_id=command.execution_id, step=command.node_name, command_id=str(command_id),
-                            worker_id=s.worker_id, attempt=attempt)
-        try:
-            await plane.post_events(command.execution_id, reporter.started(), s.worker_id, reporter.key("started"))
-        except ControlPlaneError as exc:
-            # Still CLAIMED by us: the redelivered message re-claims idempotently and starts then.
-            log.warning("could not report start of %s: %s", command_id, exc)
-            await msg.nak(delay=RETRY_NAK_SECONDS)
-            return
-        kind = read_work(command.context, command.action).kind or "unknown"
-        ctx = ToolContext(credentials=plane, execution_id=command.execution_id, step=command.node_name,
-                          timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root))
-        self.metrics.in_flight.inc()
-        started = time.perf_counter()
-        keepalive = asyncio.create_task(self._keepalive(plane, msg, command.execution_id, reporter))
-        try:
-            result = await execute(command.context, command.action, self.runners, ctx)
-        finally:
-            keepalive.cancel()
-            self.metrics.in_flight.dec()
-        self.metrics.duration.labels(kind).observe(time.perf_counter() - started)
-        self.metrics.commands.labels(kind, "ok" if result.ok else "error").inc()
-        if not result.ok:
-            log.info("command %s (%s) failed: %s", command_id, command.node_name, (result.error or "")[:300])
-        await self._post_outcome(msg, command_id, self._outcome(plane, command.execution_id, reporter, result))
+    async def _run_notified(self, job: Job) -> list[Job]:
+        outcome = await self._runner.run(job)
+        if outcome is None:
+            return []
+        return await self._report_notified(job.msg, job.command_id, outcome)
 
-    def _outcome(self, plane: ControlPlane, execution_id: int, reporter: Reporter, result: Outcome) -> Unreported:
-        events = (reporter.succeeded(result.result, result.stdout) if result.ok
-                  else reporter.failed(result.error or "tool failed", result.stdout))
-        return Unreported(base_url=plane.base_url, execution_id=execution_id, events=events,
-                          key=reporter.key("ok" if result.ok else "error"))
-
-    async def _keepalive(self, plane: ControlPlane, msg: Msg, execution_id: int, reporter: Reporter) -> None:
-        """Long steps: tell JetStream we are still working, and extend the claim lease."""
-        n = 0
-        while True:
-            await asyncio.sleep(self.settings.progress_seconds)
-            n += 1
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-            with contextlib.suppress(Exception):
-                await plane.post_events(execution_id, reporter.heartbeat(), self.settings.worker_id,
-                                        reporter.key(f"hb{n}"))
-
-    async def _post_outcome(self, msg: Msg, command_id: int, outcome: Unreported) -> None:
+    async def _report_notified(self, msg: Msg, command_id: int, outcome: Unreported) -> list[Job]:
+        """Ack once the outcome is taken (or refused for good); keep it and nak when the control
+        plane could not be reached, so the redelivered message re-posts it."""
         plane = self._plane_for(outcome.base_url)
-        try:
-            await plane.post_events(outcome.execution_id, outcome.events, self.settings.worker_id, outcome.key)
-        except ControlPlaneError as exc:
+        posted = await post_outcome(plane, outcome, self.settings.worker_id, self._eager())
+        if isinstance(posted, NotTaken):
             self.metrics.report_failures.inc()
-            if exc.retryable:
-                self._keep(command_id, outcome)
-                log.warning("could not report outcome of %s (will re-post): %s", command_id, exc)
+            if posted.retryable:
+                self._backlog.keep(command_id, posted.outcome)
+                log.warning("could not report outcome of %s (will re-post): %s", command_id, posted.reason)
                 await msg.nak(delay=RETRY_NAK_SECONDS)
-                return
-            if outcome.events[0].event_type == "call.done":
-                # The server refused the result itself (too large, invalid): the step fails with why.
-                log.error("control plane refused the result of %s: %s", command_id, exc)
-                reporter_events = _refused(outcome.events, str(exc))
-                await self._post_outcome(msg, command_id, msgspec.structs.replace(
-                    outcome, events=reporter_events, key=outcome.key + ":refused"))
-                return
-            log.error("control plane refused the outcome of %s; giving up on it: %s", command_id, exc)
-            self._unreported.pop(command_id, None)
-            await _ack(msg)
-            return
-        self._unreported.pop(command_id, None)
+                return []
+            log.error("control plane refused the outcome of %s; giving up on it: %s", command_id, posted.reason)
+        self._backlog.pop(command_id)
         await _ack(msg)
+        return self._handed_over(plane, posted.commands) if isinstance(posted, Accepted) else []
 
-    def _keep(self, command_id: int, outcome: Unreported) -> None:
-        self._unreported[command_id] = outcome
-        self._unreported.move_to_end(command_id)
-        while len(self._unreported) > MAX_UNREPORTED:
-            dropped, _ = self._unreported.popitem(last=False)
-            log.error("dropping the unreported outcome of %s (too many pending); the claim lease will "
-                      "let the command run again", dropped)
+    async def _run_handed(self, job: Job) -> list[Job]:
+        """A command handed over with an outcome answer: claimed and started for us already."""
+        token = execution_id_var.set(str(job.command.execution_id))
+        try:
+            outcome = await self._runner.run(job)
+            if outcome is None:
+                return []
+            posted = await post_until_taken(job.plane, outcome, self.settings.worker_id, self._eager, self._stopping,
+                                            lambda _: self.metrics.report_failures.inc(), self.repost_backoff)
+            if isinstance(posted, Accepted):
+                return self._handed_over(job.plane, posted.commands)
+            log.error("outcome of %s not reported (%s); its lease will expire and the shard re-issues it",
+                      job.command_id, posted.reason)
+        except Exception:
+            log.exception("unexpected error running handed-over command %s; its lease will expire",
+                          job.command_id)
+        finally:
+            execution_id_var.reset(token)
+        return []
 
+    def _eager(self) -> EagerRequest | None:
+        """How many commands we could take right now: this finishing one's slot, plus the spare
+        ones. None when off or stopping: the next commands then go through NATS to whoever is up."""
+        if not self.settings.eager_dispatch or self._stopping.is_set():
+            return None
+        return EagerRequest(slots=1 + self._slots.spare(), pool=self.settings.pool)
 
-def _refused(events: list[Event], reason: str) -> list[Event]:
-    """Turn a refused success into a failure report carrying the refusal."""
-    first = events[0]
-    error = f"the control plane refused this step's result: {reason}"[:2000]
-    base = {"command_id": first.command_id, "worker_id": first.worker_id}
-    return [msgspec.structs.replace(first, event_type="call.error", status="FAILED",
-                                    payload={**base, "error": error}),
-            msgspec.structs.replace(events[-1], event_type="command.failed", status="FAILED",
-                                    payload={**base, "error": error})]
+    def _handed_over(self, plane: ControlPlane, commands: list[Command]) -> list[Job]:
+        """Jobs for the handed-over commands, minus any this worker runs or ran already (a
+        replayed answer repeats them)."""
+        jobs = []
+        for command in commands:
+            command_id = as_int(command.event_id) or as_int(command.command_id)
+            if command_id is None:
+                log.error("handed-over command of %s has no id; left to its lease", command.execution_id)
+                self.metrics.handed_over.labels("unreadable").inc()
+            elif not self._recent.admit(command_id, attempt_of(command)):
+                log.info("handed-over command %s runs or ran here already; not running it again", command_id)
+                self.metrics.handed_over.labels("duplicate").inc()
+            else:
+                self.metrics.handed_over.labels("run").inc()
+                jobs.append(Job(plane, command, command_id))
+        return jobs
 
 
 async def _ack(msg: Msg) -> None:
@@ -343,8 +355,6 @@ async def _ack(msg: Msg) -> None:
         log.warning("ack of %s not confirmed: %s", msg.subject, exc)
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+async def _nak(msg: Msg, delay: float) -> None:
+    with contextlib.suppress(Exception):
+        await msg.nak(delay=delay)

@@ -20,7 +20,8 @@ class Notification(msgspec.Struct, kw_only=True):
 
 
 class Command(msgspec.Struct, kw_only=True):
-    """GET /api/commands/{id} and the claim response (`ClaimResponse`)."""
+    """GET /api/commands/{id}, the claim response (`ClaimResponse`), and each command handed over
+    in an outcome answer (`BatchAnswer.commands`)."""
 
     execution_id: int
     node_name: str
@@ -33,6 +34,9 @@ class Command(msgspec.Struct, kw_only=True):
     attempt: int | None = None
     max_attempts: int | None = None
     status: str | None = None
+    # The shard recorded command.started in the claim transaction (a NoETL server never sends it):
+    # the worker must not post its own.
+    started: bool = False
 
 
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -50,10 +54,27 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     informative: bool = True
 
 
+class EagerRequest(msgspec.Struct, kw_only=True):
+    """Opt-in extension of an outcome batch: "I can take `slots` more commands of `pool` now"
+    (counting the slot the finishing command frees). A NoETL server ignores the unknown field."""
+
+    slots: int
+    pool: str
+
+
 class EventBatch(msgspec.Struct, kw_only=True, omit_defaults=True):
     execution_id: str
     events: list[Event]
     worker_id: str | None = None
+    eager: EagerRequest | None = None  # omitted when None
+
+
+class BatchAnswer(msgspec.Struct, kw_only=True):
+    """The part of a batch answer the worker reads: the next commands of the execution, already
+    claimed and started for this worker (eager dispatch). Kept raw so one unreadable command does
+    not hide the others; everything else in the answer (status, event_ids, ...) is ignored."""
+
+    commands: list[msgspec.Raw] | None = None
 
 
 class SingleEvent(Event, kw_only=True, omit_defaults=True):

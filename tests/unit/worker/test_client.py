@@ -18,7 +18,7 @@ from noetl_worker.client import (
     RetryLater,
 )
 from noetl_worker.events import Reporter
-from noetl_worker.wire import PoolRegistration
+from noetl_worker.wire import EagerRequest, PoolRegistration
 
 CLAIM = "/api/commands/{event_id}/claim"
 BATCH = "/api/events/batch"
@@ -220,3 +220,50 @@ async def test_timeout_is_retryable(peer):
         with pytest.raises(ControlPlaneError, match="TimeoutError") as err:
             await cp.get_command(1)
     assert err.value.retryable and len(peer.hits("/api/commands/{event_id}")) == 2
+
+
+async def test_claim_that_started_the_command_says_so(peer, session):
+    peer.answer(CLAIM, 200, {**COMMAND, "started": True})
+    peer.answer(CLAIM, 200, COMMAND)
+    cp = plane(peer, session)
+    first, second = await cp.claim(42, "w1"), await cp.claim(42, "w1")
+    assert isinstance(first, Claimed) and first.command.started
+    assert isinstance(second, Claimed) and not second.command.started  # a NoETL server never sends it
+
+
+async def test_post_events_asks_for_eager_commands_and_returns_them(peer, session):
+    handed = {**COMMAND, "event_id": 43, "command_id": "43", "node_name": "next", "started": True}
+    peer.answer(BATCH, 202, {"status": "accepted", "event_ids": [1, 2], "commands": [handed]})
+    r = reporter()
+    got = await plane(peer, session).post_events(7, r.succeeded(1, ""), "w1", r.key("ok"),
+                                                  eager=EagerRequest(slots=3, pool="default"))
+    assert [(c.event_id, c.node_name, c.started) for c in got] == [(43, "next", True)]
+    assert peer.hits(BATCH)[0][3]["eager"] == {"slots": 3, "pool": "default"}
+
+
+@pytest.mark.parametrize("answer", [
+    {"status": "accepted", "request_id": "1", "event_ids": [1], "duplicate": False},  # NoETL's answer
+    {"status": "ok", "event_ids": [1], "commands_generated": 0},                      # the Rust server's
+    {"status": "accepted", "commands": []},
+    {"status": "accepted", "commands": None},
+    "",
+])
+async def test_post_events_without_handed_over_commands_returns_none(peer, session, answer):
+    peer.answer(BATCH, 202, answer)
+    assert await plane(peer, session).post_events(7, reporter().started(), "w1", "k") == []
+    assert "eager" not in peer.hits(BATCH)[0][3]  # not asked for: not sent
+
+
+async def test_post_events_skips_an_unreadable_handed_over_command(peer, session):
+    peer.answer(BATCH, 202, {"commands": [{"node_name": "no execution id"}, {**COMMAND, "started": True}]})
+    got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
+                                                  eager=EagerRequest(slots=1, pool="p"))
+    assert [c.event_id for c in got] == [42]
+
+
+async def test_single_event_fallback_hands_over_nothing(peer, session):
+    peer.answer(BATCH, 404, "404: Not Found")
+    peer.default("/api/events", 200, {"status": "ok", "event_id": 1})
+    got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
+                                                  eager=EagerRequest(slots=1, pool="p"))
+    assert got == []

@@ -1,0 +1,146 @@
+"""Running one claimed command: report its start unless the claim did, run the tool with
+keepalives (JetStream in-progress for a notified command, `command.heartbeat` extending the
+claim lease for all), and build the outcome batch to report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .client import ControlPlane, ControlPlaneError
+from .config import WorkerSettings
+from .events import Reporter
+from .executor import Outcome, execute, read_work
+from .outcomes import Unreported
+from .slots import RecentCommands
+from .tools.base import Runner, ToolContext
+from .wire import Command
+
+log = logging.getLogger("noetl.worker")
+
+RETRY_NAK_SECONDS = 2.0  # nak delay when the control plane did not take an event
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter("noetl_worker_commands_total", "Commands run, by tool kind and outcome",
+                                ["tool", "outcome"], registry=registry)
+        self.claims = Counter("noetl_worker_claims_total", "Claim attempts by outcome", ["outcome"], registry=registry)
+        self.duration = Histogram("noetl_worker_tool_seconds", "Tool run time", ["tool"], registry=registry)
+        self.in_flight = Gauge("noetl_worker_in_flight", "Commands running now", registry=registry)
+        self.report_failures = Counter("noetl_worker_report_failures_total",
+                                       "Outcome batches the control plane did not take", registry=registry)
+        self.handed_over = Counter("noetl_worker_eager_commands_total",
+                                   "Commands handed over in outcome answers (eager dispatch), by what became of them",
+                                   ["outcome"], registry=registry)
+
+
+class Job(msgspec.Struct):
+    """A command whose claim this worker holds. `msg` is its notification; None for a command
+    handed over eagerly (nothing to ack, nak or keep in progress)."""
+
+    plane: ControlPlane
+    command: Command
+    command_id: int
+    msg: Msg | None = None
+
+
+class CommandRunner:
+    """Runs commands for the worker loop, whichever way they came (a claim or a hand-over)."""
+
+    def __init__(self, settings: WorkerSettings, runners: dict[str, Runner], metrics: WorkerMetrics,
+                 recent: RecentCommands) -> None:
+        self.settings = settings
+        self.runners = runners
+        self.metrics = metrics
+        self.recent = recent
+
+    async def run(self, job: Job) -> Unreported | None:
+        """Run the tool of a claimed command; the outcome to report, or None when a notified
+        command's start could not be reported (its message was nak'ed and comes back)."""
+        command = job.command
+        reporter = Reporter(execution_id=command.execution_id, step=command.node_name,
+                            command_id=str(job.command_id), worker_id=self.settings.worker_id,
+                            attempt=attempt_of(command))
+        self.recent.start(job.command_id)
+        result: Outcome | None = None
+        try:
+            if command.started or await self._report_start(job, reporter):
+                result = await self._execute(job, reporter)
+        finally:
+            if result is None:  # not run (start unreported) or cancelled: a later claim may run it here
+                self.recent.forget(job.command_id)
+        if result is None:
+            return None
+        self.recent.finish(job.command_id, reporter.attempt)
+        events = (reporter.succeeded(result.result, result.stdout) if result.ok
+                  else reporter.failed(result.error or "tool failed", result.stdout))
+        return Unreported(base_url=job.plane.base_url, execution_id=command.execution_id, events=events,
+                          key=reporter.key("ok" if result.ok else "error"))
+
+    async def _report_start(self, job: Job, reporter: Reporter) -> bool:
+        """For a claim that did not start the command (a NoETL server)."""
+        try:
+            await job.plane.post_events(job.command.execution_id, reporter.started(), self.settings.worker_id,
+                                        reporter.key("started"))
+            return True
+        except ControlPlaneError as exc:
+            if job.msg is None:  # no message to bring it back; the claim is ours, so run it
+                log.warning("could not report start of %s (running it anyway): %s", job.command_id, exc)
+                return True
+            # Still CLAIMED by us: the redelivered message re-claims idempotently and starts then.
+            log.warning("could not report start of %s: %s", job.command_id, exc)
+            await job.msg.nak(delay=RETRY_NAK_SECONDS)
+            return False
+
+    async def _execute(self, job: Job, reporter: Reporter) -> Outcome:
+        s, command = self.settings, job.command
+        kind = read_work(command.context, command.action).kind or "unknown"
+        ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
+                          timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root))
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        keepalive = asyncio.create_task(self._keepalive(job, reporter))
+        try:
+            result = await execute(command.context, command.action, self.runners, ctx)
+        finally:
+            keepalive.cancel()
+            self.metrics.in_flight.dec()
+        self.metrics.duration.labels(kind).observe(time.perf_counter() - started)
+        self.metrics.commands.labels(kind, "ok" if result.ok else "error").inc()
+        if not result.ok:
+            log.info("command %s (%s) failed: %s", job.command_id, command.node_name, (result.error or "")[:300])
+        return result
+
+    async def _keepalive(self, job: Job, reporter: Reporter) -> None:
+        """Long steps: tell JetStream we are still working (if a message brought the command),
+        and extend the claim lease."""
+        n = 0
+        while True:
+            await asyncio.sleep(self.settings.progress_seconds)
+            n += 1
+            if job.msg is not None:
+                with contextlib.suppress(Exception):
+                    await job.msg.in_progress()
+            with contextlib.suppress(Exception):
+                await job.plane.post_events(job.command.execution_id, reporter.heartbeat(), self.settings.worker_id,
+                                            reporter.key(f"hb{n}"))
+
+
+def attempt_of(command: Command) -> int:
+    return command.attempt or as_int(command.context.get("attempt")) or 1
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
