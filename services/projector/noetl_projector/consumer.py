@@ -155,7 +155,8 @@ class ShardProjector:
             left = deadline - loop.time()
             if left < MIN_FETCH_SECONDS:
                 break
-            more += await self._fetch(room - len(more), timeout=left)
+            # At most a second per fetch, so stop() is honoured promptly even with a long linger.
+            more += await self._fetch(room - len(more), timeout=min(left, 1.0))
         return more
 
     async def project(self, msgs: list[Msg]) -> None:
