@@ -208,7 +208,9 @@ async def test_projection_folds_published_events_idempotently(client):
         await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
         await finish(client, eid, cid, {"double": 4})
     claimed = await (await client.post("/api/internal/outbox/claim?limit=1000", headers=auth)).json()
-    envelopes = [m["payload"] for m in claimed["items"] if m["subject"].startswith("noetl.events.")]
+    payloads = [m["payload"] for m in claimed["items"] if m["subject"].startswith("noetl.events.")]
+    # A message carries one transaction's events ({"events": [...]}), or, in the older format, is one event.
+    envelopes = [e for p in payloads for e in (p["events"] if "events" in p else [p])]
     # Newest half first, then everything (a crashed projector's batch comes back late): each once.
     late = await (await client.post("/api/internal/events/project", json={"events": envelopes[len(envelopes) // 2:]},
                                     headers=auth)).json()
