@@ -41,7 +41,8 @@ class ProjectorMetrics:
                                 ["shard"], registry=registry)
         self.failures = Counter("noetl_projector_request_failures_total",
                                 "Project requests that failed and were retried", ["shard"], registry=registry)
-        self.lag = Gauge("noetl_projector_lag_events", "Messages (transactions' event batches) published but not yet projected",
+        self.lag = Gauge("noetl_projector_lag_events",
+                         "Messages (each one transaction's events) published but not yet projected",
                          ["shard"], registry=registry)
 
 
