@@ -32,3 +32,7 @@ async def ensure_streams(js: JetStreamContext, names: tuple[str, ...] = tuple(ST
         if missing:
             info.config.subjects = [*(info.config.subjects or []), *missing]
             await js.update_stream(info.config)
+
+# The most events one POST /api/internal/events/project may carry (the shard refuses more with a
+# 400; the projector splits its batches to fit).
+PROJECT_MAX_EVENTS = 5000

@@ -40,7 +40,8 @@ def create_app(settings: ProjectorSettings) -> web.Application:
         add_readiness_check(app, "nats", nats_ready)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         projectors = [ShardProjector(shard=s, base_url=u, token=settings.internal_token, batch=settings.batch,
-                                     ack_wait_seconds=settings.ack_wait_seconds, js=js, session=session,
+                                     ack_wait_seconds=settings.ack_wait_seconds,
+                                     linger_seconds=settings.linger_seconds, js=js, session=session,
                                      metrics=metrics) for s, u in sorted(settings.shard_urls.items())]
         for p in projectors:
             await p.subscribe()

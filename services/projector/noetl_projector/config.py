@@ -13,7 +13,8 @@ class ProjectorSettings(msgspec.Struct, frozen=True):
     shard_urls: dict[int, str]  # shard index -> base URL, only the shards this replica owns
     internal_token: str
     nats_url: str
-    batch: int                  # events per fetch and per project request
+    batch: int                  # messages per project request (each carries one transaction's events)
+    linger_seconds: float       # after a fetch, how long to gather more messages for the same request
     ack_wait_seconds: float
     http: HttpSettings
     name: str
@@ -32,6 +33,7 @@ def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
         internal_token=token,
         nats_url=env.str("NOETL_NATS_URL"),
         batch=env.int("NOETL_PROJECTOR_BATCH", 200, minimum=1, maximum=1000),
+        linger_seconds=env.int("NOETL_PROJECTOR_LINGER_MS", 50, minimum=0, maximum=5000) / 1000,
         ack_wait_seconds=env.float("NOETL_PROJECTOR_ACK_WAIT_SECONDS", 30.0),
         http=HttpSettings.from_env(env, default_port=8091),
         name=env.str("HOSTNAME", "projector") + f"/{replica}",

@@ -1,13 +1,17 @@
 """One shard's projection loop: a durable JetStream pull consumer on noetl.events.<shard>.>,
 batches handed to the shard's POST /api/internal/events/project, acked only once the shard
 accepted them. A batch the shard cannot take right now is retried in place (keeping the
-messages in progress) so events of an execution are never folded out of order."""
+messages in progress) so events of an execution are never folded out of order.
+
+A message carries the events of one shard transaction, `{"events": [envelope, ...]}`, and its
+Nats-Msg-Id (the outbox row id) names it; the shard marks that id so a redelivered message is
+skipped whole. Older messages are a bare envelope: their event id names them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 import msgspec
@@ -17,25 +21,77 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from noetl_common.streams import EVENTS_STREAM
+from noetl_common.streams import EVENTS_STREAM, PROJECT_MAX_EVENTS
 
 log = logging.getLogger("noetl.projector")
 PROJECT_PATH = "/api/internal/events/project"
 RETRY_MAX_SECONDS = 5.0
 # Answers that say nothing about the events themselves (a wrong token, overload): wait, never drop.
 RETRY_STATUSES = frozenset({401, 403, 429})
+# A lingering fetch shorter than this is not worth a round trip to the server.
+MIN_FETCH_SECONDS = 0.005
 
 
 class ProjectorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.projected = Counter("noetl_projector_events_total", "Events handed to shards and acked",
                                  ["shard"], registry=registry)
-        self.rejected = Counter("noetl_projector_rejected_total", "Events a shard refused (dropped, logged)",
+        self.rejected = Counter("noetl_projector_rejected_total",
+                                "Events a shard refused or that could not be read (dropped, logged)",
                                 ["shard"], registry=registry)
         self.failures = Counter("noetl_projector_request_failures_total",
                                 "Project requests that failed and were retried", ["shard"], registry=registry)
-        self.lag = Gauge("noetl_projector_lag_events", "Events published but not yet projected",
+        self.lag = Gauge("noetl_projector_lag_events",
+                         "Messages (each one transaction's events) published but not yet projected",
                          ["shard"], registry=registry)
+
+
+class Delivery(msgspec.Struct):
+    """One message as the project route takes it; the events are passed through unparsed."""
+
+    id: str
+    events: list[msgspec.Raw]
+
+
+class ProjectBody(msgspec.Struct):
+    messages: list[Delivery]
+
+
+class _Payload(msgspec.Struct):
+    events: list[msgspec.Raw] | None = None  # a transaction's events
+    event_id: int | str | None = None         # an older message: the payload is one envelope
+
+
+def decode(msg: Msg) -> Delivery | None:
+    """The message as a delivery, or None when it is neither format (or names no id)."""
+    try:
+        payload = msgspec.json.decode(msg.data, type=_Payload)
+    except msgspec.DecodeError:  # malformed JSON, or a shape that is neither format
+        return None
+    if payload.events is not None:
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+        return Delivery(msg_id, payload.events) if msg_id and payload.events else None
+    if payload.event_id not in (None, ""):
+        return Delivery(str(payload.event_id), [msgspec.Raw(msg.data)])
+    return None
+
+
+Item = tuple[Msg, Delivery]
+
+
+def chunks(items: list[Item], max_events: int) -> Iterator[list[Item]]:
+    """Consecutive runs of at most max_events events (a bigger message goes alone)."""
+    chunk: list[Item] = []
+    events = 0
+    for item in items:
+        size = len(item[1].events)
+        if chunk and events + size > max_events:
+            yield chunk
+            chunk, events = [], 0
+        chunk.append(item)
+        events += size
+    if chunk:
+        yield chunk
 
 
 def durable_name(shard: int) -> str:
@@ -44,19 +100,23 @@ def durable_name(shard: int) -> str:
 
 class ShardProjector:
     def __init__(self, *, shard: int, base_url: str, token: str, batch: int, ack_wait_seconds: float,
-                 js: JetStreamContext, session: aiohttp.ClientSession, metrics: ProjectorMetrics) -> None:
+                 js: JetStreamContext, session: aiohttp.ClientSession, metrics: ProjectorMetrics,
+                 linger_seconds: float = 0.05, max_events: int = PROJECT_MAX_EVENTS) -> None:
         self.shard = shard
         self.url = base_url + PROJECT_PATH
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.batch = batch
         self.ack_wait_seconds = ack_wait_seconds
+        self.linger_seconds = linger_seconds
+        self.max_events = max_events
         self.js = js
         self.session = session
         self.metrics = metrics
+        self._label = str(shard)
         self._stopping = asyncio.Event()
         self._sub: Any = None
         for family in (metrics.projected, metrics.rejected, metrics.failures, metrics.lag):
-            family.labels(str(shard))  # series exist (at 0) before the first event
+            family.labels(self._label)  # series exist (at 0) before the first event
 
     def stop(self) -> None:
         self._stopping.set()
@@ -71,58 +131,92 @@ class ShardProjector:
         if self._sub is None:
             await self.subscribe()
         while not self._stopping.is_set():
-            try:
-                msgs = await self._sub.fetch(self.batch, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when idle
-                continue
-            except Exception as exc:  # NATS reconnecting, a consumer being recreated: keep going
-                log.warning("shard %s: fetch failed (%r); retrying", self.shard, exc)
-                await asyncio.sleep(0.5)
-                continue
-            await self.project(msgs)
+            msgs = await self._fetch(self.batch, timeout=1.0)
+            if msgs:
+                msgs += await self._linger(self.batch - len(msgs))
+                await self.project(msgs)
+
+    async def _fetch(self, count: int, timeout: float) -> list[Msg]:
+        try:
+            return await self._sub.fetch(count, timeout=timeout)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when idle
+            return []
+        except Exception as exc:  # NATS reconnecting, a consumer being recreated: keep going
+            log.warning("shard %s: fetch failed (%r); retrying", self.shard, exc)
+            await asyncio.sleep(0.5)
+            return []
+
+    async def _linger(self, room: int) -> list[Msg]:
+        """More messages for the same request, for up to linger_seconds: a steady trickle then
+        costs the shard one project transaction per linger window instead of one per message."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_seconds
+        more: list[Msg] = []
+        while len(more) < room and not self._stopping.is_set():
+            left = deadline - loop.time()
+            if left < MIN_FETCH_SECONDS:
+                break
+            # At most a second per fetch, so stop() is honoured promptly even with a long linger.
+            more += await self._fetch(room - len(more), timeout=min(left, 1.0))
+        return more
 
     async def project(self, msgs: list[Msg]) -> None:
-        events, good = [], []
-        for msg in msgs:
-            try:
-                events.append(msgspec.json.decode(msg.data, type=dict[str, Any]))
-                good.append(msg)
-            except msgspec.DecodeError:
-                log.error("shard %s: dropping a message that is not a JSON event (seq %s)",
-                          self.shard, msg.metadata.sequence.stream)
-                self.metrics.rejected.labels(str(self.shard)).inc()
-                await msg.term()
-        if not events:
-            return
-        status = await self._post_until_answered(events, good)
-        if status is None:
-            return  # stopping: unacked messages are redelivered to whoever runs next
-        if status >= 400:
-            # The shard refuses the batch as a whole: find the culprits one by one, keep the rest.
-            for event, msg in zip(events, good):
-                single = await self._post_until_answered([event], [msg])
-                if single is None:
-                    return
-                if single >= 400:
-                    log.error("shard %s refused event %s (HTTP %s); dropped", self.shard, event.get("event_id"), single)
-                    self.metrics.rejected.labels(str(self.shard)).inc()
-                    await msg.term()
-                else:
-                    await msg.ack_sync()
-                    self.metrics.projected.labels(str(self.shard)).inc()
-            return
-        for msg in good:
-            await msg.ack()
-        self.metrics.projected.labels(str(self.shard)).inc(len(good))
+        items = await self._readable(msgs)
+        for chunk in chunks(items, self.max_events):
+            if not await self._project_chunk(chunk):
+                return  # stopping: unacked messages are redelivered to whoever runs next
 
-    async def _post_until_answered(self, events: list[dict[str, Any]], msgs: list[Msg]) -> int | None:
+    async def _readable(self, msgs: list[Msg]) -> list[Item]:
+        items = []
+        for msg in msgs:
+            delivery = decode(msg)
+            if delivery is None:
+                log.error("shard %s: dropping a message that is not a JSON event batch (seq %s)",
+                          self.shard, msg.metadata.sequence.stream)
+                self.metrics.rejected.labels(self._label).inc()
+                await msg.term()
+            else:
+                items.append((msg, delivery))
+        return items
+
+    async def _project_chunk(self, chunk: list[Item]) -> bool:
+        """Project one request's worth; False when stopping before the shard answered."""
+        status = await self._post_until_answered(chunk)
+        if status is None:
+            return False
+        if status < 400:
+            for msg, _ in chunk:
+                await msg.ack()
+            self.metrics.projected.labels(self._label).inc(sum(len(d.events) for _, d in chunk))
+            return True
+        # The shard refuses the batch as a whole: find the culprits one by one, keep the rest.
+        for item in chunk:
+            single = await self._post_until_answered([item])
+            if single is None:
+                return False
+            await self._settle_single(item, single)
+        return True
+
+    async def _settle_single(self, item: Item, status: int) -> None:
+        msg, delivery = item
+        if status >= 400:
+            log.error("shard %s refused message %s (%d event(s), HTTP %s); dropped",
+                      self.shard, delivery.id, len(delivery.events), status)
+            self.metrics.rejected.labels(self._label).inc(len(delivery.events))
+            await msg.term()
+        else:
+            await msg.ack_sync()
+            self.metrics.projected.labels(self._label).inc(len(delivery.events))
+
+    async def _post_until_answered(self, items: list[Item]) -> int | None:
         """POST until the shard answers with a status that is not 'try again' (5xx, RETRY_STATUSES,
         network).
         Returns that status, or None when stopping first."""
+        body = msgspec.json.encode(ProjectBody([delivery for _, delivery in items]))
         delay = 0.1
         while not self._stopping.is_set():
             try:
-                async with self.session.post(self.url, json={"events": events}, headers=self.headers) as resp:
+                async with self.session.post(self.url, data=body, headers=self.headers) as resp:
                     await resp.read()
                     if resp.status < 500 and resp.status not in RETRY_STATUSES:
                         return resp.status
@@ -130,9 +224,9 @@ class ShardProjector:
                                                       if resp.status in (401, 403) else "")
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
-            self.metrics.failures.labels(str(self.shard)).inc()
+            self.metrics.failures.labels(self._label).inc()
             log.warning("shard %s: project request failed (%s); retrying in %.1fs", self.shard, reason, delay)
-            for msg in msgs:  # keep them ours while we wait
+            for msg, _ in items:  # keep them ours while we wait
                 await msg.in_progress()
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -143,4 +237,4 @@ class ShardProjector:
 
     async def refresh_lag(self) -> None:
         info = await self.js.consumer_info(EVENTS_STREAM, durable_name(self.shard))
-        self.metrics.lag.labels(str(self.shard)).set(info.num_pending + info.num_ack_pending)
+        self.metrics.lag.labels(self._label).set(info.num_pending + info.num_ack_pending)

@@ -100,7 +100,8 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
 
 
 def body_execution_ids(body: bytes | None) -> tuple[int, ...]:
-    """Top-level `execution_id`; for a projector batch without one, each event's execution_id."""
+    """Top-level `execution_id`; for a projector batch without one, each event's execution_id
+    (`events[i]`, or `messages[i].events[j]`)."""
     if not body or not body.strip():
         raise RoutingError("request body is empty; a JSON object with execution_id is expected")
     try:
@@ -111,16 +112,33 @@ def body_execution_ids(body: bytes | None) -> tuple[int, ...]:
         raise RoutingError("request body must be a JSON object with execution_id")
     if doc.get("execution_id") is not None:
         return (_parse(doc["execution_id"], "execution_id in the body"),)
-    events = doc.get("events")
-    if isinstance(events, list) and events:
+    events = _body_events(doc)
+    if events:
         ids = []
-        for i, event in enumerate(events):
+        for where, event in events:
             value = event.get("execution_id") if isinstance(event, dict) else None
             if value is None:
-                raise RoutingError(f"events[{i}].execution_id is required to route this request")
-            ids.append(_parse(value, f"events[{i}].execution_id"))
+                raise RoutingError(f"{where}.execution_id is required to route this request")
+            ids.append(_parse(value, f"{where}.execution_id"))
         return tuple(dict.fromkeys(ids))
     raise RoutingError("execution_id is required in the body to route this request")
+
+
+def _body_events(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A project body's events, each with where it sits (for errors)."""
+    events = doc.get("events")
+    if isinstance(events, list):
+        return [(f"events[{i}]", e) for i, e in enumerate(events)]
+    messages = doc.get("messages")
+    if not isinstance(messages, list):
+        return []
+    found = []
+    for i, message in enumerate(messages):
+        inner = message.get("events") if isinstance(message, dict) else None
+        if not isinstance(inner, list) or not inner:
+            raise RoutingError(f"messages[{i}].events must be a non-empty list to route this request")
+        found.extend((f"messages[{i}].events[{j}]", e) for j, e in enumerate(inner))
+    return found
 
 
 def _parse(value: Any, field: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import msgspec
 
 from noetl_common.sharding import shard_for
 
@@ -63,18 +64,29 @@ async def test_summaries_and_timelines_are_projected_on_the_owning_shard(live_fl
     assert listed and listed[0]["status"] == "FAILED"
     assert listed[0]["event_count"] == summary["event_count"] > 0
 
-    # Folding the same events again changes nothing.
-    async with http.get(f"{live_fleet.router}/api/executions/{xid}/events", params={"page_size": 500}) as r:
-        events = (await r.json())["events"]
-    again = [{"event_id": e["event_id"], "execution_id": xid, "event_type": e["event_type"],
-              "node_name": e["node_name"], "command_id": e["command_id"]} for e in events]
-    async with http.post(f"{live_fleet.router}/api/internal/events/project", json={"events": again},
+    # Delivering the same messages again changes nothing.
+    again = await _published_messages(live_fleet.shard_dsns[owner], int(xid))
+    async with http.post(f"{live_fleet.router}/api/internal/events/project", json={"messages": again},
                          headers={"Authorization": f"Bearer {live_fleet.token}"}) as r:
         body = await r.json()
         assert r.status == 200, body
         assert r.headers["X-Shard"] == str(owner)
-    assert body == {"projected": 0, "duplicates": len(again)}
+    assert body == {"projected": 0, "duplicates": summary["event_count"]}
     assert (await _summary(live_fleet.shard_dsns[owner], int(xid)))[0]["event_count"] == summary["event_count"]
+
+
+async def _published_messages(dsn: str, execution_id: int) -> list[dict]:
+    """The execution's event messages as the projector hands them over: a batch under its outbox id
+    (its Nats-Msg-Id), an older single event under its event id."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT id, payload FROM noetl.outbox WHERE subject LIKE 'noetl.events.%' "
+                                "AND execution_id = $1 ORDER BY id", execution_id)
+    finally:
+        await conn.close()
+    payloads = [(r["id"], msgspec.json.decode(r["payload"].encode())) for r in rows]
+    return [{"id": str(i), "events": p["events"]} if "events" in p else {"id": p["event_id"], "events": [p]}
+            for i, p in payloads]
 
 
 async def test_projection_lag_is_exported_per_shard_and_drains(live_fleet, http):

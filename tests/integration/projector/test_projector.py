@@ -163,3 +163,92 @@ async def test_a_wrong_token_waits_instead_of_dropping(js_and_dbs):
             projector.stop()
             await asyncio.wait_for(task, 10)
             await runner.cleanup()
+
+
+XID2 = 385_000_000_000_000_002
+
+
+async def publish_batch(js, msg_id: str | None, events: list[dict]) -> None:
+    """A message as the shard writes it: one transaction's events, named by its outbox id."""
+    await js.publish(f"noetl.events.0.{events[0]['execution_id']}", msgspec.json.encode({"events": events}),
+                     headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+
+
+async def _summaries(dsn: str) -> dict[int, tuple[int, str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {r["execution_id"]: (r["event_count"], r["status"]) for r in await conn.fetch(
+            "SELECT execution_id, event_count, status FROM noetl.execution_summary")}
+    finally:
+        await conn.close()
+
+
+async def test_batched_messages_and_older_single_events_are_each_projected_once(js_and_dbs):
+    js, dbs = js_and_dbs
+    port = free_port()
+    runner = await start_shard(dbs, port)
+    registry = CollectorRegistry()
+    child = lambda event_id, kind: {**envelope(event_id, kind, node_name="tests/c"), "execution_id": str(XID2)}
+    # A parent and its child in one transaction, the older one-event format, and two bad messages:
+    # one naming no id (no Nats-Msg-Id), one carrying an event the shard refuses.
+    await publish_batch(js, "9001", [envelope(XID + 1, "playbook.initialized", node_name="tests/p"),
+                                     child(XID + 2, "playbook.initialized")])
+    await publish(js, [envelope(XID + 3, "step.enter", node_name="start")])
+    await publish_batch(js, None, [envelope(XID + 4, "step.exit", node_name="start")])
+    await publish_batch(js, "9002", [envelope(XID + 5, "step.exit", node_name="start"),
+                                     {**envelope(XID + 6, "step.enter"), "event_id": "not-an-id"}])
+    await publish_batch(js, "9003", [child(XID + 7, "playbook.completed"),
+                                     envelope(XID + 8, "playbook.completed", node_name="tests/p")])
+    async with aiohttp.ClientSession() as session:
+        projector = ShardProjector(shard=0, base_url=f"http://127.0.0.1:{port}", token=TOKEN, batch=50,
+                                   ack_wait_seconds=30, js=js, session=session, metrics=ProjectorMetrics(registry))
+        await projector.subscribe()
+        task = asyncio.create_task(projector.run())
+        try:
+            await eventually(lambda: _drained(js))
+            assert await _summaries(dbs.shard_dsns[0]) == {XID: (3, "COMPLETED"), XID2: (2, "COMPLETED")}
+            assert _value(registry, "noetl_projector_events_total") == 5  # events, not messages
+            assert _value(registry, "noetl_projector_rejected_total") == 3  # the unnamed one + both refused
+        finally:
+            projector.stop()
+            await asyncio.wait_for(task, 10)
+            await runner.cleanup()
+
+
+async def test_a_trickle_is_gathered_into_one_request(js_and_dbs):
+    """After a fetch the projector lingers for more: messages arriving meanwhile share a request."""
+    js, _ = js_and_dbs
+    requests: list[dict] = []
+
+    async def fake_project(request: web.Request) -> web.Response:
+        requests.append(await request.json())
+        return web.json_response({"projected": 0, "duplicates": 0})
+
+    app = web.Application()
+    app.router.add_post("/api/internal/events/project", fake_project)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as session:
+        projector = ShardProjector(shard=0, base_url=f"http://127.0.0.1:{port}", token=TOKEN, batch=3,
+                                   ack_wait_seconds=30, js=js, session=session,
+                                   metrics=ProjectorMetrics(CollectorRegistry()), linger_seconds=600)
+        await projector.subscribe()
+        task = asyncio.create_task(projector.run())
+        try:
+            await publish_batch(js, "9101", [envelope(XID + 1, "step.enter")])
+            await eventually(lambda: _in_flight(js, 1))  # fetched, and held while lingering
+            await publish_batch(js, "9102", [envelope(XID + 2, "step.enter")])
+            await publish(js, [envelope(XID + 3, "step.exit")])
+            await eventually(lambda: _drained(js))  # the batch filled up: posted without waiting out the linger
+            assert [[m["id"] for m in body["messages"]] for body in requests] == [["9101", "9102", str(XID + 3)]]
+        finally:
+            projector.stop()
+            await asyncio.wait_for(task, 10)
+            await runner.cleanup()
+
+
+async def _in_flight(js, n: int) -> bool:
+    info = await js.consumer_info(EVENTS_STREAM, durable_name(0))
+    return info.num_pending == 0 and info.num_ack_pending == n

@@ -60,6 +60,9 @@ def test_projector_batch_without_top_level_id_uses_each_event():
     body = {"events": [{"execution_id": str(E), "event_id": 1}, {"execution_id": E, "event_id": 2},
                        {"execution_id": F, "event_id": 3}]}
     assert d("POST", "/api/internal/events/project", body=body).ids == (E, F)
+    messages = {"messages": [{"id": "7", "events": [{"execution_id": str(F), "event_id": 1}]},
+                             {"id": "8", "events": [{"execution_id": E, "event_id": 2}]}]}
+    assert d("POST", "/api/internal/events/project", body=messages).ids == (F, E)
 
 
 def test_needs_body_only_for_body_routed_posts_without_header():
@@ -114,6 +117,11 @@ def test_execute_with_parent_still_places_anywhere():
     ({"method": "POST", "path": "/api/events", "body": [1, 2]}, "JSON object"),
     ({"method": "POST", "path": "/api/internal/events/project", "body": {"events": [{"event_id": 1}]}},
      r"events\[0\].execution_id is required"),
+    ({"method": "POST", "path": "/api/internal/events/project",
+      "body": {"messages": [{"id": "1", "events": [{"execution_id": 1}]}, {"id": "2", "events": [{}]}]}},
+     r"messages\[1\].events\[0\].execution_id is required"),
+    ({"method": "POST", "path": "/api/internal/events/project", "body": {"messages": [{"id": "1"}]}},
+     r"messages\[0\].events must be a non-empty list"),
 ])
 def test_unparsable_ids_are_errors_naming_them(kwargs, fragment):
     with pytest.raises(RoutingError, match=fragment):

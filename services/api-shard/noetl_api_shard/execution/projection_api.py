@@ -1,24 +1,58 @@
 """POST /api/internal/events/project: the projector hands this shard its published events back
-to fold into read models (bearer-gated by the internal auth middleware)."""
+to fold into read models (bearer-gated by the internal auth middleware).
+
+Two bodies: the projector's `{"messages": [{"id": <outbox id>, "events": [envelope, ...]}]}`,
+one entry per published message, and NoETL's `{"events": [envelope, ...]}`, where each event is
+a delivery of its own under its event id. Either way a delivery is folded once, whole.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import datetime, timezone
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
-from noetl_common.errors import bad_request, json_response, read_json
+from noetl_common.errors import bad_request, json_response
+from noetl_common.streams import PROJECT_MAX_EVENTS
 
 from ..state import services
 from ..store import projections
+from ..store.projections import Delivery, ProjectedEvent
 from .ownership import require_owned
 
-MAX_EVENTS = 1000
+MAX_MESSAGES = 1000
+MAX_ID = 2**63 - 1  # ids are bigint
+Int4 = Annotated[int, msgspec.Meta(ge=-2**31, le=2**31 - 1)]
+
+
+class EventIn(msgspec.Struct):
+    """An event envelope as published (see Orchestrator.append); ids may be strings (JSON-safe).
+    Fields the fold does not use (status, parent_execution_id) are ignored."""
+
+    event_id: int | str | None = None
+    execution_id: int | str | None = None
+    event_type: str | None = None
+    node_name: str | None = None
+    command_id: int | str | None = None
+    worker_id: str | None = None
+    attempt: Int4 | None = None
+    iteration: Int4 | None = None
+    error: str | None = None
+    catalog_id: int | str | None = None
+    event_time_ms: int | float | None = None
+
+
+class MessageIn(msgspec.Struct):
+    id: int | str | None = None  # the message's outbox id (its Nats-Msg-Id)
+    events: list[EventIn] | None = None
 
 
 class ProjectRequest(msgspec.Struct):
-    events: list[dict[str, Any]]
+    events: list[EventIn] | None = None
+    messages: list[MessageIn] | None = None
 
 
 def register(app: web.Application) -> None:
@@ -27,18 +61,88 @@ def register(app: web.Application) -> None:
 
 async def project(request: web.Request) -> web.Response:
     svc = services(request)
-    body = await read_json(request, ProjectRequest)
-    if not body.events:
-        raise bad_request("events must be a non-empty list")
-    if len(body.events) > MAX_EVENTS:
-        raise bad_request(f"events has {len(body.events)} items; at most {MAX_EVENTS} per request")
-    for i, e in enumerate(body.events):
-        for field in ("event_id", "execution_id"):
-            try:
-                int(e.get(field))
-            except (TypeError, ValueError):
-                raise bad_request(f"events[{i}].{field} must be an integer id") from None
-        require_owned(svc, int(e["execution_id"]))
-    async with svc.shard_pool.acquire() as conn, conn.transaction():
-        projected = await projections.fold_batch(conn, body.events)
-    return json_response({"projected": projected, "duplicates": len(body.events) - projected})
+    deliveries = parse(await _decode(request))
+    for execution_id in sorted({e.execution_id for d in deliveries for e in d.events}):
+        require_owned(svc, execution_id)
+    async with svc.shard_pool.acquire() as conn:
+        projected = await projections.fold_batch(conn, deliveries)
+    total = sum(len(d.events) for d in deliveries)
+    return json_response({"projected": projected, "duplicates": total - projected})
+
+
+async def _decode(request: web.Request) -> ProjectRequest:
+    raw = await request.read()  # bounded by client_max_size (413 past it)
+    try:
+        return msgspec.json.decode(raw, type=ProjectRequest)
+    except msgspec.ValidationError as exc:
+        raise bad_request(_field_error(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+
+
+def _field_error(message: str) -> str:
+    """msgspec says "Expected `int`, got `str` - at `$.events[0].attempt`"; lead with the field."""
+    match = re.fullmatch(r"(.*) - at `\$\.?(.*)`", message, re.DOTALL)
+    return f"{match.group(2)}: {match.group(1)}" if match and match.group(2) else message
+
+
+def parse(body: ProjectRequest) -> list[Delivery]:
+    """The request's deliveries, or a 400 naming the first offending field."""
+    if body.events is not None and body.messages is not None:
+        raise bad_request("give either events or messages, not both")
+    if body.messages is not None:
+        deliveries = [_message(m, f"messages[{i}]") for i, m in enumerate(body.messages)]
+        where = "messages"
+    else:
+        # NoETL's contract: idempotent per event id, so each event is a delivery of its own.
+        events = [_event(e, f"events[{i}]") for i, e in enumerate(body.events or [])]
+        deliveries = [Delivery(e.event_id, [e]) for e in events]
+        where = "events"
+    if not deliveries:
+        raise bad_request("events (or messages) must be a non-empty list")
+    if len(deliveries) > MAX_MESSAGES:
+        raise bad_request(f"{where} has {len(deliveries)} items; at most {MAX_MESSAGES} per request")
+    total = sum(len(d.events) for d in deliveries)
+    if total > PROJECT_MAX_EVENTS:
+        raise bad_request(f"{where} carry {total} events; at most {PROJECT_MAX_EVENTS} per request")
+    return deliveries
+
+
+def _message(m: MessageIn, where: str) -> Delivery:
+    delivery_id = _id(m.id, f"{where}.id")
+    if not m.events:
+        raise bad_request(f"{where}.events must be a non-empty list")
+    return Delivery(delivery_id, [_event(e, f"{where}.events[{j}]") for j, e in enumerate(m.events)])
+
+
+def _event(e: EventIn, where: str) -> ProjectedEvent:
+    return ProjectedEvent(
+        event_id=_id(e.event_id, f"{where}.event_id"), execution_id=_id(e.execution_id, f"{where}.execution_id"),
+        event_type=e.event_type or "", node_name=e.node_name,
+        command_id=_optional_id(e.command_id, f"{where}.command_id"), worker_id=e.worker_id,
+        attempt=e.attempt, iteration=e.iteration, error=e.error,
+        catalog_id=_optional_id(e.catalog_id, f"{where}.catalog_id"), at=_time(e.event_time_ms, where))
+
+
+def _id(value: int | str | None, where: str) -> int:
+    try:
+        parsed = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        parsed = 0
+    if not 0 < parsed <= MAX_ID:
+        raise bad_request(f"{where} must be an integer id")
+    return parsed
+
+
+def _optional_id(value: int | str | None, where: str) -> int | None:
+    return None if value in (None, "") else _id(value, where)
+
+
+def _time(ms: int | float | None, where: str) -> datetime | None:
+    """The event's own time, so a lagging projector still records when things happened."""
+    if not ms:
+        return None
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise bad_request(f"{where}.event_time_ms is out of range") from None
