@@ -56,7 +56,10 @@ async def test_sixty_executions_live_only_on_their_owning_shard(live_fleet, http
         for table, rows in tables.items():
             here = {r["execution_id"] for r in rows}
             expected = {x for x, s in owners.items() if s == shard}
-            assert here == expected, f"shard {shard} noetl.{table}: wrong executions"
+            if table == "outbox":  # published rows are deleted: what is left is still this shard's
+                assert here <= expected, f"shard {shard} noetl.{table}: foreign executions"
+            else:
+                assert here == expected, f"shard {shard} noetl.{table}: wrong executions"
             foreign_ids = [r["id"] for r in rows if shard_for(r["id"], SHARDS) != shard]
             assert not foreign_ids, f"shard {shard} noetl.{table} holds ids hashing elsewhere: {foreign_ids[:3]}"
         # Event ids route by hash, no probing: the router sends a command id to this shard.

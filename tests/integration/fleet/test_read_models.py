@@ -7,8 +7,11 @@ import asyncio
 
 import asyncpg
 import msgspec
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from noetl_common.sharding import shard_for
+from noetl_common.streams import EVENTS_STREAM
 
 from .conftest import SHARDS, register, wait_terminal
 
@@ -65,7 +68,8 @@ async def test_summaries_and_timelines_are_projected_on_the_owning_shard(live_fl
     assert listed[0]["event_count"] == summary["event_count"] > 0
 
     # Delivering the same messages again changes nothing.
-    again = await _published_messages(live_fleet.shard_dsns[owner], int(xid))
+    again = await _published_messages(live_fleet.spec("projector").env["NOETL_NATS_URL"], owner, int(xid))
+    assert again
     async with http.post(f"{live_fleet.router}/api/internal/events/project", json={"messages": again},
                          headers={"Authorization": f"Bearer {live_fleet.token}"}) as r:
         body = await r.json()
@@ -75,18 +79,23 @@ async def test_summaries_and_timelines_are_projected_on_the_owning_shard(live_fl
     assert (await _summary(live_fleet.shard_dsns[owner], int(xid)))[0]["event_count"] == summary["event_count"]
 
 
-async def _published_messages(dsn: str, execution_id: int) -> list[dict]:
-    """The execution's event messages as the projector hands them over: a batch under its outbox id
-    (its Nats-Msg-Id), an older single event under its event id."""
-    conn = await asyncpg.connect(dsn)
+async def _published_messages(nats_url: str, shard: int, execution_id: int) -> list[dict]:
+    """The execution's event messages as JetStream holds them and the projector hands them over
+    (published outbox rows are deleted, so the stream is where they are): under their Nats-Msg-Id."""
+    nc = await nats.connect(nats_url)
     try:
-        rows = await conn.fetch("SELECT id, payload FROM noetl.outbox WHERE subject LIKE 'noetl.events.%' "
-                                "AND execution_id = $1 ORDER BY id", execution_id)
+        sub = await nc.jetstream().pull_subscribe(f"noetl.events.{shard}.{execution_id}", stream=EVENTS_STREAM,
+                                                  config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+        messages = []
+        while True:
+            try:
+                batch = await sub.fetch(100, timeout=1)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                return messages
+            messages.extend({"id": m.headers["Nats-Msg-Id"], "events": msgspec.json.decode(m.data)["events"]}
+                            for m in batch)
     finally:
-        await conn.close()
-    payloads = [(r["id"], msgspec.json.decode(r["payload"].encode())) for r in rows]
-    return [{"id": str(i), "events": p["events"]} if "events" in p else {"id": p["event_id"], "events": [p]}
-            for i, p in payloads]
+        await nc.close()
 
 
 async def test_projection_lag_is_exported_per_shard_and_drains(live_fleet, http):

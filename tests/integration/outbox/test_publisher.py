@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from noetl_api_shard.app import create_app
+from noetl_api_shard.execution.keys import ORCHESTRATOR
 from noetl_api_shard.store import outbox as store
 from noetl_api_shard.store.outbox import OutboxRow
 from noetl_common.db import create_pool
@@ -37,11 +38,12 @@ async def shard(fresh_databases, infra):
     await server.close()
 
 
-async def enqueue(pool, ids, execution_id):
-    async with pool.acquire() as conn, conn.transaction():
-        await store.enqueue(conn, [OutboxRow(id=i, execution_id=execution_id, event_id=i,
-                                             subject=f"noetl.commands.default.{execution_id}",
-                                             payload={"event_id": i}) for i in ids])
+async def enqueue(server, ids, execution_id):
+    """Through the shard's own write path (one transaction; its commit wakes the long-polling claim)."""
+    async with server.app[ORCHESTRATOR].transaction() as txn:
+        for i in ids:
+            txn.uow.notify(OutboxRow(id=i, execution_id=execution_id, event_id=i,
+                                     subject=f"noetl.commands.default.{execution_id}", payload={"event_id": i}))
 
 
 def start_publisher(shard_url: str, nats_url: str, *, lease_ms: int = 1000) -> subprocess.Popen:
@@ -77,20 +79,21 @@ async def collect(nats_url: str, execution_id: int, want: int, timeout: float = 
     return seen
 
 
-async def wait_published(pool, n: int, timeout: float = 20) -> None:
+async def wait_published(pool, timeout: float = 20) -> None:
+    """Published rows are deleted: wait until the outbox is empty."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        if await pool.fetchval("SELECT count(*) FROM noetl.outbox WHERE status = 'published'") >= n:
+        if await pool.fetchval("SELECT count(*) FROM noetl.outbox") == 0:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("outbox rows were not all marked published")
+    raise AssertionError("outbox rows were not all published")
 
 
 async def test_publishes_marks_and_never_doubles_after_a_crash(shard, nats_url):
     server, pool = shard
     url = str(server.make_url("")).rstrip("/")
     execution_id = 7001
-    await enqueue(pool, [1, 2, 3], execution_id)
+    await enqueue(server, [1, 2, 3], execution_id)
     # A publisher that died after publishing message 1 but before marking it: JetStream already
     # has it, and the row sits claimed until its lease runs out.
     nc = await nats.connect(nats_url)
@@ -102,8 +105,8 @@ async def test_publishes_marks_and_never_doubles_after_a_crash(shard, nats_url):
 
     proc = start_publisher(url, nats_url)
     try:
-        await enqueue(pool, [4, 5], execution_id)
-        await wait_published(pool, 5)
+        await enqueue(server, [4, 5], execution_id)
+        await wait_published(pool)
         seen = await collect(nats_url, execution_id, 5)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -117,14 +120,14 @@ async def test_sigkill_mid_run_then_a_new_publisher_finishes(shard, nats_url):
     url = str(server.make_url("")).rstrip("/")
     execution_id = 7002
     first = start_publisher(url, nats_url, lease_ms=800)
-    await enqueue(pool, list(range(100, 140)), execution_id)
+    await enqueue(server, list(range(100, 140)), execution_id)
     await asyncio.sleep(0.3)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    await enqueue(pool, list(range(140, 160)), execution_id)
+    await enqueue(server, list(range(140, 160)), execution_id)
     second = start_publisher(url, nats_url, lease_ms=800)
     try:
-        await wait_published(pool, 60, timeout=30)
+        await wait_published(pool, timeout=30)
         seen = await collect(nats_url, execution_id, 60)
     finally:
         second.send_signal(signal.SIGTERM)
@@ -141,14 +144,14 @@ async def test_nats_outage_loses_nothing(shard, tmp_path):
     execution_id = 7003
     proc = start_publisher(url, nats_url)
     try:
-        await enqueue(pool, [1, 2], execution_id)
-        await wait_published(pool, 2)
+        await enqueue(server, [1, 2], execution_id)
+        await wait_published(pool)
         stop_pid(pid)
-        await enqueue(pool, [3, 4, 5], execution_id)  # written while NATS is down
+        await enqueue(server, [3, 4, 5], execution_id)  # written while NATS is down
         await asyncio.sleep(1.5)
-        assert await pool.fetchval("SELECT count(*) FROM noetl.outbox WHERE status = 'published'") == 2
+        assert sorted(r["id"] for r in await pool.fetch("SELECT id FROM noetl.outbox")) == [3, 4, 5]
         _, pid = EmbeddedNats(tmp_path / "nats").start(port)  # same store dir: the stream survives
-        await wait_published(pool, 5, timeout=40)
+        await wait_published(pool, timeout=40)
         seen = await collect(nats_url, execution_id, 5)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -33,8 +33,10 @@ def new_data() -> ExecutionData:
     return ExecutionData()
 
 
-def data_from_rows(rows: Iterable[Any]) -> ExecutionData:
-    """Rows of `store.executions.load_data`: kind r (step result), i (loop items), l (loop result)."""
+def data_from_rows(rows: Iterable[Any], running_loops: Iterable[tuple[str, int]]) -> ExecutionData:
+    """Rows of `store.executions.load_data`: kind r (step result), i (loop items), l (loop result).
+    Every running loop (step, run) exists in the result, rows or not: a loop whose collection is
+    still empty (a cursor loop before its first frame) wrote none."""
     results, items, loop_results = [], [], []
     for r in rows:
         kind = r["kind"]
@@ -44,7 +46,8 @@ def data_from_rows(rows: Iterable[Any]) -> ExecutionData:
             items.append((r["step"], r["run"], r["pos"], r["value"]))
         else:
             loop_results.append((r["step"], r["run"], r["pos"], r["value"]))
-    items.sort(key=lambda t: (t[0], t[1], t[2]))
+    present = {(step, run) for step, run, _, _ in items}
+    items.extend((step, run, 0, []) for step, run in running_loops if (step, run) not in present)
     return ExecutionData.from_rows(results, items, loop_results)
 
 

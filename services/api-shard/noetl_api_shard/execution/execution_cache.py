@@ -5,10 +5,16 @@ The cache is only a shortcut: an entry is used only when its version equals the 
 `state_version` (bumped by every state write), and it is taken out while a transaction works on
 it and put back only after that transaction commits. A rolled-back transaction therefore leaves
 no trace, and another writer (a second process on the same database) only costs a reload.
+
+Two transactions of this process on one execution (outcomes of a parallel loop) meet at the row
+lock: the second gets it the moment the first commits, possibly before the first has put the data
+back. So a transaction holding an execution is recorded (`hold`), and a miss while another holds
+it waits for that one to finish (`wait`) instead of reloading the loop from the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -21,7 +27,7 @@ class Loaded:
     """A locked execution, as the engine sees it, for the length of one transaction."""
 
     __slots__ = ("execution_id", "catalog_id", "status", "path", "parent_execution_id", "parent_command_id",
-                 "state", "data", "version", "changed")
+                 "state", "data", "version", "changed", "held")
 
     def __init__(self, *, execution_id: int, catalog_id: int, status: str, path: str,
                  parent_execution_id: int | None, parent_command_id: int | None, state: State,
@@ -36,6 +42,7 @@ class Loaded:
         self.data = data
         self.version = version
         self.changed = False  # state or data advanced in this transaction: written once at the end
+        self.held: asyncio.Event | None = None  # this transaction's hold on the cache entry
 
     @classmethod
     def from_row(cls, row: Any, state: State, data: ExecutionData) -> "Loaded":
@@ -49,6 +56,7 @@ class ExecutionCache:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[int, tuple[int, ExecutionData]] = OrderedDict()
+        self._held: dict[int, asyncio.Event] = {}
 
     def take(self, execution_id: int, version: int) -> ExecutionData | None:
         entry = self._entries.pop(execution_id, None)
@@ -61,6 +69,23 @@ class ExecutionCache:
         self._entries.move_to_end(execution_id)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
+
+    async def take_or_wait(self, execution_id: int, version: int) -> ExecutionData | None:
+        data = self.take(execution_id, version)
+        held = self._held.get(execution_id)
+        if data is None and held is not None:
+            await held.wait()  # its holder has committed (we have the row lock): the data comes back now
+            data = self.take(execution_id, version)
+        return data
+
+    def hold(self, execution_id: int) -> asyncio.Event:
+        held = self._held[execution_id] = asyncio.Event()
+        return held
+
+    def release(self, execution_id: int, held: asyncio.Event) -> None:
+        if self._held.get(execution_id) is held:
+            del self._held[execution_id]
+        held.set()
 
     def drop(self, execution_id: int) -> None:
         self._entries.pop(execution_id, None)

@@ -123,15 +123,21 @@ class Orchestrator:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
         uow = UnitOfWork(self.svc.settings.shard_index, self.svc.mint_owned_id)
-        async with self.svc.shard_pool.acquire() as conn:
-            async with conn.transaction():
-                txn = Txn(conn, uow)
-                yield txn
-                await self.drain(txn)
-                if not uow.empty:
-                    self._save_states(txn)
-                    await writes.flush(conn, uow.write_set())
-        self._after_commit(txn)
+        txn: Txn | None = None
+        try:
+            async with self.svc.shard_pool.acquire() as conn:
+                async with conn.transaction():
+                    txn = Txn(conn, uow)
+                    yield txn
+                    await self.drain(txn)
+                    if not uow.empty:
+                        self._save_states(txn)
+                        await writes.flush(conn, uow.write_set())
+            self._after_commit(txn)
+        finally:
+            for ex in txn.loaded.values() if txn else ():
+                if ex.held is not None:
+                    self.cache.release(ex.execution_id, ex.held)
 
     def _save_states(self, txn: Txn) -> None:
         """One state write per execution per transaction, whatever advanced it."""
@@ -164,11 +170,12 @@ class Orchestrator:
         if ex is not None:
             return ex
         state = engine.decode_state(row["state"])
-        data = self.cache.take(execution_id, row["state_version"])
+        data = await self.cache.take_or_wait(execution_id, row["state_version"])
         if data is None:
             loops = [(step, loop.run) for step, loop in state.loops.items()]
-            data = engine.data_from_rows(await execution_store.load_data(txn.conn, execution_id, loops))
+            data = engine.data_from_rows(await execution_store.load_data(txn.conn, execution_id, loops), loops)
         ex = txn.loaded[execution_id] = Loaded.from_row(row, state, data)
+        ex.held = self.cache.hold(execution_id)
         return ex
 
     async def lock(self, txn: Txn, execution_id: int) -> Loaded | None:
@@ -195,6 +202,7 @@ class Orchestrator:
                     state=state, data=data, version=0)
         ex.changed = True
         txn.loaded[execution_id] = ex
+        ex.held = self.cache.hold(execution_id)
         txn.uow.new_execution(ExecutionWrite(
             execution_id=execution_id, catalog_id=catalog_id, path=row["path"], version=row["version"],
             workload=merged, parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,

@@ -68,7 +68,7 @@ async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> 
     stored = engine.decode_state(row["state"])
     async with pool.acquire() as conn:
         loops = [(step, loop.run) for step, loop in stored.loops.items()]
-        stored_data = engine.data_from_rows(await execution_store.load_data(conn, execution_id, loops))
+        stored_data = engine.data_from_rows(await execution_store.load_data(conn, execution_id, loops), loops)
     sums = {"checksum": engine.checksum(replayed), "stored_checksum": engine.checksum(stored),
             "data_checksum": replayed_data.checksum(), "stored_data_checksum": stored_data.checksum()}
     last = await execution_store.get(pool, execution_id)

@@ -106,7 +106,9 @@ class UnitOfWork:
                 self._step_results.append(StepResultRow(execution_id, w.step, w.value))
             elif isinstance(w, LoopResult):
                 self._loop_results.append(LoopResultRow(execution_id, w.step, w.run, w.index, w.value))
-            elif isinstance(w, LoopItems):
+            elif isinstance(w, LoopItems) and w.items:
+                # An empty chunk writes no row (the next chunk takes its offset); the loader knows
+                # a running loop from the state.
                 self._loop_items.append(LoopItemsRow(execution_id, w.step, w.run, w.offset, w.items))
 
     # --- the statement ------------------------------------------------------------------------
