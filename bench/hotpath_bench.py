@@ -107,19 +107,37 @@ def fleet_roots(sup: Supervisor, info: InfraInfo) -> dict[str, int]:
 
 # --- workloads with their costs -------------------------------------------------------------------
 
-def with_costs(result: dict, cost: dict, units: dict[str, int]) -> dict:
-    return {**result, "cost_total": cost, **{f"cost_per_{name}": per_unit(cost, n) for name, n in units.items()}}
+def with_costs(result: dict, cost: dict, units: dict[str, int], idle_commits_per_s: float = 0.0) -> dict:
+    """A workload's numbers and its cost. The cost's pg_stat part is completed later (see Meter),
+    so the per-unit views are added at the end by `finish_costs`."""
+    return {**result, "cost_total": cost, "_units": units, "_idle_commits_per_s": idle_commits_per_s}
+
+
+def finish_costs(node: object) -> None:
+    """Every workload entry in the report gets its per-unit costs (cost_per_workflow, ...)."""
+    if isinstance(node, list):
+        for item in node:
+            finish_costs(item)
+    if not isinstance(node, dict):
+        return
+    if "_units" in node:
+        units, idle = node.pop("_units"), node.pop("_idle_commits_per_s")
+        cost = less_idle(node["cost_total"], idle) if idle else node["cost_total"]
+        node["cost_total"] = cost
+        node.update({f"cost_per_{name}": per_unit(cost, n) for name, n in units.items() if n})
+    for value in node.values():
+        finish_costs(value)
 
 
 async def fleet_three_step(rig: Rig, total: int, in_flight: int) -> dict:
     result, cost = await metered(rig.fleet, lambda: wl.three_step_run(rig.session, rig.url, total, in_flight))
-    return with_costs(result, less_idle(cost, rig.idle_commits_per_s), {"workflow": total, "step": 3 * total})
+    return with_costs(result, cost, {"workflow": total, "step": 3 * total}, rig.idle_commits_per_s)
 
 
 async def fleet_loop(rig: Rig, n: int, budget: float) -> dict:
     result, cost = await metered(rig.fleet, lambda: wl.loop_run(rig.session, rig.url, n, budget))
     result = await wl.loop_detail(rig.session, rig.url, result)
-    return with_costs(result, less_idle(cost, rig.idle_commits_per_s), {"step": result["steps_completed"]})
+    return with_costs(result, cost, {"step": result["steps_completed"]}, rig.idle_commits_per_s)
 
 
 async def fleet_ingest(rig: Rig, events: int, clients: int, executions: int) -> dict:
@@ -128,7 +146,7 @@ async def fleet_ingest(rig: Rig, events: int, clients: int, executions: int) -> 
         result, cost = await metered(rig.fleet, lambda: wl.ingest_run(rig.session, rig.url, targets, events, clients))
     finally:
         await wl.cancel_all(rig.session, rig.url, targets)
-    return with_costs(result, less_idle(cost, rig.idle_commits_per_s), {"event": events})
+    return with_costs(result, cost, {"event": events}, rig.idle_commits_per_s)
 
 
 def peer_fanout_view(raw: dict) -> dict:
@@ -144,6 +162,9 @@ async def peer_three_step(rig: Rig, total: int, in_flight: int) -> dict:
     raw, cost = await metered(rig.peer, lambda: rig.runner.run(f"fanout {total} {in_flight}"))
     view = peer_fanout_view(raw)
     view["in_flight"] = in_flight
+    # dbos_bench's "serial" mode starts a round of `in_flight`, waits for all of them, repeats;
+    # the fleet's lanes start a new execution as soon as one finishes.
+    view["start_pattern"] = "rounds"
     return with_costs(view, cost, {"workflow": total, "step": 3 * total})
 
 
@@ -202,18 +223,26 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
         peer["loop"] = peer_loops
     fleet["ingest"] = await fleet_ingest(rig, args.events, args.clients, args.ingest_executions)
     say(f"[C] fleet {fleet['ingest']['events_per_s']:8.1f} events/s")
+    # The last workloads' statistics settle; then every cost is complete.
+    await rig.fleet.settle()
+    if rig.peer:
+        await rig.peer.settle()
+    report = {"fleet": fleet, "dbos": peer}
+    finish_costs(report)
     for side in (fleet, peer):
         if "loop" in side:
             side["loop_flatness"] = flatness(side["loop"])
-    return {"fleet": fleet, "dbos": peer}
+    return report
 
 
-def flatness(loops: dict) -> float | None:
-    """steps/s of the largest n relative to the smallest: 1.0 = per-step cost independent of history."""
-    sizes = sorted(loops, key=int)
+def flatness(loops: dict) -> dict | None:
+    """steps/s of the largest n that ran to the end relative to the smallest: 1.0 = per-step cost
+    independent of the execution's history. A truncated loop says nothing about its full length."""
+    sizes = sorted((n for n, loop in loops.items() if not loop["truncated"]), key=int)
     if len(sizes) < 2:
         return None
-    return round(loops[sizes[-1]]["steps_per_s"] / loops[sizes[0]]["steps_per_s"], 3)
+    return {"of": f"n={sizes[-1]} vs n={sizes[0]}",
+            "ratio": round(loops[sizes[-1]]["steps_per_s"] / loops[sizes[0]]["steps_per_s"], 3)}
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -351,6 +380,8 @@ def summary(report: dict) -> str:
     for n, loop in f.get("loop", {}).items():
         theirs = d.get("loop", {}).get(n)
         row = f"  n={n:>5}  fleet {loop['steps_per_s']:7.1f} steps/s"
+        stall = loop["stalls"]
+        row += f" [{stall['count']} stalls >{stall['over_s']}s, {stall['seconds']} s in all]"
         if loop["truncated"]:
             row += f" (TRUNCATED: cancelled after {loop['wall_s']:.0f} s, {loop['steps_completed']} steps done)"
         if theirs:
@@ -362,7 +393,8 @@ def summary(report: dict) -> str:
                 lines.append(f"     {name:5} per step: write xacts {per['db']['write_xacts']:.2f}, "
                              f"CPU ms {cpu_line(per)}")
                 lines.append(f"           steps/s per tenth of the run: {side.get('chunk_steps_per_s')}")
-    lines.append(f"  flatness (largest n / smallest n): fleet {f.get('loop_flatness')}  DBOS {d.get('loop_flatness')}")
+    lines.append(f"  flatness (steps/s, largest complete n / smallest n): fleet {f.get('loop_flatness')}  "
+                 f"DBOS {d.get('loop_flatness')}")
     c = f["ingest"]
     per = c["cost_per_event"]
     lines.append(f"\nC  ingest: fleet {c['events_per_s']:.0f} events/s  p50/p99 {c['p50_ms']}/{c['p99_ms']} ms  "

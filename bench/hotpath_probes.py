@@ -123,30 +123,46 @@ class DbProbe:
 
 
 class Meter:
-    """Before/after snapshots of CPU and DB counters around one workload."""
+    """Before/after snapshots of CPU and DB counters around each workload of one side.
+
+    CPU and write transactions are read as soon as the workload's tail (projector, publisher) is
+    done; they are exact at once. pg_stat_database is not: a backend that goes idle within a
+    second of its last flush keeps its counts for PGSTAT_IDLE_INTERVAL (10 s), so an early read
+    would bill them to the next workload. Its "after" read therefore waits until `settle_s` after
+    the quiet point, and is put off until this side starts its next workload (or `settle()` is
+    called), so the wait overlaps with the other side's workload instead of adding to the run."""
 
     def __init__(self, cpu: CpuProbe, db: DbProbe, databases: list[str], settle_s: float) -> None:
         self.cpu, self.db, self.databases, self.settle_s = cpu, db, databases, settle_s
+        self.pending: tuple[dict, DbSnapshot, float] | None = None  # (cost to complete, before, quiet at)
 
     async def start(self) -> tuple[dict[str, int], DbSnapshot]:
-        return self.cpu.snapshot(), await self.db.snapshot(self.databases)
+        settled = await self.settle()
+        return self.cpu.snapshot(), settled or await self.db.snapshot(self.databases)
 
     async def stop(self, started: tuple[dict[str, int], DbSnapshot]) -> dict:
-        """CPU and write transactions are read as soon as the tail (projector, publisher) is done;
-        they are exact at once. pg_stat_database is read `settle_s` later: a backend that goes idle
-        within a second of its last flush keeps its counts for PGSTAT_IDLE_INTERVAL (10 s), so an
-        earlier read would bill them to the next workload. Idle background loops keep committing
-        read-only transactions meanwhile: `settle_s` is returned so callers can correct for that."""
+        """The workload's cost; its pg_stat part is filled in by the next `settle()`."""
         await wait_quiet(self.cpu)
         cpu_before, db_before = started
         cpu_after, db_quiet = self.cpu.snapshot(), await self.db.snapshot(self.databases)
-        t_quiet = time.perf_counter()
-        await asyncio.sleep(self.settle_s)
-        db_late = await self.db.snapshot(self.databases)
-        db = DbProbe.delta(db_before, db_late)
-        db["write_xacts"] = db_quiet.next_xid - db_before.next_xid
-        return {"cpu_ms": CpuProbe.delta_ms(cpu_before, cpu_after), "db": db,
-                "stats_settle_s": round(time.perf_counter() - t_quiet, 2)}
+        cost = {"cpu_ms": CpuProbe.delta_ms(cpu_before, cpu_after),
+                "db": {"write_xacts": db_quiet.next_xid - db_before.next_xid}}
+        self.pending = (cost, db_before, time.perf_counter())
+        return cost
+
+    async def settle(self) -> DbSnapshot | None:
+        """Complete the last workload's pg_stat counts; returns the snapshot read (None if none)."""
+        if self.pending is None:
+            return None
+        cost, before, quiet_at = self.pending
+        await asyncio.sleep(max(0.0, quiet_at + self.settle_s - time.perf_counter()))
+        after = await self.db.snapshot(self.databases)
+        write_xacts = cost["db"]["write_xacts"]  # from xids: exact, and not the settle window's
+        cost["db"] = {**DbProbe.delta(before, after), "write_xacts": write_xacts}
+        # Idle loops keep committing read-only transactions meanwhile; callers may correct for it.
+        cost["stats_settle_s"] = round(time.perf_counter() - quiet_at, 2)
+        self.pending = None
+        return after
 
 
 async def wait_quiet(cpu: CpuProbe, window_s: float = 0.5, busy_ms: float = 60.0, limit_s: float = 20.0) -> float:

@@ -211,7 +211,7 @@ async def three_step_run(session: aiohttp.ClientSession, url: str, total: int, i
         polls = await poller
     wall = time.perf_counter() - t0
     server_s = await finished_as_completed(session, url, set(ids))
-    return {"executions": total, "in_flight": in_flight, "wall_s": round(wall, 3),
+    return {"executions": total, "in_flight": in_flight, "start_pattern": "lanes", "wall_s": round(wall, 3),
             "wf_per_s": round(total / wall, 2), "steps_per_s": round(3 * total / wall, 2),
             "server_p50_ms": pct_ms(server_s, 50), "server_p99_ms": pct_ms(server_s, 99),
             "client_p50_ms": pct_ms(client_s, 50), "client_p99_ms": pct_ms(client_s, 99),
@@ -282,6 +282,15 @@ async def step_completions(session: aiohttp.ClientSession, url: str, eid: str, s
         params = {**params, "since_event_id": body.pagination.next_since_event_id}
 
 
+def stalls(stamps: list[datetime], over_s: float = 0.5) -> dict:
+    """Gaps between consecutive step completions longer than `over_s`: a loop that flows at tens
+    of steps/s but sometimes waits about a second points at a missed wake-up and a poll fallback."""
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+    long = [g for g in gaps if g > over_s]
+    return {"over_s": over_s, "count": len(long), "seconds": round(sum(long), 2),
+            "max_gap_s": round(max(gaps), 3) if gaps else None}
+
+
 def chunk_rates(stamps: list[datetime], chunks: int = 10) -> list[float]:
     """Steps/s within consecutive chunks of a loop's completions: flat = no slowdown with history."""
     size = max(1, len(stamps) // chunks)
@@ -295,7 +304,8 @@ def chunk_rates(stamps: list[datetime], chunks: int = 10) -> list[float]:
 async def loop_detail(session: aiohttp.ClientSession, url: str, run: dict) -> dict:
     """After the measurement: steps done (what a truncated loop got through) and per-chunk rates."""
     stamps = await step_completions(session, url, run["execution_id"], "each")
-    out = {**run, "steps_completed": len(stamps), "chunk_steps_per_s": chunk_rates(stamps)}
+    out = {**run, "steps_completed": len(stamps), "chunk_steps_per_s": chunk_rates(stamps),
+           "stalls": stalls(stamps)}
     if run["truncated"]:
         out["steps_per_s"] = round(len(stamps) / run["wall_s"], 2)
     return out
