@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=10_000, help="workload C events")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--ingest-executions", type=int, default=16)
-    ap.add_argument("--loop-budget", type=float, default=90.0,
+    ap.add_argument("--loop-budget", type=float, default=75.0,
                     help="seconds a fleet loop may run before it is cancelled and reported as truncated")
     ap.add_argument("--settle", type=float, default=11.0,
                     help="seconds for idle Postgres backends to flush statistics (PG waits 10 s)")
@@ -176,7 +176,7 @@ async def peer_loop(rig: Rig, n: int) -> dict:
     return with_costs(view, cost, {"step": n})
 
 
-async def idle_background(rig: Rig, seconds: float = 5.0) -> dict:
+async def idle_background(rig: Rig, seconds: float = 4.0) -> dict:
     """What the idle fleet costs per second (its loops poll Postgres): context for small workloads,
     and the rate taken out of their commit counts for the settle time."""
     await wait_quiet(rig.fleet.cpu)
