@@ -251,8 +251,8 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def ratios(fleet: dict, peer: dict) -> dict:
     """fleet / DBOS; above 1 = the fleet does more (throughput) or spends more (cost)."""
-    if not peer:
-        return {}
+    if "three_step" not in peer:
+        return {}  # the peer was skipped
     fa, pa = fleet["three_step"], peer["three_step"]
     out = {"wf_per_s": ratio(fa["wf_per_s"], pa["wf_per_s"]),
            "server_p50_ms": ratio(fa["server_p50_ms"], pa["server_p50_ms"]),
@@ -311,9 +311,10 @@ async def warm_fleet(rig: Rig) -> None:
 
 
 async def bench(args: argparse.Namespace, work: Path) -> dict:
+    machine = machine_info()  # before anything starts: the load average is other people's work
     infra, sup = Infra(work), Supervisor(work / "logs")
     db: DbProbe | None = None
-    runner: PeerRunner | None = None
+    rig: Rig | None = None
     try:
         info = await infra.up(1)
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(1),
@@ -329,18 +330,17 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
                 await wl.register(session, rig.url, playbook)
             say("fleet up; warming up both sides ...")
             peer_info, _ = await asyncio.gather(start_peer(rig, args, info, work), warm_fleet(rig))
-            runner = rig.runner
             results = await run_sequence(rig, args)
         results["dbos"] = {**peer_info, **results["dbos"]}
         version = await db.server_version()
         return {"benchmark": "hot path: fleet (1 shard, router, publisher, projector, 1 worker) vs DBOS Transact "
                              "3.4.0, same run, same Postgres server",
-                "machine": machine_info(), "postgres": {"version": version, "mode": info.pg_mode},
+                "machine": machine, "postgres": {"version": version, "mode": info.pg_mode},
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 **results, "ratios": ratios(results["fleet"], results["dbos"])}
     finally:
-        if runner is not None:
-            await runner.stop()
+        if rig is not None and rig.runner is not None:
+            await rig.runner.stop()
         if db is not None:
             await db.close()
         sup.stop_all()
