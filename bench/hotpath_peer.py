@@ -92,11 +92,6 @@ class PeerRunner:
                 await self.proc.wait()
 
 
-def python_version(python: Path) -> str:
-    return subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                          capture_output=True, text=True).stdout.strip()
-
-
 def peer_versions(python: Path) -> dict:
     code = "import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in ('dbos', 'psycopg')}))"
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
