@@ -8,7 +8,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             services/outbox-publisher services/projector services/worker libs/noetl_deploy
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench clean image deploy-render
+.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -47,6 +47,10 @@ conformance: install
 
 bench: install
 	$(PY) -m bench
+
+## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
+bench-hotpath: install
+	$(PY) -m bench.hotpath_bench
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:
