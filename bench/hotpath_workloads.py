@@ -166,7 +166,7 @@ class InFlight:
 
 
 async def poll_running(session: aiohttp.ClientSession, url: str, flight: InFlight, stop: asyncio.Event,
-                       interval: float = 0.02) -> int:
+                       interval: float = 0.05) -> int:
     """The one poller: list RUNNING executions every `interval`; returns how many lists it read."""
     polls = 0
     while not stop.is_set():

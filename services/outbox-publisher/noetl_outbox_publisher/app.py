@@ -41,9 +41,9 @@ def create_app(settings: PublisherSettings) -> web.Application:
 
         add_readiness_check(app, "nats", nats_ready)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.wait_ms / 1000 + 15))
-        relays = [ShardRelay(shard=s, base_url=u, token=settings.internal_token, claimer=settings.claimer,
-                             batch=settings.batch, wait_ms=settings.wait_ms, session=session, js=js,
-                             metrics=metrics, lease_ms=settings.lease_ms) for s, u in sorted(settings.shard_urls.items())]
+        relays = [ShardRelay(shard=s, base_url=u, token=settings.internal_token, batch=settings.batch,
+                             wait_ms=settings.wait_ms, session=session, js=js, metrics=metrics)
+                  for s, u in sorted(settings.shard_urls.items())]
         app[RELAYS].extend(relays)
         tasks = [asyncio.create_task(r.run(), name=f"relay-{r.shard}") for r in relays]
         tasks.append(asyncio.create_task(_refresh_pending(relays), name="pending"))
@@ -57,7 +57,7 @@ def create_app(settings: PublisherSettings) -> web.Application:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*tasks, return_exceptions=True)
-        # Rows published but not yet reported would only come back after their lease (and be deduped).
+        # Rows published but not yet reported would be published again by the next publisher (deduped).
         await asyncio.gather(*(r.flush() for r in relays), return_exceptions=True)
         await session.close()
         await nc.drain()

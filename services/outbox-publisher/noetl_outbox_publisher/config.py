@@ -15,7 +15,6 @@ class PublisherSettings(msgspec.Struct, frozen=True):
     nats_url: str
     batch: int
     wait_ms: int
-    lease_ms: int
     http: HttpSettings
     claimer: str
     log_level: str
@@ -33,7 +32,6 @@ def from_env(environ: Mapping[str, str]) -> PublisherSettings:
         nats_url=env.str("NOETL_NATS_URL"),
         batch=env.int("NOETL_OUTBOX_BATCH", 200, minimum=1, maximum=1000),
         wait_ms=env.int("NOETL_OUTBOX_WAIT_MS", 5000, minimum=0, maximum=30000),
-        lease_ms=env.int("NOETL_OUTBOX_LEASE_MS", 30000, minimum=100, maximum=600000),
         http=HttpSettings.from_env(env, default_port=8090),
         claimer=env.str("HOSTNAME", "outbox-publisher") + f"/{replica}",
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),

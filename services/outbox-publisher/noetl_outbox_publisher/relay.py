@@ -1,10 +1,11 @@
 """One relay loop per shard: claim (long-poll) -> publish with Nats-Msg-Id -> report.
 
 What was published is reported with the next claim (the shard deletes those rows in the claim's
-own statement), so a steady relay costs one shard transaction per batch. Every failure path leaves
-a row either unreported (its lease expires and it is claimed again) or marked failed (retried
-after backoff), so nothing is lost; JetStream's duplicate window drops a re-publish of a message
-whose ack we never saw, so nothing is doubled.
+own statement), so a steady relay costs one shard statement per batch. Every failure path leaves
+a row either unreported (it is read and published again: by this relay's next claim, or by the
+next publisher if this one died) or marked failed (retried after backoff), so nothing is lost;
+JetStream's duplicate window drops a re-publish of a message whose ack we never saw, so nothing
+is doubled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import msgspec
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .packing import is_mirror, packs
+
 log = logging.getLogger("noetl.outbox_publisher")
 
 BACKOFF_MAX_SECONDS = 10.0
@@ -26,7 +29,7 @@ BACKOFF_MAX_SECONDS = 10.0
 class Message(msgspec.Struct):
     id: int
     subject: str
-    payload: object
+    payload: msgspec.Raw   # published as it came: no decode and re-encode
     execution_id: int | None = None
     headers: dict[str, str] | None = None
     attempts: int = 0
@@ -53,16 +56,13 @@ class RelayMetrics:
 
 
 class ShardRelay:
-    def __init__(self, *, shard: int, base_url: str, token: str, claimer: str, batch: int, wait_ms: int,
-                 session: aiohttp.ClientSession, js: JetStreamContext, metrics: RelayMetrics,
-                 lease_ms: int = 30_000) -> None:
+    def __init__(self, *, shard: int, base_url: str, token: str, batch: int, wait_ms: int,
+                 session: aiohttp.ClientSession, js: JetStreamContext, metrics: RelayMetrics) -> None:
         self.shard = str(shard)
         self.base_url = base_url
         self.headers = {"Authorization": f"Bearer {token}"}
-        self.claimer = claimer
         self.batch = batch
         self.wait_ms = wait_ms
-        self.lease_ms = lease_ms
         self.session = session
         self.js = js
         self.metrics = metrics
@@ -104,9 +104,8 @@ class ShardRelay:
     async def step(self) -> bool:
         started = time.perf_counter()
         async with self.session.post(f"{self.base_url}/api/internal/outbox/claim",
-                                     params={"limit": str(self.batch), "wait_ms": str(self.wait_ms),
-                                             "lease_ms": str(self.lease_ms)},
-                                     json={"claimer": self.claimer, "published": self._published},
+                                     params={"limit": str(self.batch), "wait_ms": str(self.wait_ms)},
+                                     json={"published": self._published},
                                      headers=self.headers) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"claim answered {resp.status}: {(await resp.text())[:200]}")
@@ -125,26 +124,31 @@ class ShardRelay:
         return True
 
     async def publish_all(self, items: list[Message]) -> tuple[list[int], list[dict]]:
-        async def one(msg: Message) -> tuple[Message, Exception | None]:
+        """Notifications one message each, mirror rows packed (see packing); returns the ids
+        published and the failures."""
+        sends = [(m.subject, str(m.id), bytes(m.payload), m.headers, [m.id]) for m in items if not is_mirror(m)]
+        sends += [(p.subject, p.msg_id, p.body, None, p.ids) for p in packs([m for m in items if is_mirror(m)])]
+
+        async def one(subject: str, msg_id: str, body: bytes, headers: dict[str, str] | None,
+                      ids: list[int]) -> tuple[list[int], Exception | None]:
             started = time.perf_counter()
             try:
-                await self.js.publish(msg.subject, msgspec.json.encode(msg.payload),
-                                      headers={**(msg.headers or {}), "Nats-Msg-Id": str(msg.id)}, timeout=5)
+                await self.js.publish(subject, body, headers={**(headers or {}), "Nats-Msg-Id": msg_id}, timeout=5)
             except Exception as exc:
-                return msg, exc
+                return ids, exc
             self.metrics.publish_latency.labels(self.shard).observe(time.perf_counter() - started)
-            return msg, None
+            return ids, None
 
-        results = await asyncio.gather(*(one(m) for m in items))
-        published = [m.id for m, err in results if err is None]
-        failed = [{"id": m.id, "error": f"{type(err).__name__}: {err}"[:500]} for m, err in results if err]
+        results = await asyncio.gather(*(one(*send) for send in sends))
+        published = sorted(i for ids, err in results if err is None for i in ids)
+        failed = [{"id": i, "error": f"{type(err).__name__}: {err}"[:500]} for ids, err in results if err for i in ids]
         return published, failed
 
     async def _post(self, action: str, body: dict) -> None:
         async with self.session.post(f"{self.base_url}/api/internal/outbox/{action}", json=body,
                                      headers=self.headers) as resp:
             if resp.status != 200:
-                # Unmarked rows come back when their lease expires; JetStream dedupes the re-publish.
+                # Unreported rows are read again; JetStream dedupes the re-publish.
                 raise RuntimeError(f"{action} answered {resp.status}")
 
     async def refresh_pending(self) -> None:

@@ -3,9 +3,11 @@ batches handed to the shard's POST /api/internal/events/project, acked only once
 accepted them. A batch the shard cannot take right now is retried in place (keeping the
 messages in progress) so events of an execution are never folded out of order.
 
-A message carries the events of one shard transaction, `{"events": [envelope, ...]}`, and its
-Nats-Msg-Id (the outbox row id) names it; the shard marks that id so a redelivered message is
-skipped whole. Older messages are a bare envelope: their event id names them."""
+The publisher packs shard transactions: a message is `{"deliveries": [{"id", "events"}, ...]}`,
+each delivery one transaction's events named by its outbox row id, which the shard marks so a
+delivery seen before (redelivered, or re-published in another pack) is skipped whole. A message
+may also be one transaction, `{"events": [...]}` named by its Nats-Msg-Id, or, older, a bare
+envelope named by its event id."""
 
 from __future__ import annotations
 
@@ -58,25 +60,32 @@ class ProjectBody(msgspec.Struct):
 
 
 class _Payload(msgspec.Struct):
-    events: list[msgspec.Raw] | None = None  # a transaction's events
+    deliveries: list[Delivery] | None = None  # transactions packed by the publisher
+    events: list[msgspec.Raw] | None = None   # one transaction's events
     event_id: int | str | None = None         # an older message: the payload is one envelope
 
 
-def decode(msg: Msg) -> Delivery | None:
-    """The message as a delivery, or None when it is neither format (or names no id)."""
+def decode(msg: Msg) -> list[Delivery] | None:
+    """The message's deliveries, or None when it is none of the formats (or names no id)."""
     try:
         payload = msgspec.json.decode(msg.data, type=_Payload)
-    except msgspec.DecodeError:  # malformed JSON, or a shape that is neither format
+    except (msgspec.DecodeError, msgspec.ValidationError):  # malformed JSON, or none of the shapes
         return None
+    if payload.deliveries is not None:
+        return payload.deliveries if all(d.id and d.events for d in payload.deliveries) else None
     if payload.events is not None:
         msg_id = (msg.headers or {}).get("Nats-Msg-Id")
-        return Delivery(msg_id, payload.events) if msg_id and payload.events else None
+        return [Delivery(msg_id, payload.events)] if msg_id and payload.events else None
     if payload.event_id not in (None, ""):
-        return Delivery(str(payload.event_id), [msgspec.Raw(msg.data)])
+        return [Delivery(str(payload.event_id), [msgspec.Raw(msg.data)])]
     return None
 
 
-Item = tuple[Msg, Delivery]
+def event_count(deliveries: list[Delivery]) -> int:
+    return sum(len(d.events) for d in deliveries)
+
+
+Item = tuple[Msg, list[Delivery]]
 
 
 def chunks(items: list[Item], max_events: int) -> Iterator[list[Item]]:
@@ -84,7 +93,7 @@ def chunks(items: list[Item], max_events: int) -> Iterator[list[Item]]:
     chunk: list[Item] = []
     events = 0
     for item in items:
-        size = len(item[1].events)
+        size = event_count(item[1])
         if chunk and events + size > max_events:
             yield chunk
             chunk, events = [], 0
@@ -169,14 +178,14 @@ class ShardProjector:
     async def _readable(self, msgs: list[Msg]) -> list[Item]:
         items = []
         for msg in msgs:
-            delivery = decode(msg)
-            if delivery is None:
+            deliveries = decode(msg)
+            if deliveries is None:
                 log.error("shard %s: dropping a message that is not a JSON event batch (seq %s)",
                           self.shard, msg.metadata.sequence.stream)
                 self.metrics.rejected.labels(self._label).inc()
                 await msg.term()
             else:
-                items.append((msg, delivery))
+                items.append((msg, deliveries))
         return items
 
     async def _project_chunk(self, chunk: list[Item]) -> bool:
@@ -187,7 +196,7 @@ class ShardProjector:
         if status < 400:
             for msg, _ in chunk:
                 await msg.ack()
-            self.metrics.projected.labels(self._label).inc(sum(len(d.events) for _, d in chunk))
+            self.metrics.projected.labels(self._label).inc(sum(event_count(ds) for _, ds in chunk))
             return True
         # The shard refuses the batch as a whole: find the culprits one by one, keep the rest.
         for item in chunk:
@@ -198,21 +207,21 @@ class ShardProjector:
         return True
 
     async def _settle_single(self, item: Item, status: int) -> None:
-        msg, delivery = item
+        msg, deliveries = item
         if status >= 400:
-            log.error("shard %s refused message %s (%d event(s), HTTP %s); dropped",
-                      self.shard, delivery.id, len(delivery.events), status)
-            self.metrics.rejected.labels(self._label).inc(len(delivery.events))
+            log.error("shard %s refused message %s (%d event(s), HTTP %s); dropped", self.shard,
+                      ",".join(d.id for d in deliveries), event_count(deliveries), status)
+            self.metrics.rejected.labels(self._label).inc(event_count(deliveries))
             await msg.term()
         else:
             await msg.ack_sync()
-            self.metrics.projected.labels(self._label).inc(len(delivery.events))
+            self.metrics.projected.labels(self._label).inc(event_count(deliveries))
 
     async def _post_until_answered(self, items: list[Item]) -> int | None:
         """POST until the shard answers with a status that is not 'try again' (5xx, RETRY_STATUSES,
         network).
         Returns that status, or None when stopping first."""
-        body = msgspec.json.encode(ProjectBody([delivery for _, delivery in items]))
+        body = msgspec.json.encode(ProjectBody([d for _, deliveries in items for d in deliveries]))
         delay = 0.1
         while not self._stopping.is_set():
             try:

@@ -12,6 +12,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from noetl_common.sharding import shard_for
 from noetl_common.streams import EVENTS_STREAM
+from noetl_projector.consumer import decode
 
 from .conftest import SHARDS, register, wait_terminal
 
@@ -80,11 +81,12 @@ async def test_summaries_and_timelines_are_projected_on_the_owning_shard(live_fl
 
 
 async def _published_messages(nats_url: str, shard: int, execution_id: int) -> list[dict]:
-    """The execution's event messages as JetStream holds them and the projector hands them over
-    (published outbox rows are deleted, so the stream is where they are): under their Nats-Msg-Id."""
+    """The execution's deliveries as JetStream holds them and the projector hands them over
+    (published outbox rows are deleted, so the stream is where they are)."""
     nc = await nats.connect(nats_url)
     try:
-        sub = await nc.jetstream().pull_subscribe(f"noetl.events.{shard}.{execution_id}", stream=EVENTS_STREAM,
+        # Packs carry several transactions (of any execution): keep the deliveries of this one.
+        sub = await nc.jetstream().pull_subscribe(f"noetl.events.{shard}.>", stream=EVENTS_STREAM,
                                                   config=ConsumerConfig(ack_policy=AckPolicy.NONE))
         messages = []
         while True:
@@ -92,8 +94,10 @@ async def _published_messages(nats_url: str, shard: int, execution_id: int) -> l
                 batch = await sub.fetch(100, timeout=1)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 return messages
-            messages.extend({"id": m.headers["Nats-Msg-Id"], "events": msgspec.json.decode(m.data)["events"]}
-                            for m in batch)
+            for delivery in (d for m in batch for d in decode(m)):
+                events = [msgspec.json.decode(e) for e in delivery.events]
+                if any(e["execution_id"] == str(execution_id) for e in events):
+                    messages.append({"id": delivery.id, "events": events})
     finally:
         await nc.close()
 

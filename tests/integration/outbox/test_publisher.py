@@ -46,10 +46,10 @@ async def enqueue(server, ids, execution_id):
                                      subject=f"noetl.commands.default.{execution_id}", payload={"event_id": i}))
 
 
-def start_publisher(shard_url: str, nats_url: str, *, lease_ms: int = 1000) -> subprocess.Popen:
+def start_publisher(shard_url: str, nats_url: str) -> subprocess.Popen:
     env = {**os.environ, "NOETL_SHARD_URLS": shard_url, "NOETL_INTERNAL_API_TOKEN": INTERNAL_TOKEN,
            "NOETL_NATS_URL": nats_url, "NOETL_HTTP_HOST": "127.0.0.1", "NOETL_HTTP_PORT": str(free_port()),
-           "NOETL_OUTBOX_WAIT_MS": "500", "NOETL_OUTBOX_LEASE_MS": str(lease_ms)}
+           "NOETL_OUTBOX_WAIT_MS": "500"}
     return subprocess.Popen([sys.executable, "-m", "noetl_outbox_publisher"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -94,14 +94,14 @@ async def test_publishes_marks_and_never_doubles_after_a_crash(shard, nats_url):
     url = str(server.make_url("")).rstrip("/")
     execution_id = 7001
     await enqueue(server, [1, 2, 3], execution_id)
-    # A publisher that died after publishing message 1 but before marking it: JetStream already
-    # has it, and the row sits claimed until its lease runs out.
+    # A publisher that died after publishing message 1 but before reporting it: JetStream already
+    # has it, and the row is still in the outbox.
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
     await js.publish(f"noetl.commands.default.{execution_id}", b"{}", headers={"Nats-Msg-Id": "1"})
     await nc.close()
-    await store.claim(pool, limit=1, lease_seconds=1, claimer="dead-publisher")
+    assert [m.id for m in await store.claim(pool, limit=1)] == [1]
 
     proc = start_publisher(url, nats_url)
     try:
@@ -119,13 +119,13 @@ async def test_sigkill_mid_run_then_a_new_publisher_finishes(shard, nats_url):
     server, pool = shard
     url = str(server.make_url("")).rstrip("/")
     execution_id = 7002
-    first = start_publisher(url, nats_url, lease_ms=800)
+    first = start_publisher(url, nats_url)
     await enqueue(server, list(range(100, 140)), execution_id)
     await asyncio.sleep(0.3)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     await enqueue(server, list(range(140, 160)), execution_id)
-    second = start_publisher(url, nats_url, lease_ms=800)
+    second = start_publisher(url, nats_url)
     try:
         await wait_published(pool, timeout=30)
         seen = await collect(nats_url, execution_id, 60)

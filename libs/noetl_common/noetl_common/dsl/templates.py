@@ -3,6 +3,7 @@ exactly one `{{ expr }}` keeps its native type, mixed text renders to a string (
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -41,9 +42,16 @@ def _is_single_expression(text: str) -> str | None:
     return None if "{{" in inner or "}}" in inner else inner.strip()
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_environment() -> minijinja.Environment:
+    """Built once per process: an environment only holds filters, and building one costs more
+    than the engine's whole step."""
+    return make_environment()
+
+
 class Renderer:
     def __init__(self) -> None:
-        self.env = make_environment()
+        self.env = _shared_environment()
 
     def render(self, value: Any, ctx: dict[str, Any]) -> Any:
         """Recursively render strings inside dicts and lists."""

@@ -20,8 +20,6 @@ from .keys import WAKEUPS
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 30_000
-DEFAULT_LEASE_MS = 30_000
-MAX_LEASE_MS = 600_000
 RECHECK_SECONDS = 1.0  # rows whose backoff or lease ran out are found without a wake-up
 
 
@@ -39,7 +37,6 @@ class MarkFailed(msgspec.Struct):
 
 
 class ClaimBody(msgspec.Struct):
-    claimer: str = "publisher"
     published: list[int] = []   # published since the last claim: deleted before claiming more
 
 
@@ -54,7 +51,6 @@ async def claim(request: web.Request) -> web.Response:
     svc = services(request)
     limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
-    lease_seconds = query_int(request, "lease_ms", DEFAULT_LEASE_MS, 100, MAX_LEASE_MS) / 1000
     body = await read_json(request, ClaimBody, allow_empty=True)
     signal = request.app[WAKEUPS].outbox
     loop = asyncio.get_running_loop()
@@ -62,15 +58,13 @@ async def claim(request: web.Request) -> web.Response:
     published = body.published
     while True:
         ticket = signal.ticket()
-        messages = await store.claim(svc.shard_pool, limit=limit, lease_seconds=lease_seconds, claimer=body.claimer,
-                                     published=published)
+        messages = await store.claim(svc.shard_pool, limit=limit, published=published)
         published = []
         remaining = deadline - loop.time()
         if messages or remaining <= 0:
             break
         await signal.wait(ticket, min(remaining, RECHECK_SECONDS))
-    return json_response({"shard": svc.settings.shard_index, "lease_seconds": lease_seconds,
-                          "items": messages})
+    return json_response({"shard": svc.settings.shard_index, "items": messages})
 
 
 async def mark_published(request: web.Request) -> web.Response:

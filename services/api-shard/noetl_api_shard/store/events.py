@@ -38,13 +38,14 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, event_id: int) -> asyncpg
     return await conn.fetchrow(f"SELECT {READ_COLUMNS} FROM noetl.event WHERE event_id = $1", event_id)
 
 
-async def firsts_for_commands(conn: asyncpg.Connection, execution_id: int, command_ids: list[int],
+async def firsts_for_commands(conn: asyncpg.Connection, command_ids: list[int],
                               event_types: list[str]) -> dict[tuple[int, str], int]:
-    """(command_id, event_type) -> the first such event's id, for re-send detection."""
+    """(command_id, event_type) -> the first such event's id, for re-send detection (by the
+    command index: cost independent of the execution's history)."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (command_id, event_type) command_id, event_type, event_id FROM noetl.event "
-        "WHERE execution_id = $1 AND command_id = ANY($2::bigint[]) AND event_type = ANY($3::text[]) "
-        "ORDER BY command_id, event_type, event_id", execution_id, command_ids, event_types)
+        "WHERE command_id = ANY($1::bigint[]) AND event_type = ANY($2::text[]) "
+        "ORDER BY command_id, event_type, event_id", command_ids, event_types)
     return {(r["command_id"], r["event_type"]): r["event_id"] for r in rows}
 
 

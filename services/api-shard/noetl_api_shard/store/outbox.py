@@ -1,10 +1,12 @@
 """noetl.outbox (shard DB): messages written in the same transaction as what they announce
 (store.writes), until published.
 
-The publisher claims rows with a lease (`claim_expires_at`): rows of a publisher that died come
-back once the lease runs out. A published row is deleted, so the table holds only what is still
-to do and a claim costs the same after millions of messages. A failed publish is retried with
-capped exponential backoff; nothing is ever dropped.
+A claim reads the oldest rows that are due, by primary key, without writing: each shard has one
+publisher (replica slicing), and should two overlap or one die mid-batch, the rows it read are
+simply read and published again, and JetStream's duplicate window (Nats-Msg-Id = row id) drops the
+second copy. A published row is deleted (reported with the next claim, deleted in its
+statement), so the table holds only what is still to do. A failed publish is retried with capped
+exponential backoff; nothing is ever dropped.
 """
 
 from __future__ import annotations
@@ -38,29 +40,19 @@ class ClaimedMessage(msgspec.Struct, kw_only=True):
 
 _CLAIM = """
 WITH done AS (
-    DELETE FROM noetl.outbox WHERE id = ANY($4::bigint[])
-),
-ready AS (
-    SELECT id FROM noetl.outbox
-    WHERE ((status IN ('pending', 'failed') AND available_at <= now())
-           OR (status = 'claimed' AND claim_expires_at < now()))
-      AND id <> ALL($4::bigint[])
-    ORDER BY available_at, id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    DELETE FROM noetl.outbox WHERE id = ANY($2::bigint[])
 )
-UPDATE noetl.outbox o SET status = 'claimed', claimed_by = $3,
-       claim_expires_at = now() + make_interval(secs => $2)
-FROM ready WHERE o.id = ready.id
-RETURNING o.id, o.execution_id, o.subject, o.payload, o.headers, o.attempts
+SELECT id, execution_id, subject, payload, headers, attempts FROM noetl.outbox
+WHERE available_at <= now() AND id <> ALL($2::bigint[])
+ORDER BY id
+LIMIT $1
 """
 
 
-async def claim(pool: asyncpg.Pool, *, limit: int, lease_seconds: float, claimer: str,
-                published: list[int] | None = None) -> list[ClaimedMessage]:
-    """Delete `published` rows and claim up to `limit` ready ones, in one statement."""
-    rows = await pool.fetch(_CLAIM, limit, lease_seconds, claimer, published or [])
-    return sorted((ClaimedMessage(**dict(r)) for r in rows), key=lambda m: m.id)
+async def claim(pool: asyncpg.Pool, *, limit: int, published: list[int] | None = None) -> list[ClaimedMessage]:
+    """Delete `published` rows and read up to `limit` due ones, oldest first, in one statement."""
+    rows = await pool.fetch(_CLAIM, limit, published or [])
+    return [ClaimedMessage(**dict(r)) for r in rows]
 
 
 async def mark_published(pool: asyncpg.Pool, ids: list[int]) -> int:
@@ -72,7 +64,6 @@ async def mark_failed(pool: asyncpg.Pool, failures: list[tuple[int, str]]) -> in
     status = await pool.execute(
         """
         UPDATE noetl.outbox o SET status = 'failed', attempts = o.attempts + 1, last_error = f.error,
-               claim_expires_at = NULL,
                available_at = now() + make_interval(secs => least($3::float8, $2::float8 * power(2, least(o.attempts, 30))))
         FROM unnest($1::bigint[], $4::text[]) AS f(id, error)
         WHERE o.id = f.id
@@ -81,9 +72,7 @@ async def mark_failed(pool: asyncpg.Pool, failures: list[tuple[int, str]]) -> in
 
 
 async def pending_count(pool: asyncpg.Pool) -> dict[str, int]:
+    """Every row is unpublished work (the KEDA signal); `retrying` are those waiting out a backoff."""
     row = await pool.fetchrow(
-        "SELECT count(*) FILTER (WHERE status = 'pending') AS pending, "
-        "count(*) FILTER (WHERE status = 'claimed') AS claimed, "
-        "count(*) FILTER (WHERE status = 'failed') AS failed FROM noetl.outbox")
-    return {"pending": row["pending"] + row["failed"] + row["claimed"], "claimed": row["claimed"],
-            "retrying": row["failed"]}
+        "SELECT count(*) AS pending, count(*) FILTER (WHERE status = 'failed') AS retrying FROM noetl.outbox")
+    return {"pending": row["pending"], "retrying": row["retrying"]}

@@ -11,6 +11,7 @@ and claimed in the same transaction is one `CommandRow`, a new execution carries
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import asyncpg
@@ -114,12 +115,8 @@ class WriteSet(msgspec.Struct, kw_only=True):
     loop_results: list[LoopResultRow] = []
 
 
-_TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
-_EXEC_ARRAYS = ("$1::bigint[], $2::bytea[], $3::bigint[], $4::text[], $5::jsonb[], $6::text[], $7::bigint[], "
-                "$8::text[], $9::text[]")
-
-FLUSH_SQL = f"""
-WITH
+_CTES: dict[str, str] = {
+    "new_exec": """
 new_exec AS (
     INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, parent_execution_id,
         parent_command_id, workload, requested_by, state, state_version, state_event_id, result, error,
@@ -127,13 +124,14 @@ new_exec AS (
     SELECT x.id, n.catalog_id, n.path, n.version, coalesce(x.status, 'RUNNING'), n.parent_execution_id,
            n.parent_command_id, coalesce(n.workload, '{{}}'::jsonb), n.requested_by, x.state,
            coalesce(x.state_version, 0), x.last_event_id, x.result, x.error, x.last_event_id,
-           x.last_event_type, x.last_step, now(), CASE WHEN x.status IN {_TERMINAL} THEN now() END
-    FROM unnest({_EXEC_ARRAYS}) AS x(id, state, state_version, status, result, error, last_event_id,
+           x.last_event_type, x.last_step, now(), CASE WHEN x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN now() END
+    FROM unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[], {6}::bigint[], {7}::text[], {8}::text[]) AS x(id, state, state_version, status, result, error, last_event_id,
                                     last_event_type, last_step)
-    JOIN json_to_recordset($10::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
+    JOIN json_to_recordset({9}::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
         parent_execution_id bigint, parent_command_id bigint, workload jsonb, requested_by text)
       ON n.execution_id = x.id
-),
+)""",
+    "upd_exec": """
 upd_exec AS (
     UPDATE noetl.execution e SET
         state = coalesce(x.state, e.state),
@@ -143,20 +141,21 @@ upd_exec AS (
         status = coalesce(x.status, e.status),
         result = CASE WHEN x.status IS NOT NULL THEN x.result ELSE e.result END,
         error = CASE WHEN x.status IS NOT NULL THEN x.error ELSE e.error END,
-        ended_at = CASE WHEN x.status IN {_TERMINAL} THEN now() ELSE e.ended_at END,
+        ended_at = CASE WHEN x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN now() ELSE e.ended_at END,
         -- Late events (a heartbeat after the end) do not move a finished execution's last event.
-        last_event_id = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_event_id
+        last_event_id = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_event_id
                              ELSE coalesce(x.last_event_id, e.last_event_id) END,
-        last_event_type = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_event_type
+        last_event_type = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_event_type
                                ELSE coalesce(x.last_event_type, e.last_event_type) END,
-        last_step = CASE WHEN e.status IN {_TERMINAL} AND x.status IS NULL THEN e.last_step
+        last_step = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_step
                          ELSE coalesce(x.last_step, e.last_step) END,
         updated_at = now()
-    FROM unnest($11::bigint[], $12::bytea[], $13::bigint[], $14::text[], $15::jsonb[], $16::text[],
-                $17::bigint[], $18::text[], $19::text[])
+    FROM unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[],
+                {6}::bigint[], {7}::text[], {8}::text[])
          AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)
     WHERE e.execution_id = x.id
-),
+)""",
+    "ins_event": """
 ins_event AS (
     INSERT INTO noetl.event (event_id, execution_id, event_type, node_name, node_type, status, catalog_id,
         parent_event_id, parent_execution_id, command_id, worker_id, attempt, iteration, duration_ms, payload,
@@ -164,12 +163,13 @@ ins_event AS (
     SELECT x.event_id, x.execution_id, x.event_type, x.node_name, x.node_type, x.status, x.catalog_id,
            x.parent_event_id, x.parent_execution_id, x.command_id, x.worker_id, x.attempt, x.iteration,
            x.duration_ms, coalesce(x.payload, '{{}}'::jsonb), x.error, x.meta
-    FROM json_to_recordset($20::json) AS x(event_id bigint, execution_id bigint, event_type text, node_name text,
+    FROM json_to_recordset({0}::json) AS x(event_id bigint, execution_id bigint, event_type text, node_name text,
         node_type text, status text, catalog_id bigint, parent_event_id bigint, parent_execution_id bigint,
         command_id bigint, worker_id text, attempt int, iteration int, duration_ms float8, payload jsonb,
         error text, meta jsonb)
     ON CONFLICT DO NOTHING
-),
+)""",
+    "new_cmd": """
 new_cmd AS (
     INSERT INTO noetl.command (command_id, execution_id, catalog_id, step, tool_kind, pool, iteration, context,
         status, attempt, max_attempts, worker_id, lease_expires_at, heartbeat_at, claimed_at, started_at,
@@ -182,12 +182,15 @@ new_cmd AS (
            CASE WHEN x.worker_id IS NOT NULL THEN now() END,
            CASE WHEN x.started THEN now() END,
            CASE WHEN x.completed THEN now() END, x.result, x.error
-    FROM json_to_recordset($21::json) AS x(command_id bigint, execution_id bigint, catalog_id bigint, step text,
+    FROM json_to_recordset({0}::json) AS x(command_id bigint, execution_id bigint, catalog_id bigint, step text,
         tool_kind text, pool text, iteration int, context jsonb, status text, attempt int, max_attempts int,
         worker_id text, lease_seconds float8, started boolean, completed boolean, result jsonb, error text)
     ON CONFLICT DO NOTHING
-),
+)""",
+    "upd_cmd": """
 upd_cmd AS (
+    -- Typed arrays, not a JSON recordset: unnest's row estimate comes from the arrays, so the
+    -- planner updates by primary key instead of hashing the whole command table.
     UPDATE noetl.command c SET
         status = coalesce(x.status, c.status),
         worker_id = coalesce(x.worker_id, c.worker_id),
@@ -203,49 +206,62 @@ upd_cmd AS (
         result = CASE WHEN x.completed THEN x.result ELSE c.result END,
         error = CASE WHEN x.completed THEN x.error ELSE c.error END,
         updated_at = now()
-    FROM json_to_recordset($22::json) AS x(command_id bigint, status text, worker_id text, attempt int,
-        lease_seconds float8, claimed boolean, started boolean, completed boolean, result jsonb, error text)
-    WHERE c.command_id = x.command_id AND (x.status IS NULL OR c.status NOT IN {_TERMINAL})
-),
+    FROM unnest({0}::bigint[], {1}::text[], {2}::text[], {3}::int[], {4}::float8[], {5}::bool[], {6}::bool[],
+                {7}::bool[], {8}::jsonb[], {9}::text[])
+         AS x(command_id, status, worker_id, attempt, lease_seconds, claimed, started, completed, result, error)
+    WHERE c.command_id = x.command_id AND (x.status IS NULL OR c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+)""",
+    "cancel_cmd": """
 cancel_cmd AS (
     UPDATE noetl.command c SET status = 'CANCELLED', completed_at = now(), lease_expires_at = NULL,
         updated_at = now()
-    WHERE c.execution_id = ANY($23::bigint[]) AND c.status IN ('ISSUED', 'CLAIMED', 'RUNNING')
-      AND c.command_id <> ALL($24::bigint[])
-),
+    WHERE c.execution_id = ANY({0}::bigint[]) AND c.status IN ('ISSUED', 'CLAIMED', 'RUNNING')
+      AND c.command_id <> ALL({1}::bigint[])
+)""",
+    "ins_outbox": """
 ins_outbox AS (
     INSERT INTO noetl.outbox (id, execution_id, event_id, subject, payload, headers)
     SELECT x.id, x.execution_id, x.event_id, x.subject, x.payload, x.headers
-    FROM json_to_recordset($25::json) AS x(id bigint, execution_id bigint, event_id bigint, subject text,
+    FROM json_to_recordset({0}::json) AS x(id bigint, execution_id bigint, event_id bigint, subject text,
         payload jsonb, headers jsonb)
-),
+)""",
+    "ins_result": """
 ins_result AS (
     INSERT INTO noetl.step_result (execution_id, step, result)
     SELECT x.execution_id, x.step, x.result
-    FROM json_to_recordset($26::json) AS x(execution_id bigint, step text, result jsonb)
+    FROM json_to_recordset({0}::json) AS x(execution_id bigint, step text, result jsonb)
     ON CONFLICT (execution_id, step) DO UPDATE SET result = EXCLUDED.result, updated_at = now()
-),
+)""",
+    "ins_items": """
 ins_items AS (
     INSERT INTO noetl.loop_items (execution_id, step, run, item_offset, items)
     SELECT x.execution_id, x.step, x.run, x.item_offset, x.items
-    FROM json_to_recordset($27::json) AS x(execution_id bigint, step text, run int, item_offset int, items jsonb)
+    FROM json_to_recordset({0}::json) AS x(execution_id bigint, step text, run int, item_offset int, items jsonb)
     ON CONFLICT DO NOTHING
-),
+)""",
+    "ins_loop_result": """
 ins_loop_result AS (
     INSERT INTO noetl.loop_result (execution_id, step, run, idx, result)
     SELECT x.execution_id, x.step, x.run, x.idx, x.result
-    FROM json_to_recordset($28::json) AS x(execution_id bigint, step text, run int, idx int, result jsonb)
+    FROM json_to_recordset({0}::json) AS x(execution_id bigint, step text, run int, idx int, result jsonb)
     ON CONFLICT (execution_id, step, run, idx) DO UPDATE SET result = EXCLUDED.result
-)
-SELECT 1
-"""
+)""",
+}
 
 _EXEC_COLUMNS = ("execution_id", "state", "state_version", "status", "result", "error", "last_event_id",
                  "last_event_type", "last_step")
 
 
+_CHANGE_COLUMNS = ("command_id", "status", "worker_id", "attempt", "lease_seconds", "claimed", "started",
+                   "completed", "result", "error")
+
+
+def _columns(rows: list[Any], columns: tuple[str, ...]) -> list[list[Any]]:
+    return [[getattr(r, c) for r in rows] for c in columns]
+
+
 def _exec_arrays(rows: list[ExecutionWrite]) -> list[list[Any]]:
-    return [[getattr(r, c) for r in rows] for c in _EXEC_COLUMNS]
+    return _columns(rows, _EXEC_COLUMNS)
 
 
 class _NewExecution(msgspec.Struct):
@@ -268,9 +284,40 @@ def _touched_commands(ws: WriteSet) -> list[int]:
     return [c.command_id for c in ws.new_commands] + [c.command_id for c in ws.commands]
 
 
+def _parts(ws: WriteSet) -> list[tuple[str, list[Any]]]:
+    """The CTEs this write set needs, with their parameters (an empty part costs planning and
+    executor start-up for nothing, so it is left out)."""
+    candidates = [
+        ("new_exec", ws.new_executions, lambda: [*_exec_arrays(ws.new_executions),
+                                                 _new_execution_facts(ws.new_executions)]),
+        ("upd_exec", ws.executions, lambda: _exec_arrays(ws.executions)),
+        ("ins_event", ws.events, lambda: [ws.events]),
+        ("new_cmd", ws.new_commands, lambda: [ws.new_commands]),
+        ("upd_cmd", ws.commands, lambda: _columns(ws.commands, _CHANGE_COLUMNS)),
+        ("cancel_cmd", ws.cancel_open_of, lambda: [ws.cancel_open_of, _touched_commands(ws)]),
+        ("ins_outbox", ws.outbox, lambda: [ws.outbox]),
+        ("ins_result", ws.step_results, lambda: [ws.step_results]),
+        ("ins_items", ws.loop_items, lambda: [ws.loop_items]),
+        ("ins_loop_result", ws.loop_results, lambda: [ws.loop_results]),
+    ]
+    return [(name, params()) for name, rows, params in candidates if rows]
+
+
+@functools.lru_cache(maxsize=None)
+def statement(names: tuple[str, ...], arities: tuple[int, ...]) -> str:
+    """The statement for a combination of parts, numbered in order (a few dozen combinations
+    occur; each is prepared once per connection)."""
+    ctes, n = [], 1
+    for name, arity in zip(names, arities):
+        ctes.append(_CTES[name].format(*(f"${n + i}" for i in range(arity))))
+        n += arity
+    return "WITH\n" + ",\n".join(ctes) + "\nSELECT 1"
+
+
 async def flush(conn: asyncpg.Connection, ws: WriteSet) -> None:
     """Send a transaction's writes as one statement (the caller holds the transaction)."""
-    await conn.execute(
-        FLUSH_SQL, *_exec_arrays(ws.new_executions), _new_execution_facts(ws.new_executions),
-        *_exec_arrays(ws.executions), ws.events, ws.new_commands, ws.commands, ws.cancel_open_of,
-        _touched_commands(ws), ws.outbox, ws.step_results, ws.loop_items, ws.loop_results)
+    parts = _parts(ws)
+    if not parts:
+        return
+    names = tuple(name for name, _ in parts)
+    await conn.execute(statement(names, tuple(len(p) for _, p in parts)), *(v for _, p in parts for v in p))

@@ -35,9 +35,15 @@ CREATE TABLE IF NOT EXISTS noetl.loop_result (
 );
 
 -- The outbox holds only what is not yet published: a published row is deleted, so claims cost
--- the same on a shard that has published millions of messages.
+-- the same on a shard that has published millions of messages. A claim reads the oldest rows
+-- without leasing them (one publisher serves a shard; a re-publish is dropped by JetStream's
+-- duplicate window), so the lease columns go.
 DELETE FROM noetl.outbox WHERE status = 'published';
+UPDATE noetl.outbox SET status = 'pending' WHERE status = 'claimed';
 DROP INDEX IF EXISTS noetl.outbox_published_idx;
+DROP INDEX IF EXISTS noetl.outbox_claimed_idx;
+DROP INDEX IF EXISTS noetl.outbox_ready_idx;
+ALTER TABLE noetl.outbox DROP COLUMN IF EXISTS claimed_by, DROP COLUMN IF EXISTS claim_expires_at;
 
 -- An Idempotency-Key replay is found in O(1), not by scanning the execution's batches.
 CREATE INDEX IF NOT EXISTS event_batch_key_idx ON noetl.event (execution_id, (meta->>'idempotency_key'))
