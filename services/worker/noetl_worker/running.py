@@ -22,6 +22,7 @@ from .executor import Outcome, execute, read_work
 from .outcomes import Unreported
 from .slots import RecentCommands
 from .tools.base import Runner, ToolContext
+from .tools.step_threads import StepThreads
 from .wire import Command
 
 log = logging.getLogger("noetl.worker")
@@ -62,6 +63,7 @@ class CommandRunner:
         self.runners = runners
         self.metrics = metrics
         self.recent = recent
+        self.step_threads = StepThreads(keep_idle=settings.max_concurrent)
 
     async def run(self, job: Job) -> Unreported | None:
         """Run the tool of a claimed command; the outcome to report, or None when a notified
@@ -105,7 +107,8 @@ class CommandRunner:
         s, command = self.settings, job.command
         kind = read_work(command.context, command.action).kind or "unknown"
         ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
-                          timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root))
+                          timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root),
+                          step_threads=self.step_threads)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         keepalive = asyncio.create_task(self._keepalive(job, reporter))

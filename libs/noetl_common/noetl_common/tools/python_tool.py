@@ -16,7 +16,10 @@ from typing import Any
 from .result import ToolResult
 
 
+@functools.lru_cache(maxsize=256)
 def _compile(code: str) -> Any:
+    """Compiled once per distinct code (a loop runs the same step thousands of times); code
+    objects are immutable, so sharing them between steps and threads is safe."""
     try:
         return compile(code, "<step>", "exec")
     except SyntaxError as exc:

@@ -1,18 +1,17 @@
-"""Executions ready for the engine: the locked row's compact state plus the execution's results
-and loop data, kept in memory between transactions so a step does not re-read its history.
+"""Executions ready for the engine, kept in memory between transactions: the decoded state, the
+results and loop data, and the row's facts, so a step neither re-reads nor re-decodes its history.
 
-The cache is only a shortcut: an entry is used only when its version equals the row's
-`state_version` (bumped by every state write), and it is taken out while a transaction works on
-it and put back only after that transaction commits. A rolled-back transaction therefore leaves
-no trace, and another writer (a second process on the same database) only costs a reload.
+The cache is a shortcut, never the truth: a locking transaction uses an entry only when its
+version equals the locked row's `state_version` (bumped by every state write), and an optimistic
+one writes only if the row is still at the entry's version. An entry is taken out while a
+transaction works on it and put back only after that transaction commits, so a rollback leaves no
+trace and another writer (a second process on the same database) only costs a reload.
 
-Two transactions of this process on one execution (outcomes of a parallel loop) meet at the row
-lock: the second gets it the moment the first commits, possibly before the first has put the data
-back. So a transaction holding an execution is recorded (`hold`), and a miss while another holds
-it waits for that one to finish (`wait`) instead of reloading the loop from the database.
+Holding an execution also serialises this process's transactions on it. An optimistic
+transaction waits for any holder (`acquire`). A locking transaction already holds the row lock
+when it asks (`take`); it waits only for a locking holder (which has committed by then: it held the
+row lock before us), never for an optimistic one, whose statement may be waiting for our row lock.
 """
-
-from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
@@ -27,7 +26,7 @@ class Loaded:
     """A locked execution, as the engine sees it, for the length of one transaction."""
 
     __slots__ = ("execution_id", "catalog_id", "status", "path", "parent_execution_id", "parent_command_id",
-                 "state", "data", "version", "changed", "held")
+                 "state", "data", "version", "changed")
 
     def __init__(self, *, execution_id: int, catalog_id: int, status: str, path: str,
                  parent_execution_id: int | None, parent_command_id: int | None, state: State,
@@ -42,7 +41,6 @@ class Loaded:
         self.data = data
         self.version = version
         self.changed = False  # state or data advanced in this transaction: written once at the end
-        self.held: asyncio.Event | None = None  # this transaction's hold on the cache entry
 
     @classmethod
     def from_row(cls, row: Any, state: State, data: ExecutionData) -> "Loaded":
@@ -52,44 +50,54 @@ class Loaded:
                    version=row["state_version"])
 
 
+class _Hold:
+    __slots__ = ("done", "optimistic")
+
+    def __init__(self, optimistic: bool) -> None:
+        self.done = asyncio.Event()
+        self.optimistic = optimistic
+
+
 class ExecutionCache:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[int, tuple[int, ExecutionData]] = OrderedDict()
-        self._held: dict[int, asyncio.Event] = {}
+        self._entries: OrderedDict[int, Loaded] = OrderedDict()
+        self._held: dict[int, _Hold] = {}
 
-    def take(self, execution_id: int, version: int) -> ExecutionData | None:
+    async def acquire(self, execution_id: int) -> Loaded | None:
+        """For an optimistic transaction: wait for any holder, then hold the execution and take its
+        entry (None: not cached)."""
+        while (hold := self._held.get(execution_id)) is not None:
+            await hold.done.wait()
+        self._held[execution_id] = _Hold(optimistic=True)
+        return self._entries.pop(execution_id, None)
+
+    async def take(self, execution_id: int, version: int) -> tuple[Loaded | None, bool]:
+        """For a locking transaction holding the row lock: (the entry at `version` or None, whether
+        the execution is now held by the caller)."""
+        hold = self._held.get(execution_id)
+        if hold is not None and not hold.optimistic:
+            await hold.done.wait()
+            hold = self._held.get(execution_id)
+        if hold is not None:  # an optimistic holder: read the row instead (its write will not pass)
+            return None, False
+        self._held[execution_id] = _Hold(optimistic=False)
         entry = self._entries.pop(execution_id, None)
-        if entry is None or entry[0] != version:
-            return None
-        return entry[1]
+        return (entry if entry is not None and entry.version == version else None), True
 
-    def put(self, execution_id: int, version: int, data: ExecutionData) -> None:
-        self._entries[execution_id] = (version, data)
-        self._entries.move_to_end(execution_id)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def hold_new(self, execution_id: int) -> None:
+        self._held[execution_id] = _Hold(optimistic=False)
 
-    async def take_or_wait(self, execution_id: int, version: int) -> ExecutionData | None:
-        data = self.take(execution_id, version)
-        held = self._held.get(execution_id)
-        if data is None and held is not None:
-            await held.wait()  # its holder has committed (we have the row lock): the data comes back now
-            data = self.take(execution_id, version)
-        return data
-
-    def hold(self, execution_id: int) -> asyncio.Event:
-        held = self._held[execution_id] = asyncio.Event()
-        return held
-
-    def release(self, execution_id: int, held: asyncio.Event) -> None:
-        if self._held.get(execution_id) is held:
-            del self._held[execution_id]
-        held.set()
-
-    def drop(self, execution_id: int) -> None:
-        self._entries.pop(execution_id, None)
+    def release(self, execution_id: int, keep: Loaded | None) -> None:
+        """End this transaction's hold, putting `keep` back (after a commit)."""
+        if keep is not None:
+            self._entries[execution_id] = keep
+            self._entries.move_to_end(execution_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        hold = self._held.pop(execution_id, None)
+        if hold is not None:
+            hold.done.set()
 
     def __len__(self) -> int:
         return len(self._entries)
-

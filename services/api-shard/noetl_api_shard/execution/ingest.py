@@ -1,10 +1,13 @@
-"""Event ingest: a worker's events (one, or a batch) appended in one transaction, under the
-execution's lock; an event that finishes a command advances the engine, once per command.
+"""Event ingest: a worker's events (one, or a batch) appended in one transaction; an event that
+finishes a command advances the engine, once per command.
 
-Re-sends are recognised without extra round trips in the common case: a producer-stamped event id
-already in the log, a command already started (`command.started`) or already finished (its
-finishing events), or a whole batch whose Idempotency-Key was answered before (the same answer
-again). The lock read fetches everything needed for that in one statement.
+`accept_cached` is the hot path, run optimistically (one statement, no lock) on the cached
+execution: it takes the batches every step sends — heartbeats and outcomes of commands the
+engine still waits for. Anything that needs to look at the database first raises Fallback and is
+taken by `accept`, under the execution's row lock: re-sends (a producer-stamped event id already
+in the log, a command already started or finished, an Idempotency-Key answered before — the same
+answer again), `command.started` from a NoETL worker, events of unknown commands. Its lock read
+fetches everything needed for those in one statement.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..store import executions as execution_store
 from ..store.events import NewEvent
 from ..store.writes import CommandChange
 from . import engine_port as engine
-from .orchestration import TERMINAL, Eager, Orchestrator, Txn
+from .orchestration import TERMINAL, Eager, Fallback, Orchestrator, Txn
 from .ownership import require_owned
 from .worker_events import FINISHING, PROGRESS, WorkerEvent, finishes_ok, status_for
 
@@ -148,17 +151,64 @@ def _progress(txn: Txn, cmd: CommandView, ev: WorkerEvent, lease_seconds: float)
 async def _finish(orch: Orchestrator, txn: Txn, head: Any, cmd: CommandView, ev: WorkerEvent, event_id: int,
                   eager: Eager | None) -> int:
     """The first finishing event of a command: record its outcome and advance the engine once."""
-    ok = finishes_ok(ev.event_type, ev.status, ev.payload)
-    error = ev.error_text
-    status = "COMPLETED" if ok else "FAILED"
-    txn.uow.change_command(CommandChange(command_id=cmd.command_id, status=status, completed=True,
-                                         result=ev.result if ok else None,
-                                         error=None if ok else (error or "command failed")))
-    cmd.status = status
     if head["status"] in TERMINAL:
-        return 0  # late outcome of a finished execution: logged, nothing to decide
-    ex = await orch.load(txn, head)
-    event = engine.command_done(cmd.command_id, ev.result) if ok else \
-        engine.command_failed(cmd.command_id, error or f"{ev.event_type} without an error message")
-    outcome = await orch.advance(txn, ex, event, event_id, eager)
-    return outcome.commands
+        cmd.status = _record_outcome(txn, cmd.command_id, ev)
+        return 0  # a late outcome of a finished execution: logged and closed, nothing to decide
+    cmd.status = "COMPLETED" if finishes_ok(ev.event_type, ev.status, ev.payload) else "FAILED"
+    return await _decide(orch, txn, await orch.load(txn, head), cmd.command_id, ev, event_id, eager)
+
+
+async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events: list[WorkerEvent], *,
+                        lease_seconds: float, eager: Eager | None = None) -> Accepted:
+    """The hot path (an optimistic `txn` holding the execution): events of commands the engine
+    still waits for, nothing to look up. Raises Fallback for anything else, before writing."""
+    require_owned(orch.svc, execution_id)
+    ex = txn.loaded[execution_id]
+    pending = ex.state.pending
+    if ex.status in TERMINAL or not all(_cached_ok(e, pending) for e in events):
+        raise Fallback("these events need the database")
+    ids: list[int] = []
+    generated = 0
+    finished: set[int] = set()
+    for ev in events:
+        waiting = pending.get(ev.command_id) if ev.command_id is not None else None
+        row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id, event_type=ev.event_type,
+                       node_name=ev.step or (waiting.step if waiting else None),
+                       status=status_for(ev.event_type, ev.status), catalog_id=ex.catalog_id,
+                       command_id=ev.command_id, worker_id=ev.worker_id,
+                       iteration=waiting.iteration if waiting else None, payload=ev.payload, error=ev.error_text,
+                       meta=ev.meta or None)  # node_type and attempt come from the command row (writes.py)
+        txn.uow.append(row)
+        ids.append(row.event_id)
+        if ev.command_id is None:
+            continue
+        if ev.event_type in PROGRESS:
+            txn.uow.change_command(CommandChange(command_id=ev.command_id, lease_seconds=lease_seconds))
+        elif ev.event_type in FINISHING and ev.command_id not in finished:
+            finished.add(ev.command_id)
+            generated += await _decide(orch, txn, ex, ev.command_id, ev, row.event_id, eager)
+    return Accepted(ids, generated)
+
+
+def _cached_ok(ev: WorkerEvent, pending: dict[int, Any]) -> bool:
+    return ev.event_id is None and ev.event_type != STARTED and (ev.command_id is None or ev.command_id in pending)
+
+
+def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:
+    """The command's row takes the outcome; returns its new status."""
+    ok = finishes_ok(ev.event_type, ev.status, ev.payload)
+    status = "COMPLETED" if ok else "FAILED"
+    txn.uow.change_command(CommandChange(command_id=command_id, status=status, completed=True,
+                                         result=ev.result if ok else None,
+                                         error=None if ok else (ev.error_text or "command failed")))
+    return status
+
+
+async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: WorkerEvent, event_id: int,
+                  eager: Eager | None) -> int:
+    """A command's first finishing event: its outcome on the row, and the engine advanced once."""
+    if _record_outcome(txn, command_id, ev) == "COMPLETED":
+        event = engine.command_done(command_id, ev.result)
+    else:
+        event = engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")
+    return (await orch.advance(txn, ex, event, event_id, eager)).commands

@@ -1,11 +1,17 @@
-"""Write side of executions. Every change is one shard transaction (`Orchestrator.transaction`):
-handlers lock what they read, run the engine, and record their writes in a UnitOfWork, which goes
-to Postgres as one statement at the end; follow-ups (a child's end advancing its parent) are
-drained inside the same transaction before that.
+"""Write side of executions. Every change is one shard transaction: handlers run the engine and
+record their writes in a UnitOfWork, which goes to Postgres as one statement at the end;
+follow-ups (a child's end advancing its parent) are drained before that.
 
-Per-execution serialisation: the execution row is locked FOR UPDATE before the engine runs, and
-every writer of an execution's commands or events holds that lock, so one execution's decisions
-(and its event ids, minted under the lock) are ordered while other executions proceed.
+Two ways to run one (see docs/architecture.md):
+- `optimistic(execution_id)`: the hot path. No BEGIN, no COMMIT, no row lock: the execution comes
+  from the process's cache, and the write is a single statement that applies only if the row is
+  still at the version the cache had (checked inside it). One round trip per step. When it cannot
+  be used — not cached, another execution is needed, another writer got there first — it raises
+  Fallback, having written nothing, and the caller runs the same work under `transaction()`.
+- `transaction()`: BEGIN, rows locked FOR UPDATE before the engine runs, the write, COMMIT. Used
+  by everything else (claims, cancel, finalize, the reaper) and as the fallback.
+Within the process, transactions on one execution are serialised by the cache (`ExecutionCache`),
+so one execution's decisions, and the event ids minted for them, are ordered.
 """
 
 from __future__ import annotations
@@ -75,13 +81,24 @@ class Eager(msgspec.Struct, kw_only=True):
     claimed: list[CommandRow] = []
 
 
-class Txn:
-    """One transaction: its connection, its writes, and the executions it has locked."""
+class NeedsLock(Exception):
+    """Optimistic work reached an execution it has not loaded (a parent on this shard)."""
 
-    def __init__(self, conn: asyncpg.Connection, uow: UnitOfWork) -> None:
+
+class Fallback(Exception):
+    """An optimistic transaction could not be used; it wrote nothing. Redo under `transaction()`."""
+
+
+class Txn:
+    """One transaction: its connection (none for an optimistic one until it writes), its writes,
+    the executions it has loaded and those it holds in the cache."""
+
+    def __init__(self, conn: asyncpg.Connection | None, uow: UnitOfWork, *, optimistic: bool = False) -> None:
         self.conn = conn
         self.uow = uow
+        self.optimistic = optimistic
         self.loaded: dict[int, Loaded] = {}
+        self.held: set[int] = set()
         self.queue: list[FollowUp] = []
 
 
@@ -122,22 +139,53 @@ class Orchestrator:
     # --- the transaction ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Txn]:
-        uow = UnitOfWork(self.svc.settings.shard_index, self.svc.mint_owned_id)
         txn: Txn | None = None
+        committed = False
         try:
             async with self.svc.shard_pool.acquire() as conn:
                 async with conn.transaction():
-                    txn = Txn(conn, uow)
+                    txn = Txn(conn, self._unit_of_work())
                     yield txn
                     await self.drain(txn)
-                    if not uow.empty:
+                    if not txn.uow.empty:
                         self._save_states(txn)
-                        await writes.flush(conn, uow.write_set())
+                        await writes.flush(conn, txn.uow.write_set())
+            committed = True
             self._after_commit(txn)
         finally:
-            for ex in txn.loaded.values() if txn else ():
-                if ex.held is not None:
-                    self.cache.release(ex.execution_id, ex.held)
+            if txn is not None:
+                self._release(txn, committed)
+
+    @contextlib.asynccontextmanager
+    async def optimistic(self, execution_id: int | None, *,
+                         batch_key: tuple[int, str] | None = None) -> AsyncIterator[Txn]:
+        """The hot path (see the module docstring). `execution_id`: the one existing execution the
+        work is about (None: it only starts new ones); `batch_key`: an Idempotency-Key that must
+        not have been answered yet. Raises Fallback when the caller must redo it under a lock."""
+        txn = Txn(None, self._unit_of_work(), optimistic=True)
+        committed = False
+        try:
+            if execution_id is not None:
+                ex = await self.cache.acquire(execution_id)
+                txn.held.add(execution_id)
+                if ex is None:
+                    raise Fallback(f"execution {execution_id} is not cached")
+                txn.loaded[execution_id] = ex
+            yield txn
+            await self.drain(txn)
+            self._save_states(txn)
+            ws = txn.uow.write_set()
+            async with self.svc.shard_pool.acquire() as conn:
+                await writes.flush(conn, ws, writes.Expect(executions=len(ws.executions), batch_key=batch_key))
+            committed = True
+            self._after_commit(txn)
+        except (NeedsLock, writes.Conflict, writes.KnownBatch) as exc:
+            raise Fallback(str(exc)) from None
+        finally:
+            self._release(txn, committed)
+
+    def _unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.svc.settings.shard_index, self.svc.mint_owned_id)
 
     def _save_states(self, txn: Txn) -> None:
         """One state write per execution per transaction, whatever advanced it."""
@@ -150,11 +198,9 @@ class Orchestrator:
 
     def _after_commit(self, txn: Txn) -> None:
         for ex in txn.loaded.values():
-            version = ex.version + 1 if ex.changed else ex.version
-            if ex.status in TERMINAL:
-                self.cache.drop(ex.execution_id)
-            else:
-                self.cache.put(ex.execution_id, version, ex.data)
+            if ex.changed:
+                ex.version += 1
+                ex.changed = False
         uow = txn.uow
         if uow.events:
             self.svc.metrics.events_ingested(len(uow.events))
@@ -162,25 +208,38 @@ class Orchestrator:
         if uow.events or uow.notifications:
             self.wakeups.outbox_written(urgent=bool(uow.notifications))
 
+    def _release(self, txn: Txn, committed: bool) -> None:
+        """Held executions go back to the cache after a commit (finished ones leave it); after a
+        failure they are forgotten (their in-memory state may be ahead of the database)."""
+        for execution_id in txn.held:
+            ex = txn.loaded.get(execution_id)
+            keep = ex if committed and ex is not None and ex.status not in TERMINAL else None
+            self.cache.release(execution_id, keep)
+
     # --- loading ------------------------------------------------------------------------------
     async def load(self, txn: Txn, row: Any) -> Loaded:
-        """A locked row, ready for the engine (its results and loop data from the cache or the database)."""
+        """A locked row, ready for the engine (from the cache when it has this version, else the
+        database)."""
         execution_id = row["execution_id"]
         ex = txn.loaded.get(execution_id)
         if ex is not None:
             return ex
-        state = engine.decode_state(row["state"])
-        data = await self.cache.take_or_wait(execution_id, row["state_version"])
-        if data is None:
+        ex, held = await self.cache.take(execution_id, row["state_version"])
+        if held:
+            txn.held.add(execution_id)
+        if ex is None:
+            state = engine.decode_state(row["state"])
             loops = [(step, loop.run) for step, loop in state.loops.items()]
             data = engine.data_from_rows(await execution_store.load_data(txn.conn, execution_id, loops), loops)
-        ex = txn.loaded[execution_id] = Loaded.from_row(row, state, data)
-        ex.held = self.cache.hold(execution_id)
+            ex = Loaded.from_row(row, state, data)
+        txn.loaded[execution_id] = ex
         return ex
 
     async def lock(self, txn: Txn, execution_id: int) -> Loaded | None:
         if execution_id in txn.loaded:
             return txn.loaded[execution_id]
+        if txn.optimistic:
+            raise NeedsLock(f"execution {execution_id} is needed too")
         row = await execution_store.lock(txn.conn, execution_id)
         return None if row is None else await self.load(txn, row)
 
@@ -202,7 +261,8 @@ class Orchestrator:
                     state=state, data=data, version=0)
         ex.changed = True
         txn.loaded[execution_id] = ex
-        ex.held = self.cache.hold(execution_id)
+        txn.held.add(execution_id)
+        self.cache.hold_new(execution_id)
         txn.uow.new_execution(ExecutionWrite(
             execution_id=execution_id, catalog_id=catalog_id, path=row["path"], version=row["version"],
             workload=merged, parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
@@ -353,6 +413,8 @@ class Orchestrator:
         parent_id, parent_cmd = ex.parent_execution_id, ex.parent_command_id
         if not (parent_id and parent_cmd) or self.svc.shard_map.current.owner(parent_id) != self.svc.settings.shard_index:
             return
+        if txn.optimistic and parent_id not in txn.loaded:
+            raise NeedsLock(f"the parent {parent_id} advances too")
         txn.uow.change_command(CommandChange(command_id=parent_cmd, status="COMPLETED" if status == "COMPLETED"
                                              else "FAILED", completed=True, result=result, error=error))
         # Logged in the parent's own history so a replay of the parent sees the child's outcome.

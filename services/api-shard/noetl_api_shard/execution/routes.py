@@ -21,9 +21,9 @@ from ..store import executions as execution_store
 from ..store.events import NewEvent
 from . import commands_api, engine_port as engine, queries, reaper
 from .commands_api import command_out
-from .ingest import accept
+from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
-from .orchestration import TERMINAL, Eager, Orchestrator, Txn
+from .orchestration import TERMINAL, Eager, Fallback, Orchestrator, Txn
 from .ownership import require_owned
 from .replay import compare
 from .worker_events import normalise
@@ -80,9 +80,7 @@ async def execute(request: web.Request) -> web.Response:
     workload = {**(body.workload or {}), **(body.payload or {})}
     parent = _id(body.parent_execution_id, "parent_execution_id") if body.parent_execution_id is not None else None
     try:
-        async with orch.transaction() as txn:
-            execution_id, outcome = await orch.start(txn, catalog_id=row["catalog_id"], workload=workload,
-                                                     parent_execution_id=parent)
+        execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent)
     except engine.PlaybookError as exc:
         raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
     return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
@@ -90,13 +88,23 @@ async def execute(request: web.Request) -> web.Response:
                                          catalog_id=str(row["catalog_id"])))
 
 
+async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None) -> tuple[int, Any]:
+    """A new execution touches nothing existing: optimistic (one statement), with the locked
+    path kept for the rare case it falls back."""
+    try:
+        async with orch.optimistic(None) as txn:
+            return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent)
+    except Fallback:
+        pass
+    async with orch.transaction() as txn:
+        return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent)
+
+
 async def post_event(request: web.Request) -> web.Response:
     svc = services(request)
     ev = normalise(await read_json(request, EventIn))
     require_owned(svc, ev.execution_id)
-    orch = request.app[ORCHESTRATOR]
-    async with orch.transaction() as txn:
-        done = await accept(orch, txn, ev.execution_id, [ev], lease_seconds=svc.settings.claim_lease_seconds)
+    done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None)
     return json_response({"status": "ok", "event_id": done.event_ids[0], "commands_generated": done.commands_generated,
                           "duplicate": done.duplicates > 0})
 
@@ -110,6 +118,42 @@ def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
     if not 1 <= offer.slots <= MAX_EAGER_SLOTS:
         raise unprocessable(f"eager.slots must be between 1 and {MAX_EAGER_SLOTS}, got {offer.slots}")
     return Eager(worker_id=body.worker_id, pool=offer.pool, slots=offer.slots, lease_seconds=lease_seconds)
+
+
+async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key: str | None,
+                  eager: Eager | None) -> tuple[Accepted, dict[str, Any] | None]:
+    """Events of one execution, optimistically when they allow it, else under the row lock.
+    With an Idempotency-Key, returns the batch's answer too (logged as `batch.accepted`), or the
+    first answer again when the key was answered before."""
+    lease = orch.svc.settings.claim_lease_seconds
+    try:
+        async with orch.optimistic(execution_id, batch_key=(execution_id, key) if key else None) as txn:
+            done = await accept_cached(orch, txn, execution_id, events, lease_seconds=lease, eager=eager)
+            return done, _answer(orch, txn, execution_id, done, key, eager)
+    except Fallback:
+        if eager is not None:
+            eager.claimed = []  # nothing of the optimistic attempt was written
+    async with orch.transaction() as txn:
+        done = await accept(orch, txn, execution_id, events, lease_seconds=lease, idempotency_key=key, eager=eager)
+        if done.prior_answer is not None:
+            return done, {**done.prior_answer, "duplicate": True}
+        return done, _answer(orch, txn, execution_id, done, key, eager)
+
+
+def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
+            eager: Eager | None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": done.event_ids,
+        "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
+        "idempotency_key": key}
+    if eager is not None:
+        answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
+                              for c in eager.claimed]
+    if key:
+        txn.uow.append(NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
+                                event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
+                                payload=answer, meta={"idempotency_key": key}))
+    return answer
 
 
 async def post_batch(request: web.Request) -> web.Response:
@@ -127,25 +171,9 @@ async def post_batch(request: web.Request) -> web.Response:
     for i, e in enumerate(events):
         if e.execution_id != execution_id:
             raise bad_request(f"events[{i}].execution_id differs from the batch's execution_id")
-    eager = _eager(body, svc.settings.claim_lease_seconds)
     key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
-    orch = request.app[ORCHESTRATOR]
-    async with orch.transaction() as txn:
-        done = await accept(orch, txn, execution_id, events, lease_seconds=svc.settings.claim_lease_seconds,
-                            idempotency_key=key, eager=eager)
-        if done.prior_answer is not None:
-            return json_response({**done.prior_answer, "duplicate": True}, status=202)
-        answer: dict[str, Any] = {
-            "status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": done.event_ids,
-            "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
-            "idempotency_key": key}
-        if eager is not None:
-            answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
-                                  for c in eager.claimed]
-        if key:
-            txn.uow.append(NewEvent(event_id=svc.mint_owned_id(), execution_id=execution_id,
-                                    event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
-                                    payload=answer, meta={"idempotency_key": key}))
+    _, answer = await _accept(request.app[ORCHESTRATOR], execution_id, events, key,
+                              _eager(body, svc.settings.claim_lease_seconds))
     return json_response(answer, status=202)
 
 

@@ -153,20 +153,28 @@ upd_exec AS (
     FROM unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[],
                 {6}::bigint[], {7}::text[], {8}::text[])
          AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)
-    WHERE e.execution_id = x.id
+    -- A state write applies only to the version it was computed from (always true under the row
+    -- lock; an optimistic writer checks the count, see Expect).
+    WHERE e.execution_id = x.id AND (x.state_version IS NULL OR e.state_version = x.state_version - 1)
+    RETURNING e.execution_id
 )""",
     "ins_event": """
 ins_event AS (
     INSERT INTO noetl.event (event_id, execution_id, event_type, node_name, node_type, status, catalog_id,
         parent_event_id, parent_execution_id, command_id, worker_id, attempt, iteration, duration_ms, payload,
         error, meta)
-    SELECT x.event_id, x.execution_id, x.event_type, x.node_name, x.node_type, x.status, x.catalog_id,
-           x.parent_event_id, x.parent_execution_id, x.command_id, x.worker_id, x.attempt, x.iteration,
+    SELECT x.event_id, x.execution_id, x.event_type, coalesce(x.node_name, c.step), coalesce(x.node_type, c.tool_kind),
+           x.status, x.catalog_id, x.parent_event_id, x.parent_execution_id, x.command_id, x.worker_id,
+           coalesce(x.attempt, c.attempt), coalesce(x.iteration, c.iteration),
            x.duration_ms, coalesce(x.payload, '{{}}'::jsonb), x.error, x.meta
     FROM json_to_recordset({0}::json) AS x(event_id bigint, execution_id bigint, event_type text, node_name text,
         node_type text, status text, catalog_id bigint, parent_event_id bigint, parent_execution_id bigint,
         command_id bigint, worker_id text, attempt int, iteration int, duration_ms float8, payload jsonb,
         error text, meta jsonb)
+    -- A worker's event names its command; the command's row supplies what the writer left out
+    -- (an optimistic writer has no command row in hand).
+    LEFT JOIN LATERAL (SELECT step, tool_kind, attempt, iteration FROM noetl.command
+                       WHERE command_id = x.command_id AND x.node_type IS NULL) c ON true
     ON CONFLICT DO NOTHING
 )""",
     "new_cmd": """
@@ -303,21 +311,67 @@ def _parts(ws: WriteSet) -> list[tuple[str, list[Any]]]:
     return [(name, params()) for name, rows, params in candidates if rows]
 
 
+class Expect(msgspec.Struct, frozen=True):
+    """What an optimistic write (no transaction, no row lock) requires: every execution row it
+    changes still at the version its state was computed from, and, with a key, no earlier batch
+    answered under that Idempotency-Key. Checked inside the statement, which otherwise writes
+    nothing (noetl.expect_written raises)."""
+
+    executions: int
+    batch_key: tuple[int, str] | None = None
+
+
+class Conflict(Exception):
+    """Another writer changed the execution since it was read: recompute under the row lock."""
+
+
+class KnownBatch(Exception):
+    """The Idempotency-Key was answered before: the earlier answer stands."""
+
+
+_PRIOR = """
+prior AS (
+    SELECT 1 FROM noetl.event WHERE execution_id = {0} AND event_type = 'batch.accepted'
+      AND meta->>'idempotency_key' = {1}
+)"""
+
+
 @functools.lru_cache(maxsize=None)
-def statement(names: tuple[str, ...], arities: tuple[int, ...]) -> str:
+def statement(names: tuple[str, ...], arities: tuple[int, ...], expect: bool = False) -> str:
     """The statement for a combination of parts, numbered in order (a few dozen combinations
-    occur; each is prepared once per connection)."""
+    occur; each is prepared once per connection); with `expect`, the last parameters are the
+    expected count of execution rows and the batch key (execution id, key)."""
     ctes, n = [], 1
     for name, arity in zip(names, arities):
         ctes.append(_CTES[name].format(*(f"${n + i}" for i in range(arity))))
         n += arity
-    return "WITH\n" + ",\n".join(ctes) + "\nSELECT 1"
+    if not expect:
+        return "WITH\n" + ",\n".join(ctes) + "\nSELECT 1"
+    ctes.append(_PRIOR.format(f"${n + 1}::bigint", f"${n + 2}::text"))
+    written = "(SELECT count(*) FROM upd_exec)" if "upd_exec" in names else "0"
+    return ("WITH\n" + ",\n".join(ctes) +
+            f"\nSELECT noetl.expect_written({written}, ${n}::bigint, (SELECT count(*) FROM prior))")
 
 
-async def flush(conn: asyncpg.Connection, ws: WriteSet) -> None:
-    """Send a transaction's writes as one statement (the caller holds the transaction)."""
+async def flush(conn: asyncpg.Connection, ws: WriteSet, expect: Expect | None = None) -> None:
+    """Send a transaction's writes as one statement. Under a transaction (the caller's) as is;
+    alone, with `expect`, as an optimistic write that raises Conflict or KnownBatch, writing
+    nothing, when its expectations fail."""
     parts = _parts(ws)
-    if not parts:
+    if not parts and expect is None:
         return
     names = tuple(name for name, _ in parts)
-    await conn.execute(statement(names, tuple(len(p) for _, p in parts)), *(v for _, p in parts for v in p))
+    args = [v for _, p in parts for v in p]
+    if expect is None:
+        await conn.execute(statement(names, tuple(len(p) for _, p in parts)), *args)
+        return
+    key = expect.batch_key or (None, None)
+    try:
+        await conn.execute(statement(names, tuple(len(p) for _, p in parts), True), *args,
+                           expect.executions, *key)
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == "NTL01":
+            raise Conflict(str(exc)) from None
+        if exc.sqlstate == "NTL02":
+            raise KnownBatch(str(exc)) from None
+        raise

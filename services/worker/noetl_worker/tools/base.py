@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from .step_threads import StepThreads
+
 
 class ToolError(Exception):
     """The tool ran and failed (bad SQL, HTTP 500, exception in code): the step fails with this."""
@@ -24,8 +26,11 @@ class CredentialSource(Protocol):
 
 class ToolContext:
     def __init__(self, *, credentials: CredentialSource, execution_id: int, step: str,
-                 timeout_seconds: float = 300.0, script_root: Path = Path(".")) -> None:
+                 timeout_seconds: float = 300.0, script_root: Path = Path("."),
+                 step_threads: StepThreads | None = None) -> None:
         self.script_root = script_root
+        # The worker's shared pool; a context made alone (tests, one-off runs) gets its own.
+        self.step_threads = step_threads or StepThreads()
         self.stdout: list[str] = []  # what tools printed; reported with the outcome event
         self.credentials = credentials
         self.execution_id = execution_id

@@ -1,14 +1,12 @@
-"""`kind: python` on the worker: the shared in-process runner, on a thread of its own so the loop
-stays free. A step abandoned by its timeout or a cancel is interrupted inside that thread (an
-asynchronous exception, delivered at the next bytecode), so runaway code stops instead of burning
-a core for the life of the worker. A C call that never returns cannot be interrupted this way."""
+"""`kind: python` on the worker: the shared in-process runner, on a step thread so the loop stays
+free (step_threads). A step abandoned by its timeout or a cancel is interrupted inside that thread
+(an asynchronous exception, delivered at the next bytecode), so runaway code stops instead of
+burning a core for the life of the worker. A C call that never returns cannot be interrupted
+this way."""
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
-import threading
-from typing import Any, Callable
+from typing import Any
 
 from noetl_common.tools import run_python
 
@@ -39,46 +37,8 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     code = config.get("code") or (_script_code(config["script"], ctx) if config.get("script") else None)
     if not code:
         raise ToolError("python tool needs `code` or `script`")
-    outcome = await run_interruptible(run_python, code, inputs)
+    outcome = await ctx.step_threads.run(run_python, code, inputs)
     ctx.stdout.append(outcome.stdout)
     if not outcome.ok:
         raise ToolError(outcome.error or "python tool failed")
     return outcome.result
-
-
-class StepAbandoned(BaseException):
-    """Raised inside a python step's thread when nobody waits for it any more. A BaseException, so
-    the step's own `except Exception` cannot swallow it."""
-
-
-async def run_interruptible(fn: Callable[..., Any], *args: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-    finished = threading.Lock()  # held while the thread can still be interrupted
-    finished.acquire()
-
-    def deliver(result: Any, error: BaseException | None) -> None:
-        if not future.done():
-            future.set_exception(error) if error is not None else future.set_result(result)
-
-    def body() -> None:
-        try:
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                result, error = None, exc
-            finished.release()
-            loop.call_soon_threadsafe(deliver, result, error)
-        except (StepAbandoned, RuntimeError):  # interrupted on the way out / loop already closed
-            pass
-
-    thread = threading.Thread(target=body, name="python-step", daemon=True)
-    thread.start()
-    try:
-        return await future
-    except asyncio.CancelledError:
-        if finished.acquire(blocking=False):
-            finished.release()  # it had already finished: nothing to interrupt
-        else:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(StepAbandoned))
-        raise

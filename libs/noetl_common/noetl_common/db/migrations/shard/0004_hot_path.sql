@@ -48,3 +48,19 @@ ALTER TABLE noetl.outbox DROP COLUMN IF EXISTS claimed_by, DROP COLUMN IF EXISTS
 -- An Idempotency-Key replay is found in O(1), not by scanning the execution's batches.
 CREATE INDEX IF NOT EXISTS event_batch_key_idx ON noetl.event (execution_id, (meta->>'idempotency_key'))
     WHERE event_type = 'batch.accepted';
+
+-- A write statement sent without a transaction around it states what must hold (each execution
+-- whose state it writes still at the version it was computed from; an Idempotency-Key not answered
+-- yet); when that fails this raises, and the whole statement writes nothing.
+CREATE OR REPLACE FUNCTION noetl.expect_written(written bigint, expected bigint, known_batch bigint)
+RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    IF known_batch > 0 THEN
+        RAISE EXCEPTION 'this Idempotency-Key was answered before' USING ERRCODE = 'NTL02';
+    END IF;
+    IF written <> expected THEN
+        RAISE EXCEPTION 'execution changed by another writer' USING ERRCODE = 'NTL01';
+    END IF;
+    RETURN 1;
+END;
+$$;
