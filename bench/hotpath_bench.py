@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--total", type=int, default=600, help="workload A executions")
     ap.add_argument("--in-flight", type=int, default=50)
     ap.add_argument("--reps", type=int, default=1, help="workload A repetitions per side (median reported)")
+    ap.add_argument("--alone", type=int, default=100, help="workload A1 executions, one at a time (latency)")
     ap.add_argument("--loops", default="100,1000,5000", help="workload B sizes")
     ap.add_argument("--events", type=int, default=10_000, help="workload C events")
     ap.add_argument("--clients", type=int, default=32)
@@ -212,6 +213,15 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     fleet["three_step"] = median_run(a_fleet, "wf_per_s")
     if a_peer:
         peer["three_step"] = median_run(a_peer, "wf_per_s")
+    # Latency without queueing: at 50 in flight an execution waits behind 49 others (Little's law:
+    # latency = in flight / throughput), so the same workflow one at a time shows what a step costs.
+    if rig.runner:
+        peer["three_step_alone"] = await peer_three_step(rig, args.alone, 1)
+        say(f"[A1] DBOS  p50/p99 {peer['three_step_alone']['server_p50_ms']}/"
+            f"{peer['three_step_alone']['server_p99_ms']} ms one at a time")
+    fleet["three_step_alone"] = await fleet_three_step(rig, args.alone, 1)
+    say(f"[A1] fleet p50/p99 {fleet['three_step_alone']['server_p50_ms']}/"
+        f"{fleet['three_step_alone']['server_p99_ms']} ms one at a time")
     fleet["loop"], peer_loops = {}, {}
     for n in [int(x) for x in args.loops.split(",") if x]:
         if rig.runner:
@@ -260,10 +270,15 @@ def ratios(fleet: dict, peer: dict) -> dict:
                                        pa["cost_per_workflow"]["db"]["write_xacts"]),
            "cpu_ms_per_wf": ratio(fa["cost_per_workflow"]["cpu_ms"]["total"],
                                   pa["cost_per_workflow"]["cpu_ms"]["total"])}
+    if "three_step_alone" in peer:
+        out["alone_server_p50_ms"] = ratio(fleet["three_step_alone"]["server_p50_ms"],
+                                           peer["three_step_alone"]["server_p50_ms"])
     for n, loop in fleet.get("loop", {}).items():
         theirs = peer.get("loop", {}).get(n)
         if theirs:
             out[f"loop_steps_per_s_n{n}"] = ratio(loop["steps_per_s"], theirs["steps_per_s"])
+            # the fleet's own start->end (no completion polling); DBOS's number is in-process already
+            out[f"loop_server_steps_per_s_n{n}"] = ratio(loop.get("server_steps_per_s"), theirs["steps_per_s"])
             out[f"loop_write_xacts_per_step_n{n}"] = ratio(loop["cost_per_step"]["db"]["write_xacts"],
                                                            theirs["cost_per_step"]["db"]["write_xacts"])
             out[f"loop_cpu_ms_per_step_n{n}"] = ratio(loop["cost_per_step"]["cpu_ms"]["total"],
@@ -376,10 +391,17 @@ def summary(report: dict) -> str:
                      f"tup ins/upd/del {per['db']['tup_inserted']:.1f}/{per['db']['tup_updated']:.1f}/"
                      f"{per['db']['tup_deleted']:.1f}")
         lines.append(f"        CPU ms per wf: {cpu_line(per)}")
+    if "three_step_alone" in f:
+        lines.append("\nA1 3-step, one at a time (latency without queueing)")
+        for name, side in (("fleet", f), ("DBOS", d)):
+            if "three_step_alone" in side:
+                a = side["three_step_alone"]
+                lines.append(f"  {name:5} server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms  "
+                             f"client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
     lines.append("\nB  sequential loop")
     for n, loop in f.get("loop", {}).items():
         theirs = d.get("loop", {}).get(n)
-        row = f"  n={n:>5}  fleet {loop['steps_per_s']:7.1f} steps/s"
+        row = f"  n={n:>5}  fleet {loop['steps_per_s']:7.1f} steps/s (server {loop.get('server_steps_per_s')})"
         stall = loop["stalls"]
         row += f" [{stall['count']} stalls >{stall['over_s']}s, {stall['seconds']} s in all]"
         if loop["truncated"]:

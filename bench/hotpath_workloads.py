@@ -242,7 +242,7 @@ async def entry(session: aiohttp.ClientSession, url: str, eid: str) -> Listed:
     return ENTRY_DECODER.decode(raw)
 
 
-async def loop_run(session: aiohttp.ClientSession, url: str, n: int, budget: float, interval: float = 0.25) -> dict:
+async def loop_run(session: aiohttp.ClientSession, url: str, n: int, budget: float, interval: float = 0.05) -> dict:
     """Start, then read the bare row every `interval` until it is no longer RUNNING. A loop still
     running after `budget` seconds is cancelled and reported as truncated (the slow "before" code
     would otherwise take many minutes for n=5000)."""

@@ -3,7 +3,6 @@ of the read side and command claims."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
@@ -142,16 +141,17 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
 
 def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
             eager: Eager | None) -> dict[str, Any]:
+    # The request id is a snowflake, as NoETL's: the id of the batch.accepted event when one is logged.
+    request_id = orch.svc.mint_owned_id()
     answer: dict[str, Any] = {
-        "status": "accepted", "request_id": str(uuid.uuid4()), "event_ids": done.event_ids,
+        "status": "accepted", "request_id": str(request_id), "event_ids": done.event_ids,
         "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
         "idempotency_key": key}
     if eager is not None:
         answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
                               for c in eager.claimed]
     if key:
-        txn.uow.append(NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
-                                event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
+        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
                                 payload=answer, meta={"idempotency_key": key}))
     return answer
 

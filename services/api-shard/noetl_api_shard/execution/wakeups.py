@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 # Mirror-only rows (events for the projector) are not urgent: claimers are woken once per this
 # interval at most, so a steady stream of steps is relayed in batches instead of one by one.
-LAZY_OUTBOX_SECONDS = 0.05
+LAZY_OUTBOX_SECONDS = 0.1
 
 
 class Signal:
