@@ -85,21 +85,25 @@ class _StepThread:
             self._ready.acquire()
             job = self._job
             assert job is not None
+            result: Any = None
+            error: BaseException | None = None
             try:
                 with job.guard:
                     job.running, job.ident = True, ident
                 try:
-                    result, error = job.fn(*job.args), None
+                    result = job.fn(*job.args)
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-                    result, error = None, exc
+                    error = exc
                 self._end(job, ident)
-                job.loop.call_soon_threadsafe(_deliver, job.future, result, error)
             except StepAbandoned:  # the interrupt landed after the step's own code: nobody waits
                 self._end(job, ident)
-            except RuntimeError:  # the loop is closed: nobody waits either
+            # Idle again before the answer goes out, so the step that follows finds this thread.
+            reused = self.pool._idle_again(self)
+            try:
+                job.loop.call_soon_threadsafe(_deliver, job.future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits
                 pass
-            self._job = None
-            if not self.pool._idle_again(self):
+            if not reused:
                 return
 
     @staticmethod
