@@ -36,6 +36,7 @@ from ..store.outbox import OutboxRow
 from ..store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import engine_port as engine
 from .execution_cache import ExecutionCache, Loaded
+from .group_commit import GroupCommit
 from .unit_of_work import UnitOfWork
 from .wakeups import Wakeups
 
@@ -124,6 +125,7 @@ class Orchestrator:
         self.wakeups = wakeups
         self.public_url = public_url
         self.cache = cache or ExecutionCache()
+        self.group = GroupCommit()
         self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}  # catalog rows are immutable
 
     async def playbook(self, catalog_id: int) -> tuple[Any, asyncpg.Record]:
@@ -175,8 +177,8 @@ class Orchestrator:
             await self.drain(txn)
             self._save_states(txn)
             ws = txn.uow.write_set()
-            async with self.svc.shard_pool.acquire() as conn:
-                await writes.flush(conn, ws, writes.Expect(executions=len(ws.executions), batch_key=batch_key))
+            await self.group.flush(self.svc.shard_pool, ws, writes.Expect(
+                executions=len(ws.executions), batch_keys=[batch_key] if batch_key else []))
             committed = True
             self._after_commit(txn)
         except (NeedsLock, writes.Conflict, writes.KnownBatch) as exc:

@@ -155,7 +155,9 @@ upd_exec AS (
          AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)
     -- A state write applies only to the version it was computed from (always true under the row
     -- lock; an optimistic writer checks the count, see Expect).
-    WHERE e.execution_id = x.id AND (x.state_version IS NULL OR e.state_version = x.state_version - 1)
+    -- "= ANY" too: the scan of the table goes by primary key whatever plan is cached.
+    WHERE e.execution_id = x.id AND e.execution_id = ANY({0}::bigint[])
+      AND (x.state_version IS NULL OR e.state_version = x.state_version - 1)
     RETURNING e.execution_id
 )""",
     "ins_event": """
@@ -217,7 +219,8 @@ upd_cmd AS (
     FROM unnest({0}::bigint[], {1}::text[], {2}::text[], {3}::int[], {4}::float8[], {5}::bool[], {6}::bool[],
                 {7}::bool[], {8}::jsonb[], {9}::text[])
          AS x(command_id, status, worker_id, attempt, lease_seconds, claimed, started, completed, result, error)
-    WHERE c.command_id = x.command_id AND (x.status IS NULL OR c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+    WHERE c.command_id = x.command_id AND c.command_id = ANY({0}::bigint[])
+      AND (x.status IS NULL OR c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))
 )""",
     "cancel_cmd": """
 cancel_cmd AS (
@@ -313,12 +316,12 @@ def _parts(ws: WriteSet) -> list[tuple[str, list[Any]]]:
 
 class Expect(msgspec.Struct, frozen=True):
     """What an optimistic write (no transaction, no row lock) requires: every execution row it
-    changes still at the version its state was computed from, and, with a key, no earlier batch
-    answered under that Idempotency-Key. Checked inside the statement, which otherwise writes
-    nothing (noetl.expect_written raises)."""
+    changes still at the version its state was computed from, and no earlier batch answered under
+    any of its Idempotency-Keys (execution id, key). Checked inside the statement, which otherwise
+    writes nothing (noetl.expect_written raises)."""
 
     executions: int
-    batch_key: tuple[int, str] | None = None
+    batch_keys: list[tuple[int, str]] = []
 
 
 class Conflict(Exception):
@@ -331,8 +334,10 @@ class KnownBatch(Exception):
 
 _PRIOR = """
 prior AS (
-    SELECT 1 FROM noetl.event WHERE execution_id = {0} AND event_type = 'batch.accepted'
-      AND meta->>'idempotency_key' = {1}
+    -- One index probe per key (LATERAL): a join would let a generic plan scan every batch logged.
+    SELECT 1 FROM unnest({0}::bigint[], {1}::text[]) AS k(execution_id, key),
+    LATERAL (SELECT 1 FROM noetl.event e WHERE e.execution_id = k.execution_id
+             AND e.meta->>'idempotency_key' = k.key AND e.event_type = 'batch.accepted' LIMIT 1) AS hit
 )"""
 
 
@@ -340,14 +345,14 @@ prior AS (
 def statement(names: tuple[str, ...], arities: tuple[int, ...], expect: bool = False) -> str:
     """The statement for a combination of parts, numbered in order (a few dozen combinations
     occur; each is prepared once per connection); with `expect`, the last parameters are the
-    expected count of execution rows and the batch key (execution id, key)."""
+    expected count of execution rows and the batch keys (execution ids, keys)."""
     ctes, n = [], 1
     for name, arity in zip(names, arities):
         ctes.append(_CTES[name].format(*(f"${n + i}" for i in range(arity))))
         n += arity
     if not expect:
         return "WITH\n" + ",\n".join(ctes) + "\nSELECT 1"
-    ctes.append(_PRIOR.format(f"${n + 1}::bigint", f"${n + 2}::text"))
+    ctes.append(_PRIOR.format(f"${n + 1}", f"${n + 2}"))
     written = "(SELECT count(*) FROM upd_exec)" if "upd_exec" in names else "0"
     return ("WITH\n" + ",\n".join(ctes) +
             f"\nSELECT noetl.expect_written({written}, ${n}::bigint, (SELECT count(*) FROM prior))")
@@ -365,13 +370,21 @@ async def flush(conn: asyncpg.Connection, ws: WriteSet, expect: Expect | None = 
     if expect is None:
         await conn.execute(statement(names, tuple(len(p) for _, p in parts)), *args)
         return
-    key = expect.batch_key or (None, None)
     try:
         await conn.execute(statement(names, tuple(len(p) for _, p in parts), True), *args,
-                           expect.executions, *key)
+                           expect.executions, [k[0] for k in expect.batch_keys], [k[1] for k in expect.batch_keys])
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == "NTL01":
             raise Conflict(str(exc)) from None
         if exc.sqlstate == "NTL02":
             raise KnownBatch(str(exc)) from None
         raise
+
+
+def merge(sets: list[tuple[WriteSet, Expect]]) -> tuple[WriteSet, Expect]:
+    """Write sets of different executions as one (a group commit): rows concatenated,
+    expectations summed."""
+    merged = WriteSet(**{f: [row for ws, _ in sets for row in getattr(ws, f)] for f in WriteSet.__struct_fields__})
+    expect = Expect(executions=sum(e.executions for _, e in sets),
+                    batch_keys=[k for _, e in sets for k in e.batch_keys])
+    return merged, expect
