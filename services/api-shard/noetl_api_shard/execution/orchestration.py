@@ -211,12 +211,13 @@ class Orchestrator:
             self.wakeups.outbox_written(urgent=bool(uow.notifications))
 
     def _release(self, txn: Txn, committed: bool) -> None:
-        """Held executions go back to the cache after a commit (finished ones leave it); after a
-        failure they are forgotten (their in-memory state may be ahead of the database)."""
+        """Held executions go back to the cache after a commit (finished ones leave it), or after a
+        failure that changed nothing in them (a fallback before any decision); otherwise they are
+        forgotten, their in-memory state possibly ahead of the database."""
         for execution_id in txn.held:
             ex = txn.loaded.get(execution_id)
-            keep = ex if committed and ex is not None and ex.status not in TERMINAL else None
-            self.cache.release(execution_id, keep)
+            intact = ex is not None and (committed or not ex.changed)
+            self.cache.release(execution_id, ex if intact and ex.status not in TERMINAL else None)
 
     # --- loading ------------------------------------------------------------------------------
     async def load(self, txn: Txn, row: Any) -> Loaded:
@@ -283,9 +284,9 @@ class Orchestrator:
         if ex.status in TERMINAL:
             return Outcome()
         playbook, _ = await self.playbook(ex.catalog_id)
+        ex.changed = True  # before apply, which updates the state in place
         ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine_time(cause_event_id),
                                            mint=self.svc.mint_owned_id, data=ex.data)
-        ex.changed = True
         return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)
 
     async def drain(self, txn: Txn) -> None:
@@ -403,6 +404,7 @@ class Orchestrator:
         if ex.status in TERMINAL:
             return
         ex.status = status
+        ex.changed = True  # a status change bumps the version too: an optimistic writer must not miss it
         self.svc.metrics.execution_finished(status)
         row = txn.uow.execution(ex.execution_id)
         row.status, row.result, row.error = status, result, error
