@@ -34,9 +34,18 @@ def path_qs(request: web.Request) -> str:
     return request.rel_url.raw_path_qs if hasattr(request.rel_url, "raw_path_qs") else str(request.rel_url)
 
 
+# A shard answer this small, with its length known, is read whole and sent in one write: streaming
+# it chunk by chunk costs several writes per answer, most of a small request's relay time.
+BUFFER_UP_TO = 64 * 1024
+
+
 async def relay(request: web.Request, upstream: aiohttp.ClientResponse, shard: int | str) -> web.StreamResponse:
-    """Stream the shard's response to the client chunk by chunk (SSE events are flushed as they
-    arrive). The upstream response is always released."""
+    """The shard's response, unchanged plus X-Shard: small answers whole, anything else (SSE, big
+    pages) streamed chunk by chunk as it arrives. The upstream response is always released."""
+    if upstream.content_length is not None and upstream.content_length <= BUFFER_UP_TO:
+        _, reply = await buffered_reply(upstream, shard)
+        reply.set_status(upstream.status, upstream.reason)
+        return reply
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     for name, value in forwardable(upstream.headers).items():
         response.headers.add(name, value)

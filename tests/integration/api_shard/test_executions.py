@@ -231,3 +231,31 @@ async def test_projection_folds_published_events_idempotently(client):
     r = await client.post("/api/internal/events/project", json={"events": [{"event_id": "x"}]}, headers=auth)
     assert r.status == 400 and "events[0].event_id" in (await r.json())["error"]
     assert (await client.post("/api/internal/events/project", json={"events": envelopes})).status == 403
+
+
+async def test_eager_outcome_hands_over_the_next_command_and_a_replay_hands_over_the_same(client):
+    c = client
+    eid = (await start(c))["execution_id"]
+    cid, _ = await open_command(c, eid)
+    claimed = await (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).json()
+    assert claimed["started"] is True  # the claim recorded command.started
+    batch = {"execution_id": eid, "worker_id": "w1", "eager": {"slots": 2, "pool": "default"},
+             "events": [{"event_type": "call.done", "command_id": cid, "step": "start",
+                         "payload": {"result": {"double": 4}}},
+                        {"event_type": "command.completed", "command_id": cid, "step": "start"}]}
+    key = {"Idempotency-Key": f"w1:{eid}:{cid}:1:ok"}
+    first = await (await c.post("/api/events/batch", json=batch, headers=key)).json()
+    (handed,) = first["commands"]
+    assert handed["node_name"] == "end" and handed["started"] is True and first["duplicate"] is False
+    row = await (await c.get(f"/api/commands/{handed['command_id']}")).json()
+    assert row["status"] == "RUNNING" and row["context"] == handed["context"]
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    mine = [e["event_type"] for e in events if e["command_id"] == handed["command_id"]]
+    assert mine == ["command.issued", "command.claimed", "command.started"]  # never announced, never claimed twice
+    again = await (await c.post("/api/events/batch", json=batch, headers=key)).json()
+    assert again["duplicate"] is True and [x["command_id"] for x in again["commands"]] == [handed["command_id"]]
+    assert again["event_ids"] == first["event_ids"]
+    outbox = await (await c.post("/api/internal/outbox/claim?limit=1000",
+                                 headers={"Authorization": "Bearer test-internal-token"})).json()
+    notified = {m["payload"].get("command_id") for m in outbox["items"] if m["subject"].startswith("noetl.commands.")}
+    assert handed["command_id"] not in notified

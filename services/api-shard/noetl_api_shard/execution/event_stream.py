@@ -14,11 +14,12 @@ from aiohttp import web
 from noetl_common.errors import not_found
 
 from ..handlers.params import path_id, to_id
-from ..state import services
+from ..state import ShardServices, services
 from ..store import events as event_store
 from ..store import executions as execution_store
 from ..store.projections import TERMINAL as TERMINAL_EVENTS
 from .keys import WAKEUPS
+from .wakeups import Signal
 from .ownership import require_owned
 from .views import event_view
 
@@ -50,7 +51,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         return await _follow(svc, response, signal, execution_id, after)
 
 
-async def _follow(svc, response: web.StreamResponse, signal, execution_id: int, after: int | None) -> web.StreamResponse:
+async def _follow(svc: ShardServices, response: web.StreamResponse, signal: Signal, execution_id: int,
+                  after: int | None) -> web.StreamResponse:
     last_write = time.monotonic()
     finished: str | None = None
     try:

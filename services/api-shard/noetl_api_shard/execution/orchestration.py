@@ -415,7 +415,9 @@ class Orchestrator:
             parent_event_id=parent_event_id, parent_execution_id=ex.parent_execution_id,
             payload={"result": result, "error": error}, error=error))
         parent_id, parent_cmd = ex.parent_execution_id, ex.parent_command_id
-        if not (parent_id and parent_cmd) or self.svc.shard_map.current.owner(parent_id) != self.svc.settings.shard_index:
+        if not (parent_id and parent_cmd):
+            return
+        if self.svc.shard_map.current.owner(parent_id) != self.svc.settings.shard_index:
             return
         if txn.optimistic and parent_id not in txn.loaded:
             raise NeedsLock(f"the parent {parent_id} advances too")

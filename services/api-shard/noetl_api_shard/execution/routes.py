@@ -16,6 +16,7 @@ from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, E
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
 from ..store import catalog as catalog_store
+from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store.events import NewEvent
 from . import commands_api, engine_port as engine, queries, reaper
@@ -135,7 +136,7 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
     async with orch.transaction() as txn:
         done = await accept(orch, txn, execution_id, events, lease_seconds=lease, idempotency_key=key, eager=eager)
         if done.prior_answer is not None:
-            return done, {**done.prior_answer, "duplicate": True}
+            return done, await _replayed(txn, done.prior_answer)
         return done, _answer(orch, txn, execution_id, done, key, eager)
 
 
@@ -147,12 +148,26 @@ def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key
         "status": "accepted", "request_id": str(request_id), "event_ids": done.event_ids,
         "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
         "idempotency_key": key}
+    logged = answer
     if eager is not None:
         answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
                               for c in eager.claimed]
+        # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
+        logged = {**answer, "commands": None, "command_ids": [str(c.command_id) for c in eager.claimed]}
     if key:
-        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted", node_name="events.batch", status="COMPLETED",
-                                payload=answer, meta={"idempotency_key": key}))
+        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted",
+                                node_name="events.batch", status="COMPLETED", payload=logged,
+                                meta={"idempotency_key": key}))
+    return answer
+
+
+async def _replayed(txn: Txn, prior: dict[str, Any]) -> dict[str, Any]:
+    """An earlier answer again, with its handed-over commands rebuilt from their rows."""
+    answer = {**prior, "duplicate": True}
+    ids = answer.pop("command_ids", None)
+    if ids is not None:
+        rows = [await command_store.get(txn.conn, int(i)) for i in ids]
+        answer["commands"] = [msgspec.to_builtins(command_out(r, claimed=True)) for r in rows if r is not None]
     return answer
 
 
@@ -184,7 +199,8 @@ async def _cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: s
         return
     row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
                    event_type="execution.cancel_requested", node_name="cancel", status="INFO",
-                   catalog_id=ex.catalog_id, payload={"reason": reason}, meta={"cancelled_by": "api", "cascade": cascade})
+                   catalog_id=ex.catalog_id, payload={"reason": reason},
+                   meta={"cancelled_by": "api", "cascade": cascade})
     txn.uow.append(row)
     outcome = await orch.advance(txn, ex, engine.cancel(), row.event_id)
     if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless

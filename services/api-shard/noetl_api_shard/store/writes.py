@@ -115,23 +115,29 @@ class WriteSet(msgspec.Struct, kw_only=True):
     loop_results: list[LoopResultRow] = []
 
 
+_TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
+_LATE = f"e.status IN {_TERMINAL} AND x.status IS NULL"
+# Executions travel as typed arrays (their state is bytes), parameters {0}..{8}.
+_EXEC_ROWS = ("unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[], "
+              "{6}::bigint[], {7}::text[], {8}::text[])\n"
+              "         AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)")
+
 _CTES: dict[str, str] = {
-    "new_exec": """
+    "new_exec": f"""
 new_exec AS (
     INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, parent_execution_id,
         parent_command_id, workload, requested_by, state, state_version, state_event_id, result, error,
         last_event_id, last_event_type, last_step, started_at, ended_at)
     SELECT x.id, n.catalog_id, n.path, n.version, coalesce(x.status, 'RUNNING'), n.parent_execution_id,
-           n.parent_command_id, coalesce(n.workload, '{{}}'::jsonb), n.requested_by, x.state,
+           n.parent_command_id, coalesce(n.workload, '{{{{}}}}'::jsonb), n.requested_by, x.state,
            coalesce(x.state_version, 0), x.last_event_id, x.result, x.error, x.last_event_id,
-           x.last_event_type, x.last_step, now(), CASE WHEN x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN now() END
-    FROM unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[], {6}::bigint[], {7}::text[], {8}::text[]) AS x(id, state, state_version, status, result, error, last_event_id,
-                                    last_event_type, last_step)
-    JOIN json_to_recordset({9}::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
+           x.last_event_type, x.last_step, now(), CASE WHEN x.status IN {_TERMINAL} THEN now() END
+    FROM {_EXEC_ROWS}
+    JOIN json_to_recordset({{9}}::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
         parent_execution_id bigint, parent_command_id bigint, workload jsonb, requested_by text)
       ON n.execution_id = x.id
 )""",
-    "upd_exec": """
+    "upd_exec": f"""
 upd_exec AS (
     UPDATE noetl.execution e SET
         state = coalesce(x.state, e.state),
@@ -141,22 +147,18 @@ upd_exec AS (
         status = coalesce(x.status, e.status),
         result = CASE WHEN x.status IS NOT NULL THEN x.result ELSE e.result END,
         error = CASE WHEN x.status IS NOT NULL THEN x.error ELSE e.error END,
-        ended_at = CASE WHEN x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN now() ELSE e.ended_at END,
+        ended_at = CASE WHEN x.status IN {_TERMINAL} THEN now() ELSE e.ended_at END,
         -- Late events (a heartbeat after the end) do not move a finished execution's last event.
-        last_event_id = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_event_id
-                             ELSE coalesce(x.last_event_id, e.last_event_id) END,
-        last_event_type = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_event_type
+        last_event_id = CASE WHEN {_LATE} THEN e.last_event_id ELSE coalesce(x.last_event_id, e.last_event_id) END,
+        last_event_type = CASE WHEN {_LATE} THEN e.last_event_type
                                ELSE coalesce(x.last_event_type, e.last_event_type) END,
-        last_step = CASE WHEN e.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND x.status IS NULL THEN e.last_step
-                         ELSE coalesce(x.last_step, e.last_step) END,
+        last_step = CASE WHEN {_LATE} THEN e.last_step ELSE coalesce(x.last_step, e.last_step) END,
         updated_at = now()
-    FROM unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[],
-                {6}::bigint[], {7}::text[], {8}::text[])
-         AS x(id, state, state_version, status, result, error, last_event_id, last_event_type, last_step)
+    FROM {_EXEC_ROWS}
     -- A state write applies only to the version it was computed from (always true under the row
-    -- lock; an optimistic writer checks the count, see Expect).
-    -- "= ANY" too: the scan of the table goes by primary key whatever plan is cached.
-    WHERE e.execution_id = x.id AND e.execution_id = ANY({0}::bigint[])
+    -- lock; an optimistic writer checks the count, see Expect). "= ANY" too: the scan of the
+    -- table goes by primary key whatever plan is cached.
+    WHERE e.execution_id = x.id AND e.execution_id = ANY({{0}}::bigint[])
       AND (x.state_version IS NULL OR e.state_version = x.state_version - 1)
     RETURNING e.execution_id
 )""",
