@@ -7,10 +7,9 @@ import base64
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable
 
 import asyncpg
-import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 

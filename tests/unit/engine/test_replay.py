@@ -5,7 +5,7 @@ import asyncio
 import msgspec
 from hypothesis import given, settings, strategies as st
 
-from noetl_common.engine import DataWrite, ExecutionData, LoopItems, LoopResult, State, StepResult, apply, checksum, \
+from noetl_common.engine import DataWrite, ExecutionData, LoopItems, State, StepResult, apply, checksum, \
     replay, start
 from noetl_common.engine.simulator import Simulator
 from noetl_common.tools import ToolResult, run_python

@@ -23,7 +23,8 @@ from ..store import executions as execution_store
 from ..store.events import NewEvent
 from ..store.writes import CommandChange
 from . import engine_port as engine
-from .orchestration import TERMINAL, Eager, Fallback, Orchestrator, Txn
+from .orchestration import TERMINAL, Orchestrator
+from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
 from .worker_events import FINISHING, PROGRESS, WorkerEvent, finishes_ok, status_for
 

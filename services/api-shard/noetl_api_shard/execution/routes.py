@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json, unprocessable
+from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, ExecuteResponse,
                                          FinalizeRequest)
@@ -23,7 +23,8 @@ from . import commands_api, engine_port as engine, queries, reaper
 from .commands_api import command_out
 from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
-from .orchestration import TERMINAL, Eager, Fallback, Orchestrator, Txn
+from .orchestration import TERMINAL, Orchestrator
+from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
 from .replay import compare
 from .worker_events import normalise
