@@ -118,6 +118,9 @@ class ShardSettings(msgspec.Struct, frozen=True):
     reaper_interval_seconds: float = 5.0
     unclaimed_after_seconds: float = 30.0
     public_url: str | None = None  # base URL workers should call (the router), put in notifications
+    # NoETL's command-subject sharding of the `system` pool (noetl_common.pools.command_subject).
+    shard_subject_route: bool = False
+    command_shard_count: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -151,6 +154,8 @@ class ShardSettings(msgspec.Struct, frozen=True):
             reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
             public_url=env.optional("NOETL_SERVER_URL"),
+            shard_subject_route=env.bool("NOETL_SHARD_SUBJECT_ROUTE", False),
+            command_shard_count=env.int("NOETL_COMMAND_SHARD_COUNT", 1, minimum=1, maximum=1024),
         )
 
 

@@ -10,6 +10,7 @@ from typing import Mapping
 import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings
+from noetl_common.pools import DEFAULT_POOL
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -32,12 +33,13 @@ class WorkerSettings(msgspec.Struct, frozen=True):
 
     @property
     def durable(self) -> str:
-        return f"noetl_worker_{self.pool}"
+        """NoETL's workers' durable name, so this worker shares a pool's consumer with theirs."""
+        return f"noetl_worker_pool_{self.pool}"
 
 
 def from_env(environ: Mapping[str, str]) -> WorkerSettings:
     env = Env(environ)
-    pool = env.str("WORKER_POOL_NAME", "default")
+    pool = env.str("WORKER_POOL_NAME", DEFAULT_POOL)
     if not pool.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"WORKER_POOL_NAME must be letters, digits, '-' or '_', got {pool!r}")
     ack_wait = env.float("NOETL_WORKER_ACK_WAIT_SECONDS", 60.0)

@@ -110,14 +110,14 @@ def test_keda_triggers(values, overlay):
     assert auth["secretTargetRef"] == [{"parameter": "token", "name": "noetl-internal", "key": "internal-api-token"}]
     assert "internal-api-token" in r.one("Secret", "noetl-internal")["stringData"]
 
-    worker = r.one("ScaledObject", "worker-default")["spec"]
-    assert worker["scaleTargetRef"]["name"] == "worker-default"
+    worker = r.one("ScaledObject", "worker-shared")["spec"]
+    assert worker["scaleTargetRef"]["name"] == "worker-shared"
     (trigger,) = worker["triggers"]
     assert trigger["type"] == "nats-jetstream"
     md = trigger["metadata"]
     assert md["stream"] == "NOETL_COMMANDS"
-    # The durable the worker really creates: noetl_worker_<pool> (noetl_worker.config).
-    assert md["consumer"] == "noetl_worker_default"
+    # The durable the worker really creates: noetl_worker_pool_<pool> (noetl_worker.config).
+    assert md["consumer"] == "noetl_worker_pool_shared"
     assert md["natsServerMonitoringEndpoint"].startswith("nats.") and md["natsServerMonitoringEndpoint"].endswith(":8222")
     assert int(md["lagThreshold"]) > 0
 
@@ -131,9 +131,9 @@ def test_router_hpa_nats_and_services(values, overlay):
     nats = r.one("Service", "nats")["spec"]["ports"]
     assert {p["port"] for p in nats} >= {4222, 8222}
     assert r.one("StatefulSet", "nats")
-    worker = env_of(r.one("Deployment", "worker-default")["spec"]["template"]["spec"]["containers"][0])
+    worker = env_of(r.one("Deployment", "worker-shared")["spec"]["template"]["spec"]["containers"][0])
     assert worker["NOETL_SERVER_URL"]["value"] == "http://router:8080"
-    assert worker["WORKER_POOL_NAME"]["value"] == "default"
+    assert worker["WORKER_POOL_NAME"]["value"] == "shared"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
+from noetl_common.pools import valid_pool
 from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, ExecuteResponse,
                                          FinalizeRequest)
 
@@ -80,8 +81,11 @@ async def execute(request: web.Request) -> web.Response:
         raise unprocessable(f"Catalog kind '{row['kind']}' is not executable")
     workload = {**(body.workload or {}), **(body.payload or {})}
     parent = _id(body.parent_execution_id, "parent_execution_id") if body.parent_execution_id is not None else None
+    if body.execution_pool is not None and not valid_pool(body.execution_pool):
+        raise unprocessable(f"execution_pool must be letters, digits, '-' or '_' (one subject token), "
+                            f"got {body.execution_pool!r}")
     try:
-        execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent)
+        execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent, body.execution_pool)
     except engine.PlaybookError as exc:
         raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
     return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
@@ -89,16 +93,19 @@ async def execute(request: web.Request) -> web.Response:
                                          catalog_id=str(row["catalog_id"])))
 
 
-async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None) -> tuple[int, Any]:
+async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None,
+                 pool: str | None) -> tuple[int, Any]:
     """A new execution touches nothing existing: optimistic (one statement), with the locked
     path kept for the rare case it falls back."""
     try:
         async with orch.optimistic(None) as txn:
-            return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent)
+            return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
+                                    execution_pool=pool)
     except Fallback:
         pass
     async with orch.transaction() as txn:
-        return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent)
+        return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
+                                execution_pool=pool)
 
 
 async def post_event(request: web.Request) -> web.Response:

@@ -30,7 +30,7 @@ async def status(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> 
 
 
 _LOCK_COLUMNS = ("execution_id, catalog_id, path, status, parent_execution_id, parent_command_id, state, "
-                 "state_version, workload")
+                 "state_version, workload, execution_pool")
 
 
 async def engine_row(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int) -> asyncpg.Record | None:
