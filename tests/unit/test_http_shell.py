@@ -125,3 +125,57 @@ def test_bearer_matches():
     assert bearer_matches("bearer tok", "tok")
     assert not bearer_matches("Bearer tok2", "tok")
     assert not bearer_matches(None, "tok")
+
+
+async def _db_down(request: web.Request) -> web.Response:
+    import asyncpg
+    raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
+async def _refused(request: web.Request) -> web.Response:
+    raise ConnectionRefusedError(111, "Connect call failed")
+
+
+async def _slow(request: web.Request) -> web.Response:
+    import asyncio
+    await asyncio.sleep(5)
+    return json_response({"late": True})
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"data: 1\n\n")
+    return response
+
+
+async def test_an_unreachable_database_is_a_503_to_retry_not_a_500():
+    app = build_app(service="test", max_body_bytes=2048)
+    app.router.add_get("/down", _db_down)
+    app.router.add_get("/refused", _refused)
+    async with TestClient(TestServer(app)) as c:
+        for path in ("/down", "/refused"):
+            r = await c.get(path)
+            body = await r.json()
+            assert r.status == 503 and body["code"] == "db_unavailable" and r.headers["Retry-After"] == "2"
+            assert "111" not in body["error"] and "closed" not in body["error"]  # internals stay in the log
+
+
+async def test_a_request_past_its_time_limit_is_a_504_and_streams_are_exempt():
+    app = build_app(service="test", max_body_bytes=2048, request_timeout=0.2)
+    app.router.add_get("/slow", _slow)
+    app.router.add_get("/x/stream", _stream)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get("/slow")
+        assert r.status == 504 and (await r.json())["code"] == "request_timeout"
+        r = await c.get("/x/stream")
+        assert r.status == 200 and await r.read() == b"data: 1\n\n"
+
+
+async def test_cors_on_every_answer_and_preflight_before_authentication():
+    async with TestClient(TestServer(make())) as c:
+        for r in (await c.post("/echo", json={"name": "a"}), await c.get("/conflict"),
+                  await c.get("/api/internal/ping")):
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+        r = await c.options("/api/internal/ping", headers={"Origin": "http://ui", "Access-Control-Request-Method": "GET"})
+        assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"

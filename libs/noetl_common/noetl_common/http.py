@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from .auth import internal_auth_middleware
 from .errors import error_middleware, json_response
+from .guards import add_cors_headers, deadline_middleware, preflight_middleware
 from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
 
 ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is unreachable
@@ -16,14 +17,20 @@ ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is un
 READINESS_KEY = web.AppKey("readiness_checks", list)
 
 
-def build_app(*, service: str, shard: str = "", max_body_bytes: int,
-              internal_token: str | None = None) -> web.Application:
+# NoETL answers 504 past its limit instead of letting a client wait forever.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+
+
+def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_token: str | None = None,
+              request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> web.Application:
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
     app = web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[metrics_middleware(metrics), error_middleware, internal_auth_middleware(internal_token)],
+        middlewares=[metrics_middleware(metrics), error_middleware, preflight_middleware,
+                     deadline_middleware(request_timeout), internal_auth_middleware(internal_token)],
     )
+    app.on_response_prepare.append(add_cors_headers)
     app[REGISTRY_KEY] = registry
     app[HTTP_METRICS_KEY] = metrics
     app[READINESS_KEY] = []
