@@ -90,6 +90,7 @@ class HttpSettings(msgspec.Struct, frozen=True):
     host: str
     port: int
     max_body_bytes: int
+    request_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Env, default_port: int) -> "HttpSettings":
@@ -97,6 +98,7 @@ class HttpSettings(msgspec.Struct, frozen=True):
             host=env.str("NOETL_HTTP_HOST", "0.0.0.0"),
             port=env.int("NOETL_HTTP_PORT", default_port, minimum=0, maximum=65535),
             max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            request_timeout_seconds=env.float("NOETL_REQUEST_TIMEOUT_SECONDS", 60.0),
         )
 
 
@@ -114,6 +116,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
     pool_min: int
     pool_max: int
     log_level: str
+    pool_acquire_timeout: float = 5.0  # then 503 pool_saturated
     claim_lease_seconds: float = 120.0
     reaper_interval_seconds: float = 5.0
     unclaimed_after_seconds: float = 30.0
@@ -150,6 +153,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             pool_min=env.int("NOETL_DB_POOL_MIN", 2, minimum=0),
             pool_max=env.int("NOETL_DB_POOL_MAX", 10, minimum=1),
             log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+            pool_acquire_timeout=env.float("NOETL_DB_POOL_ACQUIRE_TIMEOUT_SECONDS", 5.0),
             claim_lease_seconds=env.float("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120.0),
             reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),

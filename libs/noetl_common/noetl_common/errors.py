@@ -13,6 +13,8 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from .db.pool import PoolSaturated
+
 T = TypeVar("T")
 
 RETRY_AFTER = {"Retry-After": "2"}
@@ -104,6 +106,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return error_response(ApiError(exc.status, reason, headers=None))
+    except PoolSaturated as exc:
+        log.warning("pool saturated on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError(503, "the server is busy; retry shortly", "pool_saturated",
+                                       headers=RETRY_AFTER))
     except DB_UNAVAILABLE as exc:
         # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
         log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)

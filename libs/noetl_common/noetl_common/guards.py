@@ -37,10 +37,13 @@ def deadline_middleware(seconds: float) -> Any:
     async def deadline(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.endswith(STREAM_SUFFIXES):
             return await handler(request)
+        timer = asyncio.timeout(seconds)
         try:
-            async with asyncio.timeout(seconds):
+            async with timer:
                 return await handler(request)
         except TimeoutError:
+            if not timer.expired():
+                raise  # a timeout inside the handler, not this deadline
             return error_response(ApiError(504, f"the request took longer than {seconds:g}s and was abandoned",
                                            "request_timeout"))
     return deadline

@@ -36,7 +36,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     before anything listens; databases are opened when the app starts."""
     encryptor = Encryptor(load_key(settings.encryption_key))
     app = build_app(service=SERVICE_NAME, shard=str(settings.shard_index),
-                    max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token)
+                    max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token,
+                    request_timeout=settings.http.request_timeout_seconds)
     metrics = ShardMetrics(app[REGISTRY_KEY], str(settings.shard_index))
     svc = ShardServices(settings, encryptor, metrics)
     metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)
@@ -61,9 +62,11 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     settings = svc.settings
     pools: list[asyncpg.Pool] = []
     try:
-        shard_pool = await create_pool(settings.shard_dsn, settings.pool_min, settings.pool_max)
+        sizes = dict(min_size=settings.pool_min, max_size=settings.pool_max,
+                     acquire_timeout=settings.pool_acquire_timeout)
+        shard_pool = await create_pool(settings.shard_dsn, **sizes)
         pools.append(shard_pool)
-        cluster_pool = await create_pool(settings.cluster_dsn, settings.pool_min, settings.pool_max)
+        cluster_pool = await create_pool(settings.cluster_dsn, **sizes)
         pools.append(cluster_pool)
         applied = await apply_migrations(shard_pool, "shard")
         applied += await apply_migrations(cluster_pool, "cluster")
