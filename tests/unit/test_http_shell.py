@@ -32,8 +32,8 @@ async def _internal(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def make(token="s3cret", ready=True):
-    app = build_app(service="test", shard="0", max_body_bytes=2048, internal_token=token)
+def make(token="s3cret", ready=True, api_token=None):
+    app = build_app(service="test", shard="0", max_body_bytes=2048, internal_token=token, api_token=api_token)
     app.router.add_post("/echo", _echo)
     app.router.add_get("/conflict", _conflict)
     app.router.add_get("/boom", _boom)
@@ -119,6 +119,28 @@ async def test_not_ready_names_the_failing_dependency():
         r = await c.get("/readyz")
         body = await r.json()
         assert r.status == 503 and "db down" in body["failures"]["db"]
+
+
+async def test_api_token_guards_every_public_route_but_probes():
+    async with TestClient(TestServer(make(api_token="pub-tok"))) as c:
+        for header in (None, "Bearer wrong", "pub-tok"):
+            r = await c.post("/echo", data=b'{"name": "a"}', headers={"Authorization": header} if header else {})
+            body = await r.json()
+            assert r.status == 401 and body["code"] == "unauthorized" and "pub-tok" not in str(body)
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+        for token in ("pub-tok", "s3cret"):  # the API token, or the internal one workers carry
+            r = await c.post("/echo", data=b'{"name": "a"}', headers={"Authorization": f"Bearer {token}"})
+            assert r.status == 200
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await c.get(path)).status == 200, path
+        r = await c.get("/api/internal/ping", headers={"Authorization": "Bearer pub-tok"})
+        assert r.status == 403  # the API token does not open internal routes
+        r = await c.options("/echo", headers={"Origin": "http://ui", "Access-Control-Request-Method": "POST"})
+        assert r.status == 204  # a browser's preflight carries no token
+
+
+async def test_no_api_token_means_public_routes_are_open(client):
+    assert (await client.post("/echo", data=b'{"name": "a"}')).status == 200
 
 
 def test_bearer_matches():

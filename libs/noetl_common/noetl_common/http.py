@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .auth import internal_auth_middleware
+from .auth import internal_auth_middleware, public_auth_middleware
 from .errors import error_middleware, json_response
 from .guards import add_cors_headers, deadline_middleware, preflight_middleware
 from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
@@ -22,13 +22,17 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 
 
 def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_token: str | None = None,
+              api_token: str | None = None,
               request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> web.Application:
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
+    gates = [internal_auth_middleware(internal_token)]
+    if api_token:
+        gates.append(public_auth_middleware(api_token, internal_token))
     app = web.Application(
         client_max_size=max_body_bytes,
         middlewares=[metrics_middleware(metrics), error_middleware, preflight_middleware,
-                     deadline_middleware(request_timeout), internal_auth_middleware(internal_token)],
+                     deadline_middleware(request_timeout), *gates],
     )
     app.on_response_prepare.append(add_cors_headers)
     app[REGISTRY_KEY] = registry

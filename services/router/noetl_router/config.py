@@ -13,6 +13,7 @@ class RouterSettings(msgspec.Struct, frozen=True):
     shard_urls: tuple[str, ...]          # index = shard number
     http: HttpSettings
     internal_token: str | None
+    api_token: str | None = None  # NOETL_API_TOKEN: when set, every public route needs a bearer token
     log_level: str = "INFO"
     map_refresh_seconds: float = 30.0    # periodic shard-map refresh (a 421 also triggers one)
     probe_interval_seconds: float = 2.0  # /readyz probe of every shard
@@ -29,6 +30,7 @@ class RouterSettings(msgspec.Struct, frozen=True):
             shard_urls=shard_urls_from_env(env),
             http=HttpSettings.from_env(env, default_port=8080),
             internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
+            api_token=env.optional("NOETL_API_TOKEN"),
             log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
             map_refresh_seconds=_positive(env, "NOETL_ROUTER_MAP_REFRESH_SECONDS", 30.0),
             probe_interval_seconds=_positive(env, "NOETL_ROUTER_PROBE_INTERVAL_SECONDS", 2.0),
