@@ -8,7 +8,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             services/outbox-publisher services/projector services/worker libs/noetl_deploy
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
+.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -51,6 +51,11 @@ bench: install
 ## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench
+
+## 30 s of requests far beyond what the fleet admits: shed with 429/503, nothing lost; bench/results/overload.json.
+overload: install
+	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
+		$(PY) -m pytest -s tests/integration/test_overload.py
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:

@@ -201,3 +201,28 @@ async def test_cors_on_every_answer_and_preflight_before_authentication():
             assert r.headers["Access-Control-Allow-Origin"] == "*"
         r = await c.options("/api/internal/ping", headers={"Origin": "http://ui", "Access-Control-Request-Method": "GET"})
         assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_requests_past_the_in_flight_bound_get_429_and_probes_still_answer():
+    import asyncio
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return json_response({"ok": True})
+
+    app = build_app(service="test", max_body_bytes=2048, internal_token="t", max_in_flight=2)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/api/internal/slow", slow)
+    async with TestClient(TestServer(app)) as c:
+        held = [asyncio.create_task(c.get("/slow")) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        r = await c.get("/slow")
+        body = await r.json()
+        assert r.status == 429 and body["code"] == "overloaded" and r.headers["Retry-After"] == "1"
+        assert (await c.get("/readyz")).status == 200
+        internal = asyncio.create_task(c.get("/api/internal/slow", headers={"Authorization": "Bearer t"}))
+        await asyncio.sleep(0.1)
+        release.set()
+        assert [x.status for x in await asyncio.gather(*held, internal)] == [200, 200, 200]
+        assert (await c.get("/slow")).status == 200  # the bound frees as requests finish

@@ -91,6 +91,7 @@ class HttpSettings(msgspec.Struct, frozen=True):
     port: int
     max_body_bytes: int
     request_timeout_seconds: float = 60.0
+    max_in_flight: int = 512
 
     @classmethod
     def from_env(cls, env: Env, default_port: int) -> "HttpSettings":
@@ -99,6 +100,7 @@ class HttpSettings(msgspec.Struct, frozen=True):
             port=env.int("NOETL_HTTP_PORT", default_port, minimum=0, maximum=65535),
             max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
             request_timeout_seconds=env.float("NOETL_REQUEST_TIMEOUT_SECONDS", 60.0),
+            max_in_flight=env.int("NOETL_MAX_IN_FLIGHT", 512, minimum=1),
         )
 
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from .auth import internal_auth_middleware, public_auth_middleware
 from .errors import error_middleware, json_response
-from .guards import add_cors_headers, deadline_middleware, preflight_middleware
+from .guards import add_cors_headers, admission_middleware, deadline_middleware, preflight_middleware
 from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
 
 ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is unreachable
@@ -19,11 +19,12 @@ READINESS_KEY = web.AppKey("readiness_checks", list)
 
 # NoETL answers 504 past its limit instead of letting a client wait forever.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_IN_FLIGHT = 512
 
 
 def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_token: str | None = None,
-              api_token: str | None = None,
-              request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> web.Application:
+              api_token: str | None = None, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+              max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> web.Application:
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
     gates = [internal_auth_middleware(internal_token)]
@@ -32,7 +33,7 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
     app = web.Application(
         client_max_size=max_body_bytes,
         middlewares=[metrics_middleware(metrics), error_middleware, preflight_middleware,
-                     deadline_middleware(request_timeout), *gates],
+                     admission_middleware(max_in_flight), deadline_middleware(request_timeout), *gates],
     )
     app.on_response_prepare.append(add_cors_headers)
     app[REGISTRY_KEY] = registry

@@ -37,7 +37,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     encryptor = Encryptor(load_key(settings.encryption_key))
     app = build_app(service=SERVICE_NAME, shard=str(settings.shard_index),
                     max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token,
-                    request_timeout=settings.http.request_timeout_seconds)
+                    request_timeout=settings.http.request_timeout_seconds,
+                    max_in_flight=settings.http.max_in_flight)
     metrics = ShardMetrics(app[REGISTRY_KEY], str(settings.shard_index))
     svc = ShardServices(settings, encryptor, metrics)
     metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)

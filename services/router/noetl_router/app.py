@@ -31,7 +31,8 @@ log = logging.getLogger("noetl.router")
 def create_app(settings: RouterSettings) -> web.Application:
     app = build_app(service=SERVICE_NAME, max_body_bytes=settings.http.max_body_bytes,
                     internal_token=settings.internal_token, api_token=settings.api_token,
-                    request_timeout=settings.http.request_timeout_seconds)
+                    request_timeout=settings.http.request_timeout_seconds,
+                    max_in_flight=settings.http.max_in_flight)
     metrics = RouterMetrics(app[REGISTRY_KEY])
     board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
     ctx = RouterContext(settings=settings, board=board, metrics=metrics)
