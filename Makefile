@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
-            services/outbox-publisher services/projector services/worker libs/noetl_deploy
+            services/outbox-publisher services/projector services/worker libs/noetl_deploy \
+            libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
