@@ -50,13 +50,14 @@ class FleetApi:
                                     what=f"committing the {shard_count}-shard epoch")
         return answer
 
-    async def shard_status(self, index: int, fleet: ShardMapAnswer) -> ShardStatus | None:
+    async def shard_status(self, index: int, fleet: ShardMapAnswer, known_url: str | None = None) -> ShardStatus | None:
         """Shard `index`'s status, or None when it cannot be asked (not registered, owns no id,
-        unreachable): an unreachable shard is a fact for the table, not an error."""
+        unreachable): an unreachable shard is a fact for the table, not an error. `known_url` is
+        the shard's URL when the platform knows it (a local process)."""
         what = f"shard {index} status"
         headers = bearer(self.token)
         if self.direct:
-            url = next((s.url for s in fleet.shards or [] if s.index == index and s.url), None)
+            url = known_url or next((s.url for s in fleet.shards or [] if s.index == index and s.url), None)
             if url is None:
                 return None
             url = url.rstrip("/") + SHARD_STATUS

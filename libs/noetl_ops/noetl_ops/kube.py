@@ -174,6 +174,9 @@ class KubernetesPlatform:
     async def readiness(self) -> dict[int, bool]:
         return {i: pod_ready(pod) for i, pod in (await self._pods(SHARDS)).items()}
 
+    async def shard_urls(self) -> dict[int, str]:
+        return {}  # pod addresses are cluster-internal: status goes through the router
+
     async def projector_lag(self) -> dict[int, float] | None:
         """Every projector replica's /metrics through the API server's pod proxy (no bearer needed:
         /metrics is public), merged: a replica exports only the shards it projects."""

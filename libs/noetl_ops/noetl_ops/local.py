@@ -68,5 +68,8 @@ class LocalPlatform:
     async def readiness(self) -> dict[int, bool]:
         return {p.index: p.running and await self.api.ready(p.url) for p in (await self._processes()).shards}
 
+    async def shard_urls(self) -> dict[int, str]:
+        return {p.index: p.url for p in (await self._processes()).shards if p.running}
+
     async def projector_lag(self) -> dict[int, float] | None:
         return await self.api.projector_lag(self.projectors)

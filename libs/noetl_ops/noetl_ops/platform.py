@@ -27,6 +27,10 @@ class Platform(Protocol):
         """Ready or not, per shard that exists."""
         ...
 
+    async def shard_urls(self) -> dict[int, str]:
+        """Shard base URLs this machine can reach directly (local processes); empty in Kubernetes."""
+        ...
+
     async def projector_lag(self) -> dict[int, float] | None:
         """`noetl_projector_lag_events` per shard, None when no projector could be scraped."""
         ...

@@ -91,12 +91,13 @@ class Scaler:
             fleet = await self.api.shard_map()
             leaving = range(target, await self.platform.replicas())
             lag = await self.platform.projector_lag()
+            urls = await self.platform.shard_urls()
             if lag is None and "lag" not in shown:
                 shown["lag"] = "unknown"
                 self.say("  projection lag unknown (no projector metrics answered); not waiting for it")
             left = {}
             for i in leaving:
-                state = await self._drain_state(i, fleet, lag)
+                state = await self._drain_state(i, fleet, lag, urls.get(i))
                 if state != "drained":
                     left[i] = state
                 if shown.get(i) != state:
@@ -113,10 +114,11 @@ class Scaler:
                                "finish once they are drained (or --force)", EXIT_DRAINING)
             await asyncio.sleep(self.options.poll_seconds)
 
-    async def _drain_state(self, index: int, fleet: ShardMapAnswer, lag: dict[int, float] | None) -> str:
+    async def _drain_state(self, index: int, fleet: ShardMapAnswer, lag: dict[int, float] | None,
+                           url: str | None) -> str:
         if index >= fleet.as_map().max_count():
             return "drained"  # in no epoch: it never owned an id
-        status = await self.api.shard_status(index, fleet)
+        status = await self.api.shard_status(index, fleet, url)
         if status is None:
             return "status unavailable (not counted as drained)"
         if status.pending_epoch is not None or not status.draining:

@@ -41,9 +41,10 @@ async def collect(api: FleetApi, platform: Platform | None) -> FleetStatus:
     newest = fleet.newest().shard_count
     readiness = await platform.readiness() if platform else await _ready_by_url(api, fleet)
     lag = await platform.projector_lag() if platform else None
+    urls = await platform.shard_urls() if platform else {}
     indexes = sorted(set(range(shard_map.max_count())) | set(readiness)
                      | {s.index for s in fleet.shards or []})
-    statuses = await asyncio.gather(*(api.shard_status(i, fleet) for i in indexes))
+    statuses = await asyncio.gather(*(api.shard_status(i, fleet, urls.get(i)) for i in indexes))
     rows = []
     for i, st in zip(indexes, statuses):
         epoch = f"{count_now}" + (f"->{pending.shard_count} at {_clock(pending.effective_from_ms)}" if pending else "")
