@@ -43,6 +43,8 @@ class Scaler:
         fleet = await self.api.shard_map()
         newest = fleet.newest().shard_count
         replicas = await self.platform.replicas()
+        # A wrong token would otherwise surface only at the commit, after pods were started.
+        await self.api.shard_status(0, fleet, (await self.platform.shard_urls()).get(0))
         self.say(f"{self.platform.name}: {replicas} shard replicas; shard map: {_describe(fleet)}")
         if target >= newest:
             await self._grow(target, newest)
