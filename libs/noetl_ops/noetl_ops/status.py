@@ -9,6 +9,8 @@ from datetime import datetime
 
 import msgspec
 
+from noetl_common.sharding import Epoch
+
 from .fleet_api import FleetApi, now_ms
 from .platform import Platform
 from .wire import ShardMapAnswer, ShardStatus
@@ -47,13 +49,20 @@ async def collect(api: FleetApi, platform: Platform | None) -> FleetStatus:
     statuses = await asyncio.gather(*(api.shard_status(i, fleet, urls.get(i)) for i in indexes))
     rows = []
     for i, st in zip(indexes, statuses):
-        epoch = f"{count_now}" + (f"->{pending.shard_count} at {_clock(pending.effective_from_ms)}" if pending else "")
         rows.append(ShardRow(
-            shard=i, ready=readiness.get(i), epoch=epoch,
+            shard=i, ready=readiness.get(i), epoch=_epoch_column(st, count_now, pending),
             running=st.running_executions if st else None, total=st.total_executions if st else None,
             outbox=st.outbox_pending if st else None, lag=lag.get(i) if lag is not None else None,
             state=_state(i, st, count_now, newest, shard_map.max_count(), lag)))
     return FleetStatus(shards=rows, shard_count_now=count_now, pending=pending.shard_count if pending else None)
+
+
+def _epoch_column(st: ShardStatus | None, count_now: int, pending: Epoch | None) -> str:
+    """The shard's own view when it answered (a shard behind on the map shows it here), else the
+    map's: the count in force, and the pending epoch with its effective time."""
+    if st is not None and st.epoch is not None:
+        count_now, pending = st.epoch.shard_count, st.pending_epoch
+    return f"{count_now}" + (f"->{pending.shard_count} at {_clock(pending.effective_from_ms)}" if pending else "")
 
 
 def _state(i: int, st: ShardStatus | None, count_now: int, newest: int, max_count: int,

@@ -111,3 +111,16 @@ def test_status_rows_from_pods_router_and_projector(fake, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["SHARD", "READY", "EPOCH", "RUNNING", "TOTAL", "OUTBOX", "LAG", "STATE"]
     assert len(table) == 5 and table[-1] == "3 shards in force"
+
+
+def test_status_shows_a_draining_shard_and_what_it_still_holds(fake, capsys):
+    cluster, _, args = fake(shards=3, postgres=False)
+    cluster.running[2] = 50
+    assert main(["scale", "--shards", "2", "--grace-ms", "0", "--drain-timeout", "0", *args]) == EXIT_DRAINING
+    capsys.readouterr()
+    assert main(["status", "--json", *args]) == 0
+    status = json.loads(capsys.readouterr().out)
+    rows = {r["shard"]: r for r in status["shards"]}
+    assert status["shard_count_now"] == 2 and sorted(rows) == [0, 1, 2]
+    assert [rows[i]["state"] for i in range(3)] == ["active", "active", "draining"]
+    assert rows[2]["running"] > 0 and rows[2]["epoch"] == "2"
