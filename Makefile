@@ -5,10 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
-            services/outbox-publisher services/projector services/worker libs/noetl_deploy
+            services/outbox-publisher services/projector services/worker libs/noetl_deploy \
+            libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image deploy-render
+.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image \
+        deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -23,6 +25,15 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 ## Start embedded Postgres + NATS and the fleet, run a sample playbook, keep running until Ctrl-C.
 run: install
 	$(PY) -m noetl_devstack.run --shards $(SHARDS)
+
+## With `make run` up in another terminal: grow or drain its fleet to SHARDS shards, online.
+scale: install
+	@test "$(origin SHARDS)" != "file" || { echo "usage: make scale SHARDS=<count> (with make run up)" >&2; exit 2; }
+	$(PY) -m noetl_ops scale --shards $(SHARDS)
+
+## One row per shard of the fleet `make run` serves: ready, epoch, executions, outbox, lag, drain state.
+status: install
+	$(PY) -m noetl_ops status
 
 ## The whole suite (unit, integration against real Postgres + NATS it starts itself).
 test: install

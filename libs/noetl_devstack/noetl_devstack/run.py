@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import signal
 import sys
 from importlib import resources
 from pathlib import Path
 
 import aiohttp
+import msgspec
+
+from noetl_common.wire.localrun import RunInfo
 
 from . import secrets
+from .control import serve_control
 from .errors import StartError
 from .infra import Infra, default_data_dir
 from .fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from .processes import Supervisor
+from .processes import ServiceSpec, Supervisor
+from .shards import LocalShards
+
+RUN_FILE = "run.json"
 
 
 async def register_sample(api_url: str) -> dict:
@@ -58,9 +66,22 @@ async def run_sample(api_url: str, path: str, timeout: float = 90.0) -> dict:
     return status
 
 
+def write_run_info(data_dir: Path, specs: list[ServiceSpec], control: str) -> Path:
+    """Tell other local tools (python -m noetl_ops, make scale) where this fleet is; written
+    whole then renamed, so a reader never sees half a file."""
+    info = RunInfo(pid=os.getpid(), router=router_url(specs), control=control, data_dir=str(data_dir),
+                   projector=next(s.url for s in specs if s.name == "projector"))
+    path = data_dir / RUN_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(info)))
+    tmp.replace(path)
+    return path
+
+
 async def run(shards: int, data_dir: Path) -> int:
     infra = Infra(data_dir)
     supervisor = Supervisor(data_dir / "logs")
+    control = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,12 +91,18 @@ async def run(shards: int, data_dir: Path) -> int:
         info = await infra.up(shards)
         print(f"  postgres: {info.admin_dsn} ({info.pg_mode})\n  nats:     {info.nats_url}", flush=True)
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
-                                        nats_url=info.nats_url, secrets=dev_secrets))
+        cfg = FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
+                          nats_url=info.nats_url, secrets=dev_secrets)
+        specs = fleet_specs(cfg)
         await start_fleet(supervisor, specs)
         for spec in specs:
             print(f"  {spec.name}: {spec.url}  (metrics {spec.url}/metrics, log {data_dir}/logs/{spec.name}.log)")
+        # `make scale` asks this process to start or stop shards, so they are ours to stop on Ctrl-C.
+        control, control_url = await serve_control(LocalShards(supervisor, info.admin_dsn, cfg),
+                                                   dev_secrets["NOETL_INTERNAL_API_TOKEN"])
+        write_run_info(data_dir, specs, control_url)
         api = router_url(specs)
+        print(f"  control: {control_url}  (make scale SHARDS=n; {data_dir / RUN_FILE})")
         print(f"router: {api}", flush=True)
         registered = await register_sample(api)
         print(f"registered sample playbook {registered['path']} version {registered['version']}")
@@ -88,6 +115,9 @@ async def run(shards: int, data_dir: Path) -> int:
         return 1
     finally:
         print("stopping ...", flush=True)
+        (data_dir / RUN_FILE).unlink(missing_ok=True)
+        if control is not None:
+            await control.cleanup()
         supervisor.stop_all()
         infra.down()
         print("stopped", flush=True)
