@@ -158,6 +158,16 @@ def test_router_hpa_nats_and_services(values, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prod_router_requires_an_api_token(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    router = env_of(r.one("Deployment", "router")["spec"]["template"]["spec"]["containers"][0])
+    if overlay == "prod":
+        assert router["NOETL_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "noetl-internal", "key": "api-token"}
+    else:
+        assert "NOETL_API_TOKEN" not in router
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_service_is_scraped_and_runs_as_non_root(values, overlay):
     r = render_overlay(values, overlay, TEMPLATES, shards=2)
     monitored = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
