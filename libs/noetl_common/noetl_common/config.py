@@ -118,6 +118,11 @@ class ShardSettings(msgspec.Struct, frozen=True):
     reaper_interval_seconds: float = 5.0
     unclaimed_after_seconds: float = 30.0
     public_url: str | None = None  # base URL workers should call (the router), put in notifications
+    # Scaling: epochs start this long after they are committed, and every shard mints only ids
+    # stamped within it of its last map confirmation; the map is reloaded at least this often.
+    epoch_grace_ms: int = 10_000
+    map_refresh_seconds: float = 2.0
+    advertise_url: str | None = None  # where the router, publisher and projector reach this shard
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -135,6 +140,12 @@ class ShardSettings(msgspec.Struct, frozen=True):
             index = ordinal or 0
         if index >= count:
             raise ConfigError(f"NOETL_SHARD_INDEX {index} must be < NOETL_SHARD_COUNT {count}")
+        grace_ms, refresh = epoch_timing(env)
+        # NOETL_SERVER_URL is the shard's own URL locally; in Kubernetes it names the router, so
+        # the pod's own address goes in NOETL_SHARD_ADVERTISE_URL ({i} becomes the index).
+        advertise = env.optional("NOETL_SHARD_ADVERTISE_URL") or env.optional("NOETL_SERVER_URL")
+        if advertise and not advertise.startswith(("http://", "https://")):
+            raise ConfigError(f"NOETL_SHARD_ADVERTISE_URL must start with http:// or https://, got {advertise!r}")
         return cls(
             shard_index=index,
             shard_count=count,
@@ -151,10 +162,26 @@ class ShardSettings(msgspec.Struct, frozen=True):
             reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
             public_url=env.optional("NOETL_SERVER_URL"),
+            epoch_grace_ms=grace_ms,
+            map_refresh_seconds=refresh,
+            advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
         )
 
 
 MAX_SHARD_COUNT = 1024
+
+
+def epoch_timing(env: Env) -> tuple[int, float]:
+    """(grace ms, map refresh seconds). The refresh must be well under the grace: a shard whose
+    map is older than the grace cannot mint, so a refresh that slow would stall every write."""
+    grace_ms = env.int("NOETL_SHARD_EPOCH_GRACE_MS", 10_000, minimum=100, maximum=3_600_000)
+    refresh = env.float("NOETL_SHARD_MAP_REFRESH_SECONDS", 2.0)
+    if refresh <= 0:
+        raise ConfigError(f"NOETL_SHARD_MAP_REFRESH_SECONDS must be > 0, got {refresh}")
+    if refresh * 1000 >= grace_ms / 2:
+        raise ConfigError(f"NOETL_SHARD_MAP_REFRESH_SECONDS ({refresh}) must be under half of "
+                          f"NOETL_SHARD_EPOCH_GRACE_MS ({grace_ms} ms)")
+    return grace_ms, refresh
 
 
 def shard_urls_from_env(env: Env) -> tuple[str, ...]:

@@ -77,6 +77,16 @@ class ShardMap(msgspec.Struct, frozen=True):
         """Whether `shard` can own ids stamped `unix_ms`."""
         return shard < self.count_at(unix_ms)
 
+    def placeable(self, shard: int, unix_ms: int) -> bool:
+        """Whether new executions may start on `shard`: a member now, and no known epoch ends it."""
+        return self.is_member(shard, unix_ms) and self.member_until(shard, unix_ms) is None
+
+    def draining(self, shard: int, unix_ms: int) -> bool:
+        """A member once that takes no new executions (removed, or about to be); a shard not yet
+        added is not draining."""
+        was_member = any(e.effective_from_ms <= unix_ms and e.shard_count > shard for e in self.epochs)
+        return was_member and not self.placeable(shard, unix_ms)
+
     def member_until(self, shard: int, unix_ms: int) -> int | None:
         """Start of the first epoch after `unix_ms` that leaves `shard` out (a drain), or None."""
         for epoch in self.epochs:
