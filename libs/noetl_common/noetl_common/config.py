@@ -185,20 +185,19 @@ def epoch_timing(env: Env) -> tuple[int, float]:
 
 
 def shard_urls_from_env(env: Env) -> tuple[str, ...]:
-    """NOETL_SHARD_URLS (comma-separated, index = position) wins over NOETL_SHARD_URL_PATTERN."""
+    """The bootstrap shard URLs (index = position). NOETL_SHARD_URLS (comma-separated) wins over
+    NOETL_SHARD_URL_PATTERN, which gives shards 0..NOETL_SHARD_COUNT-1 (just shard 0 without a
+    count). Only a first shard is needed: the rest come from the shard map (`noetl_common.discovery`)."""
     listed = env.optional("NOETL_SHARD_URLS")
     if listed is not None:
         urls = [u.strip() for u in listed.split(",")]
         if not all(urls):
             raise ConfigError("NOETL_SHARD_URLS has an empty entry; list one base URL per shard, comma-separated")
     else:
-        pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+        pattern = shard_url_pattern(env)
         if pattern is None:
-            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} "
-                              "and NOETL_SHARD_COUNT is required")
-        if "{i}" not in pattern:
-            raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
-        count = env.int("NOETL_SHARD_COUNT", minimum=1, maximum=MAX_SHARD_COUNT)
+            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} is required")
+        count = env.int("NOETL_SHARD_COUNT", 1, minimum=1, maximum=MAX_SHARD_COUNT)
         urls = [pattern.replace("{i}", str(i)) for i in range(count)]
     for url in urls:
         if not url.startswith(("http://", "https://")):
@@ -206,6 +205,16 @@ def shard_urls_from_env(env: Env) -> tuple[str, ...]:
     if len(urls) > MAX_SHARD_COUNT:
         raise ConfigError(f"at most {MAX_SHARD_COUNT} shard URLs are supported, got {len(urls)}")
     return tuple(u.rstrip("/") for u in urls)
+
+
+def shard_url_pattern(env: Env) -> str | None:
+    """NOETL_SHARD_URL_PATTERN (with {i}): the URL of any shard index, e.g. a StatefulSet's pods."""
+    pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+    if pattern is not None and "{i}" not in pattern:
+        raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
+    if pattern is not None and not pattern.startswith(("http://", "https://")):
+        raise ConfigError(f"NOETL_SHARD_URL_PATTERN {pattern!r} must start with http:// or https://")
+    return pattern.rstrip("/") if pattern else None
 
 
 def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
@@ -218,6 +227,7 @@ def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
 
 
 def owned_shard_urls(env: Env, prefix: str) -> tuple[int, dict[int, str]]:
-    """(replica, shard index -> base URL) for the shards this replica of a per-shard service serves."""
+    """(replica, shard index -> base URL) for the bootstrap shards this replica of a per-shard
+    service serves (more join from the shard map)."""
     replica, replicas = replica_slice(env, prefix)
     return replica, {s: url for s, url in enumerate(shard_urls_from_env(env)) if s % replicas == replica}
