@@ -43,12 +43,12 @@ class RouterContext:
         return {i for i in self.directory.indexes() if shard_map.placeable(i, now)}
 
     def listable(self) -> list[int]:
-        """Shards a cluster-wide read asks: every known shard, except a draining one that is down
-        (removed once drained: what it held has finished)."""
-        shard_map = self.shard_map.current if self.shard_map is not None else None
-        now = now_ms()
+        """Shards a cluster-wide read asks: every known shard, except one outside the placement
+        set that is down (joining and not up yet: holds nothing; drained and removed: what it
+        held has finished). A placeable shard that is down makes the read fail, naming it."""
+        placeable = self.placeable()
         return [i for i in self.directory.indexes()
-                if shard_map is None or not shard_map.draining(i, now) or self.board.is_healthy(i)]
+                if placeable is None or i in placeable or self.board.is_healthy(i)]
 
 
 CONTEXT = web.AppKey("router_context", RouterContext)

@@ -139,7 +139,8 @@ async def _to_any(request: web.Request, ctx: RouterContext, body: bytes | None,
     reached it, so the next healthy one gets the request; so does one that refused a new
     execution as draining (our map was behind: it is refreshed)."""
     payload: Any
-    if body is not None or request.method in IDEMPOTENT:
+    # A new execution's body is small and is kept: a draining shard's refusal sends it elsewhere.
+    if body is not None or request.method in IDEMPOTENT or place:
         payload = (body if body is not None else await request.read()) or None
     else:
         payload = request.content if request.body_exists else None  # streamed, never buffered
