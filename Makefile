@@ -8,7 +8,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             services/outbox-publisher services/projector services/worker libs/noetl_deploy
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
+.PHONY: install run test unit integration test-scaling infra-up infra-down conformance bench bench-hotpath clean image deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -33,6 +33,10 @@ unit: install
 
 integration: install
 	$(PY) -m pytest tests/integration
+
+## The long online-scaling run: a fleet grows 2 -> 3 and drains 3 -> 2 under continuous load.
+test-scaling: install
+	$(PY) -m pytest tests/integration/scaling -m scaling -s
 
 ## Embedded infrastructure only (data under .data/); prints the DSN and NATS URL.
 infra-up: install
