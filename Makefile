@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image \
+.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -44,6 +44,10 @@ unit: install
 
 integration: install
 	$(PY) -m pytest tests/integration
+
+## The long online-scaling run: a fleet grows 2 -> 3 and drains 3 -> 2 under continuous load.
+test-scaling: install
+	$(PY) -m pytest tests/integration/scaling -m scaling -s
 
 ## Embedded infrastructure only (data under .data/); prints the DSN and NATS URL.
 infra-up: install

@@ -7,13 +7,11 @@ import asyncio
 
 from noetl_common.wire.localrun import ShardProcess
 
-from .fleet import FleetConfig
+from .fleet import SHARD_MODULE, FleetConfig
 from .infra import shard_db
 from .ports import free_port
 from .postgres import ensure_databases, with_database
 from .processes import ServiceSpec, Supervisor
-
-SHARD_MODULE = "noetl_api_shard"
 
 
 def shard_name(index: int) -> str:

@@ -73,11 +73,6 @@ def fleet(tmp_path_factory) -> Iterator[RunningFleet]:
             proc.communicate(timeout=90)
 
 
-def _runtime_side(fleet: RunningFleet) -> bool:
-    """Whether this fleet has the scaling runtime (shards registering their URL in the shard map)."""
-    return "shards" in _get(fleet.run["router"] + "/api/shard-map")
-
-
 def test_make_scale_starts_the_new_shard_inside_make_run(fleet):
     shards = _get(fleet.run["control"] + "/shards", fleet.token)["shards"]
     assert [(s["index"], s["running"]) for s in shards] == [(0, True), (1, True), (2, True)], fleet.scale
@@ -89,8 +84,6 @@ def test_make_scale_starts_the_new_shard_inside_make_run(fleet):
 
 
 def test_the_epoch_is_committed_and_status_shows_three_shards(fleet):
-    if not _runtime_side(fleet):
-        pytest.skip("the fleet has no shard registration / epoch route yet (branch scale-runtime)")
     assert fleet.scale.returncode == 0, fleet.scale.stdout + fleet.scale.stderr
     assert "grow epoch committed: 3 shards" in fleet.scale.stdout
     status = subprocess.run([sys.executable, "-m", "noetl_ops", "status", "--json"], cwd=REPO, env=_env(fleet.data),
@@ -106,8 +99,6 @@ def test_the_epoch_is_committed_and_status_shows_three_shards(fleet):
 
 
 def test_make_scale_drains_back_to_two(fleet):
-    if not _runtime_side(fleet):
-        pytest.skip("the fleet has no shard registration / epoch route yet (branch scale-runtime)")
     drain = subprocess.run(["make", "-s", "scale", "SHARDS=2"], cwd=REPO, env=_env(fleet.data),
                            capture_output=True, text=True, timeout=300)
     assert drain.returncode == 0, drain.stdout + drain.stderr

@@ -26,7 +26,7 @@ from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
-from .ownership import require_owned
+from .ownership import require_owned, require_placeable
 from .replay import compare
 from .worker_events import normalise
 
@@ -61,6 +61,7 @@ def _id(value: Any, field: str) -> int:
 async def execute(request: web.Request) -> web.Response:
     svc = services(request)
     orch = request.app[ORCHESTRATOR]
+    require_placeable(svc)
     body = await read_json(request, ExecuteRequest)
     if body.resource_kind is not None and body.resource_kind.lower() not in EXECUTABLE_KINDS:
         raise unprocessable(f"Catalog kind '{body.resource_kind}' is not executable")
