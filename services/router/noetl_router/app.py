@@ -13,7 +13,7 @@ from aiohttp import web
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
-from . import background, dispatch
+from . import background, dispatch, fleet_health
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
 from .health import HealthBoard
@@ -37,6 +37,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
+    fleet_health.register(app)  # answered by the router itself, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app
 
