@@ -23,9 +23,13 @@ def _package(tmp_path, monkeypatch, files: dict[str, str]) -> str:
 
 
 def test_shipped_migrations_are_numbered_from_one_without_gaps():
+    # 0006 is reserved for a shard migration on a parallel branch (0007_result_store was numbered
+    # past it to avoid a clash); once both are merged this set is contiguous again.
+    reserved = {"shard": {6}, "cluster": set()}
     for scope in ("shard", "cluster"):
         versions = [m.version for m in load_migrations(scope)]
-        assert versions == list(range(1, len(versions) + 1)), scope
+        expected = [v for v in range(1, len(versions) + len(reserved[scope]) + 1) if v not in reserved[scope]]
+        assert versions == expected or versions == list(range(1, len(versions) + 1)), scope
         assert all(m.sql.strip() for m in load_migrations(scope))
 
 

@@ -59,6 +59,7 @@ async def cleanup(request: web.Request, ctx: RouterContext) -> web.Response:
     per_shard: dict[str, int] = {}
     failed: dict[str, str] = {}
     dry_run = False
+    results_deleted = 0
     for shard, (status, raw, _) in enumerate(answers):
         try:
             if status != 200:
@@ -69,6 +70,7 @@ async def cleanup(request: web.Request, ctx: RouterContext) -> web.Response:
             failed[str(shard)] = str(exc)[:300]
             continue
         dry_run = dry_run or bool(part.get("dry_run"))
+        results_deleted += int(part.get("results_deleted") or 0)
         cancelled.extend(ids)
         per_shard[str(shard)] = len(ids)
     if not per_shard:
@@ -77,7 +79,8 @@ async def cleanup(request: web.Request, ctx: RouterContext) -> web.Response:
     verb = "[DRY RUN] Would cancel" if dry_run else "Cancelled"
     message = f"{verb} {len(cancelled)} stuck executions on {len(per_shard)} of {len(answers)} shards"
     answer: dict[str, Any] = {"cancelled_count": len(cancelled), "execution_ids": cancelled, "message": message,
-                              "dry_run": dry_run, "shards": per_shard}
+                              "dry_run": dry_run, "shards": per_shard,
+                              "results_deleted": results_deleted}
     if failed:
         answer["failed_shards"] = failed
     return json_response(answer, headers={SHARD_HEADER: ",".join(per_shard)})

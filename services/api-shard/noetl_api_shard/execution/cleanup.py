@@ -1,7 +1,8 @@
 """`POST /api/executions/cleanup` (NoETL): cancel this shard's stuck executions — still PENDING or
 RUNNING and created more than `older_than_minutes` ago — each in a transaction of its own, as the
 cancel route does (children on this shard too). `dry_run` only lists them. The router sends the
-same request to every shard and merges the answers."""
+same request to every shard and merges the answers. The cancelled executions' step- and
+execution-scoped stored results (`/api/result`) are deleted with them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from noetl_common.errors import json_response, read_json, unprocessable
 
 from ..state import services
 from ..store import executions as execution_store
+from ..store import results as result_store
 from .cancelling import cancel_one
 from .keys import ORCHESTRATOR
 
@@ -31,6 +33,7 @@ class CleanupResponse(msgspec.Struct, kw_only=True):
     message: str
     shard_index: int
     dry_run: bool
+    results_deleted: int = 0
 
 
 async def cleanup_stuck(request: web.Request) -> web.Response:
@@ -54,7 +57,11 @@ async def cleanup_stuck(request: web.Request) -> web.Response:
         async with orch.transaction() as txn:
             await cancel_one(orch, txn, execution_id, reason, True, cancelled,
                              meta={"auto_cancelled": True, "cleanup_api": True})
+    results_deleted = 0
+    if cancelled:  # their step- and execution-scoped stored results go with them (NoETL's scopes)
+        results_deleted = await result_store.delete(svc.shard_pool, [int(i) for i in cancelled], ["step", "execution"])
     message = (f"Successfully cancelled {len(cancelled)} stuck executions {older}" if cancelled
                else f"No stuck executions found {older}")
     return json_response(CleanupResponse(cancelled_count=len(cancelled), execution_ids=cancelled, message=message,
-                                         dry_run=False, shard_index=svc.settings.shard_index))
+                                         dry_run=False, shard_index=svc.settings.shard_index,
+                                         results_deleted=results_deleted))

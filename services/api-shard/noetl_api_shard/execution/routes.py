@@ -26,7 +26,7 @@ from .ownership import require_owned
 from .replay import compare
 from .cancelling import cancel_one
 from .starting import start_request
-from . import batch_status, cleanup, execute_batch
+from . import batch_status, cleanup, execute_batch, result_api
 from .worker_events import normalise
 
 MAX_BATCH_EVENTS = 256
@@ -45,6 +45,7 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/events", post_event)
     app.router.add_post("/api/events/batch", post_batch)
     batch_status.register(app)
+    result_api.register(app)
     app.router.add_post("/api/executions/{execution_id}/cancel", cancel)
     app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
     app.router.add_get("/api/replay/state", replay_state)
