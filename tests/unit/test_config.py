@@ -14,6 +14,12 @@ def test_defaults_single_shard():
     assert (s.shard_index, s.shard_count, s.http.port, s.internal_token) == (0, 1, 8082, None)
 
 
+def test_event_result_limit_is_noetls_and_configurable():
+    assert ShardSettings.from_env(BASE).event_result_max_bytes == 100 * 1024
+    s = ShardSettings.from_env({**BASE, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "4096"})
+    assert s.event_result_max_bytes == 4096
+
+
 def test_statefulset_ordinal_is_the_shard_index():
     s = ShardSettings.from_env({**BASE, "NOETL_SHARD_COUNT": "4", "HOSTNAME": "api-shard-3"})
     assert s.shard_index == 3 and s.node_id == 3
@@ -27,6 +33,7 @@ def test_statefulset_ordinal_is_the_shard_index():
     ({"NOETL_SHARD_COUNT": "2", "NOETL_SHARD_INDEX": "2"}, "NOETL_SHARD_INDEX"),
     ({"NOETL_HTTP_PORT": "70000"}, "NOETL_HTTP_PORT"),
     ({"NOETL_SNOWFLAKE_NODE_ID": "4096"}, "NOETL_SNOWFLAKE_NODE_ID"),
+    ({"NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "10"}, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES"),
 ])
 def test_bad_or_missing_variables_are_named(extra, names):
     with pytest.raises(ConfigError, match=names):

@@ -121,6 +121,9 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # NoETL's command-subject sharding of the `system` pool (noetl_common.pools.command_subject).
     shard_subject_route: bool = False
     command_shard_count: int = 1
+    # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
+    # result store and the event logs a reference to it.
+    event_result_max_bytes: int = 100 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -156,6 +159,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             public_url=env.optional("NOETL_SERVER_URL"),
             shard_subject_route=env.bool("NOETL_SHARD_SUBJECT_ROUTE", False),
             command_shard_count=env.int("NOETL_COMMAND_SHARD_COUNT", 1, minimum=1, maximum=1024),
+            event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
         )
 
 

@@ -88,7 +88,8 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
             duplicates += 1
             continue
         if cmd is not None and cmd.status not in TERMINAL:
-            await step_results.prepare(svc, txn.conn, ev)  # before it is logged: a reference, not the data
+            # Before it is logged: a large result goes to the result store, the log gets a reference.
+            await step_results.prepare(svc, txn.conn, ev, svc.settings.event_result_max_bytes)
         row = _event_row(svc, ev, cmd, head["catalog_id"])
         txn.uow.append(row)
         ids.append(row.event_id)
@@ -169,7 +170,8 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     require_owned(orch.svc, execution_id)
     ex = txn.loaded[execution_id]
     pending = ex.state.pending
-    if ex.status in TERMINAL or not all(_cached_ok(e, pending) for e in events):
+    limit = orch.svc.settings.event_result_max_bytes
+    if ex.status in TERMINAL or not all(_cached_ok(e, pending, limit) for e in events):
         raise Fallback("these events need the database")
     ids: list[int] = []
     generated = 0
@@ -194,9 +196,9 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     return Accepted(ids, generated)
 
 
-def _cached_ok(ev: WorkerEvent, pending: dict[int, Any]) -> bool:
+def _cached_ok(ev: WorkerEvent, pending: dict[int, Any], result_limit: int) -> bool:
     return (ev.event_id is None and ev.event_type != STARTED and (ev.command_id is None or ev.command_id in pending)
-            and not step_results.needs_store(ev))
+            and not step_results.needs_store(ev, result_limit))
 
 
 def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:

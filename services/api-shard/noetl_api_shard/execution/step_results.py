@@ -1,5 +1,6 @@
 """What a worker's finishing event gives the engine as the step's result, and keeping large
-results out of the event log (NoETL's limit: `NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES`, 100 KiB).
+results out of the event log (NoETL's limit: `NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES`, 100 KiB by
+default, `ShardSettings.event_result_max_bytes`).
 
 A logged event's `payload.result` is one of:
 - the value itself (this fleet's worker, NoETL's Python worker);
