@@ -21,6 +21,10 @@ def test_scaling_timing_and_advertised_url():
                                 "NOETL_SERVER_URL": "http://router:8080", "NOETL_SHARD_COUNT": "3",
                                 "NOETL_SHARD_INDEX": "2", "NOETL_SHARD_ADVERTISE_URL": "http://api-shard-{i}.api-shard:8082"})
     assert (s.epoch_grace_ms, s.map_refresh_seconds, s.advertise_url) == (3000, 1.0, "http://api-shard-2.api-shard:8082")
+def test_event_result_limit_is_noetls_and_configurable():
+    assert ShardSettings.from_env(BASE).event_result_max_bytes == 100 * 1024
+    s = ShardSettings.from_env({**BASE, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "4096"})
+    assert s.event_result_max_bytes == 4096
 
 
 def test_statefulset_ordinal_is_the_shard_index():
@@ -40,6 +44,7 @@ def test_statefulset_ordinal_is_the_shard_index():
     ({"NOETL_SHARD_MAP_REFRESH_SECONDS": "0"}, "NOETL_SHARD_MAP_REFRESH_SECONDS"),
     ({"NOETL_SHARD_EPOCH_GRACE_MS": "soon"}, "NOETL_SHARD_EPOCH_GRACE_MS"),
     ({"NOETL_SHARD_ADVERTISE_URL": "shard-0:8082"}, "NOETL_SHARD_ADVERTISE_URL"),
+    ({"NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "10"}, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES"),
 ])
 def test_bad_or_missing_variables_are_named(extra, names):
     with pytest.raises(ConfigError, match=names):

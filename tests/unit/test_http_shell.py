@@ -143,6 +143,20 @@ async def test_no_api_token_means_public_routes_are_open(client):
     assert (await client.post("/echo", data=b'{"name": "a"}')).status == 200
 
 
+async def test_noetl_health_paths():
+    """NoETL's liveness `/health` and readiness `/api/health/ready` (503 naming the failure)."""
+    async with TestClient(TestServer(make(ready=True))) as c:
+        assert await (await c.get("/health")).json() == {"status": "ok"}
+        r = await c.get("/api/health/ready")
+        assert r.status == 200 and (await r.json())["status"] == "ready"
+    async with TestClient(TestServer(make(ready=False))) as c:
+        assert (await c.get("/health")).status == 200  # liveness does not depend on the database
+        r = await c.get("/api/health/ready")
+        body = await r.json()
+        assert r.status == 503 and body["status"] == "not_ready"
+        assert "db" in body["reason"] and "db down" in body["error"]
+
+
 def test_bearer_matches():
     assert bearer_matches("bearer tok", "tok")
     assert not bearer_matches("Bearer tok2", "tok")

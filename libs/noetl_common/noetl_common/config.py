@@ -131,6 +131,9 @@ class ShardSettings(msgspec.Struct, frozen=True):
     epoch_grace_ms: int = 10_000
     map_refresh_seconds: float = 2.0
     advertise_url: str | None = None  # where the router, publisher and projector reach this shard
+    # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
+    # result store and the event logs a reference to it.
+    event_result_max_bytes: int = 100 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -176,6 +179,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             epoch_grace_ms=grace_ms,
             map_refresh_seconds=refresh,
             advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
+            event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
         )
 
 

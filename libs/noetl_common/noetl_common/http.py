@@ -40,7 +40,9 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
     app[HTTP_METRICS_KEY] = metrics
     app[READINESS_KEY] = []
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/health", _healthz)            # NoETL's liveness path, same answer
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/api/health/ready", _api_ready)  # NoETL's readiness path (Rust server)
     app.router.add_get("/metrics", metrics_handler)
     return app
 
@@ -53,13 +55,30 @@ async def _healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def _readyz(request: web.Request) -> web.Response:
+async def readiness_failures(app: web.Application) -> dict[str, str]:
+    """Each registered check that fails, by name, with its reason (empty when ready)."""
     failures: dict[str, str] = {}
-    for name, check in request.app[READINESS_KEY]:
+    for name, check in app[READINESS_KEY]:
         try:
             await check()
         except Exception as exc:  # any failure means "not ready"; the reason is shown, not raised
             failures[name] = f"{type(exc).__name__}: {exc}"[:300]
+    return failures
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    failures = await readiness_failures(request.app)
     if failures:
         return json_response({"status": "not_ready", "failures": failures}, status=503)
     return json_response({"status": "ready"})
+
+
+async def _api_ready(request: web.Request) -> web.Response:
+    """NoETL's shape: `{"status": "ready"}`, or 503 `{"status": "not_ready", "reason", "error"}`."""
+    failures = await readiness_failures(request.app)
+    if failures:
+        reason = "; ".join(f"{name} failed" for name in failures)
+        return json_response({"status": "not_ready", "reason": reason,
+                              "error": "; ".join(f"{k}: {v}" for k, v in failures.items()),
+                              "failures": failures}, status=503)
+    return json_response({"status": "ready", "checks": [name for name, _ in request.app[READINESS_KEY]]})

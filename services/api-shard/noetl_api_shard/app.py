@@ -22,7 +22,7 @@ from .execution.keys import ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
 from .execution.wakeups import Wakeups
 from .metrics import ShardMetrics
-from .handlers import catalog, credentials, health, internal, keychain, runtime, scaling
+from .handlers import catalog, credentials, health, internal, keychain, pool_status, runtime, scaling
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
 from .store import shard_map as shard_map_store
@@ -53,7 +53,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(_map_keeper)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
-    for area in (health, internal, scaling, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
+    for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
                  execution_routes):
         area.register(app)
     return app

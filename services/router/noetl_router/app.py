@@ -15,7 +15,7 @@ from noetl_common.observability import REGISTRY_KEY
 
 from noetl_common.discovery import FleetView, ShardDirectory
 
-from . import background, dispatch
+from . import background, dispatch, fleet_health
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
 from .health import HealthBoard
@@ -42,6 +42,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
+    fleet_health.register(app)  # answered by the router itself, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app
 

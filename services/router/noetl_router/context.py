@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ class RouterContext:
     directory: ShardDirectory
     upstreams: Upstreams | None = None     # set when the app starts (needs a running loop)
     shard_map: ShardMapSource | None = None
+    started_monotonic: float = field(default_factory=time.monotonic)
 
     def up(self) -> Upstreams:
         assert self.upstreams is not None, "the router app has not started"

@@ -12,7 +12,7 @@ from aiohttp import web
 from noetl_common.errors import ApiError
 from noetl_common.observability import execution_id_var
 
-from . import fanout, preview
+from . import fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
@@ -65,6 +65,10 @@ async def _dispatch(request: web.Request, ctx: RouterContext, decision: Decision
         return await fanout.list_executions(request, ctx)
     if kind is Kind.PENDING_COUNT:
         return await fanout.pending_count(request, ctx)
+    if kind is Kind.CLEANUP:
+        return await fleet_ops.cleanup(request, ctx)
+    if kind is Kind.RESULT_STATS:
+        return await fleet_ops.result_stats(request, ctx)
     if kind is Kind.PREVIEW:
         return await preview.handle(request)
     raise ApiError(400, f"{request.path} is shard-local and carries no id to route by; "
