@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload clean image \
+.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -66,6 +66,10 @@ bench: install
 ## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench
+
+## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
+bench-grow: install
+	$(PY) -m bench.grow_bench
 
 ## 30 s of requests far beyond what the fleet admits: shed with 429/503, nothing lost; bench/results/overload.json.
 overload: install
