@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload clean image \
+.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -35,9 +35,15 @@ scale: install
 status: install
 	$(PY) -m noetl_ops status
 
-## The whole suite (unit, integration against real Postgres + NATS it starts itself).
-test: install
+## The whole suite (lint, unit, integration against real Postgres + NATS it starts itself).
+test: install lint
 	$(PY) -m pytest
+
+## ruff (pycodestyle, pyflakes, bugbear) everywhere; mypy strict on libs/noetl_common, default checks elsewhere.
+lint: install
+	$(PY) -m ruff check libs services tests bench
+	$(PY) -m mypy -p noetl_common -p noetl_api_shard -p noetl_router -p noetl_outbox_publisher -p noetl_projector \
+	    -p noetl_worker -p noetl_devstack -p noetl_ops -p noetl_deploy
 
 unit: install
 	$(PY) -m pytest tests/unit

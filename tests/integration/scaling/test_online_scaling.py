@@ -250,7 +250,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
         assert load.refused == []
         where = {eid: shard for shard, r in enumerate(rows) for eid in r.executions}
         assert sum(len(r.executions) for r in rows) == len(where) == len(load.started) == len(set(load.started))
-        for shard, r in enumerate(rows):
+        for r in rows:
             assert set(r.executions.values()) == {"COMPLETED"}, collections.Counter(r.executions.values())
             assert all(r.terminal[eid] == 1 for eid in r.executions), "an execution ended more than once"
         # Every stored id hashes, under the final map, to the shard that holds it.

@@ -31,7 +31,7 @@ def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | 
                 return engine.command_done(command_id, step_results.value_of(payload, stored or {}))
             return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
         if kind.startswith("child."):
-            return engine.child_done(command_id, payload.get("status"), payload.get("result"), payload.get("error"),
+            return engine.child_done(command_id, str(payload.get("status") or ""), payload.get("result"), payload.get("error"),
                                      payload.get("steps"))
     if kind == "execution.cancel_requested":
         return engine.cancel()
@@ -78,6 +78,7 @@ async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> 
     sums = {"checksum": engine.checksum(replayed), "stored_checksum": engine.checksum(stored),
             "data_checksum": replayed_data.checksum(), "stored_data_checksum": stored_data.checksum()}
     last = await execution_store.get(pool, execution_id)
+    assert last is not None, "the execution was read above"
     return {"execution_id": str(execution_id), "status": row["status"], "event_count": count,
             "last_event_id": str(last["last_event_id"]) if last["last_event_id"] else None,
             "last_event_type": last["last_event_type"], **sums,
