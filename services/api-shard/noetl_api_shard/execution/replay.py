@@ -16,7 +16,7 @@ from ..store import results as result_store
 from . import step_results
 from . import engine_port as engine
 from .orchestration import Orchestrator, engine_time
-from .worker_events import FINISH_ERROR, FINISH_OK, finishes_ok
+from .worker_events import FINISH_ERROR, FINISH_OK, reports_success
 
 PAGE = 5000
 
@@ -27,7 +27,7 @@ def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | 
     kind, payload, command_id = row["event_type"], row["payload"] or {}, row["command_id"]
     if command_id is not None:
         if kind in FINISH_OK or kind in FINISH_ERROR:
-            if finishes_ok(kind, row["status"], payload.get("status")):
+            if reports_success(kind, row["status"], payload):
                 return engine.command_done(command_id, step_results.value_of(payload, stored or {}))
             return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
         if kind.startswith("child."):
