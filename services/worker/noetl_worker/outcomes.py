@@ -23,6 +23,7 @@ import msgspec
 
 from .client import Backoff, ControlPlane, ControlPlaneError
 from .wire import Command, EagerRequest, Event
+from noetl_common.vocabulary import EventType
 
 log = logging.getLogger("noetl.worker")
 
@@ -56,7 +57,7 @@ async def post_outcome(plane: ControlPlane, outcome: Unreported, worker_id: str,
     except ControlPlaneError as exc:
         if exc.retryable:
             return NotTaken(True, str(exc), outcome)
-        if outcome.events[0].event_type == "call.done":
+        if outcome.events[0].event_type == EventType.CALL_DONE:
             # The server refused the result itself (too large, invalid): the step fails with why.
             log.error("control plane refused the result of %s: %s", outcome.events[0].command_id, exc)
             failure = msgspec.structs.replace(outcome, events=refused(outcome.events, str(exc)),
@@ -117,7 +118,7 @@ def refused(events: list[Event], reason: str) -> list[Event]:
     first = events[0]
     error = f"the control plane refused this step's result: {reason}"[:2000]
     base = {"command_id": first.command_id, "worker_id": first.worker_id}
-    return [msgspec.structs.replace(first, event_type="call.error", status="FAILED",
+    return [msgspec.structs.replace(first, event_type=EventType.CALL_ERROR, status="FAILED",
                                     payload={**base, "error": error}),
-            msgspec.structs.replace(events[-1], event_type="command.failed", status="FAILED",
+            msgspec.structs.replace(events[-1], event_type=EventType.COMMAND_FAILED, status="FAILED",
                                     payload={**base, "error": error})]

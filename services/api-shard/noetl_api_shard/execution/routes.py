@@ -11,6 +11,7 @@ from aiohttp import web
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, FinalizeRequest)
+from noetl_common.vocabulary import EventType
 
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
@@ -121,7 +122,7 @@ def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key
         # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
         logged = {**answer, "commands": None, "command_ids": [str(c.command_id) for c in eager.claimed]}
     if batch:
-        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted",
+        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type=EventType.BATCH_ACCEPTED,
                                 node_name="events.batch", status="COMPLETED", payload=logged,
                                 meta={"idempotency_key": key}))
     return answer

@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 
-TERMINAL_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
+from noetl_common.vocabulary import TERMINAL_STATUSES
+
 
 
 def iso(ts: datetime | None) -> str | None:
