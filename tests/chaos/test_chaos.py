@@ -1,0 +1,70 @@
+"""Chaos: processes and servers of a loaded 3-shard fleet fail one after another; every execution
+still ends exactly once, no event is lost, no step runs past its attempts, and the fleet recovers
+(the time is measured). See harness.py for what is checked and how recovery is measured.
+
+`make test` runs a short version (SIGKILL of a shard, then of a worker, at a low load, on the
+session's Postgres and NATS). `make chaos` runs every fault (`-m chaos`) on a Postgres and NATS
+of its own, which it restarts, and writes bench/results/chaos.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .harness import LEASE_SECONDS, ChaosFleet, problems, run_faults
+
+REPORT = os.environ.get("NOETL_CHAOS_REPORT")
+
+
+def _check(report: dict, faults: list[str]) -> None:
+    print("chaos:", json.dumps(report, indent=2))
+    assert list(report["faults"]) == ["baseline", *faults], "not every fault ran (one was not recovered from)"
+    assert not problems(report), problems(report)
+    for name in faults:
+        assert report["faults"][name]["executions"] > 0, f"{name}: no execution started under this fault"
+
+
+async def test_shard_and_worker_killed_under_load(fresh_databases, infra, tmp_path):
+    dbs = await fresh_databases(3)
+    fleet = ChaosFleet(tmp_path, dbs.cluster_dsn, dbs.shard_dsns, infra.nats_url)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            await fleet.start(http)
+            faults = [("sigkill api-shard", lambda: fleet.kill("api-shard-0")),
+                      ("sigkill worker", lambda: fleet.kill("worker-0"))]
+            report = await run_faults(fleet, http, faults, lanes=4, baseline_seconds=4.0, settle_seconds=1.0)
+    finally:
+        fleet.stop()
+    _check(report, [name for name, _ in faults])
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(1500)
+async def test_every_fault_under_load():
+    work = Path(tempfile.mkdtemp(prefix="noetl-chaos-"))
+    fleet = await ChaosFleet.own_infra(work)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as http:
+            await fleet.start(http)
+            faults = [
+                ("sigkill api-shard", lambda: fleet.kill("api-shard-0")),
+                ("sigkill router", lambda: fleet.kill("router")),
+                ("sigkill outbox-publisher", lambda: fleet.kill("outbox-publisher")),
+                ("sigkill projector", lambda: fleet.kill("projector")),
+                ("sigkill worker", lambda: fleet.kill("worker-0")),
+                ("restart postgres", fleet.restart_postgres),
+                ("restart nats", fleet.restart_nats),
+                ("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", LEASE_SECONDS + 3)),
+            ]
+            report = await run_faults(fleet, http, faults, lanes=int(os.environ.get("NOETL_CHAOS_LANES", "8")))
+    finally:
+        fleet.stop()
+    report["logs"] = str(work / "logs")
+    if REPORT:
+        Path(REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    _check(report, [name for name, _ in faults])
