@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image \
+.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload chaos clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -67,6 +67,11 @@ bench-hotpath: install
 overload: install
 	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
 		$(PY) -m pytest -s tests/integration/test_overload.py
+
+## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
+## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~3 min.
+chaos: install
+	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:

@@ -33,6 +33,7 @@ import asyncpg
 import msgspec
 import yaml
 
+from noetl_common.sharding import shard_for
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra, InfraInfo
@@ -41,7 +42,7 @@ from noetl_devstack.postgres import EmbeddedPostgres
 from noetl_devstack.processes import Supervisor
 
 SHARDS = 3
-LEASE_SECONDS = 8.0          # command claim lease; a paused shard stays stopped past it
+LEASE_SECONDS = 10.0         # command claim lease: long enough to tell a lease expiry from a quick recovery
 RATE_WINDOW = 3.0
 RATE_SHARE = 0.6
 RECOVERY_TIMEOUT = 90.0      # liveness: a fault not recovered from by then fails the run
@@ -353,7 +354,8 @@ class Phase:
     back_at: float | None = None        # the faulted process (or server) serves again
     recovered: float | None = None
     ended: float | None = None
-    in_flight_at_fault: int = 0
+    in_flight: list[Run] = field(default_factory=list)   # at the fault
+    shard: int | None = None            # the shard the fault hit, if it hit one
 
 
 def phase_report(phase: Phase, runs: list[Run], facts: Facts) -> dict[str, Any]:
@@ -396,7 +398,14 @@ def phase_report(phase: Phase, runs: list[Run], facts: Facts) -> dict[str, Any]:
     if odd:  # what went wrong, for the reader of a failed run
         report["sample_errors"] = sorted({facts.error.get(e, "")[:300] for e in odd})[:3]
     if phase.fault_at is not None:
-        report["in_flight_at_fault"] = phase.in_flight_at_fault
+        report["in_flight_at_fault"] = len(phase.in_flight)
+        if phase.shard is not None:
+            # The executions the faulted shard held: how long after it served again were they done?
+            held = [r for r in phase.in_flight if shard_for(int(r.eid), SHARDS) == phase.shard]
+            report["in_flight_on_faulted_shard"] = len(held)
+            if held and phase.back_at and all(r.ended for r in held):
+                report["faulted_shard_in_flight_done_after_back_seconds"] = round(
+                    max(r.ended for r in held) - phase.back_at, 2)
         report["process_back_seconds"] = round(phase.back_at - phase.fault_at, 2) if phase.back_at else None
         report["recovery_seconds"] = round(phase.recovered - phase.fault_at, 2) if phase.recovered else None
     return report
@@ -404,7 +413,10 @@ def phase_report(phase: Phase, runs: list[Run], facts: Facts) -> dict[str, Any]:
 
 # --- a run: baseline, then each fault in turn ------------------------------------------------------
 
-Fault = tuple[str, Any]  # (name, zero-argument coroutine function: injects and returns once it is over)
+class Fault(msgspec.Struct):
+    name: str
+    inject: Any               # zero-argument coroutine function: injects, returns once the fault is over
+    shard: int | None = None  # the shard it hits, if any
 
 
 async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: list[Fault], *, lanes: int,
@@ -421,15 +433,14 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
     baseline_rate = load.completed_between(b0, b1) / (b1 - b0)
     assert baseline_rate > 0, "the fleet completed nothing before any fault"
     phases = [Phase("baseline", began=t0, ended=b1)]
-    for name, inject in faults:
-        phase = Phase(name, began=time.monotonic())
+    for fault in faults:
+        phase = Phase(fault.name, began=time.monotonic(), shard=fault.shard)
         phases.append(phase)
         phase.fault_at = time.monotonic()
-        in_flight = load.in_flight_at(phase.fault_at)
-        phase.in_flight_at_fault = len(in_flight)
-        await inject()
+        phase.in_flight = load.in_flight_at(phase.fault_at)
+        await fault.inject()
         phase.back_at = time.monotonic()
-        while (recovered := recovered_at(load, phase.fault_at, baseline_rate, in_flight)) is None:
+        while (recovered := recovered_at(load, phase.fault_at, baseline_rate, phase.in_flight)) is None:
             if time.monotonic() - phase.fault_at > RECOVERY_TIMEOUT:
                 break
             await asyncio.sleep(0.25)
@@ -455,8 +466,19 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
         "orphans": {"executions": len(orphans),
                     "not_ended_once": sum(1 for e in orphans if facts.status.get(e) not in TERMINAL
                                           or facts.terminal_events[e] != 1)},
+        "unhandled_errors": unhandled_errors(fleet.work / "logs"),
         "restarts": [{"process": n, "restart": c, "at_seconds": round(t - t0, 2)} for n, c, t in fleet.restarts],
     }
+
+
+def unhandled_errors(log_dir: Path) -> dict[str, int]:
+    """500 answers per process: every fault here is one a service must answer with a 503 or ride out."""
+    counts = {}
+    for log in sorted(log_dir.glob("*.log")):
+        n = sum(1 for line in log.read_text(errors="replace").splitlines() if "unhandled error on" in line)
+        if n:
+            counts[log.stem] = n
+    return counts
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -470,6 +492,8 @@ def problems(report: dict[str, Any]) -> list[str]:
             found.append(f"{name}: {r['executions'] - r['ended_exactly_once']} execution(s) did not end exactly once")
         if "recovery_seconds" in r and (r["recovery_seconds"] is None or r["recovery_seconds"] > 60):
             found.append(f"{name}: not recovered within 60 s ({r['recovery_seconds']})")
+    if report["unhandled_errors"]:
+        found.append(f"500 internal errors answered: {report['unhandled_errors']}")
     if report["orphans"]["not_ended_once"]:
         found.append(f"orphans: {report['orphans']['not_ended_once']} did not end exactly once")
     return found

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .harness import LEASE_SECONDS, ChaosFleet, problems, run_faults
+from .harness import LEASE_SECONDS, ChaosFleet, Fault, problems, run_faults
 
 REPORT = os.environ.get("NOETL_CHAOS_REPORT")
 
@@ -35,12 +35,12 @@ async def test_shard_and_worker_killed_under_load(fresh_databases, infra, tmp_pa
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             await fleet.start(http)
-            faults = [("sigkill api-shard", lambda: fleet.kill("api-shard-0")),
-                      ("sigkill worker", lambda: fleet.kill("worker-0"))]
+            faults = [Fault("sigkill api-shard", lambda: fleet.kill("api-shard-0"), shard=0),
+                      Fault("sigkill worker", lambda: fleet.kill("worker-0"))]
             report = await run_faults(fleet, http, faults, lanes=4, baseline_seconds=4.0, settle_seconds=1.0)
     finally:
         fleet.stop()
-    _check(report, [name for name, _ in faults])
+    _check(report, [f.name for f in faults])
 
 
 @pytest.mark.chaos
@@ -52,14 +52,15 @@ async def test_every_fault_under_load():
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as http:
             await fleet.start(http)
             faults = [
-                ("sigkill api-shard", lambda: fleet.kill("api-shard-0")),
-                ("sigkill router", lambda: fleet.kill("router")),
-                ("sigkill outbox-publisher", lambda: fleet.kill("outbox-publisher")),
-                ("sigkill projector", lambda: fleet.kill("projector")),
-                ("sigkill worker", lambda: fleet.kill("worker-0")),
-                ("restart postgres", fleet.restart_postgres),
-                ("restart nats", fleet.restart_nats),
-                ("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", LEASE_SECONDS + 3)),
+                Fault("sigkill api-shard", lambda: fleet.kill("api-shard-0"), shard=0),
+                Fault("sigkill router", lambda: fleet.kill("router")),
+                Fault("sigkill outbox-publisher", lambda: fleet.kill("outbox-publisher")),
+                Fault("sigkill projector", lambda: fleet.kill("projector")),
+                Fault("sigkill worker", lambda: fleet.kill("worker-0")),
+                Fault("restart postgres", fleet.restart_postgres),
+                Fault("restart nats", fleet.restart_nats),
+                Fault("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", LEASE_SECONDS + 3),
+                      shard=1),
             ]
             report = await run_faults(fleet, http, faults, lanes=int(os.environ.get("NOETL_CHAOS_LANES", "8")))
     finally:
@@ -67,4 +68,4 @@ async def test_every_fault_under_load():
     report["logs"] = str(work / "logs")
     if REPORT:
         Path(REPORT).write_text(json.dumps(report, indent=2) + "\n")
-    _check(report, [name for name, _ in faults])
+    _check(report, [f.name for f in faults])
