@@ -42,7 +42,7 @@ from noetl_devstack.postgres import EmbeddedPostgres
 from noetl_devstack.processes import Supervisor
 
 SHARDS = 3
-LEASE_SECONDS = 10.0         # command claim lease: long enough to tell a lease expiry from a quick recovery
+LEASE_SECONDS = 10.0         # claim lease (default): long enough to tell a lease expiry from a quick recovery
 RATE_WINDOW = 3.0
 RATE_SHARE = 0.6
 RECOVERY_TIMEOUT = 90.0      # liveness: a fault not recovered from by then fails the run
@@ -56,7 +56,7 @@ STEP_RETRY = {("chaos/chain", s): 1 for s in ("start", "middle", "end")} | \
 
 def _step(name: str, body: str, ledger: Path, then: str | None, retry: int = 1) -> dict[str, Any]:
     # Each step writes "<execution id> <step>" to the ledger before it works: how often steps really ran.
-    code = f"open(ledger, 'a').write(str(eid) + ' {name}\\n')\nimport time\ntime.sleep(0.05)\n{body}\n"
+    code = f"open(ledger, 'a').write(str(eid) + ' {name}\\n')\nimport time\ntime.sleep(0.1)\n{body}\n"
     tool: dict[str, Any] = {"kind": "python", "code": code}
     if retry > 1:
         tool["retry"] = {"max_attempts": retry}
@@ -185,12 +185,18 @@ def recovered_at(load: Load, fault_at: float, baseline_rate: float, in_flight: l
 
 # --- the fleet -----------------------------------------------------------------------------------
 
+class Killed(msgspec.Struct):
+    at: float         # monotonic
+    wall: float       # epoch seconds, to compare with the database's timestamps
+    held: list[int]   # commands the killed worker held
+
+
 class ChaosFleet:
     """A 3-shard fleet on the given databases and NATS, restarted like `make run` restarts it."""
 
     def __init__(self, work: Path, cluster_dsn: str, shard_dsns: list[str], nats_url: str, *, workers: int = 2,
-                 infra: Infra | None = None, info: InfraInfo | None = None) -> None:
-        self.work = work
+                 lease: float = LEASE_SECONDS, infra: Infra | None = None, info: InfraInfo | None = None) -> None:
+        self.work, self.lease = work, lease
         self.infra, self.info = infra, info  # set when the fleet owns its Postgres and NATS
         self.shard_dsns = shard_dsns
         self.ledger = work / "ledger.txt"
@@ -198,10 +204,10 @@ class ChaosFleet:
         self.specs = fleet_specs(FleetConfig(
             cluster_dsn=cluster_dsn, shard_dsns=shard_dsns, nats_url=nats_url,
             secrets=secrets.load_or_create(work / "secrets.json"), workers=workers,
-            extra_env={"NOETL_COMMAND_CLAIM_LEASE_SECONDS": str(LEASE_SECONDS),
+            extra_env={"NOETL_COMMAND_CLAIM_LEASE_SECONDS": str(lease),
                        "NOETL_COMMAND_REAPER_INTERVAL_SECONDS": "0.5",
                        "NOETL_COMMAND_REPUBLISH_AFTER_SECONDS": "5",
-                       "NOETL_WORKER_PROGRESS_SECONDS": str(LEASE_SECONDS / 4),
+                       "NOETL_WORKER_PROGRESS_SECONDS": str(lease / 4),
                        "NOETL_DB_POOL_MAX": "8"}))
         self.by_name = {s.name: s for s in self.specs}
         self.router = router_url(self.specs)
@@ -256,6 +262,41 @@ class ChaosFleet:
                 raise AssertionError(f"{name} was not restarted within {timeout:.0f}s")
             await asyncio.sleep(0.1)
         await self.sup.wait_ready(name, timeout=max(1.0, deadline - time.monotonic()))
+
+    async def kill_holding(self, worker: str, timeout: float = 5.0) -> "Killed":
+        """SIGKILL `worker` the moment it holds a claimed command (so its death strands one; after
+        the timeout, whatever it holds), and wait until it is back. The ids of the commands it held."""
+        conns = [await asyncpg.connect(dsn) for dsn in self.shard_dsns]
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                held = []
+                for conn in conns:
+                    held += await conn.fetchval("SELECT coalesce(array_agg(command_id), '{}') FROM noetl.command "
+                                                "WHERE worker_id = $1 AND status IN ('CLAIMED', 'RUNNING')", worker)
+                if held or time.monotonic() > deadline:
+                    old = self.pid(worker)
+                    os.kill(old, signal.SIGKILL)
+                    killed = Killed(at=time.monotonic(), wall=time.time(), held=held)
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            for conn in conns:
+                await conn.close()
+        await self.wait_back(worker, old)
+        return killed
+
+    async def commands(self, ids: list[int]) -> list[asyncpg.Record]:
+        rows = []
+        for dsn in self.shard_dsns:
+            conn = await asyncpg.connect(dsn)
+            try:
+                rows += await conn.fetch("SELECT command_id, status, attempt, worker_id, "
+                                         "extract(epoch FROM completed_at) AS completed FROM noetl.command "
+                                         "WHERE command_id = ANY($1)", ids)
+            finally:
+                await conn.close()
+        return rows
 
     # -- faults --------------------------------------------------------------------------------
 
@@ -356,11 +397,26 @@ class Phase:
     ended: float | None = None
     in_flight: list[Run] = field(default_factory=list)   # at the fault
     shard: int | None = None            # the shard the fault hit, if it hit one
+    held: list[int] = field(default_factory=list)  # commands the killed worker held
+    fault_wall: float = 0.0
+    held_report: dict[str, Any] | None = None
 
 
-def phase_report(phase: Phase, runs: list[Run], facts: Facts) -> dict[str, Any]:
-    """Per phase: the executions the driver started in it, and what happened to them."""
-    mine = [r for r in runs if phase.began <= r.started < (phase.ended or float("inf"))]
+def assign(phases: list[Phase], runs: list[Run]) -> dict[str, list[Run]]:
+    """Each execution to one phase: the last fault it was in flight at, or else the phase it was
+    started in (a phase runs from its fault to the next one; the baseline until the first)."""
+    owned: dict[str, list[Run]] = {p.name: [] for p in phases}
+    for run in runs:
+        owner = phases[0]
+        for phase in phases[1:]:
+            if run.started >= phase.fault_at or run in phase.in_flight:
+                owner = phase
+        owned[owner.name].append(run)
+    return owned
+
+
+def phase_report(phase: Phase, mine: list[Run], facts: Facts) -> dict[str, Any]:
+    """Per phase: the executions it owns (see assign), and what happened to them."""
     ids = [r.eid for r in mine]
     id_set = set(ids)
     ended_once = [e for e in ids if facts.status.get(e) in TERMINAL and facts.terminal_events[e] == 1]
@@ -397,6 +453,8 @@ def phase_report(phase: Phase, runs: list[Run], facts: Facts) -> dict[str, Any]:
     odd = [e for e in ids if facts.status.get(e) in ("FAILED", "CANCELLED") and e not in expected_failures]
     if odd:  # what went wrong, for the reader of a failed run
         report["sample_errors"] = sorted({facts.error.get(e, "")[:300] for e in odd})[:3]
+    if phase.held_report is not None:
+        report["killed_worker_held"] = phase.held_report
     if phase.fault_at is not None:
         report["in_flight_at_fault"] = len(phase.in_flight)
         if phase.shard is not None:
@@ -436,9 +494,17 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
     for fault in faults:
         phase = Phase(fault.name, began=time.monotonic(), shard=fault.shard)
         phases.append(phase)
-        phase.fault_at = time.monotonic()
+        if fault.shard is not None:  # hit the shard while it holds work (a few seconds at most)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and sum(
+                    1 for r in load.in_flight_at(time.monotonic()) if shard_for(int(r.eid), SHARDS) == fault.shard) < 2:
+                await asyncio.sleep(0.02)
+        phase.fault_at, phase.fault_wall = time.monotonic(), time.time()
         phase.in_flight = load.in_flight_at(phase.fault_at)
-        await fault.inject()
+        killed = await fault.inject()
+        if isinstance(killed, Killed):  # the fault came later than it was asked for
+            phase.fault_at, phase.fault_wall, phase.held = killed.at, killed.wall, killed.held
+            phase.in_flight = load.in_flight_at(phase.fault_at)
         phase.back_at = time.monotonic()
         while (recovered := recovered_at(load, phase.fault_at, baseline_rate, phase.in_flight)) is None:
             if time.monotonic() - phase.fault_at > RECOVERY_TIMEOUT:
@@ -451,16 +517,23 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
             break  # the fleet did not come back: no point in hurting it more
     await load.stop(drain_timeout=120.0)
     facts = await collect(fleet, http)
+    for phase in phases:
+        if phase.held:  # the killed worker's commands: who finished them, and when
+            rows = await fleet.commands(phase.held)
+            done = [float(r["completed"]) - phase.fault_wall for r in rows if r["completed"] is not None]
+            phase.held_report = {"commands": len(phase.held), "final_attempts": sorted(r["attempt"] for r in rows),
+                                 "done_after_fault_seconds": round(max(done), 2) if done else None}
+    owned = assign(phases, load.runs)
     known = {r.eid for r in load.runs}
     orphans = [e for e in facts.status if e not in known]  # an execute whose answer never arrived
     return {
         "fleet": {"shards": SHARDS, "workers": sum(1 for s in fleet.specs if s.module == "noetl_worker"),
-                  "claim_lease_seconds": LEASE_SECONDS, "lanes": lanes},
+                  "claim_lease_seconds": fleet.lease, "lanes": lanes},
         "baseline_rate_per_second": round(baseline_rate, 2),
         "recovery_definition": f"max(last end of the executions in flight at the fault, start of the first "
                                f"{RATE_WINDOW:.0f} s window in which executions started after the fault complete "
                                f"at >= {RATE_SHARE:.0%} of the baseline rate) - fault time",
-        "faults": {p.name: phase_report(p, load.runs, facts) for p in phases},
+        "faults": {p.name: phase_report(p, owned[p.name], facts) for p in phases},
         "execute_refused": dict(load.refused),
         "execute_ambiguous": load.ambiguous,
         "orphans": {"executions": len(orphans),

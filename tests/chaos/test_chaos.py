@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .harness import LEASE_SECONDS, ChaosFleet, Fault, problems, run_faults
+from .harness import ChaosFleet, Fault, problems, run_faults
 
 REPORT = os.environ.get("NOETL_CHAOS_REPORT")
 
@@ -31,12 +31,13 @@ def _check(report: dict, faults: list[str]) -> None:
 
 async def test_shard_and_worker_killed_under_load(fresh_databases, infra, tmp_path):
     dbs = await fresh_databases(3)
-    fleet = ChaosFleet(tmp_path, dbs.cluster_dsn, dbs.shard_dsns, infra.nats_url)
+    # A short lease: the killed worker's command is taken over sooner (the long run keeps the default).
+    fleet = ChaosFleet(tmp_path, dbs.cluster_dsn, dbs.shard_dsns, infra.nats_url, lease=5.0)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             await fleet.start(http)
             faults = [Fault("sigkill api-shard", lambda: fleet.kill("api-shard-0"), shard=0),
-                      Fault("sigkill worker", lambda: fleet.kill("worker-0"))]
+                      Fault("sigkill worker", lambda: fleet.kill_holding("worker-0"))]
             report = await run_faults(fleet, http, faults, lanes=4, baseline_seconds=4.0, settle_seconds=1.0)
     finally:
         fleet.stop()
@@ -56,16 +57,16 @@ async def test_every_fault_under_load():
                 Fault("sigkill router", lambda: fleet.kill("router")),
                 Fault("sigkill outbox-publisher", lambda: fleet.kill("outbox-publisher")),
                 Fault("sigkill projector", lambda: fleet.kill("projector")),
-                Fault("sigkill worker", lambda: fleet.kill("worker-0")),
+                Fault("sigkill worker", lambda: fleet.kill_holding("worker-0")),
                 Fault("restart postgres", fleet.restart_postgres),
                 Fault("restart nats", fleet.restart_nats),
-                Fault("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", LEASE_SECONDS + 3),
+                Fault("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", fleet.lease + 3),
                       shard=1),
             ]
             report = await run_faults(fleet, http, faults, lanes=int(os.environ.get("NOETL_CHAOS_LANES", "8")))
     finally:
         fleet.stop()
-    report["logs"] = str(work / "logs")
+    print("chaos: process logs in", work / "logs")
     if REPORT:
         Path(REPORT).write_text(json.dumps(report, indent=2) + "\n")
     _check(report, [f.name for f in faults])
