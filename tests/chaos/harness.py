@@ -422,16 +422,16 @@ def phase_report(phase: Phase, mine: list[Run], facts: Facts) -> dict[str, Any]:
     ended_once = [e for e in ids if facts.status.get(e) in TERMINAL and facts.terminal_events[e] == 1]
     expected_failures = [e for e in ids if facts.status.get(e) == "FAILED" and FLAKY_ERROR in facts.error.get(e, "")]
     over_attempts = []
-    steps_of = defaultdict(list)
-    for (eid, step) in facts.commands_per_step:
-        steps_of[eid].append(step)
+    steps_of = defaultdict(set)
+    for (eid, step) in [*facts.commands_per_step, *facts.runs_per_step]:
+        steps_of[eid].add(step)
     for e in ids:
         path = facts.path.get(e, "")
         bad = facts.over_takeover.get(e, 0)
         for step in steps_of.get(e, []):
-            if facts.commands_per_step[(e, step)] > STEP_RETRY.get((path, step), 1):
+            if facts.commands_per_step.get((e, step), 0) > STEP_RETRY.get((path, step), 1):
                 bad += 1
-            if facts.runs_per_step[(e, step)] > facts.claims_per_step[(e, step)]:
+            if facts.runs_per_step[(e, step)] > facts.claims_per_step.get((e, step), 0):
                 bad += 1
         if bad:
             over_attempts.append(e)
