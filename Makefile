@@ -69,7 +69,7 @@ overload: install
 		$(PY) -m pytest -s tests/integration/test_overload.py
 
 ## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
-## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~3 min.
+## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
 chaos: install
 	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
 

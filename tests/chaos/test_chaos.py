@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -66,6 +67,8 @@ async def test_every_fault_under_load():
             report = await run_faults(fleet, http, faults, lanes=int(os.environ.get("NOETL_CHAOS_LANES", "8")))
     finally:
         fleet.stop()
+        for data in ("pg", "nats"):  # the logs stay, the databases go
+            shutil.rmtree(work / data, ignore_errors=True)
     print("chaos: process logs in", work / "logs")
     if REPORT:
         Path(REPORT).write_text(json.dumps(report, indent=2) + "\n")
