@@ -263,28 +263,34 @@ class ChaosFleet:
             await asyncio.sleep(0.1)
         await self.sup.wait_ready(name, timeout=max(1.0, deadline - time.monotonic()))
 
-    async def kill_holding(self, worker: str, timeout: float = 5.0) -> "Killed":
-        """SIGKILL `worker` the moment it holds a claimed command (so its death strands one; after
-        the timeout, whatever it holds), and wait until it is back. The ids of the commands it held."""
+    async def kill_holding(self, worker: str, timeout: float = 10.0) -> "Killed":
+        """SIGKILL `worker` while it holds a claimed command, so its death strands one: freeze it
+        (SIGSTOP), look at what it holds, and kill it if that is something (else let it go on and
+        look again; after the timeout it is killed anyway). Waits until it is back. Says when it
+        was frozen for good and which commands it held."""
         conns = [await asyncpg.connect(dsn) for dsn in self.shard_dsns]
+        pid = self.pid(worker)
+        deadline = time.monotonic() + timeout
         try:
-            deadline = time.monotonic() + timeout
             while True:
+                os.kill(pid, signal.SIGSTOP)
+                at, wall = time.monotonic(), time.time()
+                await asyncio.sleep(0.05)  # what it sent before it froze lands
                 held = []
                 for conn in conns:
                     held += await conn.fetchval("SELECT coalesce(array_agg(command_id), '{}') FROM noetl.command "
                                                 "WHERE worker_id = $1 AND status IN ('CLAIMED', 'RUNNING')", worker)
                 if held or time.monotonic() > deadline:
-                    old = self.pid(worker)
-                    os.kill(old, signal.SIGKILL)
-                    killed = Killed(at=time.monotonic(), wall=time.time(), held=held)
+                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGCONT)
                     break
-                await asyncio.sleep(0.01)
+                os.kill(pid, signal.SIGCONT)
+                await asyncio.sleep(0.1 + random.random() * 0.2)
         finally:
             for conn in conns:
                 await conn.close()
-        await self.wait_back(worker, old)
-        return killed
+        await self.wait_back(worker, pid)
+        return Killed(at=at, wall=wall, held=held)
 
     async def commands(self, ids: list[int]) -> list[asyncpg.Record]:
         rows = []
@@ -345,6 +351,7 @@ class Facts:
     over_takeover: dict[str, int] = field(default_factory=dict)                    # eid -> commands past max_attempts
     runs_per_step: Counter = field(default_factory=Counter)
     replay_mismatch: set[str] = field(default_factory=set)
+    command_events: defaultdict = field(default_factory=lambda: defaultdict(list))  # eid -> lines, to explain
 
 
 async def collect(fleet: ChaosFleet, http: aiohttp.ClientSession) -> Facts:
@@ -358,6 +365,12 @@ async def collect(fleet: ChaosFleet, http: aiohttp.ClientSession) -> Facts:
             for r in await conn.fetch("SELECT execution_id, count(*) AS n FROM noetl.event "
                                       "WHERE event_type = ANY($1) GROUP BY execution_id", list(TERMINAL_EVENTS)):
                 facts.terminal_events[str(r["execution_id"])] = r["n"]
+            for r in await conn.fetch(
+                    "SELECT execution_id, node_name, command_id, event_type, worker_id, attempt, "
+                    "  to_char(created_at, 'MI:SS.MS') AS at FROM noetl.event WHERE command_id IS NOT NULL "
+                    "ORDER BY event_id"):
+                facts.command_events[str(r["execution_id"])].append(
+                    f'{r["at"]} {r["node_name"]} {r["command_id"]} {r["event_type"]} {r["worker_id"]} a{r["attempt"]}')
             rows = await conn.fetch(
                 "SELECT c.execution_id, c.step, c.command_id, c.max_attempts, "
                 "  (SELECT count(*) FROM noetl.event e WHERE e.command_id = c.command_id "
@@ -453,6 +466,9 @@ def phase_report(phase: Phase, mine: list[Run], facts: Facts) -> dict[str, Any]:
     odd = [e for e in ids if facts.status.get(e) in ("FAILED", "CANCELLED") and e not in expected_failures]
     if odd:  # what went wrong, for the reader of a failed run
         report["sample_errors"] = sorted({facts.error.get(e, "")[:300] for e in odd})[:3]
+    if over_attempts:  # what ran too often, for the reader of a failed run
+        report["over_attempts_detail"] = {e: {"runs": {st: facts.runs_per_step[(e, st)] for st in steps_of[e]},
+                                              "events": facts.command_events[e]} for e in over_attempts[:2]}
     if phase.held_report is not None:
         report["killed_worker_held"] = phase.held_report
     if phase.fault_at is not None:
