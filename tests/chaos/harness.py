@@ -497,6 +497,7 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
                      baseline_seconds: float = 8.0, settle_seconds: float = 2.0) -> dict[str, Any]:
     """Load the fleet, measure its normal rate, inject the faults one after another (each once
     the previous one is recovered from), stop the load, check everything. Returns the report."""
+    load_avg_at_start = os.getloadavg()[0]
     load = Load(http, fleet.router, lanes)
     load.start()
     t0 = time.monotonic()
@@ -545,6 +546,9 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
     return {
         "fleet": {"shards": SHARDS, "workers": sum(1 for s in fleet.specs if s.module == "noetl_worker"),
                   "claim_lease_seconds": fleet.lease, "lanes": lanes},
+        # Other work on the machine slows restarts and recoveries alike; this says how busy it was.
+        "machine": {"cpus": os.cpu_count(), "load_average_1m_at_start": round(load_avg_at_start, 1),
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 1)},
         "baseline_rate_per_second": round(baseline_rate, 2),
         "recovery_definition": f"max(last end of the executions in flight at the fault, start of the first "
                                f"{RATE_WINDOW:.0f} s window in which executions started after the fault complete "
