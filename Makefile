@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload clean image \
+.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload chaos clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -81,6 +81,11 @@ bench-grow: install
 overload: install
 	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
 		$(PY) -m pytest -s tests/integration/test_overload.py
+
+## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
+## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
+chaos: install
+	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:
