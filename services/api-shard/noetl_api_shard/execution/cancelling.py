@@ -26,7 +26,7 @@ async def cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: st
     txn.uow.append(row)
     outcome = await orch.advance(txn, ex, engine.cancel(), row.event_id)
     if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless
-        await orch.finish(txn, ex, "CANCELLED", None, reason, row.event_id)
+        await orch.finish(txn, ex, status="CANCELLED", error=reason, parent_event_id=row.event_id)
     cancelled.append(str(execution_id))
     if cascade:
         for child in await execution_store.children(txn.conn, execution_id):

@@ -288,8 +288,8 @@ class Orchestrator:
                 finish = d
         if finish is not None:
             outcome.finished = finish.status
-            await self.finish(txn, ex, finish.status, finish.result, finish.error, parent_event_id,
-                              finish.step_results)
+            await self.finish(txn, ex, status=finish.status, result=finish.result, error=finish.error,
+                              parent_event_id=parent_event_id, step_results=finish.step_results)
         return outcome
 
     def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
@@ -361,9 +361,10 @@ class Orchestrator:
                          parent_execution_id=ex.execution_id, parent_command_id=d.command_id,
                          execution_pool=ex.execution_pool)  # a child runs where its parent does
 
-    async def finish(self, txn: Txn, ex: Loaded, status: str, result: Any, error: str | None,
-                     parent_event_id: int | None, step_results: dict[str, Any] | None = None) -> None:
-        """Terminal status, exactly once; a child's end is logged in its parent and advances it."""
+    async def finish(self, txn: Txn, ex: Loaded, *, status: str, result: Any = None, error: str | None = None,
+                     parent_event_id: int | None = None, step_results: dict[str, Any] | None = None) -> None:
+        """Terminal status, exactly once; a child's end is logged in its parent and advances it.
+        `parent_event_id`: the event that caused the end (None for an operator's finalize)."""
         if ex.status in TERMINAL:
             return
         ex.status = status

@@ -196,7 +196,7 @@ async def finalize(request: web.Request) -> web.Response:
             return json_response({"status": "already_completed", "execution_id": str(execution_id),
                                   "message": f"execution is already {ex.status}"})
         reason = body.reason or body.error or "finalized by operator"
-        await orch.finish(txn, ex, status, None, reason if status == "FAILED" else None, execution_id)
+        await orch.finish(txn, ex, status=status, error=reason if status == "FAILED" else None)
     return json_response({"status": "finalized", "execution_id": str(execution_id),
                           "message": f"execution marked {status}"})
 
