@@ -7,6 +7,7 @@ from typing import Mapping
 import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings, owned_shard_urls
+from noetl_common.streams import DEFAULT_MAX_AGE_SECONDS, max_ages
 
 
 class ProjectorSettings(msgspec.Struct, frozen=True):
@@ -19,6 +20,7 @@ class ProjectorSettings(msgspec.Struct, frozen=True):
     http: HttpSettings
     name: str
     log_level: str
+    stream_max_age: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS))
 
 
 def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
@@ -38,4 +40,5 @@ def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
         http=HttpSettings.from_env(env, default_port=8091),
         name=env.str("HOSTNAME", "projector") + f"/{replica}",
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+        stream_max_age=max_ages(env),
     )
