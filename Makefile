@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload clean image \
+.PHONY: install run scale status test unit integration infra-up infra-down conformance bench bench-hotpath overload soak clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -67,6 +67,11 @@ bench-hotpath: install
 overload: install
 	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
 		$(PY) -m pytest -s tests/integration/test_overload.py
+
+## Minutes of steady load on a 2-shard fleet as make run starts it; memory, table sizes and latency sampled, a flat/growing verdict each; bench/results/soak.json.
+SOAK_SECONDS ?= 300
+soak: install
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS)
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:

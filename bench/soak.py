@@ -43,6 +43,7 @@ import aiohttp
 import asyncpg
 import nats
 
+from noetl_common.streams import MAX_AGE_VARIABLES
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import CLUSTER_DB, Infra, InfraInfo, shard_db
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lanes", type=int, default=16, help="3-step executions kept in flight")
     ap.add_argument("--loop-lanes", type=int, default=2, help="loop executions kept in flight")
     ap.add_argument("--loop-n", type=int, default=10, help="steps of each loop")
+    ap.add_argument("--stream-max-age", type=float, default=60.0,
+                    help="JetStream age limit for both streams (s): make run keeps commands 1 h and events a day, "
+                         "which a run of minutes never reaches; 0 keeps make run's")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return ap.parse_args(argv)
 
@@ -175,8 +179,8 @@ def dir_bytes(path: Path) -> int:
 
 
 class Sampler:
-    def __init__(self, sup: Supervisor, info: InfraInfo, work: Path, specs, shards: int) -> None:
-        self.sup, self.info, self.work, self.shards = sup, info, work, shards
+    def __init__(self, sup: Supervisor, info: InfraInfo, work: Path, specs, shards: int, interval: float) -> None:
+        self.sup, self.info, self.work, self.shards, self.interval = sup, info, work, shards, interval
         self.projector_url = next(s.url for s in specs if s.name == "projector")
         self.pg_root = postmaster_pid(info)
         self.dbs = [CLUSTER_DB] + [shard_db(i) for i in range(shards)]
@@ -217,6 +221,9 @@ class Sampler:
         # Private memory is where a leak would show; shared buffers fill up to shared_buffers as
         # the data grows, which is a cache reaching its bound, so it is reported but not judged.
         out["postgres"] = sum(p.get("Pss_Anon", 0) for p in pss)
+        # Pools open connections on demand (up to NOETL_DB_POOL_MAX each; asyncpg recycles one after
+        # 50,000 queries), so the total also follows the backend count.
+        out["postgres_per_backend"] = out["postgres"] // max(1, len(tree) - 1)
         self.postgres_extra = {"shared_kb": sum(p.get("Pss_Shmem", 0) for p in pss), "backends": len(tree) - 1}
         return out
 
@@ -244,6 +251,18 @@ class Sampler:
             if db != CLUSTER_DB:
                 out[db]["_finished_executions"] = {"rows": await conn.fetchval(
                     "SELECT count(*) FROM noetl.execution WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')")}
+        return out
+
+    async def outbox_detail(self) -> dict[str, dict]:
+        """Where a queue table's bytes are (heap, TOAST, indexes) and how often autovacuum ran."""
+        out = {}
+        for db in self.dbs[1:]:
+            row = await self.conns[db].fetchrow(
+                "SELECT pg_relation_size(c.oid) AS heap, coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)"
+                " AS toast, pg_indexes_size(c.oid) AS indexes, s.n_live_tup, s.n_dead_tup, s.autovacuum_count,"
+                " s.vacuum_count FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                " WHERE c.oid = 'noetl.outbox'::regclass")
+            out[db] = dict(row)
         return out
 
     async def latency_window(self) -> dict:
@@ -297,7 +316,8 @@ class Sampler:
         table = _all_processes()
         sample = {"t_s": round(t, 2), "memory_kb": self.memory(table), "postgres": self.postgres_extra,
                   "cpu_pct": self.cpu(table, t),
-                  "tables": await self.db_tables(), "latency_ms": await self.latency_window(),
+                  "tables": await self.db_tables(), "outbox": await self.outbox_detail(),
+                  "latency_ms": await self.latency_window(),
                   "streams": await self.streams(), "projector_lag": await self.projector_lag(session),
                   "log_bytes": dir_bytes(self.work / "logs")}
         window = driver.take_window()
@@ -305,6 +325,12 @@ class Sampler:
                             "three_step_ms": an.window_percentiles([s * 1000 for s in window[THREE]]),
                             "loop_ms": an.window_percentiles([s * 1000 for s in window[LOOP]]),
                             "finished_in_window": len(window[THREE]) + len(window[LOOP])}
+        # CPU the fleet (Postgres and NATS included) spent per execution finished in the window: a
+        # per-step cost that grows with history shows here even when a busy machine moves latency.
+        fleet_cpu_s = sum(v for k, v in sample["cpu_pct"].items() if k != "driver") / 100 * self.interval
+        finished = sample["driver"]["finished_in_window"]
+        sample["fleet_cpu_ms_per_execution"] = round(1000 * fleet_cpu_s / finished, 2) \
+            if finished and sample["cpu_pct"] else None
         sample["sample_s"] = round(time.perf_counter() - t_read, 3)
         return sample
 
@@ -357,6 +383,7 @@ def analyse(samples: list[dict], shards: int) -> dict:
     for kind in ("three_step_ms", "loop_ms"):
         for p in ("p50", "p99"):
             latency[f"driver.{kind}.{p}"] = an.verdict(series(samples, "driver", kind, p), an.RULES["latency"])
+    latency["fleet_cpu_ms_per_execution"] = an.verdict(series(samples, "fleet_cpu_ms_per_execution"), an.RULES["cpu"])
     judged = {**{f"memory.{k}": v for k, v in memory.items()}, **{f"table.{k}": v for k, v in bounded.items()},
               **{f"latency.{k}": v for k, v in latency.items()}}
     return {"memory": memory, "bounded_tables": bounded, "latency": latency,
@@ -406,12 +433,15 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
     try:
         say(f"starting embedded Postgres + NATS and a {args.shards}-shard fleet under {work} ...")
         info = await infra.up(args.shards)
-        # make run's configuration exactly: no extra settings, one worker, its log level.
+        # make run's configuration (one worker, its log level), but for the streams' age limit: with
+        # make run's (1 h, 1 day) a run of minutes would only ever see the streams filling up.
+        extra = {var: f"{args.stream_max_age:g}" for var in MAX_AGE_VARIABLES.values()} if args.stream_max_age else {}
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(args.shards),
-                                        nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json")))
+                                        nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
+                                        extra_env=extra))
         await start_fleet(sup, specs)
         url = router_url(specs)
-        sampler = Sampler(sup, info, work, specs, args.shards)
+        sampler = Sampler(sup, info, work, specs, args.shards, args.interval)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
                                          timeout=aiohttp.ClientTimeout(total=60)) as session:
             for playbook in (wl.THREE_STEPS, wl.SEQUENTIAL_LOOP):

@@ -14,8 +14,8 @@ with `mean` the mean of the half's values and the two numbers taken from the met
 (`RULES`): memory may grow by less than 1 % of its mean per minute, a bounded table's rows and
 bytes by less than 1 % per minute or a small absolute floor (a table that hovers near zero, like
 the outbox, is noise in relative terms), a latency percentile by less than 3 % per minute or
-0.5 ms per minute. Shrinking is always flat. Fewer than `MIN_POINTS` points give no verdict
-(`flat: None`).
+0.5 ms per minute, the fleet's CPU per finished execution by less than 3 % per minute. Shrinking
+is always flat. Fewer than `MIN_POINTS` points give no verdict (`flat: None`).
 
 Tables that legitimately grow with the work done (events, commands, ...) are not judged flat or
 not: `per_execution` reports their growth per finished execution (the slope of the table against
@@ -44,6 +44,7 @@ RULES: dict[str, Rule] = {
     "rows": Rule(rel_pct_per_min=1.0, abs_per_min=60.0, unit="rows"),
     "bytes": Rule(rel_pct_per_min=1.0, abs_per_min=256 * 1024.0, unit="bytes"),
     "latency": Rule(rel_pct_per_min=3.0, abs_per_min=0.5, unit="ms"),
+    "cpu": Rule(rel_pct_per_min=3.0, abs_per_min=0.0, unit="ms"),
 }
 
 
