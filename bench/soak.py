@@ -221,10 +221,11 @@ class Sampler:
         # Private memory is where a leak would show; shared buffers fill up to shared_buffers as
         # the data grows, which is a cache reaching its bound, so it is reported but not judged.
         out["postgres"] = sum(p.get("Pss_Anon", 0) for p in pss)
-        # Pools open connections on demand (up to NOETL_DB_POOL_MAX each; asyncpg recycles one after
-        # 50,000 queries), so the total also follows the backend count.
-        out["postgres_per_backend"] = out["postgres"] // max(1, len(tree) - 1)
-        self.postgres_extra = {"shared_kb": sum(p.get("Pss_Shmem", 0) for p in pss), "backends": len(tree) - 1}
+        # Pools open connections on demand (up to NOETL_DB_POOL_MAX each) and close idle ones after
+        # 5 min, so the total also follows the backend count; per backend is reported, not judged.
+        backends = max(1, len(tree) - 1)
+        self.postgres_extra = {"shared_kb": sum(p.get("Pss_Shmem", 0) for p in pss), "backends": len(tree) - 1,
+                               "private_kb_per_backend": out["postgres"] // backends}
         return out
 
     def cpu(self, table: dict, t: float) -> dict[str, float]:
@@ -351,7 +352,7 @@ def finished_series(samples: list[dict], dbs: list[str]) -> list[tuple[float, fl
     return [(s["t_s"], sum(s["tables"][db]["_finished_executions"]["rows"] for db in dbs)) for s in samples]
 
 
-def analyse(samples: list[dict], shards: int) -> dict:
+def analyse(samples: list[dict], shards: int, interval: float) -> dict:
     shard_dbs = [shard_db(i) for i in range(shards)]
     memory = {name: an.verdict(series(samples, "memory_kb", name), an.RULES["memory"])
               for name in samples[-1]["memory_kb"]}
@@ -383,11 +384,24 @@ def analyse(samples: list[dict], shards: int) -> dict:
     for kind in ("three_step_ms", "loop_ms"):
         for p in ("p50", "p99"):
             latency[f"driver.{kind}.{p}"] = an.verdict(series(samples, "driver", kind, p), an.RULES["latency"])
-    latency["fleet_cpu_ms_per_execution"] = an.verdict(series(samples, "fleet_cpu_ms_per_execution"), an.RULES["cpu"])
+    # Per-window CPU per execution moves with throughput (fixed per-second costs, a busy machine);
+    # the marginal cost per execution, first half vs second, does not.
+    cost = [(x["t_s"], x["driver"]["finished_in_window"] / interval,
+             sum(v for k, v in x["cpu_pct"].items() if k != "driver") * 10 if x["cpu_pct"] else None)
+            for x in samples]
+    cpu = an.cost_drift(cost, an.RULES["cpu"])
+    throughput = an.verdict([(t, -v) for t, v in series(samples, "driver", "finished_in_window")], an.RULES["throughput"])
     judged = {**{f"memory.{k}": v for k, v in memory.items()}, **{f"table.{k}": v for k, v in bounded.items()},
-              **{f"latency.{k}": v for k, v in latency.items()}}
-    return {"memory": memory, "bounded_tables": bounded, "latency": latency,
-            "per_finished_execution": growing, "summary": an.summarize(judged)}
+              **{f"latency.{k}": v for k, v in latency.items()}, "cpu_per_execution": cpu,
+              "throughput_no_decline": throughput}
+    return {"memory": memory, "bounded_tables": bounded, "latency": latency, "cpu_per_execution": cpu,
+            "throughput_no_decline": throughput, "per_finished_execution": growing,
+            "summary": an.summarize(judged),
+            "note": "Latency is judged as measured. With a fixed number in flight, latency = in flight / "
+                    "throughput, so when other load on the machine cuts throughput, latency drifts with it: read "
+                    "latency verdicts beside throughput_no_decline (finished per window, a decline is not flat) "
+                    "and cpu_per_execution (the fleet's marginal CPU per execution, first half vs second), "
+                    "which does not depend on the machine's load."}
 
 
 def throughput(samples: list[dict], shards: int) -> dict:
@@ -419,6 +433,13 @@ def report_lines(report: dict) -> list[str]:
     for name, m in v["latency"].items():
         lines.append(f"  {name:38} mean {m['mean']}  slope {m['slope_per_min']}  "
                      f"{'flat' if m['flat'] else 'DRIFTING' if m['flat'] is False else '?'}")
+    c = v["cpu_per_execution"]
+    lines.append(f"fleet CPU ms per execution ({c.get('method')}): first half {c.get('first_half')}, second half "
+                 f"{c.get('second_half')} ({c.get('change_pct_per_min')} %/min)  "
+                 f"{'flat' if c['flat'] else 'GROWING' if c['flat'] is False else '?'}")
+    d = v["throughput_no_decline"]
+    lines.append(f"finished per window: mean {d['mean'] and -d['mean']}  slope {d['slope_per_min'] and -d['slope_per_min']}/min  "
+                 f"{'no decline' if d['flat'] else 'DECLINING' if d['flat'] is False else '?'}")
     s = v["summary"]
     lines.append(f"not flat: {s['not_flat'] or 'none'}")
     return lines
@@ -474,7 +495,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
                 "driver": {"started": driver.started, "finished": driver.finished, "refused": driver.refused,
                            "errors": driver.errors},
                 "throughput": throughput(samples, args.shards),
-                "verdicts": analyse(samples, args.shards), "samples": samples}
+                "verdicts": analyse(samples, args.shards, args.interval), "samples": samples}
     finally:
         if sampler is not None:
             await sampler.close()

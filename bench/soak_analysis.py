@@ -14,8 +14,8 @@ with `mean` the mean of the half's values and the two numbers taken from the met
 (`RULES`): memory may grow by less than 1 % of its mean per minute, a bounded table's rows and
 bytes by less than 1 % per minute or a small absolute floor (a table that hovers near zero, like
 the outbox, is noise in relative terms), a latency percentile by less than 3 % per minute or
-0.5 ms per minute, the fleet's CPU per finished execution by less than 3 % per minute. Shrinking
-is always flat. Fewer than `MIN_POINTS` points give no verdict (`flat: None`).
+0.5 ms per minute; executions finished per window may decline by less than 3 % per minute.
+Shrinking is always flat. The fleet's CPU per execution is judged by `cost_drift` (below). Fewer than `MIN_POINTS` points give no verdict (`flat: None`).
 
 Tables that legitimately grow with the work done (events, commands, ...) are not judged flat or
 not: `per_execution` reports their growth per finished execution (the slope of the table against
@@ -45,6 +45,8 @@ RULES: dict[str, Rule] = {
     "bytes": Rule(rel_pct_per_min=1.0, abs_per_min=256 * 1024.0, unit="bytes"),
     "latency": Rule(rel_pct_per_min=3.0, abs_per_min=0.5, unit="ms"),
     "cpu": Rule(rel_pct_per_min=3.0, abs_per_min=0.0, unit="ms"),
+    # judged on the negated series: a decline of executions finished per window is not flat
+    "throughput": Rule(rel_pct_per_min=3.0, abs_per_min=0.0, unit="-executions per window"),
 }
 
 
@@ -93,6 +95,45 @@ def per_execution(values: Sequence[Point], executions: Sequence[Point]) -> dict:
     growth = (pairs[-1][1] - pairs[0][1]) if len(pairs) >= 2 else None
     return {"points": len(pairs), "per_execution": _r(s) if s is not None else None,
             "growth_in_half": _r(growth) if growth is not None else None}
+
+
+def cost_drift(points: Sequence[tuple[float, float, float]], rule: Rule) -> dict:
+    """Whether the cost of one unit of work grows over the run. `points` are (t, work per second,
+    cost per second) per window, e.g. executions/s and the fleet's CPU ms/s. On a shared machine
+    both move with other people's load, and a fleet also spends a fixed amount per second (polling
+    loops), so cost/work per window drifts whenever throughput does. The marginal cost (Theil-Sen
+    slope of cost against work) separates the two; it is compared between the two halves of the
+    run, as a change per minute between the halves' midpoints, against `rule.rel_pct_per_min`.
+    When a half's work barely varies (spread under 30 % of its mean) the slope is ill-defined and
+    both halves use the plain ratio total cost / total work instead."""
+    pts = [(t, w, c) for t, w, c in points if w is not None and c is not None]
+    if len(pts) < 2 * MIN_POINTS:
+        return {"flat": None, "method": None}
+    t0, t1 = pts[0][0], pts[-1][0]
+    middle = t0 + (t1 - t0) / 2
+    halves = [[p for p in pts if p[0] < middle], [p for p in pts if p[0] >= middle]]
+    if min(len(h) for h in halves) < MIN_POINTS:
+        return {"flat": None, "method": None}
+
+    def spread(h: list) -> float:
+        ws = [w for _, w, _ in h]
+        mean = sum(ws) / len(ws)
+        return (max(ws) - min(ws)) / mean if mean else 0.0
+
+    marginal = all(spread(h) >= 0.3 for h in halves)
+    if marginal:
+        costs = [slope([(w, c) for _, w, c in h]) for h in halves]
+    else:
+        costs = [sum(c for _, _, c in h) / sum(w for _, w, _ in h) if sum(w for _, w, _ in h) else None
+                 for h in halves]
+    first, second = costs
+    if not first or second is None:
+        return {"flat": None, "method": "marginal" if marginal else "ratio"}
+    minutes = (sum(p[0] for p in halves[1]) / len(halves[1]) - sum(p[0] for p in halves[0]) / len(halves[0])) / 60
+    pct_per_min = 100.0 * (second - first) / first / minutes
+    return {"method": "marginal" if marginal else "ratio", "first_half": _r(first), "second_half": _r(second),
+            "change_pct_per_min": _r(pct_per_min), "tolerance_pct_per_min": rule.rel_pct_per_min,
+            "flat": pct_per_min <= rule.rel_pct_per_min}
 
 
 def window_percentiles(values: Sequence[float], ps: Sequence[float] = (50, 99)) -> dict[str, float | None]:

@@ -87,3 +87,43 @@ def test_window_percentiles_nearest_rank():
 def test_summarize_names_what_is_not_flat():
     s = an.summarize({"a": {"flat": True}, "b": {"flat": False}, "c": {"flat": None}})
     assert s == {"not_flat": ["b"], "no_verdict": ["c"], "flat": ["a"]}
+
+
+def cost_points(marginal_first: float, marginal_second: float, fixed: float = 500.0, minutes: float = 10,
+                step_s: float = 10, steady: bool = False) -> list[tuple[float, float, float]]:
+    """(t, executions/s, CPU ms/s) windows: throughput swings with the machine's load (unless steady),
+    CPU = fixed per second + marginal per execution."""
+    out = []
+    n = int(minutes * 60 / step_s)
+    for i in range(n):
+        t = i * step_s
+        work = 30.0 if steady else (10.0 + (i * 7 % 5) * 8)  # 10 .. 42 executions/s
+        marginal = marginal_first if t < minutes * 30 else marginal_second
+        out.append((t, work, fixed + marginal * work))
+    return out
+
+
+CPU = an.RULES["cpu"]
+
+
+def test_cost_per_execution_is_flat_when_only_throughput_moves():
+    # Per-window CPU/execution swings from 70 to 32 ms with throughput; the marginal cost stays 20 ms.
+    v = an.cost_drift(cost_points(20.0, 20.0), CPU)
+    assert v["flat"] is True and v["method"] == "marginal"
+    assert v["first_half"] == pytest.approx(20.0) and v["second_half"] == pytest.approx(20.0)
+
+
+def test_a_growing_cost_per_execution_is_caught():
+    v = an.cost_drift(cost_points(20.0, 30.0), CPU)  # +50 % five minutes later: 10 %/min
+    assert v["flat"] is False
+    assert v["change_pct_per_min"] == pytest.approx(10.0, rel=0.01)
+
+
+def test_steady_throughput_falls_back_to_the_ratio():
+    v = an.cost_drift(cost_points(20.0, 20.0, steady=True), CPU)
+    assert v["method"] == "ratio" and v["flat"] is True
+    assert v["first_half"] == pytest.approx((500 + 20 * 30) / 30, abs=1e-3)
+
+
+def test_cost_drift_needs_enough_windows():
+    assert an.cost_drift(cost_points(20.0, 20.0, minutes=1), CPU)["flat"] is None
