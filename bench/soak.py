@@ -17,7 +17,9 @@ Sampled every `--interval` seconds:
   JetStream messages, bytes and subjects per stream; the projector's lag; bytes of the log files;
 - latency per window, server side, from the shard databases: step issued -> ended
   (`step_timeline`), execution created -> ended per playbook (`execution`); and the driver's own
-  start -> seen-finished latency.
+  start -> seen-finished latency;
+- the fleet's CPU per finished execution, less what the idle fleet spends per second (measured for
+  `--idle-seconds` before the load starts), and the machine's load average.
 Verdicts (see bench/soak_analysis.py for the definition of flat): memory and the tables that must
 stay bounded (the outbox, the cluster database) are judged on the slope over the second half of
 the run; tables that grow with executions are reported per finished execution.
@@ -75,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lanes", type=int, default=16, help="3-step executions kept in flight")
     ap.add_argument("--loop-lanes", type=int, default=2, help="loop executions kept in flight")
     ap.add_argument("--loop-n", type=int, default=10, help="steps of each loop")
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="idle fleet CPU measured before the load")
     ap.add_argument("--stream-max-age", type=float, default=60.0,
                     help="JetStream age limit for both streams (s): make run keeps commands 1 h and events a day, "
                          "which a run of minutes never reaches; 0 keeps make run's")
@@ -120,9 +123,13 @@ class Driver:
         out, self.window = self.window, {THREE: [], LOOP: []}
         return out
 
+    def start_polling(self) -> None:
+        self.poll_stop = asyncio.Event()
+        self.poller = asyncio.create_task(wl.poll_running(self.session, self.url, self.flight, self.poll_stop,
+                                                          interval=0.1))
+
     async def run(self) -> None:
-        poll_stop = asyncio.Event()
-        poller = asyncio.create_task(wl.poll_running(self.session, self.url, self.flight, poll_stop, interval=0.1))
+        poll_stop, poller = self.poll_stop, self.poller
         lanes = [self.lane(THREE, None) for _ in range(self.args.lanes)]
         lanes += [self.lane(LOOP, {"n": self.args.loop_n}) for _ in range(self.args.loop_lanes)]
         tasks = asyncio.ensure_future(asyncio.gather(*lanes))
@@ -191,6 +198,7 @@ class Sampler:
         self.last_t: float | None = None
         self.cut: object = None  # the end of the last latency window, in the database's clock
         self.postgres_extra: dict[str, int] = {}
+        self.idle_cpu_ms_per_s = 0.0
 
     async def open(self) -> None:
         for db in self.dbs:
@@ -320,7 +328,8 @@ class Sampler:
                   "tables": await self.db_tables(), "outbox": await self.outbox_detail(),
                   "latency_ms": await self.latency_window(),
                   "streams": await self.streams(), "projector_lag": await self.projector_lag(session),
-                  "log_bytes": dir_bytes(self.work / "logs")}
+                  "log_bytes": dir_bytes(self.work / "logs"),
+                  "loadavg_1m": round(os.getloadavg()[0], 2)}  # the machine's, other people's work included
         window = driver.take_window()
         sample["driver"] = {"started": driver.started, "finished": driver.finished, "refused": driver.refused,
                             "three_step_ms": an.window_percentiles([s * 1000 for s in window[THREE]]),
@@ -331,6 +340,9 @@ class Sampler:
         fleet_cpu_s = sum(v for k, v in sample["cpu_pct"].items() if k != "driver") / 100 * self.interval
         finished = sample["driver"]["finished_in_window"]
         sample["fleet_cpu_ms_per_execution"] = round(1000 * fleet_cpu_s / finished, 2) \
+            if finished and sample["cpu_pct"] else None
+        sample["fleet_net_cpu_ms_per_execution"] = \
+            round((1000 * fleet_cpu_s - self.idle_cpu_ms_per_s * self.interval) / finished, 2) \
             if finished and sample["cpu_pct"] else None
         sample["sample_s"] = round(time.perf_counter() - t_read, 3)
         return sample
@@ -389,7 +401,8 @@ def analyse(samples: list[dict], shards: int, interval: float) -> dict:
     cost = [(x["t_s"], x["driver"]["finished_in_window"] / interval,
              sum(v for k, v in x["cpu_pct"].items() if k != "driver") * 10 if x["cpu_pct"] else None)
             for x in samples]
-    cpu = an.cost_drift(cost, an.RULES["cpu"])
+    cpu = {**an.verdict(series(samples, "fleet_net_cpu_ms_per_execution"), an.RULES["cpu"]),
+           "marginal_first_vs_second_half": an.cost_drift(cost, an.RULES["cpu"])}
     throughput = an.verdict([(t, -v) for t, v in series(samples, "driver", "finished_in_window")], an.RULES["throughput"])
     judged = {**{f"memory.{k}": v for k, v in memory.items()}, **{f"table.{k}": v for k, v in bounded.items()},
               **{f"latency.{k}": v for k, v in latency.items()}, "cpu_per_execution": cpu,
@@ -400,8 +413,8 @@ def analyse(samples: list[dict], shards: int, interval: float) -> dict:
             "note": "Latency is judged as measured. With a fixed number in flight, latency = in flight / "
                     "throughput, so when other load on the machine cuts throughput, latency drifts with it: read "
                     "latency verdicts beside throughput_no_decline (finished per window, a decline is not flat) "
-                    "and cpu_per_execution (the fleet's marginal CPU per execution, first half vs second), "
-                    "which does not depend on the machine's load."}
+                    "and cpu_per_execution (the fleet's CPU per execution less its idle CPU, measured before "
+                    "the load), which depends much less on the machine's load."}
 
 
 def throughput(samples: list[dict], shards: int) -> dict:
@@ -434,9 +447,10 @@ def report_lines(report: dict) -> list[str]:
         lines.append(f"  {name:38} mean {m['mean']}  slope {m['slope_per_min']}  "
                      f"{'flat' if m['flat'] else 'DRIFTING' if m['flat'] is False else '?'}")
     c = v["cpu_per_execution"]
-    lines.append(f"fleet CPU ms per execution ({c.get('method')}): first half {c.get('first_half')}, second half "
-                 f"{c.get('second_half')} ({c.get('change_pct_per_min')} %/min)  "
-                 f"{'flat' if c['flat'] else 'GROWING' if c['flat'] is False else '?'}")
+    m = c["marginal_first_vs_second_half"]
+    lines.append(f"fleet CPU ms per execution less idle: mean {c['mean']}  slope {c['slope_per_min']}/min  "
+                 f"{'flat' if c['flat'] else 'GROWING' if c['flat'] is False else '?'}  (marginal, first half "
+                 f"{m.get('first_half')}, second {m.get('second_half')})")
     d = v["throughput_no_decline"]
     lines.append(f"finished per window: mean {d['mean'] and -d['mean']}  slope {d['slope_per_min'] and -d['slope_per_min']}/min  "
                  f"{'no decline' if d['flat'] else 'DECLINING' if d['flat'] is False else '?'}")
@@ -469,6 +483,14 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
                 await wl.register(session, url, playbook)
             await sampler.open()
             driver = Driver(session, url, args)
+            # What the fleet spends per second with nothing to do but the driver's poller: taken out
+            # of each window's CPU, so the rest is what the executions cost.
+            driver.start_polling()
+            say(f"measuring the idle fleet's CPU for {args.idle_seconds:.0f} s ...")
+            sampler.cpu(_all_processes(), -args.idle_seconds)
+            await asyncio.sleep(args.idle_seconds)
+            idle = sampler.cpu(_all_processes(), 0.0)
+            sampler.idle_cpu_ms_per_s = round(sum(v for k, v in idle.items() if k != "driver") * 10, 1)
             say(f"fleet up (router {url}); {args.lanes} 3-step + {args.loop_lanes} loop(n={args.loop_n}) "
                 f"executions in flight for {args.seconds:.0f} s, a sample every {args.interval:.0f} s")
             run = asyncio.create_task(driver.run())
@@ -495,6 +517,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
                 "driver": {"started": driver.started, "finished": driver.finished, "refused": driver.refused,
                            "errors": driver.errors},
                 "throughput": throughput(samples, args.shards),
+                "idle_fleet_cpu_ms_per_s": sampler.idle_cpu_ms_per_s,
                 "verdicts": analyse(samples, args.shards, args.interval), "samples": samples}
     finally:
         if sampler is not None:

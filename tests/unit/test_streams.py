@@ -1,5 +1,5 @@
-"""JetStream streams get an age limit (the soak found NATS's memory growing with every execution
-while the streams kept every message for ever)."""
+"""JetStream streams get an age limit (the soak found the streams keeping every message, store
+and per-subject index growing with every execution)."""
 
 import pytest
 from nats.js.api import StreamConfig, StreamInfo, StreamState

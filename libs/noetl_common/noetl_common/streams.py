@@ -6,9 +6,9 @@ Every stream has an age limit. Consumers ack within seconds and nothing reads a 
 shard's reaper), but without a limit a stream keeps every message for as long as the fleet runs,
 and NATS keeps an index entry in memory for every subject it holds, one or two per execution
 (`noetl.commands.<pool>.<execution_id>`, `noetl.events.<shard>.<execution_id>`): the soak
-(`make soak`) measured NATS's memory growing with every execution. The defaults are those of
-NoETL's server: commands 1 h, events 1 day (the projector may be down that long and still fold
-everything; the shards keep projection markers as long)."""
+(`make soak`) measured about 10.7 KB of store and two subjects per execution, never released.
+The defaults are those of NoETL's server: commands 1 h, events 1 day (the projector may be down
+that long and still fold everything; the shards keep projection markers as long)."""
 
 from __future__ import annotations
 
