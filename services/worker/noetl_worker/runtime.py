@@ -86,7 +86,7 @@ class Worker:
             return
         try:
             js = self.nc.jetstream()
-            await ensure_streams(js, (STREAM,))
+            await ensure_streams(js, (STREAM,), s.stream_max_age)
             # max_ack_pending is per durable, so shared by every worker of the pool; each worker
             # holds about max_concurrent messages at most (a fetch asks for free slots only).
             sub = await js.pull_subscribe(
