@@ -8,7 +8,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             services/outbox-publisher services/projector services/worker libs/noetl_deploy
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
+.PHONY: install run test unit integration infra-up infra-down conformance conformance-tier2 test-api bench bench-hotpath clean image deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -44,6 +44,15 @@ infra-down: install
 ## Run a conformance directory (index.json format) through a fleet it starts, or NOETL_API_URL.
 conformance: install
 	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS)
+
+## Run the tier-2 conformance index (e2e playbooks against the local test API) through a fleet it starts.
+conformance-tier2: install
+	$(PY) -m tests.conformance tests/conformance/tier2 --shards $(SHARDS)
+
+## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.
+TEST_API_PORT ?= 5555
+test-api: install
+	NOETL_HTTP_PORT=$(TEST_API_PORT) $(PY) -m tests.support.testapi
 
 bench: install
 	$(PY) -m bench
