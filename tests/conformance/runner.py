@@ -22,12 +22,36 @@ class Outcome(msgspec.Struct):
     execution_id: str | None = None
 
 
+def load_index(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "index.json").read_text())
+
+
+def needs_of(index: dict[str, Any], only: set[str] | None = None) -> set[str]:
+    """Everything the (selected) fixtures need, so a run starts only what is used."""
+    return {need for f in index["fixtures"] if not only or f["id"] in only for need in f.get("needs") or []}
+
+
+def substitute(value: Any, names: dict[str, str]) -> Any:
+    """`{test_api}` (and any other name given) inside payload strings -> its value this run."""
+    if isinstance(value, str):
+        for name, replacement in names.items():
+            value = value.replace("{" + name + "}", replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, names) for v in value]
+    return value
+
+
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
-                 available: set[str], timeout: float = 120.0) -> None:
+                 available: set[str], timeout: float = 120.0, test_api_url: str | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
-        self.index = json.loads((directory / "index.json").read_text())
+        self.index = load_index(directory)
+        self.base = directory / self.index.get("base", ".")  # what `file` paths are relative to
+        self.test_api_url = test_api_url
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
         self.available = available
@@ -37,7 +61,7 @@ class Runner:
     async def run(self, only: set[str] | None = None) -> list[Outcome]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as self.http:
             if self.pg_credential:
-                for name in ("pg_local", "pg_k8s"):
+                for name in ("pg_local", "pg_k8s", *self.index.get("postgres_credentials", [])):
                     await self.post("/api/credentials", {"name": name, "type": "postgres", "data": self.pg_credential})
             results = []
             for fixture in self.index["fixtures"]:
@@ -51,7 +75,7 @@ class Runner:
             return r.status, await r.json(content_type=None)
 
     async def register(self, relative: str) -> tuple[int, Any]:
-        content = (self.dir / relative).read_bytes()
+        content = (self.base / relative).read_bytes()
         return await self.post("/api/catalog/register", {"content": base64.b64encode(content).decode(),
                                                          "resource_type": "Playbook"})
 
@@ -76,8 +100,8 @@ class Runner:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
-            status, started = await self.post("/api/execute", {"path": body["path"],
-                                                               "workload": fixture.get("payload") or {}})
+            payload = substitute(fixture.get("payload") or {}, {"test_api": self.test_api_url or ""})
+            status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})
             if status != 200:
                 return Outcome(fid, False, f"execute: {status} {started}")
             execution_id = started["execution_id"]

@@ -186,6 +186,8 @@ def build_app() -> web.Application:
     app.router.add_get("/_requests", request_counts)
     app.router.add_route("*", "/get", echo)
     app.router.add_route("*", "/anything", echo)
+    app.router.add_route("*", "/anything/{tail:.*}", echo)
+    app.router.add_route("*", "/post", echo)
     v1 = "/api/v1"
     app.router.add_get(f"{v1}/assessments", assessments)
     app.router.add_get(f"{v1}/users", users)
