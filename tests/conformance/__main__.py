@@ -37,7 +37,11 @@ def credential_for(dsn: str) -> dict:
             "db_password": parts.password or "", "db_name": parts.path.lstrip("/")}
 
 
-async def with_local_fleet(directory: Path, shards: int, only: set[str] | None) -> list:
+def print_outcome(r) -> None:
+    print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail}", flush=True)
+
+
+async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None) -> list:
     work = Path(tempfile.mkdtemp(prefix="noetl-conformance-"))
     infra = Infra(work)
     supervisor = Supervisor(work / "logs")
@@ -56,7 +60,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None) 
             test_api = await start_test_api(supervisor)
             available.add("test_api")
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
-                        available=available, test_api_url=test_api)
+                        available=available, test_api_url=test_api, progress=progress)
         return await runner.run(only)
     finally:
         supervisor.stop_all()
@@ -82,12 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             {"script-files"} if os.environ.get("NOETL_CONFORMANCE_SCRIPTS_OK") else set()) | (
             {"test_api"} if test_api else set())
         runner = Runner(args.api, directory, scratch_dsn=scratch, test_api_url=test_api,
-                        pg_credential=credential_for(scratch) if scratch else None, available=available)
+                        pg_credential=credential_for(scratch) if scratch else None, available=available,
+                        progress=print_outcome)
         results = asyncio.run(runner.run(only))
     else:
-        results = asyncio.run(with_local_fleet(directory, args.shards, only))
-    for r in results:
-        print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail}")
+        results = asyncio.run(with_local_fleet(directory, args.shards, only, print_outcome))
     passed = sum(r.passed for r in results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if results and passed == len(results) else 1

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import asyncpg
@@ -46,12 +46,14 @@ def substitute(value: Any, names: dict[str, str]) -> Any:
 
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
-                 available: set[str], timeout: float = 120.0, test_api_url: str | None = None) -> None:
+                 available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
+                 progress: Callable[[Outcome], None] | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
         self.base = directory / self.index.get("base", ".")  # what `file` paths are relative to
         self.test_api_url = test_api_url
+        self.progress = progress  # told each outcome as it is known (the CLI prints it at once)
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
         self.available = available
@@ -68,6 +70,8 @@ class Runner:
                 if only and fixture["id"] not in only:
                     continue
                 results.append(await self.run_fixture(fixture))
+                if self.progress:
+                    self.progress(results[-1])
             return results
 
     async def post(self, path: str, body: dict) -> tuple[int, Any]:
@@ -100,13 +104,15 @@ class Runner:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
-            payload = substitute(fixture.get("payload") or {}, {"test_api": self.test_api_url or ""})
+            names = {"test_api": self.test_api_url or "",
+                     **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
+            payload = substitute(fixture.get("payload") or {}, names)
             status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})
             if status != 200:
                 return Outcome(fid, False, f"execute: {status} {started}")
             execution_id = started["execution_id"]
             self.executions[fid] = execution_id
-            final = await self.wait(execution_id)
+            final = await self.wait(execution_id, float(fixture.get("timeout", self.timeout)))
             sql_rows = await self.sql(fixture, execution_id) if fixture.get("sql") else None
             problems = failures(fixture, final["status"], final.get("steps") or {}, final.get("issued") or {},
                                 sql_rows)
@@ -119,8 +125,8 @@ class Runner:
         except Exception as exc:  # one broken fixture must not stop the suite
             return Outcome(fid, False, f"{type(exc).__name__}: {exc}")
 
-    async def wait(self, execution_id: str) -> dict:
-        deadline = asyncio.get_running_loop().time() + self.timeout
+    async def wait(self, execution_id: str, timeout: float) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
             async with self.http.get(f"{self.api}/api/executions/{execution_id}/status",
                                      params={"steps": "true"}) as r:
@@ -128,7 +134,7 @@ class Runner:
             if body.get("completed"):
                 return body
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"execution {execution_id} not terminal after {self.timeout:.0f}s "
+                raise TimeoutError(f"execution {execution_id} not terminal after {timeout:.0f}s "
                                    f"(status {body.get('status')})")
             await asyncio.sleep(0.1)
 

@@ -6,6 +6,8 @@ this way."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
 
 from noetl_common.tools import run_python
@@ -14,11 +16,31 @@ from .base import ToolContext, ToolError
 from .scripts import script_text
 
 
+def preload(libs: Any) -> dict[str, Any]:
+    """NoETL's `libs:` (Python engine): `{alias: module}` or `{alias: {from: module, import: name}}`
+    binds names before the code runs, so code may use `json`/`random`/`datetime` without importing
+    them. A list names pip packages for NoETL's image builder; they are this worker's dependencies
+    already (or not available), so it binds nothing."""
+    if not isinstance(libs, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for alias, spec in libs.items():
+        module, attribute = (spec.get("from"), spec.get("import")) if isinstance(spec, dict) else (spec, None)
+        try:
+            loaded = importlib.import_module(str(module or alias))
+            out[str(alias)] = getattr(loaded, str(attribute)) if attribute else loaded
+        except (ImportError, AttributeError) as exc:
+            raise ToolError(f"python tool libs.{alias}: cannot import {module or alias}"
+                            f"{'.' + str(attribute) if attribute else ''}: {exc}") from None
+    return out
+
+
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> Any:
     code = config.get("code") or (script_text("python", config["script"], ctx) if config.get("script") else None)
     if not code:
         raise ToolError("python tool needs `code` or `script`")
-    outcome = await ctx.step_threads.run(run_python, code, inputs)
+    modules = preload(config.get("libs"))
+    outcome = await ctx.step_threads.run(functools.partial(run_python, modules=modules), code, inputs)
     ctx.stdout.append(outcome.stdout)
     if not outcome.ok:
         raise ToolError(outcome.error or "python tool failed")
