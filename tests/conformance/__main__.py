@@ -57,7 +57,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         available = {"postgres", "duckdb", "script-files"}
         test_api = None
         if "test_api" in needs_of(index, only):
-            test_api = await start_test_api(supervisor)
+            test_api = await start_test_api(supervisor, str(script_root))
             available.add("test_api")
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
                         available=available, test_api_url=test_api, progress=progress)

@@ -89,7 +89,7 @@ class Runner:
         if missing:
             return Outcome(fid, False, f"needs {', '.join(sorted(missing))}, not available in this run")
         try:
-            for extra in fixture.get("register_first") or []:
+            for extra in fixture.get("register_first") or []:  # relative to `base`, like `file`
                 status, body = await self.register(extra)
                 if status != 200:
                     return Outcome(fid, False, f"register_first {extra}: {status} {body}")
@@ -115,7 +115,7 @@ class Runner:
             final = await self.wait(execution_id, float(fixture.get("timeout", self.timeout)))
             sql_rows = await self.sql(fixture, execution_id) if fixture.get("sql") else None
             problems = failures(fixture, final["status"], final.get("steps") or {}, final.get("issued") or {},
-                                sql_rows)
+                                sql_rows, final.get("error"))
             if problems:
                 detail = "; ".join(problems)
                 if final.get("error"):

@@ -179,8 +179,11 @@ async def request_counts(request: web.Request) -> web.Response:
     return web.json_response(dict(request.app[STATE].requests))
 
 
-def build_app() -> web.Application:
+def build_app(static_dir: str | None = None) -> web.Application:
+    """`static_dir`: files served under /static/ (scripts a playbook fetches over HTTP)."""
     app = web.Application(middlewares=[count_requests])
+    if static_dir:
+        app.router.add_static("/static/", static_dir)
     app[STATE] = ApiState()
     app.router.add_get("/healthz", health)
     app.router.add_get("/_requests", request_counts)

@@ -9,8 +9,9 @@ from noetl_devstack.processes import ServiceSpec, Supervisor
 NAME = "test-api"
 
 
-async def start_test_api(supervisor: Supervisor) -> str:
-    spec = ServiceSpec(name=NAME, module="tests.support.testapi", port=free_port(), ready_path="/healthz")
+async def start_test_api(supervisor: Supervisor, static_dir: str | None = None) -> str:
+    env = {"TEST_API_STATIC_DIR": static_dir} if static_dir else {}
+    spec = ServiceSpec(name=NAME, module="tests.support.testapi", port=free_port(), ready_path="/healthz", env=env)
     supervisor.spawn(spec)
     await supervisor.wait_ready(NAME)
     return spec.url

@@ -66,7 +66,7 @@ def _is_query(stmt: str) -> bool:
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    text = script_text("duckdb", config["script"], ctx) if config.get("script") and not config.get("command") \
+    text = await script_text("duckdb", config["script"], ctx) if config.get("script") and not config.get("command") \
         else sql_text(config)
     statements = split_statements(text)
     if not statements:

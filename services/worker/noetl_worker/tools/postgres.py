@@ -134,7 +134,7 @@ def _ident(name: str) -> str:
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    text = script_text("postgres", config["script"], ctx) if config.get("script") and not config.get("command") \
+    text = await script_text("postgres", config["script"], ctx) if config.get("script") and not config.get("command") \
         else sql_text(config)
     statements = split_statements(text)
     if not statements:

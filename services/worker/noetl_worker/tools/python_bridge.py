@@ -36,7 +36,7 @@ def preload(libs: Any) -> dict[str, Any]:
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> Any:
-    code = config.get("code") or (script_text("python", config["script"], ctx) if config.get("script") else None)
+    code = config.get("code") or (await script_text("python", config["script"], ctx) if config.get("script") else None)
     if not code:
         raise ToolError("python tool needs `code` or `script`")
     modules = preload(config.get("libs"))
