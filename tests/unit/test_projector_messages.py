@@ -51,7 +51,7 @@ def _row(i: int, events: list[dict], subject: str = "noetl.events.0.21") -> Mess
 
 def test_mirror_rows_are_packed_and_read_back_as_one_delivery_each():
     rows = [_row(100 + i, [{**ENVELOPE, "event_id": str(i)}]) for i in range(5)]
-    notification = Message(id=7, subject="noetl.commands.default.21", payload=msgspec.Raw(b"{}"))
+    notification = Message(id=7, subject="noetl.commands.shared.21", payload=msgspec.Raw(b"{}"))
     assert not is_mirror(notification) and all(is_mirror(r) for r in rows)
     (pack,) = packs(rows)
     assert pack.ids == [100, 101, 102, 103, 104] and pack.subject == "noetl.events.0.21"

@@ -9,10 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
+from .db.pool import PoolSaturated
+
 T = TypeVar("T")
+
+RETRY_AFTER = {"Retry-After": "2"}
+# Postgres down, restarting or unreachable (a refused or reset connection, one closed under us, a
+# server shutting down): the request may succeed when retried, so it is a 503, not a 500.
+DB_UNAVAILABLE = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("noetl.errors")
@@ -97,6 +106,15 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return error_response(ApiError(exc.status, reason, headers=None))
+    except PoolSaturated as exc:
+        log.warning("pool saturated on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError(503, "the server is busy; retry shortly", "pool_saturated",
+                                       headers=RETRY_AFTER))
+    except DB_UNAVAILABLE as exc:
+        # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
+        log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        return error_response(ApiError(503, "the database is unavailable; retry shortly", "db_unavailable",
+                                       headers=RETRY_AFTER))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal server error", "internal_error"))

@@ -10,6 +10,7 @@ from typing import Mapping
 import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings
+from noetl_common.pools import DEFAULT_POOL
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -29,15 +30,19 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     # Ask the shard to hand over the execution's next commands with each outcome answer (an
     # extension a NoETL server ignores); off, every command comes through NATS and a claim.
     eager_dispatch: bool = True
+    # Sent as a bearer token on every control-plane call: it opens decrypted credentials and a
+    # router that requires NOETL_API_TOKEN.
+    internal_token: str | None = None
 
     @property
     def durable(self) -> str:
-        return f"noetl_worker_{self.pool}"
+        """NoETL's workers' durable name, so this worker shares a pool's consumer with theirs."""
+        return f"noetl_worker_pool_{self.pool}"
 
 
 def from_env(environ: Mapping[str, str]) -> WorkerSettings:
     env = Env(environ)
-    pool = env.str("WORKER_POOL_NAME", "default")
+    pool = env.str("WORKER_POOL_NAME", DEFAULT_POOL)
     if not pool.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"WORKER_POOL_NAME must be letters, digits, '-' or '_', got {pool!r}")
     ack_wait = env.float("NOETL_WORKER_ACK_WAIT_SECONDS", 60.0)
@@ -63,4 +68,5 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
         script_root=env.str("NOETL_SCRIPT_ROOT", os.getcwd()),
         eager_dispatch=env.bool("NOETL_WORKER_EAGER_DISPATCH", True),
+        internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
     )

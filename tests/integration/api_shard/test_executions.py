@@ -239,7 +239,7 @@ async def test_eager_outcome_hands_over_the_next_command_and_a_replay_hands_over
     cid, _ = await open_command(c, eid)
     claimed = await (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).json()
     assert claimed["started"] is True  # the claim recorded command.started
-    batch = {"execution_id": eid, "worker_id": "w1", "eager": {"slots": 2, "pool": "default"},
+    batch = {"execution_id": eid, "worker_id": "w1", "eager": {"slots": 2, "pool": "shared"},
              "events": [{"event_type": "call.done", "command_id": cid, "step": "start",
                          "payload": {"result": {"double": 4}}},
                         {"event_type": "command.completed", "command_id": cid, "step": "start"}]}

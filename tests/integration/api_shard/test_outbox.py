@@ -13,7 +13,7 @@ from .conftest import INTERNAL_TOKEN
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 
-async def _enqueue(h, ids, subject="noetl.commands.default.1"):
+async def _enqueue(h, ids, subject="noetl.commands.shared.1"):
     """Through the shard's own write path (one transaction, its statement and its wake-ups)."""
     async with h.client.server.app[ORCHESTRATOR].transaction() as txn:
         for i in ids:
@@ -27,7 +27,7 @@ async def test_claim_publish_and_pending_count(shard_app):
     r = await shard_app.client.post("/api/internal/outbox/claim?limit=2", headers=AUTH)
     body = await r.json()
     assert r.status == 200 and [m["id"] for m in body["items"]] == [11, 12]
-    assert body["items"][0]["payload"] == {"n": 11} and body["items"][0]["subject"] == "noetl.commands.default.1"
+    assert body["items"][0]["payload"] == {"n": 11} and body["items"][0]["subject"] == "noetl.commands.shared.1"
     r = await shard_app.client.post("/api/internal/outbox/mark-published", json={"ids": [11, 12]}, headers=AUTH)
     assert (await r.json())["marked"] == 2
     r = await shard_app.client.post("/api/internal/outbox/claim?limit=10", headers=AUTH)

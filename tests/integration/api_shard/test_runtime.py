@@ -89,3 +89,18 @@ async def test_malformed_pool_json(shard_app):
                                        headers={"Content-Type": "application/json"})
     assert resp.status == 400 and "malformed JSON" in (await resp.json())["error"]
     assert await shard_app.count("runtime") == 0
+
+
+async def test_a_rust_worker_registers_with_a_runtime_object(shard_app):
+    c = shard_app.client
+    body = {"name": "rust-1", "component_type": "worker_pool", "status": "ready", "hostname": "h",
+            "runtime": {"kind": "rust", "worker_public_key": "cHVibGlj"}, "labels": {"pool_name": "shared"}}
+    r = await c.post("/api/worker/pool/register", json=body)
+    assert r.status == 200, await r.text()
+    assert (await r.json())["runtime"] == "rust"
+    listed = await (await c.get("/api/worker/pools", params={"runtime": "rust"})).json()
+    assert [p["name"] for p in listed["items"]] == ["rust-1"]
+    stored = await shard_app.cluster.fetchval("SELECT runtime FROM noetl.runtime WHERE name = 'rust-1'")
+    assert stored["worker_public_key"] == "cHVibGlj"
+    r = await c.post("/api/worker/pool/register", json={**body, "runtime": {"worker_public_key": "x"}})
+    assert r.status == 400 and "runtime" in (await r.json())["error"]

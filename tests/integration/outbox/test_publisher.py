@@ -43,7 +43,7 @@ async def enqueue(server, ids, execution_id):
     async with server.app[ORCHESTRATOR].transaction() as txn:
         for i in ids:
             txn.uow.notify(OutboxRow(id=i, execution_id=execution_id, event_id=i,
-                                     subject=f"noetl.commands.default.{execution_id}", payload={"event_id": i}))
+                                     subject=f"noetl.commands.shared.{execution_id}", payload={"event_id": i}))
 
 
 def start_publisher(shard_url: str, nats_url: str) -> subprocess.Popen:
@@ -59,7 +59,7 @@ async def collect(nats_url: str, execution_id: int, want: int, timeout: float = 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
-    sub = await js.pull_subscribe(f"noetl.commands.default.{execution_id}", durable=f"t{uuid.uuid4().hex[:8]}",
+    sub = await js.pull_subscribe(f"noetl.commands.shared.{execution_id}", durable=f"t{uuid.uuid4().hex[:8]}",
                                   stream="NOETL_COMMANDS")
     seen: list[int] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -99,7 +99,7 @@ async def test_publishes_marks_and_never_doubles_after_a_crash(shard, nats_url):
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
-    await js.publish(f"noetl.commands.default.{execution_id}", b"{}", headers={"Nats-Msg-Id": "1"})
+    await js.publish(f"noetl.commands.shared.{execution_id}", b"{}", headers={"Nats-Msg-Id": "1"})
     await nc.close()
     assert [m.id for m in await store.claim(pool, limit=1)] == [1]
 

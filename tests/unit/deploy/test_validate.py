@@ -61,7 +61,7 @@ def test_bogus_fields_are_rejected_with_their_paths(values):
     ("ScaledObject", "outbox-publisher", lambda s: s["triggers"][0].update(authRef={}), ".spec.triggers[0].authRef"),
     ("ScaledObject", "outbox-publisher", lambda s: s["triggers"][0]["metadata"].update(valueLocaton="total"),
      "metadata.valueLocaton"),
-    ("ScaledObject", "worker-default", lambda s: s.update(maxReplicas=3), ".spec.maxReplicas"),
+    ("ScaledObject", "worker-shared", lambda s: s.update(maxReplicas=3), ".spec.maxReplicas"),
     ("TriggerAuthentication", "noetl-internal-bearer", lambda s: s["secretTargetRef"][0].update(secret="x"),
      ".spec.secretTargetRef[0].secret"),
     ("ServiceMonitor", "api-shard", lambda s: s["endpoints"][0].update(scrapeInterval="5s"),

@@ -23,6 +23,7 @@ class ExecuteRequest(msgspec.Struct, kw_only=True):
     workload: dict[str, Any] | None = None
     parent_execution_id: Id | None = None
     parent_command_id: Id | None = None
+    execution_pool: str | None = None   # the worker pool to run in (NoETL's pool routing)
 
 
 class ExecuteResponse(msgspec.Struct, kw_only=True):

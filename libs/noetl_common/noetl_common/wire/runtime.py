@@ -8,9 +8,17 @@ from typing import Any
 import msgspec
 
 
+class RuntimeSpec(msgspec.Struct):
+    """The Rust worker's `runtime`: `{kind: "rust", worker_public_key: <X25519, base64>}`."""
+
+    kind: str | None = None
+    worker_public_key: str | None = None
+
+
 class PoolRegister(msgspec.Struct):
     name: str | None = None
-    runtime: str | None = None          # "python", "rust", ...
+    runtime: str | RuntimeSpec | None = None  # "python" (Python worker) or an object (Rust worker)
+    component_type: str | None = None         # "worker_pool" (Rust worker)
     status: str = "ready"
     capacity: int | None = None
     labels: dict[str, Any] | None = None

@@ -26,17 +26,18 @@ class Loaded:
     """A locked execution, as the engine sees it, for the length of one transaction."""
 
     __slots__ = ("execution_id", "catalog_id", "status", "path", "parent_execution_id", "parent_command_id",
-                 "state", "data", "version", "changed")
+                 "execution_pool", "state", "data", "version", "changed")
 
     def __init__(self, *, execution_id: int, catalog_id: int, status: str, path: str,
                  parent_execution_id: int | None, parent_command_id: int | None, state: State,
-                 data: ExecutionData, version: int) -> None:
+                 data: ExecutionData, version: int, execution_pool: str | None = None) -> None:
         self.execution_id = execution_id
         self.catalog_id = catalog_id
         self.status = status
         self.path = path
         self.parent_execution_id = parent_execution_id
         self.parent_command_id = parent_command_id
+        self.execution_pool = execution_pool  # the pool the execute request named, if any
         self.state = state
         self.data = data
         self.version = version
@@ -47,7 +48,7 @@ class Loaded:
         return cls(execution_id=row["execution_id"], catalog_id=row["catalog_id"], status=row["status"],
                    path=row["path"], parent_execution_id=row["parent_execution_id"],
                    parent_command_id=row["parent_command_id"], state=state, data=data,
-                   version=row["state_version"])
+                   version=row["state_version"], execution_pool=row["execution_pool"])
 
 
 class _Hold:

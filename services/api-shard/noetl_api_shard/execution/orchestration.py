@@ -25,6 +25,7 @@ import msgspec
 
 from noetl_common.errors import ApiError
 from noetl_common.ids import timestamp_ms
+from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
 
 from ..state import ShardServices
 from ..store import catalog as catalog_store
@@ -43,7 +44,6 @@ from .wakeups import Wakeups
 
 log = logging.getLogger("noetl.api_shard.orchestration")
 
-DEFAULT_POOL = "default"
 # How many workers may take one command over after the previous holder vanished (lease expired)
 # before the step fails. Tool-level retries are separate: the engine issues a new command each.
 TAKEOVER_ATTEMPTS = 3
@@ -204,7 +204,7 @@ class Orchestrator:
     # --- start --------------------------------------------------------------------------------
     async def start(self, txn: Txn, *, catalog_id: int, workload: dict[str, Any],
                     parent_execution_id: int | None = None, parent_command_id: int | None = None,
-                    requested_by: str | None = None) -> tuple[int, Outcome]:
+                    requested_by: str | None = None, execution_pool: str | None = None) -> tuple[int, Outcome]:
         playbook, row = await self.playbook(catalog_id)
         declared = row["payload"].get("workload") if isinstance(row["payload"], dict) else None
         merged = {**(declared if isinstance(declared, dict) else {}), **workload}
@@ -216,7 +216,7 @@ class Orchestrator:
                                         catalog_id=catalog_id, now_ms=engine_time(execution_id), mint=mint, data=data)
         ex = Loaded(execution_id=execution_id, catalog_id=catalog_id, status="RUNNING", path=row["path"],
                     parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
-                    state=state, data=data, version=0)
+                    state=state, data=data, version=0, execution_pool=execution_pool)
         ex.changed = True
         txn.loaded[execution_id] = ex
         txn.held.add(execution_id)
@@ -224,7 +224,7 @@ class Orchestrator:
         txn.uow.new_execution(ExecutionWrite(
             execution_id=execution_id, catalog_id=catalog_id, path=row["path"], version=row["version"],
             workload=merged, parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
-            requested_by=requested_by))
+            requested_by=requested_by, execution_pool=execution_pool))
         txn.uow.append(NewEvent(event_id=init_event_id, execution_id=execution_id,
                                 event_type="playbook.initialized", node_name=row["path"], node_type="playbook",
                                 status="RUNNING", catalog_id=catalog_id, parent_execution_id=parent_execution_id,
@@ -291,8 +291,10 @@ class Orchestrator:
         return outcome
 
     def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
-        pool = getattr(d, "pool", None) or DEFAULT_POOL
-        context = {"tool_config": d.tool_config, "input": d.input,
+        pool = getattr(d, "pool", None) or resolve_pool(ex.execution_pool, ex.path)
+        # What NoETL's workers read: the Python worker `input` and `spec`, the Rust worker `args`.
+        context = {"tool_config": d.tool_config, "input": d.input, "args": d.input,
+                   "spec": (d.tool_config or {}).get("spec") or {},
                    "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
                    "render_context": d.context, "iteration": d.iteration, "item": d.item,
                    "attempt": d.attempt, "max_attempts": d.max_attempts}
@@ -316,8 +318,9 @@ class Orchestrator:
 
     def notification(self, *, command_id: int, execution_id: int, step: str, pool: str | None,
                      redelivery: bool = False) -> OutboxRow:
-        """The announcement of a command on noetl.commands.<pool>.<execution_id>."""
+        """The announcement of a command on its pool's subject (noetl_common.pools)."""
         pool = pool or DEFAULT_POOL
+        settings = self.svc.settings
         note: dict[str, Any] = {"execution_id": execution_id, "event_id": command_id, "command_id": str(command_id),
                                 "step": step, "execution_pool": pool}
         if self.public_url:
@@ -325,7 +328,9 @@ class Orchestrator:
         if redelivery:
             note["redelivery"] = True
         return OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
-                         subject=f"noetl.commands.{pool}.{execution_id}", payload=note)
+                         subject=command_subject(pool, execution_id, shard_route=settings.shard_subject_route,
+                                                 shard_count=settings.command_shard_count),
+                         payload=note)
 
     async def start_child(self, txn: Txn, ex: Loaded, d: Any) -> None:
         """`kind: playbook` steps: the child lives on this shard (ids minted here are owned here)."""
@@ -351,7 +356,8 @@ class Orchestrator:
             txn.queue.append(FollowUp(ex.execution_id, engine.command_failed(d.command_id, reason), failed.event_id))
             return
         await self.start(txn, catalog_id=child_row["catalog_id"], workload=d.workload or {},
-                         parent_execution_id=ex.execution_id, parent_command_id=d.command_id)
+                         parent_execution_id=ex.execution_id, parent_command_id=d.command_id,
+                         execution_pool=ex.execution_pool)  # a child runs where its parent does
 
     async def finish(self, txn: Txn, ex: Loaded, status: str, result: Any, error: str | None,
                      parent_event_id: int | None, step_results: dict[str, Any] | None = None) -> None:

@@ -14,6 +14,7 @@ from noetl_common.wire.runtime import (
     PoolList,
     PoolRegister,
     PoolRegistered,
+    RuntimeSpec,
 )
 
 from ..state import ShardServices, services
@@ -35,11 +36,14 @@ async def _upsert(svc: ShardServices, body: PoolRegister) -> tuple[asyncpg.Recor
     name = (body.name or "").strip()
     if not name:
         raise bad_request("name is required")
-    if not (body.runtime or "").strip():
-        raise bad_request("runtime is required (e.g. \"python\")")
+    spec = body.runtime if isinstance(body.runtime, RuntimeSpec) else RuntimeSpec(kind=body.runtime)
+    kind = (spec.kind or "").strip()
+    if not kind:
+        raise bad_request('runtime is required: a name ("python") or an object with a kind ({"kind": "rust"})')
     if body.capacity is not None and body.capacity < 0:
         raise bad_request(f"capacity must be >= 0, got {body.capacity}")
-    runtime = {"type": body.runtime.strip(), "pid": body.pid, "hostname": body.hostname, "meta": body.meta}
+    runtime = {"type": kind, "pid": body.pid, "hostname": body.hostname, "meta": body.meta,
+               "worker_public_key": spec.worker_public_key}
     return await store.register(
         svc.cluster_pool, new_id=svc.new_cluster_id(), name=name, status=body.status, uri=body.uri,
         labels=body.labels, capabilities=body.capabilities, capacity=body.capacity, runtime=runtime)

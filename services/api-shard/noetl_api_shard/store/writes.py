@@ -78,6 +78,7 @@ class ExecutionWrite(msgspec.Struct, kw_only=True):
     parent_execution_id: int | None = None
     parent_command_id: int | None = None
     requested_by: str | None = None
+    execution_pool: str | None = None
 
 
 class StepResultRow(msgspec.Struct):
@@ -126,15 +127,16 @@ _CTES: dict[str, str] = {
     "new_exec": f"""
 new_exec AS (
     INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, parent_execution_id,
-        parent_command_id, workload, requested_by, state, state_version, state_event_id, result, error,
-        last_event_id, last_event_type, last_step, started_at, ended_at)
+        parent_command_id, workload, requested_by, execution_pool, state, state_version, state_event_id, result,
+        error, last_event_id, last_event_type, last_step, started_at, ended_at)
     SELECT x.id, n.catalog_id, n.path, n.version, coalesce(x.status, 'RUNNING'), n.parent_execution_id,
-           n.parent_command_id, coalesce(n.workload, '{{{{}}}}'::jsonb), n.requested_by, x.state,
+           n.parent_command_id, coalesce(n.workload, '{{{{}}}}'::jsonb), n.requested_by, n.execution_pool, x.state,
            coalesce(x.state_version, 0), x.last_event_id, x.result, x.error, x.last_event_id,
            x.last_event_type, x.last_step, now(), CASE WHEN x.status IN {_TERMINAL} THEN now() END
     FROM {_EXEC_ROWS}
     JOIN json_to_recordset({{9}}::json) AS n(execution_id bigint, catalog_id bigint, path text, version int,
-        parent_execution_id bigint, parent_command_id bigint, workload jsonb, requested_by text)
+        parent_execution_id bigint, parent_command_id bigint, workload jsonb, requested_by text,
+        execution_pool text)
       ON n.execution_id = x.id
 )""",
     "upd_exec": f"""
@@ -286,11 +288,12 @@ class _NewExecution(msgspec.Struct):
     parent_command_id: int | None
     workload: dict[str, Any] | None
     requested_by: str | None
+    execution_pool: str | None
 
 
 def _new_execution_facts(rows: list[ExecutionWrite]) -> list[_NewExecution]:
     return [_NewExecution(r.execution_id, r.catalog_id, r.path, r.version, r.parent_execution_id,
-                          r.parent_command_id, r.workload, r.requested_by) for r in rows]
+                          r.parent_command_id, r.workload, r.requested_by, r.execution_pool) for r in rows]
 
 
 def _touched_commands(ws: WriteSet) -> list[int]:

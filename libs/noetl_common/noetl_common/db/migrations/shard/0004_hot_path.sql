@@ -3,6 +3,9 @@
 -- Bumped on every state write: the shard's in-memory copy of an execution's results and loop data
 -- is valid only while its version matches the row's.
 ALTER TABLE noetl.execution ADD COLUMN IF NOT EXISTS state_version bigint NOT NULL DEFAULT 0;
+-- The worker pool the execute request named (NoETL's `execution_pool`); commands of the execution
+-- go there, before any rule by path.
+ALTER TABLE noetl.execution ADD COLUMN IF NOT EXISTS execution_pool text;
 
 -- Step results and loop data live in rows of their own, appended as they happen, so the engine
 -- state written on every event stays small however long the history.
