@@ -38,7 +38,7 @@ def credential_for(dsn: str) -> dict:
 
 
 def print_outcome(r) -> None:
-    print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail}", flush=True)
+    print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail} ({r.seconds:.1f}s)", flush=True)
 
 
 async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None) -> list:

@@ -20,6 +20,7 @@ class Outcome(msgspec.Struct):
     passed: bool
     detail: str
     execution_id: str | None = None
+    seconds: float = 0.0  # wall time of the fixture (registration to checks)
 
 
 def load_index(directory: Path) -> dict[str, Any]:
@@ -69,7 +70,10 @@ class Runner:
             for fixture in self.index["fixtures"]:
                 if only and fixture["id"] not in only:
                     continue
-                results.append(await self.run_fixture(fixture))
+                began = asyncio.get_running_loop().time()
+                outcome = await self.run_fixture(fixture)
+                outcome.seconds = asyncio.get_running_loop().time() - began
+                results.append(outcome)
                 if self.progress:
                     self.progress(results[-1])
             return results

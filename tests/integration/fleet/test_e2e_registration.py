@@ -10,6 +10,7 @@ from pathlib import Path
 from .conftest import LiveFleet
 
 E2E = Path(__file__).resolve().parents[4] / "shared" / "e2e" / "fixtures" / "playbooks"
+E2E_PLAYBOOKS = 155  # the snapshot's playbook files (every *.yaml under fixtures/playbooks)
 
 # file -> a fragment of the 422 message. Each is a real defect of the playbook, not a shape we lack.
 EXPECTED_REFUSALS = {
@@ -22,7 +23,7 @@ EXPECTED_REFUSALS = {
 
 async def test_every_e2e_playbook_registers_or_is_refused_for_a_real_defect(live_fleet: LiveFleet, http):
     files = sorted(E2E.rglob("*.yaml"))
-    assert len(files) >= 150, f"the e2e snapshot is missing ({E2E})"
+    assert len(files) == E2E_PLAYBOOKS, f"the e2e snapshot ({E2E}) has {len(files)} playbooks, not {E2E_PLAYBOOKS}"
     registered, refused, server_errors = [], {}, {}
     for path in files:
         name = str(path.relative_to(E2E))
@@ -35,6 +36,11 @@ async def test_every_e2e_playbook_registers_or_is_refused_for_a_real_defect(live
             refused[name] = f"{r.status} {answer.get('error') if isinstance(answer, dict) else answer}"
         else:
             server_errors[name] = f"{r.status} {answer}"
+    # The report: what registered, and each refusal with its reason (pytest -s shows it).
+    print(f"\n{len(registered)} of {len(files)} e2e playbooks registered, {len(refused)} refused, "
+          f"{len(server_errors)} server errors")
+    for name, reason in sorted(refused.items()):
+        print(f"  refused {name}: {reason}")
     assert not server_errors, server_errors
     assert set(refused) == set(EXPECTED_REFUSALS), refused
     for name, fragment in EXPECTED_REFUSALS.items():
