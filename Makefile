@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload chaos soak clean image \
+.PHONY: install run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload chaos soak clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -65,6 +65,15 @@ infra-down: install
 ## Run a conformance directory (index.json format) through a fleet it starts, or NOETL_API_URL.
 conformance: install
 	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS)
+
+## Run the tier-2 conformance index (e2e playbooks against the local test API) through a fleet it starts.
+conformance-tier2: install
+	$(PY) -m tests.conformance tests/conformance/tier2 --shards $(SHARDS)
+
+## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.
+TEST_API_PORT ?= 5555
+test-api: install
+	NOETL_HTTP_PORT=$(TEST_API_PORT) $(PY) -m tests.support.testapi
 
 bench: install
 	$(PY) -m bench

@@ -1,9 +1,10 @@
 """python -m tests.conformance DIR [--api URL] [--shards N] [--only id,...]
 
 Without --api (or NOETL_API_URL) it starts a local fleet (embedded Postgres + NATS, shards,
-router, publisher, projector, workers) in a temporary directory, runs every fixture through the
-router and stops the fleet afterwards. Prints one line per fixture and a last line
-`N passed, M failed`; exits non-zero on any failure.
+router, publisher, projector, workers) in a temporary directory, and the local test API when a
+fixture needs it (`needs: ["test_api"]`), runs every fixture through the router and stops them
+afterwards. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
+line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
-from .runner import Runner
+from tests.support.testapi.process import start_test_api
+
+from .runner import Runner, load_index, needs_of
 
 SCRATCH_DB = "noetl_conformance_scratch"
 
@@ -35,19 +38,30 @@ def credential_for(dsn: str) -> dict:
             "db_password": parts.password or "", "db_name": parts.path.lstrip("/")}
 
 
-async def with_local_fleet(directory: Path, shards: int, only: set[str] | None) -> list:
+def print_outcome(r) -> None:
+    print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail} ({r.seconds:.1f}s)", flush=True)
+
+
+async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None) -> list:
     work = Path(tempfile.mkdtemp(prefix="noetl-conformance-"))
     infra = Infra(work)
     supervisor = Supervisor(work / "logs")
     try:
+        index = load_index(directory)
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
+        script_root = (directory / index.get("script_root", ".")).resolve()
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=2, extra_env={"NOETL_SCRIPT_ROOT": str(directory)}))
+                                        workers=2, extra_env={"NOETL_SCRIPT_ROOT": str(script_root)}))
         await start_fleet(supervisor, specs)
+        available = {"postgres", "duckdb", "script-files"}
+        test_api = None
+        if "test_api" in needs_of(index, only):
+            test_api = await start_test_api(supervisor, str(script_root))
+            available.add("test_api")
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
-                        available={"postgres", "duckdb", "script-files"})
+                        available=available, test_api_url=test_api, progress=progress)
         return await runner.run(only)
     finally:
         supervisor.stop_all()
@@ -68,15 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(",")) if args.only else None
     if args.api:
         scratch = os.environ.get("NOETL_CONFORMANCE_PG_DSN")
+        test_api = os.environ.get("NOETL_TEST_API_URL")  # e.g. `make test-api` running elsewhere
         available = {"duckdb"} | ({"postgres"} if scratch else set()) | (
-            {"script-files"} if os.environ.get("NOETL_CONFORMANCE_SCRIPTS_OK") else set())
-        runner = Runner(args.api, directory, scratch_dsn=scratch,
-                        pg_credential=credential_for(scratch) if scratch else None, available=available)
+            {"script-files"} if os.environ.get("NOETL_CONFORMANCE_SCRIPTS_OK") else set()) | (
+            {"test_api"} if test_api else set())
+        runner = Runner(args.api, directory, scratch_dsn=scratch, test_api_url=test_api,
+                        pg_credential=credential_for(scratch) if scratch else None, available=available,
+                        progress=print_outcome)
         results = asyncio.run(runner.run(only))
     else:
-        results = asyncio.run(with_local_fleet(directory, args.shards, only))
-    for r in results:
-        print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail}")
+        results = asyncio.run(with_local_fleet(directory, args.shards, only, print_outcome))
     passed = sum(r.passed for r in results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if results and passed == len(results) else 1

@@ -16,10 +16,12 @@ def subset(expected: Any, actual: Any) -> bool:
 
 
 def failures(fixture: dict[str, Any], status: str, steps: dict[str, Any], issued: dict[str, int],
-             sql_rows: list[list[dict[str, Any]]] | None = None) -> list[str]:
+             sql_rows: list[list[dict[str, Any]]] | None = None, error: Any = None) -> list[str]:
     problems = []
     if status != fixture["status"]:
         problems.append(f"status {status}, expected {fixture['status']}")
+    if fixture.get("error") and fixture["error"] not in str(error or ""):
+        problems.append(f"error {str(error)[:200]!r} does not contain {fixture['error']!r}")
     for step, expected in (fixture.get("steps") or {}).items():
         if not subset(expected, steps.get(step)):
             problems.append(f"step {step}: {str(steps.get(step))[:200]} does not match {expected}")

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import asyncpg
@@ -20,14 +20,41 @@ class Outcome(msgspec.Struct):
     passed: bool
     detail: str
     execution_id: str | None = None
+    seconds: float = 0.0  # wall time of the fixture (registration to checks)
+
+
+def load_index(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "index.json").read_text())
+
+
+def needs_of(index: dict[str, Any], only: set[str] | None = None) -> set[str]:
+    """Everything the (selected) fixtures need, so a run starts only what is used."""
+    return {need for f in index["fixtures"] if not only or f["id"] in only for need in f.get("needs") or []}
+
+
+def substitute(value: Any, names: dict[str, str]) -> Any:
+    """`{test_api}` (and any other name given) inside payload strings -> its value this run."""
+    if isinstance(value, str):
+        for name, replacement in names.items():
+            value = value.replace("{" + name + "}", replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, names) for v in value]
+    return value
 
 
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
-                 available: set[str], timeout: float = 120.0) -> None:
+                 available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
+                 progress: Callable[[Outcome], None] | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
-        self.index = json.loads((directory / "index.json").read_text())
+        self.index = load_index(directory)
+        self.base = directory / self.index.get("base", ".")  # what `file` paths are relative to
+        self.test_api_url = test_api_url
+        self.progress = progress  # told each outcome as it is known (the CLI prints it at once)
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
         self.available = available
@@ -37,13 +64,18 @@ class Runner:
     async def run(self, only: set[str] | None = None) -> list[Outcome]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as self.http:
             if self.pg_credential:
-                for name in ("pg_local", "pg_k8s"):
+                for name in ("pg_local", "pg_k8s", *self.index.get("postgres_credentials", [])):
                     await self.post("/api/credentials", {"name": name, "type": "postgres", "data": self.pg_credential})
             results = []
             for fixture in self.index["fixtures"]:
                 if only and fixture["id"] not in only:
                     continue
-                results.append(await self.run_fixture(fixture))
+                began = asyncio.get_running_loop().time()
+                outcome = await self.run_fixture(fixture)
+                outcome.seconds = asyncio.get_running_loop().time() - began
+                results.append(outcome)
+                if self.progress:
+                    self.progress(results[-1])
             return results
 
     async def post(self, path: str, body: dict) -> tuple[int, Any]:
@@ -51,7 +83,7 @@ class Runner:
             return r.status, await r.json(content_type=None)
 
     async def register(self, relative: str) -> tuple[int, Any]:
-        content = (self.dir / relative).read_bytes()
+        content = (self.base / relative).read_bytes()
         return await self.post("/api/catalog/register", {"content": base64.b64encode(content).decode(),
                                                          "resource_type": "Playbook"})
 
@@ -61,7 +93,7 @@ class Runner:
         if missing:
             return Outcome(fid, False, f"needs {', '.join(sorted(missing))}, not available in this run")
         try:
-            for extra in fixture.get("register_first") or []:
+            for extra in fixture.get("register_first") or []:  # relative to `base`, like `file`
                 status, body = await self.register(extra)
                 if status != 200:
                     return Outcome(fid, False, f"register_first {extra}: {status} {body}")
@@ -76,16 +108,18 @@ class Runner:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
-            status, started = await self.post("/api/execute", {"path": body["path"],
-                                                               "workload": fixture.get("payload") or {}})
+            names = {"test_api": self.test_api_url or "",
+                     **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
+            payload = substitute(fixture.get("payload") or {}, names)
+            status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})
             if status != 200:
                 return Outcome(fid, False, f"execute: {status} {started}")
             execution_id = started["execution_id"]
             self.executions[fid] = execution_id
-            final = await self.wait(execution_id)
+            final = await self.wait(execution_id, float(fixture.get("timeout", self.timeout)))
             sql_rows = await self.sql(fixture, execution_id) if fixture.get("sql") else None
             problems = failures(fixture, final["status"], final.get("steps") or {}, final.get("issued") or {},
-                                sql_rows)
+                                sql_rows, final.get("error"))
             problems += await self.replay_problems(execution_id)
             if problems:
                 detail = "; ".join(problems)
@@ -107,8 +141,8 @@ class Runner:
             return []
         return [f"replay does not match the stored state and data: {body}"]
 
-    async def wait(self, execution_id: str) -> dict:
-        deadline = asyncio.get_running_loop().time() + self.timeout
+    async def wait(self, execution_id: str, timeout: float) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
         while True:
             async with self.http.get(f"{self.api}/api/executions/{execution_id}/status",
                                      params={"steps": "true"}) as r:
@@ -116,7 +150,7 @@ class Runner:
             if body.get("completed"):
                 return body
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"execution {execution_id} not terminal after {self.timeout:.0f}s "
+                raise TimeoutError(f"execution {execution_id} not terminal after {timeout:.0f}s "
                                    f"(status {body.get('status')})")
             await asyncio.sleep(0.1)
 

@@ -71,11 +71,17 @@ async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) ->
         if runner is None:
             return ToolResult(ok=False, error=f"this worker has no runner for tool kind {kind!r}")
         try:
-            return ToolResult(ok=True, result=await runner(config, inputs, ctx))
+            result = await runner(config, inputs, ctx)
         except ToolError as exc:
-            return ToolResult(ok=False, error=str(exc))
+            details = exc.details
+            http = {"status": details["status"], "headers": details.get("headers") or {}} if "status" in details else None
+            return ToolResult(ok=False, error=str(exc), error_info=details, http=http)
         except Exception as exc:  # a runner bug is still this task's failure, not the worker's
             return ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        if isinstance(result, dict) and kind == "http":
+            return ToolResult(ok=True, result=result, http={"status": result.get("status_code"),
+                                                             "headers": result.get("headers") or {}})
+        return ToolResult(ok=True, result=result)
 
     outcome = await run_pipeline(work.tasks or [], work.variables, run_task)
     if not outcome.ok:

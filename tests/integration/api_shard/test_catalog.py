@@ -91,7 +91,9 @@ BAD_DOCUMENTS = [
     ("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x\n", "invalid YAML"),
     ("workflow:\n  - step: start\n   tool: oops\n", "invalid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
-    (playbook("bad/no_start").replace("step: start", "step: begin"), "workflow has no 'start' step"),
+    # No step named `start` is NoETL's "first step is the entry" (registers); an entry_step naming no step does not.
+    (playbook("bad/no_entry").replace("workflow:", "executor: {spec: {entry_step: begin}}\nworkflow:"),
+     "executor.spec.entry_step 'begin' is not a step of this playbook"),
     (playbook("bad/target", extra_steps="    next: {arcs: [{step: nowhere}]}\n"),
      "step 'start': next.arcs[0].step 'nowhere' is not a step of this playbook"),
     (playbook("bad/api").replace("noetl.io/v2", "noetl.io/v1"), "apiVersion must be 'noetl.io/v2'"),
@@ -217,10 +219,10 @@ async def test_ui_schema_with_a_slashed_path(shard_app):
 
 
 async def test_validation_error_names_the_path(shard_app):
-    resp = await register(shard_app.client, playbook("bad/named").replace("step: start", "step: begin"))
+    resp = await register(shard_app.client, playbook("bad/named", extra_steps="    next: {arcs: [{step: nowhere}]}\n"))
     body = await resp.json()
     assert body["error"] == ("register_resource: 'bad/named' is not a valid playbook: "
-                             "workflow has no 'start' step")
+                             "step 'start': next.arcs[0].step 'nowhere' is not a step of this playbook")
 
 
 async def test_large_playbook_under_the_limit_registers(shard_app):
@@ -228,6 +230,6 @@ async def test_large_playbook_under_the_limit_registers(shard_app):
     assert len(big) < shard_app.settings.http.max_body_bytes
     resp = await register(shard_app.client, big)
     assert resp.status == 200, await resp.text()
-    bad = await register(shard_app.client, big.replace("step: start", "step: begin"))
+    bad = await register(shard_app.client, big.replace("apiVersion: noetl.io/v2", "apiVersion: noetl.io/v1"))
     assert bad.status == 422
     assert await shard_app.count("catalog") == 1

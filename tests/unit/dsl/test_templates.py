@@ -42,7 +42,8 @@ def test_step_accessors_data_and_python_era_command_0():
     from noetl_common.dsl.scopes import with_data
 
     sql = {"columns": ["n"], "rows": [{"n": 1}], "row_count": 1}
-    assert with_data(sql)["data"] is sql and with_data(sql)["command_0"] is sql
+    assert with_data(sql)["command_0"] is sql
+    assert with_data(sql)["data"] == {**sql, "command_0": sql}  # `{{ step.data.command_0.rows }}` too
     assert with_data({"affected_rows": 3})["command_0"] == {"affected_rows": 3}
     assert "command_0" not in with_data({"a": 1}) and with_data({"a": 1})["data"] == {"a": 1}
     assert with_data({"data": 2}) == {"data": 2} and with_data([1]) == [1]

@@ -19,6 +19,7 @@ class Loop(msgspec.Struct, frozen=True):
     iterator: str = "item"
     mode: str = "sequential"  # sequential | parallel | cursor
     max_in_flight: int = 0    # 0 = no cap; cursor mode: rows of one frame run at once
+    max_in_flight_expr: str | None = None  # a template for the cap, rendered when the loop starts
     cursor: dict[str, Any] | None = None  # cursor mode: {kind, auth, claim, ...}, the claim tool
     frame_rows: int = 1       # cursor mode: rows claimed per frame (`__frame_max_rows`)
 
@@ -46,3 +47,4 @@ class Playbook(msgspec.Struct, frozen=True):
     order: tuple[str, ...]
     predecessors: dict[str, tuple[str, ...]]  # forward arcs only (loop back-edges excluded)
     warnings: tuple[str, ...] = ()
+    entry: str = "start"      # the step an execution starts with (parser._entry)

@@ -1,25 +1,23 @@
-"""YAML (or a mapping) -> Playbook, with errors that name the step and the field."""
+"""YAML (or a mapping) -> Playbook, with errors that name the step and the field.
+
+Every input either parses or raises PlaybookError (a property test feeds it arbitrary
+structures): the catalog turns that into a 422, so no document can make registration a 500."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import msgspec
 import yaml
 
-from .model import Arc, Loop, Playbook, Step
+from .arcs import parse_arcs
+from .errors import PlaybookError, integer, is_template, mapping, type_name
+from .loops import parse_loop
+from .model import Arc, Playbook, Step
+from .tools import KNOWN_KINDS, REQUIRED_FIELDS, normalise, policy_rules
 
-KNOWN_KINDS = {"python", "http", "postgres", "duckdb", "playbook", "workbook", "noop", "shell", "snowflake",
-               "ducklake", "nats", "container", "artifact", "transfer", "subscription", "script", "agent",
-               "iterator", "secrets", "gcs", "mcp", "task_sequence"}
-# Kinds whose config must carry the statement/code to run (checked at registration).
-REQUIRED_FIELDS = {"postgres": ("command", "query", "sql"), "duckdb": ("command", "query", "sql"),
-                   "python": ("code", "script"), "http": ("url", "endpoint")}
-TOOL_META = {"kind", "name", "input", "args", "spec", "set", "desc"}
-
-
-class PlaybookError(ValueError):
-    """The playbook is not runnable; the message says where and why."""
+__all__ = ["KNOWN_KINDS", "REQUIRED_FIELDS", "PlaybookError", "ensure_end_step", "parse_playbook"]
 
 
 def _load(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +25,7 @@ def _load(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         return source
     try:
         doc = yaml.safe_load(source)
-    except yaml.YAMLError as exc:
+    except Exception as exc:  # YAMLError, and the constructors' ValueError/RecursionError on odd scalars
         raise PlaybookError(f"invalid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise PlaybookError("a playbook must be a YAML mapping")
@@ -46,134 +44,6 @@ def ensure_end_step(doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return out, True
 
 
-def _arcs(step: str, raw: Any) -> tuple[tuple[Arc, ...], bool]:
-    """All `next` shapes -> (arcs, inclusive)."""
-    if raw is None:
-        return (), False
-    if isinstance(raw, str):
-        return (Arc(step=raw),), False
-    inclusive = False
-    items: Any = raw
-    if isinstance(raw, dict):
-        spec = raw.get("spec") or {}
-        inclusive = str(spec.get("mode") or spec.get("next_mode") or "exclusive").lower() == "inclusive"
-        items = raw.get("arcs", [])
-    elif isinstance(raw, list) and all(isinstance(i, str) for i in raw):
-        return tuple(Arc(step=i) for i in raw), True  # `next: [a, b]`: every target fires
-    if not isinstance(items, list):
-        raise PlaybookError(f"step '{step}': next.arcs must be a list")
-    if any(isinstance(i, dict) and ("then" in i or "else" in i) for i in items):
-        return _when_then_else(step, items), True
-    arcs = []
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            arcs.append(Arc(step=item))
-            continue
-        if not isinstance(item, dict) or not isinstance(item.get("step"), str):
-            raise PlaybookError(f"step '{step}': next.arcs[{i}].step is required")
-        arcs.append(Arc(step=item["step"], when=item.get("when"), set=dict(item.get("set") or item.get("args") or {})))
-    return tuple(arcs), inclusive
-
-
-def _when_then_else(step: str, items: list[Any]) -> tuple[Arc, ...]:
-    """The older `next: [{when, then: [...]}, ..., {else: [...]}]`: the first true `when` fires all
-    its `then` targets, none true fires `else`. Written as inclusive arcs whose conditions exclude
-    the earlier branches, so one branch fires, with every target in it."""
-    arcs: list[Arc] = []
-    earlier: list[str] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not ("then" in item or "else" in item):
-            raise PlaybookError(f"step '{step}': next[{i}] mixes `when/then/else` with other arc shapes; "
-                                "use one form")
-        if "then" in item:
-            cond = _expression(step, i, item.get("when", True))
-            when = " and ".join([f"({cond})", *(f"not ({e})" for e in earlier)])
-            earlier.append(cond)
-            targets = item["then"]
-        else:
-            when = " and ".join(f"not ({e})" for e in earlier) or "true"
-            targets = item["else"]
-        for j, target in enumerate(targets if isinstance(targets, list) else [targets]):
-            name = target if isinstance(target, str) else target.get("step") if isinstance(target, dict) else None
-            if not isinstance(name, str):
-                raise PlaybookError(f"step '{step}': next[{i}] target {j} needs a step name")
-            extra = target if isinstance(target, dict) else {}
-            arcs.append(Arc(step=name, when="{{ " + when + " }}",
-                            set=dict(extra.get("set") or extra.get("args") or extra.get("data") or
-                                     extra.get("with") or {})))
-    return tuple(arcs)
-
-
-def _expression(step: str, i: int, cond: Any) -> str:
-    """A condition as a bare expression: `{{ x > 1 }}` -> `x > 1`; text without `{{` is one already."""
-    if isinstance(cond, bool):
-        return "true" if cond else "false"
-    text = str(cond).strip()
-    if "{{" not in text:
-        return text
-    if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
-        return text[2:-2].strip()
-    raise PlaybookError(f"step '{step}': next[{i}].when must be one expression to combine with other branches, "
-                        f"got {cond!r}")
-
-
-def _loop(step: str, raw: Any) -> Loop | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise PlaybookError(f"step '{step}': loop must be a mapping with `in` and `iterator`")
-    spec = raw.get("spec") or {}
-    mode = str(spec.get("mode") or raw.get("mode") or ("cursor" if "cursor" in raw else "sequential")).lower()
-    if mode not in ("sequential", "parallel", "cursor"):
-        raise PlaybookError(f"step '{step}': loop.spec.mode must be sequential, parallel or cursor, got {mode!r}")
-    if mode == "cursor":
-        return _cursor_loop(step, raw, spec)
-    if "in" not in raw:
-        raise PlaybookError(f"step '{step}': loop.in is required")
-    cap = spec.get("max_in_flight", raw.get("max_in_flight", 0)) or 0
-    if not isinstance(cap, int) or cap < 0:
-        raise PlaybookError(f"step '{step}': loop.spec.max_in_flight must be a non-negative integer")
-    return Loop(collection=raw["in"], iterator=str(raw.get("iterator") or "item"), mode=mode, max_in_flight=cap)
-
-
-def _cursor_loop(step: str, raw: dict[str, Any], spec: dict[str, Any]) -> Loop:
-    """Cursor mode: no `in:`; `cursor.claim` (a tool command, postgres by default) leases a frame of
-    rows, the step runs once per claimed row, and the claim runs again until it returns none."""
-    cursor = raw.get("cursor")
-    if not isinstance(cursor, dict) or not isinstance(cursor.get("claim"), str) or not cursor["claim"].strip():
-        raise PlaybookError(f"step '{step}': loop.cursor.claim (the SQL that leases a frame of rows) is required "
-                            "in cursor mode")
-    kind = str(cursor.get("kind") or "postgres")
-    if kind not in KNOWN_KINDS:
-        raise PlaybookError(f"step '{step}': loop.cursor.kind '{kind}' is not a known tool kind")
-    frame = spec.get("frame") or raw.get("frame") or {}
-    if not isinstance(frame, dict):
-        raise PlaybookError(f"step '{step}': loop.spec.frame must be a mapping")
-    rows = _positive_int(step, "loop.spec.frame.max_rows", frame.get("max_rows", 1))
-    concurrency = _positive_int(step, "loop.spec.frame.row_concurrency",
-                                frame.get("row_concurrency", spec.get("max_in_flight", 1) or 1))
-    return Loop(collection=None, iterator=str(raw.get("iterator") or "item"), mode="cursor",
-                max_in_flight=concurrency, cursor={**cursor, "kind": kind}, frame_rows=rows)
-
-
-def _positive_int(step: str, field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PlaybookError(f"step '{step}': {field} must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_tool(step: str, where: str, tool: dict[str, Any]) -> str:
-    kind = tool.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise PlaybookError(f"step '{step}': {where}.kind is required")
-    if kind not in KNOWN_KINDS:
-        raise PlaybookError(f"step '{step}': {where}.kind '{kind}' is not a known tool kind")
-    fields = REQUIRED_FIELDS.get(kind)
-    if fields and not any(tool.get(f) for f in fields):
-        raise PlaybookError(f"step '{step}': {where} of kind {kind} needs one of: {', '.join(fields)}")
-    return kind
-
-
 def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     if not isinstance(raw, dict) or not isinstance(raw.get("step"), str) or not raw["step"]:
         raise PlaybookError(f"workflow[{index}].step is required (a step name)")
@@ -183,45 +53,74 @@ def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
                             "`when` or spec.policy rules")
     tool = raw.get("tool")
     if tool is None:
-        raise PlaybookError(f"step '{name}': tool is required")
-    step_input = dict(raw.get("input") or raw.get("args") or {})
-    arcs, inclusive = _arcs(name, raw.get("next"))
+        if name != "end":
+            raise PlaybookError(f"step '{name}': tool is required")
+        tool = {"kind": "noop"}  # a bare `end` only marks where the workflow finishes
+    step_input = dict(mapping(name, "input", raw.get("input") if raw.get("input") is not None else raw.get("args")))
+    arcs, inclusive = parse_arcs(name, raw.get("next"))
     common = dict(name=name, arcs=arcs, inclusive=inclusive, has_next=raw.get("next") is not None,
-                  loop=_loop(name, raw.get("loop")), when=raw.get("when"), set=dict(raw.get("set") or {}))
+                  loop=parse_loop(name, raw.get("loop")), when=raw.get("when"),
+                  set=dict(mapping(name, "set", raw.get("set"))))
     if isinstance(tool, list):
-        if not tool:
-            raise PlaybookError(f"step '{name}': tool list (pipeline) is empty")
-        tasks = []
-        for i, task in enumerate(tool):
-            if isinstance(task, dict) and "kind" not in task and len(task) == 1:  # nested `label: {kind: ...}`
-                label, body = next(iter(task.items()))
-                task = {"name": label, **(body or {})}
-            if not isinstance(task, dict):
-                raise PlaybookError(f"step '{name}': tool[{i}] must be a mapping")
-            _check_tool(name, f"tool[{i}]", task)
-            tasks.append({"name": task.get("name") or f"task_{i}", **task})
-        return Step(kind="pipeline", tasks=tasks, input=step_input, **common)
+        return Step(kind="pipeline", tasks=_tasks(name, tool), input=step_input, **common)
     if not isinstance(tool, dict):
-        raise PlaybookError(f"step '{name}': tool must be a mapping or a list of tasks")
-    kind = _check_tool(name, "tool", tool)
-    if kind == "workbook":
-        entry = workbook.get(str(tool.get("name")))
-        if entry is None:
-            raise PlaybookError(f"step '{name}': tool.name '{tool.get('name')}' is not a workbook entry")
-        base = dict(entry.get("tool") or {})
-        merged_input = {**(base.get("input") or base.get("args") or {}), **(tool.get("input") or tool.get("args") or {})}
-        tool = {**base, "input": merged_input}
-        kind = _check_tool(name, f"workbook '{entry.get('name')}'.tool", tool)
-    tool_input = dict(tool.get("input") or tool.get("args") or {})
-    config = {k: v for k, v in tool.items() if k not in ("kind", "input", "args")}
-    policy = ((tool.get("spec") or {}).get("policy") or {}).get("rules")
-    if policy:  # semantics rule 7: a single tool with a policy is a one-task pipeline
-        task = {"name": name, **tool}
-        return Step(kind="pipeline", tasks=[task], input={**step_input}, **common)
-    retry = tool.get("retry") or {}
-    declared: Any = retry.get("max_attempts", retry.get("attempts", 1)) if isinstance(retry, dict) else 1
-    attempts = int(declared)
-    return Step(kind=kind, tool=config, input={**tool_input, **step_input}, retry=max(attempts, 1), **common)
+        raise PlaybookError(f"step '{name}': tool must be a mapping or a list of tasks, got {type_name(tool)}")
+    config = normalise(name, "tool", tool)
+    if config["kind"] == "workbook":
+        config = _from_workbook(name, config, workbook)
+    if policy_rules(config):  # semantics rule 7: a single tool with a policy is a one-task pipeline
+        return Step(kind="pipeline", tasks=[{"name": name, **config}], input=step_input, **common)
+    kind = config.pop("kind")
+    tool_input = config.pop("input", {})
+    return Step(kind=kind, tool=config, input={**tool_input, **step_input}, retry=_attempts(name, config),
+                **common)
+
+
+def _tasks(step: str, tool: list[Any]) -> list[dict[str, Any]]:
+    if not tool:
+        raise PlaybookError(f"step '{step}': tool list (pipeline) is empty")
+    tasks = []
+    for i, task in enumerate(tool):
+        if isinstance(task, dict) and "kind" not in task and len(task) == 1:  # nested `label: {kind: ...}`
+            label, body = next(iter(task.items()))
+            task = {"name": label, **mapping(step, f"tool[{i}].{label}", body)}
+        config = normalise(step, f"tool[{i}]", task)
+        name = config.get("name")
+        tasks.append({**config, "name": name if isinstance(name, str) and name else f"task_{i}"})
+    return tasks
+
+
+def _from_workbook(step: str, config: dict[str, Any], workbook: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entry = workbook.get(str(config.get("name")))
+    if entry is None:
+        raise PlaybookError(f"step '{step}': tool.name '{config.get('name')}' is not a workbook entry")
+    base = normalise(step, f"workbook '{entry.get('name')}'.tool", entry.get("tool"))
+    if base["kind"] == "workbook":
+        raise PlaybookError(f"step '{step}': workbook '{entry.get('name')}' refers to another workbook entry")
+    return {**base, "input": {**base.get("input", {}), **config.get("input", {})}}
+
+
+def _attempts(step: str, config: dict[str, Any]) -> int:
+    retry = config.get("retry")
+    if not isinstance(retry, dict):
+        return 1
+    value = retry.get("max_attempts", retry.get("attempts", 1))
+    if is_template(value):
+        return 1  # NoETL renders it per run; a fixed count is all the engine takes, so one attempt
+    return max(integer(step, "tool.retry.max_attempts", value, minimum=0), 1)
+
+
+def _entry(doc: dict[str, Any], steps: dict[str, Step], order: list[str]) -> str:
+    """NoETL's rule (canonical v2, `workflow_entry_routing_termination_v2`): `executor.spec.entry_step`
+    when given; else the step named `start` (what every Rust-era playbook has, wherever it sits);
+    else the first step of the workflow."""
+    executor = mapping(None, "executor", doc.get("executor"))
+    chosen = mapping(None, "executor.spec", executor.get("spec")).get("entry_step")
+    if chosen is not None:
+        if not isinstance(chosen, str) or chosen not in steps:
+            raise PlaybookError(f"executor.spec.entry_step {chosen!r} is not a step of this playbook")
+        return chosen
+    return "start" if "start" in steps else order[0]
 
 
 def parse_playbook(source: str | bytes | dict[str, Any]) -> Playbook:
@@ -229,7 +128,10 @@ def parse_playbook(source: str | bytes | dict[str, Any]) -> Playbook:
     workflow = doc.get("workflow")
     if not isinstance(workflow, list) or not workflow:
         raise PlaybookError("workflow is required: a non-empty list of steps")
-    workbook = {str(w.get("name")): w for w in doc.get("workbook") or [] if isinstance(w, dict)}
+    raw_workbook = doc.get("workbook")
+    if raw_workbook is not None and not isinstance(raw_workbook, list):
+        raise PlaybookError(f"workbook must be a list of named tools, got {type_name(raw_workbook)}")
+    workbook = {str(w.get("name")): w for w in raw_workbook or [] if isinstance(w, dict)}
     steps: dict[str, Step] = {}
     order = []
     for i, raw in enumerate(workflow):
@@ -238,8 +140,7 @@ def parse_playbook(source: str | bytes | dict[str, Any]) -> Playbook:
             raise PlaybookError(f"step '{step.name}': duplicate step name (workflow[{i}])")
         steps[step.name] = step
         order.append(step.name)
-    if "start" not in steps:
-        raise PlaybookError("workflow has no 'start' step")
+    entry = _entry(doc, steps, order)
     for step in steps.values():
         for i, arc in enumerate(step.arcs):
             if arc.step not in steps:
@@ -248,37 +149,37 @@ def parse_playbook(source: str | bytes | dict[str, Any]) -> Playbook:
     if "end" in steps:
         for name, step in list(steps.items()):
             if name != "end" and not step.arcs and not step.has_next:
-                steps[name] = msgspec_replace(step, arcs=(Arc(step="end"),))
-    predecessors, reachable = _graph(steps)
-    warnings = tuple(f"step '{n}' is unreachable from 'start'" for n in order if n not in reachable)
-    meta = doc.get("metadata") or {}
+                steps[name] = msgspec.structs.replace(step, arcs=(Arc(step="end"),))
+    predecessors, reachable = _graph(steps, entry)
+    warnings = tuple(f"step '{n}' is unreachable from '{entry}'" for n in order if n not in reachable)
+    meta = mapping(None, "metadata", doc.get("metadata"))
     return Playbook(path=str(meta.get("path") or meta.get("name") or doc.get("path") or "unknown"),
-                    name=str(meta.get("name") or ""), workload=dict(doc.get("workload") or {}), steps=steps,
-                    order=tuple(order), predecessors=predecessors, warnings=warnings)
+                    name=str(meta.get("name") or ""), workload=dict(mapping(None, "workload", doc.get("workload"))),
+                    steps=steps, order=tuple(order), predecessors=predecessors, warnings=warnings, entry=entry)
 
 
-def msgspec_replace(step: Step, **changes: Any) -> Step:
-    import msgspec
-    return msgspec.structs.replace(step, **changes)
-
-
-def _graph(steps: dict[str, Step]) -> tuple[dict[str, tuple[str, ...]], set[str]]:
-    """Forward-arc predecessors (DFS from start; an arc to a step on the current path is a back-edge)."""
+def _graph(steps: dict[str, Step], entry: str) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """Forward-arc predecessors (DFS from the entry; an arc to a step on the current path is a
+    back-edge). Iterative: a workflow may chain thousands of steps, deeper than Python's stack."""
     preds: dict[str, list[str]] = {n: [] for n in steps}
-    seen: set[str] = set()
-    on_path: set[str] = set()
-
-    def visit(name: str) -> None:
-        seen.add(name)
-        on_path.add(name)
-        for arc in steps[name].arcs:
-            if arc.step in on_path:
-                continue  # back-edge: a loop, not a fan-in
-            if name not in preds[arc.step]:
-                preds[arc.step].append(name)
-            if arc.step not in seen:
-                visit(arc.step)
-        on_path.discard(name)
-
-    visit("start")
+    seen: set[str] = {entry}
+    on_path: set[str] = {entry}
+    stack: list[tuple[str, int]] = [(entry, 0)]
+    while stack:
+        name, i = stack[-1]
+        arcs = steps[name].arcs
+        if i == len(arcs):
+            stack.pop()
+            on_path.discard(name)
+            continue
+        stack[-1] = (name, i + 1)
+        target = arcs[i].step
+        if target in on_path:
+            continue  # back-edge: a loop, not a fan-in
+        if name not in preds[target]:
+            preds[target].append(name)
+        if target not in seen:
+            seen.add(target)
+            on_path.add(target)
+            stack.append((target, 0))
     return {n: tuple(p) for n, p in preds.items()}, seen

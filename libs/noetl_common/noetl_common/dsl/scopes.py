@@ -22,8 +22,9 @@ def with_data(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     extra: dict[str, Any] = {}
-    if "data" not in value:
-        extra["data"] = value
     if "command_0" not in value and ("rows" in value and "columns" in value or "affected_rows" in value):
         extra["command_0"] = value
+    if "data" not in value:
+        # `{{ step.data.command_0.rows }}` is read too: the data view answers to command_0 as well.
+        extra["data"] = {**value, **extra}
     return {**value, **extra} if extra else value

@@ -110,8 +110,23 @@ class _Run:
         if step.name in self.st.loops:  # a run left behind (a render error mid-fill) is replaced, as before
             self.end_loop(step)
         self.st.loop_runs += 1
-        self.st.loops[step.name] = LoopState(run=self.st.loop_runs, total=len(items))
+        self.st.loops[step.name] = LoopState(run=self.st.loop_runs, total=len(items), cap=self.loop_cap(step))
         self.data.start_loop(step.name, self.st.loop_runs, items)
+
+    def loop_cap(self, step: Step) -> int:
+        """A templated `max_in_flight`, rendered once per loop run (kept in LoopState, so every
+        later fill uses the same cap); 0 = the step's fixed cap."""
+        expr = _loop(step).max_in_flight_expr
+        if expr is None:
+            return 0
+        value = self.r.render(expr, self.context())
+        try:
+            cap = int(value)
+        except (TypeError, ValueError):
+            cap = -1
+        if isinstance(value, bool) or cap < 0:
+            raise TemplateError(expr, f"loop.spec.max_in_flight rendered to {value!r}, not a non-negative integer")
+        return cap
 
     def issue(self, step: Step, index: int | None, item: Any, total: int | None, *, attempt: int) -> None:
         scope = self.context(self.loop_scope(step, index, item, total) if index is not None else None)
@@ -173,7 +188,7 @@ class _Run:
     def fill_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
         total = ls.total
-        cap = 1 if _loop(step).mode == "sequential" else (_loop(step).max_in_flight or total)
+        cap = 1 if _loop(step).mode == "sequential" else (ls.cap or _loop(step).max_in_flight or total)
         while ls.next_index < total and ls.in_flight < cap:
             index = ls.next_index
             ls.next_index += 1
@@ -355,7 +370,7 @@ def start(playbook: Playbook, *, execution_id: int, workload: dict[str, Any], ca
     state = State(execution_id=execution_id, catalog_id=catalog_id,
                   workload={**playbook.workload, **(workload or {})})
     run = _Run(playbook, state, data, mint, now_ms)
-    run.activate("start")
+    run.activate(playbook.entry)
     run.settle()
     return state, run.out
 

@@ -33,6 +33,7 @@ class LoopState(msgspec.Struct, kw_only=True):
     done: int = 0
     failed: int = 0
     frames: int = 0           # cursor mode: frames claimed so far
+    cap: int = 0              # a templated max_in_flight as rendered at loop start; 0 = the step's own
 
 
 class State(msgspec.Struct, kw_only=True):

@@ -37,7 +37,8 @@ def pipeline_result(envelope: dict[str, Any]) -> Any:
     last = envelope.get("result")
     tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}
     if isinstance(last, dict):
-        return {**tasks, **last}
+        # Python-era playbooks read a pipeline's tasks as `{{ step.results.<task> }}` too.
+        return {"results": envelope.get("tasks") or {}, **tasks, **last}
     return last
 
 

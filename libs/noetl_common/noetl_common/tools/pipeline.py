@@ -12,6 +12,7 @@ from ..dsl.templates import Renderer, TemplateError
 from .result import ToolResult
 
 TaskRunner = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[ToolResult]]
+MAX_RETRY_AFTER = 30.0  # seconds; a longer Retry-After would outlast the step's own timeout
 TASK_META = ("name", "kind", "input", "args", "set", "spec", "desc")
 
 
@@ -40,8 +41,7 @@ async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], r
             return ToolResult(ok=False, error=f"task '{task['name']}': {exc}", stdout="".join(stdout))
         outcome = await run_task(task["kind"], config, {**inputs})
         stdout.append(outcome.stdout)
-        envelope = {"status": "success" if outcome.ok else "error", "data": outcome.result,
-                    "error": {"message": outcome.error, "retryable": False} if not outcome.ok else None}
+        envelope = policy_view(outcome)
         if outcome.ok:
             results[task["name"]] = outcome.result
             running[task["name"]] = with_data(outcome.result)
@@ -64,7 +64,9 @@ async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], r
                 delay = float(then.get("delay", 1.0))
                 backoff = then.get("backoff", "none")
                 factor = attempt if backoff == "linear" else 2 ** (attempt - 1) if backoff == "exponential" else 1
-                await sleep(delay * factor)
+                # A server that says when to come back (429/503 Retry-After) is waited for, capped.
+                told = (envelope.get("error") or {}).get("retry_after") or 0
+                await sleep(max(delay * factor, min(float(told), MAX_RETRY_AFTER)))
                 continue
             return ToolResult(ok=False, error=f"task '{task['name']}' failed after {attempt} attempt(s): "
                                                f"{outcome.error or 'retry condition still true'}",
@@ -81,6 +83,18 @@ async def run_pipeline(tasks: list[dict[str, Any]], variables: dict[str, Any], r
         i += 1
     return ToolResult(ok=True, result={"result": prev, "tasks": results, "ctx_updates": ctx_updates},
                       stdout="".join(stdout))
+
+
+def policy_view(outcome: ToolResult) -> dict[str, Any]:
+    """`output` as policy rules see it (NoETL's envelope): `{status, data, error: {kind, retryable,
+    message, ...}, http: {status, headers}}`. A failure the tool did not classify is not retryable,
+    so a rule on `output.error.retryable` retries only what the tool says is transient."""
+    view: dict[str, Any] = {"status": "success" if outcome.ok else "error", "data": outcome.result, "error": None}
+    if not outcome.ok:
+        view["error"] = {"kind": "error", "retryable": False, **(outcome.error_info or {}), "message": outcome.error}
+    if outcome.http is not None:
+        view["http"] = outcome.http
+    return view
 
 
 def _decide(task: dict[str, Any], envelope: dict[str, Any], scope: dict[str, Any], renderer: Renderer,

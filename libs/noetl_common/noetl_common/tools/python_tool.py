@@ -29,12 +29,15 @@ def _compile(code: str) -> Any:
     return compile(wrapped, "<step>", "exec")
 
 
-def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | None = None) -> ToolResult:
+def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | None = None,
+               modules: dict[str, Any] | None = None) -> ToolResult:
+    """`modules`: names bound before the code runs (the tool's `libs:`); inputs win over them."""
     out = io.StringIO()
     # A private `print` keeps concurrent steps from interleaving into one global stdout.
     scope: dict[str, Any] = {"__builtins__": builtins, "__name__": "__noetl_step__", "json": json,
                              "print": functools.partial(print, file=out), "context": context or {},
                              "input_data": dict(inputs)}
+    scope.update(modules or {})
     scope.update(inputs)  # a declared input wins over the input_data alias (semantics rule 3)
     try:
         exec(_compile(code), scope)

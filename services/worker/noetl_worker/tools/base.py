@@ -12,7 +12,12 @@ from .step_threads import StepThreads
 
 
 class ToolError(Exception):
-    """The tool ran and failed (bad SQL, HTTP 500, exception in code): the step fails with this."""
+    """The tool ran and failed (bad SQL, HTTP 500, exception in code): the step fails with this.
+    `details` classify the failure for policy rules (`output.error.kind`, `.retryable`, ...)."""
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
 
 
 class CredentialSource(Protocol):
@@ -105,9 +110,11 @@ def split_statements(sql: str) -> list[str]:
 
 
 def sql_text(config: dict[str, Any]) -> str:
-    text = config.get("command") or config.get("query") or config.get("sql")
+    """The SQL of a postgres/duckdb config: `command` (or `commands`, `query`, `sql`) text or a
+    list of statements. A `script:` source is read by the runner first (scripts.script_text)."""
+    text = config.get("command") or config.get("commands") or config.get("query") or config.get("sql")
     if isinstance(text, list):
         text = ";\n".join(str(t) for t in text)
     if not isinstance(text, str) or not text.strip():
-        raise ToolError("tool config needs `command` (or `query`) with SQL text")
+        raise ToolError("tool config needs `command` (or `query`) with SQL text, or a `script`")
     return text

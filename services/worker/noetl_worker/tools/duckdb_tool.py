@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from .base import ToolContext, ToolError, jsonable, split_statements, sql_text
+from .scripts import script_text
 
 
 class _Query:
@@ -65,7 +66,9 @@ def _is_query(stmt: str) -> bool:
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    statements = split_statements(sql_text(config))
+    text = await script_text("duckdb", config["script"], ctx) if config.get("script") and not config.get("command") \
+        else sql_text(config)
+    statements = split_statements(text)
     if not statements:
         raise ToolError("duckdb `command` has no SQL statement (only comments or whitespace)")
     params = config.get("params") or []

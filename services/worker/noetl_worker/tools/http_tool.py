@@ -2,6 +2,10 @@
 is the same value under the Python-era name). A non-2xx answer fails the step unless its status
 is listed in `accept_status` (or `accept_status: true`), per semantics rule 1.
 
+A failure carries NoETL's classification for policy rules (`output.error`): `kind` (server_error,
+rate_limit, auth, not_found, client_error, timeout, connection), `retryable` (5xx, 408, 429 and
+transport failures), `status`, `retry_after` (seconds, from the header) and the parsed `body`.
+
 Body: `json:` is sent as JSON; the Python-era `payload:`/`data:` maps are sent as JSON too (as
 query parameters on GET/DELETE, which is what NoETL did with them); a string `body:`/`data:` is
 sent as is; `form:` is form-encoded.
@@ -88,12 +92,26 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     except ToolError:
         raise
     except TimeoutError:  # asyncio.TimeoutError is TimeoutError from Python 3.11
-        raise ToolError(f"HTTP {method} {url} timed out after {seconds:g}s") from None
+        raise ToolError(f"HTTP {method} {url} timed out after {seconds:g}s",
+                        details={"kind": "timeout", "retryable": True}) from None
     except (aiohttp.ClientError, ValueError) as exc:
-        raise ToolError(f"HTTP {method} {url} failed: {type(exc).__name__}: {exc}") from None
+        raise ToolError(f"HTTP {method} {url} failed: {type(exc).__name__}: {exc}",
+                        details={"kind": "connection", "retryable": True}) from None
     if not _accepts(config, status):
-        raise ToolError(f"HTTP {method} {url} answered {status}: {str(parsed)[:300]}")
+        raise ToolError(f"HTTP {method} {url} answered {status}: {str(parsed)[:300]}",
+                        details=status_details(status, resp_headers, parsed))
     return {"status_code": status, "headers": resp_headers, "body": parsed, "data": parsed}
+
+
+def status_details(status: int, headers: dict[str, str], body: Any) -> dict[str, Any]:
+    kind = ("rate_limit" if status == 429 else "auth" if status in (401, 403) else "not_found" if status == 404
+            else "timeout" if status == 408 else "server_error" if status >= 500 else "client_error")
+    details: dict[str, Any] = {"kind": kind, "retryable": status >= 500 or status in (408, 429), "status": status,
+                               "code": status, "body": body, "headers": headers}
+    retry_after = headers.get("Retry-After")
+    if retry_after and retry_after.strip().isdigit():
+        details["retry_after"] = int(retry_after.strip())
+    return details
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, what: str) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from .base import ToolContext, ToolError, jsonable, split_statements, sql_text
+from .scripts import script_text
 
 CONNECT_TIMEOUT = 15.0
 
@@ -133,7 +134,9 @@ def _ident(name: str) -> str:
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
-    statements = split_statements(sql_text(config))
+    text = await script_text("postgres", config["script"], ctx) if config.get("script") and not config.get("command") \
+        else sql_text(config)
+    statements = split_statements(text)
     if not statements:
         raise ToolError("postgres `command` has no SQL statement (only comments or whitespace)")
     params = _params(config)

@@ -6,38 +6,41 @@ this way."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
 
 from noetl_common.tools import run_python
 
 from .base import ToolContext, ToolError
+from .scripts import script_text
 
 
-def _script_code(script: Any, ctx: ToolContext) -> str:
-    """`script: {uri, source: {type: inline|file, code}}`; file paths resolve under the script root."""
-    if not isinstance(script, dict):
-        raise ToolError("python tool `script` must be a mapping with `uri` and `source`")
-    source = script.get("source") or {}
-    kind = source.get("type", "file")
-    if kind == "inline" and source.get("code"):
-        return str(source["code"])
-    if kind != "file":
-        raise ToolError(f"python script source type {kind!r} is not supported by this worker")
-    root = ctx.script_root.resolve()
-    path = (root / str(script.get("uri", ""))).resolve()
-    if root not in path.parents:
-        raise ToolError(f"script {script.get('uri')!r} is outside the worker's script root")
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ToolError(f"cannot read script {script.get('uri')!r}: {exc.strerror}") from None
+def preload(libs: Any) -> dict[str, Any]:
+    """NoETL's `libs:` (Python engine): `{alias: module}` or `{alias: {from: module, import: name}}`
+    binds names before the code runs, so code may use `json`/`random`/`datetime` without importing
+    them. A list names pip packages for NoETL's image builder; they are this worker's dependencies
+    already (or not available), so it binds nothing."""
+    if not isinstance(libs, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for alias, spec in libs.items():
+        module, attribute = (spec.get("from"), spec.get("import")) if isinstance(spec, dict) else (spec, None)
+        try:
+            loaded = importlib.import_module(str(module or alias))
+            out[str(alias)] = getattr(loaded, str(attribute)) if attribute else loaded
+        except (ImportError, AttributeError) as exc:
+            raise ToolError(f"python tool libs.{alias}: cannot import {module or alias}"
+                            f"{'.' + str(attribute) if attribute else ''}: {exc}") from None
+    return out
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> Any:
-    code = config.get("code") or (_script_code(config["script"], ctx) if config.get("script") else None)
+    code = config.get("code") or (await script_text("python", config["script"], ctx) if config.get("script") else None)
     if not code:
         raise ToolError("python tool needs `code` or `script`")
-    outcome = await ctx.step_threads.run(run_python, code, inputs)
+    modules = preload(config.get("libs"))
+    outcome = await ctx.step_threads.run(functools.partial(run_python, modules=modules), code, inputs)
     ctx.stdout.append(outcome.stdout)
     if not outcome.ok:
         raise ToolError(outcome.error or "python tool failed")

@@ -1,0 +1,67 @@
+"""The local test API's pages, as the e2e playbooks walk them (served for real on a loopback port)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.support.testapi import build_app
+
+
+@pytest.fixture
+async def api():
+    async with TestServer(build_app()) as srv, aiohttp.ClientSession(base_url=str(srv.make_url(""))) as session:
+        yield session
+
+
+async def get(api, path, **params):
+    async with api.get(path, params=params) as r:
+        return r.status, await r.json(), r.headers
+
+
+async def test_page_offset_and_cursor_pagination_walk_all_35_items(api):
+    seen, page = [], 1
+    while True:
+        _, body, _ = await get(api, "/api/v1/assessments", page=page)
+        seen += [i["id"] for i in body["data"]]
+        if not body["paging"]["hasMore"]:
+            break
+        page += 1
+    assert seen == list(range(1, 36)) and page == 4
+    _, body, _ = await get(api, "/api/v1/users", offset=30, limit=10)
+    assert [u["id"] for u in body["users"]] == [31, 32, 33, 34, 35] and body["has_more"] is False
+    ids, cursor = [], None
+    while True:
+        _, body, _ = await get(api, "/api/v1/events", **({"cursor": cursor} if cursor else {}))
+        ids += [e["id"] for e in body["events"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert ids == list(range(1, 36))
+
+
+async def test_flaky_fails_a_named_page_once_and_reset_rearms_it(api):
+    assert (await get(api, "/api/v1/flaky", page=2, fail_on="2,3"))[0] == 500
+    assert (await get(api, "/api/v1/flaky", page=2, fail_on="2,3"))[0] == 200
+    async with api.post("/api/v1/flaky/reset") as r:
+        assert r.status == 200
+    assert (await get(api, "/api/v1/flaky", page=2, fail_on="2"))[0] == 500
+
+
+async def test_errors_and_rate_limit_answer_with_retry_after(api):
+    status, _, headers = await get(api, "/api/v1/errors", error_type="429", retry_after=3)
+    assert status == 429 and headers["Retry-After"] == "3"
+    answers = [(await get(api, "/api/v1/rate-limited", page=1, requests_per_second=2))[0] for _ in range(3)]
+    assert answers == [200, 200, 429]
+
+
+async def test_concurrency_probe_counts_overlapping_requests(api):
+    async with api.post("/api/v1/concurrency/reset"):
+        pass
+    await asyncio.gather(*(get(api, "/api/v1/concurrency/probe", delay_seconds=0.2, label=str(i)) for i in range(3)))
+    _, stats, _ = await get(api, "/api/v1/concurrency/stats")
+    assert stats["started"] == stats["completed"] == 3 and stats["max_active"] >= 2
+    assert [e["phase"] for e in stats["recent_events"]].count("end") == 3
