@@ -16,7 +16,7 @@ from . import fanout, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
-from .routing import Decision, Kind, RoutingError, decide, needs_body
+from .routing import EXECUTION_HEADER, Decision, Kind, RoutingError, decide, needs_body
 from .shardmap import ShardMapUnavailable
 from .upstream import IDEMPOTENT, ShardUnavailable
 
@@ -85,6 +85,10 @@ async def _to_owner(request: web.Request, ctx: RouterContext, decision: Decision
     shard = owner_of(ctx, decision)
     generation = ctx.maps().generation
     headers = upstream_headers(request, buffered=True)
+    if decision.field == "execution_id" and len(decision.ids) == 1:
+        # The id it was routed by, found in the path or body, so the shard's log lines of this
+        # request carry it without parsing anything (body-routed /api/events included).
+        headers[EXECUTION_HEADER] = str(decision.ids[0])
     upstream = await ctx.up().request(shard, request.method, path_qs(request), headers=headers, body=body or None)
     if upstream.status != MISROUTED:
         return await relay(request, upstream, shard)

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from noetl_common.errors import ApiError, not_found
+from noetl_common.pools import resolve_pool
 
 from ..store import events as event_store
 from ..store import executions as execution_store
@@ -208,7 +209,9 @@ def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:
 async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: WorkerEvent, event_id: int,
                   eager: Eager | None) -> int:
     """A command's first finishing event: its outcome on the row, and the engine advanced once."""
-    if _record_outcome(txn, command_id, ev) == "COMPLETED":
+    ok = _record_outcome(txn, command_id, ev) == "COMPLETED"
+    orch.svc.metrics.step_finished(command_id, resolve_pool(ex.execution_pool, ex.path), ok)
+    if ok:
         event = engine.command_done(command_id, ev.result)
     else:
         event = engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")
