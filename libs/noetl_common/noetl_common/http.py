@@ -31,7 +31,7 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
     traced = [tracing_middleware(shard)] if tracing.enabled() else []
     app = web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[metrics_middleware(metrics), *traced, error_middleware, preflight_middleware,
+        middlewares=[metrics_middleware(metrics, log_requests=not traced), *traced, error_middleware, preflight_middleware,
                      deadline_middleware(request_timeout), internal_auth_middleware(internal_token)],
     )
     app.on_response_prepare.append(add_cors_headers)

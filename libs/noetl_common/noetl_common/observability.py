@@ -59,7 +59,16 @@ def route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-def metrics_middleware(metrics: HttpMetrics) -> Any:
+def log_request(request: web.Request, status: int, seconds: float) -> None:
+    """A DEBUG line per request (NOETL_LOG_LEVEL=DEBUG): one level check per request otherwise."""
+    if request_log.isEnabledFor(logging.DEBUG):
+        request_log.debug("%s %s -> %s in %.1f ms", request.method, request.path, status, seconds * 1000)
+
+
+def metrics_middleware(metrics: HttpMetrics, *, log_requests: bool = True) -> Any:
+    """`log_requests`: write the request's DEBUG line here, or leave it to the tracing middleware
+    (inside this one), which writes it within the span so it carries the trace id."""
+
     @web.middleware
     async def measure(request: web.Request, handler: Any) -> web.StreamResponse:
         start = time.perf_counter()
@@ -75,8 +84,8 @@ def metrics_middleware(metrics: HttpMetrics) -> Any:
             raise
         finally:
             elapsed = time.perf_counter() - start
-            if request_log.isEnabledFor(logging.DEBUG):  # one level check per request when off
-                request_log.debug("%s %s -> %s in %.1f ms", request.method, request.path, status, elapsed * 1000)
+            if log_requests:
+                log_request(request, status, elapsed)
             execution_id_var.reset(token)
             metrics.observe(request.method, route_name(request), status, elapsed)
 
@@ -92,12 +101,14 @@ def tracing_middleware(shard: str = "") -> Any:
 
     @web.middleware
     async def traced(request: web.Request, handler: Any) -> web.StreamResponse:
+        start = time.perf_counter()
         route = route_name(request)
         parent = tracing.PROPAGATOR.extract(request.headers)
         with tracer.start_as_current_span(f"{request.method} {route}", context=parent, kind=tracing.SpanKind.SERVER,
                                           record_exception=False, set_status_on_exception=False) as span:
             span.set_attribute("http.request.method", request.method)
             span.set_attribute("http.route", route)
+            span.set_attribute("url.path", request.path)  # the router's one route is a catch-all
             if shard:
                 span.set_attribute("noetl.shard", shard)
             status = 500
@@ -115,6 +126,7 @@ def tracing_middleware(shard: str = "") -> Any:
                 execution_id = execution_id_var.get()
                 if execution_id:
                     span.set_attribute("noetl.execution_id", execution_id)
+                log_request(request, status, time.perf_counter() - start)
 
     return traced
 

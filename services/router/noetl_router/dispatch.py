@@ -38,7 +38,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if decision.field == "execution_id" and len(decision.ids) == 1:
         execution_id_var.set(str(decision.ids[0]))  # every log line of this request carries it
     try:
-        return await _dispatch(request, ctx, decision, body)
+        response = await _dispatch(request, ctx, decision, body)
+        if decision.kind is Kind.PLACE and (placed := response.headers.get(EXECUTION_HEADER)):
+            execution_id_var.set(placed)  # the new execution, named by the shard's answer
+        return response
     except ShardUnavailable as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         retry_after = str(max(1, round(ctx.settings.probe_interval_seconds)))

@@ -91,9 +91,12 @@ async def execute(request: web.Request) -> web.Response:
         execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent, body.execution_pool)
     except engine.PlaybookError as exc:
         raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
+    execution_id_var.set(str(execution_id))
+    # Also as a header, so the router can name the execution on its own span and log lines.
     return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
                                          commands_generated=outcome.commands, path=row["path"],
-                                         catalog_id=str(row["catalog_id"])))
+                                         catalog_id=str(row["catalog_id"])),
+                         headers={"X-Execution-ID": str(execution_id)})
 
 
 async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None,
