@@ -1,6 +1,9 @@
-"""Answers every service gives the same way: CORS for browsers (NoETL allows every origin), and
-a time limit on each request, past which the client gets a 504 instead of waiting forever.
-Streams (SSE) are exempt from the limit: following an execution is meant to last."""
+"""Answers every service gives the same way: CORS for browsers (NoETL allows every origin), a
+time limit on each request, past which the client gets a 504 instead of waiting forever, and a
+bound on requests in flight, past which the client gets a 429 to come back later instead of a
+queue (and latency, and memory) that grows without limit. Streams (SSE) are exempt from both:
+following an execution is meant to last. Internal routes and probes are exempt from the bound:
+their callers are few and must get through when the public side is flooded."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .auth import INTERNAL_PREFIX, OPEN_PATHS
 from .errors import ApiError, error_response
 
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*",
@@ -47,3 +51,23 @@ def deadline_middleware(seconds: float) -> Any:
             return error_response(ApiError(504, f"the request took longer than {seconds:g}s and was abandoned",
                                            "request_timeout"))
     return deadline
+
+
+def admission_middleware(limit: int) -> Any:
+    in_flight = 0
+
+    @web.middleware
+    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal in_flight
+        path = request.path
+        if path in OPEN_PATHS or path.startswith(INTERNAL_PREFIX) or path.endswith(STREAM_SUFFIXES):
+            return await handler(request)
+        if in_flight >= limit:
+            return error_response(ApiError(429, f"over capacity ({limit} requests in flight); retry shortly",
+                                           "overloaded", headers={"Retry-After": "1"}))
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+    return admit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from .views import event_view, execution_entry, listed_entry, status_view
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000  # page/offset read the skipped rows; past this, page by since_event_id
 STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 
@@ -96,16 +98,43 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, dict]:
-    page_size = query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+    """NoETL's page/page_size (or offset/limit) with its totals; `since_event_id` pages by key
+    instead (then `page` is where that key falls, counted from the total before it)."""
+    page_size = _page_size(request)
     after = query_str(request, "since_event_id") or query_str(request, "after")
     after_id = to_id(after, "since_event_id") if after else None
-    rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
-                                  event_type=query_str(request, "event_type"))
+    event_type = query_str(request, "event_type")
+    offset = _offset(request, page_size)
+    if after_id is not None and offset:
+        raise bad_request("since_event_id pages by key; it cannot be combined with page or offset")
+    rows, total = await asyncio.gather(
+        event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
+                         event_type=event_type, offset=offset),
+        event_store.count(svc.shard_pool, execution_id, event_type))
     has_next = len(rows) > page_size
     rows = rows[:page_size]
-    pagination = {"page_size": page_size, "has_next": has_next,
+    if after_id is not None:
+        offset = max(0, total - (await event_store.count_after(svc.shard_pool, execution_id, after_id, event_type)))
+    pagination = {"page": offset // page_size + 1, "page_size": page_size, "offset": offset,
+                  "total_events": total, "total_pages": max(1, -(-total // page_size)),
+                  "has_next": has_next, "has_prev": offset > 0,
                   "next_since_event_id": str(rows[-1]["event_id"]) if has_next and rows else None}
     return [event_view(r) for r in rows], pagination
+
+
+def _page_size(request: web.Request) -> int:
+    if query_str(request, "limit") is not None:
+        return query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    return query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+
+
+def _offset(request: web.Request, page_size: int) -> int:
+    if query_str(request, "offset") is not None:
+        if query_str(request, "page") is not None:
+            raise bad_request("give page or offset, not both")
+        return query_int(request, "offset", 0, 0, MAX_OFFSET)
+    page = query_int(request, "page", 1, 1, MAX_OFFSET // page_size + 1)
+    return (page - 1) * page_size
 
 
 async def get_events(request: web.Request) -> web.Response:
