@@ -98,12 +98,13 @@ class _ShardMapCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         shard_map = self.current()
-        count = shard_map.count_at(time.time_ns() // 1_000_000)
+        now = time.time_ns() // 1_000_000
         for name, doc, value in (
                 ("noetl_shard_map_epochs", "Epochs in the shard map this shard has loaded", len(shard_map.epochs)),
-                ("noetl_shard_count", "Shard count in force now, by this shard's map", count),
-                ("noetl_shard_draining", "1 when this shard's index is past the current shard count", int(
-                    self.index >= count))):
+                ("noetl_shard_count", "Shard count in force now, by this shard's map", shard_map.count_at(now)),
+                ("noetl_shard_draining", "1 while this shard takes no new executions but was a member (removed, "
+                                         "or a committed epoch is about to remove it)",
+                 int(shard_map.draining(self.index, now)))):
             family = GaugeMetricFamily(name, doc, labels=["shard"])
             family.add_metric([self.shard], value)
             yield family
