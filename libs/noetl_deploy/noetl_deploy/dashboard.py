@@ -188,7 +188,6 @@ def build_dashboard() -> dict[str, Any]:
              "current": {}, "hide": 0},
             {"name": "shard", "label": "Shard", "type": "query", "datasource": DS,
              "query": {"query": 'label_values(noetl_up{service="api-shard"}, shard)', "refId": "shard"},
-             "definition": 'label_values(noetl_up{service="api-shard"}, shard)',
              "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*",
              "current": {"text": "All", "value": "$__all"}, "sort": 3, "hide": 0},
         ]},
