@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload clean image \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -49,9 +49,15 @@ tools:
 	    echo "promtool missing (apt-get install prometheus needs root): the promtool alert-rule tests will be skipped" >&2; \
 	  fi; }
 
-## The whole suite (unit, integration against real Postgres + NATS it starts itself).
-test: install tools
+## The whole suite (lint, unit, integration against real Postgres + NATS it starts itself).
+test: install tools lint
 	$(PY) -m pytest
+
+## ruff (pycodestyle, pyflakes, bugbear) everywhere; mypy strict on libs/noetl_common, default checks elsewhere.
+lint: install
+	$(PY) -m ruff check libs services tests bench
+	$(PY) -m mypy -p noetl_common -p noetl_api_shard -p noetl_router -p noetl_outbox_publisher -p noetl_projector \
+	    -p noetl_worker -p noetl_devstack -p noetl_ops -p noetl_deploy
 
 unit: install tools
 	$(PY) -m pytest tests/unit
@@ -80,6 +86,10 @@ bench: install
 ## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench
+
+## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
+bench-grow: install
+	$(PY) -m bench.grow_bench
 
 ## 30 s of requests far beyond what the fleet admits: shed with 429/503, nothing lost; bench/results/overload.json.
 overload: install

@@ -11,6 +11,7 @@ import hmac
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .errors import ApiError, error_response
 
@@ -40,7 +41,7 @@ def require_internal(request: web.Request, token: str | None, what: str = "inter
 
 def internal_auth_middleware(token: str | None) -> Any:
     @web.middleware
-    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(INTERNAL_PREFIX):
             try:
                 require_internal(request, token)
@@ -57,7 +58,7 @@ def public_auth_middleware(api_token: str, internal_token: str | None) -> Any:
     tokens = [t for t in (api_token, internal_token) if t]
 
     @web.middleware
-    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not (request.path in OPEN_PATHS or request.path.startswith(INTERNAL_PREFIX)):
             header = request.headers.get("Authorization")
             if not any(bearer_matches(header, t) for t in tokens):

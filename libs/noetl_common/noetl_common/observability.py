@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from . import tracing
@@ -70,7 +71,7 @@ def metrics_middleware(metrics: HttpMetrics, *, log_requests: bool = True) -> An
     (inside this one), which writes it within the span so it carries the trace id."""
 
     @web.middleware
-    async def measure(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         status = 500
         token = execution_id_var.set(request.match_info.get("execution_id")
@@ -100,7 +101,7 @@ def tracing_middleware(shard: str = "") -> Any:
     tracer = tracing.tracer("noetl.http")
 
     @web.middleware
-    async def traced(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         route = route_name(request)
         parent = tracing.PROPAGATOR.extract(request.headers)

@@ -120,9 +120,9 @@ def _errors(value: Any, hint: Any, path: str) -> list[str]:
             matches = True
         if not matches:
             return [f"{path}: expected {hint.__name__}, got {value!r}"]
-        found: list[str] = []
-        _typed(value, path, found)
-        return found
+        nested: list[str] = []
+        _typed(value, path, nested)
+        return nested
     return []
 
 

@@ -90,7 +90,8 @@ def write(values: dict[str, Any], overlay: str, templates_dir: Path, tests_dir: 
 
 def tested_alerts(test_texts: Iterable[str]) -> tuple[set[str], set[str]]:
     """(alerts some test expects to fire, alerts some test expects to stay silent)."""
-    fires, silent = set(), set()
+    fires: set[str] = set()
+    silent: set[str] = set()
     for text in test_texts:
         for case in yaml.safe_load(text).get("tests", []):
             for check in case.get("alert_rule_test", []):

@@ -72,7 +72,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
         async with orch.transaction() as txn:
             execution = await execution_store.lock_of_command(txn.conn, command_id)
             row = await command_store.get(txn.conn, command_id) if execution is not None else None
-            if row is None:
+            if row is None or execution is None:
                 raise not_found(f"command not found: {command_id}")
             execution_id_var.set(str(row["execution_id"]))  # routed by command id: now we know it
             if row["status"] in command_store.TERMINAL:
