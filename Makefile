@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload chaos soak clean image \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload chaos soak clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -35,8 +35,22 @@ scale: install
 status: install
 	$(PY) -m noetl_ops status
 
+## promtool (Debian's `prometheus` package) for the alert-rule tests: installed when missing and
+## this is a root shell with apt-get; otherwise those tests are skipped, saying why.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "promtool missing: installing Debian's prometheus package"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; } || \
+	      echo "could not install promtool: the promtool alert-rule tests will be skipped" >&2; \
+	  else \
+	    echo "promtool missing (apt-get install prometheus needs root): the promtool alert-rule tests will be skipped" >&2; \
+	  fi; }
+
 ## The whole suite (lint, unit, integration against real Postgres + NATS it starts itself).
-test: install lint
+test: install tools lint
 	$(PY) -m pytest
 
 ## ruff (pycodestyle, pyflakes, bugbear) everywhere; mypy strict on libs/noetl_common, default checks elsewhere.
@@ -45,7 +59,7 @@ lint: install
 	$(PY) -m mypy -p noetl_common -p noetl_api_shard -p noetl_router -p noetl_outbox_publisher -p noetl_projector \
 	    -p noetl_worker -p noetl_devstack -p noetl_ops -p noetl_deploy
 
-unit: install
+unit: install tools
 	$(PY) -m pytest tests/unit
 
 integration: install

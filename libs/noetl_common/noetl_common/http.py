@@ -10,7 +10,9 @@ from prometheus_client import CollectorRegistry
 from .auth import internal_auth_middleware, public_auth_middleware
 from .errors import error_middleware, json_response
 from .guards import add_cors_headers, admission_middleware, deadline_middleware, preflight_middleware
-from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
+from . import tracing
+from .observability import (HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware,
+                            tracing_middleware)
 
 ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is unreachable
 
@@ -27,13 +29,16 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> web.Application:
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
+    # The span middleware exists only when tracing is on: off, a request pays nothing for it.
+    traced = [tracing_middleware(shard)] if tracing.enabled() else []
     gates = [internal_auth_middleware(internal_token)]
     if api_token:
         gates.append(public_auth_middleware(api_token, internal_token))
     app = web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[metrics_middleware(metrics), error_middleware, preflight_middleware,
-                     admission_middleware(max_in_flight), deadline_middleware(request_timeout), *gates],
+        middlewares=[metrics_middleware(metrics, log_requests=not traced), *traced, error_middleware,
+                     preflight_middleware, admission_middleware(max_in_flight), deadline_middleware(request_timeout),
+                     *gates],
     )
     app.on_response_prepare.append(add_cors_headers)
     app[REGISTRY_KEY] = registry

@@ -1,8 +1,9 @@
-"""Prometheus metrics and JSON logging shared by every service.
+"""Prometheus metrics, JSON logging and the per-request server span shared by every service.
 
 Each app gets its own CollectorRegistry (passed in), so several services can live in one test
-process without colliding. The execution id travels in a ContextVar so every log line written
-while handling a request carries it.
+process without colliding. The execution id (and, in the worker, the command id) travels in a
+ContextVar so every log line written while handling a request carries it; log lines written
+inside a span carry its trace_id and span_id.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from . import tracing
+
 execution_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("execution_id", default=None)
+command_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("command_id", default=None)
+request_log = logging.getLogger("noetl.http")
 
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
@@ -55,7 +60,16 @@ def route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-def metrics_middleware(metrics: HttpMetrics) -> Any:
+def log_request(request: web.Request, status: int, seconds: float) -> None:
+    """A DEBUG line per request (NOETL_LOG_LEVEL=DEBUG): one level check per request otherwise."""
+    if request_log.isEnabledFor(logging.DEBUG):
+        request_log.debug("%s %s -> %s in %.1f ms", request.method, request.path, status, seconds * 1000)
+
+
+def metrics_middleware(metrics: HttpMetrics, *, log_requests: bool = True) -> Any:
+    """`log_requests`: write the request's DEBUG line here, or leave it to the tracing middleware
+    (inside this one), which writes it within the span so it carries the trace id."""
+
     @web.middleware
     async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
@@ -70,10 +84,52 @@ def metrics_middleware(metrics: HttpMetrics) -> Any:
             status = exc.status
             raise
         finally:
+            elapsed = time.perf_counter() - start
+            if log_requests:
+                log_request(request, status, elapsed)
             execution_id_var.reset(token)
-            metrics.observe(request.method, route_name(request), status, time.perf_counter() - start)
+            metrics.observe(request.method, route_name(request), status, elapsed)
 
     return measure
+
+
+def tracing_middleware(shard: str = "") -> Any:
+    """A SERVER span per request, child of the caller's `traceparent`: named by route template,
+    with status, shard and the execution id the request is about (known by the end of it).
+    Installed only when tracing is on (build_app), inside the metrics middleware (so the
+    execution id is set) and outside the error middleware (so it sees the final status)."""
+    tracer = tracing.tracer("noetl.http")
+
+    @web.middleware
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        route = route_name(request)
+        parent = tracing.PROPAGATOR.extract(request.headers)
+        with tracer.start_as_current_span(f"{request.method} {route}", context=parent, kind=tracing.SpanKind.SERVER,
+                                          record_exception=False, set_status_on_exception=False) as span:
+            span.set_attribute("http.request.method", request.method)
+            span.set_attribute("http.route", route)
+            span.set_attribute("url.path", request.path)  # the router's one route is a catch-all
+            if shard:
+                span.set_attribute("noetl.shard", shard)
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(tracing.StatusCode.ERROR)
+                execution_id = execution_id_var.get()
+                if execution_id:
+                    span.set_attribute("noetl.execution_id", execution_id)
+                log_request(request, status, time.perf_counter() - start)
+
+    return traced
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -100,6 +156,12 @@ class JsonFormatter(logging.Formatter):
         execution_id = getattr(record, "execution_id", None) or execution_id_var.get()
         if execution_id:
             entry["execution_id"] = str(execution_id)
+        command_id = getattr(record, "command_id", None) or command_id_var.get()
+        if command_id:
+            entry["command_id"] = str(command_id)
+        ids = tracing.log_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .config import ConfigError
 from .observability import configure_logging
+from .tracing import configure_tracing
 
 S = TypeVar("S")
 EXIT_STARTUP = 1
@@ -35,7 +36,9 @@ def run_service(service: str, load: Callable[[Mapping[str, str]], S], build: Cal
     prog = f"noetl-{service}"
     try:
         settings: Any = load(os.environ)
-        configure_logging(service, settings.log_level, **({"shard": shard(settings)} if shard else {}))
+        shard_label = shard(settings) if shard else ""
+        configure_logging(service, settings.log_level, shard=shard_label)
+        configure_tracing(service, os.environ, shard=shard_label)  # before build: the app asks if it is on
         app = build(settings)
     except ConfigError as exc:
         print(f"{prog}: configuration error: {exc}", file=sys.stderr)

@@ -17,8 +17,25 @@ S = 'shard=~"$shard"'
 # latency figures so they show what clients wait for.
 NOT_LONG_POLL = 'route!="/api/internal/outbox/claim"'
 
-# (row title, [(panel title, unit, [(expr, legend)])])
+
+def _q(quantile: float, histogram: str, by: str = "shard") -> str:
+    return (f'histogram_quantile({quantile}, sum by ({by}, le) (rate({histogram}_bucket{{{S}}}[5m])))')
+
+
+# (row title, [(panel title, unit, [(expr, legend)])]); a row in REPEATED is drawn once per shard
+# selected in $shard (Grafana row repeat), its panels showing that shard only.
 PANELS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
+    ("Fleet: shard map", [
+        ("Shard count and map epochs", "short", [
+            ("max(noetl_shard_count)", "shard count (highest view)"),
+            ("min(noetl_shard_count)", "shard count (lowest view)"),
+            ("max(noetl_shard_map_epochs)", "epochs in the map"),
+        ]),
+        ("Draining shards", "short", [
+            ("sum(noetl_shard_draining)", "draining"),
+            ('max by (shard) (noetl_shard_draining{shard=~"$shard"}) > 0', "shard {{shard}} draining"),
+        ]),
+    ]),
     ("API shards", [
         ("Request rate per shard", "reqps", [
             (f'sum by (shard) (rate(noetl_http_requests_total{{service="api-shard",{S}}}[5m]))', "shard {{shard}}"),
@@ -70,6 +87,41 @@ PANELS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             (f'max by (shard) (noetl_projector_lag_events{{{S}}})', "shard {{shard}}"),
         ]),
     ]),
+    ("Shard $shard", [
+        ("Ingest rate", "ops", [
+            (f'sum by (shard) (rate(noetl_events_ingested_total{{{S}}}[5m]))', "events/s"),
+            (f'sum by (shard) (rate(noetl_event_ingest_duration_seconds_count{{{S}}}[5m]))', "ingest requests/s"),
+        ]),
+        ("Ingest duration p50 / p99", "s", [
+            (_q(0.5, "noetl_event_ingest_duration_seconds"), "p50"),
+            (_q(0.99, "noetl_event_ingest_duration_seconds"), "p99"),
+        ]),
+        ("Step latency: issued -> claimed -> completed (p50 / p99)", "s", [
+            (_q(0.5, "noetl_command_pickup_seconds", "pool"), "claimed p50 {{pool}}"),
+            (_q(0.99, "noetl_command_pickup_seconds", "pool"), "claimed p99 {{pool}}"),
+            (_q(0.5, "noetl_step_duration_seconds", "pool"), "completed p50 {{pool}}"),
+            (_q(0.99, "noetl_step_duration_seconds", "pool"), "completed p99 {{pool}}"),
+        ]),
+        ("Steps finished by outcome", "ops", [
+            (f'sum by (pool, outcome) (rate(noetl_step_duration_seconds_count{{{S}}}[5m]))', "{{pool}} {{outcome}}"),
+        ]),
+        ("Outbox pending", "short", [
+            (f'max by (shard) (noetl_outbox_pending{{{S}}})', "pending rows"),
+        ]),
+        ("Outbox oldest pending age", "s", [
+            (f'max by (shard) (noetl_outbox_oldest_pending_age_seconds{{{S}}})', "oldest pending"),
+        ]),
+        ("Projection lag (events)", "short", [
+            (f'max by (shard) (noetl_projector_lag_events{{{S}}})', "lag"),
+        ]),
+        ("DB pool use", "percentunit", [
+            (f'max by (pool) (noetl_db_pool_connections{{{S},state="in_use"}})'
+             f' / max by (pool) (noetl_db_pool_connections{{{S},state="max"}})', "{{pool}} in use / max"),
+        ]),
+        ("Claim conflicts", "ops", [
+            (f'sum by (shard) (rate(noetl_command_claim_conflicts_total{{{S}}}[5m]))', "conflicts/s"),
+        ]),
+    ]),
     ("Workers", [
         ("Commands in flight", "short", [
             ("sum by (pod) (noetl_worker_in_flight)", "{{pod}}"),
@@ -102,12 +154,18 @@ def _panel(pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: i
     }
 
 
+REPEATED = {"Shard $shard": "shard"}
+
+
 def build_dashboard() -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     pid, y = 1, 0
     for row_title, row_panels in PANELS:
-        panels.append({"id": pid, "type": "row", "title": row_title, "collapsed": False,
-                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        row = {"id": pid, "type": "row", "title": row_title, "collapsed": False,
+               "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+        if row_title in REPEATED:
+            row["repeat"] = REPEATED[row_title]
+        panels.append(row)
         pid, y = pid + 1, y + 1
         for i, (title, unit, targets) in enumerate(row_panels):
             panels.append(_panel(pid, title, unit, targets, x=(i % 2) * 12, y=y + (i // 2) * 8))
@@ -116,7 +174,8 @@ def build_dashboard() -> dict[str, Any]:
     return {
         "uid": UID,
         "title": "NoETL shards",
-        "description": "Per-shard health of the NoETL fleet: API, executions, outbox, projector, workers.",
+        "description": ("Per-shard health of the NoETL fleet: shard map, API, executions, outbox, projector, "
+                        "one row per shard (ingest, step latency, outbox, lag, DB pool, claims), workers."),
         "tags": ["noetl"],
         "schemaVersion": 39,
         "version": 1,
@@ -129,7 +188,6 @@ def build_dashboard() -> dict[str, Any]:
              "current": {}, "hide": 0},
             {"name": "shard", "label": "Shard", "type": "query", "datasource": DS,
              "query": {"query": 'label_values(noetl_up{service="api-shard"}, shard)', "refId": "shard"},
-             "definition": 'label_values(noetl_up{service="api-shard"}, shard)',
              "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*",
              "current": {"text": "All", "value": "$__all"}, "sort": 3, "hide": 0},
         ]},

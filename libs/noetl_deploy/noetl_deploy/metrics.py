@@ -23,6 +23,13 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Histograms the fleet exports (prometheus_client.Histogram).
 HISTOGRAMS = frozenset({
     "noetl_http_request_duration_seconds",
+    "noetl_event_ingest_duration_seconds",
+    "noetl_command_pickup_seconds",
+    "noetl_step_duration_seconds",
+    "noetl_router_upstream_request_duration_seconds",
+    "noetl_outbox_claim_seconds",
+    "noetl_outbox_publish_seconds",
+    "noetl_worker_tool_seconds",
 })
 
 

@@ -45,6 +45,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     metrics = ShardMetrics(app[REGISTRY_KEY], str(settings.shard_index))
     svc = ShardServices(settings, encryptor, metrics)
     metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)
+    metrics.watch_shard_map(app[REGISTRY_KEY], settings.shard_index, lambda: svc.shard_map.current)
     app[SERVICES] = svc
     app[WAKEUPS] = Wakeups()
     app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], settings.public_url)

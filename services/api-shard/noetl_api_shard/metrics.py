@@ -3,12 +3,20 @@ path; a transaction that rolls back after counting is rare (errors only) and ove
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from noetl_common.ids import timestamp_ms
+from noetl_common.observability import LATENCY_BUCKETS
+from noetl_common.sharding import ShardMap
+
+# Steps wait for a worker and run for seconds to minutes: the request buckets stop too early.
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
 class ShardMetrics:
@@ -21,6 +29,18 @@ class ShardMetrics:
         self._conflicts = Counter("noetl_command_claim_conflicts_total",
                                   "Claims refused because another worker holds the command",
                                   ["shard"], registry=registry).labels(shard)
+        self.ingest = Histogram("noetl_event_ingest_duration_seconds",
+                                "Worker event ingest (POST /api/events, /api/events/batch): parse, engine, write",
+                                ["shard"], buckets=LATENCY_BUCKETS, registry=registry).labels(shard)
+        # Both measured from the command id's own timestamp (the id is minted when the command is
+        # issued), so neither needs a column or a read.
+        self._pickup = Histogram("noetl_command_pickup_seconds",
+                                 "Command issued -> claimed; via: notification (NATS + claim) or eager (handed over "
+                                 "in an outcome answer, claimed in the issuing transaction)",
+                                 ["shard", "pool", "via"], buckets=STEP_BUCKETS, registry=registry)
+        self._step = Histogram("noetl_step_duration_seconds",
+                               "Command issued -> its outcome ingested (pickup + run + report), by outcome",
+                               ["shard", "pool", "outcome"], buckets=STEP_BUCKETS, registry=registry)
 
     def events_ingested(self, count: int) -> None:
         self._events.inc(count)
@@ -30,6 +50,15 @@ class ShardMetrics:
 
     def claim_conflict(self) -> None:
         self._conflicts.inc()
+
+    def command_picked_up(self, command_id: int, pool: str, via: str) -> None:
+        self._pickup.labels(self.shard, pool, via).observe(_since(command_id))
+
+    def step_finished(self, command_id: int, pool: str, ok: bool) -> None:
+        self._step.labels(self.shard, pool, "ok" if ok else "failed").observe(_since(command_id))
+
+    def watch_shard_map(self, registry: CollectorRegistry, index: int, current: Callable[[], ShardMap]) -> None:
+        registry.register(_ShardMapCollector(self.shard, index, current))
 
     def watch_pools(self, registry: CollectorRegistry, pools: Callable[[], dict[str, asyncpg.Pool]]) -> None:
         registry.register(_PoolCollector(self.shard, pools))
@@ -51,3 +80,31 @@ class _PoolCollector(Collector):
             family.add_metric([self.shard, name, "idle"], idle)
             family.add_metric([self.shard, name, "max"], pool.get_max_size())
         yield family
+
+
+def _since(snowflake_id: int) -> float:
+    return max(0.0, (time.time_ns() // 1_000_000 - timestamp_ms(snowflake_id)) / 1000)
+
+
+class _ShardMapCollector(Collector):
+    """Read at scrape time from the map this shard has loaded: how many epochs, the shard count in
+    force now, and whether this shard is draining (it owns no new ids under the current count,
+    but still serves the executions it owns)."""
+
+    def __init__(self, shard: str, index: int, current: Callable[[], ShardMap]) -> None:
+        self.shard = shard
+        self.index = index
+        self.current = current
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        shard_map = self.current()
+        now = time.time_ns() // 1_000_000
+        for name, doc, value in (
+                ("noetl_shard_map_epochs", "Epochs in the shard map this shard has loaded", len(shard_map.epochs)),
+                ("noetl_shard_count", "Shard count in force now, by this shard's map", shard_map.count_at(now)),
+                ("noetl_shard_draining", "1 while this shard takes no new executions but was a member (removed, "
+                                         "or a committed epoch is about to remove it)",
+                 int(shard_map.draining(self.index, now)))):
+            family = GaugeMetricFamily(name, doc, labels=["shard"])
+            family.add_metric([self.shard], value)
+            yield family

@@ -19,6 +19,8 @@ import msgspec
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from noetl_common import tracing
+
 from .packing import is_mirror, packs
 
 log = logging.getLogger("noetl.outbox_publisher")
@@ -51,6 +53,9 @@ class RelayMetrics:
                                          ["shard"], registry=registry)
         self.pending = Gauge("noetl_outbox_pending", "Unpublished outbox rows per shard", ["shard"],
                              registry=registry)
+        self.oldest_age = Gauge("noetl_outbox_oldest_pending_age_seconds",
+                                "How long the oldest unpublished outbox row of the shard has waited", ["shard"],
+                                registry=registry)
         self.shard_up = Gauge("noetl_outbox_shard_reachable", "1 while the shard answers claims", ["shard"],
                               registry=registry)
 
@@ -69,8 +74,9 @@ class ShardRelay:
         self._stopping = asyncio.Event()
         self._published: list[int] = []  # reported (and deleted) with the next claim
         # Series exist from the start (at 0), so rate() and alerts see them before the first event.
-        for family in (metrics.published, metrics.failed, metrics.pending):
+        for family in (metrics.published, metrics.failed, metrics.pending, metrics.oldest_age):
             family.labels(self.shard)
+        self._tracer = tracing.tracer("noetl.outbox_publisher") if tracing.enabled() else None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -133,7 +139,11 @@ class ShardRelay:
                       ids: list[int]) -> tuple[list[int], Exception | None]:
             started = time.perf_counter()
             try:
-                await self.js.publish(subject, body, headers={**(headers or {}), "Nats-Msg-Id": msg_id}, timeout=5)
+                if self._tracer is not None and headers and tracing.TRACEPARENT in headers:
+                    await self._publish_traced(subject, msg_id, body, headers)
+                else:
+                    await self.js.publish(subject, body, headers={**(headers or {}), "Nats-Msg-Id": msg_id},
+                                          timeout=5)
             except Exception as exc:
                 return ids, exc
             self.metrics.publish_latency.labels(self.shard).observe(time.perf_counter() - started)
@@ -143,6 +153,22 @@ class ShardRelay:
         published = sorted(i for ids, err in results if err is None for i in ids)
         failed = [{"id": i, "error": f"{type(err).__name__}: {err}"[:500]} for ids, err in results if err for i in ids]
         return published, failed
+
+    async def _publish_traced(self, subject: str, msg_id: str, body: bytes, headers: dict[str, str]) -> None:
+        """A notification whose row carries the issuing span: a PRODUCER span under it, and the
+        message's traceparent names this span, so the worker's span follows the publish."""
+        parent = tracing.context_from(headers.get(tracing.TRACEPARENT))
+        assert self._tracer is not None
+        with self._tracer.start_as_current_span(f"publish {subject.rsplit('.', 1)[0]}", context=parent,
+                                                kind=tracing.SpanKind.PRODUCER) as span:
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", subject)
+            span.set_attribute("messaging.message.id", msg_id)
+            span.set_attribute("noetl.shard", self.shard)
+            span.set_attribute("noetl.execution_id", subject.rsplit(".", 1)[-1])
+            out = {**headers, "Nats-Msg-Id": msg_id}
+            tracing.inject(out)
+            await self.js.publish(subject, body, headers=out, timeout=5)
 
     async def _post(self, action: str, body: dict) -> None:
         async with self.session.post(f"{self.base_url}/api/internal/outbox/{action}", json=body,
@@ -155,4 +181,6 @@ class ShardRelay:
         async with self.session.get(f"{self.base_url}/api/internal/outbox/pending-count",
                                     headers=self.headers) as resp:
             if resp.status == 200:
-                self.metrics.pending.labels(self.shard).set((await resp.json())["pending"])
+                counts = await resp.json()
+                self.metrics.pending.labels(self.shard).set(counts["pending"])
+                self.metrics.oldest_age.labels(self.shard).set(counts.get("oldest_age_seconds", 0))

@@ -16,7 +16,7 @@ from . import fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
-from .routing import Decision, Kind, RoutingError, decide, needs_body
+from .routing import EXECUTION_HEADER, Decision, Kind, RoutingError, decide, needs_body
 from .shardmap import ShardMapUnavailable
 from .upstream import IDEMPOTENT, ShardUnavailable
 
@@ -38,7 +38,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if decision.field == "execution_id" and len(decision.ids) == 1:
         execution_id_var.set(str(decision.ids[0]))  # every log line of this request carries it
     try:
-        return await _dispatch(request, ctx, decision, body)
+        response = await _dispatch(request, ctx, decision, body)
+        if decision.kind is Kind.PLACE and (placed := response.headers.get(EXECUTION_HEADER)):
+            execution_id_var.set(placed)  # the new execution, named by the shard's answer
+        return response
     except ShardUnavailable as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         retry_after = str(max(1, round(ctx.settings.probe_interval_seconds)))
@@ -91,6 +94,10 @@ async def _to_owner(request: web.Request, ctx: RouterContext, decision: Decision
     shard = owner_of(ctx, decision)
     generation = ctx.maps().generation
     headers = upstream_headers(request, buffered=True)
+    if decision.field == "execution_id" and len(decision.ids) == 1:
+        # The id it was routed by, found in the path or body, so the shard's log lines of this
+        # request carry it without parsing anything (body-routed /api/events included).
+        headers[EXECUTION_HEADER] = str(decision.ids[0])
     upstream = await ctx.up().request(shard, request.method, path_qs(request), headers=headers, body=body or None)
     if upstream.status != MISROUTED:
         return await relay(request, upstream, shard)

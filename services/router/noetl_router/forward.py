@@ -9,6 +9,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from noetl_common import tracing
+
 from .upstream import forwardable
 
 log = logging.getLogger("noetl.router.forward")
@@ -27,6 +29,7 @@ def upstream_headers(request: web.Request, *, buffered: bool) -> CIMultiDict[str
     headers.setdefault("X-Forwarded-Proto", request.scheme)
     if request.host:
         headers.setdefault("X-Forwarded-Host", request.host)
+    tracing.inject(headers)  # the shard's span is a child of this request's router span
     return headers
 
 

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from noetl_common import tracing
+
 from .wire import (
     BatchAnswer,
     Command,
@@ -106,7 +108,7 @@ class ControlPlane:
     async def _claim_once(self, event_id: int, body: bytes) -> ClaimOutcome:
         try:
             async with self.session.post(f"{self.base_url}/api/commands/{event_id}/claim", data=body,
-                                         headers={"Content-Type": "application/json"}) as resp:
+                                         headers=_traced({"Content-Type": "application/json"})) as resp:
                 raw = await resp.read()
                 if resp.status in (200, 201):
                     try:
@@ -206,6 +208,7 @@ class ControlPlane:
         else raises at once (asking again cannot change a 400 or a 404)."""
         policy = backoff or self.backoff
         last, last_status = "no attempt made", None
+        kw["headers"] = _traced(kw.get("headers") or {})
         for delay in [*policy.delays(), None]:
             wait = delay
             try:
@@ -224,6 +227,13 @@ class ControlPlane:
                 break
             await self._sleep(_jitter(wait))
         raise ControlPlaneError(last, last_status)
+
+
+def _traced(headers: dict[str, str]) -> dict[str, str]:
+    """The headers plus the current span's traceparent (when tracing): the shard's span of this
+    call is a child of the command's span."""
+    traceparent = tracing.current_traceparent()
+    return {**headers, tracing.TRACEPARENT: traceparent} if traceparent else headers
 
 
 def _jitter(delay: float) -> float:

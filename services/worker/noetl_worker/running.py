@@ -117,7 +117,10 @@ class CommandRunner:
         finally:
             keepalive.cancel()
             self.metrics.in_flight.dec()
-        self.metrics.duration.labels(kind).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.duration.labels(kind).observe(elapsed)
+        log.debug("command %s (%s, %s) ran in %.1f ms: %s", job.command_id, command.node_name, kind, elapsed * 1000,
+                  "ok" if result.ok else "failed")
         self.metrics.commands.labels(kind, "ok" if result.ok else "error").inc()
         if not result.ok:
             log.info("command %s (%s) failed: %s", job.command_id, command.node_name, (result.error or "")[:300])

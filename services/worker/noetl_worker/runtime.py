@@ -33,7 +33,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from noetl_common.observability import execution_id_var
+from noetl_common import tracing
+from noetl_common.observability import command_id_var, execution_id_var
 from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
 
 from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, RetryLater
@@ -70,6 +71,7 @@ class Worker:
         self._backlog = Backlog()
         self._session: aiohttp.ClientSession | None = None
         self._plane: ControlPlane | None = None
+        self._tracer = tracing.tracer("noetl.worker") if tracing.enabled() else None
 
     @property
     def connected(self) -> bool:
@@ -247,45 +249,63 @@ class Worker:
             log.error("dropping malformed notification on %s: %s", msg.subject, exc)
             await msg.term()
             return []
-        token = execution_id_var.set(str(execution_id))
+        token, command_token = execution_id_var.set(str(execution_id)), command_id_var.set(str(event_id))
+        parent = msg.headers.get(tracing.TRACEPARENT) if msg.headers else None
         try:
-            if self._stopping.is_set():
-                await msg.nak(delay=1)  # not claimed: another worker (or our successor) takes it
-                return []
-            pending = self._backlog.get(event_id)
-            if pending is not None:
-                return await self._report_notified(msg, event_id, pending)
-            if self._recent.running(event_id):
-                # Handed over to us eagerly and re-announced (or a repeat): the run here reports it.
-                log.info("command %s already runs here; dropping the repeated notification", event_id)
-                await _ack(msg)
-                return []
-            plane = self._plane_for(note.server_url or self.settings.server_url)
-            outcome = await plane.claim(event_id, self.settings.worker_id)
-            self.metrics.claims.labels(CLAIM_LABELS[type(outcome)]).inc()
-            if isinstance(outcome, Claimed):
-                if self._recent.ran(event_id, attempt_of(outcome.command)):
-                    # A repeated notification (the reaper re-announces) while this attempt's outcome
-                    # is still on its way: the shard answers our repeated claim with the same claim,
-                    # which is not new work. The outcome's own report finishes the command.
-                    log.info("command %s attempt %s ran here already; not running it again", event_id,
-                             attempt_of(outcome.command))
-                    await _ack(msg)
-                    return []
-                return await self._run_notified(Job(plane, outcome.command, event_id, msg))
-            if isinstance(outcome, AlreadyClaimed):
-                log.info("command %s not ours (%s): %s", event_id, outcome.code, outcome.message)
-                await _ack(msg)
-            elif isinstance(outcome, RetryLater):
-                log.warning("claim of command %s postponed %.1fs: %s", event_id, outcome.delay, outcome.reason)
-                await msg.nak(delay=max(outcome.delay, 0.5))
-            else:
-                log.error("claim of command %s failed with %s: %s", event_id, outcome.status, outcome.reason)
-                # 404: the command does not exist on that control plane; asking again cannot help.
-                await _ack(msg) if outcome.status == 404 else await msg.nak(delay=BAD_CLAIM_NAK_SECONDS)
-            return []
+            with self._span(note.step, execution_id, event_id, parent, tracing.SpanKind.CONSUMER):
+                return await self._claim_and_run(msg, note, event_id)
         finally:
             execution_id_var.reset(token)
+            command_id_var.reset(command_token)
+
+    def _span(self, step: str | None, execution_id: Any, command_id: int, traceparent: str | None,
+              kind: Any) -> Any:
+        """A command's span, child of the span that issued it (the traceparent of its notification
+        or of the answer that handed it over): claim, tool run and report happen inside it."""
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        return self._tracer.start_as_current_span(
+            f"command {step or '?'}", context=tracing.context_from(traceparent), kind=kind,
+            attributes={"noetl.execution_id": str(execution_id), "noetl.command_id": str(command_id),
+                        "noetl.step": step or "", "noetl.pool": self.settings.pool,
+                        "noetl.worker_id": self.settings.worker_id})
+
+    async def _claim_and_run(self, msg: Msg, note: Notification, event_id: int) -> list[Job]:
+        if self._stopping.is_set():
+            await msg.nak(delay=1)  # not claimed: another worker (or our successor) takes it
+            return []
+        pending = self._backlog.get(event_id)
+        if pending is not None:
+            return await self._report_notified(msg, event_id, pending)
+        if self._recent.running(event_id):
+            # Handed over to us eagerly and re-announced (or a repeat): the run here reports it.
+            log.info("command %s already runs here; dropping the repeated notification", event_id)
+            await _ack(msg)
+            return []
+        plane = self._plane_for(note.server_url or self.settings.server_url)
+        outcome = await plane.claim(event_id, self.settings.worker_id)
+        self.metrics.claims.labels(CLAIM_LABELS[type(outcome)]).inc()
+        if isinstance(outcome, Claimed):
+            if self._recent.ran(event_id, attempt_of(outcome.command)):
+                # A repeated notification (the reaper re-announces) while this attempt's outcome
+                # is still on its way: the shard answers our repeated claim with the same claim,
+                # which is not new work. The outcome's own report finishes the command.
+                log.info("command %s attempt %s ran here already; not running it again", event_id,
+                         attempt_of(outcome.command))
+                await _ack(msg)
+                return []
+            return await self._run_notified(Job(plane, outcome.command, event_id, msg))
+        if isinstance(outcome, AlreadyClaimed):
+            log.info("command %s not ours (%s): %s", event_id, outcome.code, outcome.message)
+            await _ack(msg)
+        elif isinstance(outcome, RetryLater):
+            log.warning("claim of command %s postponed %.1fs: %s", event_id, outcome.delay, outcome.reason)
+            await msg.nak(delay=max(outcome.delay, 0.5))
+        else:
+            log.error("claim of command %s failed with %s: %s", event_id, outcome.status, outcome.reason)
+            # 404: the command does not exist on that control plane; asking again cannot help.
+            await _ack(msg) if outcome.status == 404 else await msg.nak(delay=BAD_CLAIM_NAK_SECONDS)
+        return []
 
     async def _run_notified(self, job: Job) -> list[Job]:
         outcome = await self._runner.run(job)
@@ -314,6 +334,16 @@ class Worker:
     async def _run_handed(self, job: Job) -> list[Job]:
         """A command handed over with an outcome answer: claimed and started for us already."""
         token = execution_id_var.set(str(job.command.execution_id))
+        command_token = command_id_var.set(str(job.command_id))
+        try:
+            with self._span(job.command.node_name, job.command.execution_id, job.command_id,
+                            job.command.meta.get(tracing.TRACEPARENT), tracing.SpanKind.INTERNAL):
+                return await self._run_handed_traced(job)
+        finally:
+            execution_id_var.reset(token)
+            command_id_var.reset(command_token)
+
+    async def _run_handed_traced(self, job: Job) -> list[Job]:
         try:
             outcome = await self._runner.run(job)
             if outcome is None:
@@ -327,8 +357,6 @@ class Worker:
         except Exception:
             log.exception("unexpected error running handed-over command %s; its lease will expire",
                           job.command_id)
-        finally:
-            execution_id_var.reset(token)
         return []
 
     def _eager(self) -> EagerRequest | None:

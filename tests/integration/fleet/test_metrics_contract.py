@@ -1,4 +1,4 @@
-"""Every metric name the rendered alerts and Grafana dashboard query is exported by a running
+"""Every metric name the rendered alerts and Grafana dashboard query has samples on a running
 fleet: scraped from the /metrics of every process after an execution went through."""
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ workflow:
 
 
 def exported_names(text: str) -> set[str]:
+    """Names with at least one sample; a histogram by its base name once it has `_bucket` samples
+    (a labelled metric never observed has only its HELP/TYPE lines, and counts as not exported)."""
+    histograms = {m.group(1) for line in text.splitlines() if (m := HISTOGRAM.match(line))}
     names = set()
     for line in text.splitlines():
-        if m := HISTOGRAM.match(line):
-            names.add(m.group(1))
-        elif m := SAMPLE.match(line):
-            names.add(m.group(1))
+        if m := SAMPLE.match(line):
+            name = m.group(1)
+            names.add(name)
+            if name.endswith("_bucket") and name[: -len("_bucket")] in histograms:
+                names.add(name[: -len("_bucket")])
     return names
 
 

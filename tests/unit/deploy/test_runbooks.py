@@ -9,7 +9,8 @@ from noetl_deploy.render import OVERLAYS, render_overlay
 from .conftest import README, TEMPLATES
 
 EXPECTED_ALERTS = {"ShardDown", "ShardNotReady", "OutboxBacklogGrowing", "OutboxPublishFailures",
-                   "ProjectionLag", "ClaimConflictsSpike", "ExecutionsFailing", "P99LatencyHigh"}
+                   "ProjectionLag", "ClaimConflictsSpike", "ExecutionsFailing", "P99LatencyHigh",
+                   "OutboxStale", "CommandPickupSlow", "DbPoolSaturated", "ShardMapDisagreement"}
 
 
 def alerts(values, overlay):
@@ -27,7 +28,11 @@ def test_expected_alerts_exist_with_their_metrics(values, overlay):
                          ("ProjectionLag", "noetl_projector_lag_events"),
                          ("ClaimConflictsSpike", "noetl_command_claim_conflicts_total"),
                          ("ExecutionsFailing", 'noetl_executions_finished_total{status="FAILED"}'),
-                         ("P99LatencyHigh", "noetl_http_request_duration_seconds_bucket")]:
+                         ("P99LatencyHigh", "noetl_http_request_duration_seconds_bucket"),
+                         ("OutboxStale", "noetl_outbox_oldest_pending_age_seconds"),
+                         ("CommandPickupSlow", "noetl_command_pickup_seconds_bucket"),
+                         ("DbPoolSaturated", 'noetl_db_pool_connections{state="in_use"}'),
+                         ("ShardMapDisagreement", "noetl_shard_count")]:
         assert metric in rules[name]["expr"], name
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}

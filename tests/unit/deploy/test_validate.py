@@ -19,6 +19,8 @@ EXPORTED = {
     "noetl_projector_lag_events", "noetl_db_pool_connections",
     "noetl_worker_in_flight", "noetl_worker_commands_total", "noetl_worker_claims_total",
     "noetl_router_upstream_healthy", "noetl_command_claim_conflicts_total",
+    "noetl_event_ingest_duration_seconds", "noetl_command_pickup_seconds", "noetl_step_duration_seconds",
+    "noetl_outbox_oldest_pending_age_seconds", "noetl_shard_count", "noetl_shard_map_epochs", "noetl_shard_draining",
 }
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from noetl_common.errors import ApiError, error_response, json_response, not_found, read_json
+from noetl_common.observability import execution_id_var
+from noetl_common.pools import DEFAULT_POOL
 from noetl_common.wire.execution import ClaimRequest, CommandOut
 
 from ..handlers.params import path_id
@@ -54,6 +56,7 @@ async def get_command(request: web.Request) -> web.Response:
     row = await command_store.get(svc.shard_pool, command_id)
     if row is None:
         raise not_found(f"command not found: {command_id}")
+    execution_id_var.set(str(row["execution_id"]))
     return json_response(command_out(row))
 
 
@@ -72,6 +75,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
             row = await command_store.get(txn.conn, command_id) if execution is not None else None
             if row is None or execution is None:
                 raise not_found(f"command not found: {command_id}")
+            execution_id_var.set(str(row["execution_id"]))  # routed by command id: now we know it
             if row["status"] in command_store.TERMINAL:
                 raise ApiError(409, f"Command status: {row['status']}", "already_terminal")
             if execution["status"] in TERMINAL:
@@ -106,6 +110,8 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
                 txn.uow.append(*claim_events(svc.mint_owned_id, row, worker, attempt, meta))
         if refusal is not None:
             return error_response(refusal)
+        if attempt == 1:  # a takeover's wait is the lease, not pickup
+            svc.metrics.command_picked_up(command_id, row["pool"] or DEFAULT_POOL, "notification")
         return json_response(command_out({**dict(row), "attempt": attempt, "status": "RUNNING", "worker_id": worker},
                                          claimed=True))
 

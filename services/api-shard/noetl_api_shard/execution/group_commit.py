@@ -25,10 +25,11 @@ MAX_FLUSHING = 2
 class Write:
     """One optimistic write and where its outcome goes."""
 
-    __slots__ = ("ws", "expect", "done")
+    __slots__ = ("ws", "expect", "done", "statements")
 
     def __init__(self, ws: WriteSet, expect: Expect) -> None:
         self.ws, self.expect = ws, expect
+        self.statements = 0  # sent with it: 1, or 2 when its group failed and it went again alone
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def settle(self, error: BaseException | None) -> None:
@@ -41,8 +42,9 @@ class GroupCommit:
         self._queue: list[Write] = []
         self._flushing = 0
 
-    async def flush(self, pool: asyncpg.Pool, ws: WriteSet, expect: Expect) -> None:
-        """Write `ws` optimistically (raises writes.Conflict / writes.KnownBatch as flush does)."""
+    async def flush(self, pool: asyncpg.Pool, ws: WriteSet, expect: Expect) -> int:
+        """Write `ws` optimistically (raises writes.Conflict / writes.KnownBatch as flush does);
+        returns how many statements carried it (for its trace span)."""
         write = Write(ws, expect)
         if self._flushing >= MAX_FLUSHING:
             self._queue.append(write)
@@ -54,6 +56,7 @@ class GroupCommit:
                 self._flushing -= 1
                 self._resume(pool)
         await write.done
+        return write.statements
 
     def _take(self, n: int) -> list[Write]:
         taken, self._queue = self._queue[:n], self._queue[n:]
@@ -77,6 +80,8 @@ async def send_group(pool: asyncpg.Pool, group: list[Write]) -> None:
     """One statement for the group; if it fails, one each. Every write's `done` gets its outcome."""
     if len(group) > 1:
         ws, expect = writes.merge([(w.ws, w.expect) for w in group])
+        for w in group:
+            w.statements += 1
         try:
             async with pool.acquire() as conn:
                 await writes.flush(conn, ws, expect)
@@ -87,6 +92,7 @@ async def send_group(pool: asyncpg.Pool, group: list[Write]) -> None:
                 w.settle(None)
             return
     for w in group:
+        w.statements += 1
         try:
             async with pool.acquire() as conn:
                 await writes.flush(conn, w.ws, w.expect)

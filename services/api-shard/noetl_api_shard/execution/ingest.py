@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from noetl_common.errors import ApiError, not_found
+from noetl_common.pools import resolve_pool
 from noetl_common.vocabulary import EventType
 
 from ..store import events as event_store
@@ -216,6 +217,8 @@ async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: Wo
                   eager: Eager | None) -> int:
     """A command's first finishing event: its outcome on the row, and the engine advanced once."""
     _record_outcome(txn, command_id, ev)
+    ok = reports_success(ev.event_type, ev.status, ev.payload)
+    orch.svc.metrics.step_finished(command_id, resolve_pool(ex.execution_pool, ex.path), ok)
     return (await orch.advance(txn, ex, engine_event_for(command_id, ev), event_id, eager)).commands
 
 

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator
 import asyncpg
 import msgspec
 
+from noetl_common import tracing
 from noetl_common.errors import ApiError
 from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
 from noetl_common.vocabulary import EventType
@@ -39,7 +40,7 @@ from . import engine_port as engine
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
-from .txn import Eager, Fallback, FollowUp, NeedsLock, Outcome, Txn
+from .txn import Eager, Fallback, FollowUp, NeedsLock, Outcome, StatementCount, Txn
 from .unit_of_work import UnitOfWork
 from .wakeups import Wakeups
 
@@ -81,13 +82,18 @@ class Orchestrator:
         committed = False
         try:
             async with self.svc.shard_pool.acquire() as conn:
-                async with conn.transaction():
-                    txn = Txn(conn, self._unit_of_work())
-                    yield txn
-                    await self.drain(txn)
-                    if not txn.uow.empty:
-                        self._save_states(txn)
-                        await writes.flush(conn, txn.uow.write_set())
+                with tracing.child_span("db.transaction", {"noetl.txn.mode": "locking"}) as span:
+                    counted = StatementCount(conn, span)  # a no-op without a span
+                    try:
+                        async with conn.transaction():
+                            txn = Txn(conn, self._unit_of_work())
+                            yield txn
+                            await self.drain(txn)
+                            if not txn.uow.empty:
+                                self._save_states(txn)
+                                await writes.flush(conn, txn.uow.write_set())
+                    finally:
+                        counted.close(len(txn.uow.events) if txn is not None else 0)
             committed = True
             self._after_commit(txn)
         finally:
@@ -113,8 +119,12 @@ class Orchestrator:
             await self.drain(txn)
             self._save_states(txn)
             ws = txn.uow.write_set()
-            await self.group.flush(self.svc.shard_pool, ws, writes.Expect(
-                executions=len(ws.executions), batch_keys=[batch_key] if batch_key else []))
+            with tracing.child_span("db.transaction", {"noetl.txn.mode": "optimistic",
+                                                       "noetl.events": len(ws.events)}) as span:
+                statements = await self.group.flush(self.svc.shard_pool, ws, writes.Expect(
+                    executions=len(ws.executions), batch_keys=[batch_key] if batch_key else []))
+                if span is not None:
+                    span.set_attribute("db.statement_count", statements)
             committed = True
             self._after_commit(txn)
         except (NeedsLock, writes.Conflict, writes.KnownBatch) as exc:
@@ -193,8 +203,10 @@ class Orchestrator:
         execution_id = mint()
         init_event_id = mint()  # before the engine mints, so the log starts with it
         data = engine.new_data()
-        state, decisions = engine.start(playbook, execution_id=execution_id, workload=merged,
-                                        catalog_id=catalog_id, now_ms=engine.engine_time(execution_id), mint=mint, data=data)
+        with tracing.child_span("engine.start", {"noetl.execution_id": str(execution_id)}):
+            state, decisions = engine.start(playbook, execution_id=execution_id, workload=merged,
+                                            catalog_id=catalog_id, now_ms=engine.engine_time(execution_id), mint=mint,
+                                            data=data)
         ex = Loaded(execution_id=execution_id, catalog_id=catalog_id, status="RUNNING", path=row["path"],
                     parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
                     state=state, data=data, version=0, execution_pool=execution_pool)
@@ -221,8 +233,12 @@ class Orchestrator:
             return Outcome()
         playbook, _ = await self.playbook(ex.catalog_id)
         ex.changed = True  # before apply, which updates the state in place
-        ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine.engine_time(cause_event_id),
-                                           mint=self.svc.mint_owned_id, data=ex.data)
+        with tracing.child_span("engine.apply", {"noetl.execution_id": str(ex.execution_id),
+                                                 "noetl.engine.event": type(event).__name__}) as span:
+            ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine.engine_time(cause_event_id),
+                                               mint=self.svc.mint_owned_id, data=ex.data)
+            if span is not None:
+                span.set_attribute("noetl.engine.decisions", len(decisions))
         return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)
 
     async def drain(self, txn: Txn) -> None:
@@ -292,6 +308,7 @@ class Orchestrator:
             txn.uow.append(*claim_events(self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id, 1,
                                          {"eager": True}))
             eager.claimed.append(cmd)
+            self.svc.metrics.command_picked_up(cmd.command_id, pool, "eager")
         else:
             txn.uow.notify(self.notification(command_id=cmd.command_id, execution_id=cmd.execution_id,
                                              step=cmd.step, pool=pool))
@@ -308,10 +325,13 @@ class Orchestrator:
             note["server_url"] = self.public_url
         if redelivery:
             note["redelivery"] = True
+        # The span issuing the command goes with it in the row's headers column (written by the
+        # same INSERT either way), which the publisher sends as NATS headers: no extra write.
+        traceparent = tracing.current_traceparent()
         return OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
                          subject=command_subject(pool, execution_id, shard_route=settings.shard_subject_route,
                                                  shard_count=settings.command_shard_count),
-                         payload=note)
+                         payload=note, headers={tracing.TRACEPARENT: traceparent} if traceparent else None)
 
     async def start_child(self, txn: Txn, ex: Loaded, d: Any) -> None:
         """`kind: playbook` steps: the child lives on this shard (ids minted here are owned here)."""

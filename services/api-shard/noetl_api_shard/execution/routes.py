@@ -3,13 +3,16 @@ of the read side and command claims."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from noetl_common import tracing
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
+from noetl_common.observability import execution_id_var
 from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, FinalizeRequest)
 from noetl_common.vocabulary import EventType
 
@@ -63,14 +66,20 @@ def _id(value: Any, field: str) -> int:
 
 async def execute(request: web.Request) -> web.Response:
     body = await read_json(request, ExecuteRequest)
-    return json_response(await start_request(services(request), request.app[ORCHESTRATOR], body))
+    started = await start_request(services(request), request.app[ORCHESTRATOR], body)
+    execution_id_var.set(started.execution_id)
+    # Also as a header, so the router can name the execution on its own span and log lines.
+    return json_response(started, headers={"X-Execution-ID": started.execution_id})
 
 
 async def post_event(request: web.Request) -> web.Response:
     svc = services(request)
+    started = time.perf_counter()
     ev = normalise(await read_json(request, EventIn))
+    execution_id_var.set(str(ev.execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, ev.execution_id)
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
+    svc.metrics.ingest.observe(time.perf_counter() - started)
     return json_response({"status": "ok", "event_id": done.event_ids[0], "commands_generated": done.commands_generated,
                           "duplicate": done.duplicates > 0})
 
@@ -119,6 +128,12 @@ def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key
     if eager is not None:
         answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
                               for c in eager.claimed]
+        traceparent = tracing.current_traceparent()
+        if traceparent and answer["commands"]:
+            # A handed-over command's span is a child of this request's span, as a notified one
+            # is of the span that wrote its notification (answer only: the row stays as it was).
+            for command in answer["commands"]:
+                command["meta"][tracing.TRACEPARENT] = traceparent
         # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
         logged = {**answer, "commands": None, "command_ids": [str(c.command_id) for c in eager.claimed]}
     if batch:
@@ -141,12 +156,14 @@ async def _replayed(txn: Txn, prior: dict[str, Any]) -> dict[str, Any]:
 async def post_batch(request: web.Request) -> web.Response:
     """All events of a batch in one transaction; an Idempotency-Key replays the first answer."""
     svc = services(request)
+    started = time.perf_counter()
     body = await read_json(request, BatchRequest)
     if not body.events:
         raise bad_request("events must be a non-empty list")
     if len(body.events) > MAX_BATCH_EVENTS:
         raise unprocessable(f"events has {len(body.events)} items; at most {MAX_BATCH_EVENTS} per batch")
     execution_id = _id(body.execution_id, "execution_id")
+    execution_id_var.set(str(execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, execution_id)
     events = [normalise(e, default_execution_id=execution_id, default_worker=body.worker_id, where=f"events[{i}].")
               for i, e in enumerate(body.events)]
@@ -156,6 +173,7 @@ async def post_batch(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
     _, answer = await _accept(request.app[ORCHESTRATOR], execution_id, events, key,
                               _eager(body, svc.settings.claim_lease_seconds))
+    svc.metrics.ingest.observe(time.perf_counter() - started)
     return json_response(answer, status=202)
 
 

@@ -57,3 +57,26 @@ class Txn:
         self.loaded: dict[int, Loaded] = {}
         self.held: set[int] = set()
         self.queue: list[FollowUp] = []
+
+
+class StatementCount:
+    """Counts what a locking transaction sends to Postgres (BEGIN and COMMIT included) through
+    asyncpg's query logger, for its span's `db.statement_count`. Attached only when the
+    transaction has a span (a traced request): otherwise construction and close do nothing."""
+
+    __slots__ = ("conn", "span", "count")
+
+    def __init__(self, conn: asyncpg.Connection, span: Any) -> None:
+        self.conn, self.span, self.count = conn, span, 0
+        if span is not None:
+            conn.add_query_logger(self)
+
+    def __call__(self, _query: Any) -> None:
+        self.count += 1
+
+    def close(self, events: int) -> None:
+        """Detach (the connection goes back to the pool) and record the count."""
+        if self.span is not None:
+            self.conn.remove_query_logger(self)
+            self.span.set_attribute("db.statement_count", self.count)
+            self.span.set_attribute("noetl.events", events)

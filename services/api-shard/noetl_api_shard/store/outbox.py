@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 import asyncpg
 import msgspec
+
+from noetl_common.ids import timestamp_ms
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -71,8 +75,14 @@ async def mark_failed(pool: asyncpg.Pool, failures: list[tuple[int, str]]) -> in
     return int(status.split()[-1])
 
 
-async def pending_count(pool: asyncpg.Pool) -> dict[str, int]:
-    """Every row is unpublished work (the KEDA signal); `retrying` are those waiting out a backoff."""
+async def pending_count(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Every row is unpublished work (the KEDA signal); `retrying` are those waiting out a backoff.
+    `oldest_age_seconds`: how long the oldest row has waited, from its id's timestamp (row ids are
+    snowflakes minted when written), 0 when there is none."""
     row = await pool.fetchrow(
-        "SELECT count(*) AS pending, count(*) FILTER (WHERE status = 'failed') AS retrying FROM noetl.outbox")
-    return {"pending": row["pending"], "retrying": row["retrying"]}
+        "SELECT count(*) AS pending, count(*) FILTER (WHERE status = 'failed') AS retrying, min(id) AS oldest "
+        "FROM noetl.outbox")
+    age = 0.0
+    if row["oldest"] is not None:
+        age = max(0.0, (time.time_ns() // 1_000_000 - timestamp_ms(row["oldest"])) / 1000)
+    return {"pending": row["pending"], "retrying": row["retrying"], "oldest_age_seconds": age}
