@@ -1,16 +1,20 @@
-"""The aiohttp application shell every service shares: error JSON, metrics, health, readiness."""
+"""The aiohttp application shell every service shares: error JSON, metrics, health, readiness,
+and the service's OpenAPI document (`/openapi.json`) with its browsable page (`/docs`)."""
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from . import docs_page
 from .auth import internal_auth_middleware
 from .errors import error_middleware, json_response
 from .guards import add_cors_headers, deadline_middleware, preflight_middleware
 from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
+from .openapi import OPERATIONS, DocumentSource, Op, document, package_version, route
 
 ReadinessCheck = Callable[[], Awaitable[None]]  # raises when a dependency is unreachable
 
@@ -21,8 +25,20 @@ READINESS_KEY = web.AppKey("readiness_checks", list)
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
 
 
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str                                         # ready | not_ready
+    failures: dict[str, str] | msgspec.UnsetType = msgspec.UNSET   # dependency -> why not
+
+
 def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_token: str | None = None,
-              request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> web.Application:
+              request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+              openapi: DocumentSource | None = None) -> web.Application:
+    """`openapi` replaces the default document (this app's own described routes); the router
+    passes one that adds the shards' routes it proxies."""
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
     app = web.Application(
@@ -34,10 +50,33 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
     app[REGISTRY_KEY] = registry
     app[HTTP_METRICS_KEY] = metrics
     app[READINESS_KEY] = []
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    app[OPERATIONS] = {}
+    title = f"NoETL fleet {service}"
+    route(app, "GET", "/healthz", _healthz, Op(summary="Liveness", ok=Health))
+    route(app, "GET", "/readyz", _readyz, Op(summary="Readiness: every dependency answers", ok=Readiness,
+                                            other=((503, Readiness),), description="503 names each failing dependency."))
+    route(app, "GET", "/metrics", metrics_handler, Op(summary="Prometheus metrics", ok=str, media="text/plain"))
+    route(app, "GET", "/openapi.json", _openapi_handler(openapi or _own_document(title)),
+          Op(summary="This OpenAPI 3.1 document", ok=dict[str, Any]))
+    route(app, "GET", "/docs", docs_page.page_handler(title), Op(summary="Browsable API documentation (Swagger UI)",
+                                                                 ok=str, media="text/html"))
+    route(app, "GET", "/docs/static/{name}", docs_page.asset,
+          Op(summary="A file of the documentation page", media="*/*", errors=(404,)))
     return app
+
+
+def _own_document(title: str) -> DocumentSource:
+    async def source(request: web.Request) -> dict[str, Any]:
+        return document(request.app, title=title, version=package_version())
+
+    return source
+
+
+def _openapi_handler(source: DocumentSource):
+    async def openapi_json(request: web.Request) -> web.Response:
+        return json_response(await source(request))
+
+    return openapi_json
 
 
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
@@ -45,7 +84,7 @@ def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) 
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -56,5 +95,5 @@ async def _readyz(request: web.Request) -> web.Response:
         except Exception as exc:  # any failure means "not ready"; the reason is shown, not raised
             failures[name] = f"{type(exc).__name__}: {exc}"[:300]
     if failures:
-        return json_response({"status": "not_ready", "failures": failures}, status=503)
-    return json_response({"status": "ready"})
+        return json_response(Readiness(status="not_ready", failures=failures), status=503)
+    return json_response(Readiness(status="ready"))

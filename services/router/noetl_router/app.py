@@ -13,7 +13,7 @@ from aiohttp import web
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
-from . import background, dispatch
+from . import api_document, background, dispatch
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
 from .health import HealthBoard
@@ -30,13 +30,14 @@ log = logging.getLogger("noetl.router")
 
 def create_app(settings: RouterSettings) -> web.Application:
     app = build_app(service=SERVICE_NAME, max_body_bytes=settings.http.max_body_bytes,
-                    internal_token=settings.internal_token)
+                    internal_token=settings.internal_token, openapi=api_document.source)
     metrics = RouterMetrics(app[REGISTRY_KEY])
     board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
     ctx = RouterContext(settings=settings, board=board, metrics=metrics)
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
+    # Described by api_document: the shards' own routes, and what dispatch answers itself.
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app
 

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
+from noetl_common.openapi import Op, Param, route
 from noetl_common.pools import valid_pool
-from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, ExecuteResponse,
-                                         FinalizeRequest)
+from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequest, ClaimRequest, CommandOut,
+                                         EventAccepted, EventIn, ExecuteRequest, ExecuteResponse, FinalizeRequest)
+from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
@@ -38,15 +40,29 @@ MAX_EAGER_SLOTS = 64
 def register(app: web.Application) -> None:
     settings = app[SERVICES].settings
     queries.register(app)
-    app.router.add_get("/api/commands/{event_id}", commands_api.get_command)
-    app.router.add_post("/api/commands/{event_id}/claim",
-                        commands_api.make_claim_handler(app[ORCHESTRATOR], settings.claim_lease_seconds))
-    app.router.add_post("/api/execute", execute)
-    app.router.add_post("/api/events", post_event)
-    app.router.add_post("/api/events/batch", post_batch)
-    app.router.add_post("/api/executions/{execution_id}/cancel", cancel)
-    app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
-    app.router.add_get("/api/replay/state", replay_state)
+    route(app, "GET", "/api/commands/{event_id}", commands_api.get_command, Op(
+        summary="A command, by its command.issued event id", ok=CommandOut, errors=(404, 421)))
+    route(app, "POST", "/api/commands/{event_id}/claim",
+          commands_api.make_claim_handler(app[ORCHESTRATOR], settings.claim_lease_seconds), Op(
+              summary="Claim a command (a lease; also records command.started)", body=ClaimRequest, ok=CommandOut,
+              errors=(400, 404, 409, 421, 422)))
+    route(app, "POST", "/api/execute", execute, Op(
+        summary="Start a playbook execution", body=ExecuteRequest, ok=ExecuteResponse, errors=(400, 404, 422)))
+    route(app, "POST", "/api/events", post_event, Op(
+        summary="One worker event", body=EventIn, ok=EventAccepted, errors=(400, 404, 421, 422)))
+    route(app, "POST", "/api/events/batch", post_batch, Op(
+        summary="A batch of one execution's events, in one transaction", body=BatchRequest, ok=BatchAccepted,
+        status=202, errors=(400, 404, 421, 422),
+        description="An Idempotency-Key header makes a re-sent batch answer the first answer again."))
+    route(app, "POST", "/api/executions/{execution_id}/cancel", cancel, Op(
+        summary="Cancel an execution (and, with cascade, its children)", body=CancelRequest, body_required=False,
+        ok=CancelResponse, errors=(404, 421)))
+    route(app, "POST", "/api/executions/{execution_id}/finalize", finalize, Op(
+        summary="Force an execution to a terminal status", body=FinalizeRequest, body_required=False,
+        ok=FinalizeResponse, errors=(404, 421, 422)))
+    route(app, "GET", "/api/replay/state", replay_state, Op(
+        summary="Replay an execution's log and compare with the stored state", ok=ReplayReport,
+        query=(Param(name="execution_id", required=True),), errors=(400, 404, 421)))
     reaper.install(app, app[ORCHESTRATOR], interval_seconds=settings.reaper_interval_seconds,
                    unclaimed_after_seconds=settings.unclaimed_after_seconds)
 
@@ -113,8 +129,8 @@ async def post_event(request: web.Request) -> web.Response:
     ev = normalise(await read_json(request, EventIn))
     require_owned(svc, ev.execution_id)
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None)
-    return json_response({"status": "ok", "event_id": done.event_ids[0], "commands_generated": done.commands_generated,
-                          "duplicate": done.duplicates > 0})
+    return json_response(EventAccepted(status="ok", event_id=done.event_ids[0],
+                                       commands_generated=done.commands_generated, duplicate=done.duplicates > 0))
 
 
 def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
@@ -129,7 +145,7 @@ def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
 
 
 async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key: str | None,
-                  eager: Eager | None) -> tuple[Accepted, dict[str, Any] | None]:
+                  eager: Eager | None) -> tuple[Accepted, BatchAccepted]:
     """Events of one execution, optimistically when they allow it, else under the row lock.
     With an Idempotency-Key, returns the batch's answer too (logged as `batch.accepted`), or the
     first answer again when the key was answered before."""
@@ -149,33 +165,34 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
 
 
 def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
-            eager: Eager | None) -> dict[str, Any]:
+            eager: Eager | None) -> BatchAccepted:
     # The request id is a snowflake, as NoETL's: the id of the batch.accepted event when one is logged.
     request_id = orch.svc.mint_owned_id()
-    answer: dict[str, Any] = {
-        "status": "accepted", "request_id": str(request_id), "event_ids": done.event_ids,
-        "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
-        "idempotency_key": key}
-    logged = answer
+    answer = BatchAccepted(status="accepted", request_id=str(request_id), event_ids=done.event_ids,
+                           commands_generated=done.commands_generated, duplicate=False, queue_depth=0,
+                           idempotency_key=key)
     if eager is not None:
-        answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
-                              for c in eager.claimed]
-        # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
-        logged = {**answer, "commands": None, "command_ids": [str(c.command_id) for c in eager.claimed]}
+        answer.commands = [command_out(msgspec.structs.asdict(c), claimed=True) for c in eager.claimed]
     if key:
+        logged = msgspec.to_builtins(msgspec.structs.replace(answer, commands=msgspec.UNSET))
+        if eager is not None:
+            # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
+            logged.update(commands=None, command_ids=[str(c.command_id) for c in eager.claimed])
         txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted",
                                 node_name="events.batch", status="COMPLETED", payload=logged,
                                 meta={"idempotency_key": key}))
     return answer
 
 
-async def _replayed(txn: Txn, prior: dict[str, Any]) -> dict[str, Any]:
+async def _replayed(txn: Txn, prior: dict[str, Any]) -> BatchAccepted:
     """An earlier answer again, with its handed-over commands rebuilt from their rows."""
-    answer = {**prior, "duplicate": True}
-    ids = answer.pop("command_ids", None)
+    ids = prior.get("command_ids")
+    answer = msgspec.convert({k: v for k, v in prior.items() if k not in ("commands", "command_ids")},
+                             BatchAccepted)
+    answer.duplicate = True
     if ids is not None:
         rows = [await command_store.get(txn.conn, int(i)) for i in ids]
-        answer["commands"] = [msgspec.to_builtins(command_out(r, claimed=True)) for r in rows if r is not None]
+        answer.commands = [command_out(r, claimed=True) for r in rows if r is not None]
     return answer
 
 
@@ -230,12 +247,13 @@ async def cancel(request: web.Request) -> web.Response:
         if ex is None:
             raise not_found(f"execution {execution_id} not found")
         if ex.status in TERMINAL:
-            return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "cancelled_executions": [], "message": f"execution is already {ex.status}"})
+            return json_response(CancelResponse(status="already_completed", execution_id=str(execution_id),
+                                                cancelled_executions=[], message=f"execution is already {ex.status}"))
         cancelled: list[str] = []
         await _cancel_one(orch, txn, execution_id, body.reason or "cancelled via API", body.cascade, cancelled)
-    return json_response({"status": "cancelled", "execution_id": str(execution_id),
-                          "cancelled_executions": cancelled, "message": f"cancelled {len(cancelled)} execution(s)"})
+    return json_response(CancelResponse(status="cancelled", execution_id=str(execution_id),
+                                        cancelled_executions=cancelled,
+                                        message=f"cancelled {len(cancelled)} execution(s)"))
 
 
 async def finalize(request: web.Request) -> web.Response:
@@ -253,12 +271,12 @@ async def finalize(request: web.Request) -> web.Response:
         if ex is None:
             raise not_found(f"execution {execution_id} not found")
         if ex.status in TERMINAL:
-            return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "message": f"execution is already {ex.status}"})
+            return json_response(FinalizeResponse(status="already_completed", execution_id=str(execution_id),
+                                                  message=f"execution is already {ex.status}"))
         reason = body.reason or body.error or "finalized by operator"
         await orch.finish(txn, ex, status, None, reason if status == "FAILED" else None, execution_id)
-    return json_response({"status": "finalized", "execution_id": str(execution_id),
-                          "message": f"execution marked {status}"})
+    return json_response(FinalizeResponse(status="finalized", execution_id=str(execution_id),
+                                          message=f"execution marked {status}"))
 
 
 async def replay_state(request: web.Request) -> web.Response:

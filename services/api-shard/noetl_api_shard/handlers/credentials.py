@@ -13,6 +13,7 @@ from aiohttp import web
 
 from noetl_common.crypto import DecryptionError
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.credentials import (
     CredentialCreate,
     CredentialDeleted,
@@ -31,10 +32,18 @@ DEFAULT_TYPE = "generic"
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/credentials", create_credential)
-    app.router.add_get("/api/credentials", list_credentials)
-    app.router.add_get("/api/credentials/{identifier}", get_credential)
-    app.router.add_delete("/api/credentials/{identifier}", delete_credential)
+    route(app, "POST", "/api/credentials", create_credential, Op(
+        summary="Create or replace a credential (by name)", body=CredentialCreate, ok=CredentialResponse,
+        errors=(400, 422)))
+    route(app, "GET", "/api/credentials", list_credentials, Op(
+        summary="List credentials (never their data)", ok=CredentialList,
+        query=(Param(name="type"), Param(name="q"))))
+    route(app, "GET", "/api/credentials/{identifier}", get_credential, Op(
+        summary="One credential, by id (digits) or name", ok=CredentialResponse, errors=(404,),
+        query=(Param(name="include_data", type=bool), Param(name="catalog_id"), Param(name="execution_id"),
+               Param(name="parent_execution_id"))))
+    route(app, "DELETE", "/api/credentials/{identifier}", delete_credential, Op(
+        summary="Delete a credential", ok=CredentialDeleted, errors=(404,)))
 
 
 def _aad(name: str) -> bytes:

@@ -13,6 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from noetl_common.errors import ApiError, json_response
+from noetl_common.openapi import Op, Param, route
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
 from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardInfo, ShardMapBody
 
@@ -23,9 +24,14 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/health", api_health)
-    app.router.add_get("/api/runtime/shard-info", shard_info)
-    app.router.add_get("/api/shard-map", shard_map)
+    route(app, "GET", "/api/health", api_health, Op(
+        summary="NoETL health: both databases answer (503, same body, when not)", ok=ApiHealth,
+        other=((503, ApiHealth),)))
+    route(app, "GET", "/api/runtime/shard-info", shard_info, Op(
+        summary="Which shard an execution id hashes to (drift guard)", ok=ShardInfo, errors=(400,),
+        query=(Param(name="execution_id", required=True), Param(name="shard_count", type=int, required=True))))
+    route(app, "GET", "/api/shard-map", shard_map, Op(
+        summary="The shard map's epochs", ok=ShardMapBody, errors=(503,)))
 
 
 def _version() -> str:
