@@ -21,6 +21,10 @@ RETRY_AFTER = {"Retry-After": "2"}
 DB_UNAVAILABLE = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                   asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
+# Text Postgres cannot store: U+0000 in text or jsonb (SQLSTATE 22P05, 22021). It came in a
+# request, which is then the client's to fix (a 422), not a server fault (a 500).
+UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError)
+
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("noetl.errors")
 
@@ -104,6 +108,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return error_response(ApiError(exc.status, reason, headers=None))
+    except UNSTORABLE_TEXT as exc:
+        return error_response(ApiError(422, f"the request holds text the database cannot store: {exc}",
+                                       "validation_error"))
     except DB_UNAVAILABLE as exc:
         # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
         log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
