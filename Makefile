@@ -5,10 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
-            services/outbox-publisher services/projector services/worker libs/noetl_deploy
+            services/outbox-publisher services/projector services/worker libs/noetl_deploy \
+            libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test unit integration infra-up infra-down conformance bench bench-hotpath clean image deploy-render
+.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload clean image \
+        deploy-render
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -24,6 +26,15 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 run: install
 	$(PY) -m noetl_devstack.run --shards $(SHARDS)
 
+## With `make run` up in another terminal: grow or drain its fleet to SHARDS shards, online.
+scale: install
+	@test "$(origin SHARDS)" != "file" || { echo "usage: make scale SHARDS=<count> (with make run up)" >&2; exit 2; }
+	$(PY) -m noetl_ops scale --shards $(SHARDS)
+
+## One row per shard of the fleet `make run` serves: ready, epoch, executions, outbox, lag, drain state.
+status: install
+	$(PY) -m noetl_ops status
+
 ## The whole suite (unit, integration against real Postgres + NATS it starts itself).
 test: install
 	$(PY) -m pytest
@@ -33,6 +44,10 @@ unit: install
 
 integration: install
 	$(PY) -m pytest tests/integration
+
+## The long online-scaling run: a fleet grows 2 -> 3 and drains 3 -> 2 under continuous load.
+test-scaling: install
+	$(PY) -m pytest tests/integration/scaling -m scaling -s
 
 ## Embedded infrastructure only (data under .data/); prints the DSN and NATS URL.
 infra-up: install
@@ -51,6 +66,11 @@ bench: install
 ## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench
+
+## 30 s of requests far beyond what the fleet admits: shed with 429/503, nothing lost; bench/results/overload.json.
+overload: install
+	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
+		$(PY) -m pytest -s tests/integration/test_overload.py
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:

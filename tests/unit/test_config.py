@@ -14,6 +14,19 @@ def test_defaults_single_shard():
     assert (s.shard_index, s.shard_count, s.http.port, s.internal_token) == (0, 1, 8082, None)
 
 
+def test_scaling_timing_and_advertised_url():
+    s = ShardSettings.from_env(BASE)
+    assert (s.epoch_grace_ms, s.map_refresh_seconds, s.advertise_url) == (10_000, 2.0, None)
+    s = ShardSettings.from_env({**BASE, "NOETL_SHARD_EPOCH_GRACE_MS": "3000", "NOETL_SHARD_MAP_REFRESH_SECONDS": "1",
+                                "NOETL_SERVER_URL": "http://router:8080", "NOETL_SHARD_COUNT": "3",
+                                "NOETL_SHARD_INDEX": "2", "NOETL_SHARD_ADVERTISE_URL": "http://api-shard-{i}.api-shard:8082"})
+    assert (s.epoch_grace_ms, s.map_refresh_seconds, s.advertise_url) == (3000, 1.0, "http://api-shard-2.api-shard:8082")
+def test_event_result_limit_is_noetls_and_configurable():
+    assert ShardSettings.from_env(BASE).event_result_max_bytes == 100 * 1024
+    s = ShardSettings.from_env({**BASE, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "4096"})
+    assert s.event_result_max_bytes == 4096
+
+
 def test_statefulset_ordinal_is_the_shard_index():
     s = ShardSettings.from_env({**BASE, "NOETL_SHARD_COUNT": "4", "HOSTNAME": "api-shard-3"})
     assert s.shard_index == 3 and s.node_id == 3
@@ -27,6 +40,11 @@ def test_statefulset_ordinal_is_the_shard_index():
     ({"NOETL_SHARD_COUNT": "2", "NOETL_SHARD_INDEX": "2"}, "NOETL_SHARD_INDEX"),
     ({"NOETL_HTTP_PORT": "70000"}, "NOETL_HTTP_PORT"),
     ({"NOETL_SNOWFLAKE_NODE_ID": "4096"}, "NOETL_SNOWFLAKE_NODE_ID"),
+    ({"NOETL_SHARD_EPOCH_GRACE_MS": "4000"}, "NOETL_SHARD_MAP_REFRESH_SECONDS"),  # default refresh 2 s >= grace/2
+    ({"NOETL_SHARD_MAP_REFRESH_SECONDS": "0"}, "NOETL_SHARD_MAP_REFRESH_SECONDS"),
+    ({"NOETL_SHARD_EPOCH_GRACE_MS": "soon"}, "NOETL_SHARD_EPOCH_GRACE_MS"),
+    ({"NOETL_SHARD_ADVERTISE_URL": "shard-0:8082"}, "NOETL_SHARD_ADVERTISE_URL"),
+    ({"NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES": "10"}, "NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES"),
 ])
 def test_bad_or_missing_variables_are_named(extra, names):
     with pytest.raises(ConfigError, match=names):

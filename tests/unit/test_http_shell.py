@@ -32,8 +32,8 @@ async def _internal(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def make(token="s3cret", ready=True):
-    app = build_app(service="test", shard="0", max_body_bytes=2048, internal_token=token)
+def make(token="s3cret", ready=True, api_token=None):
+    app = build_app(service="test", shard="0", max_body_bytes=2048, internal_token=token, api_token=api_token)
     app.router.add_post("/echo", _echo)
     app.router.add_get("/conflict", _conflict)
     app.router.add_get("/boom", _boom)
@@ -121,6 +121,42 @@ async def test_not_ready_names_the_failing_dependency():
         assert r.status == 503 and "db down" in body["failures"]["db"]
 
 
+async def test_api_token_guards_every_public_route_but_probes():
+    async with TestClient(TestServer(make(api_token="pub-tok"))) as c:
+        for header in (None, "Bearer wrong", "pub-tok"):
+            r = await c.post("/echo", data=b'{"name": "a"}', headers={"Authorization": header} if header else {})
+            body = await r.json()
+            assert r.status == 401 and body["code"] == "unauthorized" and "pub-tok" not in str(body)
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+        for token in ("pub-tok", "s3cret"):  # the API token, or the internal one workers carry
+            r = await c.post("/echo", data=b'{"name": "a"}', headers={"Authorization": f"Bearer {token}"})
+            assert r.status == 200
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await c.get(path)).status == 200, path
+        r = await c.get("/api/internal/ping", headers={"Authorization": "Bearer pub-tok"})
+        assert r.status == 403  # the API token does not open internal routes
+        r = await c.options("/echo", headers={"Origin": "http://ui", "Access-Control-Request-Method": "POST"})
+        assert r.status == 204  # a browser's preflight carries no token
+
+
+async def test_no_api_token_means_public_routes_are_open(client):
+    assert (await client.post("/echo", data=b'{"name": "a"}')).status == 200
+
+
+async def test_noetl_health_paths():
+    """NoETL's liveness `/health` and readiness `/api/health/ready` (503 naming the failure)."""
+    async with TestClient(TestServer(make(ready=True))) as c:
+        assert await (await c.get("/health")).json() == {"status": "ok"}
+        r = await c.get("/api/health/ready")
+        assert r.status == 200 and (await r.json())["status"] == "ready"
+    async with TestClient(TestServer(make(ready=False))) as c:
+        assert (await c.get("/health")).status == 200  # liveness does not depend on the database
+        r = await c.get("/api/health/ready")
+        body = await r.json()
+        assert r.status == 503 and body["status"] == "not_ready"
+        assert "db" in body["reason"] and "db down" in body["error"]
+
+
 def test_bearer_matches():
     assert bearer_matches("bearer tok", "tok")
     assert not bearer_matches("Bearer tok2", "tok")
@@ -179,3 +215,28 @@ async def test_cors_on_every_answer_and_preflight_before_authentication():
             assert r.headers["Access-Control-Allow-Origin"] == "*"
         r = await c.options("/api/internal/ping", headers={"Origin": "http://ui", "Access-Control-Request-Method": "GET"})
         assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_requests_past_the_in_flight_bound_get_429_and_probes_still_answer():
+    import asyncio
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await release.wait()
+        return json_response({"ok": True})
+
+    app = build_app(service="test", max_body_bytes=2048, internal_token="t", max_in_flight=2)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/api/internal/slow", slow)
+    async with TestClient(TestServer(app)) as c:
+        held = [asyncio.create_task(c.get("/slow")) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        r = await c.get("/slow")
+        body = await r.json()
+        assert r.status == 429 and body["code"] == "overloaded" and r.headers["Retry-After"] == "1"
+        assert (await c.get("/readyz")).status == 200
+        internal = asyncio.create_task(c.get("/api/internal/slow", headers={"Authorization": "Bearer t"}))
+        await asyncio.sleep(0.1)
+        release.set()
+        assert [x.status for x in await asyncio.gather(*held, internal)] == [200, 200, 200]
+        assert (await c.get("/slow")).status == 200  # the bound frees as requests finish

@@ -120,11 +120,49 @@ def test_errors_and_internal_security(shard_doc):
             if path.startswith("/api/internal/"):
                 assert op["security"] == [{openapi.BEARER_SCHEME: []}], (method, path)
                 assert op["responses"]["403"]["content"]["application/json"]["schema"] == error_ref
-            else:
-                assert "security" not in op, (method, path)
+            elif path in ("/healthz", "/health", "/readyz", "/api/health", "/api/health/ready", "/metrics",
+                          "/openapi.json", "/docs", "/docs/static/{name}"):
+                assert "security" not in op and "401" not in op["responses"], (method, path)
+            else:  # the API token, when the service has one
+                assert op["security"] == [{openapi.API_BEARER_SCHEME: []}, {}], (method, path)
+                assert op["responses"]["401"]["content"]["application/json"]["schema"] == error_ref
     assert shard_doc["components"]["securitySchemes"][openapi.BEARER_SCHEME] == {
         "type": "http", "scheme": "bearer",
         "description": "NOETL_INTERNAL_API_TOKEN: service-to-service routes under /api/internal/"}
+
+
+
+def test_guard_answers_are_documented_where_they_apply(shard_doc, router_doc):
+    """401 (API token), 429 (admission), 503 (database / shard), 504 (deadline): the statuses the
+    shell's middlewares answer, on the routes those middlewares apply to."""
+    for doc in (shard_doc, router_doc):
+        paths = doc["paths"]
+        execute = paths["/api/execute"]["post"]["responses"]
+        assert {"401", "429", "503", "504"} <= set(execute), execute.keys()
+        assert execute["429"]["headers"]["Retry-After"]["schema"] == {"type": "string"}
+        assert "Retry-After" in execute["503"]["headers"]
+        internal = paths["/api/internal/shard/status"]["get"]["responses"]
+        assert {"403", "503", "504"} <= set(internal) and "429" not in internal and "401" not in internal
+        health = paths["/healthz"]["get"]["responses"]
+        assert not {"401", "429", "503"} & set(health) and "504" in health
+        stream = paths["/api/events/batch/{request_id}/stream"]["get"]["responses"]
+        assert "504" not in stream and "429" not in stream  # streams are exempt from deadline and bound
+
+
+def test_other_services_describe_every_route():
+    from noetl_outbox_publisher import config as publisher_config
+    from noetl_outbox_publisher.app import create_app as publisher_app
+    from noetl_projector import config as projector_config
+    from noetl_projector.app import create_app as projector_app
+    from noetl_worker import config as worker_config
+    from noetl_worker.app import create_app as worker_app
+    env = {**SHARD_ENV, "NOETL_SHARD_URLS": "http://a:1,http://b:1", "NOETL_NATS_URL": "nats://x:4222",
+           "NOETL_SERVER_URL": "http://r:1", "NOETL_ROUTER_URL": "http://r:1"}
+    for make, settings in ((publisher_app, publisher_config), (projector_app, projector_config),
+                           (worker_app, worker_config)):
+        app = make(settings.from_env(env))
+        assert openapi.undocumented(app) == [], make.__module__
+        OpenAPIV31SpecValidator(openapi.document(app, title="t", version="1")).validate()
 
 
 def test_schema_names_are_unambiguous(shard_doc, router_doc):

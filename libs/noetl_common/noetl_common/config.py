@@ -90,6 +90,8 @@ class HttpSettings(msgspec.Struct, frozen=True):
     host: str
     port: int
     max_body_bytes: int
+    request_timeout_seconds: float = 60.0
+    max_in_flight: int = 512
 
     @classmethod
     def from_env(cls, env: Env, default_port: int) -> "HttpSettings":
@@ -97,6 +99,8 @@ class HttpSettings(msgspec.Struct, frozen=True):
             host=env.str("NOETL_HTTP_HOST", "0.0.0.0"),
             port=env.int("NOETL_HTTP_PORT", default_port, minimum=0, maximum=65535),
             max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            request_timeout_seconds=env.float("NOETL_REQUEST_TIMEOUT_SECONDS", 60.0),
+            max_in_flight=env.int("NOETL_MAX_IN_FLIGHT", 512, minimum=1),
         )
 
 
@@ -114,6 +118,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
     pool_min: int
     pool_max: int
     log_level: str
+    pool_acquire_timeout: float = 5.0  # then 503 pool_saturated
     claim_lease_seconds: float = 120.0
     reaper_interval_seconds: float = 5.0
     unclaimed_after_seconds: float = 30.0
@@ -121,6 +126,14 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # NoETL's command-subject sharding of the `system` pool (noetl_common.pools.command_subject).
     shard_subject_route: bool = False
     command_shard_count: int = 1
+    # Scaling: epochs start this long after they are committed, and every shard mints only ids
+    # stamped within it of its last map confirmation; the map is reloaded at least this often.
+    epoch_grace_ms: int = 10_000
+    map_refresh_seconds: float = 2.0
+    advertise_url: str | None = None  # where the router, publisher and projector reach this shard
+    # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
+    # result store and the event logs a reference to it.
+    event_result_max_bytes: int = 100 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -138,6 +151,12 @@ class ShardSettings(msgspec.Struct, frozen=True):
             index = ordinal or 0
         if index >= count:
             raise ConfigError(f"NOETL_SHARD_INDEX {index} must be < NOETL_SHARD_COUNT {count}")
+        grace_ms, refresh = epoch_timing(env)
+        # NOETL_SERVER_URL is the shard's own URL locally; in Kubernetes it names the router, so
+        # the pod's own address goes in NOETL_SHARD_ADVERTISE_URL ({i} becomes the index).
+        advertise = env.optional("NOETL_SHARD_ADVERTISE_URL") or env.optional("NOETL_SERVER_URL")
+        if advertise and not advertise.startswith(("http://", "https://")):
+            raise ConfigError(f"NOETL_SHARD_ADVERTISE_URL must start with http:// or https://, got {advertise!r}")
         return cls(
             shard_index=index,
             shard_count=count,
@@ -150,33 +169,50 @@ class ShardSettings(msgspec.Struct, frozen=True):
             pool_min=env.int("NOETL_DB_POOL_MIN", 2, minimum=0),
             pool_max=env.int("NOETL_DB_POOL_MAX", 10, minimum=1),
             log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+            pool_acquire_timeout=env.float("NOETL_DB_POOL_ACQUIRE_TIMEOUT_SECONDS", 5.0),
             claim_lease_seconds=env.float("NOETL_COMMAND_CLAIM_LEASE_SECONDS", 120.0),
             reaper_interval_seconds=env.float("NOETL_COMMAND_REAPER_INTERVAL_SECONDS", 5.0),
             unclaimed_after_seconds=env.float("NOETL_COMMAND_REPUBLISH_AFTER_SECONDS", 30.0),
             public_url=env.optional("NOETL_SERVER_URL"),
             shard_subject_route=env.bool("NOETL_SHARD_SUBJECT_ROUTE", False),
             command_shard_count=env.int("NOETL_COMMAND_SHARD_COUNT", 1, minimum=1, maximum=1024),
+            epoch_grace_ms=grace_ms,
+            map_refresh_seconds=refresh,
+            advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
+            event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
         )
 
 
 MAX_SHARD_COUNT = 1024
 
 
+def epoch_timing(env: Env) -> tuple[int, float]:
+    """(grace ms, map refresh seconds). The refresh must be well under the grace: a shard whose
+    map is older than the grace cannot mint, so a refresh that slow would stall every write."""
+    grace_ms = env.int("NOETL_SHARD_EPOCH_GRACE_MS", 10_000, minimum=100, maximum=3_600_000)
+    refresh = env.float("NOETL_SHARD_MAP_REFRESH_SECONDS", 2.0)
+    if refresh <= 0:
+        raise ConfigError(f"NOETL_SHARD_MAP_REFRESH_SECONDS must be > 0, got {refresh}")
+    if refresh * 1000 >= grace_ms / 2:
+        raise ConfigError(f"NOETL_SHARD_MAP_REFRESH_SECONDS ({refresh}) must be under half of "
+                          f"NOETL_SHARD_EPOCH_GRACE_MS ({grace_ms} ms)")
+    return grace_ms, refresh
+
+
 def shard_urls_from_env(env: Env) -> tuple[str, ...]:
-    """NOETL_SHARD_URLS (comma-separated, index = position) wins over NOETL_SHARD_URL_PATTERN."""
+    """The bootstrap shard URLs (index = position). NOETL_SHARD_URLS (comma-separated) wins over
+    NOETL_SHARD_URL_PATTERN, which gives shards 0..NOETL_SHARD_COUNT-1 (just shard 0 without a
+    count). Only a first shard is needed: the rest come from the shard map (`noetl_common.discovery`)."""
     listed = env.optional("NOETL_SHARD_URLS")
     if listed is not None:
         urls = [u.strip() for u in listed.split(",")]
         if not all(urls):
             raise ConfigError("NOETL_SHARD_URLS has an empty entry; list one base URL per shard, comma-separated")
     else:
-        pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+        pattern = shard_url_pattern(env)
         if pattern is None:
-            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} "
-                              "and NOETL_SHARD_COUNT is required")
-        if "{i}" not in pattern:
-            raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
-        count = env.int("NOETL_SHARD_COUNT", minimum=1, maximum=MAX_SHARD_COUNT)
+            raise ConfigError("NOETL_SHARD_URLS (comma-separated) or NOETL_SHARD_URL_PATTERN with {i} is required")
+        count = env.int("NOETL_SHARD_COUNT", 1, minimum=1, maximum=MAX_SHARD_COUNT)
         urls = [pattern.replace("{i}", str(i)) for i in range(count)]
     for url in urls:
         if not url.startswith(("http://", "https://")):
@@ -184,6 +220,16 @@ def shard_urls_from_env(env: Env) -> tuple[str, ...]:
     if len(urls) > MAX_SHARD_COUNT:
         raise ConfigError(f"at most {MAX_SHARD_COUNT} shard URLs are supported, got {len(urls)}")
     return tuple(u.rstrip("/") for u in urls)
+
+
+def shard_url_pattern(env: Env) -> str | None:
+    """NOETL_SHARD_URL_PATTERN (with {i}): the URL of any shard index, e.g. a StatefulSet's pods."""
+    pattern = env.optional("NOETL_SHARD_URL_PATTERN")
+    if pattern is not None and "{i}" not in pattern:
+        raise ConfigError("NOETL_SHARD_URL_PATTERN must contain {i}, e.g. http://api-shard-{i}.api-shard:8082")
+    if pattern is not None and not pattern.startswith(("http://", "https://")):
+        raise ConfigError(f"NOETL_SHARD_URL_PATTERN {pattern!r} must start with http:// or https://")
+    return pattern.rstrip("/") if pattern else None
 
 
 def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
@@ -196,6 +242,7 @@ def replica_slice(env: Env, prefix: str) -> tuple[int, int]:
 
 
 def owned_shard_urls(env: Env, prefix: str) -> tuple[int, dict[int, str]]:
-    """(replica, shard index -> base URL) for the shards this replica of a per-shard service serves."""
+    """(replica, shard index -> base URL) for the bootstrap shards this replica of a per-shard
+    service serves (more join from the shard map)."""
     replica, replicas = replica_slice(env, prefix)
     return replica, {s: url for s, url in enumerate(shard_urls_from_env(env)) if s % replicas == replica}

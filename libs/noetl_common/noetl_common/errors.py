@@ -13,6 +13,8 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from .db.pool import PoolSaturated
+
 T = TypeVar("T")
 
 RETRY_AFTER = {"Retry-After": "2"}
@@ -111,6 +113,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except UNSTORABLE_TEXT as exc:
         return error_response(ApiError(422, f"the request holds text the database cannot store: {exc}",
                                        "validation_error"))
+    except PoolSaturated as exc:
+        log.warning("pool saturated on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError(503, "the server is busy; retry shortly", "pool_saturated",
+                                       headers=RETRY_AFTER))
     except DB_UNAVAILABLE as exc:
         # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
         log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)

@@ -1,6 +1,9 @@
-"""Answers every service gives the same way: CORS for browsers (NoETL allows every origin), and
-a time limit on each request, past which the client gets a 504 instead of waiting forever.
-Streams (SSE) are exempt from the limit: following an execution is meant to last."""
+"""Answers every service gives the same way: CORS for browsers (NoETL allows every origin), a
+time limit on each request, past which the client gets a 504 instead of waiting forever, and a
+bound on requests in flight, past which the client gets a 429 to come back later instead of a
+queue (and latency, and memory) that grows without limit. Streams (SSE) are exempt from both:
+following an execution is meant to last. Internal routes and probes are exempt from the bound:
+their callers are few and must get through when the public side is flooded."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .auth import INTERNAL_PREFIX, OPEN_PATHS
 from .errors import ApiError, error_response
 
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*",
@@ -35,12 +39,43 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
 def deadline_middleware(seconds: float) -> Any:
     @web.middleware
     async def deadline(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.endswith(STREAM_SUFFIXES):
+        if not has_deadline(request.path):
             return await handler(request)
+        timer = asyncio.timeout(seconds)
         try:
-            async with asyncio.timeout(seconds):
+            async with timer:
                 return await handler(request)
         except TimeoutError:
+            if not timer.expired():
+                raise  # a timeout inside the handler, not this deadline
             return error_response(ApiError(504, f"the request took longer than {seconds:g}s and was abandoned",
                                            "request_timeout"))
     return deadline
+
+
+def admitted(path: str) -> bool:
+    """Whether the in-flight bound applies to this path (else it is exempt)."""
+    return not (path in OPEN_PATHS or path.startswith(INTERNAL_PREFIX) or path.endswith(STREAM_SUFFIXES))
+
+
+def has_deadline(path: str) -> bool:
+    return not path.endswith(STREAM_SUFFIXES)
+
+
+def admission_middleware(limit: int) -> Any:
+    in_flight = 0
+
+    @web.middleware
+    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal in_flight
+        if not admitted(request.path):
+            return await handler(request)
+        if in_flight >= limit:
+            return error_response(ApiError(429, f"over capacity ({limit} requests in flight); retry shortly",
+                                           "overloaded", headers={"Retry-After": "1"}))
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+    return admit

@@ -10,9 +10,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from . import docs_page
-from .auth import internal_auth_middleware
+from .auth import internal_auth_middleware, public_auth_middleware
 from .errors import error_middleware, json_response
-from .guards import add_cors_headers, deadline_middleware, preflight_middleware
+from .guards import add_cors_headers, admission_middleware, deadline_middleware, preflight_middleware
 from .observability import HTTP_METRICS_KEY, REGISTRY_KEY, HttpMetrics, metrics_handler, metrics_middleware
 from .openapi import OPERATIONS, DocumentSource, Op, document, package_version, route
 
@@ -23,6 +23,7 @@ READINESS_KEY = web.AppKey("readiness_checks", list)
 
 # NoETL answers 504 past its limit instead of letting a client wait forever.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_IN_FLIGHT = 512
 
 
 class Health(msgspec.Struct):
@@ -34,17 +35,31 @@ class Readiness(msgspec.Struct):
     failures: dict[str, str] | msgspec.UnsetType = msgspec.UNSET   # dependency -> why not
 
 
+class ApiReadiness(msgspec.Struct, omit_defaults=True):
+    """NoETL's readiness answer: `checks` when ready; `reason`, `error`, `failures` when not."""
+
+    status: str                                         # ready | not_ready
+    checks: list[str] | msgspec.UnsetType = msgspec.UNSET
+    reason: str | msgspec.UnsetType = msgspec.UNSET
+    error: str | msgspec.UnsetType = msgspec.UNSET
+    failures: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+
+
 def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_token: str | None = None,
-              request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+              api_token: str | None = None, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+              max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
               openapi: DocumentSource | None = None) -> web.Application:
     """`openapi` replaces the default document (this app's own described routes); the router
     passes one that adds the shards' routes it proxies."""
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, service, shard)
+    gates = [internal_auth_middleware(internal_token)]
+    if api_token:
+        gates.append(public_auth_middleware(api_token, internal_token))
     app = web.Application(
         client_max_size=max_body_bytes,
         middlewares=[metrics_middleware(metrics), error_middleware, preflight_middleware,
-                     deadline_middleware(request_timeout), internal_auth_middleware(internal_token)],
+                     admission_middleware(max_in_flight), deadline_middleware(request_timeout), *gates],
     )
     app.on_response_prepare.append(add_cors_headers)
     app[REGISTRY_KEY] = registry
@@ -53,8 +68,12 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
     app[OPERATIONS] = {}
     title = f"NoETL fleet {service}"
     route(app, "GET", "/healthz", _healthz, Op(summary="Liveness", ok=Health))
+    route(app, "GET", "/health", _healthz, Op(summary="Liveness (NoETL's path, same answer as /healthz)", ok=Health))
     route(app, "GET", "/readyz", _readyz, Op(summary="Readiness: every dependency answers", ok=Readiness,
                                             other=((503, Readiness),), description="503 names each failing dependency."))
+    route(app, "GET", "/api/health/ready", _api_ready, Op(
+        summary="Readiness in NoETL's shape (the Rust server's path)", ok=ApiReadiness,
+        other=((503, ApiReadiness),), description="503 gives `reason` and `error` naming each failing check."))
     route(app, "GET", "/metrics", metrics_handler, Op(summary="Prometheus metrics", ok=str, media="text/plain"))
     route(app, "GET", "/openapi.json", _openapi_handler(openapi or _own_document(title)),
           Op(summary="This OpenAPI 3.1 document", ok=dict[str, Any]))
@@ -87,13 +106,30 @@ async def _healthz(request: web.Request) -> web.Response:
     return json_response(Health(status="ok"))
 
 
-async def _readyz(request: web.Request) -> web.Response:
+async def readiness_failures(app: web.Application) -> dict[str, str]:
+    """Each registered check that fails, by name, with its reason (empty when ready)."""
     failures: dict[str, str] = {}
-    for name, check in request.app[READINESS_KEY]:
+    for name, check in app[READINESS_KEY]:
         try:
             await check()
         except Exception as exc:  # any failure means "not ready"; the reason is shown, not raised
             failures[name] = f"{type(exc).__name__}: {exc}"[:300]
+    return failures
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    failures = await readiness_failures(request.app)
     if failures:
         return json_response(Readiness(status="not_ready", failures=failures), status=503)
     return json_response(Readiness(status="ready"))
+
+
+async def _api_ready(request: web.Request) -> web.Response:
+    """NoETL's shape: `{"status": "ready"}`, or 503 `{"status": "not_ready", "reason", "error"}`."""
+    failures = await readiness_failures(request.app)
+    if failures:
+        reason = "; ".join(f"{name} failed" for name in failures)
+        return json_response(ApiReadiness(status="not_ready", reason=reason,
+                                          error="; ".join(f"{k}: {v}" for k, v in failures.items()),
+                                          failures=failures), status=503)
+    return json_response(ApiReadiness(status="ready", checks=[name for name, _ in request.app[READINESS_KEY]]))

@@ -67,17 +67,35 @@ class Snowflake:
         with self._lock:
             return self._next_locked()
 
-    def next_matching(self, accept: Callable[[int], bool], max_tries: int = 1 << 20) -> int:
-        """The next id (in this generator's order) for which `accept` holds."""
+    def next_matching(self, accept: Callable[[int], bool], max_tries: int = 1 << 20,
+                      plan: Callable[[int, int], int | None] | None = None) -> int:
+        """The next id (in this generator's order) for which `accept` holds. `accept` may raise
+        to refuse minting altogether. `plan(last_ms, clock_ms)`, asked once under the lock, may
+        return a millisecond to go on from instead of following the clock (see `_next_locked`)."""
         with self._lock:
+            frozen_from = plan(self._last_ms, self._clock()) if plan is not None else None
             for _ in range(max_tries):
-                candidate = self._next_locked()
+                candidate = self._next_locked(frozen_from)
                 if accept(candidate):
                     return candidate
         raise RuntimeError("no acceptable id found; is the predicate satisfiable?")
 
-    def _next_locked(self) -> int:
-        now = max(self._clock(), self._last_ms)
+    def resume_after(self, snowflake: int) -> None:
+        """Never mint at or below `snowflake` (e.g. the newest id a restarted process finds in its
+        database); the next id is at least one millisecond past it."""
+        with self._lock:
+            self._last_ms = max(self._last_ms, timestamp_ms(snowflake) + 1)
+            self._sequence = MAX_SEQUENCE  # so the next id borrows the millisecond after _last_ms
+
+    @property
+    def last_ms(self) -> int:
+        return self._last_ms
+
+    def _next_locked(self, frozen_from: int | None = None) -> int:
+        # frozen_from: ignore the clock; the millisecond moves only when its 4096 sequence values
+        # are used up, so ids stay monotonic while their timestamps fall behind the clock (a
+        # draining shard lives on the milliseconds left before the epoch that removes it).
+        now = max(self._last_ms, frozen_from) if frozen_from is not None else max(self._clock(), self._last_ms)
         if now == self._last_ms:
             self._sequence += 1
             if self._sequence > MAX_SEQUENCE:

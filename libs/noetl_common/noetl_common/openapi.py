@@ -20,11 +20,13 @@ from typing import Any, Awaitable, Callable, Iterator
 import msgspec
 from aiohttp import hdrs, web
 
-from .auth import INTERNAL_PREFIX
+from .auth import INTERNAL_PREFIX, needs_api_token
+from .guards import admitted, has_deadline
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
 BEARER_SCHEME = "internalBearer"
+API_BEARER_SCHEME = "apiBearer"
 # aiohttp adds HEAD to every GET on its own; it is the GET operation, not another one. A "*"
 # route (the router's catch-all) is kept: it is reported as undocumented unless accounted for.
 SKIPPED_METHODS = frozenset({hdrs.METH_HEAD})
@@ -64,7 +66,7 @@ class Op(msgspec.Struct, frozen=True, kw_only=True):
     media: str = "application/json"   # of the success body (text/event-stream, text/plain, ...)
     query: tuple[Param, ...] = ()
     path: tuple[Param, ...] = ()      # path parameters with a type other than a plain string or id
-    errors: tuple[int, ...] = ()
+    errors: tuple[int, ...] = ()      # beyond the shared ones (401, 429, 503, 504 where they apply: see GUARDS)
     other: tuple[tuple[int, Any], ...] = ()   # more (status, type) answers with a body of their own
     headers: tuple[str, ...] = ()     # response headers of the success answer (e.g. X-Next-Cursor)
     description: str = ""
@@ -130,11 +132,44 @@ def build(operations: Any, *, title: str, version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components},
     }
+    schemes: dict[str, Any] = {}
     if any(p.startswith(INTERNAL_PREFIX) for p in paths):
-        doc["components"]["securitySchemes"] = {BEARER_SCHEME: {
+        schemes[BEARER_SCHEME] = {
             "type": "http", "scheme": "bearer",
-            "description": "NOETL_INTERNAL_API_TOKEN: service-to-service routes under /api/internal/"}}
+            "description": "NOETL_INTERNAL_API_TOKEN: service-to-service routes under /api/internal/"}
+    if any(needs_api_token(p) for p in paths):
+        schemes[API_BEARER_SCHEME] = {
+            "type": "http", "scheme": "bearer",
+            "description": "NOETL_API_TOKEN (or the internal token), required on every public route but the "
+                           "probes, metrics and this documentation when the service is started with it"}
+    if schemes:
+        doc["components"]["securitySchemes"] = schemes
     return doc
+
+
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}
+# The answers the HTTP shell (and the router) give on any route they apply to, whatever its handler.
+GUARDS = {
+    401: "NOETL_API_TOKEN is set and the request has no valid bearer token (code unauthorized)",
+    429: "over NOETL_MAX_IN_FLIGHT requests in flight (code overloaded); retry after Retry-After",
+    503: "the database is unreachable (db_unavailable) or its pool exhausted (pool_saturated), or no shard "
+         "can answer (shard_unavailable); retry after Retry-After",
+    504: "the request took longer than NOETL_REQUEST_TIMEOUT_SECONDS (code request_timeout)",
+}
+
+
+def guard_statuses(path: str) -> set[int]:
+    """Which of GUARDS a path can be answered with: the same predicates the middlewares use."""
+    statuses = set()
+    if needs_api_token(path):
+        statuses.add(401)
+    if admitted(path):
+        statuses.add(429)
+    if path.startswith("/api/"):
+        statuses.add(503)     # every /api route reads a database, or a shard behind the router
+    if has_deadline(path):
+        statuses.add(504)
+    return statuses
 
 
 def _operation(method: str, path: str, op: Op, schema_of: dict[int, Any]) -> dict[str, Any]:
@@ -162,14 +197,22 @@ def _operation(method: str, path: str, op: Op, schema_of: dict[int, Any]) -> dic
     for status, type_ in op.other:
         responses[str(status)] = {"description": HTTPStatus(status).phrase,
                                   "content": {"application/json": {"schema": schema_of[id(type_)]}}}
-    errors = set(op.errors)
+    guards = guard_statuses(path)
+    errors = set(op.errors) | guards
     internal = path.startswith(INTERNAL_PREFIX)
     if internal:
         out["security"] = [{BEARER_SCHEME: []}]
         errors |= {403, 503}  # wrong or missing token; no token configured on the server
+    elif 401 in guards:
+        out["security"] = [{API_BEARER_SCHEME: []}, {}]  # {}: open when the service runs without a token
     error = {"content": {"application/json": {"schema": schema_of[id(ErrorBody)]}}}
     for status in sorted(errors - {int(s) for s in responses}):
-        responses[str(status)] = {"description": HTTPStatus(status).phrase, **error}
+        answer: dict[str, Any] = {"description": HTTPStatus(status).phrase, **error}
+        if status in guards:
+            answer["description"] += ": " + GUARDS[status]
+        if status in (429, 503):
+            answer["headers"] = RETRY_AFTER_HEADER
+        responses[str(status)] = answer
     # Malformed input, an outage, the 60 s deadline, a 500: any route may answer these, same body.
     responses["default"] = {"description": "an error: {error, status, code?}", **error}
     out["responses"] = responses

@@ -59,3 +59,37 @@ class ShardMap(msgspec.Struct, frozen=True):
 
     def max_count(self) -> int:
         return max(e.shard_count for e in self.epochs)
+
+    def newest(self) -> Epoch:
+        return self.epochs[-1]
+
+    def in_force(self, unix_ms: int) -> Epoch:
+        """The epoch deciding ownership of ids stamped `unix_ms`."""
+        starts = [e.effective_from_ms for e in self.epochs]
+        return self.epochs[max(bisect.bisect_right(starts, unix_ms) - 1, 0)]
+
+    def pending(self, unix_ms: int) -> Epoch | None:
+        """The newest epoch if it is not in force yet (epochs are appended in the future)."""
+        newest = self.epochs[-1]
+        return newest if newest.effective_from_ms > unix_ms else None
+
+    def is_member(self, shard: int, unix_ms: int) -> bool:
+        """Whether `shard` can own ids stamped `unix_ms`."""
+        return shard < self.count_at(unix_ms)
+
+    def placeable(self, shard: int, unix_ms: int) -> bool:
+        """Whether new executions may start on `shard`: a member now, and no known epoch ends it."""
+        return self.is_member(shard, unix_ms) and self.member_until(shard, unix_ms) is None
+
+    def draining(self, shard: int, unix_ms: int) -> bool:
+        """A member once that takes no new executions (removed, or about to be); a shard not yet
+        added is not draining."""
+        was_member = any(e.effective_from_ms <= unix_ms and e.shard_count > shard for e in self.epochs)
+        return was_member and not self.placeable(shard, unix_ms)
+
+    def member_until(self, shard: int, unix_ms: int) -> int | None:
+        """Start of the first epoch after `unix_ms` that leaves `shard` out (a drain), or None."""
+        for epoch in self.epochs:
+            if epoch.effective_from_ms > unix_ms and epoch.shard_count <= shard:
+                return epoch.effective_from_ms
+        return None

@@ -38,6 +38,7 @@ BUILTIN: dict[tuple[str, str], type] = {
     ("v1", "ConfigMap"): k8s.V1ConfigMap,
     ("v1", "ServiceAccount"): k8s.V1ServiceAccount,
     ("v1", "Namespace"): k8s.V1Namespace,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.V1Role,
 }
 
 _LIST = re.compile(r"^(?:List|list)\[(.+)\]$")

@@ -9,6 +9,8 @@ import msgspec
 
 from .errors import StartError
 from .ports import free_port
+from .infra import shard_db
+from .postgres import ensure_databases
 from .processes import ServiceSpec, Supervisor
 
 ROUTER = "router"
@@ -72,3 +74,34 @@ async def start_fleet(supervisor: Supervisor, specs: list[ServiceSpec], timeout:
             if asyncio.get_running_loop().time() > deadline:
                 raise StartError(ROUTER, f"not every shard is healthy after {timeout:.0f}s")
             await asyncio.sleep(0.1)
+
+
+SHARD_MODULE = "noetl_api_shard"
+
+
+def shard_specs(specs: list[ServiceSpec]) -> list[ServiceSpec]:
+    return sorted((s for s in specs if s.module == SHARD_MODULE), key=lambda s: int(s.env["NOETL_SHARD_INDEX"]))
+
+
+async def add_shard(supervisor: Supervisor, specs: list[ServiceSpec], *, admin_dsn: str,
+                    database: str | None = None, timeout: float = 60.0) -> ServiceSpec:
+    """Add the next shard to a running local fleet: create its database, spawn `api-shard-N`
+    with the same environment as the others (its own index, database and URL), wait until it is
+    ready, and append its spec to `specs` (so stopping the fleet stops it too). It records its URL
+    in the cluster database at start; the router, publisher and projector find it there. It takes
+    executions only once an epoch including it is committed
+    (`POST /api/internal/shard-map/epochs`), which is the caller's next step."""
+    existing = shard_specs(specs)
+    if not existing:
+        raise StartError("api-shard", "the fleet has no shard to copy the environment from")
+    index = int(existing[-1].env["NOETL_SHARD_INDEX"]) + 1
+    name = database or shard_db(index)
+    dsn = (await ensure_databases(admin_dsn, [name]))[name]
+    port = free_port()
+    spec = ServiceSpec(name=f"api-shard-{index}", module=SHARD_MODULE, port=port, env={
+        **existing[0].env, "NOETL_SHARD_INDEX": str(index), "NOETL_SHARD_COUNT": str(index + 1),
+        "NOETL_SHARD_DSN": dsn, "NOETL_SERVER_URL": f"http://127.0.0.1:{port}"})
+    supervisor.spawn(spec)
+    specs.append(spec)
+    await supervisor.wait_ready(spec.name, timeout)
+    return spec

@@ -1,21 +1,47 @@
 """A small supervisor for fleet processes: spawn `python -m <module>` with env, log to a file,
-wait for /readyz, stop them all (SIGTERM, then SIGKILL). Used by `make run` and fleet tests."""
+wait for /readyz, restart one that crashed (with backoff, as a StatefulSet would), stop them all
+(SIGTERM to all at once, then SIGKILL). Used by `make run` and fleet tests.
+
+Children die with the supervisor: each asks the kernel for SIGTERM when its parent goes
+(PR_SET_PDEATHSIG), and with a pid file the supervisor records them for the watchdog and for
+the next `make run` (see pidfile.py, watchdog.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib.util
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 import msgspec
 
+from . import pidfile
 from .errors import StartError
 from .nats import stop_pid
+
+log = logging.getLogger("noetl.devstack.supervisor")
+
+PR_SET_PDEATHSIG = 1
+RESTART_BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0  # a process that ran this long before dying starts its backoff over
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the spawning thread's process dies, so a
+    SIGKILLed `make run` takes its fleet along. (Spawn from the main thread: the signal fires
+    when the spawning *thread* ends.)"""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog still cleans up
 
 
 class ServiceSpec(msgspec.Struct, kw_only=True):
@@ -36,10 +62,24 @@ class Running(msgspec.Struct):
     log_file: str
 
 
+class Restarts(msgspec.Struct):
+    count: int = 0
+    next_delay: float = 1.0
+
+
 class Supervisor:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, pid_file: Path | None = None) -> None:
         self.log_dir = log_dir
+        self.pid_file = pid_file
         self.running: dict[str, tuple[Running, subprocess.Popen]] = {}
+        self.restarts: dict[str, Restarts] = {}
+        self._started_at: dict[str, float] = {}
+
+    def save(self) -> None:
+        if self.pid_file is not None:
+            pidfile.write(self.pid_file, pidfile.PidFile(
+                owner=pidfile.record("supervisor", os.getpid()),
+                children=[pidfile.record(name, r.pid) for name, (r, _) in self.running.items()]))
 
     def spawn(self, spec: ServiceSpec) -> Running:
         # A service not written/installed yet should say so, not die in a log file.
@@ -50,9 +90,12 @@ class Supervisor:
         env = {**os.environ, **spec.env, "NOETL_HTTP_HOST": "127.0.0.1", "NOETL_HTTP_PORT": str(spec.port)}
         with open(log_file, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         running = Running(spec=spec, pid=proc.pid, log_file=str(log_file))
         self.running[spec.name] = (running, proc)
+        self._started_at[spec.name] = time.monotonic()
+        self.save()
         return running
 
     async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
@@ -77,6 +120,7 @@ class Supervisor:
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         running, proc = self.running.pop(name)
+        self.save()
         if proc.poll() is None:
             stop_pid(running.pid, timeout)
         try:
@@ -84,6 +128,49 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             pass
 
-    def stop_all(self) -> None:
-        for name in reversed(list(self.running)):
-            self.stop(name)
+    def stop_all(self, timeout: float = 8.0) -> None:
+        """SIGTERM every process at once, wait for them together, SIGKILL what is left."""
+        procs = [proc for _, proc in self.running.values()]
+        self.running.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.save()  # no children left; the owner removes the file once everything else is down
+
+    async def keep_alive(self, on_restart: Callable[[str, int], None] | None = None,
+                         interval: float = 0.5) -> None:
+        """Restart any process that exits on its own, after 1, 2, 4 ... 30 s (reset once one has
+        run for a minute). Processes stopped through stop()/stop_all() are not ours to restart."""
+        due: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for name, (running, proc) in list(self.running.items()):
+                if proc.poll() is None:
+                    continue
+                state = self.restarts.setdefault(name, Restarts())
+                if name not in due:
+                    if now - self._started_at.get(name, now) > STABLE_AFTER:
+                        state.next_delay = 1.0
+                    due[name] = now + state.next_delay
+                    log.warning("%s exited with code %s; restarting in %.0fs", name, proc.returncode,
+                                state.next_delay)
+                    continue
+                if now < due[name]:
+                    continue
+                del due[name]
+                if self.running.get(name, (None, None))[0] is not running:
+                    continue  # stopped on purpose meanwhile
+                state.count += 1
+                state.next_delay = min(state.next_delay * 2, RESTART_BACKOFF_MAX)
+                self.spawn(running.spec)
+                log.warning("%s restarted (restart %d)", name, state.count)
+                if on_restart is not None:
+                    on_restart(name, state.count)

@@ -5,18 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import signal
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
 
 import aiohttp
+import msgspec
+from prometheus_client import CollectorRegistry, Counter
 
-from . import secrets
+from noetl_common.wire.localrun import RunInfo
+
+from . import pidfile, secrets
+from .control import serve_control
 from .errors import StartError
 from .infra import Infra, default_data_dir
 from .fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from .processes import Supervisor
+from .processes import ServiceSpec, Supervisor
+from .shards import LocalShards
+from .watchdog import PID_FILE, clean_up
+
+RUN_FILE = "run.json"
 
 
 async def register_sample(api_url: str) -> dict:
@@ -58,24 +69,73 @@ async def run_sample(api_url: str, path: str, timeout: float = 90.0) -> dict:
     return status
 
 
+def write_run_info(data_dir: Path, specs: list[ServiceSpec], control: str) -> Path:
+    """Tell other local tools (python -m noetl_ops, make scale) where this fleet is; written
+    whole then renamed, so a reader never sees half a file."""
+    info = RunInfo(pid=os.getpid(), router=router_url(specs), control=control, data_dir=str(data_dir),
+                   projector=next(s.url for s in specs if s.name == "projector"))
+    path = data_dir / RUN_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(info)))
+    tmp.replace(path)
+    return path
+
+
+def take_over(data_dir: Path) -> None:
+    """Refuse to run beside a live `make run` on the same data; stop what a dead one left."""
+    previous = pidfile.read(data_dir / PID_FILE)
+    if previous is not None and previous.owner.pid != os.getpid() and pidfile.is_same(previous.owner):
+        raise StartError("make run", f"another make run (pid {previous.owner.pid}) is using {data_dir}; "
+                                     "stop it first (Ctrl-C in its terminal, or kill it)")
+    if previous is not None:
+        stopped = clean_up(data_dir)
+        if stopped:
+            print(f"stopped what a previous make run left: {', '.join(stopped)}", flush=True)
+
+
+def start_watchdog(data_dir: Path) -> subprocess.Popen:
+    """In a session of its own, so neither Ctrl-C nor our death reaches it."""
+    log = open(data_dir / "logs" / "watchdog.log", "ab")
+    with log:
+        return subprocess.Popen([sys.executable, "-m", "noetl_devstack.watchdog", str(data_dir)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 async def run(shards: int, data_dir: Path) -> int:
     infra = Infra(data_dir)
-    supervisor = Supervisor(data_dir / "logs")
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(data_dir / "logs", pid_file=data_dir / PID_FILE)
+    registry = CollectorRegistry()
+    restarts = Counter("noetl_devstack_restarts_total", "Fleet processes restarted after they exited on their own",
+                       ["process"], registry=registry)
+    control = keeper = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         loop.add_signal_handler(sig, stop.set)
     try:
+        take_over(data_dir)
+        supervisor.save()  # the pid file names us before anything starts, for the watchdog
+        start_watchdog(data_dir)
         print(f"starting embedded infrastructure under {data_dir} ...", flush=True)
         info = await infra.up(shards)
         print(f"  postgres: {info.admin_dsn} ({info.pg_mode})\n  nats:     {info.nats_url}", flush=True)
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
-                                        nats_url=info.nats_url, secrets=dev_secrets))
+        cfg = FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
+                          nats_url=info.nats_url, secrets=dev_secrets)
+        specs = fleet_specs(cfg)
         await start_fleet(supervisor, specs)
         for spec in specs:
             print(f"  {spec.name}: {spec.url}  (metrics {spec.url}/metrics, log {data_dir}/logs/{spec.name}.log)")
+        # A process that dies is restarted with backoff, as Kubernetes would.
+        keeper = asyncio.create_task(supervisor.keep_alive(
+            lambda name, _count: restarts.labels(process=name).inc()), name="keep-alive")
+        # `make scale` asks this process to start or stop shards, so they are ours to stop on Ctrl-C.
+        control, control_url = await serve_control(LocalShards(supervisor, info.admin_dsn, cfg),
+                                                   dev_secrets["NOETL_INTERNAL_API_TOKEN"], registry)
+        write_run_info(data_dir, specs, control_url)
         api = router_url(specs)
+        print(f"  control: {control_url}  (make scale SHARDS=n; {data_dir / RUN_FILE}; restarts at /metrics)")
         print(f"router: {api}", flush=True)
         registered = await register_sample(api)
         print(f"registered sample playbook {registered['path']} version {registered['version']}")
@@ -88,8 +148,14 @@ async def run(shards: int, data_dir: Path) -> int:
         return 1
     finally:
         print("stopping ...", flush=True)
+        (data_dir / RUN_FILE).unlink(missing_ok=True)
+        if keeper is not None:
+            keeper.cancel()
+        if control is not None:
+            await control.cleanup()
         supervisor.stop_all()
         infra.down()
+        (data_dir / PID_FILE).unlink(missing_ok=True)  # last: until then the watchdog would clean up
         print("stopped", flush=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import AsyncIterator
@@ -21,7 +22,8 @@ from .execution.keys import ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
 from .execution.wakeups import Wakeups
 from .metrics import ShardMetrics
-from .handlers import catalog, credentials, health, internal, keychain, runtime
+from .handlers import catalog, credentials, health, internal, keychain, pool_status, runtime, scaling
+from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
 from .store import shard_map as shard_map_store
 
@@ -36,17 +38,22 @@ def create_app(settings: ShardSettings) -> web.Application:
     before anything listens; databases are opened when the app starts."""
     encryptor = Encryptor(load_key(settings.encryption_key))
     app = build_app(service=SERVICE_NAME, shard=str(settings.shard_index),
-                    max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token)
+                    max_body_bytes=settings.http.max_body_bytes, internal_token=settings.internal_token,
+                    request_timeout=settings.http.request_timeout_seconds,
+                    max_in_flight=settings.http.max_in_flight)
     metrics = ShardMetrics(app[REGISTRY_KEY], str(settings.shard_index))
     svc = ShardServices(settings, encryptor, metrics)
     metrics.watch_pools(app[REGISTRY_KEY], svc.open_pools)
     app[SERVICES] = svc
     app[WAKEUPS] = Wakeups()
     app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], settings.public_url)
+    app[KEEPER] = MapKeeper(svc)
+    app.middlewares.append(fresh_map_for_writes)
     app.cleanup_ctx.append(_databases)
+    app.cleanup_ctx.append(_map_keeper)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
-    for area in (health, internal, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
+    for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
                  execution_routes):
         area.register(app)
     return app
@@ -61,15 +68,16 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     settings = svc.settings
     pools: list[asyncpg.Pool] = []
     try:
-        shard_pool = await create_pool(settings.shard_dsn, settings.pool_min, settings.pool_max)
+        sizes = dict(min_size=settings.pool_min, max_size=settings.pool_max,
+                     acquire_timeout=settings.pool_acquire_timeout)
+        shard_pool = await create_pool(settings.shard_dsn, **sizes)
         pools.append(shard_pool)
-        cluster_pool = await create_pool(settings.cluster_dsn, settings.pool_min, settings.pool_max)
+        cluster_pool = await create_pool(settings.cluster_dsn, **sizes)
         pools.append(cluster_pool)
         applied = await apply_migrations(shard_pool, "shard")
         applied += await apply_migrations(cluster_pool, "cluster")
         if applied:
             log.info("applied migrations: %s", ", ".join(m.label for m in applied))
-        await _load_shard_map(svc, cluster_pool)
     except BaseException:
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         raise
@@ -78,18 +86,32 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
 
 
-async def _load_shard_map(svc: ShardServices, cluster_pool: asyncpg.Pool) -> None:
+async def _map_keeper(app: web.Application) -> AsyncIterator[None]:
+    """Load the map (seeding an empty one), say where this shard is, then keep the map fresh."""
+    svc, keeper = app[SERVICES], app[KEEPER]
     settings = svc.settings
-    await shard_map_store.seed_if_empty(cluster_pool, settings.shard_count)
-    loaded = await shard_map_store.load(cluster_pool)
-    if loaded is None:  # seeded just above; only a concurrent wipe gets here
-        raise RuntimeError("the cluster shard_map table is empty after seeding")
-    svc.shard_map.replace(loaded)
-    current = loaded.count_at(time.time_ns() // 1_000_000)
+    await shard_map_store.seed_if_empty(svc.cluster_pool, settings.shard_count)
+    confirmed = await keeper.reload()
+    now_ms = time.time_ns() // 1_000_000
+    current = confirmed.shard_map.count_at(now_ms)
     if current != settings.shard_count:
-        # The map decides ownership; the env var only seeds an empty map. Say so loudly.
-        log.warning("NOETL_SHARD_COUNT=%s but the cluster shard map says %s shards now; the map wins",
-                    settings.shard_count, current)
-    if settings.shard_index >= loaded.max_count():
-        log.warning("shard index %s owns no ids under the shard map (max %s shards)",
-                    settings.shard_index, loaded.max_count())
+        # The map decides ownership; the env var only seeds an empty map. Say so.
+        log.info("NOETL_SHARD_COUNT=%s but the cluster shard map says %s shards now; the map wins",
+                 settings.shard_count, current)
+    if confirmed.shard_map.draining(settings.shard_index, now_ms):
+        # A restarted draining shard mints on the milliseconds before its drain epoch: never
+        # below what it minted before the restart.
+        newest = await shard_map_store.newest_local_id(svc.shard_pool)
+        if newest is not None:
+            svc.snowflake.resume_after(newest)
+        log.warning("shard %s is draining: no new executions; finishing the ones it holds", settings.shard_index)
+    if settings.advertise_url:
+        await shard_map_store.register_endpoint(svc.cluster_pool, settings.shard_index, settings.advertise_url)
+    else:
+        log.warning("neither NOETL_SHARD_ADVERTISE_URL nor NOETL_SERVER_URL is set: the router, publisher and "
+                    "projector cannot discover shard %s from the shard map", settings.shard_index)
+    task = asyncio.create_task(keeper.run(), name="shard-map-keeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -9,23 +9,11 @@ from aiohttp import web
 
 from noetl_common.config import ShardSettings
 from noetl_common.crypto import Encryptor
-from noetl_common.ids import ShardIdMinter, Snowflake
+from noetl_common.ids import Snowflake
+from noetl_common.minting import ConfirmedMap, ConfirmedView, GuardedMinter
 from noetl_common.sharding import ShardMap
 
 from .metrics import ShardMetrics
-
-
-class ShardMapView:
-    """The shard map this process currently believes in; replaced when the cluster table changes."""
-
-    def __init__(self, initial: ShardMap) -> None:
-        self.current = initial
-
-    def replace(self, new_map: ShardMap) -> None:
-        self.current = new_map
-
-    def count_at(self, unix_ms: int) -> int:
-        return self.current.count_at(unix_ms)
 
 
 class ShardServices:
@@ -37,9 +25,12 @@ class ShardServices:
         self.encryptor = encryptor
         self.started_monotonic = time.monotonic()
         self.snowflake = Snowflake(settings.node_id)
-        self.shard_map = ShardMapView(ShardMap.single(settings.shard_count))
-        # Ids owned by this shard under the map in force when minted (execution, event, command).
-        self.mint_owned_id = ShardIdMinter(self.snowflake, settings.shard_index, self.shard_map.count_at)
+        # Confirmed at 0 until loaded at start-up: nothing can be minted before that.
+        self.shard_map = ConfirmedView(ConfirmedMap(ShardMap.single(settings.shard_count), 0))
+        # Ids owned by this shard under the final map, whatever epochs are committed later
+        # (execution, event, command ids); see noetl_common.minting for the rule.
+        self.mint_owned_id = GuardedMinter(self.snowflake, settings.shard_index, self.shard_map,
+                                           settings.epoch_grace_ms)
         self._shard_pool: asyncpg.Pool | None = None
         self._cluster_pool: asyncpg.Pool | None = None
 

@@ -16,6 +16,7 @@ from noetl_common.observability import REGISTRY_KEY
 
 from .config import PublisherSettings
 from .relay import RelayMetrics, ShardRelay
+from noetl_common.discovery import ShardDirectory, follow_fleet
 from noetl_common.streams import ensure_streams
 
 log = logging.getLogger("noetl.outbox_publisher")
@@ -41,22 +42,34 @@ def create_app(settings: PublisherSettings) -> web.Application:
 
         add_readiness_check(app, "nats", nats_ready)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.wait_ms / 1000 + 15))
-        relays = [ShardRelay(shard=s, base_url=u, token=settings.internal_token, batch=settings.batch,
-                             wait_ms=settings.wait_ms, session=session, js=js, metrics=metrics)
-                  for s, u in sorted(settings.shard_urls.items())]
-        app[RELAYS].extend(relays)
-        tasks = [asyncio.create_task(r.run(), name=f"relay-{r.shard}") for r in relays]
-        tasks.append(asyncio.create_task(_refresh_pending(relays), name="pending"))
+        relays: list[ShardRelay] = app[RELAYS]
+        tasks: list[asyncio.Task] = []
+
+        async def start_relay(shard: int, url: str) -> None:
+            relay = ShardRelay(shard=shard, base_url=url, token=settings.internal_token, batch=settings.batch,
+                               wait_ms=settings.wait_ms, session=session, js=js, metrics=metrics)
+            relays.append(relay)
+            tasks.append(asyncio.create_task(relay.run(), name=f"relay-{shard}"))
+
+        for shard, url in sorted(settings.shard_urls.items()):
+            await start_relay(shard, url)
+        background = [asyncio.create_task(_refresh_pending(relays), name="pending")]
+        if settings.discovery is not None:  # shards added to the fleet later get a relay too
+            directory = ShardDirectory(settings.discovery.bootstrap, settings.discovery.pattern)
+            background.append(asyncio.create_task(
+                follow_fleet(session, settings.discovery, directory, start_relay, log), name="discovery"))
         log.info("relaying shards %s to %s", sorted(settings.shard_urls), settings.nats_url)
         yield
+        for task in background:
+            task.cancel()
         # Graceful: let each relay finish its in-flight batch, then stop.
         for relay in relays:
             relay.stop()
-        done, pending = await asyncio.wait(tasks[:-1], timeout=10)
-        for task in [*pending, tasks[-1]]:
+        done, pending = await asyncio.wait(tasks, timeout=10) if tasks else (set(), set())
+        for task in pending:
             task.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *background, return_exceptions=True)
         # Rows published but not yet reported would be published again by the next publisher (deduped).
         await asyncio.gather(*(r.flush() for r in relays), return_exceptions=True)
         await session.close()

@@ -7,6 +7,7 @@ from typing import Mapping
 import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings, owned_shard_urls
+from noetl_common.discovery import DiscoverySettings, discovery_from_env
 
 
 class PublisherSettings(msgspec.Struct, frozen=True):
@@ -18,6 +19,7 @@ class PublisherSettings(msgspec.Struct, frozen=True):
     http: HttpSettings
     claimer: str
     log_level: str
+    discovery: DiscoverySettings | None = None  # follows the shard map for shards added later
 
 
 def from_env(environ: Mapping[str, str]) -> PublisherSettings:
@@ -35,4 +37,5 @@ def from_env(environ: Mapping[str, str]) -> PublisherSettings:
         http=HttpSettings.from_env(env, default_port=8090),
         claimer=env.str("HOSTNAME", "outbox-publisher") + f"/{replica}",
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
+        discovery=discovery_from_env(env, "NOETL_PUBLISHER"),
     )

@@ -11,6 +11,7 @@ import aiohttp
 import nats
 from aiohttp import web
 
+from noetl_common.discovery import ShardDirectory, follow_fleet
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 from noetl_common.streams import EVENTS_STREAM, ensure_streams
@@ -39,22 +40,34 @@ def create_app(settings: ProjectorSettings) -> web.Application:
 
         add_readiness_check(app, "nats", nats_ready)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        projectors = [ShardProjector(shard=s, base_url=u, token=settings.internal_token, batch=settings.batch,
-                                     ack_wait_seconds=settings.ack_wait_seconds,
-                                     linger_seconds=settings.linger_seconds, js=js, session=session,
-                                     metrics=metrics) for s, u in sorted(settings.shard_urls.items())]
-        for p in projectors:
+        projectors: list[ShardProjector] = []
+        tasks: list[asyncio.Task] = []
+
+        async def start_projector(shard: int, url: str) -> None:
+            p = ShardProjector(shard=shard, base_url=url, token=settings.internal_token, batch=settings.batch,
+                               ack_wait_seconds=settings.ack_wait_seconds, linger_seconds=settings.linger_seconds,
+                               js=js, session=session, metrics=metrics)
             await p.subscribe()
-        tasks = [asyncio.create_task(p.run(), name=f"project-{p.shard}") for p in projectors]
-        lag = asyncio.create_task(_refresh_lag(projectors), name="lag")
+            projectors.append(p)
+            tasks.append(asyncio.create_task(p.run(), name=f"project-{shard}"))
+
+        for shard, url in sorted(settings.shard_urls.items()):
+            await start_projector(shard, url)
+        background = [asyncio.create_task(_refresh_lag(projectors), name="lag")]
+        if settings.discovery is not None:  # shards added to the fleet later get a consumer too
+            directory = ShardDirectory(settings.discovery.bootstrap, settings.discovery.pattern)
+            background.append(asyncio.create_task(
+                follow_fleet(session, settings.discovery, directory, start_projector, log), name="discovery"))
         log.info("projecting shards %s from %s", sorted(settings.shard_urls), settings.nats_url)
         yield
+        for task in background:
+            task.cancel()
         for p in projectors:
             p.stop()
-        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
-        for task in [*pending, lag]:
+        _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS) if tasks else (set(), set())
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, lag, return_exceptions=True)
+        await asyncio.gather(*tasks, *background, return_exceptions=True)
         await session.close()
         with contextlib.suppress(Exception):
             await nc.drain()

@@ -14,18 +14,22 @@ from aiohttp import web
 from noetl_common import openapi
 from noetl_common.errors import ApiError
 
-from . import fanout, preview
+from . import fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import buffered_reply
 from .routing import proxied
 from .upstream import ShardUnavailable
 
 TITLE = "NoETL fleet router"
-# What the catch-all answers without a shard (routing.Kind LIST_EXECUTIONS, PENDING_COUNT, PREVIEW).
+# What the catch-all answers without a shard (routing.Kind LIST_EXECUTIONS, PENDING_COUNT, PREVIEW,
+# CLEANUP, RESULT_STATS); these replace the shards' descriptions of the same paths.
 ANSWERED_HERE = (
     ("GET", "/api/executions", fanout.LIST_OP),
     ("GET", "/api/internal/outbox/pending-count", fanout.PENDING_OP),
     ("GET", "/sharding/preview", preview.OP),
+    ("POST", "/api/executions/cleanup", fleet_ops.CLEANUP_OP),
+    ("GET", "/api/result/stats", fleet_ops.RESULT_STATS_OP),
+    ("GET", "/api/temp/stats", fleet_ops.RESULT_STATS_OP),
 )
 
 

@@ -13,7 +13,9 @@ from aiohttp import web
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
-from . import api_document, background, dispatch
+from noetl_common.discovery import FleetView, ShardDirectory
+
+from . import api_document, background, dispatch, fleet_health
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
 from .health import HealthBoard
@@ -30,13 +32,17 @@ log = logging.getLogger("noetl.router")
 
 def create_app(settings: RouterSettings) -> web.Application:
     app = build_app(service=SERVICE_NAME, max_body_bytes=settings.http.max_body_bytes,
-                    internal_token=settings.internal_token, openapi=api_document.source)
+                    internal_token=settings.internal_token, api_token=settings.api_token,
+                    request_timeout=settings.http.request_timeout_seconds,
+                    max_in_flight=settings.http.max_in_flight, openapi=api_document.source)
     metrics = RouterMetrics(app[REGISTRY_KEY])
     board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
-    ctx = RouterContext(settings=settings, board=board, metrics=metrics)
+    directory = ShardDirectory(dict(enumerate(settings.shard_urls)), settings.shard_url_pattern)
+    ctx = RouterContext(settings=settings, board=board, metrics=metrics, directory=directory)
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
+    fleet_health.register(app)  # answered by the router itself, before the catch-all
     # Described by api_document: the shards' own routes, and what dispatch answers itself.
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app
@@ -64,11 +70,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout_seconds, sock_read=s.read_timeout_seconds)
     session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
                                     auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS)
-    ctx.upstreams = Upstreams(s.shard_urls, session, ctx.board, ctx.metrics, attempts=s.retry_attempts,
+    ctx.upstreams = Upstreams(ctx.directory, session, ctx.board, ctx.metrics, attempts=s.retry_attempts,
                               backoff_seconds=s.retry_backoff_seconds,
                               probe_timeout_seconds=min(2.0, s.connect_timeout_seconds * 2))
-    order = lambda: ctx.board.healthy_shards() + [i for i in range(len(s.shard_urls)) if not ctx.board.is_healthy(i)]
-    ctx.shard_map = ShardMapSource(fetcher(ctx.upstreams, order))
+    order = lambda: ctx.board.healthy_shards() + [i for i in ctx.directory.indexes() if not ctx.board.is_healthy(i)]
+
+    async def learn_shards(view: FleetView) -> None:
+        for shard in ctx.directory.update(view):
+            ctx.board.ensure(shard)
+            log.info("shard %s joined at %s", shard, ctx.directory.url(shard))
+            await ctx.up().probe(shard)  # healthy before the first request if it is ready
+
+    ctx.shard_map = ShardMapSource(fetcher(ctx.upstreams, order), learn_shards)
     await background.initial_probe(ctx.upstreams, ctx.board)
     if not await ctx.shard_map.refresh():
         log.warning("no shard answered /api/shard-map at start; id-routed requests get 503 until one does")

@@ -14,14 +14,14 @@ log = logging.getLogger("noetl.router.background")
 
 
 async def probe_all(upstreams: Upstreams) -> None:
-    await asyncio.gather(*(upstreams.probe(i) for i in range(len(upstreams))))
+    await asyncio.gather(*(upstreams.probe(i) for i in upstreams.directory.indexes()))
 
 
 async def initial_probe(upstreams: Upstreams, board: HealthBoard) -> None:
     """At start nothing is known: a shard that fails its first probe is down right away."""
     await probe_all(upstreams)
     for i, state in enumerate(board.shards):
-        if state.consecutive_failures:
+        if state.consecutive_failures and state.healthy:
             board.mark_down(i, state.last_error)
 
 

@@ -6,21 +6,23 @@ from typing import Mapping
 
 import msgspec
 
-from noetl_common.config import ConfigError, Env, HttpSettings, shard_urls_from_env
+from noetl_common.config import ConfigError, Env, HttpSettings, shard_url_pattern, shard_urls_from_env
 
 
 class RouterSettings(msgspec.Struct, frozen=True):
-    shard_urls: tuple[str, ...]          # index = shard number
+    shard_urls: tuple[str, ...]          # bootstrap: index = shard number; more come from the shard map
     http: HttpSettings
     internal_token: str | None
+    api_token: str | None = None  # NOETL_API_TOKEN: when set, every public route needs a bearer token
     log_level: str = "INFO"
-    map_refresh_seconds: float = 30.0    # periodic shard-map refresh (a 421 also triggers one)
+    map_refresh_seconds: float = 2.0     # periodic shard-map refresh (a 421 or a draining shard also triggers one)
     probe_interval_seconds: float = 2.0  # /readyz probe of every shard
     failure_threshold: int = 3           # consecutive connection failures before "unhealthy"
     connect_timeout_seconds: float = 2.0
     read_timeout_seconds: float = 300.0  # per socket read; SSE heartbeats keep a stream alive
     retry_attempts: int = 3              # total tries for idempotent requests on connection failure
     retry_backoff_seconds: float = 0.05  # doubled after each failed try
+    shard_url_pattern: str | None = None # URL of any shard index ({i}), for shards the map adds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "RouterSettings":
@@ -29,14 +31,16 @@ class RouterSettings(msgspec.Struct, frozen=True):
             shard_urls=shard_urls_from_env(env),
             http=HttpSettings.from_env(env, default_port=8080),
             internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
+            api_token=env.optional("NOETL_API_TOKEN"),
             log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
-            map_refresh_seconds=_positive(env, "NOETL_ROUTER_MAP_REFRESH_SECONDS", 30.0),
+            map_refresh_seconds=_positive(env, "NOETL_ROUTER_MAP_REFRESH_SECONDS", 2.0),
             probe_interval_seconds=_positive(env, "NOETL_ROUTER_PROBE_INTERVAL_SECONDS", 2.0),
             failure_threshold=env.int("NOETL_ROUTER_FAILURE_THRESHOLD", 3, minimum=1),
             connect_timeout_seconds=_positive(env, "NOETL_ROUTER_CONNECT_TIMEOUT_SECONDS", 2.0),
             read_timeout_seconds=_positive(env, "NOETL_ROUTER_READ_TIMEOUT_SECONDS", 300.0),
             retry_attempts=env.int("NOETL_ROUTER_RETRY_ATTEMPTS", 3, minimum=1, maximum=10),
             retry_backoff_seconds=_positive(env, "NOETL_ROUTER_RETRY_BACKOFF_SECONDS", 0.05),
+            shard_url_pattern=shard_url_pattern(env),
         )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from noetl_common.errors import ApiError
 from noetl_common.observability import execution_id_var
 
-from . import fanout, preview
+from . import fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
@@ -57,12 +57,18 @@ async def _dispatch(request: web.Request, ctx: RouterContext, decision: Decision
     kind = decision.kind
     if kind is Kind.OWNER:
         return await _to_owner(request, ctx, decision, body)
-    if kind is Kind.PLACE or kind is Kind.ANY:
+    if kind is Kind.PLACE:
+        return await _to_any(request, ctx, body, place=True)
+    if kind is Kind.ANY:
         return await _to_any(request, ctx, body)
     if kind is Kind.LIST_EXECUTIONS:
         return await fanout.list_executions(request, ctx)
     if kind is Kind.PENDING_COUNT:
         return await fanout.pending_count(request, ctx)
+    if kind is Kind.CLEANUP:
+        return await fleet_ops.cleanup(request, ctx)
+    if kind is Kind.RESULT_STATS:
+        return await fleet_ops.result_stats(request, ctx)
     if kind is Kind.PREVIEW:
         return await preview.handle(request)
     raise ApiError(400, f"{request.path} is shard-local and carries no id to route by; "
@@ -104,6 +110,20 @@ async def _to_owner(request: web.Request, ctx: RouterContext, decision: Decision
     return await relay(request, upstream, retry_shard)
 
 
+NOT_PLACEABLE = frozenset({"shard_draining", "shard_not_active"})
+
+
+class _Coded(msgspec.Struct):
+    code: str | None = None
+
+
+def _code(raw: bytes) -> str | None:
+    try:
+        return msgspec.json.decode(raw, type=_Coded).code
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 class _Misrouted(msgspec.Struct):
     owner_shard: int | None = None
 
@@ -116,19 +136,24 @@ def _named_owner(raw: bytes, fallback: int) -> int:
     return named if named is not None and named >= 0 else fallback
 
 
-async def _to_any(request: web.Request, ctx: RouterContext, body: bytes | None) -> web.StreamResponse:
-    """Cluster-wide data or a new execution: the next healthy shard, round robin. When a shard
-    cannot be connected to, nothing reached it, so the next healthy one gets the request."""
+async def _to_any(request: web.Request, ctx: RouterContext, body: bytes | None,
+                  place: bool = False) -> web.StreamResponse:
+    """Cluster-wide data or a new execution: the next healthy shard, round robin (a new
+    execution only on shards the map places on). When a shard cannot be connected to, nothing
+    reached it, so the next healthy one gets the request; so does one that refused a new
+    execution as draining (our map was behind: it is refreshed)."""
     payload: Any
-    if body is not None or request.method in IDEMPOTENT:
+    # A new execution's body is small and is kept: a draining shard's refusal sends it elsewhere.
+    if body is not None or request.method in IDEMPOTENT or place:
         payload = (body if body is not None else await request.read()) or None
     else:
         payload = request.content if request.body_exists else None  # streamed, never buffered
     headers = upstream_headers(request, buffered=payload is None or isinstance(payload, bytes))
     tried: set[int] = set()
     last: ShardUnavailable | None = None
+    refused: web.Response | None = None
     while True:
-        shard = ctx.board.next_healthy()
+        shard = ctx.board.next_healthy(ctx.placeable() if place else None)
         if shard is None or shard in tried:
             break
         tried.add(shard)
@@ -140,7 +165,17 @@ async def _to_any(request: web.Request, ctx: RouterContext, body: bytes | None) 
             if exc.sent:  # it may have been applied: never send it twice
                 raise
             continue
+        if place and upstream.status == 503 and isinstance(payload, (bytes, type(None))):
+            raw, reply = await buffered_reply(upstream, shard)
+            if _code(raw) in NOT_PLACEABLE:  # refused before anything was written
+                log.info("shard %s refused a new execution (%s); refreshing the map", shard, _code(raw))
+                refused = reply
+                await ctx.maps().refresh(ctx.maps().generation)
+                continue
+            return reply
         return await relay(request, upstream, shard)
+    if refused is not None:
+        return refused
     if last is not None:
         raise last
     raise ApiError(503, "no shard is healthy", "no_healthy_shard", headers={"Retry-After": "1"})

@@ -87,6 +87,10 @@ async def list_executions(request: web.Request, ctx: RouterContext) -> web.Respo
     size, offset, raw_cursor = parse_page_params(request.query)
     shard_count = len(ctx.up())
     cursor = RouterCursor.decode(raw_cursor, shard_count) if raw_cursor else RouterCursor.start(shard_count)
+    listable = set(ctx.listable())
+    # Shards not asked (no URL, or drained and gone: what they held has finished) count as read.
+    cursor = RouterCursor(cursor.v, [p if i in listable else ShardPos(p.cursor, done=True)
+                                     for i, p in enumerate(cursor.shards)])
     filters = {k: v for k, v in request.query.items() if k not in PAGING_PARAMS}
     fetcher = ListFetcher(ctx, filters, _headers(request))
     while offset > 0 and not cursor.exhausted():  # NoETL page/offset: walk the cursor, dropping items
@@ -95,7 +99,7 @@ async def list_executions(request: web.Request, ctx: RouterContext) -> web.Respo
     items: list[dict[str, Any]] = []
     if not cursor.exhausted():
         items, cursor = await fetcher.merged(cursor, size)
-    headers = {SHARD_HEADER: ",".join(str(i) for i in range(shard_count))}
+    headers = {SHARD_HEADER: ",".join(str(i) for i in sorted(listable))}
     if not cursor.exhausted():
         headers[NEXT_CURSOR_HEADER] = cursor.encode()
     return json_response(items, headers=headers)
@@ -118,7 +122,7 @@ async def pending_count(request: web.Request, ctx: RouterContext) -> web.Respons
     path = "/api/internal/outbox/pending-count"
     if request.query_string:
         path += "?" + request.query_string
-    shards = range(len(ctx.up()))
+    shards = ctx.listable()
     answers = await asyncio.gather(*(_get(ctx, i, path, headers) for i in shards))
     counts = {str(i): msgspec.json.decode(body, type=PendingCount).pending for i, (body, _) in zip(shards, answers)}
     return json_response(FleetPending(pending=sum(counts.values()), shards=counts),

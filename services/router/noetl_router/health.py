@@ -49,8 +49,17 @@ class HealthBoard:
     def __len__(self) -> int:
         return len(self.shards)
 
+    def ensure(self, shard: int) -> None:
+        """Track shards up to `shard` (the fleet grew). New ones start unhealthy: they take
+        requests once a probe has found them ready."""
+        while len(self.shards) <= shard:
+            state = ShardHealth(self.shards[0].threshold if self.shards else 3, healthy=False)
+            state.last_error = "not probed yet"
+            self.shards.append(state)
+            self._on_change(len(self.shards) - 1, False)
+
     def is_healthy(self, shard: int) -> bool:
-        return self.shards[shard].healthy
+        return 0 <= shard < len(self.shards) and self.shards[shard].healthy
 
     def healthy_shards(self) -> list[int]:
         return [i for i, s in enumerate(self.shards) if s.healthy]
@@ -69,12 +78,12 @@ class HealthBoard:
         state.consecutive_failures = max(state.consecutive_failures, state.threshold - 1)
         self.failure(shard, reason)
 
-    def next_healthy(self) -> int | None:
-        """Round robin over healthy shards; None when there is none."""
+    def next_healthy(self, among: set[int] | None = None) -> int | None:
+        """Round robin over healthy shards (of `among`, when given); None when there is none."""
         n = len(self.shards)
         for step in range(n):
             candidate = (self._next + step) % n
-            if self.shards[candidate].healthy:
+            if self.shards[candidate].healthy and (among is None or candidate in among):
                 self._next = (candidate + 1) % n
                 return candidate
         return None

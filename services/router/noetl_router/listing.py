@@ -55,10 +55,11 @@ class RouterCursor(msgspec.Struct, frozen=True):
             raise CursorError("query parameter cursor is not a cursor this router issued") from None
         if cursor.v != CURSOR_VERSION:
             raise CursorError(f"cursor version {cursor.v} is not supported; start again without a cursor")
-        if len(cursor.shards) != shard_count:
+        if len(cursor.shards) > shard_count:
             raise CursorError(f"cursor was issued for {len(cursor.shards)} shards, the fleet has {shard_count}; "
                               "start again without a cursor")
-        return cursor
+        # The fleet grew since: the new shards are read from their newest item.
+        return cls(cursor.v, [*cursor.shards, *(ShardPos() for _ in range(shard_count - len(cursor.shards)))])
 
 
 class Advance(msgspec.Struct, frozen=True):

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import msgspec
 
 from noetl_common.ids import parse_id
+from noetl_common.result_refs import parse_ref
 
 EXECUTION_HEADER = "X-Execution-ID"
 
@@ -23,6 +24,13 @@ BODY_ROUTED = frozenset({"/api/events", "/api/events/batch", "/api/internal/even
 # Path prefixes whose next segment is an execution id.
 EXECUTION_PATH_PREFIXES = ("/api/executions/", "/api/vars/")
 COMMAND_PATH_PREFIX = "/api/commands/"
+# NoETL's result store (and its legacy alias): the next segment is an execution id, except these.
+RESULT_PREFIXES = ("/api/result/", "/api/temp/")
+RESULT_RESOLVE = frozenset({"/api/result/resolve", "/api/temp/resolve"})
+RESULT_STATS = frozenset({"/api/result/stats", "/api/temp/stats"})
+# GET /api/events/batch/{request_id}/status|stream: the request id is minted by the owning shard.
+BATCH_REQUEST_PREFIX = "/api/events/batch/"
+CLEANUP_PATH = "/api/executions/cleanup"
 EXECUTE_PATHS = frozenset({"/api/execute", "/api/execute/batch"})
 
 
@@ -33,6 +41,8 @@ class Kind(enum.Enum):
     LIST_EXECUTIONS = "list"     # fan out to every shard and merge
     PENDING_COUNT = "pending"    # fan out and sum
     PREVIEW = "preview"          # answered by the router itself
+    CLEANUP = "cleanup"          # fan out the same request to every shard, merge the answers
+    RESULT_STATS = "result_stats"  # fan out and sum
     PER_SHARD = "per_shard"      # shard-local internals with no id: cannot be routed
 
 
@@ -68,6 +78,8 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
     if header is not None:
         return Decision(Kind.OWNER, Rule.HEADER, (_parse(header, f"{EXECUTION_HEADER} header"),), "execution_id")
 
+    if path == CLEANUP_PATH and method == "POST":
+        return Decision(Kind.CLEANUP)
     for prefix in EXECUTION_PATH_PREFIXES:
         if path.startswith(prefix):
             segment = path[len(prefix):].split("/", 1)[0]
@@ -82,6 +94,27 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         segment = path[len(COMMAND_PATH_PREFIX):].split("/", 1)[0]
         # Ids are shard-affine: a command's event id hashes to the shard that minted it.
         return Decision(Kind.OWNER, Rule.EVENT_ID, (_parse(segment, f"event id in path {path!r}"),), "event_id")
+
+    if path in RESULT_STATS:
+        return Decision(Kind.RESULT_STATS)
+    if path in RESULT_RESOLVE:
+        raw = query.get("ref")
+        if not raw:
+            raise RoutingError("query parameter ref is required (noetl://execution/<execution_id>/result/...)")
+        try:
+            ref = parse_ref(raw)
+        except ValueError as exc:
+            raise RoutingError(f"query parameter ref: {exc}") from None
+        return Decision(Kind.OWNER, Rule.QUERY, (ref.execution_id,), "execution_id")
+    for prefix in RESULT_PREFIXES:
+        if path.startswith(prefix):
+            segment = path[len(prefix):].split("/", 1)[0]
+            return Decision(Kind.OWNER, Rule.PATH, (_parse(segment, f"execution id in path {path!r}"),),
+                            "execution_id")
+    if path.startswith(BATCH_REQUEST_PREFIX) and method != "POST":
+        segment = path[len(BATCH_REQUEST_PREFIX):].split("/", 1)[0]
+        # Shard-affine like event ids: the request id hashes to the shard that accepted the batch.
+        return Decision(Kind.OWNER, Rule.EVENT_ID, (_parse(segment, f"request id in path {path!r}"),), "request_id")
 
     if method == "POST" and path in BODY_ROUTED:
         return Decision(Kind.OWNER, Rule.BODY, body_execution_ids(body), "execution_id")

@@ -1,5 +1,6 @@
-"""The router's view of the fleet's shard map, read from a shard's `GET /api/shard-map` at start,
-periodically, and whenever a shard answers 421 (the map moved on without us)."""
+"""The router's view of the fleet's shard map and shard URLs, read from a shard's
+`GET /api/shard-map` at start, periodically, and whenever a shard answers 421 (the map moved on
+without us) or refuses a new execution as draining."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import asyncio
 import logging
 from typing import Awaitable, Callable, Sequence
 
-import msgspec
-
-from noetl_common.sharding import Epoch, ShardMap
+from noetl_common.discovery import FleetView, decode_fleet_view
+from noetl_common.sharding import ShardMap
 
 from .upstream import Upstreams
 
 log = logging.getLogger("noetl.router.shardmap")
 
-MapFetcher = Callable[[], Awaitable[ShardMap]]
+MapFetcher = Callable[[], Awaitable[FleetView]]
+OnLoaded = Callable[[FleetView], Awaitable[None]]
 
 
-class ShardMapBody(msgspec.Struct):
-    epochs: list[Epoch]
+async def _nothing(_view: FleetView) -> None:
+    return None
 
 
 class ShardMapUnavailable(Exception):
@@ -27,8 +28,9 @@ class ShardMapUnavailable(Exception):
 
 
 class ShardMapSource:
-    def __init__(self, fetch: MapFetcher) -> None:
+    def __init__(self, fetch: MapFetcher, on_loaded: OnLoaded = _nothing) -> None:
         self._fetch = fetch
+        self._on_loaded = on_loaded
         self._lock = asyncio.Lock()
         self.current: ShardMap | None = None
         self.generation = 0  # bumped on every successful refresh; lets 421 handlers coalesce
@@ -49,9 +51,10 @@ class ShardMapSource:
             except Exception as exc:  # keep the last good map; the next refresh tries again
                 log.warning("shard map refresh failed: %s: %s", type(exc).__name__, exc)
                 return False
-            if loaded != self.current:
-                log.info("shard map is now %s", [(e.effective_from_ms, e.shard_count) for e in loaded.epochs])
-            self.current = loaded
+            if loaded.shard_map != self.current:
+                log.info("shard map is now %s", [(e.effective_from_ms, e.shard_count) for e in loaded.shard_map.epochs])
+            await self._on_loaded(loaded)  # learn new shards before anyone routes to them
+            self.current = loaded.shard_map
             self.generation += 1
             return True
 
@@ -59,7 +62,7 @@ class ShardMapSource:
 def fetcher(upstreams: Upstreams, order: Callable[[], Sequence[int]]) -> MapFetcher:
     """Ask shards in `order` (healthy first) until one answers."""
 
-    async def fetch() -> ShardMap:
+    async def fetch() -> FleetView:
         errors = []
         for shard in order():
             try:
@@ -71,8 +74,7 @@ def fetcher(upstreams: Upstreams, order: Callable[[], Sequence[int]]) -> MapFetc
                     if response.status != 200:
                         errors.append(f"shard {shard}: HTTP {response.status}")
                         continue
-                body = msgspec.json.decode(raw, type=ShardMapBody)
-                return ShardMap(epochs=tuple(body.epochs))
+                return decode_fleet_view(raw)
             except Exception as exc:
                 errors.append(f"shard {shard}: {type(exc).__name__}: {exc}"[:200])
         raise ShardMapUnavailable("; ".join(errors) or "no shard configured")

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 import aiohttp
 from multidict import CIMultiDict
 
+from noetl_common.discovery import ShardDirectory
+
 from .health import HealthBoard
 from .metrics import RouterMetrics
 
@@ -51,10 +53,10 @@ def _all(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 class Upstreams:
-    def __init__(self, urls: tuple[str, ...], session: aiohttp.ClientSession, board: HealthBoard,
+    def __init__(self, directory: ShardDirectory, session: aiohttp.ClientSession, board: HealthBoard,
                  metrics: RouterMetrics, *, attempts: int, backoff_seconds: float,
                  probe_timeout_seconds: float = 2.0) -> None:
-        self.urls = urls
+        self.directory = directory
         self.session = session
         self.board = board
         self.metrics = metrics
@@ -63,18 +65,21 @@ class Upstreams:
         self.probe_timeout = aiohttp.ClientTimeout(total=probe_timeout_seconds)
 
     def __len__(self) -> int:
-        return len(self.urls)
+        return self.directory.slots()
 
-    def check_known(self, shard: int) -> None:
-        if not 0 <= shard < len(self.urls):
-            raise ShardUnavailable(shard, f"no URL is configured for it (the router knows {len(self.urls)} shards)")
+    def check_known(self, shard: int) -> str:
+        url = self.directory.url(shard)
+        if url is None:
+            raise ShardUnavailable(shard, f"no URL is known for it (not in NOETL_SHARD_URLS nor recorded in the shard "
+                                          f"map; the router knows shards {self.directory.indexes()})")
+        return url
 
     async def request(self, shard: int, method: str, path_qs: str, *, headers: Mapping[str, str],
                       body: Any = None, retry: bool | None = None, skip_unhealthy: bool = True,
                       timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
         """Send one request; retried (same shard, backoff doubling) on connection failure only
         when idempotent and the body is replayable. The caller must release the response."""
-        self.check_known(shard)
+        base_url = self.check_known(shard)
         if skip_unhealthy and not self.board.is_healthy(shard):
             self.metrics.error(shard, "unavailable")
             raise ShardUnavailable(shard, f"marked unhealthy ({self.board.shards[shard].last_error or 'probe failed'})")
@@ -82,7 +87,7 @@ class Upstreams:
             retry = method in IDEMPOTENT and not _is_stream(body)
         tries = self.attempts if retry else 1
         delay = self.backoff_seconds
-        url = self.urls[shard] + path_qs
+        url = base_url + path_qs
         last = ""
         sent = False
         for attempt in range(tries):
@@ -109,8 +114,11 @@ class Upstreams:
 
     async def probe(self, shard: int) -> None:
         """GET /readyz; success or failure is recorded on the board."""
+        base_url = self.directory.url(shard)
+        if base_url is None:
+            return
         try:
-            async with self.session.get(self.urls[shard] + "/readyz", timeout=self.probe_timeout) as resp:
+            async with self.session.get(base_url + "/readyz", timeout=self.probe_timeout) as resp:
                 await resp.read()
                 ok = resp.status == 200
                 reason = f"/readyz answered {resp.status}"

@@ -30,6 +30,9 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     # Ask the shard to hand over the execution's next commands with each outcome answer (an
     # extension a NoETL server ignores); off, every command comes through NATS and a claim.
     eager_dispatch: bool = True
+    # Sent as a bearer token on every control-plane call: it opens decrypted credentials and a
+    # router that requires NOETL_API_TOKEN.
+    internal_token: str | None = None
 
     @property
     def durable(self) -> str:
@@ -65,4 +68,5 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
         script_root=env.str("NOETL_SCRIPT_ROOT", os.getcwd()),
         eager_dispatch=env.bool("NOETL_WORKER_EAGER_DISPATCH", True),
+        internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
     )

@@ -94,7 +94,8 @@ class Worker:
                 config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,
                                       deliver_policy=DeliverPolicy.ALL, ack_wait=s.ack_wait_seconds,
                                       max_deliver=-1, max_ack_pending=max(64, s.max_concurrent * 4)))
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            auth = {"Authorization": f"Bearer {s.internal_token}"} if s.internal_token else None
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=auth) as session:
                 self._session = session
                 self._plane = self._plane_for(s.server_url)
                 pool = asyncio.create_task(self._pool_loop(), name="pool-heartbeat")

@@ -51,8 +51,8 @@ async def database_factory(pg_admin_dsn: str) -> AsyncIterator[Callable]:
 
 def make_settings(dbs: Databases, *, shard_index: int = 0, shard_count: int = 1,
                   internal_token: str | None = INTERNAL_TOKEN, port: int = 0,
-                  max_body_bytes: int = 256 * 1024) -> ShardSettings:
-    return ShardSettings(
+                  max_body_bytes: int = 256 * 1024, **extra) -> ShardSettings:
+    return ShardSettings(**extra,
         shard_index=shard_index, shard_count=shard_count, shard_dsn=dbs.shard_dsn,
         cluster_dsn=dbs.cluster_dsn, encryption_key=ENCRYPTION_KEY, internal_token=internal_token,
         http=HttpSettings(host="127.0.0.1", port=port, max_body_bytes=max_body_bytes),

@@ -11,6 +11,9 @@ import subprocess
 
 import pytest
 
+from .conftest import INTERNAL_TOKEN
+
+AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 SECRET = "s3cr3t-Value-that-must-not-leak-7f1c"
 
 
@@ -34,9 +37,19 @@ async def test_create_get_and_include_data(shard_app):
 
     by_name = await (await c.get("/api/credentials/pg_main")).json()
     assert by_name["id"] == created["id"] and "data" not in by_name
-    by_id = await (await c.get(f"/api/credentials/{created['id']}", params={"include_data": "true"})).json()
+    by_id = await (await c.get(f"/api/credentials/{created['id']}", params={"include_data": "true"}, headers=AUTH)).json()
     assert by_id["data"] == {"user": "noetl", "password": SECRET, "port": 5432}
     assert by_id["created_at"] and by_id["updated_at"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Basic x"}])
+async def test_decrypted_data_needs_the_internal_token(shard_app, headers):
+    await shard_app.client.post("/api/credentials", json=cred())
+    resp = await shard_app.client.get("/api/credentials/pg_main", params={"include_data": "true"}, headers=headers)
+    text = await resp.text()
+    assert resp.status == 403 and "include_data" in text and SECRET not in text
+    plain = await shard_app.client.get("/api/credentials/pg_main", headers=headers)
+    assert plain.status == 200 and SECRET not in await plain.text()  # metadata stays public
 
 
 async def test_upsert_by_name_keeps_the_id(shard_app):
@@ -45,7 +58,7 @@ async def test_upsert_by_name_keeps_the_id(shard_app):
     second = await (await c.post("/api/credentials", json=cred(
         type=None, credential_type="postgresql", data={"password": "rotated"}, tags=["x"]))).json()
     assert second["id"] == first["id"] and second["type"] == "postgresql" and second["tags"] == ["x"]
-    got = await (await c.get("/api/credentials/pg_main?include_data=1")).json()
+    got = await (await c.get("/api/credentials/pg_main?include_data=1", headers=AUTH)).json()
     assert got["data"] == {"password": "rotated"}
     assert await shard_app.count("credential") == 1
 
@@ -136,7 +149,7 @@ async def test_ciphertext_is_bound_to_its_name(shard_app):
     await shard_app.cluster.execute(
         "UPDATE noetl.credential SET data_encrypted = (SELECT data_encrypted FROM noetl.credential WHERE name='a') "
         "WHERE name = 'b'")
-    resp = await c.get("/api/credentials/b", params={"include_data": "true"})
+    resp = await c.get("/api/credentials/b", params={"include_data": "true"}, headers=AUTH)
     body = await resp.json()
     assert resp.status == 500 and body["code"] == "decryption_failed"
     assert SECRET not in await resp.text()
@@ -146,7 +159,7 @@ async def test_secret_never_reaches_the_logs(shard_app, caplog):
     caplog.set_level(logging.DEBUG)
     c = shard_app.client
     await c.post("/api/credentials", json=cred())
-    await c.get("/api/credentials/pg_main", params={"include_data": "true"})
+    await c.get("/api/credentials/pg_main", params={"include_data": "true"}, headers=AUTH)
     await c.post("/api/credentials", json={"name": 7, "data": {"password": SECRET}})  # rejected
     assert caplog.records, "expected some log records to inspect"
     assert all(SECRET not in r.getMessage() for r in caplog.records)

@@ -72,6 +72,9 @@ async def test_credentials_through_the_router(fleet, http):
         assert "s3cret" not in await r.text()
     for _ in range(SHARDS):
         async with http.get(f"{url}/api/credentials/router_pg", params={"include_data": "true"}) as r:
+            assert r.status == 403 and "s3cret" not in await r.text()  # plaintext is for workers only
+        async with http.get(f"{url}/api/credentials/router_pg", params={"include_data": "true"},
+                            headers=AUTH) as r:  # the router passes the bearer token on
             assert r.status == 200, await r.text()
             assert (await r.json())["data"]["password"] == "s3cret"
 

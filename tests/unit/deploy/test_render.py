@@ -39,7 +39,9 @@ def test_shard_count_wiring(values, overlay, shards):
     assert r.one("Service", "api-shard")["spec"]["clusterIP"] == "None"
     pod = sts["spec"]["template"]["spec"]
     shard = pod["containers"][0]
-    assert env_of(shard)["NOETL_SHARD_COUNT"]["value"] == str(shards)
+    assert env_of(shard)["NOETL_SHARD_COUNT"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "noetl-shards", "key": "bootstrap-shard-count"}
+    assert r.one("ConfigMap", "noetl-shards")["data"]["bootstrap-shard-count"] == str(shards)
     assert shard["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert shard["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert shard["resources"]["requests"]
@@ -47,18 +49,19 @@ def test_shard_count_wiring(values, overlay, shards):
     # Ordinal -> shard index + that shard's DSN file, for every ordinal.
     script = shard["args"][0]
     assert 'NOETL_SHARD_INDEX="$ordinal"' in script and "shard-${ordinal}-dsn" in script
-    items = next(vol for vol in pod["volumes"] if vol["name"] == "db")["secret"]["items"]
-    assert [i["key"] for i in items] == [f"shard-{i}-dsn" for i in range(shards)]
+    # The whole Secret is mounted: a key added for a new shard needs no change to the pod template.
+    assert "items" not in next(vol for vol in pod["volumes"] if vol["name"] == "db")["secret"]
     dsns = r.one("Secret", "noetl-db")["stringData"]
-    assert {f"shard-{i}-dsn" for i in range(shards)} | {"cluster-dsn"} == set(dsns)
+    pattern = {"shard-dsn-pattern"} if overlay == "dev" else set()
+    assert {f"shard-{i}-dsn" for i in range(shards)} | {"cluster-dsn"} | pattern == set(dsns)
     assert r.one("PodDisruptionBudget", "api-shard")
     for name in ("router", "outbox-publisher"):
         env = env_of(r.one("Deployment", name)["spec"]["template"]["spec"]["containers"][0])
-        assert env["NOETL_SHARD_COUNT"]["value"] == str(shards)
+        assert env["NOETL_SHARD_COUNT"]["valueFrom"]["configMapKeyRef"]["name"] == "noetl-shards"
         assert env["NOETL_SHARD_URL_PATTERN"]["value"] == "http://api-shard-{i}.api-shard:8082"
     projector = r.one("StatefulSet", "projector")
     penv = env_of(projector["spec"]["template"]["spec"]["containers"][0])
-    assert penv["NOETL_SHARD_COUNT"]["value"] == str(shards)
+    assert penv["NOETL_SHARD_COUNT"]["valueFrom"]["configMapKeyRef"]["name"] == "noetl-shards"
     assert penv["NOETL_PROJECTOR_REPLICAS"]["value"] == str(projector["spec"]["replicas"])
 
 
@@ -66,13 +69,31 @@ def test_shard_count_wiring(values, overlay, shards):
 def test_dev_has_one_postgres_per_shard_and_dsns_point_at_it(values, shards):
     r = render_overlay(values, "dev", TEMPLATES, shards=shards)
     dsns = r.one("Secret", "noetl-db")["stringData"]
+    # One StatefulSet whose pod <i> is shard i's database, so the ops CLI scales both alike.
+    databases = r.one("StatefulSet", "postgres-shard")
+    assert databases["spec"]["replicas"] == shards and databases["spec"]["serviceName"] == "postgres-shard"
+    assert r.one("Service", "postgres-shard")["spec"]["clusterIP"] == "None"
     for i in range(shards):
-        assert r.one("StatefulSet", f"postgres-shard-{i}")["spec"]["replicas"] == 1
-        assert r.one("Service", f"postgres-shard-{i}")
-        assert f"@postgres-shard-{i}:5432/" in dsns[f"shard-{i}-dsn"]
-    assert not r.find("StatefulSet", f"postgres-shard-{shards}")
-    assert r.one("StatefulSet", "postgres-cluster")
+        assert f"@postgres-shard-{i}.postgres-shard:5432/" in dsns[f"shard-{i}-dsn"]
+    # A shard added beyond the rendered count finds its database through the pattern.
+    assert dsns["shard-dsn-pattern"].replace("{i}", "9") == dsns["shard-0-dsn"].replace("-0.", "-9.")
+    assert r.one("StatefulSet", "postgres-cluster")["spec"]["replicas"] == 1
     assert "@postgres-cluster:5432/" in dsns["cluster-dsn"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_changing_the_shard_count_restarts_no_pod(values, overlay):
+    """A pod restarts when its template changes. Between two shard counts every pod template is
+    the same; only replica counts, the bootstrap ConfigMap and the DSN Secret keys differ."""
+    small, large = (render_overlay(values, overlay, TEMPLATES, shards=n) for n in (2, 5))
+    workloads = ("StatefulSet", "Deployment")
+    for doc in (d for d in small.documents if d["kind"] in workloads):
+        other = large.one(doc["kind"], doc["metadata"]["name"])
+        assert doc["spec"]["template"] == other["spec"]["template"], doc["metadata"]["name"]
+    changed = {(d["kind"], d["metadata"]["name"]) for d in small.documents
+               if d != large.one(d["kind"], d["metadata"]["name"])}
+    scaled = {("StatefulSet", "api-shard")} | ({("StatefulSet", "postgres-shard")} if overlay == "dev" else set())
+    assert changed == scaled | {("ConfigMap", "noetl-shards"), ("Secret", "noetl-db")}
 
 
 def test_prod_uses_secret_placeholders_and_no_in_cluster_postgres(values):
@@ -137,6 +158,16 @@ def test_router_hpa_nats_and_services(values, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prod_router_requires_an_api_token(values, overlay):
+    r = render_overlay(values, overlay, TEMPLATES, shards=2)
+    router = env_of(r.one("Deployment", "router")["spec"]["template"]["spec"]["containers"][0])
+    if overlay == "prod":
+        assert router["NOETL_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "noetl-internal", "key": "api-token"}
+    else:
+        assert "NOETL_API_TOKEN" not in router
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_service_is_scraped_and_runs_as_non_root(values, overlay):
     r = render_overlay(values, overlay, TEMPLATES, shards=2)
     monitored = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
@@ -192,3 +223,13 @@ def test_committed_dashboard_json_is_what_the_renderer_builds():
     committed = VALUES.parent / "dashboards" / "noetl-shards.json"
     assert json.loads(committed.read_text()) == build_dashboard(), \
         "deploy/dashboards/noetl-shards.json is stale: run `make deploy-render`"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ops_role_grants_what_noetl_ops_calls(values, overlay):
+    rules = render_overlay(values, overlay, TEMPLATES, shards=2).one("Role", "noetl-ops")["rules"]
+    granted = {(g, res, verb) for rule in rules for g in rule["apiGroups"] for res in rule["resources"]
+               for verb in rule["verbs"]}
+    # noetl_ops.kube: read/patch the StatefulSet scale, list pods, GET projector /metrics via the proxy.
+    assert granted == {("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),
+                       ("", "pods", "list"), ("", "pods/proxy", "get")}

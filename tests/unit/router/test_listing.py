@@ -79,8 +79,14 @@ def test_empty_fleet_and_done_shards():
 def test_cursor_errors():
     with pytest.raises(CursorError, match="not a cursor"):
         RouterCursor.decode("garbage!!", 2)
-    with pytest.raises(CursorError, match="issued for 2 shards"):
-        RouterCursor.decode(RouterCursor.start(2).encode(), 3)
+    with pytest.raises(CursorError, match="issued for 3 shards"):
+        RouterCursor.decode(RouterCursor.start(3).encode(), 2)
+
+
+def test_a_cursor_from_before_the_fleet_grew_reads_new_shards_from_their_newest():
+    old = RouterCursor(RouterCursor.start(2).v, [ShardPos("c0"), ShardPos(None, done=True)])
+    grown = RouterCursor.decode(old.encode(), 3)
+    assert grown.shards == [ShardPos("c0"), ShardPos(None, done=True), ShardPos()]
 
 
 def test_page_params():

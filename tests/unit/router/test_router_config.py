@@ -24,12 +24,19 @@ def test_pattern_and_count():
     assert s.internal_token == "t"
 
 
+def test_a_pattern_alone_bootstraps_from_shard_0():
+    # The rest of the fleet comes from the shard map; the pattern gives their URLs.
+    s = RouterSettings.from_env({"NOETL_SHARD_URL_PATTERN": "http://api-shard-{i}.api-shard:8082"})
+    assert s.shard_urls == ("http://api-shard-0.api-shard:8082",)
+    assert s.shard_url_pattern == "http://api-shard-{i}.api-shard:8082"
+
+
 @pytest.mark.parametrize("env,fragment", [
     ({}, "NOETL_SHARD_URLS"),
     ({"NOETL_SHARD_URLS": "http://a,"}, "empty entry"),
     ({"NOETL_SHARD_URLS": "a:8082"}, "http://"),
     ({"NOETL_SHARD_URL_PATTERN": "http://x"}, "{i}"),
-    ({"NOETL_SHARD_URL_PATTERN": "http://x-{i}"}, "NOETL_SHARD_COUNT is required"),
+    ({"NOETL_SHARD_URL_PATTERN": "x-{i}"}, "http://"),
     ({"NOETL_SHARD_URLS": "http://a", "NOETL_ROUTER_PROBE_INTERVAL_SECONDS": "0"}, "> 0"),
 ])
 def test_bad_config_names_the_variable(env, fragment):

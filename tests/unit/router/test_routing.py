@@ -126,3 +126,50 @@ def test_execute_with_parent_still_places_anywhere():
 def test_unparsable_ids_are_errors_naming_them(kwargs, fragment):
     with pytest.raises(RoutingError, match=fragment):
         d(kwargs.pop("method"), kwargs.pop("path"), **kwargs)
+
+
+# --- NoETL routes added for issue 12 --------------------------------------------------------
+
+def test_cleanup_fans_out_instead_of_parsing_an_execution_id():
+    assert d("POST", "/api/executions/cleanup").kind is Kind.CLEANUP
+    assert d("POST", "/api/executions/cleanup/").kind is Kind.CLEANUP
+    with pytest.raises(RoutingError, match="'cleanup'"):
+        d("GET", "/api/executions/cleanup")  # only POST is the cleanup; a GET is an id lookup
+
+
+@pytest.mark.parametrize("suffix", ["status", "stream"])
+def test_batch_request_id_routes_by_hash(suffix):
+    got = d("GET", f"/api/events/batch/{E}/{suffix}")
+    assert (got.kind, got.rule, got.ids, got.field) == (Kind.OWNER, Rule.EVENT_ID, (E,), "request_id")
+    assert d("POST", "/api/events/batch", body={"execution_id": F}).ids == (F,)  # the POST stays body-routed
+
+
+@pytest.mark.parametrize("base", ["/api/result", "/api/temp"])
+@pytest.mark.parametrize("method,tail", [("PUT", ""), ("DELETE", ""), ("GET", "/list"), ("GET", "/step_a"),
+                                         ("DELETE", "/step/step_a")])
+def test_result_store_routes_by_the_execution_in_the_path(base, method, tail):
+    got = d(method, f"{base}/{E}{tail}")
+    assert (got.kind, got.rule, got.ids) == (Kind.OWNER, Rule.PATH, (E,))
+
+
+def test_result_resolve_routes_by_the_refs_execution():
+    got = d("GET", "/api/result/resolve", query={"ref": f"noetl://execution/{E}/result/a/b/{F}"})
+    assert (got.kind, got.rule, got.ids) == (Kind.OWNER, Rule.QUERY, (E,))
+    assert d("GET", "/api/temp/resolve", query={"ref": f"noetl://execution/{F}/result/x/1"}).ids == (F,)
+
+
+def test_result_stats_fans_out():
+    assert d("GET", "/api/result/stats").kind is Kind.RESULT_STATS
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"path": "/api/result/resolve"}, "query parameter ref is required"),
+    ({"path": "/api/result/resolve", "query": {"ref": "s3://bucket/x"}}, "query parameter ref"),
+    ({"path": "/api/result/resolve", "query": {"ref": "noetl://execution/x1/result/a/1"}}, "execution id"),
+    ({"path": "/api/result/resolve", "query": {"ref": "noetl://execution/1/result//1"}}, "empty result name"),
+    ({"path": "/api/result/abc/list"}, "execution id in path"),
+    ({"path": "/api/events/batch/r-1/status"}, "request id in path"),
+])
+def test_bad_result_and_request_ids_are_errors(kwargs, fragment):
+    with pytest.raises(RoutingError, match=fragment):
+        d("GET", kwargs.pop("path"), **kwargs)

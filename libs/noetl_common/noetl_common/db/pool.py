@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -32,15 +33,34 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     LISTEN, no SET, only transaction-level advisory locks), so there is nothing to reset."""
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *,
-                      command_timeout: float | None = 60.0, **kwargs: Any) -> asyncpg.Pool:
-    """A pool whose connections use the JSON codec above. `min_size` is clamped to `max_size`."""
-    return await asyncpg.create_pool(
-        dsn=dsn,
-        min_size=min(min_size, max_size),
-        max_size=max_size,
-        init=init_connection,
-        reset=keep_session,
-        command_timeout=command_timeout,
-        **kwargs,
-    )
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 5.0
+
+
+class PoolSaturated(Exception):
+    """Every connection stayed busy for the whole acquire timeout: the caller should back off."""
+
+
+class GuardedPool(asyncpg.Pool):
+    """A pool whose acquire waits a bounded time (every path, `fetch` & co. included, goes
+    through `_acquire`), so an exhausted pool is an answer a client can act on (503
+    pool_saturated) instead of a request that hangs."""
+
+    acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        try:
+            return await super()._acquire(self.acquire_timeout if timeout is None else timeout)
+        except asyncio.TimeoutError:
+            raise PoolSaturated(f"no database connection free within {self.acquire_timeout:g}s") from None
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *, command_timeout: float | None = 60.0,
+                      acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS, **kwargs: Any) -> GuardedPool:
+    """A pool whose connections use the JSON codec above. `min_size` is clamped to `max_size`.
+    Built as asyncpg.create_pool builds its Pool, with the guarded class instead."""
+    pool = GuardedPool(dsn, min_size=min(min_size, max_size), max_size=max_size, max_queries=50000,
+                       max_inactive_connection_lifetime=300.0, init=init_connection, reset=keep_session,
+                       loop=None, connection_class=asyncpg.Connection, record_class=asyncpg.Record,
+                       command_timeout=command_timeout, **kwargs)
+    pool.acquire_timeout = acquire_timeout
+    return await pool

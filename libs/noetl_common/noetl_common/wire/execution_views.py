@@ -67,8 +67,15 @@ class EventView(msgspec.Struct, kw_only=True):
 
 
 class EventPagination(msgspec.Struct, kw_only=True):
+    """NoETL's page/page_size (or offset/limit) with its totals, and the key of the next page."""
+
+    page: int
     page_size: int
+    offset: int
+    total_events: int
+    total_pages: int
     has_next: bool
+    has_prev: bool
     next_since_event_id: str | None
 
 

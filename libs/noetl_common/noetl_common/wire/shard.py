@@ -38,3 +38,46 @@ class ShardMapBody(msgspec.Struct):
     epochs: list[Epoch]
     current_shard_count: int
     shard_index: int                     # the answering shard
+
+
+class ShardEndpoint(msgspec.Struct):
+    index: int
+    url: str
+    draining: bool                       # index >= the shard count in force now
+
+
+class ShardMapWithShards(msgspec.Struct):
+    """`GET /api/shard-map`: the epochs, plus where every known shard is (discovery)."""
+
+    epochs: list[Epoch]
+    current_shard_count: int
+    shard_index: int                     # the answering shard
+    shards: list[ShardEndpoint] = []
+
+
+class EpochRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/internal/shard-map/epochs`."""
+
+    shard_count: int
+    grace_ms: int | None = None
+
+
+class EpochResponse(msgspec.Struct):
+    epochs: list[Epoch]
+    effective_from_ms: int               # of the newest epoch (the one committed, or already there)
+    shard_count: int
+    created: bool                        # False: the newest epoch already had this count
+
+
+class ShardStatus(msgspec.Struct):
+    """`GET /api/internal/shard/status`: what a shard holds, for scaling decisions."""
+
+    shard: int
+    epoch: Epoch                         # in force now
+    pending_epoch: Epoch | None
+    shard_count_now: int
+    draining: bool                       # this shard gets no new executions (index >= count now, or a pending epoch drops it)
+    running_executions: int
+    total_executions: int
+    outbox_pending: int
+    drained: bool                        # draining and nothing running and nothing left to publish

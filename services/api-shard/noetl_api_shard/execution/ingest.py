@@ -23,6 +23,7 @@ from ..store import executions as execution_store
 from ..store.events import NewEvent
 from ..store.writes import CommandChange
 from . import engine_port as engine
+from . import step_results
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
@@ -86,6 +87,9 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
             ids.append(seen[(cmd.command_id, ev.event_type)])
             duplicates += 1
             continue
+        if cmd is not None and cmd.status not in TERMINAL:
+            # Before it is logged: a large result goes to the result store, the log gets a reference.
+            await step_results.prepare(svc, txn.conn, ev, svc.settings.event_result_max_bytes)
         row = _event_row(svc, ev, cmd, head["catalog_id"])
         txn.uow.append(row)
         ids.append(row.event_id)
@@ -166,7 +170,8 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     require_owned(orch.svc, execution_id)
     ex = txn.loaded[execution_id]
     pending = ex.state.pending
-    if ex.status in TERMINAL or not all(_cached_ok(e, pending) for e in events):
+    limit = orch.svc.settings.event_result_max_bytes
+    if ex.status in TERMINAL or not all(_cached_ok(e, pending, limit) for e in events):
         raise Fallback("these events need the database")
     ids: list[int] = []
     generated = 0
@@ -191,8 +196,9 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     return Accepted(ids, generated)
 
 
-def _cached_ok(ev: WorkerEvent, pending: dict[int, Any]) -> bool:
-    return ev.event_id is None and ev.event_type != STARTED and (ev.command_id is None or ev.command_id in pending)
+def _cached_ok(ev: WorkerEvent, pending: dict[int, Any], result_limit: int) -> bool:
+    return (ev.event_id is None and ev.event_type != STARTED and (ev.command_id is None or ev.command_id in pending)
+            and not step_results.needs_store(ev, result_limit))
 
 
 def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:
@@ -209,7 +215,7 @@ async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: Wo
                   eager: Eager | None) -> int:
     """A command's first finishing event: its outcome on the row, and the engine advanced once."""
     if _record_outcome(txn, command_id, ev) == "COMPLETED":
-        event = engine.command_done(command_id, ev.result)
+        event = engine.command_done(command_id, step_results.engine_value(ev))
     else:
         event = engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")
     return (await orch.advance(txn, ex, event, event_id, eager)).commands

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from .views import entry_fields, event_view, listed_entry, status_view
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000  # page/offset read the skipped rows; past this, page by since_event_id
 STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 
@@ -34,7 +36,11 @@ VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 LIST_QUERY = (Param(name="limit", type=int), Param(name="page_size", type=int), Param(name="status"),
               Param(name="path"), Param(name="parent_execution_id"),
               Param(name="cursor", description="X-Next-Cursor of the previous page"))
-EVENT_PAGE_QUERY = (Param(name="page_size", type=int), Param(name="since_event_id"), Param(name="event_type"))
+EVENT_PAGE_QUERY = (Param(name="page", type=int, description="1-based; with page_size"),
+                    Param(name="page_size", type=int), Param(name="offset", type=int, description="instead of page"),
+                    Param(name="limit", type=int, description="instead of page_size"),
+                    Param(name="since_event_id", description="pages by key (not with page or offset)"),
+                    Param(name="event_type"))
 OWNED = (404, 421)  # no such execution; another shard owns the id
 
 
@@ -43,13 +49,13 @@ def register(app: web.Application) -> None:
         summary="List executions, newest first", ok=list[ListedExecution], query=LIST_QUERY, errors=(400,),
         headers=("X-Next-Cursor",)))
     route(app, "GET", "/api/executions/{execution_id}", get_execution, Op(
-        summary="One execution with a page of its events", ok=ExecutionDetail, errors=OWNED,
+        summary="One execution with a page of its events", ok=ExecutionDetail, errors=(400, *OWNED),
         query=(Param(name="include_events", type=bool), *EVENT_PAGE_QUERY)))
     route(app, "GET", "/api/executions/{execution_id}/status", get_status, Op(
         summary="Engine status of an execution", ok=ExecutionStatus, errors=OWNED,
         query=(Param(name="steps", type=bool, description="add each step's result, the context, issue counts"),)))
     route(app, "GET", "/api/executions/{execution_id}/events", get_events, Op(
-        summary="A page of an execution's events", ok=EventPage, errors=OWNED, query=EVENT_PAGE_QUERY))
+        summary="A page of an execution's events", ok=EventPage, errors=(400, *OWNED), query=EVENT_PAGE_QUERY))
     route(app, "GET", "/api/executions/{execution_id}/cancellation-check", cancellation_check, Op(
         summary="Whether an execution was cancelled (for workers)", ok=CancellationCheck, errors=OWNED))
     route(app, "GET", "/api/vars/{execution_id}", list_vars, Op(
@@ -118,16 +124,43 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, EventPagination]:
-    page_size = query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+    """NoETL's page/page_size (or offset/limit) with its totals; `since_event_id` pages by key
+    instead (then `page` is where that key falls, counted from the total before it)."""
+    page_size = _page_size(request)
     after = query_str(request, "since_event_id") or query_str(request, "after")
     after_id = to_id(after, "since_event_id") if after else None
-    rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
-                                  event_type=query_str(request, "event_type"))
+    event_type = query_str(request, "event_type")
+    offset = _offset(request, page_size)
+    if after_id is not None and offset:
+        raise bad_request("since_event_id pages by key; it cannot be combined with page or offset")
+    rows, total = await asyncio.gather(
+        event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
+                         event_type=event_type, offset=offset),
+        event_store.count(svc.shard_pool, execution_id, event_type))
     has_next = len(rows) > page_size
     rows = rows[:page_size]
-    pagination = EventPagination(page_size=page_size, has_next=has_next,
+    if after_id is not None:
+        offset = max(0, total - (await event_store.count_after(svc.shard_pool, execution_id, after_id, event_type)))
+    pagination = EventPagination(page=offset // page_size + 1, page_size=page_size, offset=offset,
+                                 total_events=total, total_pages=max(1, -(-total // page_size)),
+                                 has_next=has_next, has_prev=offset > 0,
                                  next_since_event_id=str(rows[-1]["event_id"]) if has_next and rows else None)
     return [event_view(r) for r in rows], pagination
+
+
+def _page_size(request: web.Request) -> int:
+    if query_str(request, "limit") is not None:
+        return query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    return query_int(request, "page_size", DEFAULT_PAGE, 1, MAX_PAGE)
+
+
+def _offset(request: web.Request, page_size: int) -> int:
+    if query_str(request, "offset") is not None:
+        if query_str(request, "page") is not None:
+            raise bad_request("give page or offset, not both")
+        return query_int(request, "offset", 0, 0, MAX_OFFSET)
+    page = query_int(request, "page", 1, 1, MAX_OFFSET // page_size + 1)
+    return (page - 1) * page_size
 
 
 async def get_events(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ GET /api/replay/state shows both checksums of each."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import asyncpg
 
@@ -13,6 +13,8 @@ from noetl_common.wire.execution_views import ReplayReport
 
 from ..store import events as event_store
 from ..store import executions as execution_store
+from ..store import results as result_store
+from . import step_results
 from . import engine_port as engine
 from .orchestration import Orchestrator, engine_time
 from .worker_events import FINISH_ERROR, FINISH_OK, finishes_ok
@@ -20,13 +22,14 @@ from .worker_events import FINISH_ERROR, FINISH_OK, finishes_ok
 PAGE = 5000
 
 
-def engine_event_of(row: Any) -> Any | None:
-    """The engine input a logged event stands for, or None for events the engine never saw."""
+def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | None:
+    """The engine input a logged event stands for, or None for events the engine never saw.
+    `stored`: values of the result-store rows the log references, by result id."""
     kind, payload, command_id = row["event_type"], row["payload"] or {}, row["command_id"]
     if command_id is not None:
         if kind in FINISH_OK or kind in FINISH_ERROR:
             if finishes_ok(kind, row["status"], payload.get("status")):
-                return engine.command_done(command_id, payload.get("result"))
+                return engine.command_done(command_id, step_results.value_of(payload, stored or {}))
             return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
         if kind.startswith("child."):
             return engine.child_done(command_id, payload.get("status"), payload.get("result"), payload.get("error"),
@@ -39,6 +42,9 @@ def engine_event_of(row: Any) -> Any | None:
 async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, Any, int]:
     """(replayed state, replayed data, events read)."""
     rows = await event_store.engine_inputs(pool, execution["execution_id"], PAGE)
+    refs = step_results.refs_in([r["payload"] or {} for r in rows if r["event_type"] in FINISH_OK])
+    stored = await result_store.data_by_ids(pool, execution["execution_id"], [r.result_id for r in refs]) \
+        if refs else {}
     # Ids the engine minted, in minting order: every decision id is a command.issued event id.
     minted: Iterator[int] = iter(sorted(r["event_id"] for r in rows if r["event_type"] == "command.issued"))
 
@@ -50,7 +56,7 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
     state, _ = engine.start(playbook, execution_id=execution_id, workload=execution["workload"],
                             catalog_id=execution["catalog_id"], now_ms=engine_time(execution_id), mint=mint, data=data)
     for row in rows:
-        event = engine_event_of(row)
+        event = engine_event_of(row, stored)
         if event is None:
             continue
         state, decisions = engine.apply(playbook, state, event, now_ms=engine_time(row["event_id"]), mint=mint,

@@ -11,28 +11,27 @@ from aiohttp import web
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.openapi import Op, Param, route
-from noetl_common.pools import valid_pool
 from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequest, ClaimRequest, CommandOut,
                                          EventAccepted, EventIn, ExecuteRequest, ExecuteResponse, FinalizeRequest)
 from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
-from ..store import catalog as catalog_store
 from ..store import commands as command_store
-from ..store import executions as execution_store
 from ..store.events import NewEvent
-from . import commands_api, engine_port as engine, queries, reaper
+from . import commands_api, queries, reaper
 from .commands_api import command_out
 from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
-from .ownership import require_owned
+from .ownership import require_owned, require_placeable
 from .replay import compare
+from .cancelling import cancel_one
+from .starting import start_request
+from . import batch_status, cleanup, execute_batch, result_api
 from .worker_events import normalise
 
-EXECUTABLE_KINDS = {"playbook", "playbooks", "agent", "agents"}
 MAX_BATCH_EVENTS = 256
 MAX_EAGER_SLOTS = 64
 
@@ -47,13 +46,25 @@ def register(app: web.Application) -> None:
               summary="Claim a command (a lease; also records command.started)", body=ClaimRequest, ok=CommandOut,
               errors=(400, 404, 409, 421, 422)))
     route(app, "POST", "/api/execute", execute, Op(
-        summary="Start a playbook execution", body=ExecuteRequest, ok=ExecuteResponse, errors=(400, 404, 422)))
+        summary="Start a playbook execution", body=ExecuteRequest, ok=ExecuteResponse, errors=(400, 404, 422, 503),
+        description="503 shard_draining: this shard takes no new executions (the router tries another)."))
+    route(app, "POST", "/api/execute/batch", execute_batch.execute_batch, Op(
+        summary="Start up to 1000 executions; each item is started as POST /api/execute would",
+        body=execute_batch.BatchExecuteRequest, ok=execute_batch.BatchExecuteResponse, errors=(400, 422, 503),
+        description="A bad item is an `error` result at its index (with the status it would have had "
+                    "alone); the others still start."))
+    route(app, "POST", "/api/executions/cleanup", cleanup.cleanup_stuck, Op(
+        summary="Cancel this shard's PENDING/RUNNING executions older than older_than_minutes",
+        body=cleanup.CleanupRequest, body_required=False, ok=cleanup.CleanupResponse, errors=(400, 422)))
     route(app, "POST", "/api/events", post_event, Op(
         summary="One worker event", body=EventIn, ok=EventAccepted, errors=(400, 404, 421, 422)))
     route(app, "POST", "/api/events/batch", post_batch, Op(
         summary="A batch of one execution's events, in one transaction", body=BatchRequest, ok=BatchAccepted,
         status=202, errors=(400, 404, 421, 422),
-        description="An Idempotency-Key header makes a re-sent batch answer the first answer again."))
+        description="An Idempotency-Key header makes a re-sent batch answer the first answer again. "
+                    "request_id is the id of the batch.accepted event: GET /api/events/batch/{request_id}/status."))
+    batch_status.register(app)
+    result_api.register(app)
     route(app, "POST", "/api/executions/{execution_id}/cancel", cancel, Op(
         summary="Cancel an execution (and, with cascade, its children)", body=CancelRequest, body_required=False,
         ok=CancelResponse, errors=(404, 421)))
@@ -75,60 +86,15 @@ def _id(value: Any, field: str) -> int:
 
 
 async def execute(request: web.Request) -> web.Response:
-    svc = services(request)
-    orch = request.app[ORCHESTRATOR]
     body = await read_json(request, ExecuteRequest)
-    if body.resource_kind is not None and body.resource_kind.lower() not in EXECUTABLE_KINDS:
-        raise unprocessable(f"Catalog kind '{body.resource_kind}' is not executable")
-    if body.catalog_id is not None:
-        row = await catalog_store.get_by_id(svc.cluster_pool, _id(body.catalog_id, "catalog_id"))
-        label = f"catalog_id={body.catalog_id}"
-    elif body.path:
-        version = None
-        if body.version not in (None, "", "latest"):
-            version = _id(body.version, "version")
-        row = await catalog_store.get_by_path(svc.cluster_pool, body.path, version)
-        label = body.path + (f" version {version}" if version else "")
-    else:
-        raise unprocessable("either path or catalog_id is required")
-    if row is None:
-        raise not_found(f"Executable catalog entry not found: {label}")
-    if (row["kind"] or "").lower() not in EXECUTABLE_KINDS:
-        raise unprocessable(f"Catalog kind '{row['kind']}' is not executable")
-    workload = {**(body.workload or {}), **(body.payload or {})}
-    parent = _id(body.parent_execution_id, "parent_execution_id") if body.parent_execution_id is not None else None
-    if body.execution_pool is not None and not valid_pool(body.execution_pool):
-        raise unprocessable(f"execution_pool must be letters, digits, '-' or '_' (one subject token), "
-                            f"got {body.execution_pool!r}")
-    try:
-        execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent, body.execution_pool)
-    except engine.PlaybookError as exc:
-        raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
-    return json_response(ExecuteResponse(execution_id=str(execution_id), status="started",
-                                         commands_generated=outcome.commands, path=row["path"],
-                                         catalog_id=str(row["catalog_id"])))
-
-
-async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None,
-                 pool: str | None) -> tuple[int, Any]:
-    """A new execution touches nothing existing: optimistic (one statement), with the locked
-    path kept for the rare case it falls back."""
-    try:
-        async with orch.optimistic(None) as txn:
-            return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
-                                    execution_pool=pool)
-    except Fallback:
-        pass
-    async with orch.transaction() as txn:
-        return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
-                                execution_pool=pool)
+    return json_response(await start_request(services(request), request.app[ORCHESTRATOR], body))
 
 
 async def post_event(request: web.Request) -> web.Response:
     svc = services(request)
     ev = normalise(await read_json(request, EventIn))
     require_owned(svc, ev.execution_id)
-    done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None)
+    done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
     return json_response(EventAccepted(status="ok", event_id=done.event_ids[0],
                                        commands_generated=done.commands_generated, duplicate=done.duplicates > 0))
 
@@ -145,7 +111,7 @@ def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
 
 
 async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key: str | None,
-                  eager: Eager | None) -> tuple[Accepted, BatchAccepted]:
+                  eager: Eager | None, *, batch: bool = True) -> tuple[Accepted, BatchAccepted]:
     """Events of one execution, optimistically when they allow it, else under the row lock.
     With an Idempotency-Key, returns the batch's answer too (logged as `batch.accepted`), or the
     first answer again when the key was answered before."""
@@ -153,7 +119,7 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
     try:
         async with orch.optimistic(execution_id, batch_key=(execution_id, key) if key else None) as txn:
             done = await accept_cached(orch, txn, execution_id, events, lease_seconds=lease, eager=eager)
-            return done, _answer(orch, txn, execution_id, done, key, eager)
+            return done, _answer(orch, txn, execution_id, done, key, eager, batch)
     except Fallback:
         if eager is not None:
             eager.claimed = []  # nothing of the optimistic attempt was written
@@ -161,19 +127,20 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
         done = await accept(orch, txn, execution_id, events, lease_seconds=lease, idempotency_key=key, eager=eager)
         if done.prior_answer is not None:
             return done, await _replayed(txn, done.prior_answer)
-        return done, _answer(orch, txn, execution_id, done, key, eager)
+        return done, _answer(orch, txn, execution_id, done, key, eager, batch)
 
 
 def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
-            eager: Eager | None) -> BatchAccepted:
-    # The request id is a snowflake, as NoETL's: the id of the batch.accepted event when one is logged.
+            eager: Eager | None, batch: bool) -> BatchAccepted:
+    # The request id is a snowflake, as NoETL's: the id of the batch.accepted event every batch
+    # logs, so GET /api/events/batch/{request_id}/status finds it (and it routes by hash).
     request_id = orch.svc.mint_owned_id()
     answer = BatchAccepted(status="accepted", request_id=str(request_id), event_ids=done.event_ids,
                            commands_generated=done.commands_generated, duplicate=False, queue_depth=0,
                            idempotency_key=key)
     if eager is not None:
         answer.commands = [command_out(msgspec.structs.asdict(c), claimed=True) for c in eager.claimed]
-    if key:
+    if batch:
         logged = msgspec.to_builtins(msgspec.structs.replace(answer, commands=msgspec.UNSET))
         if eager is not None:
             # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
@@ -217,25 +184,6 @@ async def post_batch(request: web.Request) -> web.Response:
     return json_response(answer, status=202)
 
 
-async def _cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: str, cascade: bool,
-                      cancelled: list[str]) -> None:
-    ex = await orch.lock(txn, execution_id)
-    if ex is None or ex.status in TERMINAL:
-        return
-    row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
-                   event_type="execution.cancel_requested", node_name="cancel", status="INFO",
-                   catalog_id=ex.catalog_id, payload={"reason": reason},
-                   meta={"cancelled_by": "api", "cascade": cascade})
-    txn.uow.append(row)
-    outcome = await orch.advance(txn, ex, engine.cancel(), row.event_id)
-    if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless
-        await orch.finish(txn, ex, "CANCELLED", None, reason, row.event_id)
-    cancelled.append(str(execution_id))
-    if cascade:
-        for child in await execution_store.children(txn.conn, execution_id):
-            await _cancel_one(orch, txn, child["execution_id"], reason, cascade, cancelled)
-
-
 async def cancel(request: web.Request) -> web.Response:
     svc = services(request)
     execution_id = path_id(request, "execution_id")
@@ -250,7 +198,7 @@ async def cancel(request: web.Request) -> web.Response:
             return json_response(CancelResponse(status="already_completed", execution_id=str(execution_id),
                                                 cancelled_executions=[], message=f"execution is already {ex.status}"))
         cancelled: list[str] = []
-        await _cancel_one(orch, txn, execution_id, body.reason or "cancelled via API", body.cascade, cancelled)
+        await cancel_one(orch, txn, execution_id, body.reason or "cancelled via API", body.cascade, cancelled)
     return json_response(CancelResponse(status="cancelled", execution_id=str(execution_id),
                                         cancelled_executions=cancelled,
                                         message=f"cancelled {len(cancelled)} execution(s)"))

@@ -37,6 +37,9 @@ class WorkerEvent(msgspec.Struct, kw_only=True):
     command_id: int | None
     status: str | None
     actionable: bool
+    # The step result for the engine when it is not in the payload (a stored reference resolved,
+    # or a large result moved to the result store): set by step_results.prepare.
+    value: Any = msgspec.UNSET
 
     @property
     def result(self) -> Any:

@@ -11,6 +11,7 @@ import logging
 import asyncpg
 from aiohttp import web
 
+from noetl_common.auth import require_internal
 from noetl_common.crypto import DecryptionError
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
@@ -102,6 +103,8 @@ async def get_credential(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
     include_data = query_bool(request, "include_data")
     svc = services(request)
+    if include_data:  # plaintext secrets go to workers (they carry the internal token), nobody else
+        require_internal(request, svc.settings.internal_token, "include_data=true")
     row = await store.get(svc.cluster_pool, **_lookup(identifier))
     if row is None:
         raise not_found(f"Credential not found: {identifier}")

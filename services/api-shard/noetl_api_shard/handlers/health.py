@@ -15,8 +15,9 @@ from aiohttp import web
 from noetl_common.errors import ApiError, json_response
 from noetl_common.openapi import Op, Param, route
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
-from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardInfo, ShardMapBody
+from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardEndpoint, ShardInfo, ShardMapWithShards
 
+from ..map_keeper import KEEPER
 from ..state import services
 from ..store import shard_map as shard_map_store
 
@@ -31,7 +32,8 @@ def register(app: web.Application) -> None:
         summary="Which shard an execution id hashes to (drift guard)", ok=ShardInfo, errors=(400,),
         query=(Param(name="execution_id", required=True), Param(name="shard_count", type=int, required=True))))
     route(app, "GET", "/api/shard-map", shard_map, Op(
-        summary="The shard map's epochs", ok=ShardMapBody, errors=(503,)))
+        summary="The shard map's epochs and every known shard's URL (discovery)", ok=ShardMapWithShards,
+        errors=(503,)))
 
 
 def _version() -> str:
@@ -61,7 +63,7 @@ async def api_health(request: web.Request) -> web.Response:
         uptime_seconds=round(time.monotonic() - svc.started_monotonic, 3),
         version=_version(),
         shard_index=svc.settings.shard_index,
-        shard_count=svc.settings.shard_count,
+        shard_count=svc.shard_map.current.count_at(time.time_ns() // 1_000_000),
     )
     return json_response(body, status=200 if healthy else 503)
 
@@ -77,20 +79,24 @@ async def shard_info(request: web.Request) -> web.Response:
         source="noetl-server",
         hash_function="twox_hash::XxHash64",
         seed=SHARD_HASH_SEED,
-        server_config=ServerConfig(shard_index=svc.settings.shard_index, shard_count=svc.settings.shard_count),
+        server_config=ServerConfig(shard_index=svc.settings.shard_index,
+                                   shard_count=svc.shard_map.current.count_at(time.time_ns() // 1_000_000)),
         owner_shard=svc.shard_map.current.owner(execution_id),
     )
     return json_response(body)
 
 
 async def shard_map(request: web.Request) -> web.Response:
-    """The epochs from the cluster table (fresh read; also refreshes this process's view)."""
+    """The epochs from the cluster table (fresh read; also confirms this process's view) and
+    every shard that recorded its URL: how the router, publisher and projector find shards."""
     svc = services(request)
-    loaded = await shard_map_store.load(svc.cluster_pool)
-    if loaded is None:
-        raise ApiError(503, "the shard map is empty; the shard seeds it at start-up", "shard_map_empty")
-    svc.shard_map.replace(loaded)
+    try:
+        confirmed = await request.app[KEEPER].reload()
+    except RuntimeError:
+        raise ApiError(503, "the shard map is empty; the shard seeds it at start-up", "shard_map_empty") from None
+    loaded = confirmed.shard_map
+    urls = await shard_map_store.endpoints(svc.cluster_pool)
     now_ms = time.time_ns() // 1_000_000
-    return json_response(ShardMapBody(epochs=list(loaded.epochs), current_shard_count=loaded.count_at(now_ms),
-                                      shard_index=svc.settings.shard_index))
-
+    shards = [ShardEndpoint(index=i, url=url, draining=loaded.draining(i, now_ms)) for i, url in sorted(urls.items())]
+    return json_response(ShardMapWithShards(epochs=list(loaded.epochs), current_shard_count=loaded.count_at(now_ms),
+                                            shard_index=svc.settings.shard_index, shards=shards))

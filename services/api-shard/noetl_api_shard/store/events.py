@@ -50,13 +50,14 @@ async def firsts_for_commands(conn: asyncpg.Connection, command_ids: list[int],
 
 
 async def page(pool: asyncpg.Pool, execution_id: int, *, after_event_id: int | None,
-               limit: int, event_type: str | None = None) -> list[asyncpg.Record]:
-    """One execution's events in log order, keyset-paginated (O(page) at any history length)."""
+               limit: int, event_type: str | None = None, offset: int = 0) -> list[asyncpg.Record]:
+    """One execution's events in log order: keyset-paginated by `after_event_id` (O(page) at any
+    history length), or NoETL's page/offset (the skipped rows are read and dropped)."""
     return await pool.fetch(
         f"SELECT {READ_COLUMNS} FROM noetl.event WHERE execution_id = $1 "
         "AND ($2::bigint IS NULL OR event_id > $2) AND ($3::text IS NULL OR event_type = $3) "
-        "ORDER BY event_id LIMIT $4",
-        execution_id, after_event_id, event_type, limit)
+        "ORDER BY event_id LIMIT $4 OFFSET $5",
+        execution_id, after_event_id, event_type, limit, offset)
 
 
 async def engine_inputs(pool: asyncpg.Pool, execution_id: int, page_size: int) -> list[asyncpg.Record]:
@@ -73,5 +74,11 @@ async def engine_inputs(pool: asyncpg.Pool, execution_id: int, page_size: int) -
         after = page[-1]["event_id"]
 
 
-async def count(pool: asyncpg.Pool, execution_id: int) -> int:
-    return await pool.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id = $1", execution_id)
+async def count(pool: asyncpg.Pool, execution_id: int, event_type: str | None = None) -> int:
+    return await pool.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id = $1 "
+                               "AND ($2::text IS NULL OR event_type = $2)", execution_id, event_type)
+
+
+async def count_after(pool: asyncpg.Pool, execution_id: int, after_event_id: int, event_type: str | None) -> int:
+    return await pool.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id = $1 AND event_id > $2 "
+                               "AND ($3::text IS NULL OR event_type = $3)", execution_id, after_event_id, event_type)

@@ -110,3 +110,13 @@ async def page(pool: asyncpg.Pool, *, status: str | None, path: str | None, pare
         "AND ($4::timestamptz IS NULL OR (e.created_at, e.execution_id) < ($4, $5::bigint)) "
         "ORDER BY e.created_at DESC, e.execution_id DESC LIMIT $6",
         status, path, parent, before_ts, before_id, limit)
+
+
+async def stuck(pool: asyncpg.Pool, older_than_minutes: int, limit: int) -> list[int]:
+    """Executions still open (PENDING/RUNNING) created more than `older_than_minutes` ago, oldest
+    first (the status listing index serves it)."""
+    rows = await pool.fetch(
+        "SELECT execution_id FROM noetl.execution WHERE status IN ('PENDING', 'RUNNING') "
+        "AND created_at < now() - make_interval(mins => $1) ORDER BY created_at, execution_id LIMIT $2",
+        older_than_minutes, limit)
+    return [r["execution_id"] for r in rows]

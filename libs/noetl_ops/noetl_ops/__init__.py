@@ -1,0 +1,1 @@
+"""Operator CLI for the NoETL fleet (`python -m noetl_ops status|scale`)."""

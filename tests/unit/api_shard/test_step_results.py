@@ -1,0 +1,44 @@
+"""Which value a finishing event gives the engine, and which events need the result store."""
+
+from __future__ import annotations
+
+import msgspec
+
+from noetl_api_shard.execution.step_results import inline_value, needs_store, value_of
+from noetl_api_shard.execution.worker_events import WorkerEvent
+
+REF = "noetl://execution/5/result/start/7"
+
+
+def ev(event_type: str, payload: dict) -> WorkerEvent:
+    return WorkerEvent(execution_id=5, event_type=event_type, step="start", payload=payload, meta={},
+                       worker_id="w", event_id=None, command_id=1, status=None, actionable=True)
+
+
+def test_inline_values():
+    assert inline_value({"result": {"a": 1}}) == {"a": 1}
+    # The Rust worker's call.done (it carries call_index): the value is the envelope's context.
+    assert inline_value({"call_index": 0, "result": {"status": "success", "context": {"a": 1}}}) == {"a": 1}
+    # Without call_index a {status, context} dict is somebody's data, kept as is.
+    assert inline_value({"result": {"status": "ok", "context": 1}}) == {"status": "ok", "context": 1}
+    # With other keys it is not an envelope either.
+    assert inline_value({"call_index": 0, "result": {"status": "x", "rows": []}}) == {"status": "x", "rows": []}
+
+
+def test_value_of_a_stored_reference():
+    payload = {"result": {"status": "ok", "context": {"data": {"_ref": REF}},
+                          "reference": {"kind": "result_ref", "ref": REF}}}
+    assert value_of(payload, {7: {"big": True}}) == {"big": True}
+    assert value_of(payload, {}) is None
+
+
+def test_needs_store():
+    big = {"rows": ["x" * 1000] * 200}
+    assert needs_store(ev("call.done", {"result": big}))
+    assert needs_store(ev("call.done", {"result": "y" * 200_000}))
+    assert needs_store(ev("call.done", {"result": {"reference": {"kind": "result_ref", "ref": REF}}}))
+    assert not needs_store(ev("call.done", {"result": {"rows": [1, 2]}}))
+    assert not needs_store(ev("call.error", {"result": big, "error": "x"}))  # failures carry no step result
+    assert not needs_store(ev("command.completed", {"status": "COMPLETED"}))
+    assert not needs_store(ev("call.done", {"result": 12345}))
+    assert len(msgspec.json.encode(big)) > 100 * 1024
