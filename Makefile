@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload clean image \
+.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload fuzz clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -71,6 +71,14 @@ bench-hotpath: install
 overload: install
 	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
 		$(PY) -m pytest -s tests/integration/test_overload.py
+
+## Fuzz the fleet through the router from its /openapi.json (schemathesis), a larger budget than
+## make test's: FUZZ_EXAMPLES per operation and phase, FUZZ_SEED to vary the inputs; ~10 min.
+FUZZ_EXAMPLES ?= 60
+FUZZ_SEED ?= 20261130
+fuzz: install
+	NOETL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NOETL_FUZZ_SEED=$(FUZZ_SEED) NOETL_FUZZ_BUDGET_SECONDS=3000 \
+		$(PY) -m pytest tests/integration/openapi/test_fuzz.py
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:
