@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Annotated, Any, Awaitable, Callable, Iterator
 
 import msgspec
 from aiohttp import hdrs, web
@@ -34,6 +34,9 @@ PATH_PARAM = re.compile(r"\{([^}/]+)\}")
 
 # A path segment holding a 64-bit id: the digits parse_id accepts (its 400 covers the rest).
 IdSegment = msgspec.json.schema(str) | {"pattern": r"^[0-9]{1,19}$"}
+# The same as a query parameter's type; a signed one where NoETL takes any i64 (shard-info, preview).
+IdParam = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]
+SignedIdParam = Annotated[str, msgspec.Meta(pattern=r"^\s*-?[0-9]{1,19}\s*$")]
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):

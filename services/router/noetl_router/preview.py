@@ -8,8 +8,8 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response
-from noetl_common.openapi import Op, Param
-from noetl_common.shard_query import parse_shard_query
+from noetl_common.openapi import Op, Param, SignedIdParam
+from noetl_common.shard_query import ShardCountParam, parse_shard_query
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
 
 class ShardPreview(msgspec.Struct):
@@ -28,7 +28,8 @@ def preview(query: Mapping[str, str]) -> ShardPreview:
 
 
 OP = Op(summary="Which shard an execution id hashes to (NoETL gateway's preview)", ok=ShardPreview, errors=(400,),
-        query=(Param(name="execution_id", required=True), Param(name="shard_count", type=int, required=True)))
+        query=(Param(name="execution_id", type=SignedIdParam, required=True),
+               Param(name="shard_count", type=ShardCountParam, required=True)))
 
 
 async def handle(request: web.Request) -> web.Response:

@@ -91,6 +91,9 @@ HALF_WRITTEN = {
                           "AND NOT EXISTS (SELECT 1 FROM noetl.event e WHERE e.event_id = x.last_event_id) LIMIT 5",
     "variables of no execution": "SELECT t.execution_id FROM noetl.transient t WHERE NOT EXISTS "
                                  "(SELECT 1 FROM noetl.execution x WHERE x.execution_id = t.execution_id) LIMIT 5",
+    "stored results of no execution": "SELECT r.result_id FROM noetl.result_store r WHERE NOT EXISTS "
+                                      "(SELECT 1 FROM noetl.execution x WHERE x.execution_id = r.execution_id) "
+                                      "LIMIT 5",
     "terminal without an end time": "SELECT x.execution_id FROM noetl.execution x WHERE x.status IN "
                                     "('COMPLETED', 'FAILED', 'CANCELLED') AND x.ended_at IS NULL LIMIT 5",
 }

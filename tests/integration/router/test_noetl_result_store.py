@@ -88,6 +88,9 @@ async def test_put_resolve_list_and_delete_on_the_owning_shard(url, http):
         assert r.status == 200, stats
     assert stats["results"] >= 3 and sorted(stats["shards"]) == [str(i) for i in range(SHARDS)]
     assert stats["results"] == sum(s["results"] for s in stats["shards"].values())
+    # bytes is a number on each shard (sum() in SQL is numeric, once sent as a string) and summed.
+    assert all(isinstance(s["bytes"], int) for s in stats["shards"].values())
+    assert stats["bytes"] == sum(s["bytes"] for s in stats["shards"].values()) >= put["bytes"]
     async with http.delete(f"{url}/api/result/{eid}/step/s1") as r:
         assert await r.json() == {"execution_id": str(eid), "deleted": 1, "scope": "step"}
     async with http.delete(f"{url}/api/result/{eid}") as r:

@@ -8,7 +8,7 @@ always `completed`; one it never answered is 404 (status) or a `not_found` frame
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -48,7 +48,8 @@ def register(app: web.Application) -> None:
     route(app, "GET", "/api/events/batch/{request_id}/stream", batch_stream, Op(
         summary="The same status as server-sent events (`event: status`), ending at a final state",
         media="text/event-stream", errors=(400, 421),
-        query=(Param(name="timeout_seconds", type=float, description="> 0 and <= 3600; default 30"),),
+        query=(Param(name="timeout_seconds", type=Annotated[float, msgspec.Meta(gt=0, le=MAX_STREAM_TIMEOUT)],
+                     description="default 30"),),
         description="An unknown request id is a `not_found` frame, not a 404."))
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
-from noetl_common.openapi import Op, Param, route
+from noetl_common.openapi import IdParam, Op, Param, route
 from noetl_common.wire.execution_views import (CancellationCheck, EventPage, EventPagination, ExecutionDetail,
                                                ExecutionStatus, ListedExecution, SetVarsRequest, VarDeleted, VarList,
                                                VarOne, VarsDeleted, VarsSet, VarValue)
@@ -33,13 +33,17 @@ STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 
 
-LIST_QUERY = (Param(name="limit", type=int), Param(name="page_size", type=int), Param(name="status"),
-              Param(name="path"), Param(name="parent_execution_id"),
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+LIST_QUERY = (Param(name="limit", type=PageSize), Param(name="page_size", type=PageSize),
+              Param(name="status", type=Literal[STATUSES], description="case-insensitive"),
+              Param(name="path"), Param(name="parent_execution_id", type=IdParam),
               Param(name="cursor", description="X-Next-Cursor of the previous page"))
-EVENT_PAGE_QUERY = (Param(name="page", type=int, description="1-based; with page_size"),
-                    Param(name="page_size", type=int), Param(name="offset", type=int, description="instead of page"),
-                    Param(name="limit", type=int, description="instead of page_size"),
-                    Param(name="since_event_id", description="pages by key (not with page or offset)"),
+EVENT_PAGE_QUERY = (Param(name="page", type=Annotated[int, msgspec.Meta(ge=1)], description="1-based"),
+                    Param(name="page_size", type=PageSize),
+                    Param(name="offset", type=Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)],
+                          description="instead of page"),
+                    Param(name="limit", type=PageSize, description="instead of page_size"),
+                    Param(name="since_event_id", type=IdParam, description="pages by key (not with page or offset)"),
                     Param(name="event_type"))
 OWNED = (404, 421)  # no such execution; another shard owns the id
 
