@@ -78,6 +78,7 @@ FUZZ_EXAMPLES ?= 60
 FUZZ_SEED ?= 20261130
 fuzz: install
 	NOETL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NOETL_FUZZ_SEED=$(FUZZ_SEED) NOETL_FUZZ_BUDGET_SECONDS=3000 \
+		NOETL_FUZZ_SECONDS=0 \
 		$(PY) -m pytest tests/integration/openapi/test_fuzz.py
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
