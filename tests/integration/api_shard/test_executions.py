@@ -177,6 +177,7 @@ async def test_a_variable_may_be_null(client):
     ("post", "/api/execute", {"path": "no/such"}, 404, "no/such"),
     ("post", "/api/execute", {"path": "tests/two_steps", "resource_kind": "dataset"}, 422, "not executable"),
     ("post", "/api/execute", {"catalog_id": "abc"}, 400, "catalog_id"),
+    ("post", "/api/execute", {"path": "tests/two_steps", "version": "99999999999"}, 400, "version"),  # past int4
     ("post", "/api/events", {"execution_id": "x1", "name": "call.done"}, 400, "execution_id"),
     ("post", "/api/events", {"execution_id": "1", "name": "call.done"}, 404, "not found"),
     ("post", "/api/events", {"execution_id": "1"}, 400, "event_type"),

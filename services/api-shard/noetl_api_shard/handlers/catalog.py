@@ -99,13 +99,16 @@ async def get_resource(request: web.Request) -> web.Response:
     return json_response(entry_from_row(row))
 
 
+MAX_VERSION = 2**31 - 1  # the catalog's version column is an integer
+
+
 def _version(value: int | str | None) -> int | None:
     """None and "latest" mean the newest version."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "latest")):
         return None
     version = to_id(value, "version")
-    if version < 1:
-        raise bad_request(f"version must be >= 1 or 'latest', got {value!r}")
+    if not 1 <= version <= MAX_VERSION:
+        raise bad_request(f"version must be between 1 and {MAX_VERSION} or 'latest', got {value!r}")
     return version
 
 
