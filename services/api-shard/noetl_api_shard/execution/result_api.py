@@ -37,6 +37,7 @@ TIERS = ("memory", "kv", "object", "s3", "gcs", "db", "disk")
 MAX_NAME = 512
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _TTL_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+MAX_TTL_SECONDS = 100 * 31536000  # past this an expiry overflows the calendar (a 500): say 'forever'
 
 
 class ResultPutRequest(msgspec.Struct, kw_only=True):
@@ -151,13 +152,19 @@ def ttl_seconds(raw: str | int | None) -> int | None:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 0:
             return None
-        return raw
+        return _bounded(raw, raw)
     if str(raw).strip().lower() in ("forever", "permanent", "-1"):
         return None
     match = _TTL.match(str(raw).lower())
     if not match:
         raise bad_request(f"ttl must be seconds or a duration like 30m, 1h, 2d, or 'forever'; got {raw!r}")
-    return int(match.group(1)) * _TTL_SECONDS[match.group(2)]
+    return _bounded(int(match.group(1)) * _TTL_SECONDS[match.group(2)], raw)
+
+
+def _bounded(seconds: int, raw: str | int) -> int:
+    if seconds > MAX_TTL_SECONDS:
+        raise bad_request(f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years) or 'forever'; got {raw!r}")
+    return seconds
 
 
 def _scope(raw: str | None, field: str = "scope") -> str:
