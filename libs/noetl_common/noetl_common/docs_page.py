@@ -4,6 +4,7 @@ itself from the `swagger-ui-bundle-v2` package (no CDN: the page works on an air
 from __future__ import annotations
 
 import mimetypes
+from typing import Awaitable, Callable
 
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
@@ -40,7 +41,7 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def page_handler(title: str):
+def page_handler(title: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     html = PAGE.format(title=title)
 
     async def docs(request: web.Request) -> web.Response:

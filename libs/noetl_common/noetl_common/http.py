@@ -91,7 +91,7 @@ def _own_document(title: str) -> DocumentSource:
     return source
 
 
-def _openapi_handler(source: DocumentSource):
+def _openapi_handler(source: DocumentSource) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def openapi_json(request: web.Request) -> web.Response:
         return json_response(await source(request))
 

@@ -91,6 +91,7 @@ def route(app: web.Application, method: str, path: str, handler: Any, op: Op) ->
     """Register `handler` and its description in one step (the description is keyed by what aiohttp
     itself resolved, so the two cannot disagree)."""
     registered = app.router.add_route(method, path, handler)
+    assert registered.resource is not None  # add_route always makes (or reuses) one
     app.setdefault(OPERATIONS, {})[(registered.method, registered.resource.canonical)] = op
     return registered
 

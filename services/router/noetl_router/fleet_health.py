@@ -109,13 +109,13 @@ async def fleet_pool_status(request: web.Request) -> web.Response:
                         pool_size=sum(p.pool_size for p in parts),
                         pool_available=sum(p.pool_available for p in parts),
                         requests_waiting=sum(p.requests_waiting for p in parts))
-    status = total.status
+    overall = total.status
     if not parts:
-        status = "unavailable"
+        overall = "unavailable"
     elif len(parts) < len(answers):
-        status = "degraded"  # some shards answered, not all: the sums cover those only
+        overall = "degraded"  # some shards answered, not all: the sums cover those only
     elif any(p.status == "saturated" for p in parts):
-        status = "saturated"
-    merged = FleetPoolStatus(**{**msgspec.structs.asdict(total), "status": status}, shard_count=len(answers),
+        overall = "saturated"
+    merged = FleetPoolStatus(**{**msgspec.structs.asdict(total), "status": overall}, shard_count=len(answers),
                              shards_reporting=len(parts), shards=shards)
     return json_response(merged)

@@ -183,7 +183,7 @@ async def get_status(request: web.Request) -> web.Response:
         # Each step's final result (loop steps: {results, stats}), the context and issue counts.
         engine_row = await execution_store.engine_row(svc.shard_pool, row["execution_id"])
         body.steps = await execution_store.step_results(svc.shard_pool, row["execution_id"])
-        body.context = engine.decode_state(engine_row["state"]).vars if engine_row["state"] else {}
+        body.context = engine.decode_state(engine_row["state"]).vars if engine_row and engine_row["state"] else {}
         issued: dict[str, int] = {}
         for cmd in cmds:
             issued[cmd["step"]] = issued.get(cmd["step"], 0) + 1

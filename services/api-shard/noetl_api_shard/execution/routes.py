@@ -25,7 +25,7 @@ from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
-from .ownership import require_owned, require_placeable
+from .ownership import require_owned
 from .replay import compare
 from .cancelling import cancel_one
 from .starting import start_request
