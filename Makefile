@@ -73,7 +73,7 @@ overload: install
 		$(PY) -m pytest -s tests/integration/test_overload.py
 
 ## Fuzz the fleet through the router from its /openapi.json (schemathesis), a larger budget than
-## make test's: FUZZ_EXAMPLES per operation and phase, FUZZ_SEED to vary the inputs; ~10 min.
+## make test's: FUZZ_EXAMPLES per operation and phase, FUZZ_SEED to vary the inputs; a few minutes.
 FUZZ_EXAMPLES ?= 60
 FUZZ_SEED ?= 20261130
 fuzz: install

@@ -9,7 +9,7 @@ line per failure. (Its lazy pytest fixture integration does not run under pytest
 `make test` runs a small fixed budget: 45 s of wall clock (NOETL_FUZZ_SECONDS) over the three
 phases, at most NOETL_FUZZ_EXAMPLES (default 5) per operation and phase. `make fuzz` runs a larger
 one: no time limit, 60 examples per operation and phase (the coverage phase alone sends several
-thousand requests; ~10 min on 2 cores). The seed is fixed unless NOETL_FUZZ_SEED says otherwise,
+thousand requests; a few minutes on 2 cores). The seed is fixed unless NOETL_FUZZ_SEED says otherwise,
 so a failure reproduces."""
 
 from __future__ import annotations

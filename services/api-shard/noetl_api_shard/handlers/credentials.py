@@ -95,8 +95,10 @@ async def list_credentials(request: web.Request) -> web.Response:
 
 
 def _lookup(identifier: str) -> dict:
-    # NoETL rule: all digits means an id, anything else a name.
-    return {"id_": int(identifier)} if identifier.isdigit() and len(identifier) < 20 else {"name": identifier}
+    # NoETL rule: all digits means an id, anything else a name. ASCII digits: isdigit() alone also
+    # takes '¹', which int() refuses (a 500, found by fuzzing).
+    digits = identifier.isascii() and identifier.isdigit()
+    return {"id_": int(identifier)} if digits and len(identifier) < 20 else {"name": identifier}
 
 
 async def get_credential(request: web.Request) -> web.Response:
