@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test unit integration infra-up infra-down conformance test-scaling bench bench-hotpath overload fuzz clean image \
+.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload fuzz clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -35,9 +35,15 @@ scale: install
 status: install
 	$(PY) -m noetl_ops status
 
-## The whole suite (unit, integration against real Postgres + NATS it starts itself).
-test: install
+## The whole suite (lint, unit, integration against real Postgres + NATS it starts itself).
+test: install lint
 	$(PY) -m pytest
+
+## ruff (pycodestyle, pyflakes, bugbear) everywhere; mypy strict on libs/noetl_common, default checks elsewhere.
+lint: install
+	$(PY) -m ruff check libs services tests bench
+	$(PY) -m mypy -p noetl_common -p noetl_api_shard -p noetl_router -p noetl_outbox_publisher -p noetl_projector \
+	    -p noetl_worker -p noetl_devstack -p noetl_ops -p noetl_deploy
 
 unit: install
 	$(PY) -m pytest tests/unit
@@ -66,6 +72,10 @@ bench: install
 ## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench
+
+## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
+bench-grow: install
+	$(PY) -m bench.grow_bench
 
 ## 30 s of requests far beyond what the fleet admits: shed with 429/503, nothing lost; bench/results/overload.json.
 overload: install

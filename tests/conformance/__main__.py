@@ -2,7 +2,8 @@
 
 Without --api (or NOETL_API_URL) it starts a local fleet (embedded Postgres + NATS, shards,
 router, publisher, projector, workers) in a temporary directory, runs every fixture through the
-router and stops the fleet afterwards. Prints one line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
+router and stops the fleet afterwards. Prints one line per fixture and a last line
+`N passed, M failed`; exits non-zero on any failure.
 """
 
 from __future__ import annotations

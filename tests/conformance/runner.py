@@ -86,6 +86,7 @@ class Runner:
             sql_rows = await self.sql(fixture, execution_id) if fixture.get("sql") else None
             problems = failures(fixture, final["status"], final.get("steps") or {}, final.get("issued") or {},
                                 sql_rows)
+            problems += await self.replay_problems(execution_id)
             if problems:
                 detail = "; ".join(problems)
                 if final.get("error"):
@@ -94,6 +95,17 @@ class Runner:
             return Outcome(fid, True, final["status"], execution_id)
         except Exception as exc:  # one broken fixture must not stop the suite
             return Outcome(fid, False, f"{type(exc).__name__}: {exc}")
+
+    async def replay_problems(self, execution_id: str) -> list[str]:
+        """The event log folded again must give the stored engine state and data (a logged event
+        read differently by ingest and by replay shows up here)."""
+        async with self.http.get(f"{self.api}/api/replay/state", params={"execution_id": execution_id}) as r:
+            body = await r.json(content_type=None)
+        if r.status != 200:
+            return [f"replay: {r.status} {body}"]
+        if body.get("matches") and body.get("data_checksum") == body.get("stored_data_checksum"):
+            return []
+        return [f"replay does not match the stored state and data: {body}"]
 
     async def wait(self, execution_id: str) -> dict:
         deadline = asyncio.get_running_loop().time() + self.timeout

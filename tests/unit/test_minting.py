@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, Phase, event, find, given, settings, strategies as st
 
-from noetl_common.ids import EPOCH_MS, ShardIdMinter, Snowflake, timestamp_ms
+from noetl_common.ids import EPOCH_MS, Snowflake, timestamp_ms
 from noetl_common.minting import ConfirmedMap, ConfirmedView, GuardedMinter, MapStale, NotMember
 from noetl_common.sharding import Epoch, ShardMap, shard_for
 

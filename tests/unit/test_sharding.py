@@ -1,3 +1,5 @@
+import struct
+
 import pytest
 
 from noetl_common.ids import EPOCH_MS, compose
@@ -22,7 +24,7 @@ def test_single_or_no_shard_is_zero(count):
 
 def test_negative_ids_hash_as_twos_complement():
     assert 0 <= shard_for(-1, 7) < 7
-    with pytest.raises(Exception):
+    with pytest.raises(struct.error):
         shard_for(2**63, 4)  # outside i64: refuse rather than silently wrap
 
 

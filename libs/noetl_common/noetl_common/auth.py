@@ -12,6 +12,7 @@ import hmac
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .errors import ApiError, error_response
 
@@ -48,7 +49,7 @@ def require_internal(request: web.Request, token: str | None, what: str = "inter
 
 def internal_auth_middleware(token: str | None) -> Any:
     @web.middleware
-    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(INTERNAL_PREFIX):
             try:
                 require_internal(request, token)
@@ -65,7 +66,7 @@ def public_auth_middleware(api_token: str, internal_token: str | None) -> Any:
     tokens = [t for t in (api_token, internal_token) if t]
 
     @web.middleware
-    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if needs_api_token(request.path):
             header = request.headers.get("Authorization")
             if not any(bearer_matches(header, t) for t in tokens):

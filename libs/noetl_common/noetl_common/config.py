@@ -6,6 +6,8 @@ first use.
 
 from __future__ import annotations
 
+import builtins
+
 import re
 from typing import Mapping
 
@@ -34,11 +36,11 @@ class Env:
             return default
         return value
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         return self.raw(name)
 
-    def int(self, name: str, default: int | None = None, *, minimum: int | None = None,
-            maximum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: builtins.int | None = None, *, minimum: builtins.int | None = None,
+            maximum: builtins.int | None = None) -> builtins.int:
         value = self.raw(name)
         if value is None:
             if default is None:
@@ -54,7 +56,7 @@ class Env:
             raise ConfigError(f"{name} must be <= {maximum}, got {result}")
         return result
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         value = self.raw(name)
         if value is None:
             return default
@@ -63,7 +65,7 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .db.pool import PoolSaturated
 
@@ -96,7 +97,7 @@ async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool =
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as err:

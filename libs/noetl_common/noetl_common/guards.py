@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .auth import INTERNAL_PREFIX, OPEN_PATHS
 from .errors import ApiError, error_response
@@ -23,7 +24,7 @@ STREAM_SUFFIXES = ("/stream",)
 
 
 @web.middleware
-async def preflight_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A browser's CORS preflight is answered here, before authentication (it carries no token)."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return web.Response(status=204, headers={**CORS_HEADERS, "Access-Control-Max-Age": "600"})
@@ -38,7 +39,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
 
 def deadline_middleware(seconds: float) -> Any:
     @web.middleware
-    async def deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not has_deadline(request.path):
             return await handler(request)
         timer = asyncio.timeout(seconds)
@@ -66,7 +67,7 @@ def admission_middleware(limit: int) -> Any:
     in_flight = 0
 
     @web.middleware
-    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
         if not admitted(request.path):
             return await handler(request)

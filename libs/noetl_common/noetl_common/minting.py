@@ -18,7 +18,6 @@ drain its ids stop following the clock: each millisecond before the drain epoch 
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import msgspec
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 execution_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("execution_id", default=None)
@@ -56,7 +57,7 @@ def route_name(request: web.Request) -> str:
 
 def metrics_middleware(metrics: HttpMetrics) -> Any:
     @web.middleware
-    async def measure(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         status = 500
         token = execution_id_var.set(request.match_info.get("execution_id")

@@ -287,13 +287,13 @@ def validate_manifest(doc: dict[str, Any]) -> list[str]:
     if not (doc.get("metadata") or {}).get("name"):
         return [f"{where}: .metadata.name: required"]
     if (api, kind) in BUILTIN:
-        model = BUILTIN[(api, kind)]
+        model = BUILTIN[(str(api), str(kind))]
         problems: list[str] = []
         walk_model(doc, model.__name__, "", problems)
         reported = {p.split(": ", 1)[0] for p in problems}
         problems += [p for p in _pydantic_problems(model, doc) if p.split(": ", 1)[0] not in reported]
     elif (api, kind) in CRDS:
-        problems = _crd_problems(doc, CRDS[(api, kind)])
+        problems = _crd_problems(doc, CRDS[(str(api), str(kind))])
     else:
         return [f"{where}: no schema for apiVersion={api!r} kind={kind!r}"]
     return [f"{where}: {p}" for p in problems]

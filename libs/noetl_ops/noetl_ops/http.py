@@ -20,8 +20,9 @@ async def call_json(session: aiohttp.ClientSession, method: str, url: str, answe
     data = msgspec.json.encode(body) if body is not None else None
     hdrs = {**(headers or {}), **({"Content-Type": "application/json"} if data is not None else {})}
     try:
-        async with session.request(method, url, data=data, headers=hdrs,
-                                   **({"timeout": timeout} if timeout else {})) as resp:
+        request = session.request(method, url, data=data, headers=hdrs, timeout=timeout) if timeout \
+            else session.request(method, url, data=data, headers=hdrs)
+        async with request as resp:
             raw = await resp.read()
             if resp.status in (401, 403):
                 raise OpsError(f"{what}: {url} {TOKEN_REFUSED} ({resp.status}); check NOETL_INTERNAL_API_TOKEN")

@@ -104,7 +104,7 @@ class KubernetesPlatform:
             raise OpsError(f"Kubernetes API, reading statefulset/{statefulset} scale: {exc.status} {exc.reason}") from None
         except Urllib3Error as exc:
             raise OpsError(f"Kubernetes API: cannot reach the API server ({exc})") from None
-        return scale.spec.replicas or 0
+        return (scale.spec.replicas if scale.spec is not None else 0) or 0
 
     async def _patch_scale(self, statefulset: str, replicas: int) -> None:
         self.say(f"statefulset/{statefulset}: replicas -> {replicas}")
@@ -116,7 +116,7 @@ class KubernetesPlatform:
                                label_selector=f"{NAME_LABEL}={statefulset}")
         found = {}
         for pod in pods.items:
-            i = ordinal(pod.metadata.name, statefulset)
+            i = ordinal(pod.metadata.name, statefulset) if pod.metadata is not None and pod.metadata.name else None
             if i is not None:
                 found[i] = pod
         return found

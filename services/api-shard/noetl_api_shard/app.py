@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import AsyncIterator
 
 import asyncpg
@@ -53,8 +54,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(_map_keeper)
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
-    for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api, projection_api, event_stream,
-                 execution_routes):
+    for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api,
+                 projection_api, event_stream, execution_routes):
         area.register(app)
     return app
 
@@ -68,11 +69,11 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     settings = svc.settings
     pools: list[asyncpg.Pool] = []
     try:
-        sizes = dict(min_size=settings.pool_min, max_size=settings.pool_max,
-                     acquire_timeout=settings.pool_acquire_timeout)
-        shard_pool = await create_pool(settings.shard_dsn, **sizes)
+        sized = partial(create_pool, min_size=settings.pool_min, max_size=settings.pool_max,
+                        acquire_timeout=settings.pool_acquire_timeout)
+        shard_pool = await sized(settings.shard_dsn)
         pools.append(shard_pool)
-        cluster_pool = await create_pool(settings.cluster_dsn, **sizes)
+        cluster_pool = await sized(settings.cluster_dsn)
         pools.append(cluster_pool)
         applied = await apply_migrations(shard_pool, "shard")
         applied += await apply_migrations(cluster_pool, "cluster")

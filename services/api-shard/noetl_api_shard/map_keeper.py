@@ -90,7 +90,7 @@ class MapKeeper:
             try:
                 conn = await asyncpg.connect(self.svc.settings.cluster_dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(shard_map_store.CHANNEL, lambda *_args: self._wake.set())
                 self._wake.set()  # something may have been committed while we were not listening
                 await lost.wait()

@@ -73,7 +73,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ctx.upstreams = Upstreams(ctx.directory, session, ctx.board, ctx.metrics, attempts=s.retry_attempts,
                               backoff_seconds=s.retry_backoff_seconds,
                               probe_timeout_seconds=min(2.0, s.connect_timeout_seconds * 2))
-    order = lambda: ctx.board.healthy_shards() + [i for i in ctx.directory.indexes() if not ctx.board.is_healthy(i)]
+    def order() -> list[int]:
+        return ctx.board.healthy_shards() + [i for i in ctx.directory.indexes() if not ctx.board.is_healthy(i)]
 
     async def learn_shards(view: FleetView) -> None:
         for shard in ctx.directory.update(view):

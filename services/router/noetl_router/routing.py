@@ -183,7 +183,7 @@ def _body_events(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     messages = doc.get("messages")
     if not isinstance(messages, list):
         return []
-    found = []
+    found: list[tuple[str, Any]] = []
     for i, message in enumerate(messages):
         inner = message.get("events") if isinstance(message, dict) else None
         if not isinstance(inner, list) or not inner:

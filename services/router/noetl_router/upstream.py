@@ -93,9 +93,12 @@ class Upstreams:
         for attempt in range(tries):
             started = time.perf_counter()
             try:
-                extra = {"timeout": timeout} if timeout is not None else {}
-                response = await self.session.request(method, url, headers=headers, data=body,
-                                                      allow_redirects=False, **extra)
+                if timeout is not None:
+                    response = await self.session.request(method, url, headers=headers, data=body,
+                                                          allow_redirects=False, timeout=timeout)
+                else:
+                    response = await self.session.request(method, url, headers=headers, data=body,
+                                                          allow_redirects=False)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connect"
                 last = f"{type(exc).__name__}: {exc}"[:200]

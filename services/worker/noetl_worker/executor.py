@@ -54,7 +54,8 @@ def read_work(context: dict[str, Any], action: str | None) -> Work:
     if not isinstance(config, dict):
         config = {k: v for k, v in tool_map.items() if k != "kind"}
     inputs = context.get("input") or context.get("args") or {}
-    nested = config.get("input") if isinstance(config.get("input"), dict) else {}
+    declared = config.get("input")
+    nested = declared if isinstance(declared, dict) else {}
     inputs = {**nested, **(inputs if isinstance(inputs, dict) else {})}
     variables = {**(context.get("render_context") or {}), **inputs}
     return Work(kind=str(kind), config=dict(config), inputs=inputs, tasks=list(tasks) if tasks else None,

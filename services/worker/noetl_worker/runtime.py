@@ -283,6 +283,7 @@ class Worker:
         outcome = await self._runner.run(job)
         if outcome is None:
             return []
+        assert job.msg is not None, "a notified job carries its message"
         return await self._report_notified(job.msg, job.command_id, outcome)
 
     async def _report_notified(self, msg: Msg, command_id: int, outcome: Unreported) -> list[Job]:

@@ -115,7 +115,7 @@ def test_dead_process_restarted_and_stop_is_quick(tmp_path):
     proc, api, lines = _start(data)
     stopped_at = None
     try:
-        control = next(l.split()[1] for l in lines if l.strip().startswith("control: "))
+        control = next(line.split()[1] for line in lines if line.strip().startswith("control: "))
         pids = _fleet_pids(data)
         os.kill(pids["api-shard-0"], signal.SIGKILL)
         deadline = time.monotonic() + 30

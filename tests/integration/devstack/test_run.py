@@ -54,4 +54,4 @@ def test_run_starts_the_fleet_and_stops_everything(tmp_path):
         alive = False
     assert not alive, "embedded NATS still running after make run stopped"
     log_lines = (data / "logs" / "api-shard-0.log").read_text().splitlines()
-    assert log_lines and all(json.loads(l)["service"] == "api-shard" for l in log_lines if l.startswith("{"))
+    assert log_lines and all(json.loads(line)["service"] == "api-shard" for line in log_lines if line.startswith("{"))

@@ -188,7 +188,9 @@ async def test_batched_messages_and_older_single_events_are_each_projected_once(
     port = free_port()
     runner = await start_shard(dbs, port)
     registry = CollectorRegistry()
-    child = lambda event_id, kind: {**envelope(event_id, kind, node_name="tests/c"), "execution_id": str(XID2)}
+    def child(event_id, kind):
+        return {**envelope(event_id, kind, node_name="tests/c"), "execution_id": str(XID2)}
+
     # A parent and its child in one transaction, the older one-event format, and two bad messages:
     # one naming no id (no Nats-Msg-Id), one carrying an event the shard refuses.
     await publish_batch(js, "9001", [envelope(XID + 1, "playbook.initialized", node_name="tests/p"),

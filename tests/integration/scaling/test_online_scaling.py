@@ -1,14 +1,20 @@
 """Online scaling on a real local fleet: continuous load while it grows 2 -> 3 shards and drains
 back 3 -> 2. Every execution ends exactly once, every stored id belongs to its shard under the
 final map, new executions spread over the shards the map places on, and listing and status work
-through the router throughout. Waits have generous deadlines; nothing asserts a duration."""
+through the router throughout, the real `noetl` CLI included. Waits have generous deadlines; nothing asserts a duration."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import collections
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -98,6 +104,30 @@ class RouterReads:
         self.ok += 1
 
 
+NOETL_CLI = Path(sys.executable).parent / "noetl"
+
+
+async def cli_checks(router: str, home: Path, load: Load) -> list[str]:
+    """The real `noetl` CLI through the router: catalog list, and status of the newest execution
+    (which may be on any shard, the new one included). Returns what went wrong."""
+    parts = urlsplit(router)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}, "HOME": str(home)}
+    base = [str(NOETL_CLI), "--host", parts.hostname, "--port", str(parts.port)]
+    problems = []
+    for args in (["catalog", "list", "Playbook"], ["status", str(load.started[-1]), "--json"]):
+        run = await asyncio.to_thread(subprocess.run, base + args, capture_output=True, text=True, timeout=60,
+                                      env=env)
+        if run.returncode != 0 or "{" not in run.stdout:
+            problems.append(f"noetl {' '.join(args)}: {run.returncode} {run.stdout[-300:]} {run.stderr[-300:]}")
+            continue
+        body = json.loads(run.stdout[run.stdout.index("{"):run.stdout.rindex("}") + 1])
+        if args[0] == "status" and body.get("execution_id") != args[1]:
+            problems.append(f"noetl status {args[1]} answered for {body.get('execution_id')}")
+        if args[0] == "catalog" and "tests/scaling" not in str(body):
+            problems.append(f"noetl catalog list lacks the playbook: {str(body)[:300]}")
+    return problems
+
+
 async def wait_for(predicate, what: str, timeout: float = DEADLINE_SECONDS) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -175,7 +205,7 @@ async def sse_until_end(http: aiohttp.ClientSession, router: str, execution_id: 
 
 @pytest.mark.parametrize("per_phase", [pytest.param(40, id="short"),
                                        pytest.param(400, id="long", marks=pytest.mark.scaling)])
-async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet, per_phase: int):
+async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet, per_phase: int, tmp_path: Path):
     f = scaling_fleet
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         async with http.post(f"{f.router}/api/catalog/register",
@@ -186,6 +216,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
         tasks = [asyncio.create_task(load.run()), asyncio.create_task(reads.run())]
         try:
             await load.until(per_phase)
+            cli_problems = await cli_checks(f.router, tmp_path, load)  # before
 
             # Grow 2 -> 3: the new shard starts and is ready, then the epoch is committed.
             new_shard = await add_shard(f.supervisor, f.specs, admin_dsn=f.admin_dsn)
@@ -193,6 +224,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
             grow_at = await commit_epoch(http, f.shard_url(0), f.token, 3)
             await sleep_past(grow_at)
             await load.until(3 * per_phase, grow_at)
+            cli_problems += await cli_checks(f.router, tmp_path, load)  # grown
 
             # Drain 3 -> 2: shard 2 takes no new executions from the moment it knows.
             drain_committed = now_ms()
@@ -200,6 +232,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
             assert drain_at >= drain_committed
             await sleep_past(drain_at)
             await load.until(per_phase, drain_at)
+            cli_problems += await cli_checks(f.router, tmp_path, load)  # drained
         finally:
             load.stop.set()
             reads.stop.set()
@@ -217,7 +250,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
         assert load.refused == []
         where = {eid: shard for shard, r in enumerate(rows) for eid in r.executions}
         assert sum(len(r.executions) for r in rows) == len(where) == len(load.started) == len(set(load.started))
-        for shard, r in enumerate(rows):
+        for r in rows:
             assert set(r.executions.values()) == {"COMPLETED"}, collections.Counter(r.executions.values())
             assert all(r.terminal[eid] == 1 for eid in r.executions), "an execution ended more than once"
         # Every stored id hashes, under the final map, to the shard that holds it.
@@ -233,6 +266,7 @@ async def test_grow_and_drain_under_continuous_load(scaling_fleet: ScalingFleet,
         assert all(where[i] < 2 for i in load.started if timestamp_ms(i) >= drain_committed + 1_000)
         # Listing and status worked through the router before, during and after.
         assert reads.failures == [] and reads.ok > 0
+        assert cli_problems == []
         await reads.once()
         assert reads.failures == []
 

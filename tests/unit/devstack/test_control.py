@@ -3,7 +3,6 @@ missing in index order, stops what is beyond the count, and refuses bad requests
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 

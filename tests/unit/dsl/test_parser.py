@@ -45,9 +45,11 @@ def test_errors_name_step_and_field(doc, message):
 def test_shapes_and_implicit_end():
     p = parse_playbook(pb(
         {"step": "start", "tool": PY, "next": "a"},
-        {"step": "a", "tool": [{"name": "t1", **PY}], "next": {"spec": {"mode": "inclusive"}, "arcs": [{"step": "b"}, {"step": "c"}]}},
+        {"step": "a", "tool": [{"name": "t1", **PY}],
+         "next": {"spec": {"mode": "inclusive"}, "arcs": [{"step": "b"}, {"step": "c"}]}},
         {"step": "b", "tool": {"kind": "noop"}, "args": {"x": 1}},
-        {"step": "c", "tool": {"kind": "noop"}, "loop": {"in": "{{ xs }}", "iterator": "x", "spec": {"mode": "parallel", "max_in_flight": 2}}},
+        {"step": "c", "tool": {"kind": "noop"},
+         "loop": {"in": "{{ xs }}", "iterator": "x", "spec": {"mode": "parallel", "max_in_flight": 2}}},
         {"step": "unused", "tool": {"kind": "noop"}},
         {"step": "end", "tool": {"kind": "noop"}}))
     assert p.steps["a"].kind == "pipeline" and p.steps["a"].inclusive

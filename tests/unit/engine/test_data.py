@@ -44,8 +44,8 @@ def test_state_size_does_not_grow_with_loop_length():
     small = state_sizes(10, (5, 9))
     large = state_sizes(10_000, (5_000, 9_999))
     # Same control data; only integer widths (n, counters, command ids) differ, by a few bytes each.
-    for s, l in zip(small, large):
-        assert abs(s - l) <= 16, (small, large)
+    for a, b in zip(small, large):
+        assert abs(a - b) <= 16, (small, large)
     assert max(large) < 400
 
 

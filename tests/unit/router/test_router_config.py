@@ -51,10 +51,11 @@ def test_preview_matches_pinned_vectors(eid, n, expected):
     assert got.shard_index == expected and got.source == "noetl-gateway" and got.seed == 0
 
 
-@pytest.mark.parametrize("query,fragment", [({"execution_id": "abc", "shard_count": "2"}, 'execution_id "abc" is not a valid i64'),
-                                            ({"execution_id": "1", "shard_count": "0"}, "shard_count must be >= 1"),
-                                            ({"execution_id": "1", "shard_count": "2000"}, "exceeds practical maximum 1024"),
-                                            ({"execution_id": "1"}, "shard_count is required")])
+@pytest.mark.parametrize("query,fragment", [
+    ({"execution_id": "abc", "shard_count": "2"}, 'execution_id "abc" is not a valid i64'),
+    ({"execution_id": "1", "shard_count": "0"}, "shard_count must be >= 1"),
+    ({"execution_id": "1", "shard_count": "2000"}, "exceeds practical maximum 1024"),
+    ({"execution_id": "1"}, "shard_count is required")])
 def test_preview_errors(query, fragment):
     with pytest.raises(ApiError) as err:
         preview(query)

@@ -40,7 +40,7 @@ class PoolSaturated(Exception):
     """Every connection stayed busy for the whole acquire timeout: the caller should back off."""
 
 
-class GuardedPool(asyncpg.Pool):
+class GuardedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no type information
     """A pool whose acquire waits a bounded time (every path, `fetch` & co. included, goes
     through `_acquire`), so an exhausted pool is an answer a client can act on (503
     pool_saturated) instead of a request that hangs."""
@@ -63,4 +63,5 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *, comman
                        loop=None, connection_class=asyncpg.Connection, record_class=asyncpg.Record,
                        command_timeout=command_timeout, **kwargs)
     pool.acquire_timeout = acquire_timeout
-    return await pool
+    await pool  # connects min_size connections; awaiting a Pool returns the pool itself
+    return pool

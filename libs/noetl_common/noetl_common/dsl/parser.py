@@ -22,7 +22,7 @@ class PlaybookError(ValueError):
     """The playbook is not runnable; the message says where and why."""
 
 
-def _load(source: str | bytes | dict) -> dict[str, Any]:
+def _load(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(source, dict):
         return source
     try:
@@ -174,7 +174,7 @@ def _check_tool(step: str, where: str, tool: dict[str, Any]) -> str:
     return kind
 
 
-def _step(raw: Any, index: int, workbook: dict[str, dict]) -> Step:
+def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     if not isinstance(raw, dict) or not isinstance(raw.get("step"), str) or not raw["step"]:
         raise PlaybookError(f"workflow[{index}].step is required (a step name)")
     name = raw["step"]
@@ -219,11 +219,12 @@ def _step(raw: Any, index: int, workbook: dict[str, dict]) -> Step:
         task = {"name": name, **tool}
         return Step(kind="pipeline", tasks=[task], input={**step_input}, **common)
     retry = tool.get("retry") or {}
-    attempts = int(retry.get("max_attempts", retry.get("attempts", 1))) if isinstance(retry, dict) else 1
+    declared: Any = retry.get("max_attempts", retry.get("attempts", 1)) if isinstance(retry, dict) else 1
+    attempts = int(declared)
     return Step(kind=kind, tool=config, input={**tool_input, **step_input}, retry=max(attempts, 1), **common)
 
 
-def parse_playbook(source: str | bytes | dict) -> Playbook:
+def parse_playbook(source: str | bytes | dict[str, Any]) -> Playbook:
     doc = _load(source)
     workflow = doc.get("workflow")
     if not isinstance(workflow, list) or not workflow:

@@ -20,13 +20,19 @@ from typing import Any, Callable
 
 import msgspec
 
-from ..dsl.model import Playbook, Step
+from ..dsl.model import Loop, Playbook, Step
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
 from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
+
+
+def _loop(step: Step) -> Loop:
+    """The loop of a step the engine is running as a loop (the parser guarantees it has one)."""
+    assert step.loop is not None, f"step {step.name} has no loop"
+    return step.loop
 
 Mint = Callable[[], int]
 
@@ -61,11 +67,11 @@ class _Run:
             ctx.update(extra)
         return ctx
 
-    def loop_scope(self, step: Step, index: int, item: Any, total: int) -> dict[str, Any]:
-        it = step.loop.iterator
+    def loop_scope(self, step: Step, index: int, item: Any, total: int | None) -> dict[str, Any]:
+        it = _loop(step).iterator
         return {it: item, "_index": index, "_total": total,
                 "iter": {it: item, "_index": index, "_total": total, "_first": index == 0,
-                         "_last": index == total - 1}}
+                         "_last": total is not None and index == total - 1}}
 
     # --- activation ---------------------------------------------------------------------------
     def activate(self, name: str) -> None:
@@ -120,7 +126,7 @@ class _Run:
             return
         inputs = self.r.render(step.input, scope)
         if index is not None:  # loop tools receive the item even when `input:` doesn't name it
-            inputs = {step.loop.iterator: item, "_index": index, "_total": total, **inputs}
+            inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
             config, pipeline, context = {}, step.tasks, _jsonable({**scope, **inputs})
         else:
@@ -134,8 +140,8 @@ class _Run:
     def claim(self, step: Step) -> None:
         """Cursor mode: lease the next frame of rows with the claim tool (the rows become items)."""
         ls = self.st.loops[step.name]
-        cursor = step.loop.cursor or {}
-        scope = self.context({"__frame_max_rows": step.loop.frame_rows, "__frame_index": ls.frames})
+        cursor = _loop(step).cursor or {}
+        scope = self.context({"__frame_max_rows": _loop(step).frame_rows, "__frame_index": ls.frames})
         config = self.r.render({k: v for k, v in cursor.items() if k not in ("kind", "claim", "options")}, scope)
         config["command"] = self.r.render(cursor["claim"], scope)
         command_id = self.mint()
@@ -167,7 +173,7 @@ class _Run:
     def fill_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
         total = ls.total
-        cap = 1 if step.loop.mode == "sequential" else (step.loop.max_in_flight or total)
+        cap = 1 if _loop(step).mode == "sequential" else (_loop(step).max_in_flight or total)
         while ls.next_index < total and ls.in_flight < cap:
             index = ls.next_index
             ls.next_index += 1
@@ -296,8 +302,8 @@ class _Run:
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:
-                ls = self.st.loops[step.name]
-                item, total = self.data.item(step.name, ls.run, pending.iteration), ls.total
+                running = self.st.loops[step.name]
+                item, total = self.data.item(step.name, running.run, pending.iteration), running.total
             self.issue(step, pending.iteration, item, total, attempt=pending.attempt + 1)
             return
         error = event.error or "command failed"
@@ -317,11 +323,11 @@ class _Run:
         else:
             ls.failed += 1
             self.data.set_loop_result(step.name, ls.run, pending.iteration, {"status": "error", "error": error})
-        if self.st.failures and step.loop.mode == "sequential":
+        if self.st.failures and _loop(step).mode == "sequential":
             pass  # keep going: rule 1 lets running work finish; new iterations of this loop continue too
         if ls.done < ls.total:
             self.fill_loop(step)
-        elif step.loop.mode == "cursor":
+        elif _loop(step).mode == "cursor":
             self.claim(step)  # frame done: lease the next one (an empty claim ends the loop)
         else:
             self.finish_loop(step)

@@ -69,7 +69,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
         async with orch.transaction() as txn:
             execution = await execution_store.lock_of_command(txn.conn, command_id)
             row = await command_store.get(txn.conn, command_id) if execution is not None else None
-            if row is None:
+            if row is None or execution is None:
                 raise not_found(f"command not found: {command_id}")
             if row["status"] in command_store.TERMINAL:
                 raise ApiError(409, f"Command status: {row['status']}", "already_terminal")

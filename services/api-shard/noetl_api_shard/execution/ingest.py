@@ -27,7 +27,7 @@ from . import step_results
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
-from .worker_events import FINISHING, PROGRESS, WorkerEvent, finishes_ok, status_for
+from .worker_events import FINISHING, PROGRESS, WorkerEvent, reports_success, status_for
 
 STARTED = "command.started"
 DEDUPED = FINISHING | {STARTED}   # one of each per command; a second is a re-send
@@ -159,7 +159,7 @@ async def _finish(orch: Orchestrator, txn: Txn, head: Any, cmd: CommandView, ev:
     if head["status"] in TERMINAL:
         cmd.status = _record_outcome(txn, cmd.command_id, ev)
         return 0  # a late outcome of a finished execution: logged and closed, nothing to decide
-    cmd.status = "COMPLETED" if finishes_ok(ev.event_type, ev.status, ev.payload) else "FAILED"
+    cmd.status = "COMPLETED" if reports_success(ev.event_type, ev.status, ev.payload) else "FAILED"
     return await _decide(orch, txn, await orch.load(txn, head), cmd.command_id, ev, event_id, eager)
 
 
@@ -203,7 +203,7 @@ def _cached_ok(ev: WorkerEvent, pending: dict[int, Any], result_limit: int) -> b
 
 def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:
     """The command's row takes the outcome; returns its new status."""
-    ok = finishes_ok(ev.event_type, ev.status, ev.payload)
+    ok = reports_success(ev.event_type, ev.status, ev.payload)
     status = "COMPLETED" if ok else "FAILED"
     txn.uow.change_command(CommandChange(command_id=command_id, status=status, completed=True,
                                          result=ev.result if ok else None,
@@ -214,8 +214,13 @@ def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:
 async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: WorkerEvent, event_id: int,
                   eager: Eager | None) -> int:
     """A command's first finishing event: its outcome on the row, and the engine advanced once."""
-    if _record_outcome(txn, command_id, ev) == "COMPLETED":
-        event = engine.command_done(command_id, step_results.engine_value(ev))
-    else:
-        event = engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")
-    return (await orch.advance(txn, ex, event, event_id, eager)).commands
+    _record_outcome(txn, command_id, ev)
+    return (await orch.advance(txn, ex, engine_event_for(command_id, ev), event_id, eager)).commands
+
+
+def engine_event_for(command_id: int, ev: WorkerEvent) -> Any:
+    """The engine input a finishing event stands for, as ingested (replay.engine_event_of reads the
+    logged row the same way; tests/unit/api_shard/test_event_mapping.py holds them together)."""
+    if reports_success(ev.event_type, ev.status, ev.payload):
+        return engine.command_done(command_id, step_results.engine_value(ev))
+    return engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")

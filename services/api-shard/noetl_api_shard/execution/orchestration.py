@@ -171,8 +171,8 @@ class Orchestrator:
         forgotten, their in-memory state possibly ahead of the database."""
         for execution_id in txn.held:
             ex = txn.loaded.get(execution_id)
-            intact = ex is not None and (committed or not ex.changed)
-            self.cache.release(execution_id, ex if intact and ex.status not in TERMINAL else None)
+            intact = ex is not None and (committed or not ex.changed) and ex.status not in TERMINAL
+            self.cache.release(execution_id, ex if intact else None)
 
     # --- loading ------------------------------------------------------------------------------
     async def load(self, txn: Txn, row: Any) -> Loaded:

@@ -17,7 +17,7 @@ from ..store import results as result_store
 from . import step_results
 from . import engine_port as engine
 from .orchestration import Orchestrator, engine_time
-from .worker_events import FINISH_ERROR, FINISH_OK, finishes_ok
+from .worker_events import FINISH_ERROR, FINISH_OK, reports_success
 
 PAGE = 5000
 
@@ -28,11 +28,11 @@ def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | 
     kind, payload, command_id = row["event_type"], row["payload"] or {}, row["command_id"]
     if command_id is not None:
         if kind in FINISH_OK or kind in FINISH_ERROR:
-            if finishes_ok(kind, row["status"], payload.get("status")):
+            if reports_success(kind, row["status"], payload):
                 return engine.command_done(command_id, step_results.value_of(payload, stored or {}))
             return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
         if kind.startswith("child."):
-            return engine.child_done(command_id, payload.get("status"), payload.get("result"), payload.get("error"),
+            return engine.child_done(command_id, str(payload.get("status") or ""), payload.get("result"), payload.get("error"),
                                      payload.get("steps"))
     if kind == "execution.cancel_requested":
         return engine.cancel()
@@ -79,6 +79,7 @@ async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> 
     sums = {"checksum": engine.checksum(replayed), "stored_checksum": engine.checksum(stored),
             "data_checksum": replayed_data.checksum(), "stored_data_checksum": stored_data.checksum()}
     last = await execution_store.get(pool, execution_id)
+    assert last is not None, "the execution was read above"
     return ReplayReport(execution_id=str(execution_id), status=row["status"], event_count=count,
                         last_event_id=str(last["last_event_id"]) if last["last_event_id"] else None,
                         last_event_type=last["last_event_type"], **sums,

@@ -8,7 +8,7 @@ meta (NoETL puts it in all three places depending on the path).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import msgspec
 
@@ -113,13 +113,14 @@ def normalise(raw: EventIn, *, default_execution_id: Any = None, default_worker:
     )
 
 
-def finishes_ok(event_type: str, *statuses: Any) -> bool:
-    """Whether a finishing event reports success. Ingest and replay both decide with this: a
-    success type whose status — explicit, or `payload.status` — does not say the tool failed (the
-    Rust worker reports a failed tool as `command.completed` with status FAILED)."""
+def reports_success(event_type: str, status: Any, payload: Mapping[str, Any]) -> bool:
+    """Whether a finishing event reports success: a success type whose status, explicit or
+    `payload.status`, does not say the tool failed (the Rust worker reports a failed tool as
+    `command.completed` with status FAILED; some Python paths put `status: error` in the
+    payload). Ingest decides with the event as posted, replay with the logged row; both call this."""
     if event_type not in FINISH_OK:
         return False
-    return not any(isinstance(s, str) and s.upper() in ("FAILED", "ERROR") for s in statuses)
+    return not any(isinstance(s, str) and s.upper() in ("FAILED", "ERROR") for s in (status, payload.get("status")))
 
 
 def status_for(event_type: str, explicit: str | None) -> str:

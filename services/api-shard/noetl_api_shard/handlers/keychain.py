@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import Any, cast
 
 import asyncpg
 from aiohttp import web
@@ -80,9 +81,10 @@ def _entry(row: asyncpg.Record, encryptor: Encryptor | None, now: datetime) -> K
     if encryptor is not None and not expired:
         key = row["cache_key"]
         try:
-            entry.token_data = encryptor.decrypt_json(row["data_encrypted"], _aad(key))
+            entry.token_data = cast(dict[str, Any], encryptor.decrypt_json(row["data_encrypted"], _aad(key)))
             if row["renew_config_encrypted"] is not None:
-                entry.renew_config = encryptor.decrypt_json(row["renew_config_encrypted"], _aad(key))
+                entry.renew_config = cast(dict[str, Any],
+                                          encryptor.decrypt_json(row["renew_config_encrypted"], _aad(key)))
         except DecryptionError:
             log.error("keychain entry %s cannot be decrypted with the configured key", key)
             raise ApiError(500, "keychain data cannot be decrypted with the server's key",

@@ -28,7 +28,7 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     if cwd is not None and not os.path.isdir(str(cwd)):
         raise ToolError(f"shell `cwd` {cwd!r} is not a directory on the worker")
     out, err, code = [], [], 0
-    for cmd in commands:
+    for cmd in (str(c) for c in commands):
         stdout, stderr, code = await _one(shell, cmd, cwd, {**os.environ, **{str(k): str(v) for k, v in env.items()}},
                                           timeout)
         out.append(stdout)
