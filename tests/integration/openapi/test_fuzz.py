@@ -35,7 +35,9 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 # it under the fuzzer); its validation is tested in tests/integration/api_shard/test_scaling.py.
 SKIPPED = r"/events/stream$|^/api/internal/shard-map/epochs$"
 BUDGET_SECONDS = int(os.environ.get("NOETL_FUZZ_BUDGET_SECONDS", "240"))  # the run is stopped (failed) past it
-WORKERS = os.environ.get("NOETL_FUZZ_WORKERS", "2")
+# One worker: with two, Hypothesis' lambda-source cache raced between schemathesis' threads
+# ("AST constructor recursion depth mismatch", an error of the tool, not of the fleet).
+WORKERS = os.environ.get("NOETL_FUZZ_WORKERS", "1")
 
 
 @pytest.mark.timeout(BUDGET_SECONDS + 60)
