@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload fuzz clean image \
+.PHONY: install run scale status test lint unit integration infra-up infra-down conformance test-scaling bench bench-hotpath bench-grow overload fuzz chaos clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -90,6 +90,16 @@ fuzz: install
 	NOETL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NOETL_FUZZ_SEED=$(FUZZ_SEED) NOETL_FUZZ_BUDGET_SECONDS=3000 \
 		NOETL_FUZZ_SECONDS=0 \
 		$(PY) -m pytest tests/integration/openapi/test_fuzz.py
+
+## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
+## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
+chaos: install
+	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
+
+## Minutes of steady load on a 2-shard fleet as make run starts it; memory, table sizes and latency sampled, a flat/growing verdict each; bench/results/soak.json.
+SOAK_SECONDS ?= 300
+soak: install
+	$(PY) -m bench.soak --seconds $(SOAK_SECONDS)
 
 ## Build the one fleet image (every service; the module to run is the container argument). Needs docker.
 image:

@@ -173,6 +173,11 @@ async def _int4_overflow(request: web.Request) -> web.Response:
     raise asyncpg.DataError("invalid input for query argument $1: 10878043251165 (value out of int32 range)")
 
 
+async def _terminated(request: web.Request) -> web.Response:
+    import asyncpg  # what a pooled connection Postgres terminated during a restart raises when used
+    raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+
+
 async def _refused(request: web.Request) -> web.Response:
     raise ConnectionRefusedError(111, "Connect call failed")
 
@@ -194,8 +199,9 @@ async def test_an_unreachable_database_is_a_503_to_retry_not_a_500():
     app = build_app(service="test", max_body_bytes=2048)
     app.router.add_get("/down", _db_down)
     app.router.add_get("/refused", _refused)
+    app.router.add_get("/terminated", _terminated)
     async with TestClient(TestServer(app)) as c:
-        for path in ("/down", "/refused"):
+        for path in ("/down", "/refused", "/terminated"):
             r = await c.get(path)
             body = await r.json()
             assert r.status == 503 and body["code"] == "db_unavailable" and r.headers["Retry-After"] == "2"

@@ -20,9 +20,13 @@ T = TypeVar("T")
 
 RETRY_AFTER = {"Retry-After": "2"}
 # Postgres down, restarting or unreachable (a refused or reset connection, one closed under us, a
-# server shutting down): the request may succeed when retried, so it is a 503, not a 500.
+# server shutting down): the request may succeed when retried, so it is a 503, not a 500. A pooled
+# connection the server terminated (a Postgres restart) can be handed out before asyncpg sees it
+# closed; using it raises InternalClientError ("cannot switch to state ..; another operation is in
+# progress") before anything is sent, so that too is a 503 to retry.
 DB_UNAVAILABLE = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                  asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+                  asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+                  asyncpg.InternalClientError)
 
 # Text Postgres cannot store: U+0000 in text or jsonb (SQLSTATE 22P05, 22021). It came in a
 # request, which is then the client's to fix (a 422), not a server fault (a 500).

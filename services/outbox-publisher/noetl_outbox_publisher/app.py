@@ -34,7 +34,7 @@ def create_app(settings: PublisherSettings) -> web.Application:
         nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name=settings.claimer)
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, max_age_seconds=settings.stream_max_age)
 
         async def nats_ready() -> None:
             if not nc.is_connected:

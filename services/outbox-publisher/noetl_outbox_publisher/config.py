@@ -8,6 +8,7 @@ import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings, owned_shard_urls
 from noetl_common.discovery import DiscoverySettings, discovery_from_env
+from noetl_common.streams import DEFAULT_MAX_AGE_SECONDS, max_ages
 
 
 class PublisherSettings(msgspec.Struct, frozen=True):
@@ -20,6 +21,7 @@ class PublisherSettings(msgspec.Struct, frozen=True):
     claimer: str
     log_level: str
     discovery: DiscoverySettings | None = None  # follows the shard map for shards added later
+    stream_max_age: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS))
 
 
 def from_env(environ: Mapping[str, str]) -> PublisherSettings:
@@ -38,4 +40,5 @@ def from_env(environ: Mapping[str, str]) -> PublisherSettings:
         claimer=env.str("HOSTNAME", "outbox-publisher") + f"/{replica}",
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
         discovery=discovery_from_env(env, "NOETL_PUBLISHER"),
+        stream_max_age=max_ages(env),
     )

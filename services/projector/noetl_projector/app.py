@@ -32,7 +32,7 @@ def create_app(settings: ProjectorSettings) -> web.Application:
         nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                 name=settings.name)
         js = nc.jetstream()
-        await ensure_streams(js, (EVENTS_STREAM,))
+        await ensure_streams(js, (EVENTS_STREAM,), settings.stream_max_age)
 
         async def nats_ready() -> None:
             if not nc.is_connected:

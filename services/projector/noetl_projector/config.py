@@ -8,6 +8,7 @@ import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings, owned_shard_urls
 from noetl_common.discovery import DiscoverySettings, discovery_from_env
+from noetl_common.streams import DEFAULT_MAX_AGE_SECONDS, max_ages
 
 
 class ProjectorSettings(msgspec.Struct, frozen=True):
@@ -21,6 +22,7 @@ class ProjectorSettings(msgspec.Struct, frozen=True):
     name: str
     log_level: str
     discovery: DiscoverySettings | None = None  # follows the shard map for shards added later
+    stream_max_age: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS))
 
 
 def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
@@ -41,4 +43,5 @@ def from_env(environ: Mapping[str, str]) -> ProjectorSettings:
         name=env.str("HOSTNAME", "projector") + f"/{replica}",
         log_level=env.str("NOETL_LOG_LEVEL", "INFO").upper(),
         discovery=discovery_from_env(env, "NOETL_PROJECTOR"),
+        stream_max_age=max_ages(env),
     )

@@ -11,6 +11,7 @@ import msgspec
 
 from noetl_common.config import ConfigError, Env, HttpSettings
 from noetl_common.pools import DEFAULT_POOL
+from noetl_common.streams import DEFAULT_MAX_AGE_SECONDS, max_ages
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -33,6 +34,7 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     # Sent as a bearer token on every control-plane call: it opens decrypted credentials and a
     # router that requires NOETL_API_TOKEN.
     internal_token: str | None = None
+    stream_max_age: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS))
 
     @property
     def durable(self) -> str:
@@ -69,4 +71,5 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
         script_root=env.str("NOETL_SCRIPT_ROOT", os.getcwd()),
         eager_dispatch=env.bool("NOETL_WORKER_EAGER_DISPATCH", True),
         internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
+        stream_max_age=max_ages(env),
     )

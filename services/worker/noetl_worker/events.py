@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from .wire import Event
+from noetl_common.vocabulary import EventType
 
 
 class Reporter(msgspec.Struct, frozen=True):
@@ -30,15 +31,15 @@ class Reporter(msgspec.Struct, frozen=True):
         return f"{self.worker_id}:{self.execution_id}:{self.command_id}:{self.attempt}:{what}"
 
     def started(self) -> list[Event]:
-        return [self._event("command.started", {}, "RUNNING", actionable=False)]
+        return [self._event(EventType.COMMAND_STARTED, {}, "RUNNING", actionable=False)]
 
     def heartbeat(self) -> list[Event]:
-        return [self._event("command.heartbeat", {}, "RUNNING", actionable=False)]
+        return [self._event(EventType.COMMAND_HEARTBEAT, {}, "RUNNING", actionable=False)]
 
     def succeeded(self, result: Any, stdout: str) -> list[Event]:
-        return [self._event("call.done", {"result": result, "stdout": stdout}, "COMPLETED"),
-                self._event("command.completed", {"status": "COMPLETED"}, "COMPLETED", actionable=False)]
+        return [self._event(EventType.CALL_DONE, {"result": result, "stdout": stdout}, "COMPLETED"),
+                self._event(EventType.COMMAND_COMPLETED, {"status": "COMPLETED"}, "COMPLETED", actionable=False)]
 
     def failed(self, error: str, stdout: str) -> list[Event]:
-        return [self._event("call.error", {"error": error, "stdout": stdout}, "FAILED"),
-                self._event("command.failed", {"error": error}, "FAILED", actionable=False)]
+        return [self._event(EventType.CALL_ERROR, {"error": error, "stdout": stdout}, "FAILED"),
+                self._event(EventType.COMMAND_FAILED, {"error": error}, "FAILED", actionable=False)]

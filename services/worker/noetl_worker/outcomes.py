@@ -23,11 +23,15 @@ import msgspec
 
 from .client import Backoff, ControlPlane, ControlPlaneError
 from .wire import Command, EagerRequest, Event
+from noetl_common.vocabulary import EventType
 
 log = logging.getLogger("noetl.worker")
 
 MAX_UNREPORTED = 1024  # outcomes kept for re-posting; bounded so a long outage cannot grow memory
-REPOST_BACKOFF = Backoff(attempts=0, first=0.5, cap=30.0)  # between in-process re-posts (each retries itself)
+# Between in-process re-posts (each post retries itself for ~4 s first). Capped low: the shard's
+# claim lease runs on while it is down, so once it is back the outcome must reach it within
+# seconds, not after a long backoff that lets the lease expire and the step run again.
+REPOST_BACKOFF = Backoff(attempts=0, first=0.5, cap=5.0)
 
 
 class Unreported(msgspec.Struct):
@@ -56,7 +60,7 @@ async def post_outcome(plane: ControlPlane, outcome: Unreported, worker_id: str,
     except ControlPlaneError as exc:
         if exc.retryable:
             return NotTaken(True, str(exc), outcome)
-        if outcome.events[0].event_type == "call.done":
+        if outcome.events[0].event_type == EventType.CALL_DONE:
             # The server refused the result itself (too large, invalid): the step fails with why.
             log.error("control plane refused the result of %s: %s", outcome.events[0].command_id, exc)
             failure = msgspec.structs.replace(outcome, events=refused(outcome.events, str(exc)),
@@ -82,12 +86,16 @@ async def post_until_taken(plane: ControlPlane, outcome: Unreported, worker_id: 
         if not posted.retryable or stopping.is_set():
             return posted
         outcome = posted.outcome
-        delay = min(backoff.first * 2 ** attempt, backoff.cap) * (0.8 + 0.4 * random.random())
+        delay = repost_delay(backoff, attempt)
         attempt += 1
         log.warning("could not report outcome of %s (re-posting in %.1fs): %s",
                     outcome.events[0].command_id, delay, posted.reason)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
+
+
+def repost_delay(backoff: Backoff, attempt: int) -> float:
+    return min(backoff.first * 2 ** min(attempt, 30), backoff.cap) * (0.8 + 0.4 * random.random())
 
 
 class Backlog:
@@ -117,7 +125,7 @@ def refused(events: list[Event], reason: str) -> list[Event]:
     first = events[0]
     error = f"the control plane refused this step's result: {reason}"[:2000]
     base = {"command_id": first.command_id, "worker_id": first.worker_id}
-    return [msgspec.structs.replace(first, event_type="call.error", status="FAILED",
+    return [msgspec.structs.replace(first, event_type=EventType.CALL_ERROR, status="FAILED",
                                     payload={**base, "error": error}),
-            msgspec.structs.replace(events[-1], event_type="command.failed", status="FAILED",
+            msgspec.structs.replace(events[-1], event_type=EventType.COMMAND_FAILED, status="FAILED",
                                     payload={**base, "error": error})]

@@ -86,7 +86,7 @@ class Worker:
             return
         try:
             js = self.nc.jetstream()
-            await ensure_streams(js, (STREAM,))
+            await ensure_streams(js, (STREAM,), s.stream_max_age)
             # max_ack_pending is per durable, so shared by every worker of the pool; each worker
             # holds about max_concurrent messages at most (a fetch asks for free slots only).
             sub = await js.pull_subscribe(
@@ -264,6 +264,14 @@ class Worker:
             outcome = await plane.claim(event_id, self.settings.worker_id)
             self.metrics.claims.labels(CLAIM_LABELS[type(outcome)]).inc()
             if isinstance(outcome, Claimed):
+                if self._recent.ran(event_id, attempt_of(outcome.command)):
+                    # A repeated notification (the reaper re-announces) while this attempt's outcome
+                    # is still on its way: the shard answers our repeated claim with the same claim,
+                    # which is not new work. The outcome's own report finishes the command.
+                    log.info("command %s attempt %s ran here already; not running it again", event_id,
+                             attempt_of(outcome.command))
+                    await _ack(msg)
+                    return []
                 return await self._run_notified(Job(plane, outcome.command, event_id, msg))
             if isinstance(outcome, AlreadyClaimed):
                 log.info("command %s not ours (%s): %s", event_id, outcome.code, outcome.message)

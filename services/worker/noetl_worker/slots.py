@@ -100,6 +100,10 @@ class RecentCommands:
         self._running.add(command_id)
         return True
 
+    def ran(self, command_id: int, attempt: int) -> bool:
+        """This attempt of the command finished here lately (its outcome may still be on its way)."""
+        return (command_id, attempt) in self._finished
+
     def start(self, command_id: int) -> None:
         """A command whose claim the control plane just granted: running, whatever came before."""
         self._running.add(command_id)

@@ -271,3 +271,22 @@ async def test_eager_outcome_hands_over_the_next_command_and_a_replay_hands_over
                                  headers={"Authorization": "Bearer test-internal-token"})).json()
     notified = {m["payload"].get("command_id") for m in outbox["items"] if m["subject"].startswith("noetl.commands.")}
     assert handed["command_id"] not in notified
+
+
+async def test_finalize_ends_a_stuck_execution_once(client):
+    execution_id = (await start(client))["execution_id"]
+    r = await client.post(f"/api/executions/{execution_id}/finalize", json={"status": "done"})
+    assert r.status == 422 and "COMPLETED or FAILED" in (await r.json())["error"]
+    r = await client.post(f"/api/executions/{execution_id}/finalize", json={"reason": "stuck for a day"})
+    assert r.status == 200 and (await r.json())["status"] == "finalized"
+    status = await (await client.get(f"/api/executions/{execution_id}/status")).json()
+    assert status["status"] == "FAILED" and status["completed"]
+    events = (await (await client.get(f"/api/executions/{execution_id}/events")).json())["events"]
+    terminal = [e for e in events if e["event_type"] == "playbook.failed"]
+    assert len(terminal) == 1 and "stuck for a day" in str(terminal[0]["error"])
+    # An operator's action, not caused by an event of the log.
+    assert terminal[0].get("parent_event_id") is None
+    r = await client.post(f"/api/executions/{execution_id}/finalize", json={})
+    assert (await r.json())["status"] == "already_completed"
+    events = (await (await client.get(f"/api/executions/{execution_id}/events")).json())["events"]
+    assert sum(e["event_type"] == "playbook.failed" for e in events) == 1

@@ -112,6 +112,35 @@ async def test_replayed_answer_does_not_run_a_command_twice(stand_in, nats_url):
     assert all(plane.events(n) == OUTCOME for n in (321, 322, 323))
 
 
+async def test_a_repeated_notification_does_not_run_a_command_again_while_its_outcome_is_on_its_way(
+        stand_in, nats_url):
+    """The shard answers a worker's repeated claim with the same claim. A re-announced command
+    arriving after it ran here but before its outcome was taken must not run a second time."""
+    plane, server = stand_in
+    runs: list[int] = []
+
+    async def counted(config, inputs, ctx):
+        runs.append(inputs["n"])
+        return inputs["n"]
+
+    plane.commands[350] = {"execution_id": 9350, "step": "s", "action": "counted",
+                           "context": {"tool_config": {}, "input": {"n": 350}}}
+    plane.started_on_claim = True
+    release = plane.hold["call.done"] = asyncio.Event()
+    async with Harness(nats_url, str(server.make_url("")), {"counted": counted}) as h:
+        h.start()
+        await h.publish(9350, 350)
+        await until(lambda: runs == [350], what="the first run")
+        await asyncio.sleep(0.2)  # its outcome is posted and held
+        await h.publish(9350, 350)  # the re-announcement
+        await until(lambda: plane.claims(350) == 2, what="the repeated claim")
+        await asyncio.sleep(0.5)  # room for a wrong second run
+        release.set()
+        await until(lambda: "call.done" in plane.events(350), what="the outcome")
+        await h.settled()
+    assert runs == [350] and plane.events(350) == OUTCOME
+
+
 async def test_concurrency_stays_bounded_with_handed_over_extras(stand_in, nats_url):
     """More commands are handed over than there are slots (as a race could leave it), while
     notifications keep coming: extras wait for a slot, and nothing is dropped or run twice."""

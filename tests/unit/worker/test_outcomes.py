@@ -7,7 +7,8 @@ import asyncio
 
 from noetl_worker.client import Backoff, ControlPlane
 from noetl_worker.events import Reporter
-from noetl_worker.outcomes import Accepted, NotTaken, Unreported, post_outcome, post_until_taken
+from noetl_worker.outcomes import (REPOST_BACKOFF, Accepted, NotTaken, Unreported, post_outcome, post_until_taken,
+                                   repost_delay)
 from noetl_worker.wire import EagerRequest
 
 BATCH = "/api/events/batch"
@@ -68,3 +69,9 @@ async def test_a_refused_result_becomes_a_failure(peer, session):
     assert [e["event_type"] for e in failure[3]["events"]] == ["call.error", "command.failed"]
     assert "refused this step's result" in failure[3]["events"][0]["payload"]["error"]
     assert failure[2]["Idempotency-Key"] == "w1:7:42:1:ok:refused"
+
+
+def test_reposts_stay_seconds_apart_however_long_the_shard_is_down():
+    # The lease runs on while the shard is down: once it is back, the outcome must arrive soon.
+    delays = [repost_delay(REPOST_BACKOFF, attempt) for attempt in range(200)]
+    assert delays[0] <= 0.6 and max(delays) <= 6.0

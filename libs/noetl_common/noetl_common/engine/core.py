@@ -23,6 +23,7 @@ import msgspec
 from ..dsl.model import Loop, Playbook, Step
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
+from ..vocabulary import EventType
 from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
@@ -84,10 +85,10 @@ class _Run:
                 # A guarded-out step counts as done: control passes on through its arcs (only an
                 # untaken branch propagates dead tokens).
                 st.step_status[name] = "skipped"
-                self.out.append(EmitEvent(event_type="step.skipped", step=name, payload={"reason": "when"}))
+                self.out.append(EmitEvent(event_type=EventType.STEP_SKIPPED, step=name, payload={"reason": "when"}))
                 self.route(step, self.choose(step, self.context({"output": None})), self.context())
                 return
-            self.out.append(EmitEvent(event_type="step.enter", step=name))
+            self.out.append(EmitEvent(event_type=EventType.STEP_ENTER, step=name))
             if step.loop is None:
                 self.issue(step, None, None, None, attempt=1)
                 return
@@ -190,7 +191,7 @@ class _Run:
         self.end_loop(step)
         aggregate = {"results": results,
                      "stats": {"total": ls.total, "success": ls.total - ls.failed, "failed": ls.failed}}
-        self.out.append(EmitEvent(event_type="loop.done", step=step.name,
+        self.out.append(EmitEvent(event_type=EventType.LOOP_DONE, step=step.name,
                                   payload={"stats": aggregate["stats"]}))
         if ls.failed:
             self.data.set_result(step.name, aggregate)
@@ -198,15 +199,15 @@ class _Run:
             self.fail_step(step.name, f"step '{step.name}': {ls.failed} of {ls.total} iteration(s) failed; "
                                       f"iteration {first}: {results[first].get('error')}")
         else:
-            self.complete(step.name, aggregate, event_name="loop.done")
+            self.complete(step.name, aggregate, event_name=EventType.LOOP_DONE)
 
     # --- completion and routing ---------------------------------------------------------------
-    def complete(self, name: str, result: Any, *, event_name: str = "step.done") -> None:
+    def complete(self, name: str, result: Any, *, event_name: str = EventType.STEP_DONE) -> None:
         step = self.pb.steps[name]
         st = self.st
         self.data.set_result(name, result)
         st.step_status[name] = "done"
-        self.out.append(EmitEvent(event_type="step.exit", step=name, payload={"status": "COMPLETED"}))
+        self.out.append(EmitEvent(event_type=EventType.STEP_EXIT, step=name, payload={"status": "COMPLETED"}))
         try:
             scope = self.context({"output": with_data(result), "event": {"name": event_name}})
             for key, value in step.set.items():
@@ -260,7 +261,7 @@ class _Run:
 
     def skip(self, name: str) -> None:
         self.st.step_status[name] = "skipped"
-        self.out.append(EmitEvent(event_type="step.skipped", step=name))
+        self.out.append(EmitEvent(event_type=EventType.STEP_SKIPPED, step=name))
         for arc in self.pb.steps[name].arcs:
             self.token(arc.step, name, False)
 
@@ -269,10 +270,10 @@ class _Run:
         st = self.st
         st.step_status[name] = "failed"
         step = self.pb.steps[name]
-        self.out.append(EmitEvent(event_type="step.failed", step=name, payload={"error": error}))
+        self.out.append(EmitEvent(event_type=EventType.STEP_FAILED, step=name, payload={"error": error}))
         outcome = {"status": "error", "error": error}
         try:
-            scope = self.context({"output": outcome, "event": {"name": "step.failed"}})
+            scope = self.context({"output": outcome, "event": {"name": str(EventType.STEP_FAILED)}})
             taken = self.choose(step, scope, explicit_only=True)
         except TemplateError:
             taken = []

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found
 from noetl_common.openapi import Op, Param, route
+from noetl_common.vocabulary import EventType
 
 from ..handlers.params import path_id, query_str
 from ..state import ShardServices, services
@@ -55,7 +56,7 @@ def register(app: web.Application) -> None:
 
 async def _lookup(svc: ShardServices, request_id: int) -> dict[str, Any] | None:
     row = await event_store.get(svc.shard_pool, request_id)
-    if row is None or row["event_type"] != "batch.accepted":
+    if row is None or row["event_type"] != EventType.BATCH_ACCEPTED:
         return None
     answer = row["payload"] or {}
     return {"request_id": str(request_id), "execution_id": str(row["execution_id"]), "state": "completed",

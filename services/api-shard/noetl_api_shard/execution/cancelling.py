@@ -10,6 +10,7 @@ from ..store.events import NewEvent
 from . import engine_port as engine
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Txn
+from noetl_common.vocabulary import EventType
 
 
 async def cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: str, cascade: bool,
@@ -19,13 +20,13 @@ async def cancel_one(orch: Orchestrator, txn: Txn, execution_id: int, reason: st
     if ex is None or ex.status in TERMINAL:
         return
     row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id,
-                   event_type="execution.cancel_requested", node_name="cancel", status="INFO",
+                   event_type=EventType.EXECUTION_CANCEL_REQUESTED, node_name="cancel", status="INFO",
                    catalog_id=ex.catalog_id, payload={"reason": reason},
                    meta={"cancelled_by": "api", "cascade": cascade, **(meta or {})})
     txn.uow.append(row)
     outcome = await orch.advance(txn, ex, engine.cancel(), row.event_id)
     if outcome.finished is None:  # the engine always finishes on cancel; this keeps the promise regardless
-        await orch.finish(txn, ex, "CANCELLED", None, reason, row.event_id)
+        await orch.finish(txn, ex, status="CANCELLED", error=reason, parent_event_id=row.event_id)
     cancelled.append(str(execution_id))
     if cascade:
         for child in await execution_store.children(txn.conn, execution_id):

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from noetl_common.errors import ApiError, not_found
+from noetl_common.vocabulary import EventType
 
 from ..store import events as event_store
 from ..store import executions as execution_store
@@ -29,7 +30,7 @@ from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
 from .worker_events import FINISHING, PROGRESS, WorkerEvent, reports_success, status_for
 
-STARTED = "command.started"
+STARTED = EventType.COMMAND_STARTED
 DEDUPED = FINISHING | {STARTED}   # one of each per command; a second is a re-send
 
 

@@ -26,6 +26,7 @@ import msgspec
 from noetl_common.errors import ApiError
 from noetl_common.ids import timestamp_ms
 from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
+from noetl_common.vocabulary import EventType
 
 from ..state import ShardServices
 from ..store import catalog as catalog_store
@@ -49,7 +50,8 @@ log = logging.getLogger("noetl.api_shard.orchestration")
 TAKEOVER_ATTEMPTS = 3
 TERMINAL = execution_store.TERMINAL
 CHILD_EVENT = {"COMPLETED": "child.completed", "FAILED": "child.failed", "CANCELLED": "child.cancelled"}
-TERMINAL_EVENT = {"COMPLETED": "playbook.completed", "FAILED": "playbook.failed", "CANCELLED": "execution.cancelled"}
+TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType.PLAYBOOK_FAILED,
+                  "CANCELLED": EventType.EXECUTION_CANCELLED}
 
 
 def engine_time(cause_id: int) -> int:
@@ -65,11 +67,11 @@ def claim_events(mint: Any, cmd: Mapping[str, Any], worker_id: str, attempt: int
     common = dict(execution_id=cmd["execution_id"], node_name=cmd["step"], node_type=cmd["tool_kind"],
                   status="RUNNING", catalog_id=cmd["catalog_id"], command_id=command_id, worker_id=worker_id,
                   attempt=attempt, iteration=cmd["iteration"])
-    return [NewEvent(event_id=mint(), event_type="command.claimed",
+    return [NewEvent(event_id=mint(), event_type=EventType.COMMAND_CLAIMED,
                      payload={"result": {"status": "RUNNING", "context": {"command_id": command_id}}},
                      meta={"command_id": command_id, "worker_id": worker_id, "actionable": False, **(meta or {})},
                      **common),
-            NewEvent(event_id=mint(), event_type="command.started",
+            NewEvent(event_id=mint(), event_type=EventType.COMMAND_STARTED,
                      payload={"command_id": str(command_id), "worker_id": worker_id}, **common)]
 
 
@@ -226,7 +228,7 @@ class Orchestrator:
             workload=merged, parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
             requested_by=requested_by, execution_pool=execution_pool))
         txn.uow.append(NewEvent(event_id=init_event_id, execution_id=execution_id,
-                                event_type="playbook.initialized", node_name=row["path"], node_type="playbook",
+                                event_type=EventType.PLAYBOOK_INITIALIZED, node_name=row["path"], node_type="playbook",
                                 status="RUNNING", catalog_id=catalog_id, parent_execution_id=parent_execution_id,
                                 payload={"context": {"workload": merged}}))
         outcome = await self.persist(txn, ex, decisions, parent_event_id=init_event_id)
@@ -257,7 +259,7 @@ class Orchestrator:
         txn.uow.change_command(CommandChange(command_id=command["command_id"], status="FAILED", completed=True,
                                              error=reason))
         row = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=command["execution_id"],
-                       event_type="command.failed", node_name=command["step"], node_type=command["tool_kind"],
+                       event_type=EventType.COMMAND_FAILED, node_name=command["step"], node_type=command["tool_kind"],
                        status="FAILED", catalog_id=command["catalog_id"], command_id=command["command_id"],
                        attempt=command["attempt"], iteration=command["iteration"], payload={"error": reason},
                        error=reason)
@@ -286,8 +288,8 @@ class Orchestrator:
                 finish = d
         if finish is not None:
             outcome.finished = finish.status
-            await self.finish(txn, ex, finish.status, finish.result, finish.error, parent_event_id,
-                              finish.step_results)
+            await self.finish(txn, ex, status=finish.status, result=finish.result, error=finish.error,
+                              parent_event_id=parent_event_id, step_results=finish.step_results)
         return outcome
 
     def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
@@ -301,7 +303,7 @@ class Orchestrator:
         cmd = CommandRow(command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id,
                          step=d.step, tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
                          max_attempts=TAKEOVER_ATTEMPTS)
-        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type="command.issued",
+        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type=EventType.COMMAND_ISSUED,
                                 node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=ex.catalog_id,
                                 parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,
                                 iteration=d.iteration, payload={"context": context}))
@@ -338,7 +340,7 @@ class Orchestrator:
             command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id, step=d.step,
             tool_kind="playbook", pool=None, iteration=getattr(d, "iteration", None),
             context={"path": d.path, "version": d.version, "workload": d.workload}, status="RUNNING", started=True))
-        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type="command.issued",
+        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type=EventType.COMMAND_ISSUED,
                                 node_name=d.step, node_type="playbook", status="RUNNING", catalog_id=ex.catalog_id,
                                 command_id=d.command_id,
                                 payload={"context": {"path": d.path, "workload": d.workload}}))
@@ -347,7 +349,7 @@ class Orchestrator:
             # The parent step fails cleanly instead of waiting for a child that can never start.
             reason = f"sub-playbook {d.path!r} is not registered in the catalog"
             failed = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id,
-                              event_type="command.failed", node_name=d.step, node_type="playbook", status="FAILED",
+                              event_type=EventType.COMMAND_FAILED, node_name=d.step, node_type="playbook", status="FAILED",
                               catalog_id=ex.catalog_id, command_id=d.command_id, payload={"error": reason},
                               error=reason)
             txn.uow.append(failed)
@@ -359,9 +361,10 @@ class Orchestrator:
                          parent_execution_id=ex.execution_id, parent_command_id=d.command_id,
                          execution_pool=ex.execution_pool)  # a child runs where its parent does
 
-    async def finish(self, txn: Txn, ex: Loaded, status: str, result: Any, error: str | None,
-                     parent_event_id: int | None, step_results: dict[str, Any] | None = None) -> None:
-        """Terminal status, exactly once; a child's end is logged in its parent and advances it."""
+    async def finish(self, txn: Txn, ex: Loaded, *, status: str, result: Any = None, error: str | None = None,
+                     parent_event_id: int | None = None, step_results: dict[str, Any] | None = None) -> None:
+        """Terminal status, exactly once; a child's end is logged in its parent and advances it.
+        `parent_event_id`: the event that caused the end (None for an operator's finalize)."""
         if ex.status in TERMINAL:
             return
         ex.status = status

@@ -10,6 +10,7 @@ import asyncpg
 
 from noetl_common.errors import not_found
 from noetl_common.wire.execution_views import ReplayReport
+from noetl_common.vocabulary import EventType
 
 from ..store import events as event_store
 from ..store import executions as execution_store
@@ -34,7 +35,7 @@ def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | 
         if kind.startswith("child."):
             return engine.child_done(command_id, str(payload.get("status") or ""), payload.get("result"), payload.get("error"),
                                      payload.get("steps"))
-    if kind == "execution.cancel_requested":
+    if kind == EventType.EXECUTION_CANCEL_REQUESTED:
         return engine.cancel()
     return None
 
@@ -46,7 +47,7 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
     stored = await result_store.data_by_ids(pool, execution["execution_id"], [r.result_id for r in refs]) \
         if refs else {}
     # Ids the engine minted, in minting order: every decision id is a command.issued event id.
-    minted: Iterator[int] = iter(sorted(r["event_id"] for r in rows if r["event_type"] == "command.issued"))
+    minted: Iterator[int] = iter(sorted(r["event_id"] for r in rows if r["event_type"] == EventType.COMMAND_ISSUED))
 
     def mint() -> int:
         return next(minted)

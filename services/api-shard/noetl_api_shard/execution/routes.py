@@ -14,6 +14,7 @@ from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequest, ClaimRequest, CommandOut,
                                          EventAccepted, EventIn, ExecuteRequest, ExecuteResponse, FinalizeRequest)
 from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
+from noetl_common.vocabulary import EventType
 
 from ..handlers.params import path_id, query_str, to_id
 from ..state import SERVICES, services
@@ -145,7 +146,7 @@ def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key
         if eager is not None:
             # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
             logged.update(commands=None, command_ids=[str(c.command_id) for c in eager.claimed])
-        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type="batch.accepted",
+        txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type=EventType.BATCH_ACCEPTED,
                                 node_name="events.batch", status="COMPLETED", payload=logged,
                                 meta={"idempotency_key": key}))
     return answer
@@ -222,7 +223,7 @@ async def finalize(request: web.Request) -> web.Response:
             return json_response(FinalizeResponse(status="already_completed", execution_id=str(execution_id),
                                                   message=f"execution is already {ex.status}"))
         reason = body.reason or body.error or "finalized by operator"
-        await orch.finish(txn, ex, status, None, reason if status == "FAILED" else None, execution_id)
+        await orch.finish(txn, ex, status=status, error=reason if status == "FAILED" else None)
     return json_response(FinalizeResponse(status="finalized", execution_id=str(execution_id),
                                           message=f"execution marked {status}"))
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from noetl_common.vocabulary import TERMINAL_STATUSES
 from noetl_common.wire.execution_views import EventView, ExecutionEntry, ExecutionStatus, ListedExecution, StatusProgress
-
-TERMINAL_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 def iso(ts: datetime | None) -> str | None:

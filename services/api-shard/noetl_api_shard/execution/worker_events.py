@@ -15,13 +15,14 @@ import msgspec
 from noetl_common.errors import ApiError, bad_request
 from noetl_common.ids import parse_id
 from noetl_common.wire.execution import EventIn
+from noetl_common.vocabulary import EventType
 
 # Events that finish a command: the engine advances once per command on the first of these.
-FINISH_OK = frozenset({"call.done", "command.completed"})
-FINISH_ERROR = frozenset({"call.error", "command.failed"})
+FINISH_OK = frozenset({EventType.CALL_DONE, EventType.COMMAND_COMPLETED})
+FINISH_ERROR = frozenset({EventType.CALL_ERROR, EventType.COMMAND_FAILED})
 FINISHING = FINISH_OK | FINISH_ERROR
 # Signs of life from a claim holder (extend its lease).
-PROGRESS = frozenset({"command.started", "command.heartbeat", "call.started"})
+PROGRESS = frozenset({EventType.COMMAND_STARTED, EventType.COMMAND_HEARTBEAT, EventType.CALL_STARTED})
 MAX_EVENT_TYPE = 128
 MAX_ERROR_CHARS = 2000
 
@@ -133,6 +134,6 @@ def status_for(event_type: str, explicit: str | None) -> str:
         return "COMPLETED"
     if event_type.endswith(".cancelled"):
         return "CANCELLED"
-    if event_type in PROGRESS or event_type == "command.claimed":
+    if event_type in PROGRESS or event_type == EventType.COMMAND_CLAIMED:
         return "RUNNING"
-    return "PENDING" if event_type == "command.issued" else "INFO"
+    return "PENDING" if event_type == EventType.COMMAND_ISSUED else "INFO"

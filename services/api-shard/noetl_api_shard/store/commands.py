@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncpg
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+from noetl_common.vocabulary import TERMINAL_STATUSES
+
+TERMINAL = TERMINAL_STATUSES
 OPEN = ("ISSUED", "CLAIMED", "RUNNING")
 
 _COLUMNS = ("command_id, execution_id, catalog_id, step, tool_kind, pool, iteration, context, status, "

@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+from noetl_common.vocabulary import TERMINAL_STATUSES
+
+TERMINAL = TERMINAL_STATUSES
 
 COLUMNS = ("execution_id, catalog_id, path, version, status, parent_execution_id, parent_command_id, "
            "workload, state_version, last_event_id, last_event_type, last_step, result, error, "

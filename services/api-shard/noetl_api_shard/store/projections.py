@@ -22,10 +22,14 @@ from typing import Any
 import asyncpg
 import msgspec
 
-TERMINAL = {"playbook.completed": "COMPLETED", "playbook.failed": "FAILED", "execution.cancelled": "CANCELLED"}
-STEP_STATUS = {"command.issued": "ISSUED", "command.claimed": "CLAIMED", "command.started": "RUNNING",
-               "call.done": "COMPLETED", "command.completed": "COMPLETED", "call.error": "FAILED",
-               "command.failed": "FAILED"}
+from noetl_common.vocabulary import EventType
+
+TERMINAL: dict[str, str] = {EventType.PLAYBOOK_COMPLETED: "COMPLETED", EventType.PLAYBOOK_FAILED: "FAILED",
+                             EventType.EXECUTION_CANCELLED: "CANCELLED"}
+STEP_STATUS: dict[str, str] = {
+    EventType.COMMAND_ISSUED: "ISSUED", EventType.COMMAND_CLAIMED: "CLAIMED", EventType.COMMAND_STARTED: "RUNNING",
+    EventType.CALL_DONE: "COMPLETED", EventType.COMMAND_COMPLETED: "COMPLETED",
+    EventType.CALL_ERROR: "FAILED", EventType.COMMAND_FAILED: "FAILED"}
 
 
 class ProjectedEvent(msgspec.Struct, frozen=True, kw_only=True):

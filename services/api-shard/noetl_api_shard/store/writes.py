@@ -19,6 +19,7 @@ import msgspec
 
 from .events import NewEvent
 from .outbox import OutboxRow
+from noetl_common.vocabulary import TERMINAL_STATUSES
 
 
 class CommandRow(msgspec.Struct, kw_only=True):
@@ -116,7 +117,7 @@ class WriteSet(msgspec.Struct, kw_only=True):
     loop_results: list[LoopResultRow] = []
 
 
-_TERMINAL = "('COMPLETED', 'FAILED', 'CANCELLED')"
+_TERMINAL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _LATE = f"e.status IN {_TERMINAL} AND x.status IS NULL"
 # Executions travel as typed arrays (their state is bytes), parameters {0}..{8}.
 _EXEC_ROWS = ("unnest({0}::bigint[], {1}::bytea[], {2}::bigint[], {3}::text[], {4}::jsonb[], {5}::text[], "
