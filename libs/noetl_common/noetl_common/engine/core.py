@@ -15,10 +15,8 @@ branch are never blocked.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-import msgspec
 
 from ..dsl.model import Loop, Playbook, Step
 from ..dsl.scopes import strip_scope, with_data
@@ -28,6 +26,7 @@ from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
+from .values import as_items, child_result, jsonable, pipeline_result
 
 
 def _loop(step: Step) -> Loop:
@@ -96,7 +95,7 @@ class _Run:
                 self.start_loop(step, [])
                 self.claim(step)
                 return
-            items = _as_items(self.r.render(step.loop.collection, self.context()))
+            items = as_items(self.r.render(step.loop.collection, self.context()))
             if items is None:
                 raise TemplateError(str(step.loop.collection), "loop.in did not render to a collection")
             self.start_loop(step, items)
@@ -129,7 +128,7 @@ class _Run:
         if index is not None:  # loop tools receive the item even when `input:` doesn't name it
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
-            config, pipeline, context = {}, step.tasks, _jsonable({**scope, **inputs})
+            config, pipeline, context = {}, step.tasks, jsonable({**scope, **inputs})
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
@@ -294,12 +293,12 @@ class _Run:
             self.on_claimed(step, ok, event.result, event.error or "command failed")
             return
         if event.kind == "child_done":
-            result = _child_result(step, event.result)
+            result = child_result(step, event.result)
         else:
             result = event.result
         if ok and step.kind == "pipeline" and isinstance(result, dict) and "ctx_updates" in result:
             self.st.vars.update(result.get("ctx_updates") or {})
-            result = _pipeline_result(result)
+            result = pipeline_result(result)
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:
@@ -376,46 +375,3 @@ def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
     run.on_finished(event)
     run.settle()
     return state, run.out
-
-
-def _as_items(value: Any) -> list[Any] | None:
-    """loop.in: a list; a map iterates {key, value}; a JSON string is parsed; an int n is 0..n-1."""
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        return [{"key": k, "value": v} for k, v in value.items()]
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return list(range(value))
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-                return parsed if isinstance(parsed, list) else None
-            except ValueError:
-                return None
-        return [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
-    return None
-
-
-def _pipeline_result(envelope: dict[str, Any]) -> Any:
-    last = envelope.get("result")
-    tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}
-    if isinstance(last, dict):
-        return {**tasks, **last}
-    return last
-
-
-def _child_result(step: Step, payload: Any) -> Any:
-    payload = payload or {}
-    return_step = step.tool.get("return_step") or step.tool.get("result_step")
-    steps = payload.get("steps") or {}
-    if return_step and return_step in steps:
-        return steps[return_step]
-    return {"status": payload.get("status"), "result": payload.get("result")}
-
-
-def _jsonable(value: Any) -> Any:
-    return msgspec.json.decode(msgspec.json.encode(value))

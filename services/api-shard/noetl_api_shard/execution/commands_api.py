@@ -24,7 +24,8 @@ from ..state import services
 from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store.writes import CommandChange
-from .orchestration import TERMINAL, Orchestrator, claim_events
+from .claiming import claim_events
+from .orchestration import TERMINAL, Orchestrator
 from .ownership import require_owned
 
 RETRY_AFTER = {"Retry-After": "2"}

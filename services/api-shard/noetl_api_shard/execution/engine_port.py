@@ -14,6 +14,7 @@ from noetl_common import engine as _engine
 from noetl_common.dsl import PlaybookError, parse_playbook  # noqa: F401
 from noetl_common.engine import (EmitEvent, EngineEvent, ExecutionData, Finish, IssueCommand,  # noqa: F401
                                  StartChild, State)
+from noetl_common.ids import timestamp_ms
 
 Decision = Any
 
@@ -88,3 +89,9 @@ def checksum(state: State) -> str:
 
 def state_view(state: State) -> Any:
     return msgspec.to_builtins(state)
+
+
+def engine_time(cause_id: int) -> int:
+    """The engine's clock is the timestamp inside the id of the event it reacts to, so a replay of
+    the log reproduces the exact same state."""
+    return timestamp_ms(cause_id)

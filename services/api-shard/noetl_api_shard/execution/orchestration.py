@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator
 
 import asyncpg
 import msgspec
 
 from noetl_common.errors import ApiError
-from noetl_common.ids import timestamp_ms
 from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
 from noetl_common.vocabulary import EventType
 
@@ -37,6 +36,7 @@ from ..store.events import NewEvent
 from ..store.outbox import OutboxRow
 from ..store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import engine_port as engine
+from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
 from .txn import Eager, Fallback, FollowUp, NeedsLock, Outcome, Txn
@@ -52,27 +52,6 @@ TERMINAL = execution_store.TERMINAL
 CHILD_EVENT = {"COMPLETED": "child.completed", "FAILED": "child.failed", "CANCELLED": "child.cancelled"}
 TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType.PLAYBOOK_FAILED,
                   "CANCELLED": EventType.EXECUTION_CANCELLED}
-
-
-def engine_time(cause_id: int) -> int:
-    """The engine's clock is the timestamp inside the id of the event it reacts to, so a replay of
-    the log reproduces the exact same state."""
-    return timestamp_ms(cause_id)
-
-
-def claim_events(mint: Any, cmd: Mapping[str, Any], worker_id: str, attempt: int,
-                 meta: dict[str, Any] | None = None) -> list[NewEvent]:
-    """`command.claimed` and `command.started`: a claim starts the command in the same transaction."""
-    command_id = cmd["command_id"]
-    common = dict(execution_id=cmd["execution_id"], node_name=cmd["step"], node_type=cmd["tool_kind"],
-                  status="RUNNING", catalog_id=cmd["catalog_id"], command_id=command_id, worker_id=worker_id,
-                  attempt=attempt, iteration=cmd["iteration"])
-    return [NewEvent(event_id=mint(), event_type=EventType.COMMAND_CLAIMED,
-                     payload={"result": {"status": "RUNNING", "context": {"command_id": command_id}}},
-                     meta={"command_id": command_id, "worker_id": worker_id, "actionable": False, **(meta or {})},
-                     **common),
-            NewEvent(event_id=mint(), event_type=EventType.COMMAND_STARTED,
-                     payload={"command_id": str(command_id), "worker_id": worker_id}, **common)]
 
 
 class Orchestrator:
@@ -215,7 +194,7 @@ class Orchestrator:
         init_event_id = mint()  # before the engine mints, so the log starts with it
         data = engine.new_data()
         state, decisions = engine.start(playbook, execution_id=execution_id, workload=merged,
-                                        catalog_id=catalog_id, now_ms=engine_time(execution_id), mint=mint, data=data)
+                                        catalog_id=catalog_id, now_ms=engine.engine_time(execution_id), mint=mint, data=data)
         ex = Loaded(execution_id=execution_id, catalog_id=catalog_id, status="RUNNING", path=row["path"],
                     parent_execution_id=parent_execution_id, parent_command_id=parent_command_id,
                     state=state, data=data, version=0, execution_pool=execution_pool)
@@ -242,7 +221,7 @@ class Orchestrator:
             return Outcome()
         playbook, _ = await self.playbook(ex.catalog_id)
         ex.changed = True  # before apply, which updates the state in place
-        ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine_time(cause_event_id),
+        ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine.engine_time(cause_event_id),
                                            mint=self.svc.mint_owned_id, data=ex.data)
         return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)
 

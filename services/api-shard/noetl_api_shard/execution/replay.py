@@ -17,7 +17,7 @@ from ..store import executions as execution_store
 from ..store import results as result_store
 from . import step_results
 from . import engine_port as engine
-from .orchestration import Orchestrator, engine_time
+from .orchestration import Orchestrator
 from .worker_events import FINISH_ERROR, FINISH_OK, reports_success
 
 PAGE = 5000
@@ -55,12 +55,12 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
     execution_id = execution["execution_id"]
     data = engine.new_data()
     state, _ = engine.start(playbook, execution_id=execution_id, workload=execution["workload"],
-                            catalog_id=execution["catalog_id"], now_ms=engine_time(execution_id), mint=mint, data=data)
+                            catalog_id=execution["catalog_id"], now_ms=engine.engine_time(execution_id), mint=mint, data=data)
     for row in rows:
         event = engine_event_of(row, stored)
         if event is None:
             continue
-        state, decisions = engine.apply(playbook, state, event, now_ms=engine_time(row["event_id"]), mint=mint,
+        state, decisions = engine.apply(playbook, state, event, now_ms=engine.engine_time(row["event_id"]), mint=mint,
                                         data=data)
         if any(isinstance(d, engine.Finish) for d in decisions):
             break

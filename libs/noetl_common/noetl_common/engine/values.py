@@ -1,0 +1,54 @@
+"""Values the engine derives from what steps give it: the items a `loop.in` names, a pipeline's
+or a child playbook's result, and a JSON-safe copy of a scope."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from ..dsl.model import Step
+
+
+def as_items(value: Any) -> list[Any] | None:
+    """loop.in: a list; a map iterates {key, value}; a JSON string is parsed; an int n is 0..n-1."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [{"key": k, "value": v} for k, v in value.items()]
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return list(range(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+                return parsed if isinstance(parsed, list) else None
+            except ValueError:
+                return None
+        return [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+    return None
+
+
+def pipeline_result(envelope: dict[str, Any]) -> Any:
+    last = envelope.get("result")
+    tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}
+    if isinstance(last, dict):
+        return {**tasks, **last}
+    return last
+
+
+def child_result(step: Step, payload: Any) -> Any:
+    payload = payload or {}
+    return_step = step.tool.get("return_step") or step.tool.get("result_step")
+    steps = payload.get("steps") or {}
+    if return_step and return_step in steps:
+        return steps[return_step]
+    return {"status": payload.get("status"), "result": payload.get("result")}
+
+
+def jsonable(value: Any) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))
