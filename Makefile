@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload chaos soak clean image \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -104,6 +104,15 @@ bench-grow: install
 overload: install
 	NOETL_OVERLOAD_SECONDS=30 NOETL_OVERLOAD_CLIENTS=300 NOETL_OVERLOAD_REPORT=bench/results/overload.json \
 		$(PY) -m pytest -s tests/integration/test_overload.py
+
+## Fuzz the fleet through the router from its /openapi.json (schemathesis), a larger budget than
+## make test's: FUZZ_EXAMPLES per operation and phase, FUZZ_SEED to vary the inputs; a few minutes.
+FUZZ_EXAMPLES ?= 60
+FUZZ_SEED ?= 20261130
+fuzz: install
+	NOETL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NOETL_FUZZ_SEED=$(FUZZ_SEED) NOETL_FUZZ_BUDGET_SECONDS=3000 \
+		NOETL_FUZZ_SECONDS=0 \
+		$(PY) -m pytest tests/integration/openapi/test_fuzz.py
 
 ## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
 ## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.

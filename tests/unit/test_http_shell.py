@@ -168,6 +168,11 @@ async def _db_down(request: web.Request) -> web.Response:
     raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
 
+async def _int4_overflow(request: web.Request) -> web.Response:
+    import asyncpg
+    raise asyncpg.DataError("invalid input for query argument $1: 10878043251165 (value out of int32 range)")
+
+
 async def _terminated(request: web.Request) -> web.Response:
     import asyncpg  # what a pooled connection Postgres terminated during a restart raises when used
     raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
@@ -201,6 +206,16 @@ async def test_an_unreachable_database_is_a_503_to_retry_not_a_500():
             body = await r.json()
             assert r.status == 503 and body["code"] == "db_unavailable" and r.headers["Retry-After"] == "2"
             assert "111" not in body["error"] and "closed" not in body["error"]  # internals stay in the log
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_a_500():
+    # The net under handlers' own bounds (the fuzzer found an unbounded int reaching an int4 column).
+    app = build_app(service="test", max_body_bytes=2048)
+    app.router.add_get("/overflow", _int4_overflow)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get("/overflow")
+        body = await r.json()
+        assert r.status == 422 and body["code"] == "validation_error" and "int32" in body["error"]
 
 
 async def test_a_request_past_its_time_limit_is_a_504_and_streams_are_exempt():

@@ -3,7 +3,8 @@
   configured (internal routes are never open by accident);
 - decrypted secrets (`require_internal`): the internal token, which workers carry;
 - optionally every public route (`public_auth_middleware`, NOETL_API_TOKEN on the router): the
-  API token or the internal token; health, readiness and metrics stay open for probes."""
+  API token or the internal token; health, readiness and metrics stay open for probes, and the
+  API's description (/openapi.json, /docs) for people and tools (it holds no data)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ def bearer_matches(header: str | None, token: str) -> bool:
 
 
 OPEN_PATHS = frozenset({"/health", "/healthz", "/readyz", "/metrics", "/api/health", "/api/health/ready"})
+DOC_PATHS = frozenset({"/openapi.json", "/docs"})
+DOC_PREFIX = "/docs/static/"
+
+
+def needs_api_token(path: str) -> bool:
+    """Whether NOETL_API_TOKEN, when set, gates this path (internal routes have their own gate)."""
+    return not (path in OPEN_PATHS or path in DOC_PATHS or path.startswith((INTERNAL_PREFIX, DOC_PREFIX)))
 
 
 def require_internal(request: web.Request, token: str | None, what: str = "internal API") -> None:
@@ -59,7 +67,7 @@ def public_auth_middleware(api_token: str, internal_token: str | None) -> Any:
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not (request.path in OPEN_PATHS or request.path.startswith(INTERNAL_PREFIX)):
+        if needs_api_token(request.path):
             header = request.headers.get("Authorization")
             if not any(bearer_matches(header, t) for t in tokens):
                 return error_response(ApiError(

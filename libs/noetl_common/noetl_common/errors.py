@@ -28,6 +28,14 @@ DB_UNAVAILABLE = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.Inte
                   asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
                   asyncpg.InternalClientError)
 
+# Text Postgres cannot store: U+0000 in text or jsonb (SQLSTATE 22P05, 22021). It came in a
+# request, which is then the client's to fix (a 422), not a server fault (a 500).
+UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError)
+# Any other value Postgres cannot take (SQLSTATE class 22: a number out of its column's range, a
+# date past the calendar, ...; also a query argument asyncpg cannot encode, e.g. an int past int4).
+# Handlers bound what they read; this is the net under a bound they lack: a 422, never a 500.
+UNFIT_VALUE = asyncpg.DataError
+
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("noetl.errors")
 
@@ -111,6 +119,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return error_response(ApiError(exc.status, reason, headers=None))
+    except UNSTORABLE_TEXT as exc:
+        return error_response(ApiError(422, f"the request holds text the database cannot store: {exc}",
+                                       "validation_error"))
+    except UNFIT_VALUE as exc:
+        log.warning("value the database refused on %s %s: %s: %s", request.method, request.path,
+                    type(exc).__name__, exc)
+        return error_response(ApiError(422, f"a value in the request does not fit the database: {exc}",
+                                       "validation_error"))
     except PoolSaturated as exc:
         log.warning("pool saturated on %s %s: %s", request.method, request.path, exc)
         return error_response(ApiError(503, "the server is busy; retry shortly", "pool_saturated",

@@ -40,7 +40,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
 def deadline_middleware(seconds: float) -> Any:
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.endswith(STREAM_SUFFIXES):
+        if not has_deadline(request.path):
             return await handler(request)
         timer = asyncio.timeout(seconds)
         try:
@@ -54,14 +54,22 @@ def deadline_middleware(seconds: float) -> Any:
     return deadline
 
 
+def admitted(path: str) -> bool:
+    """Whether the in-flight bound applies to this path (else it is exempt)."""
+    return not (path in OPEN_PATHS or path.startswith(INTERNAL_PREFIX) or path.endswith(STREAM_SUFFIXES))
+
+
+def has_deadline(path: str) -> bool:
+    return not path.endswith(STREAM_SUFFIXES)
+
+
 def admission_middleware(limit: int) -> Any:
     in_flight = 0
 
     @web.middleware
     async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
-        path = request.path
-        if path in OPEN_PATHS or path.startswith(INTERNAL_PREFIX) or path.endswith(STREAM_SUFFIXES):
+        if not admitted(request.path):
             return await handler(request)
         if in_flight >= limit:
             return error_response(ApiError(429, f"over capacity ({limit} requests in flight); retry shortly",

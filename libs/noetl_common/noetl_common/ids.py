@@ -6,6 +6,8 @@ Ids are minted in the application, never by the database. A shard mints only ids
 
 from __future__ import annotations
 
+import re
+
 import threading
 import time
 from typing import Callable
@@ -35,13 +37,17 @@ def compose(unix_ms: int, node: int, sequence: int) -> int:
     return (offset << TIMESTAMP_SHIFT) | ((node & MAX_NODE) << SEQUENCE_BITS) | (sequence & MAX_SEQUENCE)
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
 def parse_id(value: object, field: str = "id") -> int:
     """Accept an int or a decimal string (NoETL clients send both); raise ValueError naming the field."""
     if isinstance(value, bool):
         raise ValueError(f"{field} must be an integer id, got a boolean")
     if isinstance(value, int):
         result = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        # ASCII digits only: str.isdigit() also accepts '¹' (which int() refuses) and other scripts' digits.
         result = int(value.strip())
     else:
         raise ValueError(f"{field} must be an integer id, got {value!r}")

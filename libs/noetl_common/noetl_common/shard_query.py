@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Annotated, Mapping
+
+import msgspec
 
 from .errors import bad_request
 
 MAX_SHARD_COUNT = 1024
+
+
+ShardCountParam = Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARD_COUNT)]
 
 
 def parse_shard_query(query: Mapping[str, str]) -> tuple[int, int]:

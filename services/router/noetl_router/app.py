@@ -15,7 +15,7 @@ from noetl_common.observability import REGISTRY_KEY
 
 from noetl_common.discovery import FleetView, ShardDirectory
 
-from . import background, dispatch, fleet_health
+from . import api_document, background, dispatch, fleet_health
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
 from .health import HealthBoard
@@ -34,7 +34,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app = build_app(service=SERVICE_NAME, max_body_bytes=settings.http.max_body_bytes,
                     internal_token=settings.internal_token, api_token=settings.api_token,
                     request_timeout=settings.http.request_timeout_seconds,
-                    max_in_flight=settings.http.max_in_flight)
+                    max_in_flight=settings.http.max_in_flight, openapi=api_document.source)
     metrics = RouterMetrics(app[REGISTRY_KEY])
     board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
     directory = ShardDirectory(dict(enumerate(settings.shard_urls)), settings.shard_url_pattern)
@@ -43,6 +43,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
     fleet_health.register(app)  # answered by the router itself, before the catch-all
+    # Described by api_document: the shards' own routes, and what dispatch answers itself.
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app
 

@@ -12,6 +12,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from noetl_common.errors import json_response
+from noetl_common.openapi import Op, Param
+from noetl_common.wire.execution_views import ListedExecution
 
 from .context import RouterContext
 from .forward import SHARD_HEADER, buffered_reply
@@ -20,6 +22,14 @@ from .shard_list import MAX_SHARD_LIMIT, NEXT_CURSOR_HEADER, ShardListPage, deco
 from .upstream import forwardable
 
 PAGING_PARAMS = frozenset({"limit", "page_size", "page", "offset", "cursor"})
+
+# Described here, next to the code answering them, though the catch-all route serves them.
+LIST_OP = Op(summary="List executions of every shard, newest first (merged)", ok=list[ListedExecution],
+             errors=(400,), headers=(NEXT_CURSOR_HEADER,),
+             query=(Param(name="limit", type=int), Param(name="page_size", type=int), Param(name="page", type=int),
+                    Param(name="offset", type=int), Param(name="status"), Param(name="path"),
+                    Param(name="parent_execution_id"),
+                    Param(name="cursor", description="X-Next-Cursor of the previous page (every shard's position)")))
 
 
 class UpstreamAnswer(Exception):
@@ -99,6 +109,14 @@ class PendingCount(msgspec.Struct):
     pending: int
 
 
+class FleetPending(msgspec.Struct):
+    pending: int                 # the sum
+    shards: dict[str, int]       # shard index -> its backlog
+
+
+PENDING_OP = Op(summary="The outbox backlog of every shard, summed (the KEDA signal)", ok=FleetPending)
+
+
 async def pending_count(request: web.Request, ctx: RouterContext) -> web.Response:
     headers = _headers(request)
     path = "/api/internal/outbox/pending-count"
@@ -107,5 +125,5 @@ async def pending_count(request: web.Request, ctx: RouterContext) -> web.Respons
     shards = ctx.listable()
     answers = await asyncio.gather(*(_get(ctx, i, path, headers) for i in shards))
     counts = {str(i): msgspec.json.decode(body, type=PendingCount).pending for i, (body, _) in zip(shards, answers)}
-    return json_response({"pending": sum(counts.values()), "shards": counts},
+    return json_response(FleetPending(pending=sum(counts.values()), shards=counts),
                          headers={SHARD_HEADER: ",".join(counts)})

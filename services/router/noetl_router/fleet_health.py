@@ -20,7 +20,8 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response
-from noetl_common.wire.health import PoolStatus, pool_status
+from noetl_common.openapi import Op, route
+from noetl_common.wire.health import FleetHealth, FleetPoolStatus, PoolStatus, pool_status
 
 from .context import CONTEXT, RouterContext
 from .upstream import ShardUnavailable
@@ -29,8 +30,12 @@ ASK_TIMEOUT_SECONDS = 5.0
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/health", api_health)
-    app.router.add_get("/api/pool/status", fleet_pool_status)
+    route(app, "GET", "/api/health", api_health, Op(
+        summary="NoETL health of the whole fleet: every shard asked (503, same body, unless all are healthy)",
+        ok=FleetHealth, other=((503, FleetHealth),)))
+    route(app, "GET", "/api/pool/status", fleet_pool_status, Op(
+        summary="Database pools of the whole fleet: every shard's numbers summed, each shard's body under shards",
+        ok=FleetPoolStatus))
 
 
 async def _ask(ctx: RouterContext, shard: int, path: str) -> tuple[int, Any]:
@@ -78,10 +83,9 @@ async def api_health(request: web.Request) -> web.Response:
         shards[str(i)] = body
         healthy = healthy and status == 200 and body.get("status") == "ok"
         connected = connected and body.get("database") == "connected" and body.get("shard_database") == "connected"
-    body = {"status": "ok" if healthy else "unhealthy", "database": "connected" if connected else "disconnected",
-            "nats": "not_used",
-            "uptime_seconds": round(time.monotonic() - ctx.started_monotonic, 3),
-            "version": _version(), "shard_count": len(answers), "shards": shards}
+    body = FleetHealth(status="ok" if healthy else "unhealthy", database="connected" if connected else "disconnected",
+                       nats="not_used", uptime_seconds=round(time.monotonic() - ctx.started_monotonic, 3),
+                       version=_version(), shard_count=len(answers), shards=shards)
     return json_response(body, status=200 if healthy else 503)
 
 
@@ -105,12 +109,13 @@ async def fleet_pool_status(request: web.Request) -> web.Response:
                         pool_size=sum(p.pool_size for p in parts),
                         pool_available=sum(p.pool_available for p in parts),
                         requests_waiting=sum(p.requests_waiting for p in parts))
-    merged = msgspec.to_builtins(total)
+    overall = total.status
     if not parts:
-        merged["status"] = "unavailable"
+        overall = "unavailable"
     elif len(parts) < len(answers):
-        merged["status"] = "degraded"  # some shards answered, not all: the sums cover those only
+        overall = "degraded"  # some shards answered, not all: the sums cover those only
     elif any(p.status == "saturated" for p in parts):
-        merged["status"] = "saturated"
-    merged.update(shard_count=len(answers), shards_reporting=len(parts), shards=shards)
+        overall = "saturated"
+    merged = FleetPoolStatus(**{**msgspec.structs.asdict(total), "status": overall}, shard_count=len(answers),
+                             shards_reporting=len(parts), shards=shards)
     return json_response(merged)

@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import ApiError, json_response
+from noetl_common.openapi import Op
 
 from .context import RouterContext
 from .fanout import UpstreamAnswer
@@ -43,6 +44,41 @@ async def _each(ctx: RouterContext, method: str, path_qs: str, headers: Any,
 
     shards = ctx.listable()
     return dict(zip(shards, await asyncio.gather(*(one(i) for i in shards))))
+
+
+class FleetCleanupResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    cancelled_count: int
+    execution_ids: list[str]
+    message: str
+    dry_run: bool
+    shards: dict[str, int]                    # shard -> how many it cancelled
+    results_deleted: int
+    failed_shards: dict[str, str] = {}        # shard -> why it could not run the cleanup
+
+
+class CleanupRequest(msgspec.Struct, kw_only=True):
+    """Sent as is to every shard (which validates it)."""
+
+    older_than_minutes: int = 5
+    dry_run: bool = False
+    limit: int = 1000
+
+
+class FleetResultStats(msgspec.Struct, kw_only=True):
+    """Each shard's numbers summed (a shard that did not answer counts nothing), its body under `shards`."""
+
+    shards: dict[str, dict[str, Any]]
+    results: int = 0
+    bytes: int = 0
+    executions: int = 0
+    expired: int = 0
+
+
+CLEANUP_OP = Op(summary="Cancel stuck executions on every shard (PENDING/RUNNING older than older_than_minutes)",
+                body=CleanupRequest, body_required=False, ok=FleetCleanupResponse, errors=(400, 422, 503),
+                headers=(SHARD_HEADER,),
+                description="Shards that could not run it are named under failed_shards; 503 when none could.")
+RESULT_STATS_OP = Op(summary="Result-store counts of every shard, summed", ok=FleetResultStats)
 
 
 def _relay_client_error(answers: dict[int, tuple[int, Any, web.Response | None]]) -> None:
@@ -79,11 +115,9 @@ async def cleanup(request: web.Request, ctx: RouterContext) -> web.Response:
                        headers={"Retry-After": "1"})
     verb = "[DRY RUN] Would cancel" if dry_run else "Cancelled"
     message = f"{verb} {len(cancelled)} stuck executions on {len(per_shard)} of {len(answers)} shards"
-    answer: dict[str, Any] = {"cancelled_count": len(cancelled), "execution_ids": cancelled, "message": message,
-                              "dry_run": dry_run, "shards": per_shard,
-                              "results_deleted": results_deleted}
-    if failed:
-        answer["failed_shards"] = failed
+    answer = FleetCleanupResponse(cancelled_count=len(cancelled), execution_ids=cancelled, message=message,
+                                  dry_run=dry_run, shards=per_shard, results_deleted=results_deleted,
+                                  failed_shards=failed)
     return json_response(answer, headers={SHARD_HEADER: ",".join(per_shard)})
 
 

@@ -9,6 +9,7 @@ unparsable is a RoutingError (400), never a guess.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, Mapping
 
 import msgspec
@@ -130,6 +131,23 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         return Decision(Kind.PER_SHARD)
     # Catalog, credentials, keychain, worker pools, shard map, shard-info: any shard can answer.
     return Decision(Kind.ANY)
+
+
+_TEMPLATE_PARAM = re.compile(r"\{[^}/]+\}")
+# Stand-ins that let `decide` judge a route template: a parseable id everywhere one is read.
+_SAMPLE_QUERY = {"execution_id": "1"}
+_SAMPLE_BODY = b'{"execution_id": 1}'
+
+
+def proxied(method: str, template: str) -> bool:
+    """Whether the router forwards a shard route (`{params}` in its path) to some shard: all but
+    the shard-local internals (PER_SHARD), which carry no id to route by."""
+    path = _TEMPLATE_PARAM.sub("1", template)
+    try:
+        decision = decide(method, path, _SAMPLE_QUERY, {}, _SAMPLE_BODY)
+    except RoutingError:
+        return True  # routed, only not with the stand-ins: still a route the router serves
+    return decision.kind is not Kind.PER_SHARD
 
 
 def body_execution_ids(body: bytes | None) -> tuple[int, ...]:

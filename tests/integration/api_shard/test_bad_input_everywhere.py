@@ -40,3 +40,20 @@ async def test_each_route_rejects_bad_bodies(shard_app, method, path, mistyped, 
         assert resp.status == status, (raw[:40], body)
         assert fragment in body["error"] and body["status"] == status
     assert await _counts(shard_app) == before
+
+
+# Postgres stores no U+0000 in text or jsonb: found by the fuzzer as a 500 on every JSON-storing route.
+NUL_BODIES = [
+    ("POST", "/api/worker/pool/register", b'{"name": "n", "runtime": "python", "labels": {"a": "x\\u0000"}}'),
+    ("POST", "/api/credentials", b'{"name": "n", "data": {}, "meta": {"a": "\\u0000"}}'),
+    ("POST", "/api/credentials", b'{"name": "n\\u0000", "data": {}}'),
+]
+
+
+@pytest.mark.parametrize("method,path,raw", NUL_BODIES)
+async def test_text_postgres_cannot_store_is_a_422(shard_app, method, path, raw):
+    before = await _counts(shard_app)
+    resp = await shard_app.client.request(method, path, data=raw, headers={"Content-Type": "application/json"})
+    body = await resp.json()
+    assert resp.status == 422 and body["code"] == "validation_error", body
+    assert await _counts(shard_app) == before

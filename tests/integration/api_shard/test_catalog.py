@@ -233,3 +233,12 @@ async def test_large_playbook_under_the_limit_registers(shard_app):
     bad = await register(shard_app.client, big.replace("apiVersion: noetl.io/v2", "apiVersion: noetl.io/v1"))
     assert bad.status == 422
     assert await shard_app.count("catalog") == 1
+
+
+async def test_a_version_past_the_column_is_a_400(shard_app):
+    # The version column is an integer: a larger one reached the query and was a 500.
+    for call in (shard_app.client.post("/api/catalog/resource", json={"path": "tests/x", "version": 99999999999}),
+                 shard_app.client.get("/api/catalog/tests/x/ui_schema", params={"version": "99999999999"})):
+        resp = await call
+        body = await resp.json()
+        assert resp.status == 400 and "version must be between 1 and" in body["error"], body

@@ -161,11 +161,23 @@ async def test_variables(client):
     assert r.status == 422 and "var_type" in (await r.json())["error"]
 
 
+async def test_a_variable_may_be_null(client):
+    # Found by fuzzing: a JSON null value reached the NOT NULL column as SQL NULL, a 500.
+    eid = (await start(client))["execution_id"]
+    r = await client.post(f"/api/vars/{eid}", json={"variables": {"0": None, "7": None}})
+    assert r.status == 200, await r.text()
+    one = await (await client.get(f"/api/vars/{eid}/0")).json()
+    assert one["value"] is None and one["var_name"] == "0"
+    listed = await (await client.get(f"/api/vars/{eid}")).json()
+    assert listed["count"] == 2 and listed["variables"]["7"]["value"] is None
+
+
 @pytest.mark.parametrize(("method", "path", "body", "status", "needle"), [
     ("post", "/api/execute", {}, 422, "path or catalog_id"),
     ("post", "/api/execute", {"path": "no/such"}, 404, "no/such"),
     ("post", "/api/execute", {"path": "tests/two_steps", "resource_kind": "dataset"}, 422, "not executable"),
     ("post", "/api/execute", {"catalog_id": "abc"}, 400, "catalog_id"),
+    ("post", "/api/execute", {"path": "tests/two_steps", "version": "99999999999"}, 400, "version"),  # past int4
     ("post", "/api/events", {"execution_id": "x1", "name": "call.done"}, 400, "execution_id"),
     ("post", "/api/events", {"execution_id": "1", "name": "call.done"}, 404, "not found"),
     ("post", "/api/events", {"execution_id": "1"}, 400, "event_type"),

@@ -23,7 +23,8 @@ async def _enqueue(h, ids, subject="noetl.commands.shared.1"):
 async def test_claim_publish_and_pending_count(shard_app):
     await _enqueue(shard_app, [11, 12, 13])
     r = await shard_app.client.get("/api/internal/outbox/pending-count", headers=AUTH)
-    assert (await r.json())["pending"] == 3
+    counts = await r.json()
+    assert r.status == 200 and counts["pending"] == 3 and counts["oldest_age_seconds"] >= 0
     r = await shard_app.client.post("/api/internal/outbox/claim?limit=2", headers=AUTH)
     body = await r.json()
     assert r.status == 200 and [m["id"] for m in body["items"]] == [11, 12]

@@ -88,6 +88,9 @@ async def test_put_resolve_list_and_delete_on_the_owning_shard(url, http):
         assert r.status == 200, stats
     assert stats["results"] >= 3 and sorted(stats["shards"]) == [str(i) for i in range(SHARDS)]
     assert stats["results"] == sum(s["results"] for s in stats["shards"].values())
+    # bytes is a number on each shard (sum() in SQL is numeric, once sent as a string) and summed.
+    assert all(isinstance(s["bytes"], int) for s in stats["shards"].values())
+    assert stats["bytes"] == sum(s["bytes"] for s in stats["shards"].values()) >= put["bytes"]
     async with http.delete(f"{url}/api/result/{eid}/step/s1") as r:
         assert await r.json() == {"execution_id": str(eid), "deleted": 1, "scope": "step"}
     async with http.delete(f"{url}/api/result/{eid}") as r:
@@ -105,6 +108,9 @@ async def test_put_resolve_list_and_delete_on_the_owning_shard(url, http):
     ({"name": "a", "data": 1, "scope": "bogus"}, 400, "Invalid scope"),
     ({"name": "a", "data": 1, "store": "tape"}, 400, "store tier"),
     ({"name": "a", "data": 1, "ttl": "soon"}, 400, "ttl"),
+    # Past the calendar the expiry overflowed: a 500 before ttl was bounded.
+    ({"name": "a", "data": 1, "ttl": 10**15}, 400, "ttl must be at most"),
+    ({"name": "a", "data": 1, "ttl": "99999999999y"}, 400, "ttl must be at most"),
     ({"name": 5, "data": 1}, 422, "$.name"),
     (b"{nope", 400, "malformed JSON"),
 ])

@@ -84,6 +84,8 @@ class BatchAccepted(msgspec.Struct, kw_only=True):
     duplicate: bool
     queue_depth: int = 0
     idempotency_key: str | None = None
+    # With an eager offer: the next commands, claimed and started for the offering worker.
+    commands: list[CommandOut] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ClaimRequest(msgspec.Struct, kw_only=True):

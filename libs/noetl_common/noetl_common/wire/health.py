@@ -3,6 +3,8 @@ router (the fleet's sum)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -15,6 +17,36 @@ class PoolStatus(msgspec.Struct, kw_only=True):
     utilization: float         # in use / max, 0..1
     slots_available: int       # connections that could be handed out now (idle + not yet opened)
     status: str                # ok | saturated | unavailable
+
+
+class ShardPoolStatus(PoolStatus, kw_only=True):
+    """A shard's answer: its shard pool's numbers, and each pool's own."""
+
+    shard_index: int
+    pools: dict[str, PoolStatus]             # shard, cluster
+
+
+class FleetPoolStatus(PoolStatus, kw_only=True):
+    """The router's answer: the sums over the shards that answered, each shard's own body under
+    `shards` (or `{status: unavailable, error}` for one that did not). `status` is also `degraded`
+    when only some shards answered."""
+
+    shard_count: int
+    shards_reporting: int
+    shards: dict[str, dict[str, Any]]
+
+
+class FleetHealth(msgspec.Struct, kw_only=True):
+    """The router's `/api/health`: NoETL's fields for the whole fleet, each shard's answer under
+    `shards` (`{status: unreachable, error}` for one that could not be asked)."""
+
+    status: str                # ok | unhealthy
+    database: str              # connected | disconnected
+    nats: str
+    uptime_seconds: float
+    version: str
+    shard_count: int
+    shards: dict[str, dict[str, Any]]
 
 
 def pool_status(*, pool_min: int, pool_max: int, pool_size: int, pool_available: int,

@@ -8,12 +8,13 @@ always `completed`; one it never answered is 404 (status) or a `not_found` frame
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found
+from noetl_common.openapi import Op, Param, route
 from noetl_common.vocabulary import EventType
 
 from ..handlers.params import path_id, query_str
@@ -26,9 +27,31 @@ DEFAULT_STREAM_TIMEOUT = 30.0
 MAX_STREAM_TIMEOUT = 3600.0
 
 
+class BatchStatus(msgspec.Struct, kw_only=True):
+    """NoETL's batch status body (also each `status` frame of the stream)."""
+
+    request_id: str
+    state: str                       # completed (or not_found, in a stream frame)
+    status: str                      # COMPLETED | NOT_FOUND
+    execution_id: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    commands_generated: int = 0
+    idempotency_key: str | None = None
+    event_ids: list[Any] = []
+    updated_at: str | None = None
+
+
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/events/batch/{request_id}/status", batch_status)
-    app.router.add_get("/api/events/batch/{request_id}/stream", batch_stream)
+    route(app, "GET", "/api/events/batch/{request_id}/status", batch_status, Op(
+        summary="Status of a POST /api/events/batch request, by its request_id", ok=BatchStatus,
+        errors=(400, 404, 421)))
+    route(app, "GET", "/api/events/batch/{request_id}/stream", batch_stream, Op(
+        summary="The same status as server-sent events (`event: status`), ending at a final state",
+        media="text/event-stream", errors=(400, 421),
+        query=(Param(name="timeout_seconds", type=Annotated[float, msgspec.Meta(gt=0, le=MAX_STREAM_TIMEOUT)],
+                     description="default 30"),),
+        description="An unknown request id is a `not_found` frame, not a 404."))
 
 
 async def _lookup(svc: ShardServices, request_id: int) -> dict[str, Any] | None:

@@ -19,6 +19,9 @@ from .keys import ORCHESTRATOR
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
+# 100 years: older than anything stored, and far inside Postgres's int4 minutes and timestamp range
+# (an unbounded value overflowed the query: a 500, found by fuzzing).
+MAX_OLDER_THAN_MINUTES = 100 * 366 * 24 * 60
 
 
 class CleanupRequest(msgspec.Struct, kw_only=True):
@@ -39,8 +42,9 @@ class CleanupResponse(msgspec.Struct, kw_only=True):
 async def cleanup_stuck(request: web.Request) -> web.Response:
     svc = services(request)
     body = await read_json(request, CleanupRequest, allow_empty=True)
-    if body.older_than_minutes < 1:
-        raise unprocessable(f"older_than_minutes must be at least 1, got {body.older_than_minutes}")
+    if not 1 <= body.older_than_minutes <= MAX_OLDER_THAN_MINUTES:
+        raise unprocessable(f"older_than_minutes must be between 1 and {MAX_OLDER_THAN_MINUTES}, "
+                            f"got {body.older_than_minutes}")
     if not 1 <= body.limit <= MAX_LIMIT:
         raise unprocessable(f"limit must be between 1 and {MAX_LIMIT}, got {body.limit}")
     stuck = await execution_store.stuck(svc.shard_pool, body.older_than_minutes, body.limit)

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import not_found
+from noetl_common.openapi import Op, Param, route
 
 from ..handlers.params import path_id, to_id
 from ..state import ShardServices, services
@@ -29,7 +30,10 @@ KEEPALIVE_SECONDS = 15.0
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/executions/{execution_id}/events/stream", stream_events)
+    route(app, "GET", "/api/executions/{execution_id}/events/stream", stream_events, Op(
+        summary="Server-Sent Events of an execution: its log, then live, then an `end` event",
+        media="text/event-stream", ok=str, errors=(400, 404, 421),
+        query=(Param(name="last_event_id", description="resume after this event (or the Last-Event-ID header)"),)))
 
 
 def _resume_after(request: web.Request) -> int | None:

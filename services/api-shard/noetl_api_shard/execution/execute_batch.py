@@ -5,8 +5,6 @@ it owns), so the router's round robin spreads batches, not items."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from aiohttp import web
 
@@ -33,6 +31,14 @@ class BatchItemResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     code: int | None = None           # the HTTP status the item would have had alone
 
 
+class BatchExecuteResponse(msgspec.Struct, kw_only=True):
+    count: int
+    started: int
+    duplicates: int
+    failed: int
+    results: list[BatchItemResult]
+
+
 async def execute_batch(request: web.Request) -> web.Response:
     body = await read_json(request, BatchExecuteRequest)
     count = len(body.executions)
@@ -51,6 +57,5 @@ async def execute_batch(request: web.Request) -> web.Response:
         results.append(BatchItemResult(index=index, status="started", execution_id=started.execution_id,
                                        commands_generated=started.commands_generated))
     failed = sum(1 for r in results if r.status == "error")
-    answer: dict[str, Any] = {"count": count, "started": count - failed, "duplicates": 0, "failed": failed,
-                              "results": results}
-    return json_response(answer)
+    return json_response(BatchExecuteResponse(count=count, started=count - failed, duplicates=0, failed=failed,
+                                              results=results))

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response, read_json
+from noetl_common.openapi import Op, Param, route
 
 from ..handlers.params import query_int
 from ..state import services
@@ -40,11 +41,33 @@ class ClaimBody(msgspec.Struct):
     published: list[int] = []   # published since the last claim: deleted before claiming more
 
 
+class Claimed(msgspec.Struct):
+    shard: int
+    items: list[store.ClaimedMessage]
+
+
+class Marked(msgspec.Struct):
+    marked: int
+
+
+class Pending(msgspec.Struct, kw_only=True):
+    pending: int
+    retrying: int   # waiting out a publish backoff
+    oldest_age_seconds: float  # how long the oldest unpublished row has waited (0 when none)
+    shard: int
+
+
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/internal/outbox/claim", claim)
-    app.router.add_post("/api/internal/outbox/mark-published", mark_published)
-    app.router.add_post("/api/internal/outbox/mark-failed", mark_failed)
-    app.router.add_get("/api/internal/outbox/pending-count", pending_count)
+    route(app, "POST", "/api/internal/outbox/claim", claim, Op(
+        summary="Claim the oldest due outbox rows (long-polls with wait_ms)", body=ClaimBody, body_required=False,
+        ok=Claimed, errors=(400, 422),
+        query=(Param(name="limit", type=int), Param(name="wait_ms", type=int))))
+    route(app, "POST", "/api/internal/outbox/mark-published", mark_published, Op(
+        summary="Delete published outbox rows", body=MarkPublished, ok=Marked, errors=(400, 422)))
+    route(app, "POST", "/api/internal/outbox/mark-failed", mark_failed, Op(
+        summary="Back off outbox rows that failed to publish", body=MarkFailed, ok=Marked, errors=(400, 422)))
+    route(app, "GET", "/api/internal/outbox/pending-count", pending_count, Op(
+        summary="This shard's outbox backlog", ok=Pending))
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -64,22 +87,22 @@ async def claim(request: web.Request) -> web.Response:
         if messages or remaining <= 0:
             break
         await signal.wait(ticket, min(remaining, RECHECK_SECONDS))
-    return json_response({"shard": svc.settings.shard_index, "items": messages})
+    return json_response(Claimed(shard=svc.settings.shard_index, items=messages))
 
 
 async def mark_published(request: web.Request) -> web.Response:
     body = await read_json(request, MarkPublished)
     count = await store.mark_published(services(request).shard_pool, body.ids)
-    return json_response({"marked": count})
+    return json_response(Marked(marked=count))
 
 
 async def mark_failed(request: web.Request) -> web.Response:
     body = await read_json(request, MarkFailed)
     count = await store.mark_failed(services(request).shard_pool, [(f.id, f.error) for f in body.failures])
-    return json_response({"marked": count})
+    return json_response(Marked(marked=count))
 
 
 async def pending_count(request: web.Request) -> web.Response:
     svc = services(request)
     counts = await store.pending_count(svc.shard_pool)
-    return json_response({**counts, "shard": svc.settings.shard_index})
+    return json_response(Pending(**counts, shard=svc.settings.shard_index))

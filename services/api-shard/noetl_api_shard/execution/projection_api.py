@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response
+from noetl_common.openapi import Op, route
 from noetl_common.streams import PROJECT_MAX_EVENTS
 
 from ..state import services
@@ -28,7 +29,7 @@ MAX_ID = 2**63 - 1  # ids are bigint
 Int4 = Annotated[int, msgspec.Meta(ge=-2**31, le=2**31 - 1)]
 
 
-class EventIn(msgspec.Struct):
+class EnvelopeIn(msgspec.Struct):
     """An event envelope as published (see Orchestrator.append); ids may be strings (JSON-safe).
     Fields the fold does not use (status, parent_execution_id) are ignored."""
 
@@ -47,16 +48,23 @@ class EventIn(msgspec.Struct):
 
 class MessageIn(msgspec.Struct):
     id: int | str | None = None  # the message's outbox id (its Nats-Msg-Id)
-    events: list[EventIn] | None = None
+    events: list[EnvelopeIn] | None = None
 
 
 class ProjectRequest(msgspec.Struct):
-    events: list[EventIn] | None = None
+    events: list[EnvelopeIn] | None = None
     messages: list[MessageIn] | None = None
 
 
+class Projected(msgspec.Struct):
+    projected: int
+    duplicates: int   # events of deliveries folded before
+
+
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/internal/events/project", project)
+    route(app, "POST", "/api/internal/events/project", project, Op(
+        summary="Fold published events into the read models, once per delivery", body=ProjectRequest,
+        ok=Projected, errors=(400, 421)))
 
 
 async def project(request: web.Request) -> web.Response:
@@ -67,7 +75,7 @@ async def project(request: web.Request) -> web.Response:
     async with svc.shard_pool.acquire() as conn:
         projected = await projections.fold_batch(conn, deliveries)
     total = sum(len(d.events) for d in deliveries)
-    return json_response({"projected": projected, "duplicates": total - projected})
+    return json_response(Projected(projected=projected, duplicates=total - projected))
 
 
 async def _decode(request: web.Request) -> ProjectRequest:
@@ -115,7 +123,7 @@ def _message(m: MessageIn, where: str) -> Delivery:
     return Delivery(delivery_id, [_event(e, f"{where}.events[{j}]") for j, e in enumerate(m.events)])
 
 
-def _event(e: EventIn, where: str) -> ProjectedEvent:
+def _event(e: EnvelopeIn, where: str) -> ProjectedEvent:
     return ProjectedEvent(
         event_id=_id(e.event_id, f"{where}.event_id"), execution_id=_id(e.execution_id, f"{where}.execution_id"),
         event_type=e.event_type or "", node_name=e.node_name,

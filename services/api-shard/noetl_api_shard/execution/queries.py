@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.openapi import IdParam, Op, Param, route
+from noetl_common.wire.execution_views import (CancellationCheck, EventPage, EventPagination, ExecutionDetail,
+                                               ExecutionStatus, ListedExecution, SetVarsRequest, VarDeleted, VarList,
+                                               VarOne, VarsDeleted, VarsSet, VarValue)
 
 from ..handlers.params import path_id, query_bool, query_int, query_str, to_id
 from ..state import ShardServices, services
@@ -20,7 +24,7 @@ from ..store import executions as execution_store
 from ..store import variables as variable_store
 from . import engine_port as engine
 from .ownership import require_owned
-from .views import event_view, execution_entry, listed_entry, status_view
+from .views import entry_fields, event_view, listed_entry, status_view
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
@@ -29,17 +33,45 @@ STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 
 
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+LIST_QUERY = (Param(name="limit", type=PageSize), Param(name="page_size", type=PageSize),
+              Param(name="status", type=Literal[STATUSES], description="case-insensitive"),
+              Param(name="path"), Param(name="parent_execution_id", type=IdParam),
+              Param(name="cursor", description="X-Next-Cursor of the previous page"))
+EVENT_PAGE_QUERY = (Param(name="page", type=Annotated[int, msgspec.Meta(ge=1)], description="1-based"),
+                    Param(name="page_size", type=PageSize),
+                    Param(name="offset", type=Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)],
+                          description="instead of page"),
+                    Param(name="limit", type=PageSize, description="instead of page_size"),
+                    Param(name="since_event_id", type=IdParam, description="pages by key (not with page or offset)"),
+                    Param(name="event_type"))
+OWNED = (404, 421)  # no such execution; another shard owns the id
+
+
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/executions", list_executions)
-    app.router.add_get("/api/executions/{execution_id}", get_execution)
-    app.router.add_get("/api/executions/{execution_id}/status", get_status)
-    app.router.add_get("/api/executions/{execution_id}/events", get_events)
-    app.router.add_get("/api/executions/{execution_id}/cancellation-check", cancellation_check)
-    app.router.add_get("/api/vars/{execution_id}", list_vars)
-    app.router.add_post("/api/vars/{execution_id}", set_vars)
-    app.router.add_delete("/api/vars/{execution_id}", delete_vars)
-    app.router.add_get("/api/vars/{execution_id}/{name}", get_var)
-    app.router.add_delete("/api/vars/{execution_id}/{name}", delete_var)
+    route(app, "GET", "/api/executions", list_executions, Op(
+        summary="List executions, newest first", ok=list[ListedExecution], query=LIST_QUERY, errors=(400,),
+        headers=("X-Next-Cursor",)))
+    route(app, "GET", "/api/executions/{execution_id}", get_execution, Op(
+        summary="One execution with a page of its events", ok=ExecutionDetail, errors=(400, *OWNED),
+        query=(Param(name="include_events", type=bool), *EVENT_PAGE_QUERY)))
+    route(app, "GET", "/api/executions/{execution_id}/status", get_status, Op(
+        summary="Engine status of an execution", ok=ExecutionStatus, errors=OWNED,
+        query=(Param(name="steps", type=bool, description="add each step's result, the context, issue counts"),)))
+    route(app, "GET", "/api/executions/{execution_id}/events", get_events, Op(
+        summary="A page of an execution's events", ok=EventPage, errors=(400, *OWNED), query=EVENT_PAGE_QUERY))
+    route(app, "GET", "/api/executions/{execution_id}/cancellation-check", cancellation_check, Op(
+        summary="Whether an execution was cancelled (for workers)", ok=CancellationCheck, errors=OWNED))
+    route(app, "GET", "/api/vars/{execution_id}", list_vars, Op(
+        summary="An execution's variables", ok=VarList, errors=OWNED))
+    route(app, "POST", "/api/vars/{execution_id}", set_vars, Op(
+        summary="Set execution variables", body=SetVarsRequest, ok=VarsSet, errors=(*OWNED, 400, 422)))
+    route(app, "DELETE", "/api/vars/{execution_id}", delete_vars, Op(
+        summary="Delete all of an execution's variables", ok=VarsDeleted, errors=OWNED))
+    route(app, "GET", "/api/vars/{execution_id}/{name}", get_var, Op(
+        summary="One execution variable", ok=VarOne, errors=OWNED))
+    route(app, "DELETE", "/api/vars/{execution_id}/{name}", delete_var, Op(
+        summary="Delete one execution variable", ok=VarDeleted, errors=OWNED))
 
 
 def encode_cursor(created_at: datetime, execution_id: int) -> str:
@@ -87,17 +119,15 @@ async def list_executions(request: web.Request) -> web.Response:
 
 async def get_execution(request: web.Request) -> web.Response:
     svc, row = await _owned_execution(request)
-    body = execution_entry(row)
+    endpoint = f"/api/executions/{row['execution_id']}/events"
     if query_bool(request, "include_events", True):
         events, pagination = await _event_page(request, svc, row["execution_id"])
-        body.update(events=events, events_included=True, pagination=pagination)
-    else:
-        body["events_included"] = False
-    body["events_endpoint"] = f"/api/executions/{row['execution_id']}/events"
-    return json_response(body)
+        return json_response(ExecutionDetail(**entry_fields(row), events=events, events_included=True,
+                                             pagination=pagination, events_endpoint=endpoint))
+    return json_response(ExecutionDetail(**entry_fields(row), events_included=False, events_endpoint=endpoint))
 
 
-async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, dict]:
+async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, EventPagination]:
     """NoETL's page/page_size (or offset/limit) with its totals; `since_event_id` pages by key
     instead (then `page` is where that key falls, counted from the total before it)."""
     page_size = _page_size(request)
@@ -115,10 +145,10 @@ async def _event_page(request: web.Request, svc: ShardServices, execution_id: in
     rows = rows[:page_size]
     if after_id is not None:
         offset = max(0, total - (await event_store.count_after(svc.shard_pool, execution_id, after_id, event_type)))
-    pagination = {"page": offset // page_size + 1, "page_size": page_size, "offset": offset,
-                  "total_events": total, "total_pages": max(1, -(-total // page_size)),
-                  "has_next": has_next, "has_prev": offset > 0,
-                  "next_since_event_id": str(rows[-1]["event_id"]) if has_next and rows else None}
+    pagination = EventPagination(page=offset // page_size + 1, page_size=page_size, offset=offset,
+                                 total_events=total, total_pages=max(1, -(-total // page_size)),
+                                 has_next=has_next, has_prev=offset > 0,
+                                 next_since_event_id=str(rows[-1]["event_id"]) if has_next and rows else None)
     return [event_view(r) for r in rows], pagination
 
 
@@ -140,8 +170,8 @@ def _offset(request: web.Request, page_size: int) -> int:
 async def get_events(request: web.Request) -> web.Response:
     svc, row = await _owned_execution(request)
     events, pagination = await _event_page(request, svc, row["execution_id"])
-    return json_response({"execution_id": str(row["execution_id"]), "path": row["path"],
-                          "status": row["status"], "events": events, "pagination": pagination})
+    return json_response(EventPage(execution_id=str(row["execution_id"]), path=row["path"], status=row["status"],
+                                   events=events, pagination=pagination))
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -152,41 +182,36 @@ async def get_status(request: web.Request) -> web.Response:
     if query_bool(request, "steps", False):
         # Each step's final result (loop steps: {results, stats}), the context and issue counts.
         engine_row = await execution_store.engine_row(svc.shard_pool, row["execution_id"])
-        body["steps"] = await execution_store.step_results(svc.shard_pool, row["execution_id"])
-        body["context"] = engine.decode_state(engine_row["state"]).vars if engine_row and engine_row["state"] else {}
+        body.steps = await execution_store.step_results(svc.shard_pool, row["execution_id"])
+        body.context = engine.decode_state(engine_row["state"]).vars if engine_row and engine_row["state"] else {}
         issued: dict[str, int] = {}
         for cmd in cmds:
             issued[cmd["step"]] = issued.get(cmd["step"], 0) + 1
-        body["issued"] = issued
+        body.issued = issued
     return json_response(body)
 
 
 async def cancellation_check(request: web.Request) -> web.Response:
     _, row = await _owned_execution(request)
     status = row["status"]
-    return json_response({"execution_id": str(row["execution_id"]), "status": status,
-                          "event_type": row["last_event_type"], "cancelled": status == "CANCELLED",
-                          "is_cancelled": status == "CANCELLED", "completed": status == "COMPLETED",
-                          "failed": status == "FAILED"})
+    return json_response(CancellationCheck(
+        execution_id=str(row["execution_id"]), status=status, event_type=row["last_event_type"],
+        cancelled=status == "CANCELLED", is_cancelled=status == "CANCELLED", completed=status == "COMPLETED",
+        failed=status == "FAILED"))
 
 
-class SetVarsRequest(msgspec.Struct, kw_only=True):
-    variables: dict[str, Any]
-    var_type: str = "user_defined"
-    source_step: str | None = None
-
-
-def _var_view(row: Any) -> dict[str, Any]:
-    return {"value": row["value"], "type": row["var_type"], "source_step": row["source_step"],
-            "created_at": row["created_at"].isoformat(), "accessed_at": row["accessed_at"].isoformat()
-            if row["accessed_at"] else None, "access_count": row["access_count"]}
+def _var_fields(row: Any) -> dict[str, Any]:
+    return dict(value=row["value"], type=row["var_type"], source_step=row["source_step"],
+                created_at=row["created_at"].isoformat(),
+                accessed_at=row["accessed_at"].isoformat() if row["accessed_at"] else None,
+                access_count=row["access_count"])
 
 
 async def list_vars(request: web.Request) -> web.Response:
     svc, row = await _owned_execution(request)
     rows = await variable_store.list_all(svc.shard_pool, row["execution_id"])
-    return json_response({"execution_id": row["execution_id"], "variables": {r["name"]: _var_view(r) for r in rows},
-                          "count": len(rows)})
+    return json_response(VarList(execution_id=row["execution_id"],
+                                 variables={r["name"]: VarValue(**_var_fields(r)) for r in rows}, count=len(rows)))
 
 
 async def get_var(request: web.Request) -> web.Response:
@@ -195,7 +220,7 @@ async def get_var(request: web.Request) -> web.Response:
     var = await variable_store.get_one(svc.shard_pool, row["execution_id"], name)
     if var is None:
         raise not_found(f"variable {name!r} not found for execution {row['execution_id']}")
-    return json_response({"execution_id": row["execution_id"], "var_name": name, **_var_view(var)})
+    return json_response(VarOne(execution_id=row["execution_id"], var_name=name, **_var_fields(var)))
 
 
 async def set_vars(request: web.Request) -> web.Response:
@@ -208,8 +233,8 @@ async def set_vars(request: web.Request) -> web.Response:
         raise bad_request("variables must be a non-empty object of name: value")
     await variable_store.upsert_many(svc.shard_pool, row["execution_id"], body.variables, body.var_type,
                                      body.source_step)
-    return json_response({"execution_id": row["execution_id"], "variables_set": len(body.variables),
-                          "var_names": sorted(body.variables)})
+    return json_response(VarsSet(execution_id=row["execution_id"], variables_set=len(body.variables),
+                                 var_names=sorted(body.variables)))
 
 
 async def delete_var(request: web.Request) -> web.Response:
@@ -218,10 +243,10 @@ async def delete_var(request: web.Request) -> web.Response:
     deleted = await variable_store.delete_one(svc.shard_pool, row["execution_id"], name)
     if not deleted:
         raise not_found(f"variable {name!r} not found for execution {row['execution_id']}")
-    return json_response({"execution_id": row["execution_id"], "var_name": name, "deleted": True})
+    return json_response(VarDeleted(execution_id=row["execution_id"], var_name=name, deleted=True))
 
 
 async def delete_vars(request: web.Request) -> web.Response:
     svc, row = await _owned_execution(request)
     count = await variable_store.delete_all(svc.shard_pool, row["execution_id"])
-    return json_response({"execution_id": row["execution_id"], "deleted_count": count})
+    return json_response(VarsDeleted(execution_id=row["execution_id"], deleted_count=count))

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Mapping
 import asyncpg
 
 from noetl_common.errors import not_found
+from noetl_common.wire.execution_views import ReplayReport
 from noetl_common.vocabulary import EventType
 
 from ..store import events as event_store
@@ -66,7 +67,7 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
     return state, data, len(rows)
 
 
-async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> dict[str, Any]:
+async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> ReplayReport:
     row = await execution_store.engine_row(pool, execution_id)
     if row is None:
         raise not_found(f"execution {execution_id} not found")
@@ -80,9 +81,9 @@ async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> 
             "data_checksum": replayed_data.checksum(), "stored_data_checksum": stored_data.checksum()}
     last = await execution_store.get(pool, execution_id)
     assert last is not None, "the execution was read above"
-    return {"execution_id": str(execution_id), "status": row["status"], "event_count": count,
-            "last_event_id": str(last["last_event_id"]) if last["last_event_id"] else None,
-            "last_event_type": last["last_event_type"], **sums,
-            "matches": sums["checksum"] == sums["stored_checksum"]
-            and sums["data_checksum"] == sums["stored_data_checksum"],
-            "state": engine.state_view(replayed)}
+    return ReplayReport(execution_id=str(execution_id), status=row["status"], event_count=count,
+                        last_event_id=str(last["last_event_id"]) if last["last_event_id"] else None,
+                        last_event_type=last["last_event_type"], **sums,
+                        matches=sums["checksum"] == sums["stored_checksum"]
+                        and sums["data_checksum"] == sums["stored_data_checksum"],
+                        state=engine.state_view(replayed))

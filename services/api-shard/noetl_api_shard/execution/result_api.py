@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json
+from noetl_common.openapi import Op, Param, route
 from noetl_common.result_refs import ResultRef, parse_ref
 
 from ..handlers.params import path_id, query_bool, query_str
@@ -36,6 +37,7 @@ TIERS = ("memory", "kv", "object", "s3", "gcs", "db", "disk")
 MAX_NAME = 512
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _TTL_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+MAX_TTL_SECONDS = 100 * 31536000  # past this an expiry overflows the calendar (a 500): say 'forever'
 
 
 class ResultPutRequest(msgspec.Struct, kw_only=True):
@@ -50,16 +52,88 @@ class ResultPutRequest(msgspec.Struct, kw_only=True):
     compress: bool = False          # accepted; values are stored as jsonb either way
 
 
+class ResultPutResponse(msgspec.Struct, kw_only=True):
+    ref: str                          # noetl://execution/<execution_id>/result/<name>/<id>
+    store: str
+    scope: str
+    expires_at: str | None
+    bytes: int
+    sha256: str
+
+
+class ResultRefView(msgspec.Struct, kw_only=True):
+    ref: str
+    store: str
+    scope: str
+    name: str
+    expires_at: str | None
+    bytes: int
+    sha256: str
+    source_step: str | None
+    correlation: dict[str, Any] | None
+    extracted: dict[str, Any] | None
+    created_at: str | None
+
+
+class ResultPreview(msgspec.Struct):
+    text: str | None
+
+
+class ListedResultRef(ResultRefView, kw_only=True):
+    preview: ResultPreview
+
+
+class ResultList(msgspec.Struct, kw_only=True):
+    execution_id: str
+    count: int
+    refs: list[ListedResultRef]
+
+
+class ResultsDeleted(msgspec.Struct, kw_only=True):
+    execution_id: str
+    deleted: int
+    scope: str
+
+
+class ResultStats(msgspec.Struct, kw_only=True):
+    """One shard's numbers; the router answers their sums with each shard's body under `shards`."""
+
+    results: int
+    bytes: int
+    executions: int
+    expired: int
+    shard_index: int | msgspec.UnsetType = msgspec.UNSET
+    shards: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+OWNED = (400, 404, 421)  # a bad id; no such execution (or result); another shard owns the id
+SCOPE_QUERY = Param(name="scope", description=", ".join(SCOPES))
+
+
 def register(app: web.Application) -> None:
     for base in ("/api/result", "/api/temp"):
+        legacy = " (legacy alias of /api/result)" if base == "/api/temp" else ""
         # Fixed segments first: aiohttp matches in registration order.
-        app.router.add_get(f"{base}/resolve", resolve)
-        app.router.add_get(f"{base}/stats", stats)
-        app.router.add_put(f"{base}/{{execution_id}}", put_result)
-        app.router.add_delete(f"{base}/{{execution_id}}", delete_execution_results)
-        app.router.add_get(f"{base}/{{execution_id}}/list", list_results)
-        app.router.add_delete(f"{base}/{{execution_id}}/step/{{step_name}}", delete_step_results)
-        app.router.add_get(f"{base}/{{execution_id}}/{{step_name}}", get_by_step)
+        route(app, "GET", f"{base}/resolve", resolve, Op(
+            summary="A stored result's value, by its ref" + legacy, ok=Any, errors=OWNED,
+            query=(Param(name="ref", required=True,
+                         description="noetl://execution/<execution_id>/result/<name>/<id>"),)))
+        route(app, "GET", f"{base}/stats", stats, Op(
+            summary="Result-store counts (the router sums every shard's)" + legacy, ok=ResultStats))
+        route(app, "PUT", f"{base}/{{execution_id}}", put_result, Op(
+            summary="Store a result for an execution (kept in the shard database)" + legacy,
+            body=ResultPutRequest, ok=ResultPutResponse, errors=(*OWNED, 422)))
+        route(app, "DELETE", f"{base}/{{execution_id}}", delete_execution_results, Op(
+            summary="Delete an execution's execution- or workflow-scoped results" + legacy, ok=ResultsDeleted,
+            errors=OWNED, query=(SCOPE_QUERY,)))
+        route(app, "GET", f"{base}/{{execution_id}}/list", list_results, Op(
+            summary="An execution's stored results (refs with a preview)" + legacy, ok=ResultList, errors=OWNED,
+            query=(SCOPE_QUERY, Param(name="step_name"))))
+        route(app, "DELETE", f"{base}/{{execution_id}}/step/{{step_name}}", delete_step_results, Op(
+            summary="Delete one step's step-scoped results" + legacy, ok=ResultsDeleted, errors=OWNED))
+        route(app, "GET", f"{base}/{{execution_id}}/{{step_name}}", get_by_step, Op(
+            summary="A step's latest stored result: its value, or with resolve=false its ref" + legacy,
+            ok=Any, errors=OWNED, query=(Param(name="resolve", type=bool, description="default true"),)))
 
 
 async def _owned(request: web.Request) -> tuple[ShardServices, int]:
@@ -78,13 +152,19 @@ def ttl_seconds(raw: str | int | None) -> int | None:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 0:
             return None
-        return raw
+        return _bounded(raw, raw)
     if str(raw).strip().lower() in ("forever", "permanent", "-1"):
         return None
     match = _TTL.match(str(raw).lower())
     if not match:
         raise bad_request(f"ttl must be seconds or a duration like 30m, 1h, 2d, or 'forever'; got {raw!r}")
-    return int(match.group(1)) * _TTL_SECONDS[match.group(2)]
+    return _bounded(int(match.group(1)) * _TTL_SECONDS[match.group(2)], raw)
+
+
+def _bounded(seconds: int, raw: str | int) -> int:
+    if seconds > MAX_TTL_SECONDS:
+        raise bad_request(f"ttl must be at most {MAX_TTL_SECONDS} seconds (100 years) or 'forever'; got {raw!r}")
+    return seconds
 
 
 def _scope(raw: str | None, field: str = "scope") -> str:
@@ -112,8 +192,9 @@ async def put_result(request: web.Request) -> web.Response:
         sha256=sha, scope=scope, source_step=body.source_step, correlation=body.correlation,
         extracted=body.extracted, expires_at=expires_at)
     await result_store.insert(svc.shard_pool, stored)
-    return json_response({"ref": ResultRef(execution_id, name, stored.result_id).uri(), "store": stored.store,
-                          "scope": scope, "expires_at": iso(expires_at), "bytes": size, "sha256": sha})
+    return json_response(ResultPutResponse(ref=ResultRef(execution_id, name, stored.result_id).uri(),
+                                           store=stored.store, scope=scope, expires_at=iso(expires_at), bytes=size,
+                                           sha256=sha))
 
 
 async def resolve(request: web.Request) -> web.Response:
@@ -132,12 +213,16 @@ async def resolve(request: web.Request) -> web.Response:
     return json_response(row["data"])
 
 
-def _ref_view(row: Any) -> dict[str, Any]:
+def _ref_fields(row: Any) -> dict[str, Any]:
     return {"ref": ResultRef(row["execution_id"], row["name"], row["result_id"]).uri(), "store": row["store"],
             "scope": row["scope"], "name": row["name"], "expires_at": iso(row["expires_at"]),
             "bytes": row["bytes"], "sha256": row["sha256"], "source_step": row["source_step"],
             "correlation": row["correlation"], "extracted": row["extracted"],
             "created_at": iso(row["created_at"])}
+
+
+def _ref_view(row: Any) -> ResultRefView:
+    return ResultRefView(**_ref_fields(row))
 
 
 async def list_results(request: web.Request) -> web.Response:
@@ -146,8 +231,8 @@ async def list_results(request: web.Request) -> web.Response:
     if scope is not None:
         _scope(scope)
     rows = await result_store.listing(svc.shard_pool, execution_id, scope, query_str(request, "step_name"))
-    refs = [{**_ref_view(r), "preview": {"text": r["preview"]}} for r in rows]
-    return json_response({"execution_id": str(execution_id), "count": len(refs), "refs": refs})
+    refs = [ListedResultRef(**_ref_fields(r), preview=ResultPreview(text=r["preview"])) for r in rows]
+    return json_response(ResultList(execution_id=str(execution_id), count=len(refs), refs=refs))
 
 
 async def get_by_step(request: web.Request) -> web.Response:
@@ -170,18 +255,18 @@ async def delete_execution_results(request: web.Request) -> web.Response:
     # NoETL's workflow cleanup also takes the execution-scoped results of that run.
     scopes = ["execution", "step"] if scope == "execution" else ["workflow", "execution", "step"]
     deleted = await result_store.delete(svc.shard_pool, [execution_id], scopes)
-    return json_response({"execution_id": str(execution_id), "deleted": deleted, "scope": scope})
+    return json_response(ResultsDeleted(execution_id=str(execution_id), deleted=deleted, scope=scope))
 
 
 async def delete_step_results(request: web.Request) -> web.Response:
     svc, execution_id = await _owned(request)
     name = request.match_info["step_name"]
     deleted = await result_store.delete(svc.shard_pool, [execution_id], ["step"], name)
-    return json_response({"execution_id": str(execution_id), "deleted": deleted, "scope": "step"})
+    return json_response(ResultsDeleted(execution_id=str(execution_id), deleted=deleted, scope="step"))
 
 
 async def stats(request: web.Request) -> web.Response:
     svc = services(request)
     row = await result_store.stats(svc.shard_pool)
-    return json_response({"results": row["results"], "bytes": row["bytes"], "executions": row["executions"],
-                          "expired": row["expired"], "shard_index": svc.settings.shard_index})
+    return json_response(ResultStats(results=row["results"], bytes=row["bytes"], executions=row["executions"],
+                                     expired=row["expired"], shard_index=svc.settings.shard_index))

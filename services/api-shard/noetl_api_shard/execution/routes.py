@@ -13,7 +13,10 @@ from noetl_common import tracing
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.observability import execution_id_var
-from noetl_common.wire.execution import (BatchRequest, CancelRequest, EventIn, ExecuteRequest, FinalizeRequest)
+from noetl_common.openapi import Op, Param, route
+from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequest, ClaimRequest, CommandOut,
+                                         EventAccepted, EventIn, ExecuteRequest, ExecuteResponse, FinalizeRequest)
+from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 from noetl_common.vocabulary import EventType
 
 from ..handlers.params import path_id, query_str, to_id
@@ -40,19 +43,41 @@ MAX_EAGER_SLOTS = 64
 def register(app: web.Application) -> None:
     settings = app[SERVICES].settings
     queries.register(app)
-    app.router.add_get("/api/commands/{event_id}", commands_api.get_command)
-    app.router.add_post("/api/commands/{event_id}/claim",
-                        commands_api.make_claim_handler(app[ORCHESTRATOR], settings.claim_lease_seconds))
-    app.router.add_post("/api/execute", execute)
-    app.router.add_post("/api/execute/batch", execute_batch.execute_batch)
-    app.router.add_post("/api/executions/cleanup", cleanup.cleanup_stuck)
-    app.router.add_post("/api/events", post_event)
-    app.router.add_post("/api/events/batch", post_batch)
+    route(app, "GET", "/api/commands/{event_id}", commands_api.get_command, Op(
+        summary="A command, by its command.issued event id", ok=CommandOut, errors=(404, 421)))
+    route(app, "POST", "/api/commands/{event_id}/claim",
+          commands_api.make_claim_handler(app[ORCHESTRATOR], settings.claim_lease_seconds), Op(
+              summary="Claim a command (a lease; also records command.started)", body=ClaimRequest, ok=CommandOut,
+              errors=(400, 404, 409, 421, 422)))
+    route(app, "POST", "/api/execute", execute, Op(
+        summary="Start a playbook execution", body=ExecuteRequest, ok=ExecuteResponse, errors=(400, 404, 422, 503),
+        description="503 shard_draining: this shard takes no new executions (the router tries another)."))
+    route(app, "POST", "/api/execute/batch", execute_batch.execute_batch, Op(
+        summary="Start up to 1000 executions; each item is started as POST /api/execute would",
+        body=execute_batch.BatchExecuteRequest, ok=execute_batch.BatchExecuteResponse, errors=(400, 422, 503),
+        description="A bad item is an `error` result at its index (with the status it would have had "
+                    "alone); the others still start."))
+    route(app, "POST", "/api/executions/cleanup", cleanup.cleanup_stuck, Op(
+        summary="Cancel this shard's PENDING/RUNNING executions older than older_than_minutes",
+        body=cleanup.CleanupRequest, body_required=False, ok=cleanup.CleanupResponse, errors=(400, 422)))
+    route(app, "POST", "/api/events", post_event, Op(
+        summary="One worker event", body=EventIn, ok=EventAccepted, errors=(400, 404, 421, 422)))
+    route(app, "POST", "/api/events/batch", post_batch, Op(
+        summary="A batch of one execution's events, in one transaction", body=BatchRequest, ok=BatchAccepted,
+        status=202, errors=(400, 404, 421, 422),
+        description="An Idempotency-Key header makes a re-sent batch answer the first answer again. "
+                    "request_id is the id of the batch.accepted event: GET /api/events/batch/{request_id}/status."))
     batch_status.register(app)
     result_api.register(app)
-    app.router.add_post("/api/executions/{execution_id}/cancel", cancel)
-    app.router.add_post("/api/executions/{execution_id}/finalize", finalize)
-    app.router.add_get("/api/replay/state", replay_state)
+    route(app, "POST", "/api/executions/{execution_id}/cancel", cancel, Op(
+        summary="Cancel an execution (and, with cascade, its children)", body=CancelRequest, body_required=False,
+        ok=CancelResponse, errors=(404, 421)))
+    route(app, "POST", "/api/executions/{execution_id}/finalize", finalize, Op(
+        summary="Force an execution to a terminal status", body=FinalizeRequest, body_required=False,
+        ok=FinalizeResponse, errors=(404, 421, 422)))
+    route(app, "GET", "/api/replay/state", replay_state, Op(
+        summary="Replay an execution's log and compare with the stored state", ok=ReplayReport,
+        query=(Param(name="execution_id", required=True),), errors=(400, 404, 421)))
     reaper.install(app, app[ORCHESTRATOR], interval_seconds=settings.reaper_interval_seconds,
                    unclaimed_after_seconds=settings.unclaimed_after_seconds)
 
@@ -80,8 +105,8 @@ async def post_event(request: web.Request) -> web.Response:
     require_owned(svc, ev.execution_id)
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
     svc.metrics.ingest.observe(time.perf_counter() - started)
-    return json_response({"status": "ok", "event_id": done.event_ids[0], "commands_generated": done.commands_generated,
-                          "duplicate": done.duplicates > 0})
+    return json_response(EventAccepted(status="ok", event_id=done.event_ids[0],
+                                       commands_generated=done.commands_generated, duplicate=done.duplicates > 0))
 
 
 def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
@@ -96,7 +121,7 @@ def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
 
 
 async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key: str | None,
-                  eager: Eager | None, *, batch: bool = True) -> tuple[Accepted, dict[str, Any] | None]:
+                  eager: Eager | None, *, batch: bool = True) -> tuple[Accepted, BatchAccepted]:
     """Events of one execution, optimistically when they allow it, else under the row lock.
     With an Idempotency-Key, returns the batch's answer too (logged as `batch.accepted`), or the
     first answer again when the key was answered before."""
@@ -116,40 +141,41 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
 
 
 def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
-            eager: Eager | None, batch: bool) -> dict[str, Any]:
+            eager: Eager | None, batch: bool) -> BatchAccepted:
     # The request id is a snowflake, as NoETL's: the id of the batch.accepted event every batch
     # logs, so GET /api/events/batch/{request_id}/status finds it (and it routes by hash).
     request_id = orch.svc.mint_owned_id()
-    answer: dict[str, Any] = {
-        "status": "accepted", "request_id": str(request_id), "event_ids": done.event_ids,
-        "commands_generated": done.commands_generated, "duplicate": False, "queue_depth": 0,
-        "idempotency_key": key}
-    logged = answer
+    answer = BatchAccepted(status="accepted", request_id=str(request_id), event_ids=done.event_ids,
+                           commands_generated=done.commands_generated, duplicate=False, queue_depth=0,
+                           idempotency_key=key)
     if eager is not None:
-        answer["commands"] = [msgspec.to_builtins(command_out(msgspec.structs.asdict(c), claimed=True))
-                              for c in eager.claimed]
+        answer.commands = [command_out(msgspec.structs.asdict(c), claimed=True) for c in eager.claimed]
         traceparent = tracing.current_traceparent()
-        if traceparent and answer["commands"]:
+        if traceparent:
             # A handed-over command's span is a child of this request's span, as a notified one
             # is of the span that wrote its notification (answer only: the row stays as it was).
-            for command in answer["commands"]:
-                command["meta"][tracing.TRACEPARENT] = traceparent
-        # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
-        logged = {**answer, "commands": None, "command_ids": [str(c.command_id) for c in eager.claimed]}
+            for command in answer.commands:
+                command.meta[tracing.TRACEPARENT] = traceparent
     if batch:
+        logged = msgspec.to_builtins(msgspec.structs.replace(answer, commands=msgspec.UNSET))
+        if eager is not None:
+            # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
+            logged.update(commands=None, command_ids=[str(c.command_id) for c in eager.claimed])
         txn.uow.append(NewEvent(event_id=request_id, execution_id=execution_id, event_type=EventType.BATCH_ACCEPTED,
                                 node_name="events.batch", status="COMPLETED", payload=logged,
                                 meta={"idempotency_key": key}))
     return answer
 
 
-async def _replayed(txn: Txn, prior: dict[str, Any]) -> dict[str, Any]:
+async def _replayed(txn: Txn, prior: dict[str, Any]) -> BatchAccepted:
     """An earlier answer again, with its handed-over commands rebuilt from their rows."""
-    answer = {**prior, "duplicate": True}
-    ids = answer.pop("command_ids", None)
+    ids = prior.get("command_ids")
+    answer = msgspec.convert({k: v for k, v in prior.items() if k not in ("commands", "command_ids")},
+                             BatchAccepted)
+    answer.duplicate = True
     if ids is not None:
         rows = [await command_store.get(txn.conn, int(i)) for i in ids]
-        answer["commands"] = [msgspec.to_builtins(command_out(r, claimed=True)) for r in rows if r is not None]
+        answer.commands = [command_out(r, claimed=True) for r in rows if r is not None]
     return answer
 
 
@@ -188,12 +214,13 @@ async def cancel(request: web.Request) -> web.Response:
         if ex is None:
             raise not_found(f"execution {execution_id} not found")
         if ex.status in TERMINAL:
-            return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "cancelled_executions": [], "message": f"execution is already {ex.status}"})
+            return json_response(CancelResponse(status="already_completed", execution_id=str(execution_id),
+                                                cancelled_executions=[], message=f"execution is already {ex.status}"))
         cancelled: list[str] = []
         await cancel_one(orch, txn, execution_id, body.reason or "cancelled via API", body.cascade, cancelled)
-    return json_response({"status": "cancelled", "execution_id": str(execution_id),
-                          "cancelled_executions": cancelled, "message": f"cancelled {len(cancelled)} execution(s)"})
+    return json_response(CancelResponse(status="cancelled", execution_id=str(execution_id),
+                                        cancelled_executions=cancelled,
+                                        message=f"cancelled {len(cancelled)} execution(s)"))
 
 
 async def finalize(request: web.Request) -> web.Response:
@@ -211,12 +238,12 @@ async def finalize(request: web.Request) -> web.Response:
         if ex is None:
             raise not_found(f"execution {execution_id} not found")
         if ex.status in TERMINAL:
-            return json_response({"status": "already_completed", "execution_id": str(execution_id),
-                                  "message": f"execution is already {ex.status}"})
+            return json_response(FinalizeResponse(status="already_completed", execution_id=str(execution_id),
+                                                  message=f"execution is already {ex.status}"))
         reason = body.reason or body.error or "finalized by operator"
         await orch.finish(txn, ex, status=status, error=reason if status == "FAILED" else None)
-    return json_response({"status": "finalized", "execution_id": str(execution_id),
-                          "message": f"execution marked {status}"})
+    return json_response(FinalizeResponse(status="finalized", execution_id=str(execution_id),
+                                          message=f"execution marked {status}"))
 
 
 async def replay_state(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from .ownership import require_placeable
 from .txn import Fallback
 
 EXECUTABLE_KINDS = {"playbook", "playbooks", "agent", "agents"}
+MAX_VERSION = 2**31 - 1  # the catalog's version column is an integer
 
 
 def _id(value: Any, field: str) -> int:
@@ -39,6 +40,8 @@ async def start_request(svc: ShardServices, orch: Orchestrator, body: ExecuteReq
         version = None
         if body.version not in (None, "", "latest"):
             version = _id(body.version, "version")
+            if not 1 <= version <= MAX_VERSION:
+                raise bad_request(f"version must be between 1 and {MAX_VERSION} or 'latest', got {body.version!r}")
         row = await catalog_store.get_by_path(svc.cluster_pool, body.path, version)
         label = body.path + (f" version {version}" if version else "")
     else:

@@ -1,4 +1,4 @@
-"""JSON views of execution rows and events, in NoETL's response shapes (reference §1.3.6-1.3.7)."""
+"""Execution rows and events as their wire Structs, in NoETL's response shapes (reference §1.3.6-1.3.7)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from noetl_common.vocabulary import TERMINAL_STATUSES
-
+from noetl_common.wire.execution_views import EventView, ExecutionEntry, ExecutionStatus, ListedExecution, StatusProgress
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -34,58 +34,61 @@ def duration_fields(row: asyncpg.Record) -> dict[str, Any]:
     return {"duration_seconds": round(seconds, 3), "duration_human": human_duration(seconds)}
 
 
-def execution_entry(row: asyncpg.Record) -> dict[str, Any]:
-    """ExecutionEntryResponse: one list item."""
-    return {
-        "execution_id": str(row["execution_id"]),
-        "catalog_id": str(row["catalog_id"]),
-        "path": row["path"],
-        "version": row["version"],
-        "status": row["status"],
-        "start_time": iso(row["started_at"] or row["created_at"]),
-        "end_time": iso(row["ended_at"]),
+def entry_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """The ExecutionEntry fields of a row (shared by the entry, the list item and the detail)."""
+    return dict(
+        execution_id=str(row["execution_id"]),
+        catalog_id=str(row["catalog_id"]),
+        path=row["path"],
+        version=row["version"],
+        status=row["status"],
+        start_time=iso(row["started_at"] or row["created_at"]),
+        end_time=iso(row["ended_at"]),
         **duration_fields(row),
-        "progress": 100 if row["status"] in TERMINAL_STATUSES else 0,
-        "result": row["result"],
-        "error": row["error"],
-        "parent_execution_id": str(row["parent_execution_id"]) if row["parent_execution_id"] else None,
-    }
+        progress=100 if row["status"] in TERMINAL_STATUSES else 0,
+        result=row["result"],
+        error=row["error"],
+        parent_execution_id=str(row["parent_execution_id"]) if row["parent_execution_id"] else None,
+    )
 
 
-def listed_entry(row: asyncpg.Record) -> dict[str, Any]:
-    """A list item: the entry plus the projected summary's counts (absent until projected)."""
-    return {**execution_entry(row), "step_count": row["step_count"] or 0,
-            "failed_step_count": row["failed_step_count"] or 0, "event_count": row["event_count"] or 0}
+def execution_entry(row: asyncpg.Record) -> ExecutionEntry:
+    return ExecutionEntry(**entry_fields(row))
 
 
-def event_view(row: asyncpg.Record) -> dict[str, Any]:
-    """ExecutionEventResponse."""
+def listed_entry(row: asyncpg.Record) -> ListedExecution:
+    """A list item: the entry plus the projected summary's counts (0 until projected)."""
+    return ListedExecution(**entry_fields(row), step_count=row["step_count"] or 0,
+                           failed_step_count=row["failed_step_count"] or 0, event_count=row["event_count"] or 0)
+
+
+def event_view(row: asyncpg.Record) -> EventView:
     payload = row["payload"] or {}
-    return {
-        "execution_id": str(row["execution_id"]),
-        "event_id": str(row["event_id"]),
-        "event_type": row["event_type"],
-        "node_id": row["node_name"],
-        "node_name": row["node_name"],
-        "node_type": row["node_type"],
-        "status": row["status"],
-        "created_at": iso(row["created_at"]),
-        "timestamp": iso(row["created_at"]),
-        "context": payload.get("context"),
-        "result": payload.get("result"),
-        "error": row["error"],
-        "command_id": str(row["command_id"]) if row["command_id"] else None,
-        "worker_id": row["worker_id"],
-        "attempt": row["attempt"],
-        "iteration": row["iteration"],
-        "catalog_id": str(row["catalog_id"]) if row["catalog_id"] else None,
-        "parent_execution_id": str(row["parent_execution_id"]) if row["parent_execution_id"] else None,
-        "parent_event_id": str(row["parent_event_id"]) if row["parent_event_id"] else None,
-        "duration": row["duration_ms"],
-    }
+    return EventView(
+        execution_id=str(row["execution_id"]),
+        event_id=str(row["event_id"]),
+        event_type=row["event_type"],
+        node_id=row["node_name"],
+        node_name=row["node_name"],
+        node_type=row["node_type"],
+        status=row["status"],
+        created_at=iso(row["created_at"]),
+        timestamp=iso(row["created_at"]),
+        context=payload.get("context"),
+        result=payload.get("result"),
+        error=row["error"],
+        command_id=str(row["command_id"]) if row["command_id"] else None,
+        worker_id=row["worker_id"],
+        attempt=row["attempt"],
+        iteration=row["iteration"],
+        catalog_id=str(row["catalog_id"]) if row["catalog_id"] else None,
+        parent_execution_id=str(row["parent_execution_id"]) if row["parent_execution_id"] else None,
+        parent_event_id=str(row["parent_event_id"]) if row["parent_event_id"] else None,
+        duration=row["duration_ms"],
+    )
 
 
-def status_view(row: asyncpg.Record, commands: list[asyncpg.Record], variables: dict[str, Any]) -> dict[str, Any]:
+def status_view(row: asyncpg.Record, commands: list[asyncpg.Record], variables: dict[str, Any]) -> ExecutionStatus:
     """GET /api/executions/{id}/status: NoETL's Python shape plus the Rust server's fields."""
     status = row["status"]
     completed_steps: list[str] = []
@@ -99,23 +102,23 @@ def status_view(row: asyncpg.Record, commands: list[asyncpg.Record], variables: 
             running += 1
         elif cmd["status"] == "FAILED":
             failed += 1
-    return {
-        "execution_id": str(row["execution_id"]),
-        "status": status,
-        "path": row["path"],
-        "current_step": row["last_step"],
-        "completed_steps": completed_steps,
-        "failed": status == "FAILED",
-        "completed": status in TERMINAL_STATUSES,
-        "cancelled": status == "CANCELLED",
-        "is_cancelled": status == "CANCELLED",
-        "completion_inferred": False,
-        "variables": variables,
-        "result": row["result"],
-        "error": row["error"],
-        "start_time": iso(row["started_at"] or row["created_at"]),
-        "end_time": iso(row["ended_at"]),
+    return ExecutionStatus(
+        execution_id=str(row["execution_id"]),
+        status=status,
+        path=row["path"],
+        current_step=row["last_step"],
+        completed_steps=completed_steps,
+        failed=status == "FAILED",
+        completed=status in TERMINAL_STATUSES,
+        cancelled=status == "CANCELLED",
+        is_cancelled=status == "CANCELLED",
+        completion_inferred=False,
+        variables=variables,
+        result=row["result"],
+        error=row["error"],
+        start_time=iso(row["started_at"] or row["created_at"]),
+        end_time=iso(row["ended_at"]),
         **duration_fields(row),
-        "progress": {"total_steps": len({c["step"] for c in commands}), "completed_steps": len(completed_steps),
-                     "running_steps": running, "failed_steps": failed},
-    }
+        progress=StatusProgress(total_steps=len({c["step"] for c in commands}), completed_steps=len(completed_steps),
+                                running_steps=running, failed_steps=failed),
+    )

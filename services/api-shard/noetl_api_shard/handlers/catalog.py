@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
+from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.catalog import (
     CatalogEntry,
     ListRequest,
@@ -32,11 +33,18 @@ OFFLOAD_PARSE_BYTES = 64 * 1024
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/catalog/register", register_resource)
-    app.router.add_post("/api/catalog/list", list_resources)
-    app.router.add_post("/api/catalog/resource", get_resource)
+    route(app, "POST", "/api/catalog/register", register_resource, Op(
+        summary="Register a YAML resource as a new version", body=RegisterRequest, ok=RegisterResponse,
+        errors=(400, 422)))
+    route(app, "POST", "/api/catalog/list", list_resources, Op(
+        summary="List catalog entries", body=ListRequest, body_required=False, ok=ListResponse, errors=(422,)))
+    route(app, "POST", "/api/catalog/resource", get_resource, Op(
+        summary="One catalog entry, by catalog_id or path (+ version)", body=ResourceRequest, ok=CatalogEntry,
+        errors=(400, 404)))
     # The path itself may contain slashes, so match the whole tail up to /ui_schema.
-    app.router.add_get(r"/api/catalog/{path:.+}/ui_schema", ui_schema)
+    route(app, "GET", r"/api/catalog/{path:.+}/ui_schema", ui_schema, Op(
+        summary="A form inferred from a playbook's workload", ok=UiSchemaResponse,
+        query=(Param(name="version"),), errors=(400, 404)))
 
 
 def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
@@ -91,13 +99,16 @@ async def get_resource(request: web.Request) -> web.Response:
     return json_response(entry_from_row(row))
 
 
+MAX_VERSION = 2**31 - 1  # the catalog's version column is an integer
+
+
 def _version(value: int | str | None) -> int | None:
     """None and "latest" mean the newest version."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "latest")):
         return None
     version = to_id(value, "version")
-    if version < 1:
-        raise bad_request(f"version must be >= 1 or 'latest', got {value!r}")
+    if not 1 <= version <= MAX_VERSION:
+        raise bad_request(f"version must be between 1 and {MAX_VERSION} or 'latest', got {value!r}")
     return version
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from noetl_common.auth import require_internal
 from noetl_common.crypto import DecryptionError
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.credentials import (
     CredentialCreate,
     CredentialDeleted,
@@ -32,10 +33,18 @@ DEFAULT_TYPE = "generic"
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/credentials", create_credential)
-    app.router.add_get("/api/credentials", list_credentials)
-    app.router.add_get("/api/credentials/{identifier}", get_credential)
-    app.router.add_delete("/api/credentials/{identifier}", delete_credential)
+    route(app, "POST", "/api/credentials", create_credential, Op(
+        summary="Create or replace a credential (by name)", body=CredentialCreate, ok=CredentialResponse,
+        errors=(400, 422)))
+    route(app, "GET", "/api/credentials", list_credentials, Op(
+        summary="List credentials (never their data)", ok=CredentialList,
+        query=(Param(name="type"), Param(name="q"))))
+    route(app, "GET", "/api/credentials/{identifier}", get_credential, Op(
+        summary="One credential, by id (digits) or name", ok=CredentialResponse, errors=(404,),
+        query=(Param(name="include_data", type=bool), Param(name="catalog_id"), Param(name="execution_id"),
+               Param(name="parent_execution_id"))))
+    route(app, "DELETE", "/api/credentials/{identifier}", delete_credential, Op(
+        summary="Delete a credential", ok=CredentialDeleted, errors=(404,)))
 
 
 def _aad(name: str) -> bytes:
@@ -86,8 +95,10 @@ async def list_credentials(request: web.Request) -> web.Response:
 
 
 def _lookup(identifier: str) -> dict:
-    # NoETL rule: all digits means an id, anything else a name.
-    return {"id_": int(identifier)} if identifier.isdigit() and len(identifier) < 20 else {"name": identifier}
+    # NoETL rule: all digits means an id, anything else a name. ASCII digits: isdigit() alone also
+    # takes '¹', which int() refuses (a 500, found by fuzzing).
+    digits = identifier.isascii() and identifier.isdigit()
+    return {"id_": int(identifier)} if digits and len(identifier) < 20 else {"name": identifier}
 
 
 async def get_credential(request: web.Request) -> web.Response:

@@ -13,6 +13,8 @@ import asyncpg
 from aiohttp import web
 
 from noetl_common.errors import ApiError, json_response
+from noetl_common.openapi import Op, Param, SignedIdParam, route
+from noetl_common.shard_query import ShardCountParam
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
 from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardEndpoint, ShardInfo, ShardMapWithShards
 
@@ -24,9 +26,16 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/health", api_health)
-    app.router.add_get("/api/runtime/shard-info", shard_info)
-    app.router.add_get("/api/shard-map", shard_map)
+    route(app, "GET", "/api/health", api_health, Op(
+        summary="NoETL health: both databases answer (503, same body, when not)", ok=ApiHealth,
+        other=((503, ApiHealth),)))
+    route(app, "GET", "/api/runtime/shard-info", shard_info, Op(
+        summary="Which shard an execution id hashes to (drift guard)", ok=ShardInfo, errors=(400,),
+        query=(Param(name="execution_id", type=SignedIdParam, required=True),
+               Param(name="shard_count", type=ShardCountParam, required=True))))
+    route(app, "GET", "/api/shard-map", shard_map, Op(
+        summary="The shard map's epochs and every known shard's URL (discovery)", ok=ShardMapWithShards,
+        errors=(503,)))
 
 
 def _version() -> str:

@@ -6,16 +6,23 @@ routes join this module.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response
+from noetl_common.openapi import Op, route
 
 from ..state import services
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/internal/ping", ping)
+    route(app, "GET", "/api/internal/ping", ping, Op(summary="Check the internal token", ok=Pong))
+
+
+class Pong(msgspec.Struct):
+    status: str
+    shard_index: int
 
 
 async def ping(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "shard_index": services(request).settings.shard_index})
+    return json_response(Pong(status="ok", shard_index=services(request).settings.shard_index))

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from noetl_common.crypto import DecryptionError, Encryptor
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.keychain import (
     KeychainDeleted,
     KeychainEntry,
@@ -29,12 +30,20 @@ SCOPES = ("global", "local", "shared")
 CACHE_TYPES = ("token", "secret")
 
 
+KEY_QUERY = (Param(name="scope_type"), Param(name="execution_id"))
+
+
 def register(app: web.Application) -> None:
     # Registered before the two-segment routes so "catalog/<id>" is not read as a keychain name.
-    app.router.add_get("/api/keychain/catalog/{catalog_id}", list_entries)
-    app.router.add_get("/api/keychain/{catalog_id}/{keychain_name}", get_entry)
-    app.router.add_post("/api/keychain/{catalog_id}/{keychain_name}", set_entry)
-    app.router.add_delete("/api/keychain/{catalog_id}/{keychain_name}", delete_entry)
+    route(app, "GET", "/api/keychain/catalog/{catalog_id}", list_entries, Op(
+        summary="A playbook's keychain entries (never their values)", ok=KeychainList, errors=(400,)))
+    route(app, "GET", "/api/keychain/{catalog_id}/{keychain_name}", get_entry, Op(
+        summary="One keychain entry (a miss is 200 with status not_found, as NoETL)", ok=KeychainEntry,
+        query=KEY_QUERY, errors=(400,)))
+    route(app, "POST", "/api/keychain/{catalog_id}/{keychain_name}", set_entry, Op(
+        summary="Store a keychain entry", body=KeychainSet, ok=KeychainSetResponse, errors=(400, 422)))
+    route(app, "DELETE", "/api/keychain/{catalog_id}/{keychain_name}", delete_entry, Op(
+        summary="Delete a keychain entry", ok=KeychainDeleted, query=KEY_QUERY, errors=(400, 404)))
 
 
 def cache_key(name: str, catalog_id: int, scope_type: str, execution_id: int | None) -> str:

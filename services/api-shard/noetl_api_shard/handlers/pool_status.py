@@ -3,20 +3,21 @@ describe the shard pool, the one every execution route uses; `pools` has both (s
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response
-from noetl_common.wire.health import UNAVAILABLE, PoolStatus, pool_status
+from noetl_common.openapi import Op, route
+from noetl_common.wire.health import UNAVAILABLE, PoolStatus, ShardPoolStatus, pool_status
 
 from ..state import services
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/pool/status", get_pool_status)
+    route(app, "GET", "/api/pool/status", get_pool_status, Op(
+        summary="This shard's database pools (NoETL's shape: the shard pool at the top level)",
+        ok=ShardPoolStatus, description="200 even when a pool is unavailable: `status` says so."))
 
 
 def waiting(pool: asyncpg.Pool) -> int:
@@ -40,7 +41,6 @@ async def get_pool_status(request: web.Request) -> web.Response:
     svc = services(request)
     pools = svc.open_pools()
     shard = status_of(pools.get("shard"))
-    body: dict[str, Any] = msgspec.to_builtins(shard)
-    body.update(shard_index=svc.settings.shard_index,
-                pools={name: msgspec.to_builtins(status_of(pools.get(name))) for name in ("shard", "cluster")})
+    body = ShardPoolStatus(**msgspec.structs.asdict(shard), shard_index=svc.settings.shard_index,
+                           pools={name: status_of(pools.get(name)) for name in ("shard", "cluster")})
     return json_response(body)  # 200 even when unavailable: NoETL says so in `status`

@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.runtime import (
     PoolDeregister,
     PoolDeregistered,
@@ -25,11 +26,17 @@ HEARTBEAT_RETRY_AFTER_SECONDS = 3
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/worker/pool/register", register_pool)
-    app.router.add_post("/api/worker/pool/heartbeat", heartbeat)
-    app.router.add_post("/api/worker/pool/deregister", deregister)
-    app.router.add_delete("/api/worker/pool/deregister", deregister)
-    app.router.add_get("/api/worker/pools", list_pools)
+    route(app, "POST", "/api/worker/pool/register", register_pool, Op(
+        summary="Register (or refresh) a worker pool", body=PoolRegister, ok=PoolRegistered, errors=(400, 422)))
+    route(app, "POST", "/api/worker/pool/heartbeat", heartbeat, Op(
+        summary="A worker pool's heartbeat (re-registers with `registration`)", body=PoolHeartbeat,
+        ok=PoolRegistered, errors=(400, 404, 422)))
+    route(app, "POST", "/api/worker/pool/deregister", deregister, Op(
+        summary="Deregister a worker pool", body=PoolDeregister, ok=PoolDeregistered, errors=(400, 404, 422)))
+    route(app, "DELETE", "/api/worker/pool/deregister", deregister, Op(
+        summary="Deregister a worker pool", body=PoolDeregister, ok=PoolDeregistered, errors=(400, 404, 422)))
+    route(app, "GET", "/api/worker/pools", list_pools, Op(
+        summary="List worker pools", ok=PoolList, query=(Param(name="runtime"), Param(name="status"))))
 
 
 async def _upsert(svc: ShardServices, body: PoolRegister) -> tuple[asyncpg.Record, bool]:

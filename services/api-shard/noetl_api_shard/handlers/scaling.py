@@ -8,6 +8,7 @@ from aiohttp import web
 from noetl_common.config import MAX_SHARD_COUNT
 from noetl_common.errors import json_response, read_json, unprocessable
 from noetl_common.minting import now_ms
+from noetl_common.openapi import Op, route
 from noetl_common.wire.shard import EpochRequest, EpochResponse, ShardStatus
 
 from ..map_keeper import KEEPER
@@ -19,8 +20,12 @@ MAX_GRACE_MS = 3_600_000
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/internal/shard-map/epochs", commit_epoch)
-    app.router.add_get("/api/internal/shard/status", shard_status)
+    route(app, "POST", "/api/internal/shard-map/epochs", commit_epoch, Op(
+        summary="Commit a shard-map epoch (grow or drain); idempotent for the same count", body=EpochRequest,
+        ok=EpochResponse, errors=(400, 422),
+        description="Takes effect grace_ms from now (at least NOETL_SHARD_EPOCH_GRACE_MS, the minting horizon)."))
+    route(app, "GET", "/api/internal/shard/status", shard_status, Op(
+        summary="What this shard holds, and whether it is draining or drained", ok=ShardStatus))
 
 
 async def commit_epoch(request: web.Request) -> web.Response:

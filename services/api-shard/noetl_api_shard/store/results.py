@@ -82,6 +82,8 @@ async def delete(conn: asyncpg.Connection | asyncpg.Pool, execution_ids: list[in
 
 async def stats(pool: asyncpg.Pool) -> asyncpg.Record:
     return await pool.fetchrow(
-        "SELECT count(*) AS results, coalesce(sum(bytes), 0) AS bytes, count(DISTINCT execution_id) AS executions, "
+        # sum(bigint) is numeric (a Decimal, which JSON would carry as a string): cast back.
+        "SELECT count(*) AS results, coalesce(sum(bytes), 0)::bigint AS bytes, "
+        "count(DISTINCT execution_id) AS executions, "
         "count(*) FILTER (WHERE expires_at IS NOT NULL AND expires_at <= now()) AS expired "
         "FROM noetl.result_store")

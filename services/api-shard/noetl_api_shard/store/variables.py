@@ -11,8 +11,11 @@ _COLUMNS = "name, value, var_type, source_step, access_count, accessed_at, creat
 
 async def upsert_many(conn: asyncpg.Connection | asyncpg.Pool, execution_id: int, values: dict[str, Any],
                       var_type: str, source_step: str | None) -> None:
+    # A JSON null value reaches asyncpg as None, which it sends as SQL NULL (the column is NOT NULL):
+    # store it as the JSON null it is (read back as None). Found by the fuzzer: it was a 500.
     await conn.executemany(
-        "INSERT INTO noetl.transient (execution_id, name, value, var_type, source_step) VALUES ($1,$2,$3,$4,$5) "
+        "INSERT INTO noetl.transient (execution_id, name, value, var_type, source_step) "
+        "VALUES ($1, $2, coalesce($3::jsonb, 'null'::jsonb), $4, $5) "
         "ON CONFLICT (execution_id, name) DO UPDATE SET value = EXCLUDED.value, var_type = EXCLUDED.var_type, "
         "source_step = EXCLUDED.source_step, updated_at = now()",
         [(execution_id, name, value, var_type, source_step) for name, value in values.items()])
