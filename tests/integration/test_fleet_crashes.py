@@ -65,11 +65,14 @@ async def test_worker_killed_mid_step_then_another_finishes_it(fresh_databases, 
                 eid = (await r.json())["execution_id"]
             conn = await asyncpg.connect(dbs.shard_dsns[0])
             try:
-                for _ in range(100):  # until worker-0 holds the claim
-                    if await conn.fetchval("SELECT worker_id FROM noetl.command WHERE execution_id = $1 "
-                                           "AND step = 'start' AND status IN ('CLAIMED','RUNNING')", int(eid)):
+                holder = None
+                for _ in range(600):  # until worker-0 holds the claim (its first pull may take a while)
+                    holder = await conn.fetchval("SELECT worker_id FROM noetl.command WHERE execution_id = $1 "
+                                                 "AND step = 'start' AND status IN ('CLAIMED','RUNNING')", int(eid))
+                    if holder:
                         break
                     await asyncio.sleep(0.05)
+                assert holder == "worker-0", f"worker-0 never held the claim (holder: {holder})"
                 running, _ = sup.running[w0.name]
                 os.kill(running.pid, signal.SIGKILL)
                 sup.spawn(w1)
