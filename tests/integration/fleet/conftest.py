@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import tempfile
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -38,23 +39,33 @@ class LiveFleet(msgspec.Struct):
         return self.spec(name).url
 
 
-@pytest_asyncio.fixture(scope="package")
-async def live_fleet() -> AsyncIterator[LiveFleet]:
-    work = Path(tempfile.mkdtemp(prefix="noetl-fleet-test-"))
+@asynccontextmanager
+async def own_fleet(prefix: str, shards: int = SHARDS, *, workers: int = 2,
+                    extra_env: dict[str, str] | None = None) -> AsyncIterator[LiveFleet]:
+    """A fleet started as `make run` starts it, on an embedded Postgres + NATS of its own under a
+    new temporary directory (`prefix`); stopped with everything it started on exit."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     infra = Infra(work)
     supervisor = Supervisor(work / "logs")
     try:
-        info = await infra.up(SHARDS)
+        info = await infra.up(shards)
         dev_secrets = secrets.load_or_create(work / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
-                                        nats_url=info.nats_url, secrets=dev_secrets, workers=2))
+        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
+                                        nats_url=info.nats_url, secrets=dev_secrets, workers=workers,
+                                        extra_env=extra_env or {}))
         await start_fleet(supervisor, specs)
         yield LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
-                        shard_dsns=info.shard_dsns(SHARDS),
+                        shard_dsns=info.shard_dsns(shards),
                         token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs", supervisor=supervisor)
     finally:
         supervisor.stop_all()
         infra.down()
+
+
+@pytest_asyncio.fixture(scope="package")
+async def live_fleet() -> AsyncIterator[LiveFleet]:
+    async with own_fleet("noetl-fleet-test-") as fleet:
+        yield fleet
 
 
 @pytest_asyncio.fixture

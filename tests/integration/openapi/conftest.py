@@ -4,19 +4,12 @@ tests: the fuzzer writes whatever the document allows, so it gets databases no o
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
 import pytest_asyncio
 
-from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from noetl_devstack.infra import Infra
-from noetl_devstack.processes import Supervisor
-
-from tests.integration.fleet.conftest import LiveFleet, register, wait_terminal
+from tests.integration.fleet.conftest import LiveFleet, own_fleet, register, wait_terminal
 
 SHARDS = 2
 PLAYBOOK = """\
@@ -33,23 +26,9 @@ workflow:
 
 @pytest_asyncio.fixture(scope="package")
 async def api_fleet() -> AsyncIterator[LiveFleet]:
-    work = Path(tempfile.mkdtemp(prefix="noetl-openapi-test-"))
-    infra = Infra(work)
-    supervisor = Supervisor(work / "logs")
-    try:
-        info = await infra.up(SHARDS)
-        dev_secrets = secrets.load_or_create(work / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
-                                        nats_url=info.nats_url, secrets=dev_secrets, workers=1))
-        await start_fleet(supervisor, specs)
-        fleet = LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
-                          shard_dsns=info.shard_dsns(SHARDS), token=dev_secrets["NOETL_INTERNAL_API_TOKEN"],
-                          logs=work / "logs", supervisor=supervisor)
+    async with own_fleet("noetl-openapi-test-", SHARDS, workers=1) as fleet:
         await _seed(fleet)
         yield fleet
-    finally:
-        supervisor.stop_all()
-        infra.down()
 
 
 async def _seed(fleet: LiveFleet) -> None:

@@ -3,17 +3,15 @@ workers) on its own embedded Postgres + NATS, with a short epoch grace so a scal
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import msgspec
 import pytest_asyncio
 
-from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from noetl_devstack.infra import Infra
-from noetl_devstack.processes import ServiceSpec, Supervisor
+from noetl_devstack.processes import ServiceSpec
+
+from ..fleet.conftest import own_fleet
 
 START_SHARDS = 2
 GRACE_MS = 3_000
@@ -39,18 +37,6 @@ class ScalingFleet(msgspec.Struct):
 
 @pytest_asyncio.fixture(scope="package")
 async def scaling_fleet() -> AsyncIterator[ScalingFleet]:
-    work = Path(tempfile.mkdtemp(prefix="noetl-scaling-test-"))
-    infra = Infra(work)
-    supervisor = Supervisor(work / "logs")
-    try:
-        info = await infra.up(START_SHARDS)
-        dev_secrets = secrets.load_or_create(work / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(START_SHARDS),
-                                        nats_url=info.nats_url, secrets=dev_secrets, workers=2,
-                                        extra_env=SCALING_ENV))
-        await start_fleet(supervisor, specs)
-        yield ScalingFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
-                           token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], supervisor=supervisor, logs=work / "logs")
-    finally:
-        supervisor.stop_all()
-        infra.down()
+    async with own_fleet("noetl-scaling-test-", START_SHARDS, workers=2, extra_env=SCALING_ENV) as f:
+        yield ScalingFleet(router=f.router, specs=f.specs, admin_dsn=f.admin_dsn, token=f.token,
+                           supervisor=f.supervisor, logs=f.logs)

@@ -5,18 +5,12 @@ spans and the per-request log lines of one execution back from the logs."""
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest_asyncio
 
-from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from noetl_devstack.infra import Infra
-from noetl_devstack.processes import Supervisor
-
-from ..fleet.conftest import LiveFleet, http  # noqa: F401 - the session fixture, shared
+from ..fleet.conftest import LiveFleet, http, own_fleet  # noqa: F401 - the session fixture, shared
 
 SHARDS = 2
 TRACING_ENV = {
@@ -28,22 +22,8 @@ TRACING_ENV = {
 
 @pytest_asyncio.fixture(scope="package")
 async def traced_fleet() -> AsyncIterator[LiveFleet]:
-    work = Path(tempfile.mkdtemp(prefix="noetl-traced-fleet-"))
-    infra = Infra(work)
-    supervisor = Supervisor(work / "logs")
-    try:
-        info = await infra.up(SHARDS)
-        dev_secrets = secrets.load_or_create(work / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(SHARDS),
-                                        nats_url=info.nats_url, secrets=dev_secrets, workers=1,
-                                        extra_env=TRACING_ENV))
-        await start_fleet(supervisor, specs)
-        yield LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
-                        shard_dsns=info.shard_dsns(SHARDS), token=dev_secrets["NOETL_INTERNAL_API_TOKEN"],
-                        logs=work / "logs", supervisor=supervisor)
-    finally:
-        supervisor.stop_all()
-        infra.down()
+    async with own_fleet("noetl-traced-fleet-", SHARDS, workers=1, extra_env=TRACING_ENV) as fleet:
+        yield fleet
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
