@@ -130,8 +130,9 @@ def finish_costs(node: object) -> None:
         finish_costs(value)
 
 
-async def fleet_three_step(rig: Rig, total: int, in_flight: int) -> dict:
-    result, cost = await metered(rig.fleet, lambda: wl.three_step_run(rig.session, rig.url, total, in_flight))
+async def fleet_three_step(rig: Rig, total: int, in_flight: int, *, rounds: bool = False) -> dict:
+    result, cost = await metered(rig.fleet, lambda: wl.three_step_run(rig.session, rig.url, total, in_flight,
+                                                                      rounds=rounds))
     return with_costs(result, cost, {"workflow": total, "step": 3 * total}, rig.idle_commits_per_s)
 
 
@@ -213,6 +214,11 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     fleet["three_step"] = median_run(a_fleet, "wf_per_s")
     if a_peer:
         peer["three_step"] = median_run(a_peer, "wf_per_s")
+    # The peer's own start pattern (rounds of `in_flight` started one after another): latencies at
+    # the concurrency that pattern really produces, comparable with DBOS's p50/p99 directly.
+    fleet["three_step_rounds"] = await fleet_three_step(rig, args.total, args.in_flight, rounds=True)
+    say(f"[A2] fleet p50/p99 {fleet['three_step_rounds']['server_p50_ms']}/"
+        f"{fleet['three_step_rounds']['server_p99_ms']} ms in DBOS's rounds of {args.in_flight}")
     # Latency without queueing: at 50 in flight an execution waits behind 49 others (Little's law:
     # latency = in flight / throughput), so the same workflow one at a time shows what a step costs.
     if rig.runner:
@@ -242,7 +248,15 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     for side in (fleet, peer):
         if "loop" in side:
             side["loop_flatness"] = flatness(side["loop"])
+    fleet["ingest"]["cpu_ceiling_events_per_s"] = cpu_ceiling(fleet["ingest"]["cost_per_event"]["cpu_ms"])
     return report
+
+
+def cpu_ceiling(per_event_ms: dict) -> int | None:
+    """Events/s the fleet's processes could reach with every core of the machine to themselves at
+    this CPU cost per event (the driver's share left out): what a faster driver could not exceed."""
+    fleet_ms = per_event_ms["total"] - per_event_ms.get("driver", 0.0)
+    return round((os.cpu_count() or 1) * 1000 / fleet_ms) if fleet_ms > 0 else None
 
 
 def flatness(loops: dict) -> dict | None:
@@ -270,6 +284,10 @@ def ratios(fleet: dict, peer: dict) -> dict:
                                        pa["cost_per_workflow"]["db"]["write_xacts"]),
            "cpu_ms_per_wf": ratio(fa["cost_per_workflow"]["cpu_ms"]["total"],
                                   pa["cost_per_workflow"]["cpu_ms"]["total"])}
+    if "three_step_rounds" in fleet:
+        for q in ("p50", "p99"):
+            out[f"rounds_server_{q}_ms"] = ratio(fleet["three_step_rounds"][f"server_{q}_ms"], pa[f"server_{q}_ms"])
+        out["rounds_wf_per_s"] = ratio(fleet["three_step_rounds"]["wf_per_s"], pa["wf_per_s"])
     if "three_step_alone" in peer:
         out["alone_server_p50_ms"] = ratio(fleet["three_step_alone"]["server_p50_ms"],
                                            peer["three_step_alone"]["server_p50_ms"])
@@ -391,6 +409,14 @@ def summary(report: dict) -> str:
                      f"tup ins/upd/del {per['db']['tup_inserted']:.1f}/{per['db']['tup_updated']:.1f}/"
                      f"{per['db']['tup_deleted']:.1f}")
         lines.append(f"        CPU ms per wf: {cpu_line(per)}")
+    if "three_step_rounds" in f:
+        a = f["three_step_rounds"]
+        lines.append(f"\nA2 3-step in DBOS's pattern (rounds of {a['in_flight']}, started one after another)")
+        lines.append(f"  fleet {a['wf_per_s']:7.1f} wf/s  server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms"
+                     f"  client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
+        if "three_step" in d:
+            lines.append(f"  DBOS  {d['three_step']['wf_per_s']:7.1f} wf/s  server p50/p99 "
+                         f"{d['three_step']['server_p50_ms']}/{d['three_step']['server_p99_ms']} ms (workload A)")
     if "three_step_alone" in f:
         lines.append("\nA1 3-step, one at a time (latency without queueing)")
         for name, side in (("fleet", f), ("DBOS", d)):
@@ -422,6 +448,8 @@ def summary(report: dict) -> str:
     lines.append(f"\nC  ingest: fleet {c['events_per_s']:.0f} events/s  p50/p99 {c['p50_ms']}/{c['p99_ms']} ms  "
                  f"per event: write xacts {per['db']['write_xacts']:.2f}, tup ins {per['db']['tup_inserted']:.2f}, "
                  f"CPU ms {cpu_line(per)}")
+    lines.append(f"   CPU ceiling at this cost per event (all {report['machine']['cpus']} cores, no driver): "
+                 f"{c.get('cpu_ceiling_events_per_s')} events/s")
     if r:
         lines.append("\nratios fleet/DBOS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
     return "\n".join(lines)

@@ -179,40 +179,52 @@ async def poll_running(session: aiohttp.ClientSession, url: str, flight: InFligh
 
 
 async def three_step_run(session: aiohttp.ClientSession, url: str, total: int, in_flight: int,
-                         timeout: float = 600.0) -> dict:
+                         timeout: float = 600.0, *, rounds: bool = False) -> dict:
+    """`lanes` (default): `in_flight` lanes each start the next execution as soon as theirs ends,
+    so `in_flight` are really running all the time. `rounds`: DBOS's bench pattern (its "serial"
+    mode), one client starting `in_flight` executions one after another, waiting for all of them,
+    then the next round; concurrency is whatever the start rate allows, so the latencies compare
+    with the peer's directly."""
     flight, stop = InFlight(), asyncio.Event()
     ids: list[str] = []
     client_s: list[float] = []
     remaining = iter(range(total))
 
+    async def started() -> asyncio.Future:
+        t = time.perf_counter()
+        eid = await start(session, url, "bench/three_steps")
+        ids.append(eid)
+        done = flight.add(eid)
+        done.add_done_callback(lambda f: client_s.append(f.result() - t))
+        return done
+
     async def lane() -> None:
-        # One lane keeps one execution running: start, wait for the poller, start the next.
         for _ in remaining:
-            t = time.perf_counter()
-            eid = await start(session, url, "bench/three_steps")
-            ids.append(eid)
-            finished_at = await flight.add(eid)
-            client_s.append(finished_at - t)
+            await (await started())
+
+    async def in_rounds() -> None:
+        for first in range(0, total, in_flight):
+            await asyncio.gather(*[await started() for _ in range(min(in_flight, total - first))])
 
     poller = asyncio.create_task(poll_running(session, url, flight, stop))
     t0 = time.perf_counter()
-    lanes = asyncio.ensure_future(asyncio.gather(*(lane() for _ in range(in_flight))))
+    work = asyncio.ensure_future(in_rounds() if rounds else asyncio.gather(*(lane() for _ in range(in_flight))))
     try:
         # A poller that dies would leave every lane waiting forever: stop on whichever ends first.
-        done, _ = await asyncio.wait({lanes, poller}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if lanes not in done:
+        done, _ = await asyncio.wait({work, poller}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:
             if poller in done:
                 poller.result()  # raises the poller's error
             raise BenchError(f"{len(flight.waiting)} executions still running after {timeout:.0f}s")
-        lanes.result()
+        work.result()
     finally:
-        lanes.cancel()
+        work.cancel()
         stop.set()
         polls = await poller
     wall = time.perf_counter() - t0
     server_s = await finished_as_completed(session, url, set(ids))
-    return {"executions": total, "in_flight": in_flight, "start_pattern": "lanes", "wall_s": round(wall, 3),
-            "wf_per_s": round(total / wall, 2), "steps_per_s": round(3 * total / wall, 2),
+    return {"executions": total, "in_flight": in_flight, "start_pattern": "rounds" if rounds else "lanes",
+            "wall_s": round(wall, 3), "wf_per_s": round(total / wall, 2), "steps_per_s": round(3 * total / wall, 2),
             "server_p50_ms": pct_ms(server_s, 50), "server_p99_ms": pct_ms(server_s, 99),
             "client_p50_ms": pct_ms(client_s, 50), "client_p99_ms": pct_ms(client_s, 99),
             "running_list_polls": polls}
