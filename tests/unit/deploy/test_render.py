@@ -233,3 +233,32 @@ def test_the_ops_role_grants_what_noetl_ops_calls(values, overlay):
     # noetl_ops.kube: read/patch the StatefulSet scale, list pods, GET projector /metrics via the proxy.
     assert granted == {("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),
                        ("", "pods", "list"), ("", "pods/proxy", "get")}
+
+
+PROCESSES = [("StatefulSet", "api-shard"), ("Deployment", "router"), ("Deployment", "outbox-publisher"),
+             ("StatefulSet", "projector")]
+
+
+def _container_env(r, kind, name):
+    return env_of(r.one(kind, name)["spec"]["template"]["spec"]["containers"][0])
+
+
+def _processes(r, v):
+    return [*PROCESSES, ("Deployment", f"worker-{v['worker']['pool']}")]
+
+
+def test_tracing_is_off_unless_an_endpoint_is_set(values):
+    r = render_overlay(values, "dev", TEMPLATES, shards=2)
+    for kind, name in _processes(r, values):
+        assert not [k for k in _container_env(r, kind, name) if k.startswith("OTEL_")], name
+
+
+def test_tracing_endpoint_reaches_every_process(values):
+    traced = {**values, "tracing": {"otlp_endpoint": "http://otel-collector.observability:4318",
+                                    "sample_ratio": "0.25"}}
+    r = render_overlay(traced, "prod", TEMPLATES, shards=2)
+    for kind, name in _processes(r, traced):
+        env = _container_env(r, kind, name)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability:4318", name
+        assert env["OTEL_TRACES_SAMPLER"]["value"] == "parentbased_traceidratio"
+        assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
