@@ -25,7 +25,7 @@ import msgspec
 
 from noetl_common import tracing
 from noetl_common.errors import ApiError
-from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
+from noetl_common.pools import resolve_pool
 from noetl_common.vocabulary import EventType
 
 from ..state import ShardServices
@@ -34,9 +34,9 @@ from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store import writes
 from ..store.events import NewEvent
-from ..store.outbox import OutboxRow
 from ..store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import engine_port as engine
+from .announcing import command_context, notification
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
@@ -289,12 +289,7 @@ class Orchestrator:
 
     def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
         pool = getattr(d, "pool", None) or resolve_pool(ex.execution_pool, ex.path)
-        # What NoETL's workers read: the Python worker `input` and `spec`, the Rust worker `args`.
-        context = {"tool_config": d.tool_config, "input": d.input, "args": d.input,
-                   "spec": (d.tool_config or {}).get("spec") or {},
-                   "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
-                   "render_context": d.context, "iteration": d.iteration, "item": d.item,
-                   "attempt": d.attempt, "max_attempts": d.max_attempts}
+        context = command_context(d)
         cmd = CommandRow(command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id,
                          step=d.step, tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
                          max_attempts=TAKEOVER_ATTEMPTS)
@@ -310,28 +305,9 @@ class Orchestrator:
             eager.claimed.append(cmd)
             self.svc.metrics.command_picked_up(cmd.command_id, pool, "eager")
         else:
-            txn.uow.notify(self.notification(command_id=cmd.command_id, execution_id=cmd.execution_id,
-                                             step=cmd.step, pool=pool))
+            txn.uow.notify(notification(self.svc, self.public_url, command_id=cmd.command_id,
+                                        execution_id=cmd.execution_id, step=cmd.step, pool=pool))
         txn.uow.new_command(cmd)
-
-    def notification(self, *, command_id: int, execution_id: int, step: str, pool: str | None,
-                     redelivery: bool = False) -> OutboxRow:
-        """The announcement of a command on its pool's subject (noetl_common.pools)."""
-        pool = pool or DEFAULT_POOL
-        settings = self.svc.settings
-        note: dict[str, Any] = {"execution_id": execution_id, "event_id": command_id, "command_id": str(command_id),
-                                "step": step, "execution_pool": pool}
-        if self.public_url:
-            note["server_url"] = self.public_url
-        if redelivery:
-            note["redelivery"] = True
-        # The span issuing the command goes with it in the row's headers column (written by the
-        # same INSERT either way), which the publisher sends as NATS headers: no extra write.
-        traceparent = tracing.current_traceparent()
-        return OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
-                         subject=command_subject(pool, execution_id, shard_route=settings.shard_subject_route,
-                                                 shard_count=settings.command_shard_count),
-                         payload=note, headers={tracing.TRACEPARENT: traceparent} if traceparent else None)
 
     async def start_child(self, txn: Txn, ex: Loaded, d: Any) -> None:
         """`kind: playbook` steps: the child lives on this shard (ids minted here are owned here)."""
