@@ -6,9 +6,9 @@ from __future__ import annotations
 import msgspec
 from nats.aio.msg import Msg
 
+from noetl_common.wire.internal import OutboxMessage, ProjectRequest
 from noetl_outbox_publisher.packing import MAX_PACK_BYTES, is_mirror, packs
-from noetl_outbox_publisher.relay import Message
-from noetl_projector.consumer import ProjectBody, chunks, decode
+from noetl_projector.consumer import chunks, decode
 
 ENVELOPE = {"event_id": "11", "execution_id": "21", "event_type": "step.enter"}
 
@@ -21,7 +21,7 @@ def message(payload, headers=None) -> Msg:
 def test_a_batch_is_named_by_its_nats_msg_id_and_an_older_event_by_its_event_id():
     batch = decode(message({"events": [ENVELOPE, {**ENVELOPE, "event_id": "12"}]}, {"Nats-Msg-Id": "900"}))
     single = decode(message(ENVELOPE))
-    body = msgspec.json.decode(msgspec.json.encode(ProjectBody([*batch, *single])))
+    body = msgspec.json.decode(msgspec.json.encode(ProjectRequest[msgspec.Raw](messages=[*batch, *single])))
     assert body == {"messages": [{"id": "900", "events": [ENVELOPE, {**ENVELOPE, "event_id": "12"}]},
                                  {"id": "11", "events": [ENVELOPE]}]}
 
@@ -43,15 +43,15 @@ def test_requests_are_split_at_the_event_cap_and_a_bigger_message_goes_alone():
     assert [[i for i, _ in chunk] for chunk in chunks(items, 5)] == [[0, 1, 2], [3], [4]]
 
 
-def _row(i: int, events: list[dict], subject: str = "noetl.events.0.21") -> Message:
-    # As the shard's claim answer carries it: Postgres' jsonb text, spaces and all.
+def _row(i: int, events: list[dict], subject: str = "noetl.events.0.21") -> OutboxMessage:
+    # Postgres' jsonb text, spaces and all: the shard compacts it, but packing must not rely on that.
     payload = msgspec.json.encode({"events": events}).replace(b'":', b'": ').replace(b",", b", ")
-    return Message(id=i, subject=subject, payload=msgspec.Raw(payload))
+    return OutboxMessage(id=i, subject=subject, payload=msgspec.Raw(payload))
 
 
 def test_mirror_rows_are_packed_and_read_back_as_one_delivery_each():
     rows = [_row(100 + i, [{**ENVELOPE, "event_id": str(i)}]) for i in range(5)]
-    notification = Message(id=7, subject="noetl.commands.shared.21", payload=msgspec.Raw(b"{}"))
+    notification = OutboxMessage(id=7, subject="noetl.commands.shared.21", payload=msgspec.Raw(b"{}"))
     assert not is_mirror(notification) and all(is_mirror(r) for r in rows)
     (pack,) = packs(rows)
     assert pack.ids == [100, 101, 102, 103, 104] and pack.subject == "noetl.events.0.21"

@@ -15,6 +15,7 @@ import re
 
 from .sharding import shard_for
 
+_COMMANDS = "noetl.commands."
 DEFAULT_POOL = "shared"
 SHARDABLE_POOL = "system"
 _PATH_POOLS = (("system/", "system"), ("subscription/", "subscription"))
@@ -38,5 +39,10 @@ def resolve_pool(execution_pool: str | None, path: str | None) -> str:
 
 def command_subject(pool: str, execution_id: int, *, shard_route: bool = False, shard_count: int = 1) -> str:
     if shard_route and shard_count > 1 and pool == SHARDABLE_POOL:
-        return f"noetl.commands.{pool}.shard.{shard_for(execution_id, shard_count)}.{execution_id}"
-    return f"noetl.commands.{pool}.{execution_id}"
+        return f"{_COMMANDS}{pool}.shard.{shard_for(execution_id, shard_count)}.{execution_id}"
+    return f"{_COMMANDS}{pool}.{execution_id}"
+
+
+def pool_commands_filter(pool: str) -> str:
+    """Every command subject of a pool, sharded ones included: a worker's consumer filter."""
+    return f"{_COMMANDS}{pool}.>"

@@ -27,10 +27,25 @@ STREAMS = {
     COMMANDS_STREAM: ["noetl.commands.>"],
     EVENTS_STREAM: ["noetl.events.>"],
 }
+EVENTS_SUBJECT_PREFIX = "noetl.events."
 DUPLICATE_WINDOW_SECONDS = 300.0  # a re-publish after a crash within this window is dropped by JetStream
 DEFAULT_MAX_AGE_SECONDS = {COMMANDS_STREAM: 3600.0, EVENTS_STREAM: 86400.0}
 MAX_AGE_VARIABLES = {COMMANDS_STREAM: "NOETL_COMMANDS_STREAM_MAX_AGE_SECONDS",
                      EVENTS_STREAM: "NOETL_EVENTS_STREAM_MAX_AGE_SECONDS"}
+
+
+def events_subject(shard: int, execution_id: int) -> str:
+    """Where a shard transaction's events go (named after its first event's execution)."""
+    return f"{EVENTS_SUBJECT_PREFIX}{shard}.{execution_id}"
+
+
+def shard_events_filter(shard: int) -> str:
+    """Every events subject of one shard: the projector's consumer filter for that shard."""
+    return f"{EVENTS_SUBJECT_PREFIX}{shard}.>"
+
+
+def is_events_subject(subject: str) -> bool:
+    return subject.startswith(EVENTS_SUBJECT_PREFIX)
 
 
 def max_ages(env: Env) -> dict[str, float]:

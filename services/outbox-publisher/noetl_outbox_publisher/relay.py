@@ -20,25 +20,14 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common import tracing
+from noetl_common.wire.internal import (OutboxClaim, OutboxClaimRequest, OutboxFailed, OutboxFailure, OutboxMessage,
+                                        OutboxPending, OutboxPublished)
 
 from .packing import is_mirror, packs
 
 log = logging.getLogger("noetl.outbox_publisher")
 
 BACKOFF_MAX_SECONDS = 10.0
-
-
-class Message(msgspec.Struct):
-    id: int
-    subject: str
-    payload: msgspec.Raw   # published as it came: no decode and re-encode
-    execution_id: int | None = None
-    headers: dict[str, str] | None = None
-    attempts: int = 0
-
-
-class ClaimResponse(msgspec.Struct):
-    items: list[Message]
 
 
 class RelayMetrics:
@@ -65,7 +54,7 @@ class ShardRelay:
                  session: aiohttp.ClientSession, js: JetStreamContext, metrics: RelayMetrics) -> None:
         self.shard = str(shard)
         self.base_url = base_url
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.batch = batch
         self.wait_ms = wait_ms
         self.session = session
@@ -84,7 +73,7 @@ class ShardRelay:
     async def flush(self) -> None:
         """Report what was published without waiting for more (at shutdown)."""
         if self._published:
-            await self._post("mark-published", {"ids": self._published})
+            await self._post("mark-published", OutboxPublished(ids=self._published))
             self._published = []
 
     async def run(self) -> None:
@@ -111,11 +100,11 @@ class ShardRelay:
         started = time.perf_counter()
         async with self.session.post(f"{self.base_url}/api/internal/outbox/claim",
                                      params={"limit": str(self.batch), "wait_ms": str(self.wait_ms)},
-                                     json={"published": self._published},
+                                     data=msgspec.json.encode(OutboxClaimRequest(published=self._published)),
                                      headers=self.headers) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"claim answered {resp.status}: {(await resp.text())[:200]}")
-            claimed = msgspec.json.decode(await resp.read(), type=ClaimResponse)
+            claimed = msgspec.json.decode(await resp.read(), type=OutboxClaim)
         self._published = []
         self.metrics.claim_latency.labels(self.shard).observe(time.perf_counter() - started)
         if not claimed.items:
@@ -125,11 +114,11 @@ class ShardRelay:
             self._published = published
             self.metrics.published.labels(self.shard).inc(len(published))
         if failed:
-            await self._post("mark-failed", {"failures": failed})
+            await self._post("mark-failed", OutboxFailed(failures=failed))
             self.metrics.failed.labels(self.shard).inc(len(failed))
         return True
 
-    async def publish_all(self, items: list[Message]) -> tuple[list[int], list[dict]]:
+    async def publish_all(self, items: list[OutboxMessage]) -> tuple[list[int], list[OutboxFailure]]:
         """Notifications one message each, mirror rows packed (see packing); returns the ids
         published and the failures."""
         sends = [(m.subject, str(m.id), bytes(m.payload), m.headers, [m.id]) for m in items if not is_mirror(m)]
@@ -151,7 +140,8 @@ class ShardRelay:
 
         results = await asyncio.gather(*(one(*send) for send in sends))
         published = sorted(i for ids, err in results if err is None for i in ids)
-        failed = [{"id": i, "error": f"{type(err).__name__}: {err}"[:500]} for ids, err in results if err for i in ids]
+        failed = [OutboxFailure(id=i, error=f"{type(err).__name__}: {err}"[:500]) for ids, err in results if err
+                  for i in ids]
         return published, failed
 
     async def _publish_traced(self, subject: str, msg_id: str, body: bytes, headers: dict[str, str]) -> None:
@@ -170,8 +160,8 @@ class ShardRelay:
             tracing.inject(out)
             await self.js.publish(subject, body, headers=out, timeout=5)
 
-    async def _post(self, action: str, body: dict) -> None:
-        async with self.session.post(f"{self.base_url}/api/internal/outbox/{action}", json=body,
+    async def _post(self, action: str, body: OutboxPublished | OutboxFailed) -> None:
+        async with self.session.post(f"{self.base_url}/api/internal/outbox/{action}", data=msgspec.json.encode(body),
                                      headers=self.headers) as resp:
             if resp.status != 200:
                 # Unreported rows are read again; JetStream dedupes the re-publish.
@@ -181,6 +171,6 @@ class ShardRelay:
         async with self.session.get(f"{self.base_url}/api/internal/outbox/pending-count",
                                     headers=self.headers) as resp:
             if resp.status == 200:
-                counts = await resp.json()
-                self.metrics.pending.labels(self.shard).set(counts["pending"])
-                self.metrics.oldest_age.labels(self.shard).set(counts.get("oldest_age_seconds", 0))
+                counts = msgspec.json.decode(await resp.read(), type=OutboxPending)
+                self.metrics.pending.labels(self.shard).set(counts.pending)
+                self.metrics.oldest_age.labels(self.shard).set(counts.oldest_age_seconds)

@@ -23,7 +23,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from noetl_common.streams import EVENTS_STREAM, PROJECT_MAX_EVENTS
+from noetl_common.streams import EVENTS_STREAM, PROJECT_MAX_EVENTS, shard_events_filter
+from noetl_common.wire.internal import Delivery, EventsMessage, ProjectRequest
 
 log = logging.getLogger("noetl.projector")
 PROJECT_PATH = "/api/internal/events/project"
@@ -48,44 +49,32 @@ class ProjectorMetrics:
                          ["shard"], registry=registry)
 
 
-class Delivery(msgspec.Struct):
-    """One message as the project route takes it; the events are passed through unparsed."""
-
-    id: str
-    events: list[msgspec.Raw]
+# The projector passes events through to the shard as they came (the shard parses them).
+RawDelivery = Delivery[msgspec.Raw]
 
 
-class ProjectBody(msgspec.Struct):
-    messages: list[Delivery]
-
-
-class _Payload(msgspec.Struct):
-    deliveries: list[Delivery] | None = None  # transactions packed by the publisher
-    events: list[msgspec.Raw] | None = None   # one transaction's events
-    event_id: int | str | None = None         # an older message: the payload is one envelope
-
-
-def decode(msg: Msg) -> list[Delivery] | None:
-    """The message's deliveries, or None when it is none of the formats (or names no id)."""
+def decode(msg: Msg) -> list[RawDelivery] | None:
+    """The message's deliveries, or None when it is none of the forms (or names no id). Every
+    delivery returned has an id and events."""
     try:
-        payload = msgspec.json.decode(msg.data, type=_Payload)
+        payload = msgspec.json.decode(msg.data, type=EventsMessage[msgspec.Raw])
     except (msgspec.DecodeError, msgspec.ValidationError):  # malformed JSON, or none of the shapes
         return None
     if payload.deliveries is not None:
         return payload.deliveries if all(d.id and d.events for d in payload.deliveries) else None
     if payload.events is not None:
         msg_id = (msg.headers or {}).get("Nats-Msg-Id")
-        return [Delivery(msg_id, payload.events)] if msg_id and payload.events else None
+        return [RawDelivery(msg_id, payload.events)] if msg_id and payload.events else None
     if payload.event_id not in (None, ""):
-        return [Delivery(str(payload.event_id), [msgspec.Raw(msg.data)])]
+        return [RawDelivery(str(payload.event_id), [msgspec.Raw(msg.data)])]
     return None
 
 
-def event_count(deliveries: list[Delivery]) -> int:
-    return sum(len(d.events) for d in deliveries)
+def event_count(deliveries: list[RawDelivery]) -> int:
+    return sum(len(d.events or ()) for d in deliveries)
 
 
-Item = tuple[Msg, list[Delivery]]
+Item = tuple[Msg, list[RawDelivery]]
 
 
 def chunks(items: list[Item], max_events: int) -> Iterator[list[Item]]:
@@ -132,7 +121,7 @@ class ShardProjector:
 
     async def subscribe(self) -> None:
         self._sub = await self.js.pull_subscribe(
-            f"noetl.events.{self.shard}.>", durable=durable_name(self.shard), stream=EVENTS_STREAM,
+            shard_events_filter(self.shard), durable=durable_name(self.shard), stream=EVENTS_STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                   ack_wait=self.ack_wait_seconds, max_ack_pending=self.batch * 4))
 
@@ -210,7 +199,7 @@ class ShardProjector:
         msg, deliveries = item
         if status >= 400:
             log.error("shard %s refused message %s (%d event(s), HTTP %s); dropped", self.shard,
-                      ",".join(d.id for d in deliveries), event_count(deliveries), status)
+                      ",".join(str(d.id) for d in deliveries), event_count(deliveries), status)
             self.metrics.rejected.labels(self._label).inc(event_count(deliveries))
             await msg.term()
         else:
@@ -221,7 +210,8 @@ class ShardProjector:
         """POST until the shard answers with a status that is not 'try again' (5xx, RETRY_STATUSES,
         network).
         Returns that status, or None when stopping first."""
-        body = msgspec.json.encode(ProjectBody([d for _, deliveries in items for d in deliveries]))
+        body = msgspec.json.encode(ProjectRequest[msgspec.Raw](
+            messages=[d for _, deliveries in items for d in deliveries]))
         delay = 0.1
         while not self._stopping.is_set():
             try:

@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 from noetl_common.errors import json_response
 from noetl_common.openapi import Op, Param
 from noetl_common.wire.execution_views import ListedExecution
+from noetl_common.wire.internal import OutboxPending
 
 from .context import RouterContext
 from .forward import SHARD_HEADER, buffered_reply
@@ -105,10 +106,6 @@ async def list_executions(request: web.Request, ctx: RouterContext) -> web.Respo
     return json_response(items, headers=headers)
 
 
-class PendingCount(msgspec.Struct):
-    pending: int
-
-
 class FleetPending(msgspec.Struct):
     pending: int                 # the sum
     shards: dict[str, int]       # shard index -> its backlog
@@ -124,6 +121,6 @@ async def pending_count(request: web.Request, ctx: RouterContext) -> web.Respons
         path += "?" + request.query_string
     shards = ctx.listable()
     answers = await asyncio.gather(*(_get(ctx, i, path, headers) for i in shards))
-    counts = {str(i): msgspec.json.decode(body, type=PendingCount).pending for i, (body, _) in zip(shards, answers)}
+    counts = {str(i): msgspec.json.decode(body, type=OutboxPending).pending for i, (body, _) in zip(shards, answers)}
     return json_response(FleetPending(pending=sum(counts.values()), shards=counts),
                          headers={SHARD_HEADER: ",".join(counts)})

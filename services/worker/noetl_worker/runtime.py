@@ -35,7 +35,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from noetl_common import tracing
 from noetl_common.observability import command_id_var, execution_id_var
+from noetl_common.pools import pool_commands_filter
 from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
+from noetl_common.wire.internal import CommandNotification
 
 from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, RetryLater
 from .config import WorkerSettings
@@ -43,7 +45,7 @@ from .outcomes import REPOST_BACKOFF, Accepted, Backlog, NotTaken, Unreported, p
 from .running import RETRY_NAK_SECONDS, CommandRunner, Job, WorkerMetrics, as_int, attempt_of
 from .slots import RecentCommands, Slots
 from .tools.base import Runner
-from .wire import Command, EagerRequest, Notification, PoolRegistration
+from .wire import Command, EagerRequest, PoolRegistration
 
 log = logging.getLogger("noetl.worker")
 
@@ -92,7 +94,7 @@ class Worker:
             # max_ack_pending is per durable, so shared by every worker of the pool; each worker
             # holds about max_concurrent messages at most (a fetch asks for free slots only).
             sub = await js.pull_subscribe(
-                f"noetl.commands.{s.pool}.>", durable=s.durable, stream=STREAM,
+                pool_commands_filter(s.pool), durable=s.durable, stream=STREAM,
                 config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,
                                       deliver_policy=DeliverPolicy.ALL, ack_wait=s.ack_wait_seconds,
                                       max_deliver=-1, max_ack_pending=max(64, s.max_concurrent * 4)))
@@ -243,7 +245,7 @@ class Worker:
 
     async def _process(self, msg: Msg) -> list[Job]:
         try:
-            note = msgspec.json.decode(msg.data, type=Notification)
+            note = msgspec.json.decode(msg.data, type=CommandNotification)
             event_id, execution_id = int(note.event_id), int(note.execution_id)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             log.error("dropping malformed notification on %s: %s", msg.subject, exc)
@@ -270,7 +272,7 @@ class Worker:
                         "noetl.step": step or "", "noetl.pool": self.settings.pool,
                         "noetl.worker_id": self.settings.worker_id})
 
-    async def _claim_and_run(self, msg: Msg, note: Notification, event_id: int) -> list[Job]:
+    async def _claim_and_run(self, msg: Msg, note: CommandNotification, event_id: int) -> list[Job]:
         if self._stopping.is_set():
             await msg.nak(delay=1)  # not claimed: another worker (or our successor) takes it
             return []

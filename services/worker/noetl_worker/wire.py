@@ -1,22 +1,12 @@
-"""Wire shapes the worker exchanges with NATS and the control plane (contract §1.3.2-1.3.5, §4.1)."""
+"""Wire shapes the worker exchanges with the control plane (contract §1.3.2-1.3.5, §4.1). The
+notification it reads from NATS is `noetl_common.wire.internal.CommandNotification`, the shape
+the shard writes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
-
-
-class Notification(msgspec.Struct, kw_only=True):
-    """What the outbox publishes on noetl.commands.<pool>.<execution_id>. Ids come as ints or
-    strings (the Python and Rust servers differ), so both are accepted."""
-
-    execution_id: int | str
-    event_id: int | str
-    step: str | None = None
-    command_id: int | str | None = None
-    server_url: str | None = None  # the owning shard (or router); NOETL_SERVER_URL otherwise
-    execution_pool: str | None = None
 
 
 class Command(msgspec.Struct, kw_only=True):

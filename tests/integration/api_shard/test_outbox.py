@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from noetl_api_shard.execution.keys import ORCHESTRATOR, WAKEUPS
 from noetl_api_shard.store import outbox as store
 from noetl_api_shard.store.outbox import OutboxRow
+from noetl_common.wire.internal import CommandNotification
 
 from .conftest import INTERNAL_TOKEN
 
@@ -111,3 +114,20 @@ async def test_validation_and_auth(shard_app):
     assert r.status == 400 and "wait_ms" in (await r.json())["error"]
     r = await c.post("/api/internal/outbox/mark-published", json={"ids": ["x"]}, headers=AUTH)
     assert r.status == 422 and "ids" in (await r.json())["error"]
+
+
+async def test_a_claim_carries_the_payload_as_the_compact_json_that_was_written(shard_app):
+    """The claim passes the stored JSON on without decoding it: the bytes are what decoding and
+    re-encoding would give (compact, jsonb's key order), escapes and non-ASCII text included."""
+    tricky = {"step": "é \" \\ \n \u0001 ✓", "nested": {"b": [1, 2.5, None, True]}, "event_id": 2**62}
+    note = CommandNotification(execution_id=1, event_id=31, command_id="31", step="s", execution_pool="shared")
+    async with shard_app.client.server.app[ORCHESTRATOR].transaction() as txn:
+        txn.uow.notify(OutboxRow(id=31, execution_id=1, event_id=31, subject="noetl.commands.shared.1", payload=note))
+        txn.uow.notify(OutboxRow(id=32, execution_id=1, event_id=32, subject="noetl.commands.shared.1",
+                                 payload=tricky))
+    first, second = await store.claim(shard_app.shard, limit=10)
+    for message in (first, second):
+        raw = bytes(message.payload)
+        assert raw == msgspec.json.encode(msgspec.json.decode(raw))
+    assert msgspec.json.decode(bytes(first.payload), type=CommandNotification) == note
+    assert msgspec.json.decode(bytes(second.payload)) == tricky

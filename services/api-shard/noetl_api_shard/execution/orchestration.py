@@ -25,22 +25,22 @@ import msgspec
 
 from noetl_common import tracing
 from noetl_common.errors import ApiError
-from noetl_common.pools import DEFAULT_POOL, command_subject, resolve_pool
+from noetl_common.pools import resolve_pool
 from noetl_common.vocabulary import EventType
 
 from ..state import ShardServices
 from ..store import catalog as catalog_store
-from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store import writes
 from ..store.events import NewEvent
-from ..store.outbox import OutboxRow
 from ..store.writes import CommandChange, CommandRow, ExecutionWrite
+from . import children
 from . import engine_port as engine
+from .announcing import command_context, notification
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
-from .txn import Eager, Fallback, FollowUp, NeedsLock, Outcome, StatementCount, Txn
+from .txn import Eager, Fallback, NeedsLock, Outcome, StatementCount, Txn
 from .unit_of_work import UnitOfWork
 from .wakeups import Wakeups
 
@@ -50,7 +50,6 @@ log = logging.getLogger("noetl.api_shard.orchestration")
 # before the step fails. Tool-level retries are separate: the engine issues a new command each.
 TAKEOVER_ATTEMPTS = 3
 TERMINAL = execution_store.TERMINAL
-CHILD_EVENT = {"COMPLETED": "child.completed", "FAILED": "child.failed", "CANCELLED": "child.cancelled"}
 TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType.PLAYBOOK_FAILED,
                   "CANCELLED": EventType.EXECUTION_CANCELLED}
 
@@ -278,7 +277,7 @@ class Orchestrator:
                                         catalog_id=ex.catalog_id, parent_event_id=parent_event_id,
                                         payload=d.payload or {}))
             elif isinstance(d, engine.StartChild):
-                await self.start_child(txn, ex, d)
+                await children.start_child(self, txn, ex, d)
             elif isinstance(d, engine.Finish):
                 finish = d
         if finish is not None:
@@ -289,12 +288,7 @@ class Orchestrator:
 
     def _issue(self, txn: Txn, ex: Loaded, d: Any, parent_event_id: int, eager: Eager | None) -> None:
         pool = getattr(d, "pool", None) or resolve_pool(ex.execution_pool, ex.path)
-        # What NoETL's workers read: the Python worker `input` and `spec`, the Rust worker `args`.
-        context = {"tool_config": d.tool_config, "input": d.input, "args": d.input,
-                   "spec": (d.tool_config or {}).get("spec") or {},
-                   "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
-                   "render_context": d.context, "iteration": d.iteration, "item": d.item,
-                   "attempt": d.attempt, "max_attempts": d.max_attempts}
+        context = command_context(d)
         cmd = CommandRow(command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id,
                          step=d.step, tool_kind=d.tool_kind, pool=pool, iteration=d.iteration, context=context,
                          max_attempts=TAKEOVER_ATTEMPTS)
@@ -310,55 +304,9 @@ class Orchestrator:
             eager.claimed.append(cmd)
             self.svc.metrics.command_picked_up(cmd.command_id, pool, "eager")
         else:
-            txn.uow.notify(self.notification(command_id=cmd.command_id, execution_id=cmd.execution_id,
-                                             step=cmd.step, pool=pool))
+            txn.uow.notify(notification(self.svc, self.public_url, command_id=cmd.command_id,
+                                        execution_id=cmd.execution_id, step=cmd.step, pool=pool))
         txn.uow.new_command(cmd)
-
-    def notification(self, *, command_id: int, execution_id: int, step: str, pool: str | None,
-                     redelivery: bool = False) -> OutboxRow:
-        """The announcement of a command on its pool's subject (noetl_common.pools)."""
-        pool = pool or DEFAULT_POOL
-        settings = self.svc.settings
-        note: dict[str, Any] = {"execution_id": execution_id, "event_id": command_id, "command_id": str(command_id),
-                                "step": step, "execution_pool": pool}
-        if self.public_url:
-            note["server_url"] = self.public_url
-        if redelivery:
-            note["redelivery"] = True
-        # The span issuing the command goes with it in the row's headers column (written by the
-        # same INSERT either way), which the publisher sends as NATS headers: no extra write.
-        traceparent = tracing.current_traceparent()
-        return OutboxRow(id=self.svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
-                         subject=command_subject(pool, execution_id, shard_route=settings.shard_subject_route,
-                                                 shard_count=settings.command_shard_count),
-                         payload=note, headers={tracing.TRACEPARENT: traceparent} if traceparent else None)
-
-    async def start_child(self, txn: Txn, ex: Loaded, d: Any) -> None:
-        """`kind: playbook` steps: the child lives on this shard (ids minted here are owned here)."""
-        txn.uow.new_command(CommandRow(
-            command_id=d.command_id, execution_id=ex.execution_id, catalog_id=ex.catalog_id, step=d.step,
-            tool_kind="playbook", pool=None, iteration=getattr(d, "iteration", None),
-            context={"path": d.path, "version": d.version, "workload": d.workload}, status="RUNNING", started=True))
-        txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type=EventType.COMMAND_ISSUED,
-                                node_name=d.step, node_type="playbook", status="RUNNING", catalog_id=ex.catalog_id,
-                                command_id=d.command_id,
-                                payload={"context": {"path": d.path, "workload": d.workload}}))
-        child_row = await catalog_store.get_by_path(self.svc.cluster_pool, d.path, d.version)
-        if child_row is None:
-            # The parent step fails cleanly instead of waiting for a child that can never start.
-            reason = f"sub-playbook {d.path!r} is not registered in the catalog"
-            failed = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id,
-                              event_type=EventType.COMMAND_FAILED, node_name=d.step, node_type="playbook", status="FAILED",
-                              catalog_id=ex.catalog_id, command_id=d.command_id, payload={"error": reason},
-                              error=reason)
-            txn.uow.append(failed)
-            txn.uow.change_command(CommandChange(command_id=d.command_id, status="FAILED", completed=True,
-                                                 error=reason))
-            txn.queue.append(FollowUp(ex.execution_id, engine.command_failed(d.command_id, reason), failed.event_id))
-            return
-        await self.start(txn, catalog_id=child_row["catalog_id"], workload=d.workload or {},
-                         parent_execution_id=ex.execution_id, parent_command_id=d.command_id,
-                         execution_pool=ex.execution_pool)  # a child runs where its parent does
 
     async def finish(self, txn: Txn, ex: Loaded, *, status: str, result: Any = None, error: str | None = None,
                      parent_event_id: int | None = None, step_results: dict[str, Any] | None = None) -> None:
@@ -377,31 +325,5 @@ class Orchestrator:
             node_name=ex.path, node_type="playbook", status=status, catalog_id=ex.catalog_id,
             parent_event_id=parent_event_id, parent_execution_id=ex.parent_execution_id,
             payload={"result": result, "error": error}, error=error))
-        parent_id, parent_cmd = ex.parent_execution_id, ex.parent_command_id
-        if not (parent_id and parent_cmd):
-            return
-        if self.svc.shard_map.current.owner(parent_id) != self.svc.settings.shard_index:
-            return
-        if txn.optimistic and parent_id not in txn.loaded:
-            raise NeedsLock(f"the parent {parent_id} advances too")
-        txn.uow.change_command(CommandChange(command_id=parent_cmd, status="COMPLETED" if status == "COMPLETED"
-                                             else "FAILED", completed=True, result=result, error=error))
-        # Logged in the parent's own history so a replay of the parent sees the child's outcome.
-        done = NewEvent(event_id=self.svc.mint_owned_id(), execution_id=parent_id, event_type=CHILD_EVENT[status],
-                        node_name=await self._command_step(txn, parent_id, parent_cmd), node_type="playbook",
-                        status=status, command_id=parent_cmd,
-                        payload={"status": status, "result": result, "error": error, "steps": step_results or {},
-                                 "child_execution_id": str(ex.execution_id)}, error=error)
-        txn.uow.append(done)
-        txn.queue.append(FollowUp(parent_id, engine.child_done(parent_cmd, status, result, error, step_results),
-                                  done.event_id))
-
-    async def _command_step(self, txn: Txn, execution_id: int, command_id: int) -> str | None:
-        parent = txn.loaded.get(execution_id)
-        pending = parent.state.pending.get(command_id) if parent else None
-        if pending is not None:
-            return pending.step
-        new = txn.uow.command_row(command_id)
-        if new is not None:
-            return new.step
-        return await command_store.step_of(txn.conn, command_id)
+        await children.report_end(self, txn, ex, status=status, result=result, error=error,
+                                  step_results=step_results)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
 from aiohttp import web
 
 from noetl_common.errors import json_response, read_json
 from noetl_common.openapi import Op, Param, route
+from noetl_common.wire.internal import (OutboxClaim, OutboxClaimRequest, OutboxFailed, OutboxMarked, OutboxPending,
+                                        OutboxPublished)
 
 from ..handlers.params import query_int
 from ..state import services
@@ -24,57 +25,24 @@ MAX_WAIT_MS = 30_000
 RECHECK_SECONDS = 1.0  # rows whose backoff or lease ran out are found without a wake-up
 
 
-class MarkPublished(msgspec.Struct):
-    ids: list[int]
-
-
-class Failure(msgspec.Struct):
-    id: int
-    error: str = "publish failed"
-
-
-class MarkFailed(msgspec.Struct):
-    failures: list[Failure]
-
-
-class ClaimBody(msgspec.Struct):
-    published: list[int] = []   # published since the last claim: deleted before claiming more
-
-
-class Claimed(msgspec.Struct):
-    shard: int
-    items: list[store.ClaimedMessage]
-
-
-class Marked(msgspec.Struct):
-    marked: int
-
-
-class Pending(msgspec.Struct, kw_only=True):
-    pending: int
-    retrying: int   # waiting out a publish backoff
-    oldest_age_seconds: float  # how long the oldest unpublished row has waited (0 when none)
-    shard: int
-
-
 def register(app: web.Application) -> None:
     route(app, "POST", "/api/internal/outbox/claim", claim, Op(
-        summary="Claim the oldest due outbox rows (long-polls with wait_ms)", body=ClaimBody, body_required=False,
-        ok=Claimed, errors=(400, 422),
+        summary="Claim the oldest due outbox rows (long-polls with wait_ms)", body=OutboxClaimRequest,
+        body_required=False, ok=OutboxClaim, errors=(400, 422),
         query=(Param(name="limit", type=int), Param(name="wait_ms", type=int))))
     route(app, "POST", "/api/internal/outbox/mark-published", mark_published, Op(
-        summary="Delete published outbox rows", body=MarkPublished, ok=Marked, errors=(400, 422)))
+        summary="Delete published outbox rows", body=OutboxPublished, ok=OutboxMarked, errors=(400, 422)))
     route(app, "POST", "/api/internal/outbox/mark-failed", mark_failed, Op(
-        summary="Back off outbox rows that failed to publish", body=MarkFailed, ok=Marked, errors=(400, 422)))
+        summary="Back off outbox rows that failed to publish", body=OutboxFailed, ok=OutboxMarked, errors=(400, 422)))
     route(app, "GET", "/api/internal/outbox/pending-count", pending_count, Op(
-        summary="This shard's outbox backlog", ok=Pending))
+        summary="This shard's outbox backlog", ok=OutboxPending))
 
 
 async def claim(request: web.Request) -> web.Response:
     svc = services(request)
     limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
-    body = await read_json(request, ClaimBody, allow_empty=True)
+    body = await read_json(request, OutboxClaimRequest, allow_empty=True)
     signal = request.app[WAKEUPS].outbox
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
@@ -87,22 +55,22 @@ async def claim(request: web.Request) -> web.Response:
         if messages or remaining <= 0:
             break
         await signal.wait(ticket, min(remaining, RECHECK_SECONDS))
-    return json_response(Claimed(shard=svc.settings.shard_index, items=messages))
+    return json_response(OutboxClaim(shard=svc.settings.shard_index, items=messages))
 
 
 async def mark_published(request: web.Request) -> web.Response:
-    body = await read_json(request, MarkPublished)
+    body = await read_json(request, OutboxPublished)
     count = await store.mark_published(services(request).shard_pool, body.ids)
-    return json_response(Marked(marked=count))
+    return json_response(OutboxMarked(marked=count))
 
 
 async def mark_failed(request: web.Request) -> web.Response:
-    body = await read_json(request, MarkFailed)
+    body = await read_json(request, OutboxFailed)
     count = await store.mark_failed(services(request).shard_pool, [(f.id, f.error) for f in body.failures])
-    return json_response(Marked(marked=count))
+    return json_response(OutboxMarked(marked=count))
 
 
 async def pending_count(request: web.Request) -> web.Response:
     svc = services(request)
     counts = await store.pending_count(svc.shard_pool)
-    return json_response(Pending(**counts, shard=svc.settings.shard_index))
+    return json_response(OutboxPending(**counts, shard=svc.settings.shard_index))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Annotated
 
 import msgspec
 from aiohttp import web
@@ -18,42 +17,19 @@ from aiohttp import web
 from noetl_common.errors import bad_request, json_response
 from noetl_common.openapi import Op, route
 from noetl_common.streams import PROJECT_MAX_EVENTS
+from noetl_common.wire.internal import Delivery, EventEnvelope, ProjectRequest
 
 from ..state import services
 from ..store import projections
-from ..store.projections import Delivery, ProjectedEvent
+from ..store.projections import ProjectedEvent
 from .ownership import require_owned
 
 MAX_MESSAGES = 1000
 MAX_ID = 2**63 - 1  # ids are bigint
-Int4 = Annotated[int, msgspec.Meta(ge=-2**31, le=2**31 - 1)]
 
 
-class EnvelopeIn(msgspec.Struct):
-    """An event envelope as published (see Orchestrator.append); ids may be strings (JSON-safe).
-    Fields the fold does not use (status, parent_execution_id) are ignored."""
-
-    event_id: int | str | None = None
-    execution_id: int | str | None = None
-    event_type: str | None = None
-    node_name: str | None = None
-    command_id: int | str | None = None
-    worker_id: str | None = None
-    attempt: Int4 | None = None
-    iteration: Int4 | None = None
-    error: str | None = None
-    catalog_id: int | str | None = None
-    event_time_ms: int | float | None = None
-
-
-class MessageIn(msgspec.Struct):
-    id: int | str | None = None  # the message's outbox id (its Nats-Msg-Id)
-    events: list[EnvelopeIn] | None = None
-
-
-class ProjectRequest(msgspec.Struct):
-    events: list[EnvelopeIn] | None = None
-    messages: list[MessageIn] | None = None
+# The projector sends the events as they were published; here they are parsed.
+ProjectBody = ProjectRequest[EventEnvelope]
 
 
 class Projected(msgspec.Struct):
@@ -63,7 +39,7 @@ class Projected(msgspec.Struct):
 
 def register(app: web.Application) -> None:
     route(app, "POST", "/api/internal/events/project", project, Op(
-        summary="Fold published events into the read models, once per delivery", body=ProjectRequest,
+        summary="Fold published events into the read models, once per delivery", body=ProjectBody,
         ok=Projected, errors=(400, 421)))
 
 
@@ -78,10 +54,10 @@ async def project(request: web.Request) -> web.Response:
     return json_response(Projected(projected=projected, duplicates=total - projected))
 
 
-async def _decode(request: web.Request) -> ProjectRequest:
+async def _decode(request: web.Request) -> ProjectBody:
     raw = await request.read()  # bounded by client_max_size (413 past it)
     try:
-        return msgspec.json.decode(raw, type=ProjectRequest)
+        return msgspec.json.decode(raw, type=ProjectBody)
     except msgspec.ValidationError as exc:
         raise bad_request(_field_error(str(exc))) from None
     except msgspec.DecodeError as exc:
@@ -94,7 +70,7 @@ def _field_error(message: str) -> str:
     return f"{match.group(2)}: {match.group(1)}" if match and match.group(2) else message
 
 
-def parse(body: ProjectRequest) -> list[Delivery]:
+def parse(body: ProjectBody) -> list[projections.Delivery]:
     """The request's deliveries, or a 400 naming the first offending field."""
     if body.events is not None and body.messages is not None:
         raise bad_request("give either events or messages, not both")
@@ -104,7 +80,7 @@ def parse(body: ProjectRequest) -> list[Delivery]:
     else:
         # NoETL's contract: idempotent per event id, so each event is a delivery of its own.
         events = [_event(e, f"events[{i}]") for i, e in enumerate(body.events or [])]
-        deliveries = [Delivery(e.event_id, [e]) for e in events]
+        deliveries = [projections.Delivery(e.event_id, [e]) for e in events]
         where = "events"
     if not deliveries:
         raise bad_request("events (or messages) must be a non-empty list")
@@ -116,14 +92,14 @@ def parse(body: ProjectRequest) -> list[Delivery]:
     return deliveries
 
 
-def _message(m: MessageIn, where: str) -> Delivery:
+def _message(m: Delivery[EventEnvelope], where: str) -> projections.Delivery:
     delivery_id = _id(m.id, f"{where}.id")
     if not m.events:
         raise bad_request(f"{where}.events must be a non-empty list")
-    return Delivery(delivery_id, [_event(e, f"{where}.events[{j}]") for j, e in enumerate(m.events)])
+    return projections.Delivery(delivery_id, [_event(e, f"{where}.events[{j}]") for j, e in enumerate(m.events)])
 
 
-def _event(e: EnvelopeIn, where: str) -> ProjectedEvent:
+def _event(e: EventEnvelope, where: str) -> ProjectedEvent:
     return ProjectedEvent(
         event_id=_id(e.event_id, f"{where}.event_id"), execution_id=_id(e.execution_id, f"{where}.execution_id"),
         event_type=e.event_type or "", node_name=e.node_name,

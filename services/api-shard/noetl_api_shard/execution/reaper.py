@@ -18,6 +18,8 @@ from aiohttp import web
 from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store import projections
+from ..store.outbox import OutboxRow
+from .announcing import notification
 from .orchestration import Orchestrator
 
 log = logging.getLogger("noetl.api_shard.reaper")
@@ -68,9 +70,9 @@ async def _renotify(orch: Orchestrator, command_id: int, older_than_seconds: flo
     return 1
 
 
-def _notification(orch: Orchestrator, cmd: Any) -> Any:
-    return orch.notification(command_id=cmd["command_id"], execution_id=cmd["execution_id"], step=cmd["step"],
-                             pool=cmd["pool"], redelivery=True)
+def _notification(orch: Orchestrator, cmd: Any) -> OutboxRow:
+    return notification(orch.svc, orch.public_url, command_id=cmd["command_id"], execution_id=cmd["execution_id"],
+                        step=cmd["step"], pool=cmd["pool"], redelivery=True)
 
 
 def install(app: web.Application, orch: Orchestrator, *, interval_seconds: float,

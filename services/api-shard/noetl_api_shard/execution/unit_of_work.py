@@ -10,9 +10,11 @@ outbox message.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from noetl_common.engine import DataWrite, LoopItems, LoopResult, StepResult
+from noetl_common.streams import events_subject
+from noetl_common.wire.internal import EventEnvelope, EventsMessage
 
 from ..store.events import NewEvent
 from ..store.outbox import OutboxRow
@@ -24,14 +26,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def envelope(e: NewEvent, at_ms: int) -> dict[str, Any]:
+def envelope(e: NewEvent, at_ms: int) -> EventEnvelope:
     """The projector's view of an event (ids as strings, as NoETL's mirror sends them)."""
-    return {"event_id": str(e.event_id), "execution_id": str(e.execution_id), "event_type": e.event_type,
-            "parent_execution_id": str(e.parent_execution_id) if e.parent_execution_id else None,
-            "node_name": e.node_name, "status": e.status,
-            "command_id": str(e.command_id) if e.command_id else None, "worker_id": e.worker_id,
-            "attempt": e.attempt, "iteration": e.iteration, "error": e.error,
-            "catalog_id": str(e.catalog_id) if e.catalog_id else None, "event_time_ms": at_ms}
+    return EventEnvelope(
+        event_id=str(e.event_id), execution_id=str(e.execution_id), event_type=e.event_type,
+        parent_execution_id=str(e.parent_execution_id) if e.parent_execution_id else None,
+        node_name=e.node_name, status=e.status, command_id=str(e.command_id) if e.command_id else None,
+        worker_id=e.worker_id, attempt=e.attempt, iteration=e.iteration, error=e.error,
+        catalog_id=str(e.catalog_id) if e.catalog_id else None, event_time_ms=at_ms)
 
 
 def _merge_change(target: CommandRow | CommandChange, change: CommandChange) -> None:
@@ -120,8 +122,8 @@ class UnitOfWork:
             at = now_ms()
             first = self.events[0].execution_id
             outbox.append(OutboxRow(id=self.mint(), execution_id=first, event_id=None,
-                                    subject=f"noetl.events.{self.shard}.{first}",
-                                    payload={"events": [envelope(e, at) for e in self.events]}))
+                                    subject=events_subject(self.shard, first),
+                                    payload=EventsMessage(events=[envelope(e, at) for e in self.events])))
         return WriteSet(new_executions=list(self._new_executions.values()),
                         executions=list(self._executions.values()), events=self.events,
                         new_commands=list(self._new_commands.values()), commands=list(self._commands.values()),

@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from noetl_common.ids import timestamp_ms
+from noetl_common.wire.internal import OutboxMessage
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -29,34 +30,30 @@ class OutboxRow(msgspec.Struct, kw_only=True):
     execution_id: int | None
     event_id: int | None
     subject: str
-    payload: Any
+    payload: Any  # a wire.internal CommandNotification or EventsMessage, stored as jsonb
     headers: dict[str, str] | None = None
-
-
-class ClaimedMessage(msgspec.Struct, kw_only=True):
-    id: int
-    execution_id: int | None
-    subject: str
-    payload: Any
-    headers: dict[str, str] | None
-    attempts: int
 
 
 _CLAIM = """
 WITH done AS (
     DELETE FROM noetl.outbox WHERE id = ANY($2::bigint[])
 )
-SELECT id, execution_id, subject, payload, headers, attempts FROM noetl.outbox
+SELECT id, execution_id, subject, payload::text AS payload, headers, attempts FROM noetl.outbox
 WHERE available_at <= now() AND id <> ALL($2::bigint[])
 ORDER BY id
 LIMIT $1
 """
 
 
-async def claim(pool: asyncpg.Pool, *, limit: int, published: list[int] | None = None) -> list[ClaimedMessage]:
-    """Delete `published` rows and read up to `limit` due ones, oldest first, in one statement."""
+async def claim(pool: asyncpg.Pool, *, limit: int, published: list[int] | None = None) -> list[OutboxMessage]:
+    """Delete `published` rows and read up to `limit` due ones, oldest first, in one statement.
+    Payloads are read as JSON text and passed on as they are: the publisher publishes them
+    verbatim, so nothing decodes them on the way. Postgres prints jsonb with a space after every
+    `:` and `,`; those are dropped (a scan, no decoding), so what is published is compact JSON."""
     rows = await pool.fetch(_CLAIM, limit, published or [])
-    return [ClaimedMessage(**dict(r)) for r in rows]
+    return [OutboxMessage(id=r["id"], execution_id=r["execution_id"], subject=r["subject"],
+                          payload=msgspec.Raw(msgspec.json.format(r["payload"].encode(), indent=-1)),
+                          headers=r["headers"], attempts=r["attempts"]) for r in rows]
 
 
 async def mark_published(pool: asyncpg.Pool, ids: list[int]) -> int:

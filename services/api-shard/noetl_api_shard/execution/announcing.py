@@ -1,0 +1,42 @@
+"""What workers see of an issued command: its context (stored on the command row, answered by a
+claim) and its announcement on its pool's subject (an outbox row, published by the outbox
+publisher). Both are read by NoETL's own workers as well as ours, so the keys are NoETL's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl_common import tracing
+from noetl_common.pools import DEFAULT_POOL, command_subject
+from noetl_common.wire.internal import CommandNotification
+
+from ..state import ShardServices
+from ..store.outbox import OutboxRow
+
+
+def command_context(d: Any) -> dict[str, Any]:
+    """The context of an engine `IssueCommand`. NoETL's Python worker reads `input` and `spec`,
+    its Rust worker `args`; ours reads `tool`, `pipeline` and the rest."""
+    return {"tool_config": d.tool_config, "input": d.input, "args": d.input,
+            "spec": (d.tool_config or {}).get("spec") or {},
+            "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
+            "render_context": d.context, "iteration": d.iteration, "item": d.item,
+            "attempt": d.attempt, "max_attempts": d.max_attempts}
+
+
+def notification(svc: ShardServices, public_url: str | None, *, command_id: int, execution_id: int, step: str,
+                 pool: str | None, redelivery: bool = False) -> OutboxRow:
+    """The announcement of a command on its pool's subject (noetl_common.pools), carrying this
+    shard's URL so the worker reaches the owner without a router. `redelivery`: re-announced by
+    the reaper."""
+    pool = pool or DEFAULT_POOL
+    settings = svc.settings
+    note = CommandNotification(execution_id=execution_id, event_id=command_id, command_id=str(command_id), step=step,
+                               execution_pool=pool, server_url=public_url or None, redelivery=redelivery)
+    # The span issuing the command goes with it in the row's headers column (written by the
+    # same INSERT either way), which the publisher sends as NATS headers: no extra write.
+    traceparent = tracing.current_traceparent()
+    return OutboxRow(id=svc.mint_owned_id(), execution_id=execution_id, event_id=command_id,
+                     subject=command_subject(pool, execution_id, shard_route=settings.shard_subject_route,
+                                             shard_count=settings.command_shard_count),
+                     payload=note, headers={tracing.TRACEPARENT: traceparent} if traceparent else None)
