@@ -1,19 +1,31 @@
 """`python -m <service>`: the one way every process starts. Settings come from the environment
 (a bad one exits 2 with one line naming the variable), logs are JSON, and a start-up failure
-(database unreachable, port taken) exits 1 with one clear line instead of a traceback."""
+(database unreachable, port taken) exits 1 with one clear line instead of a traceback.
+
+Also the start-up both per-shard services share (the outbox publisher's relays, the projector's
+consumers): NATS, an HTTP session, one loop per served shard, new shards as they join."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 
+import aiohttp
+import msgspec
+import nats
 from aiohttp import web
+from nats.js import JetStreamContext
 
+from .background import Backoff, Loop, LoopMetrics
 from .config import ConfigError
+from .discovery import DiscoverySettings, ShardDirectory, discover_new_shards
+from .http import add_readiness_check
 from .observability import configure_logging
+from .streams import ensure_streams
 from .tracing import configure_tracing
 
 S = TypeVar("S")
@@ -55,3 +67,87 @@ def run_service(service: str, load: Callable[[Mapping[str, str]], S], build: Cal
         print(f"{prog}: start-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     return 0
+
+
+async def _nothing() -> None:
+    pass
+
+
+class ShardWork(msgspec.Struct, frozen=True):
+    """One served shard's loop (a relay, a consumer) and what the service does around it."""
+
+    loop: Loop
+    refresh_gauges: Callable[[], Awaitable[None]]       # gauges read from elsewhere (outbox, consumer lag)
+    finish: Callable[[], Awaitable[None]] = _nothing    # after the loop stopped
+
+
+StartShard = Callable[[JetStreamContext, aiohttp.ClientSession, int, str], Awaitable[ShardWork]]
+
+
+class PerShard(msgspec.Struct, frozen=True):
+    """What differs between the per-shard services' start-ups."""
+
+    client_name: str                  # the NATS connection's name
+    nats_url: str
+    streams: tuple[str, ...]          # ensured at start
+    stream_max_age: dict[str, float]
+    shard_urls: dict[int, str]        # the served bootstrap shards
+    discovery: DiscoverySettings | None
+    http_timeout_seconds: float
+    gauge_seconds: float              # how often refresh_gauges runs
+    stop_grace_seconds: float = 10.0  # a loop's batch in flight may finish
+
+
+def serve_shards(app: web.Application, spec: PerShard, start: StartShard, metrics: LoopMetrics,
+                 log: logging.Logger) -> None:
+    """Adds the cleanup_ctx that runs `start(js, session, shard, url)` for each served shard, at
+    start and as shards join the fleet, plus the gauge and discovery loops; at shutdown every
+    shard's loop gets the grace to finish its batch, then `finish()`, then NATS is drained."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        nc = await nats.connect(spec.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                name=spec.client_name)
+        js = nc.jetstream()
+        await ensure_streams(js, spec.streams, spec.stream_max_age)
+
+        async def nats_ready() -> None:
+            if not nc.is_connected:
+                raise ConnectionError("NATS is not connected")
+
+        add_readiness_check(app, "nats", nats_ready)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=spec.http_timeout_seconds))
+        works: list[ShardWork] = []
+
+        async def start_shard(shard: int, url: str) -> None:
+            work = await start(js, session, shard, url)
+            works.append(work)
+            work.loop.start()
+
+        async def refresh_gauges() -> None:
+            for work in works:
+                try:
+                    await work.refresh_gauges()
+                except Exception as exc:  # best effort, per shard: one that is down holds up no other
+                    log.debug("%s: gauge refresh failed: %s", work.loop.name, exc)
+
+        for shard, url in sorted(spec.shard_urls.items()):
+            await start_shard(shard, url)
+        helpers = [Loop("gauges", refresh_gauges, metrics=metrics, interval=spec.gauge_seconds, logger=log)]
+        if spec.discovery is not None:  # shards added to the fleet later get a loop too
+            discovery, directory = spec.discovery, ShardDirectory(spec.discovery.bootstrap, spec.discovery.pattern)
+            every = discovery.interval_seconds
+            helpers.append(Loop("discovery", lambda: discover_new_shards(session, discovery, directory, start_shard, log),
+                                metrics=metrics, interval=every,
+                                backoff=Backoff(first=every, cap=every), logger=log))
+        for helper in helpers:
+            helper.start()
+        log.info("serving shards %s with %s", sorted(spec.shard_urls), spec.nats_url)
+        yield
+        await asyncio.gather(*(helper.close() for helper in helpers))
+        await asyncio.gather(*(work.loop.close(spec.stop_grace_seconds) for work in works))
+        await asyncio.gather(*(work.finish() for work in works), return_exceptions=True)
+        await session.close()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+    app.cleanup_ctx.append(lifecycle)
