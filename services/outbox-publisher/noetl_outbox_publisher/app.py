@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 
 from noetl_common.http import build_app
 from noetl_common.observability import REGISTRY_KEY
-from noetl_common.service import PerShard, ShardWork, serve_shards
+from noetl_common.service import ShardWork, serve_shards
 from noetl_common.streams import STREAMS
 
 from .config import PublisherSettings
@@ -31,9 +31,6 @@ def create_app(settings: PublisherSettings) -> web.Application:
         # publisher (deduplicated): report them.
         return ShardWork(relay.loop, relay.refresh_pending, relay.flush)
 
-    spec = PerShard(client_name=settings.claimer, nats_url=settings.nats_url, streams=tuple(STREAMS),
-                    stream_max_age=settings.stream_max_age, shard_urls=settings.shard_urls,
-                    discovery=settings.discovery, http_timeout_seconds=settings.wait_ms / 1000 + 15,
-                    gauge_seconds=PENDING_REFRESH_SECONDS)
-    serve_shards(app, spec, start_relay, metrics.loops, log)
+    serve_shards(app, settings, start_relay, metrics.loops, log, streams=tuple(STREAMS),
+                 http_timeout_seconds=settings.wait_ms / 1000 + 15, gauge_seconds=PENDING_REFRESH_SECONDS)
     return app

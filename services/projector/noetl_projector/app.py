@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 
 from noetl_common.http import build_app
 from noetl_common.observability import REGISTRY_KEY
-from noetl_common.service import PerShard, ShardWork, serve_shards
+from noetl_common.service import ShardWork, serve_shards
 from noetl_common.streams import EVENTS_STREAM
 
 from .config import ProjectorSettings
@@ -32,8 +32,6 @@ def create_app(settings: ProjectorSettings) -> web.Application:
         await p.subscribe()
         return ShardWork(p.loop, p.refresh_lag)
 
-    spec = PerShard(client_name=settings.name, nats_url=settings.nats_url, streams=(EVENTS_STREAM,),
-                    stream_max_age=settings.stream_max_age, shard_urls=settings.shard_urls,
-                    discovery=settings.discovery, http_timeout_seconds=30, gauge_seconds=LAG_REFRESH_SECONDS)
-    serve_shards(app, spec, start_projector, metrics.loops, log)
+    serve_shards(app, settings, start_projector, metrics.loops, log, streams=(EVENTS_STREAM,),
+                 http_timeout_seconds=30, gauge_seconds=LAG_REFRESH_SECONDS)
     return app
