@@ -121,7 +121,8 @@ def serve_shards(app: web.Application, settings: PerShardSettings, start: StartS
     batch, then `finish()`, then NATS is drained."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=settings.name)
+        nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                name=settings.name)
         js = nc.jetstream()
         await ensure_streams(js, streams, settings.stream_max_age)
 
@@ -149,11 +150,10 @@ def serve_shards(app: web.Application, settings: PerShardSettings, start: StartS
             await start_shard(shard, url)
         helpers = [Loop("gauges", refresh_gauges, metrics=metrics, interval=gauge_seconds, logger=log)]
         if settings.discovery is not None:  # shards added to the fleet later get a loop too
-            discovery, directory = settings.discovery, ShardDirectory(settings.discovery.bootstrap, settings.discovery.pattern)
-            every = discovery.interval_seconds
+            discovery = settings.discovery
+            directory, every = ShardDirectory(discovery.bootstrap, discovery.pattern), discovery.interval_seconds
             helpers.append(Loop("discovery", lambda: discover_new_shards(session, discovery, directory, start_shard, log),
-                                metrics=metrics, interval=every,
-                                backoff=Backoff(first=every, cap=every), logger=log))
+                                metrics=metrics, interval=every, backoff=Backoff(first=every, cap=every), logger=log))
         for helper in helpers:
             helper.start()
         log.info("serving shards %s with %s", sorted(settings.shard_urls), settings.nats_url)
