@@ -4,7 +4,6 @@ publisher and the projector keep a `ShardDirectory` current from it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Awaitable, Callable
 
@@ -103,20 +102,15 @@ async def fetch_fleet_view(session: aiohttp.ClientSession, urls: list[str]) -> F
     raise ConnectionError("no shard answered /api/shard-map: " + "; ".join(errors))
 
 
-async def follow_fleet(session: aiohttp.ClientSession, settings: DiscoverySettings, directory: ShardDirectory,
-                       on_new: Callable[[int, str], Awaitable[None]], log: logging.Logger) -> None:
-    """Forever: read the shard map every interval and call `on_new(shard, url)` (awaited) for
-    every shard this replica serves that appears. The caller has started the bootstrap ones."""
-    while True:
-        try:
-            urls = [directory.url(i) for i in directory.indexes()]
-            view = await fetch_fleet_view(session, [u for u in urls if u])
-            for shard in directory.update(view):
-                if settings.serves(shard):
-                    log.info("shard %s joined at %s", shard, directory.url(shard))
-                    await on_new(shard, directory.url(shard) or "")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the next round tries again; what runs keeps running
-            log.warning("shard discovery failed: %s: %s", type(exc).__name__, exc)
-        await asyncio.sleep(settings.interval_seconds)
+async def discover_new_shards(session: aiohttp.ClientSession, settings: DiscoverySettings,
+                              directory: ShardDirectory, on_new: Callable[[int, str], Awaitable[None]],
+                              log: logging.Logger) -> None:
+    """One round (a background loop runs it every interval): read the shard map and call
+    `on_new(shard, url)` (awaited) for every shard this replica serves that appeared. The caller
+    has started the bootstrap ones."""
+    urls = [directory.url(i) for i in directory.indexes()]
+    view = await fetch_fleet_view(session, [u for u in urls if u])
+    for shard in directory.update(view):
+        if settings.serves(shard):
+            log.info("shard %s joined at %s", shard, directory.url(shard))
+            await on_new(shard, directory.url(shard) or "")

@@ -159,6 +159,10 @@ class JsonFormatter(logging.Formatter):
         command_id = getattr(record, "command_id", None) or command_id_var.get()
         if command_id:
             entry["command_id"] = str(command_id)
+        fields = getattr(record, "fields", None)  # logger.x(..., extra={"fields": {...}}): more keys
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(str(key), value)
         ids = tracing.log_ids()
         if ids is not None:
             entry["trace_id"], entry["span_id"] = ids

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from functools import partial
@@ -12,6 +11,7 @@ from typing import AsyncIterator
 import asyncpg
 from aiohttp import web
 
+from noetl_common.background import in_background
 from noetl_common.config import ShardSettings
 from noetl_common.crypto import Encryptor, load_key
 from noetl_common.db import apply_migrations, create_pool
@@ -53,6 +53,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.middlewares.append(fresh_map_for_writes)
     app.cleanup_ctx.append(_databases)
     app.cleanup_ctx.append(_map_keeper)
+    app.cleanup_ctx.append(in_background(*app[KEEPER].loops))  # once the map is loaded
     add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
     add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
     for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api,
@@ -89,7 +90,7 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _map_keeper(app: web.Application) -> AsyncIterator[None]:
-    """Load the map (seeding an empty one), say where this shard is, then keep the map fresh."""
+    """Load the map (seeding an empty one) and say where this shard is; the keeper's loops keep it fresh."""
     svc, keeper = app[SERVICES], app[KEEPER]
     settings = svc.settings
     await shard_map_store.seed_if_empty(svc.cluster_pool, settings.shard_count)
@@ -112,8 +113,4 @@ async def _map_keeper(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("neither NOETL_SHARD_ADVERTISE_URL nor NOETL_SERVER_URL is set: the router, publisher and "
                     "projector cannot discover shard %s from the shard map", settings.shard_index)
-    task = asyncio.create_task(keeper.run(), name="shard-map-keeper")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

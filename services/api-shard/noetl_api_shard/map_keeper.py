@@ -13,6 +13,7 @@ from typing import Callable
 import asyncpg
 from aiohttp import web
 
+from noetl_common.background import Backoff, Loop
 from noetl_common.minting import ConfirmedMap, MapStale, now_ms
 
 from .state import ShardServices
@@ -30,6 +31,16 @@ class MapKeeper:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.reloads = 0
+        refresh = svc.settings.map_refresh_seconds
+        # Reload on NOTIFY or every refresh interval; a failed reload is retried sooner, never
+        # later than the interval (the minter refuses ids once the horizon passes).
+        self.loops = (
+            Loop("shard-map-refresh", self._refresh, metrics=svc.metrics.loops, interval=refresh,
+                 first_delay=refresh, backoff=Backoff(first=min(0.5, refresh), cap=refresh), sleep=self._wake_or,
+                 logger=log),
+            Loop("shard-map-listen", self._listen, metrics=svc.metrics.loops, interval=LISTEN_RECONNECT_SECONDS,
+                 backoff=Backoff(first=LISTEN_RECONNECT_SECONDS, cap=10.0), logger=log),
+        )
 
     @property
     def grace_ms(self) -> int:
@@ -51,6 +62,9 @@ class MapKeeper:
             self.reloads += 1
             return loaded
 
+    async def _refresh(self) -> None:
+        await self.reload()
+
     async def ensure_fresh(self) -> None:
         """Before a write: reload when less than a quarter of the grace is left before the
         horizon (the periodic refresh normally keeps it far away). A failed reload leaves the
@@ -65,45 +79,25 @@ class MapKeeper:
             if self.svc.mint_owned_id.horizon_ms() <= self.clock():
                 raise MapStale(self.svc.settings.shard_index, horizon) from None
 
-    async def run(self) -> None:
-        """Reload on NOTIFY or every refresh interval, forever (cancelled at shutdown)."""
-        listener = asyncio.create_task(self._listen(), name="shard-map-listen")
-        try:
-            while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.svc.settings.map_refresh_seconds)
-                self._wake.clear()
-                try:
-                    await self.reload()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # keep trying; the minter refuses once the horizon passes
-                    log.warning("shard map refresh failed: %s: %s", type(exc).__name__, exc)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+    async def _wake_or(self, seconds: float) -> None:
+        """The refresh loop's pause: over at a NOTIFY, or after `seconds`."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     async def _listen(self) -> None:
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.svc.settings.cluster_dsn)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(shard_map_store.CHANNEL, lambda *_args: self._wake.set())
-                self._wake.set()  # something may have been committed while we were not listening
-                await lost.wait()
-                log.warning("shard map LISTEN connection lost; reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("shard map LISTEN failed: %s: %s", type(exc).__name__, exc)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(LISTEN_RECONNECT_SECONDS)
+        """Wake the refresh loop on every NOTIFY until the LISTEN connection is lost."""
+        conn = await asyncpg.connect(self.svc.settings.cluster_dsn)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(shard_map_store.CHANNEL, lambda *_args: self._wake.set())
+            self._wake.set()  # something may have been committed while we were not listening
+            await lost.wait()
+            log.warning("shard map LISTEN connection lost; reconnecting")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close(timeout=2))
 
 
 def _epochs(confirmed: ConfirmedMap) -> list[tuple[int, int]]:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from noetl_common.background import LoopMetrics
 from noetl_common.ids import timestamp_ms
 from noetl_common.observability import LATENCY_BUCKETS
 from noetl_common.sharding import ShardMap
@@ -22,6 +23,7 @@ STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 class ShardMetrics:
     def __init__(self, registry: CollectorRegistry, shard: str) -> None:
         self.shard = shard
+        self.loops = LoopMetrics(registry)  # the reaper's and the shard map keeper's
         self._events = Counter("noetl_events_ingested_total", "Events appended to this shard's log",
                                ["shard"], registry=registry).labels(shard)
         self._finished = Counter("noetl_executions_finished_total", "Executions that reached a terminal status",

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common import tracing
+from noetl_common.background import Backoff, Loop, LoopMetrics
 from noetl_common.wire.internal import (OutboxClaim, OutboxClaimRequest, OutboxFailed, OutboxFailure, OutboxMessage,
                                         OutboxPending, OutboxPublished)
 
@@ -27,11 +28,14 @@ from .packing import is_mirror, packs
 
 log = logging.getLogger("noetl.outbox_publisher")
 
-BACKOFF_MAX_SECONDS = 10.0
+# A shard or NATS that is down: claims back off from 0.25 s to 10 s.
+BACKOFF = Backoff(first=0.25, cap=10.0)
+IDLE_POLL_SECONDS = 0.2  # between empty claims when the shard is not asked to long-poll (wait_ms 0)
 
 
 class RelayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.loops = LoopMetrics(registry)
         self.published = Counter("noetl_outbox_published_total", "Outbox messages published", ["shard"],
                                  registry=registry)
         self.failed = Counter("noetl_outbox_publish_failed_total", "Outbox publishes that failed", ["shard"],
@@ -60,15 +64,12 @@ class ShardRelay:
         self.session = session
         self.js = js
         self.metrics = metrics
-        self._stopping = asyncio.Event()
+        self.loop = Loop(f"relay-{shard}", self._iterate, metrics=metrics.loops, backoff=BACKOFF, logger=log)
         self._published: list[int] = []  # reported (and deleted) with the next claim
         # Series exist from the start (at 0), so rate() and alerts see them before the first event.
         for family in (metrics.published, metrics.failed, metrics.pending, metrics.oldest_age):
             family.labels(self.shard)
         self._tracer = tracing.tracer("noetl.outbox_publisher") if tracing.enabled() else None
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     async def flush(self) -> None:
         """Report what was published without waiting for more (at shutdown)."""
@@ -76,25 +77,14 @@ class ShardRelay:
             await self._post("mark-published", OutboxPublished(ids=self._published))
             self._published = []
 
-    async def run(self) -> None:
-        backoff = 0.25
-        while not self._stopping.is_set():
-            try:
-                did_work = await self.step()
-                backoff = 0.25
-                self.metrics.shard_up.labels(self.shard).set(1)
-                if not did_work and self.wait_ms == 0:
-                    await asyncio.sleep(0.2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # shard or NATS down: back off and keep going
-                self.metrics.shard_up.labels(self.shard).set(0)
-                log.warning("shard %s relay error: %s; retrying in %.1fs", self.shard, exc, backoff)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                except asyncio.TimeoutError:
-                    pass
-                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+    async def _iterate(self) -> float | None:
+        try:
+            did_work = await self.step()
+        except Exception:
+            self.metrics.shard_up.labels(self.shard).set(0)
+            raise
+        self.metrics.shard_up.labels(self.shard).set(1)
+        return IDLE_POLL_SECONDS if not did_work and self.wait_ms == 0 else None
 
     async def step(self) -> bool:
         started = time.perf_counter()

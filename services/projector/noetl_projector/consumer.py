@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any, Iterator
 
 import aiohttp
@@ -23,12 +24,16 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from noetl_common.background import Backoff, Loop, LoopMetrics
 from noetl_common.streams import EVENTS_STREAM, PROJECT_MAX_EVENTS, shard_events_filter
 from noetl_common.wire.internal import Delivery, EventsMessage, ProjectRequest
 
 log = logging.getLogger("noetl.projector")
 PROJECT_PATH = "/api/internal/events/project"
-RETRY_MAX_SECONDS = 5.0
+# A project request the shard did not answer: retried in place, 0.1 s growing to 5 s.
+RETRY = Backoff(first=0.1, cap=5.0)
+# A fetch that failed (NATS reconnecting, a consumer being recreated): the loop backs off.
+FETCH_BACKOFF = Backoff(first=0.5, cap=5.0)
 # Answers that say nothing about the events themselves (a wrong token, overload): wait, never drop.
 RETRY_STATUSES = frozenset({401, 403, 429})
 # A lingering fetch shorter than this is not worth a round trip to the server.
@@ -37,6 +42,7 @@ MIN_FETCH_SECONDS = 0.005
 
 class ProjectorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.loops = LoopMetrics(registry)
         self.projected = Counter("noetl_projector_events_total", "Events handed to shards and acked",
                                  ["shard"], registry=registry)
         self.rejected = Counter("noetl_projector_rejected_total",
@@ -111,13 +117,14 @@ class ShardProjector:
         self.session = session
         self.metrics = metrics
         self._label = str(shard)
-        self._stopping = asyncio.Event()
+        self.loop = Loop(f"project-{shard}", self._step, metrics=metrics.loops, backoff=FETCH_BACKOFF, logger=log)
+        self._stopping = self.loop.stopping
         self._sub: Any = None
         for family in (metrics.projected, metrics.rejected, metrics.failures, metrics.lag):
             family.labels(self._label)  # series exist (at 0) before the first event
 
     def stop(self) -> None:
-        self._stopping.set()
+        self.loop.stop()
 
     async def subscribe(self) -> None:
         self._sub = await self.js.pull_subscribe(
@@ -128,20 +135,19 @@ class ShardProjector:
     async def run(self) -> None:
         if self._sub is None:
             await self.subscribe()
-        while not self._stopping.is_set():
-            msgs = await self._fetch(self.batch, timeout=1.0)
-            if msgs:
-                msgs += await self._linger(self.batch - len(msgs))
-                await self.project(msgs)
+        await self.loop.run()
+
+    async def _step(self) -> None:
+        """A fetch (long-polls up to a second; nothing to fetch is no failure), then the batch."""
+        msgs = await self._fetch(self.batch, timeout=1.0)
+        if msgs:
+            msgs += await self._linger(self.batch - len(msgs))
+            await self.project(msgs)
 
     async def _fetch(self, count: int, timeout: float) -> list[Msg]:
         try:
             return await self._sub.fetch(count, timeout=timeout)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when idle
-            return []
-        except Exception as exc:  # NATS reconnecting, a consumer being recreated: keep going
-            log.warning("shard %s: fetch failed (%r); retrying", self.shard, exc)
-            await asyncio.sleep(0.5)
             return []
 
     async def _linger(self, room: int) -> list[Msg]:
@@ -155,7 +161,11 @@ class ShardProjector:
             if left < MIN_FETCH_SECONDS:
                 break
             # At most a second per fetch, so stop() is honoured promptly even with a long linger.
-            more += await self._fetch(room - len(more), timeout=min(left, 1.0))
+            try:
+                more += await self._fetch(room - len(more), timeout=min(left, 1.0))
+            except Exception as exc:  # project what we have; the loop's next fetch meets the error
+                log.debug("shard %s: lingering fetch failed: %r", self.shard, exc)
+                break
         return more
 
     async def project(self, msgs: list[Msg]) -> None:
@@ -212,7 +222,7 @@ class ShardProjector:
         Returns that status, or None when stopping first."""
         body = msgspec.json.encode(ProjectRequest[msgspec.Raw](
             messages=[d for _, deliveries in items for d in deliveries]))
-        delay = 0.1
+        failures = 0
         while not self._stopping.is_set():
             try:
                 async with self.session.post(self.url, data=body, headers=self.headers) as resp:
@@ -224,14 +234,12 @@ class ShardProjector:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
             self.metrics.failures.labels(self._label).inc()
+            failures += 1
+            delay = RETRY.delay(failures, random.random())
             log.warning("shard %s: project request failed (%s); retrying in %.1fs", self.shard, reason, delay)
             for msg, _ in items:  # keep them ours while we wait
                 await msg.in_progress()
-            try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            await self.loop.pause(delay)
         return None
 
     async def refresh_lag(self) -> None:

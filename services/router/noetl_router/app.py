@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import AsyncIterator
 
@@ -86,18 +85,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await background.initial_probe(ctx.upstreams, ctx.board)
     if not await ctx.shard_map.refresh():
         log.warning("no shard answered /api/shard-map at start; id-routed requests get 503 until one does")
-    tasks = [
-        asyncio.create_task(background.every(s.probe_interval_seconds, lambda: background.probe_all(ctx.up()),
-                                             "shard probe")),
-        asyncio.create_task(background.refresh_map_until_loaded(ctx.shard_map, s.probe_interval_seconds,
-                                                                s.map_refresh_seconds)),
-    ]
+    loops = background.loops(ctx.upstreams, ctx.shard_map, ctx.metrics.loops, probe_interval=s.probe_interval_seconds,
+                             map_interval=s.map_refresh_seconds)
+    for loop in loops:
+        loop.start()
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(loop.close() for loop in loops))
         await session.close()

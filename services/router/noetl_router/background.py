@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+
+from noetl_common.background import Backoff, Loop, LoopMetrics
 
 from .health import HealthBoard
 from .shardmap import ShardMapSource
@@ -25,19 +26,20 @@ async def initial_probe(upstreams: Upstreams, board: HealthBoard) -> None:
             board.mark_down(i, state.last_error)
 
 
-async def every(seconds: float, step: Callable[[], Awaitable[object]], name: str) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await step()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a loop that dies silently would stop health tracking; log and go on
-            log.exception("%s failed", name)
+def loops(ups: Upstreams, shard_map: ShardMapSource, metrics: LoopMetrics, *, probe_interval: float,
+          map_interval: float) -> list[Loop]:
+    """Probe every shard each interval (a loop that died silently would stop health tracking, so
+    a failure is logged and the next round comes at the usual time), and refresh the map: fast
+    while none is known (the router cannot route by id without one), then at the routine pace."""
 
+    def map_pause() -> float:
+        return probe_interval if shard_map.current is None else map_interval
 
-async def refresh_map_until_loaded(shard_map: ShardMapSource, interval: float, routine: float) -> None:
-    """Fast retries while no map is known (the router cannot route by id without one), then slow."""
-    while True:
-        await asyncio.sleep(interval if shard_map.current is None else routine)
+    async def refresh_map() -> float:
         await shard_map.refresh()
+        return map_pause()
+
+    return [Loop("shard-probe", lambda: probe_all(ups), metrics=metrics, interval=probe_interval,
+                 first_delay=probe_interval, backoff=Backoff(first=probe_interval, cap=probe_interval), logger=log),
+            Loop("shard-map", refresh_map, metrics=metrics, first_delay=map_pause(),
+                 backoff=Backoff(first=probe_interval, cap=map_interval), logger=log)]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from noetl_common.background import LoopMetrics
 from noetl_common.observability import LATENCY_BUCKETS
 
 
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.loops = LoopMetrics(registry)  # the probe and shard-map loops
         self.requests = Counter(
             "noetl_router_upstream_requests_total", "Requests sent to a shard, by response status",
             ["shard", "method", "status"], registry=registry)

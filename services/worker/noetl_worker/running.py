@@ -15,6 +15,8 @@ import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from noetl_common.background import LoopMetrics
+
 from .client import ControlPlane, ControlPlaneError
 from .config import WorkerSettings
 from .events import Reporter
@@ -32,6 +34,7 @@ RETRY_NAK_SECONDS = 2.0  # nak delay when the control plane did not take an even
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.loops = LoopMetrics(registry)  # the pool heartbeat
         self.commands = Counter("noetl_worker_commands_total", "Commands run, by tool kind and outcome",
                                 ["tool", "outcome"], registry=registry)
         self.claims = Counter("noetl_worker_claims_total", "Claim attempts by outcome", ["outcome"], registry=registry)

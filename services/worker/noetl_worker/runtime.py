@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from noetl_common import tracing
+from noetl_common import background, tracing
 from noetl_common.observability import command_id_var, execution_id_var
 from noetl_common.pools import pool_commands_filter
 from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
@@ -102,12 +102,13 @@ class Worker:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=auth) as session:
                 self._session = session
                 self._plane = self._plane_for(s.server_url)
-                pool = asyncio.create_task(self._pool_loop(), name="pool-heartbeat")
+                pool = self._pool_loop()
+                pool.start()
                 try:
                     await self._pull(sub)
                     await self._drain_running()
                 finally:
-                    pool.cancel()
+                    await pool.close()
                     with contextlib.suppress(Exception):
                         await self._plane.deregister(s.worker_id)
         finally:
@@ -187,22 +188,22 @@ class Worker:
             return self._plane
         return ControlPlane(base_url, self._session, backoff=self.backoff)
 
-    async def _pool_loop(self) -> None:
+    def _pool_loop(self) -> background.Loop:
+        """Register in the pool, then heartbeat; a failed call is retried sooner than a heartbeat."""
         s = self.settings
         registration = PoolRegistration(name=s.worker_id, capacity=s.max_concurrent, labels={"pool_name": s.pool},
                                         hostname=socket.gethostname(), pid=os.getpid())
-        assert self._plane is not None
+        plane = self._plane
+        assert plane is not None
         registered = False
-        while True:
-            try:
-                if registered:
-                    await self._plane.heartbeat(registration)
-                else:
-                    await self._plane.register(registration)
-                    registered = True
-            except Exception as exc:
-                log.warning("worker pool %s failed: %s", "heartbeat" if registered else "registration", exc)
-            await asyncio.sleep(s.heartbeat_seconds)
+
+        async def beat() -> None:
+            nonlocal registered
+            await (plane.heartbeat if registered else plane.register)(registration)
+            registered = True
+
+        return background.Loop("pool-heartbeat", beat, metrics=self.metrics.loops, interval=s.heartbeat_seconds, logger=log,
+                               backoff=background.Backoff(first=min(1.0, s.heartbeat_seconds), cap=s.heartbeat_seconds))
 
     # -- one slot: a message, then whatever its outcome answer hands over ------------------------
 

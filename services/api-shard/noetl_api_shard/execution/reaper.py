@@ -8,12 +8,13 @@ own under its execution's lock, like every other writer of commands."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any
 
 from aiohttp import web
+
+from noetl_common.background import Backoff, Loop, in_background
 
 from ..store import commands as command_store
 from ..store import executions as execution_store
@@ -77,20 +78,13 @@ def _notification(orch: Orchestrator, cmd: Any) -> OutboxRow:
 
 def install(app: web.Application, orch: Orchestrator, *, interval_seconds: float,
             unclaimed_after_seconds: float) -> None:
-    async def loop(app: web.Application) -> AsyncIterator[None]:
-        async def run() -> None:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                try:
-                    n = await sweep(orch, unclaimed_after_seconds=unclaimed_after_seconds)
-                    if n:
-                        log.info("reaper recovered %d command(s)", n)
-                except Exception:
-                    log.exception("reaper sweep failed; retrying next interval")
+    async def step() -> None:
+        n = await sweep(orch, unclaimed_after_seconds=unclaimed_after_seconds)
+        if n:
+            log.info("reaper recovered %d command(s)", n)
 
-        task = asyncio.create_task(run(), name="command-reaper")
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    app.cleanup_ctx.append(loop)
+    # A failed sweep (database down) is tried again after the interval, then less and less often.
+    loop = Loop("command-reaper", step, metrics=orch.svc.metrics.loops, interval=interval_seconds,
+                first_delay=interval_seconds, backoff=Backoff(first=interval_seconds, cap=max(interval_seconds, 30.0)),
+                logger=log)
+    app.cleanup_ctx.append(in_background(loop))
