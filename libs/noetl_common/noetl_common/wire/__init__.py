@@ -30,6 +30,8 @@ IdOrEmpty = Union[int, Annotated[str, msgspec.Meta(extra_json_schema={"pattern":
 MAX_VERSION = 2**31 - 1
 VERSION_PATTERN = r"^(?:latest|[1-9][0-9]{0,8})?$"
 Version = Union[int, Annotated[str, msgspec.Meta(extra_json_schema={"pattern": VERSION_PATTERN})]]
+# The same as a query parameter (always text there).
+VersionParam = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
 # A command id as an event may carry it: an id, "", or the Rust server's
 # "<execution_id>:<step>:<event_id>[:...]" (or "<anything>:<id>"), whose id part is used.
 COMMAND_ID_PATTERN = rf"^(?:|{ID_DIGITS}|[^:]*:{ID_DIGITS}|[^:]*:[^:]*:{ID_DIGITS}(?::.*)?)$"
@@ -49,4 +51,5 @@ def any_of_required(*names: str) -> dict[str, Any]:
 
 
 __all__ = ["COMMAND_ID_PATTERN", "CommandId", "DATETIME_PATTERN", "Id", "IdLike", "IdOrEmpty", "MAX_VERSION",
-           "NotBlank", "VERSION_PATTERN", "Version", "any_of_required"]
+           "NotBlank", "VERSION_PATTERN", "Version", "VersionParam",
+           "any_of_required"]

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.openapi import Op, Param, route
-from noetl_common.wire import Version
+from noetl_common.wire import VersionParam
 from noetl_common.wire.catalog import (
     CatalogEntry,
     ListRequest,
@@ -45,7 +45,7 @@ def register(app: web.Application) -> None:
     # The path itself may contain slashes, so match the whole tail up to /ui_schema.
     route(app, "GET", r"/api/catalog/{path:.+}/ui_schema", ui_schema, Op(
         summary="A form inferred from a playbook's workload", ok=UiSchemaResponse,
-        query=(Param(name="version", type=Version, description="default: the latest"),), errors=(400, 404)))
+        query=(Param(name="version", type=VersionParam, description="default: the latest"),), errors=(400, 404)))
 
 
 def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
