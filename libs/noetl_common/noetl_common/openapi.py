@@ -18,6 +18,7 @@ extra, `__json_schema_extra__: ClassVar[dict]` (see `noetl_common.wire.any_of_re
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import re
 from http import HTTPStatus
@@ -174,7 +175,7 @@ def _add_schema_extras(types: list[Any], components: dict[str, Any]) -> None:
         named = [name for name, schema in components.items()
                  if schema.get("title") == cls.__name__ and set(schema.get("properties", {})) == fields]
         assert len(named) == 1, f"no single schema component for {cls.__qualname__}: {named}"
-        components[named[0]].update(extra)
+        components[named[0]].update(copy.deepcopy(extra))  # the document is the caller's to change
 
 
 def _structs(types: list[Any]) -> list[type]:
