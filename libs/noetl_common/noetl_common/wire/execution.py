@@ -149,6 +149,7 @@ class CancelRequest(msgspec.Struct, kw_only=True):
 
 
 class FinalizeRequest(msgspec.Struct, kw_only=True):
-    status: str | None = None
+    # The terminal status to force (default FAILED); stated, the handler takes any letter case.
+    status: Annotated[str, msgspec.Meta(extra_json_schema={"enum": ["COMPLETED", "FAILED"]})] | None = None
     reason: str | None = None
     error: str | None = None
