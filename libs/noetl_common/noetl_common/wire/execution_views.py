@@ -167,9 +167,6 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     state: dict[str, Any]
 
 
-VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
-
-
 class SetVarsRequest(msgspec.Struct, kw_only=True):
     variables: Annotated[dict[str, Any], msgspec.Meta(min_length=1)]
     var_type: Literal["user_defined", "step_result", "computed", "iterator_state"] = "user_defined"

@@ -11,7 +11,6 @@ from . import DATETIME_PATTERN, Id
 
 MAX_TTL_SECONDS = 100 * 31536000
 SCOPES = ("global", "local", "shared")
-CACHE_TYPES = ("token", "secret")
 ScopeType = Literal["global", "local", "shared"]
 
 
