@@ -4,6 +4,8 @@ each app serves. A route registered without a description fails `test_every_shar
 
 import base64
 import os
+import re
+from typing import ClassVar
 
 import msgspec
 import pytest
@@ -15,7 +17,9 @@ from noetl_api_shard.app import create_app as create_shard_app
 from noetl_common import openapi
 from noetl_common.config import ShardSettings
 from noetl_common.http import build_app
-from noetl_common.wire.execution import BatchRequest, ExecuteRequest, ExecuteResponse
+from noetl_common.ids import ID_PATTERN, parse_id
+from noetl_common.wire.credentials import CredentialCreate
+from noetl_common.wire.execution import BatchRequest, EventIn, ExecuteRequest, ExecuteResponse
 from noetl_router.api_document import ANSWERED_HERE, TITLE
 from noetl_router.app import create_app as create_router_app
 from noetl_router.config import RouterSettings
@@ -103,7 +107,10 @@ def test_schemas_are_the_handlers_structs(shard_doc):
     _, components = msgspec.json.schema_components([ExecuteRequest, ExecuteResponse, BatchRequest],
                                                    ref_template=openapi.REF_TEMPLATE)
     for name, schema in components.items():
-        assert shard_doc["components"]["schemas"][name] == schema
+        # msgspec's schema, plus what the Struct declares beyond its fields (a class-level extra)
+        struct = {"ExecuteRequest": ExecuteRequest, "EventIn": EventIn, "BatchRequest": BatchRequest}.get(name)
+        extra = getattr(struct, openapi.SCHEMA_EXTRA, {})
+        assert shard_doc["components"]["schemas"][name] == {**schema, **extra}
     execute = shard_doc["paths"]["/api/execute"]["post"]
     assert execute["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ExecuteRequest"}
@@ -176,7 +183,51 @@ def test_path_parameters_are_declared(shard_doc):
     ui = shard_doc["paths"]["/api/catalog/{path}/ui_schema"]["get"]
     assert {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}} in ui["parameters"]
     status = shard_doc["paths"]["/api/executions/{execution_id}/status"]["get"]
-    assert status["parameters"][0]["schema"]["pattern"] == r"^[0-9]{1,19}$"
+    assert status["parameters"][0]["schema"]["pattern"] == ID_PATTERN
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("0", True), ("42", True), ("000000000000000001", True), (str(2**63 - 1), True), ("1" + "0" * 18, True),
+    (str(2**63), False), ("9" * 19, False), ("1" * 20, False), ("", False), ("-1", False), (" 1", False),
+    ("¹", False), ("1e3", False)])
+def test_the_id_pattern_is_what_parse_id_takes_in_range(text, ok):
+    assert bool(re.fullmatch(ID_PATTERN, text)) is ok
+    if ok:
+        assert 0 <= parse_id(text) < 2**63
+
+
+def test_either_or_fields_are_stated_by_the_struct(shard_doc):
+    schemas = shard_doc["components"]["schemas"]
+    execute = schemas["ExecuteRequest"]
+    assert [b["required"] for b in execute["anyOf"]] == [["path"], ["catalog_id"]]
+    assert [b["required"] for b in schemas["EventIn"]["anyOf"]] == [["event_type"], ["name"]]
+    assert schemas["EventPost"]["anyOf"] == schemas["EventIn"]["anyOf"]  # inherited with the class
+    assert "execution_id" in schemas["EventPost"]["required"]
+    assert schemas["KeychainSet"]["then"]["required"] == ["execution_id"]
+    assert "anyOf" in schemas["ResourceRequest"]
+
+
+class _Base(msgspec.Struct):
+    __json_schema_extra__: ClassVar[dict] = {"minProperties": 1}
+    a: int | None = None
+
+
+class _Outer(msgspec.Struct):
+    items: list[_Base]
+
+
+def test_a_schema_extra_reaches_nested_structs():
+    doc = openapi.build([("POST", "/x", openapi.Op(summary="x", body=_Outer))], title="t", version="1")
+    assert doc["components"]["schemas"]["_Base"]["minProperties"] == 1
+    assert "minProperties" not in doc["components"]["schemas"]["_Outer"]
+
+
+@pytest.mark.parametrize("body", [
+    {"name": " ", "data": {}}, {"name": "n"}, {"data": {}}])
+def test_constraints_stated_are_enforced_on_decode(body):
+    # The Struct both states (document) and enforces (decode) a constraint: no hand check to drift.
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(msgspec.json.encode(body), type=CredentialCreate)
 
 
 async def test_openapi_json_and_docs_page_are_served_locally():

@@ -38,6 +38,24 @@ def compose(unix_ms: int, node: int, sequence: int) -> int:
 
 
 _DECIMAL = re.compile(r"-?[0-9]+")
+MAX_ID = (1 << 63) - 1
+
+
+def _at_most(limit: str) -> str:
+    """A regex (no anchors) for the decimal strings of exactly len(limit) digits whose value is at
+    most `limit`: one branch per digit position that can be smaller, plus `limit` itself."""
+    branches = [limit]
+    for i, digit in enumerate(limit):
+        if digit != "0":
+            rest = len(limit) - i - 1
+            branches.append(limit[:i] + f"[0-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "|".join(branches)
+
+
+# The digits of an id, 0..2^63-1, as the API documents it (parse_id also takes a sign and blanks
+# around): a 19-digit string can overflow, so [0-9]{1,19} is not enough.
+ID_DIGITS = rf"(?:[0-9]{{1,18}}|{_at_most(str(MAX_ID))})"
+ID_PATTERN = rf"^{ID_DIGITS}$"
 
 
 def parse_id(value: object, field: str = "id") -> int:

@@ -8,20 +8,30 @@ next to the handler it names. `Op` holds the msgspec types the handler decodes (
 `document(app)` walks `app.router` (what is really served, not a list kept on the side) and looks
 each route up in the descriptions; `undocumented(app)` names the routes that have none, which the
 tests turn into a failure.
+
+Constraints a handler enforces belong in the Struct (`Annotated[..., msgspec.Meta(ge=, min_length=,
+pattern=)]`: msgspec checks them on decode and states them in the schema). What one field cannot
+say, such as "path or catalog_id, one of them", a Struct declares as a class-level JSON Schema
+extra, `__json_schema_extra__: ClassVar[dict]` (see `noetl_common.wire.any_of_required`), which
+`build` merges into that Struct's component; the handler keeps its own check of it.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import re
 from http import HTTPStatus
 from typing import Annotated, Any, Awaitable, Callable, Iterator
 
 import msgspec
+import msgspec.inspect
+import msgspec.structs
 from aiohttp import hdrs, web
 
 from .auth import INTERNAL_PREFIX, needs_api_token
 from .guards import admitted, has_deadline
+from .ids import ID_DIGITS, ID_PATTERN
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -32,11 +42,14 @@ API_BEARER_SCHEME = "apiBearer"
 SKIPPED_METHODS = frozenset({hdrs.METH_HEAD})
 PATH_PARAM = re.compile(r"\{([^}/]+)\}")
 
+SCHEMA_EXTRA = "__json_schema_extra__"
+
+
 # A path segment holding a 64-bit id: the digits parse_id accepts (its 400 covers the rest).
-IdSegment = msgspec.json.schema(str) | {"pattern": r"^[0-9]{1,19}$"}
+IdSegment = msgspec.json.schema(str) | {"pattern": ID_PATTERN}
 # The same as a query parameter's type; a signed one where NoETL takes any i64 (shard-info, preview).
-IdParam = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]
-SignedIdParam = Annotated[str, msgspec.Meta(pattern=r"^\s*-?[0-9]{1,19}\s*$")]
+IdParam = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+SignedIdParam = Annotated[str, msgspec.Meta(pattern=rf"^\s*-?{ID_DIGITS}\s*$")]
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -126,6 +139,7 @@ def build(operations: Any, *, title: str, version: str) -> dict[str, Any]:
         types.extend(p.type for p in (*op.query, *op.path))
         types.extend(t for _, t in op.other)
     refs, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
+    _add_schema_extras(types, components)
     schema_of = dict(zip(map(id, types), refs))
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op in ops:
@@ -149,6 +163,40 @@ def build(operations: Any, *, title: str, version: str) -> dict[str, Any]:
     if schemes:
         doc["components"]["securitySchemes"] = schemes
     return doc
+
+
+def _add_schema_extras(types: list[Any], components: dict[str, Any]) -> None:
+    """Merge each reachable Struct's declared `__json_schema_extra__` into its component."""
+    for cls in _structs(types):
+        extra = getattr(cls, SCHEMA_EXTRA, None)
+        if not extra:
+            continue
+        fields = {f.encode_name for f in msgspec.structs.fields(cls)}
+        named = [name for name, schema in components.items()
+                 if schema.get("title") == cls.__name__ and set(schema.get("properties", {})) == fields]
+        assert len(named) == 1, f"no single schema component for {cls.__qualname__}: {named}"
+        components[named[0]].update(copy.deepcopy(extra))  # the document is the caller's to change
+
+
+def _structs(types: list[Any]) -> list[type]:
+    """Every Struct class the types mention, nested ones included, each once."""
+    found: dict[type, None] = {}
+
+    def walk(node: Any) -> None:
+        # msgspec.inspect's nodes are Structs themselves: follow every field holding a node.
+        if isinstance(node, msgspec.inspect.StructType):
+            if node.cls in found:
+                return
+            found[node.cls] = None
+        for name in getattr(node, "__struct_fields__", ()):
+            value = getattr(node, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, (msgspec.inspect.Type, msgspec.inspect.Field)):
+                    walk(item)
+
+    for info in msgspec.inspect.multi_type_info(types):
+        walk(info)
+    return list(found)
 
 
 RETRY_AFTER_HEADER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}}

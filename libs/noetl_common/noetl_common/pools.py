@@ -19,7 +19,8 @@ _COMMANDS = "noetl.commands."
 DEFAULT_POOL = "shared"
 SHARDABLE_POOL = "system"
 _PATH_POOLS = (("system/", "system"), ("subscription/", "subscription"))
-_POOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+POOL_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_POOL_NAME = re.compile(POOL_PATTERN)
 
 
 def valid_pool(name: str) -> bool:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import msgspec
 
-from .ids import parse_id
+from .ids import ID_DIGITS, parse_id
 
 PREFIX = "noetl://execution/"
+# What parse_ref takes, as a JSON Schema pattern (the API documents the ref query parameter with it).
+REF_PATTERN = rf"^noetl://execution/{ID_DIGITS}/result/.+/{ID_DIGITS}$"
 
 
 class ResultRef(msgspec.Struct, frozen=True):

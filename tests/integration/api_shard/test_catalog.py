@@ -124,7 +124,7 @@ async def test_invalid_documents_are_422_and_write_nothing(shard_app, content, f
     (b"", 400, "request body is empty"),
     (b'{"content": 42}', 422, "$.content"),
     (b'{"content": "x", "resource_type": ["Playbook"]}', 422, "$.resource_type"),
-    (b'{"resource_type": "Playbook"}', 400, "content is required"),
+    (b'{"resource_type": "Playbook"}', 422, "`content`"),
     (b'[1, 2]', 422, "Expected `object`"),
 ])
 async def test_bad_request_bodies(shard_app, raw, status, fragment):

@@ -181,7 +181,8 @@ async def test_a_variable_may_be_null(client):
     ("post", "/api/events", {"execution_id": "x1", "name": "call.done"}, 400, "execution_id"),
     ("post", "/api/events", {"execution_id": "1", "name": "call.done"}, 404, "not found"),
     ("post", "/api/events", {"execution_id": "1"}, 400, "event_type"),
-    ("post", "/api/events/batch", {"execution_id": "1", "events": []}, 400, "events"),
+    ("post", "/api/events/batch", {"execution_id": "1", "events": []}, 422, "$.events"),  # BatchRequest's bound
+    ("post", "/api/events", {"name": "call.done"}, 422, "`execution_id`"),
     ("get", "/api/executions/abc", None, 400, "execution_id"),
     ("get", "/api/executions/12345", None, 404, "not found"),
     ("get", "/api/commands/12345", None, 404, "not found"),

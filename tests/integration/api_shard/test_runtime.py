@@ -67,14 +67,17 @@ async def test_deregister_and_list(shard_app):
 
 
 @pytest.mark.parametrize("route,payload,status,fragment", [
-    ("/api/worker/pool/register", {"runtime": "python"}, 400, "name is required"),
-    ("/api/worker/pool/register", {"name": "p"}, 400, "runtime is required"),
+    # Required fields and bounds are the Structs' (msgspec checks them on decode: 422 at the field).
+    ("/api/worker/pool/register", {"runtime": "python"}, 422, "`name`"),
+    ("/api/worker/pool/register", {"name": "  ", "runtime": "python"}, 422, "$.name"),
+    ("/api/worker/pool/register", {"name": "p"}, 422, "`runtime`"),
+    ("/api/worker/pool/register", {"name": "p", "runtime": {"worker_public_key": "k"}}, 422, "`kind`"),
     ("/api/worker/pool/register", {"name": "p", "runtime": "python", "capacity": "lots"}, 422, "$.capacity"),
-    ("/api/worker/pool/register", {"name": "p", "runtime": "python", "capacity": -1}, 400, "capacity must be >= 0"),
+    ("/api/worker/pool/register", {"name": "p", "runtime": "python", "capacity": -1}, 422, "$.capacity"),
     ("/api/worker/pool/register", {"name": ["p"], "runtime": "python"}, 422, "$.name"),
-    ("/api/worker/pool/heartbeat", {}, 400, "name is required"),
+    ("/api/worker/pool/heartbeat", {}, 422, "`name`"),
     ("/api/worker/pool/heartbeat", {"name": "x", "registration": "yes"}, 422, "$.registration"),
-    ("/api/worker/pool/deregister", {}, 400, "name is required"),
+    ("/api/worker/pool/deregister", {}, 422, "`name`"),
 ])
 async def test_bad_pool_requests_write_nothing(shard_app, route, payload, status, fragment):
     resp = await shard_app.client.post(route, json=payload)
@@ -103,4 +106,4 @@ async def test_a_rust_worker_registers_with_a_runtime_object(shard_app):
     stored = await shard_app.cluster.fetchval("SELECT runtime FROM noetl.runtime WHERE name = 'rust-1'")
     assert stored["worker_public_key"] == "cHVibGlj"
     r = await c.post("/api/worker/pool/register", json={**body, "runtime": {"worker_public_key": "x"}})
-    assert r.status == 400 and "runtime" in (await r.json())["error"]
+    assert r.status == 422 and "`kind`" in (await r.json())["error"]  # RuntimeSpec requires it

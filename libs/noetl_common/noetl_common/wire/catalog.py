@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from . import IdLike
+from . import Id, Version, any_of_required
 
 
 class RegisterRequest(msgspec.Struct):
-    content: str | None = None          # YAML text, or base64 of it (the CLI sends base64)
+    content: Annotated[str, msgspec.Meta(min_length=1)]   # YAML text, or base64 of it (the CLI sends base64)
     resource_type: str = "Playbook"     # fallback when the document has no `kind:`
 
 
@@ -49,9 +49,11 @@ class ListResponse(msgspec.Struct):
 
 
 class ResourceRequest(msgspec.Struct):
-    catalog_id: IdLike | None = None
-    path: str | None = None
-    version: IdLike | None = None       # an int, a digit string, or "latest"
+    __json_schema_extra__: ClassVar[dict[str, Any]] = any_of_required("catalog_id", "path")
+
+    catalog_id: Id | None = None
+    path: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    version: Version | None = None      # an int, a digit string, or "latest"
 
 
 class UiField(msgspec.Struct):

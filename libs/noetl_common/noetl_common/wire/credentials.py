@@ -7,12 +7,14 @@ from typing import Any, Union
 
 import msgspec
 
+from . import NotBlank
 
-class CredentialCreate(msgspec.Struct):
-    name: str | None = None
+
+class CredentialCreate(msgspec.Struct, kw_only=True):
+    name: NotBlank
     type: str | None = None
     credential_type: str | None = None  # NoETL alias of `type`
-    data: dict[str, Any] | None = None
+    data: dict[str, Any]                # the secret fields
     meta: dict[str, Any] | None = None
     tags: Union[str, list[str], None] = None   # "a,b" or ["a", "b"]
     description: str | None = None

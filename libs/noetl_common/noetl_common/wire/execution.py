@@ -7,23 +7,35 @@ both are accepted and normalised by `normalise()`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from . import IdLike as Id
+from ..pools import POOL_PATTERN
+from . import CommandId, Id, IdOrEmpty, Version, any_of_required
+
+# Event types are short names (worker_events.MAX_EVENT_TYPE).
+MAX_EVENT_TYPE = 128
 
 
 class ExecuteRequest(msgspec.Struct, kw_only=True):
-    path: str | None = None
+    # Either path (+ version) or catalog_id; the handler answers 422 when neither is given.
+    # Constraints here are stated, not enforced on decode: an item of POST /api/execute/batch is
+    # decoded with the batch, and a bad item must be an error at its index, not fail the batch;
+    # start_request checks each one (resource_kind in any letter case).
+    __json_schema_extra__: ClassVar[dict[str, Any]] = any_of_required("path", "catalog_id")
+
+    path: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1})] | None = None
     catalog_id: Id | None = None
-    version: int | str | None = None
-    resource_kind: str | None = None
+    version: Version | None = None
+    resource_kind: Annotated[str, msgspec.Meta(
+        extra_json_schema={"enum": ["playbook", "playbooks", "agent", "agents"]})] | None = None
     payload: dict[str, Any] | None = None
     workload: dict[str, Any] | None = None
     parent_execution_id: Id | None = None
     parent_command_id: Id | None = None
-    execution_pool: str | None = None   # the worker pool to run in (NoETL's pool routing)
+    # The worker pool to run in (NoETL's pool routing): one NATS subject token.
+    execution_pool: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": POOL_PATTERN})] | None = None
 
 
 class ExecuteResponse(msgspec.Struct, kw_only=True):
@@ -34,36 +46,56 @@ class ExecuteResponse(msgspec.Struct, kw_only=True):
     catalog_id: str | None = None
 
 
+EventType = Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1, "maxLength": MAX_EVENT_TYPE})]
+
+
 class EventIn(msgspec.Struct, kw_only=True):
-    """One event as a worker posts it, in either NoETL spelling."""
+    """One event as a worker posts it, in either NoETL spelling (event_type or name: one is
+    required, which normalise() checks and the schema states)."""
+
+    __json_schema_extra__: ClassVar[dict[str, Any]] = any_of_required("event_type", "name")
 
     execution_id: Id | None = None
-    event_type: str | None = None
-    name: str | None = None
+    event_type: EventType | None = None
+    name: EventType | None = None
     step: str | None = None
     node_name: str | None = None
     payload: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     worker_id: str | None = None
-    event_id: Id | None = None
-    command_id: Id | None = None
+    event_id: IdOrEmpty | None = None
+    command_id: CommandId | None = None  # also the Rust server's "<execution_id>:<step>:<event_id>"
     status: str | None = None
     actionable: bool = True
     informative: bool = True
+
+
+class EventPost(EventIn, kw_only=True):
+    """POST /api/events: one event, which names its execution (the router routes by it)."""
+
+    execution_id: Id
 
 
 class EagerOffer(msgspec.Struct, kw_only=True):
     """Extension: a worker reporting an outcome offers to take up to `slots` next commands of its
     `pool` at once; they come back claimed and started in the answer's `commands`."""
 
-    slots: int
+    slots: Annotated[int, msgspec.Meta(ge=1, le=64)]
     pool: str
 
 
+MAX_BATCH_EVENTS = 256
+
+
 class BatchRequest(msgspec.Struct, kw_only=True):
+    # An eager offer claims commands for the batch's worker: worker_id is required with it.
+    __json_schema_extra__: ClassVar[dict[str, Any]] = {
+        "if": {"required": ["eager"], "properties": {"eager": {"type": "object"}}},
+        "then": {"required": ["worker_id"], "properties": {"worker_id": {"type": "string", "minLength": 1}}}}
+
     execution_id: Id
-    events: list[EventIn]
+    events: Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
     worker_id: str | None = None
     catalog_id: Id | None = None
     eager: EagerOffer | None = None
@@ -89,7 +121,7 @@ class BatchAccepted(msgspec.Struct, kw_only=True):
 
 
 class ClaimRequest(msgspec.Struct, kw_only=True):
-    worker_id: str
+    worker_id: Annotated[str, msgspec.Meta(pattern=r"\S")]
     locality: dict[str, Any] | None = None
 
 
@@ -117,6 +149,7 @@ class CancelRequest(msgspec.Struct, kw_only=True):
 
 
 class FinalizeRequest(msgspec.Struct, kw_only=True):
-    status: str | None = None
+    # The terminal status to force (default FAILED); stated, the handler takes any letter case.
+    status: Annotated[str, msgspec.Meta(extra_json_schema={"enum": ["COMPLETED", "FAILED"]})] | None = None
     reason: str | None = None
     error: str | None = None

@@ -7,7 +7,7 @@ Times are ISO-8601 strings (NoETL's); ids are strings except where NoETL sends i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -168,8 +168,8 @@ class ReplayReport(msgspec.Struct, kw_only=True):
 
 
 class SetVarsRequest(msgspec.Struct, kw_only=True):
-    variables: dict[str, Any]
-    var_type: str = "user_defined"
+    variables: Annotated[dict[str, Any], msgspec.Meta(min_length=1)]
+    var_type: Literal["user_defined", "step_result", "computed", "iterator_state"] = "user_defined"
     source_step: str | None = None
 
 

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from . import IdLike
+from . import DATETIME_PATTERN, Id
+
+MAX_TTL_SECONDS = 100 * 31536000
+SCOPES = ("global", "local", "shared")
+ScopeType = Literal["global", "local", "shared"]
 
 
-class KeychainSet(msgspec.Struct):
-    token_data: dict[str, Any] | None = None
+class KeychainSet(msgspec.Struct, kw_only=True):
+    # A local or shared entry belongs to an execution: execution_id is required with those scopes
+    # (the handler's cache_key checks it).
+    __json_schema_extra__: ClassVar[dict[str, Any]] = {
+        "if": {"required": ["scope_type"], "properties": {"scope_type": {"enum": ["local", "shared"]}}},
+        "then": {"required": ["execution_id"], "properties": {"execution_id": {"not": {"type": "null"}}}}}
+
+    token_data: dict[str, Any]
     credential_type: str | None = None
-    cache_type: str = "token"           # token | secret
-    scope_type: str = "global"          # global | local | shared
-    execution_id: IdLike | None = None
-    parent_execution_id: IdLike | None = None
-    ttl_seconds: int | None = None
-    expires_at: datetime | None = None
+    cache_type: Literal["token", "secret"] = "token"
+    scope_type: ScopeType = "global"
+    execution_id: Id | None = None
+    parent_execution_id: Id | None = None
+    # Past about 100 years an expiry overflowed the calendar (a 500): 'no expiry' is leaving both out.
+    ttl_seconds: Annotated[int, msgspec.Meta(gt=0, le=MAX_TTL_SECONDS)] | None = None
+    expires_at: Annotated[datetime, msgspec.Meta(extra_json_schema={"pattern": DATETIME_PATTERN})] | None = None
     auto_renew: bool = False
     renew_config: dict[str, Any] | None = None
 

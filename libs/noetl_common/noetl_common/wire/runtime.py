@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+from . import NotBlank
 
 
 class RuntimeSpec(msgspec.Struct):
     """The Rust worker's `runtime`: `{kind: "rust", worker_public_key: <X25519, base64>}`."""
 
-    kind: str | None = None
+    kind: NotBlank
     worker_public_key: str | None = None
 
 
-class PoolRegister(msgspec.Struct):
-    name: str | None = None
-    runtime: str | RuntimeSpec | None = None  # "python" (Python worker) or an object (Rust worker)
+class PoolRegistration(msgspec.Struct):
+    """A pool's registration as a heartbeat carries it: the name may be left to the heartbeat's."""
+
+    name: NotBlank | None = None
+    runtime: NotBlank | RuntimeSpec | None = None  # "python" (Python worker) or an object (Rust worker)
     component_type: str | None = None         # "worker_pool" (Rust worker)
     status: str = "ready"
-    capacity: int | None = None
+    capacity: Annotated[int, msgspec.Meta(ge=0)] | None = None
     labels: dict[str, Any] | None = None
     capabilities: Any = None
     pid: int | None = None
@@ -37,13 +41,20 @@ class PoolRegistered(msgspec.Struct):
     runtime: str | None = None
 
 
+class PoolRegister(PoolRegistration):
+    """POST /api/worker/pool/register."""
+
+    name: NotBlank
+    runtime: NotBlank | RuntimeSpec
+
+
 class PoolHeartbeat(msgspec.Struct):
-    name: str | None = None
-    registration: PoolRegister | None = None   # lets a forgotten pool re-register in one call
+    name: NotBlank
+    registration: PoolRegistration | None = None   # lets a forgotten pool re-register in one call
 
 
 class PoolDeregister(msgspec.Struct):
-    name: str | None = None
+    name: NotBlank
 
 
 class PoolDeregistered(msgspec.Struct):

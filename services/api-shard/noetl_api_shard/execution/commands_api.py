@@ -66,9 +66,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
         command_id = path_id(request, "event_id")
         require_owned(svc, command_id, "event_id")
         body = await read_json(request, ClaimRequest)
-        worker = body.worker_id.strip()
-        if not worker:
-            raise ApiError(400, "worker_id must be a non-empty string")
+        worker = body.worker_id.strip()  # not blank: ClaimRequest says so
         refusal: ApiError | None = None
         async with orch.transaction() as txn:
             execution = await execution_store.lock_of_command(txn.conn, command_id)

@@ -5,10 +5,12 @@ it owns), so the router's round robin spreads batches, not items."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from aiohttp import web
 
-from noetl_common.errors import ApiError, json_response, read_json, unprocessable
+from noetl_common.errors import ApiError, json_response, read_json
 from noetl_common.wire.execution import ExecuteRequest
 
 from ..state import services
@@ -19,7 +21,7 @@ MAX_BATCH_ITEMS = 1000  # the Rust server's cap; more is refused, never truncate
 
 
 class BatchExecuteRequest(msgspec.Struct, kw_only=True):
-    executions: list[ExecuteRequest]
+    executions: Annotated[list[ExecuteRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ITEMS)]
 
 
 class BatchItemResult(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -41,11 +43,7 @@ class BatchExecuteResponse(msgspec.Struct, kw_only=True):
 
 async def execute_batch(request: web.Request) -> web.Response:
     body = await read_json(request, BatchExecuteRequest)
-    count = len(body.executions)
-    if count == 0:
-        raise unprocessable("executions must be a non-empty array of execute requests")
-    if count > MAX_BATCH_ITEMS:
-        raise unprocessable(f"executions has {count} items; at most {MAX_BATCH_ITEMS} per batch")
+    count = len(body.executions)  # 1..MAX_BATCH_ITEMS: the Struct says so (msgspec checks it)
     svc, orch = services(request), request.app[ORCHESTRATOR]
     results: list[BatchItemResult] = []
     for index, item in enumerate(body.executions):

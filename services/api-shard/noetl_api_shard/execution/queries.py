@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.errors import bad_request, json_response, not_found, read_json
 from noetl_common.openapi import IdParam, Op, Param, route
 from noetl_common.wire.execution_views import (CancellationCheck, EventPage, EventPagination, ExecutionDetail,
                                                ExecutionStatus, ListedExecution, SetVarsRequest, VarDeleted, VarList,
@@ -30,7 +30,6 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000  # page/offset read the skipped rows; past this, page by since_event_id
 STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
-VAR_TYPES = ("user_defined", "step_result", "computed", "iterator_state")
 
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
@@ -226,11 +225,7 @@ async def get_var(request: web.Request) -> web.Response:
 async def set_vars(request: web.Request) -> web.Response:
     svc, row = await _owned_execution(request)
     body = await read_json(request, SetVarsRequest)
-    if body.var_type not in VAR_TYPES:
-        raise ApiError(422, f"var_type must be one of {', '.join(VAR_TYPES)}, got {body.var_type!r}",
-                       "validation_error")
-    if not body.variables:
-        raise bad_request("variables must be a non-empty object of name: value")
+    # var_type one of VAR_TYPES, at least one variable: SetVarsRequest says so (msgspec checks it).
     await variable_store.upsert_many(svc.shard_pool, row["execution_id"], body.variables, body.var_type,
                                      body.source_step)
     return json_response(VarsSet(execution_id=row["execution_id"], variables_set=len(body.variables),

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
-from noetl_common.result_refs import ResultRef, parse_ref
+from noetl_common.result_refs import REF_PATTERN, ResultRef, parse_ref
 
 from ..handlers.params import path_id, query_bool, query_str
 from ..state import ShardServices, services
@@ -32,20 +32,27 @@ from .ownership import require_owned
 from .views import iso
 
 SCOPES = ("step", "execution", "workflow", "permanent")
-# NoETL's tier names; this fleet keeps every result in the shard database ("db") whatever is asked.
-TIERS = ("memory", "kv", "object", "s3", "gcs", "db", "disk")
 MAX_NAME = 512
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdwy]?)\s*$")
 _TTL_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 MAX_TTL_SECONDS = 100 * 31536000  # past this an expiry overflows the calendar (a 500): say 'forever'
+Scope = Literal["step", "execution", "workflow", "permanent"]
+Tier = Literal["memory", "kv", "object", "s3", "gcs", "db", "disk"]
+# A ttl as the document states it: seconds (an int: negative is 'forever'), or a string of seconds
+# or a count of one unit, small enough to stay within MAX_TTL_SECONDS, or 'forever'. Stated, not
+# enforced: ttl_seconds() also takes blanks around and upper case, and answers the 400s.
+_TTL_TEXT = (r"^(?:|forever|permanent|-1|[0-9]{1,9}s?|[0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d|[0-9]{1,3}w"
+             r"|[0-9]{1,2}y)$")
+Ttl = (Annotated[int, msgspec.Meta(extra_json_schema={"maximum": MAX_TTL_SECONDS})]
+       | Annotated[str, msgspec.Meta(extra_json_schema={"pattern": _TTL_TEXT})])
 
 
 class ResultPutRequest(msgspec.Struct, kw_only=True):
-    name: str
+    name: Annotated[str, msgspec.Meta(pattern=r"\S", max_length=MAX_NAME)]
     data: Any
-    scope: str | None = None
-    store: str | None = None
-    ttl: str | int | None = None
+    scope: Scope | None = None          # default execution
+    store: Tier | None = None           # NoETL's tiers; kept in the shard database ("db") whatever is asked
+    ttl: Ttl | None = None
     source_step: str | None = None
     correlation: dict[str, Any] | None = None
     extracted: dict[str, Any] | None = None
@@ -107,7 +114,9 @@ class ResultStats(msgspec.Struct, kw_only=True):
 
 
 OWNED = (400, 404, 421)  # a bad id; no such execution (or result); another shard owns the id
-SCOPE_QUERY = Param(name="scope", description=", ".join(SCOPES))
+SCOPE_QUERY = Param(name="scope", type=Scope, description="default execution")
+# A bulk delete takes these two only (permanent results go one by one, step ones by step name).
+DELETE_SCOPE_QUERY = Param(name="scope", type=Literal["execution", "workflow"], description="default execution")
 
 
 def register(app: web.Application) -> None:
@@ -116,7 +125,7 @@ def register(app: web.Application) -> None:
         # Fixed segments first: aiohttp matches in registration order.
         route(app, "GET", f"{base}/resolve", resolve, Op(
             summary="A stored result's value, by its ref" + legacy, ok=Any, errors=OWNED,
-            query=(Param(name="ref", required=True,
+            query=(Param(name="ref", required=True, type=Annotated[str, msgspec.Meta(pattern=REF_PATTERN)],
                          description="noetl://execution/<execution_id>/result/<name>/<id>"),)))
         route(app, "GET", f"{base}/stats", stats, Op(
             summary="Result-store counts (the router sums every shard's)" + legacy, ok=ResultStats))
@@ -125,7 +134,7 @@ def register(app: web.Application) -> None:
             body=ResultPutRequest, ok=ResultPutResponse, errors=(*OWNED, 422)))
         route(app, "DELETE", f"{base}/{{execution_id}}", delete_execution_results, Op(
             summary="Delete an execution's execution- or workflow-scoped results" + legacy, ok=ResultsDeleted,
-            errors=OWNED, query=(SCOPE_QUERY,)))
+            errors=OWNED, query=(DELETE_SCOPE_QUERY,)))
         route(app, "GET", f"{base}/{{execution_id}}/list", list_results, Op(
             summary="An execution's stored results (refs with a preview)" + legacy, ok=ResultList, errors=OWNED,
             query=(SCOPE_QUERY, Param(name="step_name"))))
@@ -177,12 +186,8 @@ def _scope(raw: str | None, field: str = "scope") -> str:
 async def put_result(request: web.Request) -> web.Response:
     svc, execution_id = await _owned(request)
     body = await read_json(request, ResultPutRequest)
-    name = body.name.strip()
-    if not name or len(name) > MAX_NAME:
-        raise bad_request(f"name must be a non-empty string of at most {MAX_NAME} characters")
-    scope = _scope(body.scope)
-    if body.store is not None and body.store not in TIERS:
-        raise bad_request(f"Invalid store tier: {body.store!r}. Use: {', '.join(TIERS)}")
+    name = body.name.strip()  # non-blank and at most MAX_NAME: the Struct says so (msgspec checks it)
+    scope = body.scope or "execution"
     ttl = ttl_seconds(body.ttl)
     expires_at = datetime.now(timezone.utc) + timedelta(seconds=ttl) if ttl is not None and scope != "permanent" \
         else None

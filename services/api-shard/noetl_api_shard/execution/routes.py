@@ -13,9 +13,10 @@ from noetl_common import tracing
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.observability import execution_id_var
-from noetl_common.openapi import Op, Param, route
+from noetl_common.openapi import IdParam, Op, Param, route
 from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequest, ClaimRequest, CommandOut,
-                                         EventAccepted, EventIn, ExecuteRequest, ExecuteResponse, FinalizeRequest)
+                                         EventAccepted, EventPost, ExecuteRequest, ExecuteResponse,
+                                         FinalizeRequest)
 from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 from noetl_common.vocabulary import EventType
 
@@ -35,9 +36,6 @@ from .cancelling import cancel_one
 from .starting import start_request
 from . import batch_status, cleanup, execute_batch, result_api
 from .worker_events import normalise
-
-MAX_BATCH_EVENTS = 256
-MAX_EAGER_SLOTS = 64
 
 
 def register(app: web.Application) -> None:
@@ -61,7 +59,7 @@ def register(app: web.Application) -> None:
         summary="Cancel this shard's PENDING/RUNNING executions older than older_than_minutes",
         body=cleanup.CleanupRequest, body_required=False, ok=cleanup.CleanupResponse, errors=(400, 422)))
     route(app, "POST", "/api/events", post_event, Op(
-        summary="One worker event", body=EventIn, ok=EventAccepted, errors=(400, 404, 421, 422)))
+        summary="One worker event", body=EventPost, ok=EventAccepted, errors=(400, 404, 421, 422)))
     route(app, "POST", "/api/events/batch", post_batch, Op(
         summary="A batch of one execution's events, in one transaction", body=BatchRequest, ok=BatchAccepted,
         status=202, errors=(400, 404, 421, 422),
@@ -77,7 +75,7 @@ def register(app: web.Application) -> None:
         ok=FinalizeResponse, errors=(404, 421, 422)))
     route(app, "GET", "/api/replay/state", replay_state, Op(
         summary="Replay an execution's log and compare with the stored state", ok=ReplayReport,
-        query=(Param(name="execution_id", required=True),), errors=(400, 404, 421)))
+        query=(Param(name="execution_id", type=IdParam, required=True),), errors=(400, 404, 421)))
     reaper.install(app, app[ORCHESTRATOR], interval_seconds=settings.reaper_interval_seconds,
                    unclaimed_after_seconds=settings.unclaimed_after_seconds)
 
@@ -100,7 +98,7 @@ async def execute(request: web.Request) -> web.Response:
 async def post_event(request: web.Request) -> web.Response:
     svc = services(request)
     started = time.perf_counter()
-    ev = normalise(await read_json(request, EventIn))
+    ev = normalise(await read_json(request, EventPost))
     execution_id_var.set(str(ev.execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, ev.execution_id)
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
@@ -115,8 +113,6 @@ def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
         return None
     if not body.worker_id:
         raise bad_request("eager needs the batch's worker_id (the worker the commands are claimed for)")
-    if not 1 <= offer.slots <= MAX_EAGER_SLOTS:
-        raise unprocessable(f"eager.slots must be between 1 and {MAX_EAGER_SLOTS}, got {offer.slots}")
     return Eager(worker_id=body.worker_id, pool=offer.pool, slots=offer.slots, lease_seconds=lease_seconds)
 
 
@@ -183,11 +179,7 @@ async def post_batch(request: web.Request) -> web.Response:
     """All events of a batch in one transaction; an Idempotency-Key replays the first answer."""
     svc = services(request)
     started = time.perf_counter()
-    body = await read_json(request, BatchRequest)
-    if not body.events:
-        raise bad_request("events must be a non-empty list")
-    if len(body.events) > MAX_BATCH_EVENTS:
-        raise unprocessable(f"events has {len(body.events)} items; at most {MAX_BATCH_EVENTS} per batch")
+    body = await read_json(request, BatchRequest)  # 1..MAX_BATCH_EVENTS events, eager.slots 1..64: the Struct's
     execution_id = _id(body.execution_id, "execution_id")
     execution_id_var.set(str(execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, execution_id)

@@ -14,7 +14,7 @@ import msgspec
 
 from noetl_common.errors import ApiError, bad_request
 from noetl_common.ids import parse_id
-from noetl_common.wire.execution import EventIn
+from noetl_common.wire.execution import MAX_EVENT_TYPE, EventIn
 from noetl_common.vocabulary import EventType
 
 # Events that finish a command: the engine advances once per command on the first of these.
@@ -23,7 +23,6 @@ FINISH_ERROR = frozenset({EventType.CALL_ERROR, EventType.COMMAND_FAILED})
 FINISHING = FINISH_OK | FINISH_ERROR
 # Signs of life from a claim holder (extend its lease).
 PROGRESS = frozenset({EventType.COMMAND_STARTED, EventType.COMMAND_HEARTBEAT, EventType.CALL_STARTED})
-MAX_EVENT_TYPE = 128
 MAX_ERROR_CHARS = 2000
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
 from noetl_common.openapi import Op, Param, route
+from noetl_common.wire import VersionParam
 from noetl_common.wire.catalog import (
     CatalogEntry,
     ListRequest,
@@ -44,7 +45,7 @@ def register(app: web.Application) -> None:
     # The path itself may contain slashes, so match the whole tail up to /ui_schema.
     route(app, "GET", r"/api/catalog/{path:.+}/ui_schema", ui_schema, Op(
         summary="A form inferred from a playbook's workload", ok=UiSchemaResponse,
-        query=(Param(name="version"),), errors=(400, 404)))
+        query=(Param(name="version", type=VersionParam, description="default: the latest"),), errors=(400, 404)))
 
 
 def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
@@ -54,9 +55,7 @@ def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
 
 
 async def register_resource(request: web.Request) -> web.Response:
-    body = await read_json(request, RegisterRequest)
-    if body.content is None:
-        raise bad_request("content is required: the resource YAML, plain or base64-encoded")
+    body = await read_json(request, RegisterRequest)  # content: required and not empty (the Struct's)
     try:
         if len(body.content) > OFFLOAD_PARSE_BYTES:  # keep the event loop free while parsing big YAML
             doc = await asyncio.to_thread(build_document, body.content, body.resource_type)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from noetl_common.auth import require_internal
 from noetl_common.crypto import DecryptionError
-from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.credentials import (
     CredentialCreate,
@@ -72,11 +72,7 @@ def to_response(row: asyncpg.Record, data: dict | None = None) -> CredentialResp
 
 async def create_credential(request: web.Request) -> web.Response:
     body = await read_json(request, CredentialCreate)
-    name = (body.name or "").strip()
-    if not name:
-        raise bad_request("name is required (a non-empty string)")
-    if body.data is None:
-        raise bad_request("data is required (a JSON object holding the secret fields)")
+    name = body.name.strip()  # name (not blank) and data are required: CredentialCreate says so
     type_ = (body.type or body.credential_type or DEFAULT_TYPE).strip() or DEFAULT_TYPE
     svc = services(request)
     row = await store.upsert(

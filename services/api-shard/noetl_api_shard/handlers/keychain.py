@@ -11,8 +11,10 @@ from aiohttp import web
 
 from noetl_common.crypto import DecryptionError, Encryptor
 from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
-from noetl_common.openapi import Op, Param, route
+from noetl_common.openapi import IdParam, Op, Param, route
 from noetl_common.wire.keychain import (
+    SCOPES,
+    ScopeType,
     KeychainDeleted,
     KeychainEntry,
     KeychainList,
@@ -26,11 +28,8 @@ from .params import path_id, query_id, query_str, to_id
 
 log = logging.getLogger("noetl.api_shard.keychain")
 
-SCOPES = ("global", "local", "shared")
-CACHE_TYPES = ("token", "secret")
-
-
-KEY_QUERY = (Param(name="scope_type"), Param(name="execution_id"))
+KEY_QUERY = (Param(name="scope_type", type=ScopeType, description="default global"),
+             Param(name="execution_id", type=IdParam, description="required with scope_type local or shared"))
 
 
 def register(app: web.Application) -> None:
@@ -93,9 +92,7 @@ def _entry(row: asyncpg.Record, encryptor: Encryptor | None, now: datetime) -> K
 
 
 def _expiry(body: KeychainSet, now: datetime) -> datetime | None:
-    if body.ttl_seconds is not None:
-        if body.ttl_seconds <= 0:
-            raise bad_request(f"ttl_seconds must be > 0, got {body.ttl_seconds}")
+    if body.ttl_seconds is not None:  # > 0: KeychainSet says so
         return now + timedelta(seconds=body.ttl_seconds)
     if body.expires_at is not None:
         expires = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=timezone.utc)
@@ -106,11 +103,7 @@ def _expiry(body: KeychainSet, now: datetime) -> datetime | None:
 async def set_entry(request: web.Request) -> web.Response:
     catalog_id = path_id(request, "catalog_id")
     name = request.match_info["keychain_name"]
-    body = await read_json(request, KeychainSet)
-    if body.token_data is None:
-        raise bad_request("token_data is required (a JSON object)")
-    if body.cache_type not in CACHE_TYPES:
-        raise bad_request(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {body.cache_type!r}")
+    body = await read_json(request, KeychainSet)  # token_data required, cache_type and scope_type known ones
     execution_id = None if body.execution_id is None else to_id(body.execution_id, "execution_id")
     parent_id = None if body.parent_execution_id is None else to_id(body.parent_execution_id, "parent_execution_id")
     key = cache_key(name, catalog_id, body.scope_type, execution_id)

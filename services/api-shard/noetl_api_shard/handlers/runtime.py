@@ -14,6 +14,7 @@ from noetl_common.wire.runtime import (
     PoolItem,
     PoolList,
     PoolRegister,
+    PoolRegistration,
     PoolRegistered,
     RuntimeSpec,
 )
@@ -39,16 +40,16 @@ def register(app: web.Application) -> None:
         summary="List worker pools", ok=PoolList, query=(Param(name="runtime"), Param(name="status"))))
 
 
-async def _upsert(svc: ShardServices, body: PoolRegister) -> tuple[asyncpg.Record, bool]:
+async def _upsert(svc: ShardServices, body: PoolRegistration) -> tuple[asyncpg.Record, bool]:
+    # PoolRegister requires name and runtime; a heartbeat's registration may leave them out (its
+    # name is the heartbeat's), so they are checked here too.
     name = (body.name or "").strip()
     if not name:
         raise bad_request("name is required")
-    spec = body.runtime if isinstance(body.runtime, RuntimeSpec) else RuntimeSpec(kind=body.runtime)
+    spec = body.runtime if isinstance(body.runtime, RuntimeSpec) else RuntimeSpec(kind=body.runtime or "")
     kind = (spec.kind or "").strip()
     if not kind:
         raise bad_request('runtime is required: a name ("python") or an object with a kind ({"kind": "rust"})')
-    if body.capacity is not None and body.capacity < 0:
-        raise bad_request(f"capacity must be >= 0, got {body.capacity}")
     runtime = {"type": kind, "pid": body.pid, "hostname": body.hostname, "meta": body.meta,
                "worker_public_key": spec.worker_public_key}
     return await store.register(
@@ -70,9 +71,7 @@ async def register_pool(request: web.Request) -> web.Response:
 
 async def heartbeat(request: web.Request) -> web.Response:
     body = await read_json(request, PoolHeartbeat)
-    name = (body.name or "").strip()
-    if not name:
-        raise bad_request("name is required")
+    name = body.name.strip()  # not blank: PoolHeartbeat says so
     svc = services(request)
     row = await store.heartbeat(svc.cluster_pool, name)
     if row is not None:
@@ -92,9 +91,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def deregister(request: web.Request) -> web.Response:
     body = await read_json(request, PoolDeregister)
-    name = (body.name or "").strip()
-    if not name:
-        raise bad_request("name is required")
+    name = body.name.strip()  # not blank: PoolDeregister says so
     row = await store.deregister(services(request).cluster_pool, name)
     if row is None:
         raise not_found(f"worker pool {name!r} is not registered")
