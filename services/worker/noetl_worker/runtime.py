@@ -31,15 +31,13 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from noetl_common import background, tracing
 from noetl_common.observability import command_id_var, execution_id_var
-from noetl_common.pools import pool_commands_filter
-from noetl_common.streams import COMMANDS_STREAM as STREAM, ensure_streams
 from noetl_common.wire.internal import CommandNotification
 
 from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, RetryLater
+from . import jetstream
 from .config import WorkerSettings
 from .outcomes import REPOST_BACKOFF, Accepted, Backlog, NotTaken, Unreported, post_outcome, post_until_taken
 from .running import RETRY_NAK_SECONDS, CommandRunner, Job, WorkerMetrics, as_int, attempt_of
@@ -85,19 +83,11 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
-        self.nc = await self._connect()
+        self.nc = await jetstream.connect(s, self._stopping)
         if self.nc is None:
             return
         try:
-            js = self.nc.jetstream()
-            await ensure_streams(js, (STREAM,), s.stream_max_age)
-            # max_ack_pending is per durable, so shared by every worker of the pool; each worker
-            # holds about max_concurrent messages at most (a fetch asks for free slots only).
-            sub = await js.pull_subscribe(
-                pool_commands_filter(s.pool), durable=s.durable, stream=STREAM,
-                config=ConsumerConfig(durable_name=s.durable, ack_policy=AckPolicy.EXPLICIT,
-                                      deliver_policy=DeliverPolicy.ALL, ack_wait=s.ack_wait_seconds,
-                                      max_deliver=-1, max_ack_pending=max(64, s.max_concurrent * 4)))
+            sub = await jetstream.subscribe(self.nc, s)
             auth = {"Authorization": f"Bearer {s.internal_token}"} if s.internal_token else None
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), headers=auth) as session:
                 self._session = session
@@ -116,20 +106,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)
 
-    async def _connect(self) -> nats.NATS | None:
-        """nats-py does not retry a failed first connect; a worker started before NATS keeps trying."""
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                return await nats.connect(self.settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                          connect_timeout=5, name=self.settings.worker_id)
-            except Exception as exc:
-                log.warning("NATS at %s not reachable (%s); retrying in %.1fs", self.settings.nats_url, exc, delay)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, 10.0)
-        return None
-
     async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
         """One fetch per wake-up, for as many messages as there are free slots: a burst of
         notifications costs one pull."""
@@ -146,7 +122,7 @@ class Worker:
                 # than asked for): not claimed, so hand them back for us or another worker.
                 log.debug("no slot left for %d fetched notification(s); handing them back", len(msgs) - kept)
             for msg in msgs[kept:]:
-                self._spawn(_nak(msg, HAND_BACK_NAK_SECONDS))
+                self._spawn(jetstream.nak(msg, HAND_BACK_NAK_SECONDS))
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, wanted: int) -> list[Msg]:
         try:
@@ -283,7 +259,7 @@ class Worker:
         if self._recent.running(event_id):
             # Handed over to us eagerly and re-announced (or a repeat): the run here reports it.
             log.info("command %s already runs here; dropping the repeated notification", event_id)
-            await _ack(msg)
+            await jetstream.ack(msg)
             return []
         plane = self._plane_for(note.server_url or self.settings.server_url)
         outcome = await plane.claim(event_id, self.settings.worker_id)
@@ -295,19 +271,19 @@ class Worker:
                 # which is not new work. The outcome's own report finishes the command.
                 log.info("command %s attempt %s ran here already; not running it again", event_id,
                          attempt_of(outcome.command))
-                await _ack(msg)
+                await jetstream.ack(msg)
                 return []
             return await self._run_notified(Job(plane, outcome.command, event_id, msg))
         if isinstance(outcome, AlreadyClaimed):
             log.info("command %s not ours (%s): %s", event_id, outcome.code, outcome.message)
-            await _ack(msg)
+            await jetstream.ack(msg)
         elif isinstance(outcome, RetryLater):
             log.warning("claim of command %s postponed %.1fs: %s", event_id, outcome.delay, outcome.reason)
             await msg.nak(delay=max(outcome.delay, 0.5))
         else:
             log.error("claim of command %s failed with %s: %s", event_id, outcome.status, outcome.reason)
             # 404: the command does not exist on that control plane; asking again cannot help.
-            await _ack(msg) if outcome.status == 404 else await msg.nak(delay=BAD_CLAIM_NAK_SECONDS)
+            await jetstream.ack(msg) if outcome.status == 404 else await msg.nak(delay=BAD_CLAIM_NAK_SECONDS)
         return []
 
     async def _run_notified(self, job: Job) -> list[Job]:
@@ -331,7 +307,7 @@ class Worker:
                 return []
             log.error("control plane refused the outcome of %s; giving up on it: %s", command_id, posted.reason)
         self._backlog.pop(command_id)
-        await _ack(msg)
+        await jetstream.ack(msg)
         return self._handed_over(plane, posted.commands) if isinstance(posted, Accepted) else []
 
     async def _run_handed(self, job: Job) -> list[Job]:
@@ -386,16 +362,3 @@ class Worker:
                 jobs.append(Job(plane, command, command_id))
         return jobs
 
-
-async def _ack(msg: Msg) -> None:
-    """A confirmed ack: the outcome is recorded, so make sure JetStream knows before we move on
-    (a plain ack is fire-and-forget and can be lost when the connection closes right after)."""
-    try:
-        await msg.ack_sync(timeout=5)
-    except Exception as exc:  # not confirmed: the message may come back; the claim answers 409 then
-        log.warning("ack of %s not confirmed: %s", msg.subject, exc)
-
-
-async def _nak(msg: Msg, delay: float) -> None:
-    with contextlib.suppress(Exception):
-        await msg.nak(delay=delay)

@@ -17,7 +17,8 @@ from noetl_common.streams import ensure_streams
 from noetl_worker.client import Backoff
 from noetl_worker.config import WorkerSettings
 from noetl_worker.executor import default_runners
-from noetl_worker.runtime import STREAM, Worker, WorkerMetrics
+from noetl_common.streams import COMMANDS_STREAM as STREAM
+from noetl_worker.runtime import Worker, WorkerMetrics
 
 from .conftest import StandIn
 

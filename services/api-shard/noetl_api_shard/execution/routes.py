@@ -4,7 +4,7 @@ of the read side and command claims."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -28,6 +28,7 @@ from . import commands_api, queries, reaper
 from .commands_api import command_out
 from .ingest import Accepted, accept, accept_cached
 from .keys import ORCHESTRATOR
+from .execution_cache import Loaded
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
 from .ownership import require_owned
@@ -195,16 +196,28 @@ async def post_batch(request: web.Request) -> web.Response:
     return json_response(answer, status=202)
 
 
-async def cancel(request: web.Request) -> web.Response:
-    svc = services(request)
+B = TypeVar("B")
+
+
+async def _owned_target(request: web.Request, body_type: type[B]) -> tuple[int, B]:
+    """The execution a cancel or finalize names (owned here, or 421) and the request's body."""
     execution_id = path_id(request, "execution_id")
-    require_owned(svc, execution_id)
-    body = await read_json(request, CancelRequest, allow_empty=True)
+    require_owned(services(request), execution_id)
+    return execution_id, await read_json(request, body_type, allow_empty=True)
+
+
+async def _locked(orch: Orchestrator, txn: Txn, execution_id: int) -> Loaded:
+    ex = await orch.lock(txn, execution_id)
+    if ex is None:
+        raise not_found(f"execution {execution_id} not found")
+    return ex
+
+
+async def cancel(request: web.Request) -> web.Response:
+    execution_id, body = await _owned_target(request, CancelRequest)
     orch = request.app[ORCHESTRATOR]
     async with orch.transaction() as txn:
-        ex = await orch.lock(txn, execution_id)
-        if ex is None:
-            raise not_found(f"execution {execution_id} not found")
+        ex = await _locked(orch, txn, execution_id)
         if ex.status in TERMINAL:
             return json_response(CancelResponse(status="already_completed", execution_id=str(execution_id),
                                                 cancelled_executions=[], message=f"execution is already {ex.status}"))
@@ -217,18 +230,13 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def finalize(request: web.Request) -> web.Response:
     """Force a stuck execution to a terminal status (operator action)."""
-    svc = services(request)
-    execution_id = path_id(request, "execution_id")
-    require_owned(svc, execution_id)
-    body = await read_json(request, FinalizeRequest, allow_empty=True)
+    execution_id, body = await _owned_target(request, FinalizeRequest)
     status = (body.status or "FAILED").upper()
     if status not in ("COMPLETED", "FAILED"):
         raise unprocessable(f"status must be COMPLETED or FAILED, got {body.status!r}")
     orch = request.app[ORCHESTRATOR]
     async with orch.transaction() as txn:
-        ex = await orch.lock(txn, execution_id)
-        if ex is None:
-            raise not_found(f"execution {execution_id} not found")
+        ex = await _locked(orch, txn, execution_id)
         if ex.status in TERMINAL:
             return json_response(FinalizeResponse(status="already_completed", execution_id=str(execution_id),
                                                   message=f"execution is already {ex.status}"))
