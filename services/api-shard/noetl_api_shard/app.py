@@ -14,7 +14,7 @@ from aiohttp import web
 from noetl_common.background import in_background
 from noetl_common.config import ShardSettings
 from noetl_common.crypto import Encryptor, load_key
-from noetl_common.db import apply_migrations, create_pool
+from noetl_common.db import apply_migrations, create_pool, ping
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
@@ -54,16 +54,12 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(_databases)
     app.cleanup_ctx.append(_map_keeper)
     app.cleanup_ctx.append(in_background(*app[KEEPER].loops))  # once the map is loaded
-    add_readiness_check(app, "shard_db", lambda: _select_one(svc.shard_pool))
-    add_readiness_check(app, "cluster_db", lambda: _select_one(svc.cluster_pool))
+    add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
+    add_readiness_check(app, "cluster_db", lambda: ping(svc.cluster_pool, READINESS_TIMEOUT_SECONDS))
     for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api,
                  projection_api, event_stream, execution_routes):
         area.register(app)
     return app
-
-
-async def _select_one(pool: asyncpg.Pool) -> None:
-    await asyncio.wait_for(pool.fetchval("SELECT 1"), READINESS_TIMEOUT_SECONDS)
 
 
 async def _databases(app: web.Application) -> AsyncIterator[None]:

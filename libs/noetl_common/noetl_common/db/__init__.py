@@ -8,7 +8,7 @@ from .migrations_runner import (
     apply_migrations,
     load_migrations,
 )
-from .pool import create_pool, init_connection
+from .pool import create_pool, init_connection, ping
 
 __all__ = [
     "SCOPES",
@@ -18,5 +18,6 @@ __all__ = [
     "apply_migrations",
     "create_pool",
     "init_connection",
+    "ping",
     "load_migrations",
 ]

@@ -65,3 +65,8 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10, *, comman
     pool.acquire_timeout = acquire_timeout
     await pool  # connects min_size connections; awaiting a Pool returns the pool itself
     return pool
+
+
+async def ping(pool: asyncpg.Pool, timeout: float) -> None:
+    """One round trip to the database within `timeout` (readiness and health probes); raises if not."""
+    await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout)

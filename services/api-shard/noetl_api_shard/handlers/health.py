@@ -12,6 +12,7 @@ from typing import Callable
 import asyncpg
 from aiohttp import web
 
+from noetl_common.db import ping
 from noetl_common.errors import ApiError, json_response
 from noetl_common.openapi import Op, Param, SignedIdParam, route
 from noetl_common.shard_query import ShardCountParam
@@ -47,7 +48,7 @@ def _version() -> str:
 
 async def _probe(pool_getter: Callable[[], asyncpg.Pool]) -> bool:
     try:
-        await asyncio.wait_for(pool_getter().fetchval("SELECT 1"), PROBE_TIMEOUT_SECONDS)
+        await ping(pool_getter(), PROBE_TIMEOUT_SECONDS)
         return True
     except Exception:  # any failure means "disconnected"; /readyz carries the reason
         return False
