@@ -103,14 +103,17 @@ async def fetch_fleet_view(session: aiohttp.ClientSession, urls: list[str]) -> F
 
 
 async def discover_new_shards(session: aiohttp.ClientSession, settings: DiscoverySettings,
-                              directory: ShardDirectory, on_new: Callable[[int, str], Awaitable[None]],
+                              directory: ShardDirectory, ensure_started: Callable[[int, str], Awaitable[None]],
                               log: logging.Logger) -> None:
-    """One round (a background loop runs it every interval): read the shard map and call
-    `on_new(shard, url)` (awaited) for every shard this replica serves that appeared. The caller
-    has started the bootstrap ones."""
+    """One round (a background loop runs it every interval): read the shard map, then
+    `ensure_started(shard, url)` (awaited) for every known shard this replica serves. The callee
+    skips the shards already running, so a start that failed (a shard not answering yet, NATS
+    refusing a subscription) is tried again next round instead of never."""
     urls = [directory.url(i) for i in directory.indexes()]
     view = await fetch_fleet_view(session, [u for u in urls if u])
     for shard in directory.update(view):
         if settings.serves(shard):
             log.info("shard %s joined at %s", shard, directory.url(shard))
-            await on_new(shard, directory.url(shard) or "")
+    for shard in directory.indexes():
+        if settings.serves(shard):
+            await ensure_started(shard, directory.url(shard) or "")

@@ -133,10 +133,15 @@ def serve_shards(app: web.Application, settings: PerShardSettings, start: StartS
         add_readiness_check(app, "nats", nats_ready)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=http_timeout_seconds))
         works: list[ShardWork] = []
+        running: set[int] = set()
 
         async def start_shard(shard: int, url: str) -> None:
+            """Idempotent: discovery calls it for every served shard, every round."""
+            if shard in running:
+                return
             work = await start(js, session, shard, url)
             works.append(work)
+            running.add(shard)
             work.loop.start()
 
         async def refresh_gauges() -> None:
