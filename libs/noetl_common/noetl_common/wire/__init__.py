@@ -50,6 +50,12 @@ def any_of_required(*names: str) -> dict[str, Any]:
     return {"anyOf": [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]}
 
 
+def all_required(*names: str) -> dict[str, Any]:
+    """A Struct's `__json_schema_extra__` for fields typed optional (so the handler can name the one
+    missing) that a request must nevertheless carry, not null."""
+    return {"allOf": [{"required": list(names), "properties": {name: {"not": {"type": "null"}} for name in names}}]}
+
+
 __all__ = ["COMMAND_ID_PATTERN", "CommandId", "DATETIME_PATTERN", "Id", "IdLike", "IdOrEmpty", "MAX_VERSION",
-           "NotBlank", "VERSION_PATTERN", "Version", "VersionParam",
+           "NotBlank", "all_required", "VERSION_PATTERN", "Version", "VersionParam",
            "any_of_required"]

@@ -19,9 +19,11 @@ an absent optional is absent on the wire (not `null`), as the dicts these replac
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import msgspec
+
+from . import Id, all_required
 
 # --- outbox ---------------------------------------------------------------------------------------
 
@@ -109,12 +111,15 @@ Int4 = Annotated[int, msgspec.Meta(ge=-2**31, le=2**31 - 1)]  # the read models'
 class EventEnvelope(msgspec.Struct, kw_only=True):
     """One logged event as the read models see it. The shard writes ids as strings (as NoETL's
     mirror does); NoETL clients of the project route may send numbers, so both are read. Every
-    field is optional here so that the project route names the missing or bad one itself."""
+    field is optional here so that the project route names the missing or bad one itself; the
+    document states the two ids it refuses to go without (the router routes by execution_id)."""
 
-    event_id: int | str | None = None
-    execution_id: int | str | None = None
+    __json_schema_extra__: ClassVar[dict[str, Any]] = all_required("event_id", "execution_id")
+
+    event_id: Id | None = None
+    execution_id: Id | None = None
     event_type: str | None = None
-    parent_execution_id: int | str | None = None
+    parent_execution_id: Id | None = None
     node_name: str | None = None
     status: str | None = None
     command_id: int | str | None = None
@@ -122,7 +127,7 @@ class EventEnvelope(msgspec.Struct, kw_only=True):
     attempt: Int4 | None = None
     iteration: Int4 | None = None
     error: str | None = None
-    catalog_id: int | str | None = None
+    catalog_id: Id | None = None
     event_time_ms: int | float | None = None  # the event's own time (its id's timestamp or the commit)
 
 
