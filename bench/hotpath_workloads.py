@@ -30,7 +30,8 @@ workflow:
     tool: {kind: python, input: {b: "{{ middle.b }}"}, code: "result = {'c': b + 1}"}
 """
 
-# An int `in` iterates 0..n-1 (engine `_as_items`); the iterator is also a bare tool argument.
+# An int `in` iterates 0..n-1 (engine `_as_items`); the iterator is also a bare tool argument. The
+# loop is the whole workflow, n steps and nothing else, as DBOS's loop_wf is.
 SEQUENTIAL_LOOP = b"""
 apiVersion: noetl.io/v2
 kind: Playbook
@@ -38,14 +39,8 @@ metadata: {name: loop, path: bench/sequential_loop}
 workload: {n: 10}
 workflow:
   - step: start
-    tool: {kind: python, code: "result = {'ok': True}"}
-    next: [{step: each}]
-  - step: each
     loop: {in: "{{ workload.n }}", iterator: item, spec: {mode: sequential}}
     tool: {kind: python, code: "result = {'status': 'ok', 'i': item}"}
-    next: [{step: end}]
-  - step: end
-    tool: {kind: python, code: "result = {'done': True}"}
 """
 
 # Stays RUNNING until cancelled. Short sleeps, so the worker can interrupt the step on cancel
@@ -315,7 +310,7 @@ def chunk_rates(stamps: list[datetime], chunks: int = 10) -> list[float]:
 
 async def loop_detail(session: aiohttp.ClientSession, url: str, run: dict) -> dict:
     """After the measurement: steps done (what a truncated loop got through) and per-chunk rates."""
-    stamps = await step_completions(session, url, run["execution_id"], "each")
+    stamps = await step_completions(session, url, run["execution_id"], "start")
     out = {**run, "steps_completed": len(stamps), "chunk_steps_per_s": chunk_rates(stamps),
            "stalls": stalls(stamps)}
     if run["truncated"]:
