@@ -17,10 +17,10 @@ from noetl_common.errors import bad_request, json_response, not_found
 from noetl_common.openapi import Op, Param, route
 from noetl_common.vocabulary import EventType
 
-from ..handlers.params import path_id, query_str
+from ..handlers.params import query_str
 from ..state import ShardServices, services
 from ..store import events as event_store
-from .ownership import require_owned
+from .ownership import owned_path_id
 from .views import iso
 
 DEFAULT_STREAM_TIMEOUT = 30.0
@@ -68,8 +68,7 @@ async def _lookup(svc: ShardServices, request_id: int) -> dict[str, Any] | None:
 
 def _request_id(request: web.Request) -> tuple[ShardServices, int]:
     svc = services(request)
-    request_id = path_id(request, "request_id")
-    require_owned(svc, request_id, "request_id")
+    request_id = owned_path_id(request, "request_id")
     return svc, request_id
 
 

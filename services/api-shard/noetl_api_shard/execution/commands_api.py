@@ -21,14 +21,13 @@ from noetl_common.observability import execution_id_var
 from noetl_common.pools import DEFAULT_POOL
 from noetl_common.wire.execution import ClaimRequest, CommandOut
 
-from ..handlers.params import path_id
 from ..state import services
 from ..store import commands as command_store
 from ..store import executions as execution_store
 from ..store.writes import CommandChange
 from .claiming import claim_events
 from .orchestration import TERMINAL, Orchestrator
-from .ownership import require_owned
+from .ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
 
@@ -51,8 +50,7 @@ def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
 
 async def get_command(request: web.Request) -> web.Response:
     svc = services(request)
-    command_id = path_id(request, "event_id")
-    require_owned(svc, command_id, "event_id")
+    command_id = owned_path_id(request, "event_id")
     row = await command_store.get(svc.shard_pool, command_id)
     if row is None:
         raise not_found(f"command not found: {command_id}")
@@ -63,8 +61,7 @@ async def get_command(request: web.Request) -> web.Response:
 def make_claim_handler(orch: Orchestrator, lease_seconds: float):
     async def claim_command(request: web.Request) -> web.Response:
         svc = services(request)
-        command_id = path_id(request, "event_id")
-        require_owned(svc, command_id, "event_id")
+        command_id = owned_path_id(request, "event_id")
         body = await read_json(request, ClaimRequest)
         worker = body.worker_id.strip()  # not blank: ClaimRequest says so
         refusal: ApiError | None = None

@@ -14,14 +14,14 @@ from aiohttp import web
 from noetl_common.errors import not_found
 from noetl_common.openapi import Op, Param, route
 
-from ..handlers.params import path_id, to_id
+from ..handlers.params import to_id
 from ..state import ShardServices, services
 from ..store import events as event_store
 from ..store import executions as execution_store
 from ..store.projections import TERMINAL as TERMINAL_EVENTS
 from .keys import WAKEUPS
 from .wakeups import Signal
-from .ownership import require_owned
+from .ownership import owned_path_id
 from .views import event_view
 
 PAGE = 500
@@ -43,8 +43,7 @@ def _resume_after(request: web.Request) -> int | None:
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    execution_id = path_id(request, "execution_id")
-    require_owned(svc, execution_id)
+    execution_id = owned_path_id(request)
     after = _resume_after(request)
     if await execution_store.status(svc.shard_pool, execution_id) is None:
         raise not_found(f"execution {execution_id} not found")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 
+from aiohttp import web
+
 from noetl_common.errors import ApiError
 
-from ..state import ShardServices
+from ..handlers.params import path_id
+from ..state import ShardServices, services
 
 
 def require_owned(svc: ShardServices, entity_id: int, field: str = "execution_id") -> None:
@@ -15,6 +18,14 @@ def require_owned(svc: ShardServices, entity_id: int, field: str = "execution_id
     if owner != svc.settings.shard_index:
         raise ApiError(421, f"{field} {entity_id} belongs to shard {owner}, not shard {svc.settings.shard_index}",
                        "wrong_shard", owner_shard=owner)
+
+
+def owned_path_id(request: web.Request, name: str = "execution_id") -> int:
+    """The id in the path segment `name`, owned by this shard (400 if it is no id, 421 if another
+    shard owns it)."""
+    entity_id = path_id(request, name)
+    require_owned(services(request), entity_id, name)
+    return entity_id
 
 
 def require_placeable(svc: ShardServices) -> None:

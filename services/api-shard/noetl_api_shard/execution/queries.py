@@ -16,14 +16,14 @@ from noetl_common.wire.execution_views import (CancellationCheck, EventPage, Eve
                                                ExecutionStatus, ListedExecution, SetVarsRequest, VarDeleted, VarList,
                                                VarOne, VarsDeleted, VarsSet, VarValue)
 
-from ..handlers.params import path_id, query_bool, query_int, query_str, to_id
+from ..handlers.params import query_bool, query_int, query_str, to_id
 from ..state import ShardServices, services
 from ..store import commands as command_store
 from ..store import events as event_store
 from ..store import executions as execution_store
 from ..store import variables as variable_store
 from . import engine_port as engine
-from .ownership import require_owned
+from .ownership import owned_path_id
 from .views import entry_fields, event_view, listed_entry, status_view
 
 DEFAULT_PAGE = 100
@@ -87,8 +87,7 @@ def decode_cursor(raw: str) -> tuple[datetime, int]:
 
 async def _owned_execution(request: web.Request) -> tuple[ShardServices, Any]:
     svc = services(request)
-    execution_id = path_id(request, "execution_id")
-    require_owned(svc, execution_id)
+    execution_id = owned_path_id(request)
     row = await execution_store.get(svc.shard_pool, execution_id)
     if row is None:
         raise not_found(f"execution {execution_id} not found")

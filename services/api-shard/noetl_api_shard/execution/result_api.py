@@ -24,11 +24,11 @@ from noetl_common.errors import bad_request, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
 from noetl_common.result_refs import REF_PATTERN, ResultRef, parse_ref
 
-from ..handlers.params import path_id, query_bool, query_str
+from ..handlers.params import query_bool, query_str
 from ..state import ShardServices, services
 from ..store import executions as execution_store
 from ..store import results as result_store
-from .ownership import require_owned
+from .ownership import owned_path_id, require_owned
 from .views import iso
 
 SCOPES = ("step", "execution", "workflow", "permanent")
@@ -147,8 +147,7 @@ def register(app: web.Application) -> None:
 
 async def _owned(request: web.Request) -> tuple[ShardServices, int]:
     svc = services(request)
-    execution_id = path_id(request, "execution_id")
-    require_owned(svc, execution_id)
+    execution_id = owned_path_id(request)
     if await execution_store.status(svc.shard_pool, execution_id) is None:
         raise not_found(f"execution {execution_id} not found")
     return svc, execution_id

@@ -4,7 +4,7 @@ of the read side and command claims."""
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -20,7 +20,7 @@ from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequ
 from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 from noetl_common.vocabulary import EventType
 
-from ..handlers.params import path_id, query_str, to_id
+from ..handlers.params import query_str, to_id
 from ..state import SERVICES, services
 from ..store import commands as command_store
 from ..store.events import NewEvent
@@ -31,7 +31,7 @@ from .keys import ORCHESTRATOR
 from .execution_cache import Loaded
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Eager, Fallback, Txn
-from .ownership import require_owned
+from .ownership import owned_path_id, require_owned
 from .replay import compare
 from .cancelling import cancel_one
 from .starting import start_request
@@ -196,16 +196,6 @@ async def post_batch(request: web.Request) -> web.Response:
     return json_response(answer, status=202)
 
 
-B = TypeVar("B")
-
-
-async def _owned_target(request: web.Request, body_type: type[B]) -> tuple[int, B]:
-    """The execution a cancel or finalize names (owned here, or 421) and the request's body."""
-    execution_id = path_id(request, "execution_id")
-    require_owned(services(request), execution_id)
-    return execution_id, await read_json(request, body_type, allow_empty=True)
-
-
 async def _locked(orch: Orchestrator, txn: Txn, execution_id: int) -> Loaded:
     ex = await orch.lock(txn, execution_id)
     if ex is None:
@@ -214,7 +204,8 @@ async def _locked(orch: Orchestrator, txn: Txn, execution_id: int) -> Loaded:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    execution_id, body = await _owned_target(request, CancelRequest)
+    execution_id = owned_path_id(request)
+    body = await read_json(request, CancelRequest, allow_empty=True)
     orch = request.app[ORCHESTRATOR]
     async with orch.transaction() as txn:
         ex = await _locked(orch, txn, execution_id)
@@ -230,7 +221,8 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def finalize(request: web.Request) -> web.Response:
     """Force a stuck execution to a terminal status (operator action)."""
-    execution_id, body = await _owned_target(request, FinalizeRequest)
+    execution_id = owned_path_id(request)
+    body = await read_json(request, FinalizeRequest, allow_empty=True)
     status = (body.status or "FAILED").upper()
     if status not in ("COMPLETED", "FAILED"):
         raise unprocessable(f"status must be COMPLETED or FAILED, got {body.status!r}")
