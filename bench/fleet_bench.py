@@ -24,21 +24,9 @@ from noetl_devstack.fleet import FleetConfig, fleet_specs, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.processes import Supervisor
 
+from .hotpath_workloads import THREE_STEPS
+
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet.json"
-THREE_STEPS = b"""
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: three, path: bench/three_steps}
-workflow:
-  - step: start
-    tool: {kind: python, code: "result = {'a': 1}"}
-    next: [{step: middle}]
-  - step: middle
-    tool: {kind: python, input: {a: "{{ start.a }}"}, code: "result = {'b': a + 1}"}
-    next: [{step: end}]
-  - step: end
-    tool: {kind: python, input: {b: "{{ middle.b }}"}, code: "result = {'c': b + 1}"}
-"""
 
 
 def pct(values: list[float], p: float) -> float:

@@ -188,15 +188,11 @@ class VarList(msgspec.Struct, kw_only=True):
     count: int
 
 
-class VarOne(msgspec.Struct, kw_only=True):
+class VarOne(VarValue, kw_only=True):
+    """One variable, NoETL's flat shape: its value's fields beside the execution and its name."""
+
     execution_id: int
     var_name: str
-    value: Any
-    type: str
-    source_step: str | None
-    created_at: str
-    accessed_at: str | None
-    access_count: int
 
 
 class VarsSet(msgspec.Struct, kw_only=True):
