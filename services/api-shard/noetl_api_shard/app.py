@@ -19,6 +19,7 @@ from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
 from .execution import event_stream, outbox_api, projection_api, routes as execution_routes
+from .execution.group_commit import MAX_FLUSHING
 from .execution.keys import ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
 from .execution.wakeups import Wakeups
@@ -71,6 +72,19 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
                         acquire_timeout=settings.pool_acquire_timeout)
         shard_pool = await sized(settings.shard_dsn)
         pools.append(shard_pool)
+        # The orchestrator's transactions run on connections of their own, planned once: generic
+        # plans, index scans. Their write statement (store.writes) is a CTE over parameter arrays:
+        # planning it per call costs as much as running it (~0.5 ms), and Postgres keeps
+        # re-planning because a custom plan, which sees the arrays' lengths, always looks cheaper
+        # than the generic one. Every statement of a transaction goes by key, so an index scan is
+        # right whatever the parameters and the table's size; without enable_seqscan=off, a plan
+        # made while a fresh table was nearly empty scans it whole on every step until the next
+        # ANALYZE. Queries with optional filters, which need custom plans, stay on the shard pool.
+        write_pool = await create_pool(settings.shard_dsn, min_size=MAX_FLUSHING, max_size=settings.pool_max,
+                                       acquire_timeout=settings.pool_acquire_timeout,
+                                       server_settings={"plan_cache_mode": "force_generic_plan",
+                                                        "enable_seqscan": "off"})
+        pools.append(write_pool)
         cluster_pool = await sized(settings.cluster_dsn)
         pools.append(cluster_pool)
         applied = await apply_migrations(shard_pool, "shard")
@@ -80,7 +94,7 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         raise
-    svc.attach_pools(shard_pool, cluster_pool)
+    svc.attach_pools(shard_pool, write_pool, cluster_pool)
     yield
     await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
 

@@ -67,7 +67,7 @@ class ShardMetrics:
 
 
 class _PoolCollector(Collector):
-    """Read at scrape time: connections in use, idle and the maximum, per pool (shard, cluster)."""
+    """Read at scrape time: connections in use, idle and the maximum, per pool (shard, shard_write, cluster)."""
 
     def __init__(self, shard: str, pools: Callable[[], dict[str, asyncpg.Pool]]) -> None:
         self.shard = shard

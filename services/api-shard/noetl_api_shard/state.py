@@ -32,24 +32,34 @@ class ShardServices:
         self.mint_owned_id = GuardedMinter(self.snowflake, settings.shard_index, self.shard_map,
                                            settings.epoch_grace_ms)
         self._shard_pool: asyncpg.Pool | None = None
+        self._write_pool: asyncpg.Pool | None = None
         self._cluster_pool: asyncpg.Pool | None = None
 
     def new_cluster_id(self) -> int:
         """Ids of cluster-wide rows (catalog, credential, runtime) need no shard affinity."""
         return self.snowflake.next_id()
 
-    def attach_pools(self, shard_pool: asyncpg.Pool, cluster_pool: asyncpg.Pool) -> None:
+    def attach_pools(self, shard_pool: asyncpg.Pool, write_pool: asyncpg.Pool, cluster_pool: asyncpg.Pool) -> None:
         self._shard_pool = shard_pool
+        self._write_pool = write_pool
         self._cluster_pool = cluster_pool
 
     def open_pools(self) -> dict[str, asyncpg.Pool]:
-        return {name: pool for name, pool in (("shard", self._shard_pool), ("cluster", self._cluster_pool)) if pool}
+        return {name: pool for name, pool in (("shard", self._shard_pool), ("shard_write", self._write_pool),
+                                              ("cluster", self._cluster_pool)) if pool}
 
     @property
     def shard_pool(self) -> asyncpg.Pool:
         if self._shard_pool is None:
             raise RuntimeError("the shard database pool is not open (app not started)")
         return self._shard_pool
+
+    @property
+    def write_pool(self) -> asyncpg.Pool:
+        """The shard database, for the orchestrator's transactions (see app.py)."""
+        if self._write_pool is None:
+            raise RuntimeError("the shard write pool is not open (app not started)")
+        return self._write_pool
 
     @property
     def cluster_pool(self) -> asyncpg.Pool:

@@ -93,3 +93,26 @@ async def test_a_group_succeeds_or_fails_write_by_write_as_each_would_alone(shar
     await send_group(pool, together)
     assert all(w.done.result() is None for w in together)
     assert await _logged(pool, [920_000, 920_010, 920_020]) == {920_000, 920_010, 920_020}
+
+
+async def test_transactions_are_planned_once_and_go_by_index(shard):
+    """The orchestrator's statements run on the write pool: each prepared statement gets one
+    generic plan instead of being re-planned per call (planning the write CTE costs as much as
+    running it), and no plan scans a whole table (a plan made while a fresh table was nearly
+    empty would scan it on every step). Counted from each connection's own prepared statements."""
+    svc = shard.server.app[SERVICES]
+    await _executions(shard, 12)  # more than Postgres's five custom plans before it may go generic
+    generic = custom = 0
+    pool = svc.write_pool
+    held = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        for conn in held:
+            assert await conn.fetchval("SHOW enable_seqscan") == "off"
+            for row in await conn.fetch("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                        "WHERE statement LIKE 'WITH%'"):
+                generic += row["generic_plans"]
+                custom += row["custom_plans"]
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    assert generic >= 12 and custom == 0, (generic, custom)

@@ -80,7 +80,7 @@ class Orchestrator:
         txn: Txn | None = None
         committed = False
         try:
-            async with self.svc.shard_pool.acquire() as conn:
+            async with self.svc.write_pool.acquire() as conn:
                 with tracing.child_span("db.transaction", {"noetl.txn.mode": "locking"}) as span:
                     counted = StatementCount(conn, span)  # a no-op without a span
                     try:
@@ -120,7 +120,7 @@ class Orchestrator:
             ws = txn.uow.write_set()
             with tracing.child_span("db.transaction", {"noetl.txn.mode": "optimistic",
                                                        "noetl.events": len(ws.events)}) as span:
-                statements = await self.group.flush(self.svc.shard_pool, ws, writes.Expect(
+                statements = await self.group.flush(self.svc.write_pool, ws, writes.Expect(
                     executions=len(ws.executions), batch_keys=[batch_key] if batch_key else []))
                 if span is not None:
                     span.set_attribute("db.statement_count", statements)

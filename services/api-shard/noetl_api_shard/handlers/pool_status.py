@@ -42,5 +42,5 @@ async def get_pool_status(request: web.Request) -> web.Response:
     pools = svc.open_pools()
     shard = status_of(pools.get("shard"))
     body = ShardPoolStatus(**msgspec.structs.asdict(shard), shard_index=svc.settings.shard_index,
-                           pools={name: status_of(pools.get(name)) for name in ("shard", "cluster")})
+                           pools={name: status_of(pools.get(name)) for name in ("shard", "shard_write", "cluster")})
     return json_response(body)  # 200 even when unavailable: NoETL says so in `status`
