@@ -14,7 +14,7 @@ The lean hot path, with a shard that supports it (a NoETL server ignores or neve
   first runs in the slot just freed, extras in free slots, and their outcomes ask again, so a
   sequential chain of steps never goes through NATS. With no message to ack or nak, their
   outcomes are re-posted in-process until taken (outcomes.py);
-- one pull fetches as many notifications as there are free slots (slots.py).
+- a burst of notifications is fetched in two pulls, whatever its size (slots.py).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ log = logging.getLogger("noetl.worker")
 
 BAD_CLAIM_NAK_SECONDS = 30.0
 HAND_BACK_NAK_SECONDS = 1.0  # a fetched message whose slot an eager command took meanwhile
+LONG_POLL_SECONDS = 1.0  # waiting for the next notification (a pull re-sent once a second when idle)
+BURST_POLL_SECONDS = 0.01  # what else is waiting right after one came
 
 CLAIM_LABELS = {Claimed: "claimed", AlreadyClaimed: "already_claimed", RetryLater: "retry_later",
                 ClaimFailed: "failed"}
@@ -107,13 +109,20 @@ class Worker:
                 await asyncio.wait_for(self.nc.close(), 5)
 
     async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
-        """One fetch per wake-up, for as many messages as there are free slots: a burst of
-        notifications costs one pull."""
+        """A long poll for one notification, then, right after one came, a short poll for as many
+        as there are free slots: a burst costs two pulls, and a lone notification is handled the
+        moment it arrives. (nats-py's long-polling batch fetch, which reads the replies of every
+        pull on one inbox, can take a stale status reply of an earlier pull for the end of the
+        available messages and then hold the next notification until the poll expires: pickups
+        of ~1 s, once in a few dozen.)"""
+        burst = False
         while not self._stopping.is_set():
             wanted = await self._slots.reserve()
             if wanted == 0:  # closed: stopping
                 break
-            msgs = await self._fetch(sub, wanted)
+            msgs = await (self._fetch(sub, wanted, BURST_POLL_SECONDS) if burst
+                          else self._fetch(sub, 1, LONG_POLL_SECONDS))
+            burst = bool(msgs)
             kept = self._slots.settle(len(msgs))
             for msg in msgs[:kept]:
                 self._spawn(self._handle(msg))
@@ -124,9 +133,9 @@ class Worker:
             for msg in msgs[kept:]:
                 self._spawn(jetstream.nak(msg, HAND_BACK_NAK_SECONDS))
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription, wanted: int) -> list[Msg]:
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, wanted: int, timeout: float) -> list[Msg]:
         try:
-            return await sub.fetch(wanted, timeout=1)
+            return await sub.fetch(wanted, timeout=timeout)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return []
         except Exception as exc:

@@ -206,26 +206,27 @@ class CountingFetches(Worker):
 
     fetches: list[tuple[int, int]]
 
-    async def _fetch(self, sub, wanted):
-        msgs = await super()._fetch(sub, wanted)
+    async def _fetch(self, sub, wanted, timeout):
+        msgs = await super()._fetch(sub, wanted, timeout)
         if msgs:
             self.fetches.append((wanted, len(msgs)))
         return msgs
 
 
-async def test_one_fetch_takes_several_notifications(stand_in, nats_url):
+async def test_a_burst_of_notifications_costs_two_fetches(stand_in, nats_url):
+    """A long poll for one, then one short poll for the free slots takes the rest."""
     plane, server = stand_in
     ids = [360, 361, 362]
     for i in ids:
         python_command(plane, i, 9360, f"result = {i}")
     async with Harness(nats_url, str(server.make_url("")), worker_cls=CountingFetches, max_concurrent=4) as h:
         h.worker.fetches = []
-        for i in ids:  # before the worker starts: they wait in the stream, and its first fetch finds all three
+        for i in ids:  # before the worker starts: they wait in the stream
             await h.publish(9360, i)
         h.start()
         await until(lambda: len(plane.payloads("call.done")) == 3, what="three results")
         await h.settled()
-    assert h.worker.fetches[0] == (4, 3)
+    assert h.worker.fetches[:2] == [(1, 1), (3, 2)]
     assert sorted(p["result"] for p in plane.payloads("call.done")) == ids
 
 
@@ -235,11 +236,11 @@ class GatedSecondFetch(Worker):
     gate = None
     calls = 0
 
-    async def _fetch(self, sub, wanted):
+    async def _fetch(self, sub, wanted, timeout):
         self.calls += 1
         if self.calls == 2 and self.gate is not None:
             await self.gate()
-        return await super()._fetch(sub, wanted)
+        return await super()._fetch(sub, wanted, timeout)
 
 
 async def test_notification_whose_slot_went_to_a_handed_over_command_is_handed_back(stand_in, nats_url, caplog):
