@@ -33,7 +33,7 @@ from typing import Awaitable, Callable
 import aiohttp
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
+from noetl_devstack.fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import CLUSTER_DB, Infra, InfraInfo, shard_db
 from noetl_devstack.postgres import ensure_databases, with_database
 from noetl_devstack.processes import Supervisor
@@ -352,7 +352,8 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
         info = await infra.up(1)
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(1),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "s.json"),
-                                        workers=1, extra_env={"NOETL_LOG_LEVEL": "WARNING"}))
+                                        workers=1, extra_env={"NOETL_LOG_LEVEL": "WARNING",
+                                                              "WORKER_MAX_CONCURRENT": str(DEV_WORKER_SLOTS)}))
         await start_fleet(sup, specs)
         db = DbProbe(info.admin_dsn)
         await db.open()

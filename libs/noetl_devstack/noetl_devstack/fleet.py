@@ -16,6 +16,11 @@ from .processes import ServiceSpec, Supervisor
 ROUTER = "router"
 
 
+# `make run` has one worker for all steps: it takes up to this many at once (the worker's own
+# default is NoETL's 4); WORKER_MAX_CONCURRENT in make run's environment chooses otherwise.
+DEV_WORKER_SLOTS = 16
+
+
 class FleetConfig(msgspec.Struct, kw_only=True):
     cluster_dsn: str
     shard_dsns: list[str]

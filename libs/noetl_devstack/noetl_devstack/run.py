@@ -22,7 +22,7 @@ from . import pidfile, secrets
 from .control import serve_control
 from .errors import StartError
 from .infra import Infra, default_data_dir
-from .fleet import FleetConfig, fleet_specs, router_url, start_fleet
+from .fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from .processes import ServiceSpec, Supervisor
 from .shards import LocalShards
 from .watchdog import PID_FILE, clean_up
@@ -121,8 +121,9 @@ async def run(shards: int, data_dir: Path) -> int:
         info = await infra.up(shards)
         print(f"  postgres: {info.admin_dsn} ({info.pg_mode})\n  nats:     {info.nats_url}", flush=True)
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
+        slots = os.environ.get("WORKER_MAX_CONCURRENT", str(DEV_WORKER_SLOTS))
         cfg = FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
-                          nats_url=info.nats_url, secrets=dev_secrets)
+                          nats_url=info.nats_url, secrets=dev_secrets, extra_env={"WORKER_MAX_CONCURRENT": slots})
         specs = fleet_specs(cfg)
         await start_fleet(supervisor, specs)
         for spec in specs:
