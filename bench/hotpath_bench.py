@@ -261,12 +261,17 @@ def cpu_ceiling(per_event_ms: dict) -> int | None:
 
 def flatness(loops: dict) -> dict | None:
     """steps/s of the largest n that ran to the end relative to the smallest: 1.0 = per-step cost
-    independent of the execution's history. A truncated loop says nothing about its full length."""
+    independent of the execution's history. The fleet's own start->end rate where there is one
+    (a short loop's client-side rate is mostly its start and the poll that sees its end); a
+    truncated loop says nothing about its full length."""
     sizes = sorted((n for n, loop in loops.items() if not loop["truncated"]), key=int)
     if len(sizes) < 2:
         return None
-    return {"of": f"n={sizes[-1]} vs n={sizes[0]}",
-            "ratio": round(loops[sizes[-1]]["steps_per_s"] / loops[sizes[0]]["steps_per_s"], 3)}
+
+    def rate(loop: dict) -> float:
+        return loop.get("server_steps_per_s") or loop["steps_per_s"]
+
+    return {"of": f"n={sizes[-1]} vs n={sizes[0]}", "ratio": round(rate(loops[sizes[-1]]) / rate(loops[sizes[0]]), 3)}
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
