@@ -49,7 +49,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     metrics.watch_shard_map(app[REGISTRY_KEY], settings.shard_index, lambda: svc.shard_map.current)
     app[SERVICES] = svc
     app[WAKEUPS] = Wakeups()
-    app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], settings.public_url)
+    app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS])
     app[KEEPER] = MapKeeper(svc)
     app.middlewares.append(fresh_map_for_writes)
     app.cleanup_ctx.append(_databases)

@@ -51,7 +51,7 @@ async def test_pool_status_on_a_shard(fleet, http):
     assert 1 <= body["pool_size"] <= 4 and 0 <= body["pool_available"] <= body["pool_size"]
     assert 0 <= body["utilization"] <= 1
     assert body["slots_available"] == body["pool_max"] - (body["pool_size"] - body["pool_available"])
-    assert set(body["pools"]) == {"shard", "cluster"}
+    assert set(body["pools"]) == {"shard", "shard_write", "cluster"}
 
 
 async def test_pool_status_through_the_router_sums_the_shards(fleet, http):

@@ -24,7 +24,7 @@ def command_context(d: Any) -> dict[str, Any]:
             "attempt": d.attempt, "max_attempts": d.max_attempts}
 
 
-def notification(svc: ShardServices, public_url: str | None, *, command_id: int, execution_id: int, step: str,
+def notification(svc: ShardServices, *, command_id: int, execution_id: int, step: str,
                  pool: str | None, redelivery: bool = False) -> OutboxRow:
     """The announcement of a command on its pool's subject (noetl_common.pools), carrying this
     shard's URL so the worker reaches the owner without a router. `redelivery`: re-announced by
@@ -32,7 +32,7 @@ def notification(svc: ShardServices, public_url: str | None, *, command_id: int,
     pool = pool or DEFAULT_POOL
     settings = svc.settings
     note = CommandNotification(execution_id=execution_id, event_id=command_id, command_id=str(command_id), step=step,
-                               execution_pool=pool, server_url=public_url or None, redelivery=redelivery)
+                               execution_pool=pool, server_url=settings.public_url or None, redelivery=redelivery)
     # The span issuing the command goes with it in the row's headers column (written by the
     # same INSERT either way), which the publisher sends as NATS headers: no extra write.
     traceparent = tracing.current_traceparent()

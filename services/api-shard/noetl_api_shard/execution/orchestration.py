@@ -55,11 +55,9 @@ TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType
 
 
 class Orchestrator:
-    def __init__(self, svc: ShardServices, wakeups: Wakeups, public_url: str | None = None,
-                 cache: ExecutionCache | None = None) -> None:
+    def __init__(self, svc: ShardServices, wakeups: Wakeups, cache: ExecutionCache | None = None) -> None:
         self.svc = svc
         self.wakeups = wakeups
-        self.public_url = public_url
         self.cache = cache or ExecutionCache()
         self.group = GroupCommit()
         self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}  # catalog rows are immutable
@@ -304,8 +302,8 @@ class Orchestrator:
             eager.claimed.append(cmd)
             self.svc.metrics.command_picked_up(cmd.command_id, pool, "eager")
         else:
-            txn.uow.notify(notification(self.svc, self.public_url, command_id=cmd.command_id,
-                                        execution_id=cmd.execution_id, step=cmd.step, pool=pool))
+            txn.uow.notify(notification(self.svc, command_id=cmd.command_id, execution_id=cmd.execution_id,
+                                        step=cmd.step, pool=pool))
         txn.uow.new_command(cmd)
 
     async def finish(self, txn: Txn, ex: Loaded, *, status: str, result: Any = None, error: str | None = None,

@@ -72,8 +72,8 @@ async def _renotify(orch: Orchestrator, command_id: int, older_than_seconds: flo
 
 
 def _notification(orch: Orchestrator, cmd: Any) -> OutboxRow:
-    return notification(orch.svc, orch.public_url, command_id=cmd["command_id"], execution_id=cmd["execution_id"],
-                        step=cmd["step"], pool=cmd["pool"], redelivery=True)
+    return notification(orch.svc, command_id=cmd["command_id"], execution_id=cmd["execution_id"], step=cmd["step"],
+                        pool=cmd["pool"], redelivery=True)
 
 
 def install(app: web.Application, orch: Orchestrator, *, interval_seconds: float,
