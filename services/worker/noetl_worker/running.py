@@ -30,6 +30,7 @@ from .wire import Command
 log = logging.getLogger("noetl.worker")
 
 RETRY_NAK_SECONDS = 2.0  # nak delay when the control plane did not take an event
+ENDED = frozenset({"CANCELLED", "COMPLETED", "FAILED"})  # a command status no running step can change
 
 
 class WorkerMetrics:
@@ -81,7 +82,7 @@ class CommandRunner:
             if command.started or await self._report_start(job, reporter):
                 result = await self._execute(job, reporter)
         finally:
-            if result is None:  # not run (start unreported) or cancelled: a later claim may run it here
+            if result is None:  # not run (start unreported), abandoned or cancelled: a later claim may run it here
                 self.recent.forget(job.command_id)
         if result is None:
             return None
@@ -106,7 +107,8 @@ class CommandRunner:
             await job.msg.nak(delay=RETRY_NAK_SECONDS)
             return False
 
-    async def _execute(self, job: Job, reporter: Reporter) -> Outcome:
+    async def _execute(self, job: Job, reporter: Reporter) -> Outcome | None:
+        """The tool's outcome; None when the step was abandoned (see _keepalive)."""
         s, command = self.settings, job.command
         kind = read_work(command.context, command.action).kind or "unknown"
         ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
@@ -114,9 +116,18 @@ class CommandRunner:
                           step_threads=self.step_threads)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
-        keepalive = asyncio.create_task(self._keepalive(job, reporter))
+        work = asyncio.create_task(execute(command.context, command.action, self.runners, ctx))
+        keepalive = asyncio.create_task(self._keepalive(job, reporter, work))
         try:
-            result = await execute(command.context, command.action, self.runners, ctx)
+            result = await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being stopped, not the step abandoned
+            log.info("command %s (%s) is over on the control plane (cancelled or taken over): step abandoned",
+                     job.command_id, command.node_name)
+            self.metrics.commands.labels(kind, "abandoned").inc()
+            return None
         finally:
             keepalive.cancel()
             self.metrics.in_flight.dec()
@@ -129,9 +140,11 @@ class CommandRunner:
             log.info("command %s (%s) failed: %s", job.command_id, command.node_name, (result.error or "")[:300])
         return result
 
-    async def _keepalive(self, job: Job, reporter: Reporter) -> None:
+    async def _keepalive(self, job: Job, reporter: Reporter, work: asyncio.Task[Outcome]) -> None:
         """Long steps: tell JetStream we are still working (if a message brought the command),
-        and extend the claim lease."""
+        extend the claim lease, and look at the command: once the control plane has ended it (its
+        execution was cancelled, or another worker took it over and finished), the step is
+        abandoned, so it stops holding a slot. GET /api/commands/{id} is NoETL's own route."""
         n = 0
         while True:
             await asyncio.sleep(self.settings.progress_seconds)
@@ -142,6 +155,13 @@ class CommandRunner:
             with contextlib.suppress(Exception):
                 await job.plane.post_events(job.command.execution_id, reporter.heartbeat(), self.settings.worker_id,
                                             reporter.key(f"hb{n}"))
+            try:
+                status = (await job.plane.get_command(job.command_id)).status
+            except Exception:  # noqa: BLE001 - unreachable or unknown here: keep running, ask again later
+                continue
+            if status in ENDED:
+                work.cancel()
+                return
 
 
 def attempt_of(command: Command) -> int:
