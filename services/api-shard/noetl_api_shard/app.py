@@ -80,10 +80,8 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
         # right whatever the parameters and the table's size; without enable_seqscan=off, a plan
         # made while a fresh table was nearly empty scans it whole on every step until the next
         # ANALYZE. Queries with optional filters, which need custom plans, stay on the shard pool.
-        write_pool = await create_pool(settings.shard_dsn, min_size=MAX_FLUSHING, max_size=settings.pool_max,
-                                       acquire_timeout=settings.pool_acquire_timeout,
-                                       server_settings={"plan_cache_mode": "force_generic_plan",
-                                                        "enable_seqscan": "off"})
+        write_pool = await sized(settings.shard_dsn, min_size=MAX_FLUSHING,
+                                 server_settings={"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"})
         pools.append(write_pool)
         cluster_pool = await sized(settings.cluster_dsn)
         pools.append(cluster_pool)

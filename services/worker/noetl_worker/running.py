@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.background import LoopMetrics
+from noetl_common.vocabulary import TERMINAL_STATUSES
 
 from .client import ControlPlane, ControlPlaneError
 from .config import WorkerSettings
@@ -30,7 +31,6 @@ from .wire import Command
 log = logging.getLogger("noetl.worker")
 
 RETRY_NAK_SECONDS = 2.0  # nak delay when the control plane did not take an event
-ENDED = frozenset({"CANCELLED", "COMPLETED", "FAILED"})  # a command status no running step can change
 
 
 class WorkerMetrics:
@@ -159,7 +159,7 @@ class CommandRunner:
                 status = (await job.plane.get_command(job.command_id)).status
             except Exception:  # noqa: BLE001 - unreachable or unknown here: keep running, ask again later
                 continue
-            if status in ENDED:
+            if status in TERMINAL_STATUSES:  # nothing this run reports can change it any more
                 work.cancel()
                 return
 
