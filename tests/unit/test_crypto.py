@@ -28,7 +28,8 @@ def test_bound_to_associated_data_and_key():
         enc.decrypt(token, b"row-b")
     with pytest.raises(DecryptionError):
         Encryptor(os.urandom(32)).decrypt(token, b"row-a")
-    tampered = base64.b64encode(base64.b64decode(token)[:-1] + b"\x00").decode()
+    raw = base64.b64decode(token)
+    tampered = base64.b64encode(raw[:-1] + bytes([raw[-1] ^ 1])).decode()  # flipped: never the same byte
     with pytest.raises(DecryptionError):
         enc.decrypt(tampered, b"row-a")
     with pytest.raises(DecryptionError):

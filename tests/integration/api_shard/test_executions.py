@@ -291,3 +291,54 @@ async def test_finalize_ends_a_stuck_execution_once(client):
     assert (await r.json())["status"] == "already_completed"
     events = (await (await client.get(f"/api/executions/{execution_id}/events")).json())["events"]
     assert sum(e["event_type"] == "playbook.failed" for e in events) == 1
+
+
+async def _log(c, eid):
+    return (await (await c.get(f"/api/executions/{eid}/events", params={"page_size": 500})).json())["events"]
+
+
+async def _batch(c, eid, command_id, step, result):
+    events = [{"name": name, "node_name": step, "payload": {"command_id": command_id, "result": result}}
+              for name in ("call.done", "command.completed")]
+    r = await c.post("/api/events/batch", json={"execution_id": eid, "worker_id": "w1", "events": events})
+    assert r.status == 202, await r.text()
+    return await r.json()
+
+
+async def test_the_log_is_in_causal_order_and_ends_at_the_terminal_event(client):
+    """A batch's events come before what they caused (the next step's command, the end of the
+    execution), and the terminal event is the last event: a reader may stop there."""
+    eid = (await start(client, workload={"n": 1}))["execution_id"]
+    for step, result in (("start", {"double": 2}), ("end", {"final": 2})):
+        cid, _ = await open_command(client, eid)
+        assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200
+        await _batch(client, eid, cid, step, result)
+    log = await _log(client, eid)
+    ids = [int(e["event_id"]) for e in log]
+    by_id = sorted(log, key=lambda e: int(e["event_id"]))
+    kinds = [(e["event_type"], e["node_name"]) for e in by_id]
+    assert kinds[-1][0] == "playbook.completed", kinds
+    assert kinds.index(("command.completed", "start")) < kinds.index(("command.issued", "end")), kinds
+    assert kinds.index(("command.completed", "end")) < kinds.index(("playbook.completed", "tests/two_steps"))
+    assert sorted(ids) == sorted(set(ids))
+    # batch.accepted is logged first: the batch, then its events, then what they caused.
+    accepted = [i for i, k in enumerate(kinds) if k[0] == "batch.accepted"]
+    assert [kinds[i + 1][0] for i in accepted] == ["call.done", "call.done"], kinds
+
+
+async def test_events_after_the_end_are_not_logged(client):
+    """A step that ran on after its execution was cancelled reports late: the answer is 2xx, the
+    log still ends at `execution.cancelled`."""
+    eid = (await start(client))["execution_id"]
+    cid, _ = await open_command(client, eid)
+    assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200
+    assert (await client.post(f"/api/executions/{eid}/cancel", json={})).status == 200
+    before = await _log(client, eid)
+    answer = await _batch(client, eid, cid, "start", {"double": 2})
+    single = await finish(client, eid, cid, {"double": 2}, kind="command.completed")
+    after = await _log(client, eid)
+    assert answer["event_ids"] == [] and answer["commands_generated"] == 0 and single["event_id"] is None
+    assert [e["event_id"] for e in after] == [e["event_id"] for e in before]
+    assert max(after, key=lambda e: int(e["event_id"]))["event_type"] == "execution.cancelled"
+    status = await (await client.get(f"/api/executions/{eid}/status")).json()
+    assert status["status"] == "CANCELLED"

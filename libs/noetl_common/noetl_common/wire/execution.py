@@ -103,7 +103,7 @@ class BatchRequest(msgspec.Struct, kw_only=True):
 
 class EventAccepted(msgspec.Struct, kw_only=True):
     status: str
-    event_id: int
+    event_id: int | None   # None: the execution had ended, so the event was not logged
     commands_generated: int
     duplicate: bool = False
 

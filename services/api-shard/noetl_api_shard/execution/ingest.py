@@ -57,6 +57,8 @@ class Accepted(msgspec.Struct):
     event_ids: list[int]
     commands_generated: int
     duplicates: int = 0                          # events recognised as re-sends (not logged again)
+    ignored: int = 0                             # events after the execution's terminal event (not logged)
+    closed: bool = False                         # the execution had ended before this batch: nothing logged
     prior_answer: dict[str, Any] | None = None   # an Idempotency-Key seen before: its first answer
 
 
@@ -77,8 +79,10 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
     commands = {r["command_id"]: CommandView(r) for r in rows if r["command_id"] is not None}
     logged: set[int] = set(head["logged_ids"])
     seen = await _logged_once_events(txn, events, commands)
+    late = head["status"] in TERMINAL
     ids: list[int] = []
-    generated = duplicates = 0
+    finishing: list[tuple[CommandView, WorkerEvent, int]] = []
+    duplicates = ignored = 0
     for ev in events:
         if ev.event_id is not None and ev.event_id in logged:
             ids.append(ev.event_id)
@@ -92,6 +96,14 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
         if cmd is not None and cmd.status not in TERMINAL:
             # Before it is logged: a large result goes to the result store, the log gets a reference.
             await step_results.prepare(svc, txn.conn, ev, svc.settings.event_result_max_bytes)
+        if late:
+            # The log ends at the terminal event, so a reader that stops there misses nothing: a
+            # late event (a step that ran on after its execution was cancelled) is not logged; an
+            # outcome still closes its command's row (GET /api/commands/{id} shows it).
+            if cmd is not None and ev.event_type in FINISHING and cmd.status not in TERMINAL:
+                cmd.status = _record_outcome(txn, cmd.command_id, ev)
+            ignored += 1
+            continue
         row = _event_row(svc, ev, cmd, head["catalog_id"])
         txn.uow.append(row)
         ids.append(row.event_id)
@@ -104,8 +116,14 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
         if ev.event_type in PROGRESS:
             _progress(txn, cmd, ev, lease_seconds)
         elif ev.event_type in FINISHING and cmd.status not in TERMINAL:
-            generated += await _finish(orch, txn, head, cmd, ev, row.event_id, eager)
-    return Accepted(ids, generated, duplicates)
+            cmd.status = "COMPLETED" if reports_success(ev.event_type, ev.status, ev.payload) else "FAILED"
+            finishing.append((cmd, ev, row.event_id))
+    # What the batch caused is logged after the whole batch (causal order: a step's
+    # command.completed comes before the next step's events and before the terminal event).
+    generated = 0
+    for cmd, ev, event_id in finishing:
+        generated += await _decide(orch, txn, await orch.load(txn, head), cmd.command_id, ev, event_id, eager)
+    return Accepted(ids, generated, duplicates, ignored=ignored, closed=late)
 
 
 def _command_of(ev: WorkerEvent, commands: dict[int, CommandView], execution_id: int) -> CommandView | None:
@@ -155,16 +173,6 @@ def _progress(txn: Txn, cmd: CommandView, ev: WorkerEvent, lease_seconds: float)
     cmd.status = status or cmd.status
 
 
-async def _finish(orch: Orchestrator, txn: Txn, head: Any, cmd: CommandView, ev: WorkerEvent, event_id: int,
-                  eager: Eager | None) -> int:
-    """The first finishing event of a command: record its outcome and advance the engine once."""
-    if head["status"] in TERMINAL:
-        cmd.status = _record_outcome(txn, cmd.command_id, ev)
-        return 0  # a late outcome of a finished execution: logged and closed, nothing to decide
-    cmd.status = "COMPLETED" if reports_success(ev.event_type, ev.status, ev.payload) else "FAILED"
-    return await _decide(orch, txn, await orch.load(txn, head), cmd.command_id, ev, event_id, eager)
-
-
 async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events: list[WorkerEvent], *,
                         lease_seconds: float, eager: Eager | None = None) -> Accepted:
     """The hot path (an optimistic `txn` holding the execution): events of commands the engine
@@ -176,8 +184,7 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     if ex.status in TERMINAL or not all(_cached_ok(e, pending, limit) for e in events):
         raise Fallback("these events need the database")
     ids: list[int] = []
-    generated = 0
-    finished: set[int] = set()
+    finishing: dict[int, tuple[WorkerEvent, int]] = {}
     for ev in events:
         waiting = pending.get(ev.command_id) if ev.command_id is not None else None
         row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id, event_type=ev.event_type,
@@ -192,9 +199,11 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
             continue
         if ev.event_type in PROGRESS:
             txn.uow.change_command(CommandChange(command_id=ev.command_id, lease_seconds=lease_seconds))
-        elif ev.event_type in FINISHING and ev.command_id not in finished:
-            finished.add(ev.command_id)
-            generated += await _decide(orch, txn, ex, ev.command_id, ev, row.event_id, eager)
+        elif ev.event_type in FINISHING and ev.command_id not in finishing:
+            finishing[ev.command_id] = (ev, row.event_id)
+    generated = 0
+    for command_id, (ev, event_id) in finishing.items():  # after the batch, as in `accept`
+        generated += await _decide(orch, txn, ex, command_id, ev, event_id, eager)
     return Accepted(ids, generated)
 
 

@@ -104,7 +104,7 @@ async def post_event(request: web.Request) -> web.Response:
     require_owned(svc, ev.execution_id)
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
     svc.metrics.ingest.observe(time.perf_counter() - started)
-    return json_response(EventAccepted(status="ok", event_id=done.event_ids[0],
+    return json_response(EventAccepted(status="ok", event_id=done.event_ids[0] if done.event_ids else None,
                                        commands_generated=done.commands_generated, duplicate=done.duplicates > 0))
 
 
@@ -123,10 +123,14 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
     With an Idempotency-Key, returns the batch's answer too (logged as `batch.accepted`), or the
     first answer again when the key was answered before."""
     lease = orch.svc.settings.claim_lease_seconds
+    # The request id is a snowflake, as NoETL's: the id of the batch.accepted event every batch
+    # logs, so GET /api/events/batch/{request_id}/status finds it (and it routes by hash). Minted
+    # first, so the log reads in causal order: the batch accepted, its events, what they caused.
+    request_id = orch.svc.mint_owned_id() if batch else 0
     try:
         async with orch.optimistic(execution_id, batch_key=(execution_id, key) if key else None) as txn:
             done = await accept_cached(orch, txn, execution_id, events, lease_seconds=lease, eager=eager)
-            return done, _answer(orch, txn, execution_id, done, key, eager, batch)
+            return done, _answer(txn, execution_id, request_id, done, key, eager, batch)
     except Fallback:
         if eager is not None:
             eager.claimed = []  # nothing of the optimistic attempt was written
@@ -134,14 +138,11 @@ async def _accept(orch: Orchestrator, execution_id: int, events: list[Any], key:
         done = await accept(orch, txn, execution_id, events, lease_seconds=lease, idempotency_key=key, eager=eager)
         if done.prior_answer is not None:
             return done, await _replayed(txn, done.prior_answer)
-        return done, _answer(orch, txn, execution_id, done, key, eager, batch)
+        return done, _answer(txn, execution_id, request_id, done, key, eager, batch)
 
 
-def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key: str | None,
+def _answer(txn: Txn, execution_id: int, request_id: int, done: Accepted, key: str | None,
             eager: Eager | None, batch: bool) -> BatchAccepted:
-    # The request id is a snowflake, as NoETL's: the id of the batch.accepted event every batch
-    # logs, so GET /api/events/batch/{request_id}/status finds it (and it routes by hash).
-    request_id = orch.svc.mint_owned_id()
     answer = BatchAccepted(status="accepted", request_id=str(request_id), event_ids=done.event_ids,
                            commands_generated=done.commands_generated, duplicate=False, queue_depth=0,
                            idempotency_key=key)
@@ -153,7 +154,7 @@ def _answer(orch: Orchestrator, txn: Txn, execution_id: int, done: Accepted, key
             # is of the span that wrote its notification (answer only: the row stays as it was).
             for command in answer.commands:
                 command.meta[tracing.TRACEPARENT] = traceparent
-    if batch:
+    if batch and not done.closed:  # an ended execution's log ends at its terminal event
         logged = msgspec.to_builtins(msgspec.structs.replace(answer, commands=msgspec.UNSET))
         if eager is not None:
             # The log keeps the handed-over commands by id (their rows have the rest): a replay rebuilds them.
