@@ -21,7 +21,7 @@ import nats
 from . import secrets
 from .errors import StartError
 from .nats import EmbeddedNats, pid_alive, stop_pid
-from .postgres import EmbeddedPostgres, ensure_databases, with_database
+from .postgres import DURABLE, EmbeddedPostgres, durability_of, ensure_databases, with_database
 
 CLUSTER_DB = "noetl_cluster"
 
@@ -36,6 +36,7 @@ class InfraInfo(msgspec.Struct, kw_only=True):
     nats_url: str
     pg_mode: str  # system | pgserver | external
     nats_pid: int | None = None  # None when external
+    pg_durability: str = DURABLE  # durable | fast (an embedded server; see postgres.durability_of)
 
     def cluster_dsn(self) -> str:
         return with_database(self.admin_dsn, CLUSTER_DB)
@@ -85,7 +86,8 @@ class Infra:
     async def up(self, shards: int = 2) -> InfraInfo:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         previous = self.recorded()
-        admin_dsn, pg_mode = await self._postgres(previous)
+        durability = durability_of(self.env)
+        admin_dsn, pg_mode = await self._postgres(previous, durability)
         try:
             nats_url, nats_pid = await self._nats(previous)
         except StartError:
@@ -94,20 +96,23 @@ class Infra:
                 await asyncio.to_thread(EmbeddedPostgres(self.data_dir / "pg", mode=pg_mode).stop)
             raise
         info = InfraInfo(data_dir=str(self.data_dir), admin_dsn=admin_dsn, nats_url=nats_url,
-                         pg_mode=pg_mode, nats_pid=nats_pid)
+                         pg_mode=pg_mode, nats_pid=nats_pid, pg_durability=durability)
         self.state_file.write_bytes(msgspec.json.format(msgspec.json.encode(info)))
         await ensure_databases(admin_dsn, [CLUSTER_DB, *(shard_db(i) for i in range(shards))])
         return info
 
-    async def _postgres(self, previous: InfraInfo | None) -> tuple[str, str]:
+    async def _postgres(self, previous: InfraInfo | None, durability: str) -> tuple[str, str]:
         external = self.env.get("NOETL_PG_DSN")
         if external:
             if not await _pg_reachable(external):
                 raise StartError("postgres", "NOETL_PG_DSN is set but the server does not answer")
             return external, "external"
         if previous and previous.pg_mode != "external" and await _pg_reachable(previous.admin_dsn):
-            return previous.admin_dsn, previous.pg_mode
-        pg = EmbeddedPostgres(self.data_dir / "pg", mode=self.env.get("NOETL_DEVSTACK_PG"))
+            if previous.pg_durability == durability:
+                return previous.admin_dsn, previous.pg_mode
+            # Running with the other durability: restarted with the one asked for.
+            await asyncio.to_thread(EmbeddedPostgres(self.data_dir / "pg", mode=previous.pg_mode).stop)
+        pg = EmbeddedPostgres(self.data_dir / "pg", mode=self.env.get("NOETL_DEVSTACK_PG"), durability=durability)
         dsn = await asyncio.to_thread(pg.start)
         return dsn, pg.mode
 
@@ -143,7 +148,7 @@ class Infra:
             return {"running": False}
         return {"running": True, "postgres": await _pg_reachable(info.admin_dsn), "admin_dsn": info.admin_dsn,
                 "nats": info.nats_pid is None or pid_alive(info.nats_pid), "nats_url": info.nats_url,
-                "pg_mode": info.pg_mode}
+                "pg_mode": info.pg_mode, "pg_durability": info.pg_durability}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             info = asyncio.run(infra.up(args.shards))
-            print(f"postgres: {info.admin_dsn} ({info.pg_mode})")
+            print(f"postgres: {info.admin_dsn} ({info.pg_mode}, {info.pg_durability})")
             print(f"nats:     {info.nats_url}")
             print(f"data:     {info.data_dir}")
             # Services started by hand against this infra find the same dev secrets `make run` uses.

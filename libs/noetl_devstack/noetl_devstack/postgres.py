@@ -22,9 +22,24 @@ from .nats import stop_pid
 from .ports import free_port, port_open
 
 RUN_AS = "noetl"
-TUNING = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-          "-c", "max_connections=400", "-c", "shared_buffers=128MB")
+# Durable, as in production, unless "fast" is asked for by name (NOETL_DEVSTACK_PG_DURABILITY):
+# fast drops the WAL flush at commit, so a crash of Postgres may lose acknowledged commits.
+DURABLE, FAST = "durable", "fast"
+DURABILITY_ENV = "NOETL_DEVSTACK_PG_DURABILITY"
+SERVER_SETTINGS = ("max_connections=400", "shared_buffers=128MB")
+FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 TUNING_MARKER = "# noetl_devstack tuning"
+
+
+def durability_of(env: dict[str, str] | os._Environ[str]) -> str:
+    value = env.get(DURABILITY_ENV) or DURABLE
+    if value not in (DURABLE, FAST):
+        raise StartError("postgres", f"{DURABILITY_ENV} must be {DURABLE!r} or {FAST!r}, not {value!r}")
+    return value
+
+
+def settings_for(durability: str) -> tuple[str, ...]:
+    return SERVER_SETTINGS + (FAST_SETTINGS if durability == FAST else ())
 
 
 def find_pg_bin() -> Path | None:
@@ -54,9 +69,10 @@ def _make_traversable(path: Path) -> None:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, *, mode: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *, mode: str | None = None, durability: str = DURABLE) -> None:
         self.data_dir = data_dir
         self.mode = mode or os.environ.get("NOETL_DEVSTACK_PG") or ("system" if find_pg_bin() else "pgserver")
+        self.durability = durability
         self.log_file = data_dir / "postgres.log"
 
     # --- system binaries -------------------------------------------------------------------
@@ -86,7 +102,8 @@ class EmbeddedPostgres:
                              "-E", "UTF8", "--no-sync"])
             if res.returncode != 0:
                 raise StartError("postgres", f"initdb exited {res.returncode}: {res.stderr.strip()[-800:]}")
-        options = " ".join(["-p", str(port), "-k", str(self.data_dir), "-c", "listen_addresses=127.0.0.1", *TUNING])
+        settings = ("listen_addresses=127.0.0.1", *settings_for(self.durability))
+        options = " ".join(["-p", str(port), "-k", str(self.data_dir), *(f"-c {c}" for c in settings)])
         res = self._run([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(self.log_file), "-o", options,
                          "-w", "-t", "60", "start"])
         if res.returncode != 0:
@@ -111,12 +128,13 @@ class EmbeddedPostgres:
         try:
             server = pgserver.get_server(pgdata, cleanup_mode=None)
             # pgserver runs initdb and starts in one call, so the tuning lands in postgresql.conf
-            # afterwards and takes effect with one restart, on the first start only.
+            # afterwards and takes effect with one restart, when it changed.
             conf = pgdata / "postgresql.conf"
-            if TUNING_MARKER not in conf.read_text():
-                settings = [TUNING[i + 1] for i in range(0, len(TUNING), 2)]
-                with open(conf, "a") as handle:
-                    handle.write(f"\n{TUNING_MARKER}\n" + "\n".join(settings) + "\n")
+            text = conf.read_text()
+            base = text.split(f"\n{TUNING_MARKER}", 1)[0]
+            wanted = f"\n{TUNING_MARKER} ({self.durability})\n" + "\n".join(settings_for(self.durability)) + "\n"
+            if base + wanted != text:
+                conf.write_text(base + wanted)
                 self._stop_pgserver()
                 server.ensure_postgres_running()
         except Exception as exc:

@@ -119,7 +119,8 @@ async def run(shards: int, data_dir: Path) -> int:
         start_watchdog(data_dir)
         print(f"starting embedded infrastructure under {data_dir} ...", flush=True)
         info = await infra.up(shards)
-        print(f"  postgres: {info.admin_dsn} ({info.pg_mode})\n  nats:     {info.nats_url}", flush=True)
+        print(f"  postgres: {info.admin_dsn} ({info.pg_mode}, {info.pg_durability})\n  nats:     {info.nats_url}",
+              flush=True)
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
         slots = os.environ.get("WORKER_MAX_CONCURRENT", str(DEV_WORKER_SLOTS))
         cfg = FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),

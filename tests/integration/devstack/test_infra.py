@@ -125,10 +125,44 @@ def test_pgserver_fallback_up_status_down(tmp_path):
     up = _infra("up", "--shards", "1", data_dir=data, env=env)
     try:
         assert up.returncode == 0, up.stderr
-        assert "(pgserver)" in up.stdout
+        assert "(pgserver, " in up.stdout
         status = _infra("status", data_dir=data, env=env)
         assert '"postgres":true' in status.stdout and '"pg_mode":"pgserver"' in status.stdout
     finally:
         down = _infra("down", data_dir=data, env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert not (data / "pg" / "pgserver" / "postmaster.pid").exists()
+
+
+def _durability_settings(up: subprocess.CompletedProcess) -> dict[str, str]:
+    import asyncio
+
+    dsn = next(line for line in up.stdout.splitlines() if line.startswith("postgres:")).split()[1]
+
+    async def read() -> dict[str, str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return {name: await conn.fetchval(f"SHOW {name}")
+                    for name in ("fsync", "synchronous_commit", "full_page_writes")}
+        finally:
+            await conn.close()
+    return asyncio.run(read())
+
+
+@pytest.mark.skipif(bool(os.environ.get("NOETL_PG_DSN")), reason="the suite points at an external Postgres")
+def test_postgres_is_durable_unless_fast_is_asked_for_by_name(tmp_path):
+    """Production's durability by default (a commit is on disk when acknowledged); the fast mode
+    only when NOETL_DEVSTACK_PG_DURABILITY=fast, and switching restarts the server."""
+    data = tmp_path / "dur"
+    try:
+        up = _infra("up", "--shards", "0", data_dir=data, env={"NOETL_DEVSTACK_PG_DURABILITY": ""})
+        assert up.returncode == 0, up.stderr
+        assert ", durable)" in up.stdout
+        assert _durability_settings(up) == {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+        fast = _infra("up", "--shards", "0", data_dir=data, env={"NOETL_DEVSTACK_PG_DURABILITY": "fast"})
+        assert fast.returncode == 0, fast.stderr
+        assert _durability_settings(fast) == {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        bad = _infra("up", data_dir=data, env={"NOETL_DEVSTACK_PG_DURABILITY": "sometimes"})
+        assert bad.returncode != 0 and "NOETL_DEVSTACK_PG_DURABILITY" in bad.stderr
+    finally:
+        _infra("down", data_dir=data)
