@@ -25,6 +25,7 @@ from .infra import Infra, default_data_dir
 from .fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from .processes import ServiceSpec, Supervisor
 from .shards import LocalShards
+from .stored_map import reconcile
 from .watchdog import PID_FILE, clean_up
 
 RUN_FILE = "run.json"
@@ -133,8 +134,12 @@ async def run(shards: int, data_dir: Path) -> int:
         keeper = asyncio.create_task(supervisor.keep_alive(
             lambda name, _count: restarts.labels(process=name).inc()), name="keep-alive")
         # `make scale` asks this process to start or stop shards, so they are ours to stop on Ctrl-C.
-        control, control_url = await serve_control(LocalShards(supervisor, info.admin_dsn, cfg),
-                                                   dev_secrets["NOETL_INTERNAL_API_TOKEN"], registry)
+        local_shards = LocalShards(supervisor, info.admin_dsn, cfg)
+        async with aiohttp.ClientSession() as session:
+            await reconcile(session, next(s.url for s in specs if s.name == "api-shard-0"),
+                            dev_secrets["NOETL_INTERNAL_API_TOKEN"], shards, local_shards,
+                            lambda line: print(f"note: {line}", flush=True))
+        control, control_url = await serve_control(local_shards, dev_secrets["NOETL_INTERNAL_API_TOKEN"], registry)
         write_run_info(data_dir, specs, control_url)
         api = router_url(specs)
         print(f"  control: {control_url}  (make scale SHARDS=n; {data_dir / RUN_FILE}; restarts at /metrics)")

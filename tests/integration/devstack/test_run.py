@@ -8,28 +8,64 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+
+
+def _start(data, shards: int) -> tuple[subprocess.Popen, str, str]:
+    """`make run --shards n` until it says the fleet is up: the process, its output so far, the router."""
+    env = {k: v for k, v in os.environ.items() if k != "NOETL_DEVSTACK_PG_DURABILITY"}  # as a user runs it
+    proc = subprocess.Popen([sys.executable, "-m", "noetl_devstack.run", "--shards", str(shards),
+                             "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    lines: list[str] = []
+    api = None
+    up = False
+    deadline = time.monotonic() + 120
+    while not up and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("router: "):
+            api = line.split(" ", 1)[1].strip()
+        up = line.startswith("fleet is up")
+    if not (api and up):
+        proc.kill()
+        raise AssertionError("".join(lines) + proc.communicate()[0])
+    return proc, "".join(lines), api
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+def _healthy(api: str, timeout: float = 20.0) -> bool:
+    """The router's /api/health is ok once it reaches every shard (it discovers new ones every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _get(f"{api}/api/health")["status"] == "ok":
+                return True
+        except urllib.error.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def test_run_starts_the_fleet_and_stops_everything(tmp_path):
     data = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "noetl_devstack.run", "--shards", "2", "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    api = None
-    up = False
+    proc, out_so_far, api = _start(data, 2)
     try:
-        deadline = time.monotonic() + 120
-        while not up and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("router: "):
-                api = line.split(" ", 1)[1].strip()
-            up = line.startswith("fleet is up")
-        assert api and up, "".join(lines)
-        out_so_far = "".join(lines)
+        assert "durable)" in out_so_far  # make run's Postgres is durable unless asked otherwise
         assert "registered sample playbook examples/fleet_sample" in out_so_far
         assert "COMPLETED" in out_so_far, out_so_far
         for name in ("api-shard-0", "api-shard-1", "router", "outbox-publisher", "projector", "worker-0"):
@@ -55,3 +91,23 @@ def test_run_starts_the_fleet_and_stops_everything(tmp_path):
     assert not alive, "embedded NATS still running after make run stopped"
     log_lines = (data / "logs" / "api-shard-0.log").read_text().splitlines()
     assert log_lines and all(json.loads(line)["service"] == "api-shard" for line in log_lines if line.startswith("{"))
+
+
+def test_run_over_a_stored_map_of_another_size_says_what_it_did(tmp_path):
+    """The shard map in the data directory decides ownership: asking for more shards commits the
+    bigger epoch (as make scale does); asking for fewer still starts every stored shard."""
+    data = tmp_path / "run"
+    _stop(_start(data, 1)[0])
+    proc, out, api = _start(data, 2)
+    try:
+        assert "committed a 2-shard epoch" in out, out
+        assert [e["shard_count"] for e in _get(f"{api}/api/shard-map")["epochs"]] == [1, 2]
+    finally:
+        _stop(proc)
+    proc, out, api = _start(data, 1)
+    try:
+        assert "so api-shard-1 started too" in out, out
+        assert {s["index"] for s in _get(f"{api}/api/shard-map")["shards"]} == {0, 1}
+        assert _healthy(api), "the router does not reach both shards"
+    finally:
+        _stop(proc)
