@@ -116,8 +116,8 @@ fuzz: install
 		NOETL_FUZZ_SECONDS=0 \
 		$(PY) -m pytest tests/integration/openapi/test_fuzz.py
 
-## Every fault (SIGKILL of each process kind, Postgres and NATS restarts, a shard paused past the claim
-## lease) under load on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
+## Every fault (SIGKILL of each process kind and of Postgres itself, Postgres and NATS restarts, a shard
+## paused past the claim lease) under load, on durable Postgres, on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
 chaos: install
 	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import signal
@@ -326,6 +327,28 @@ class ChaosFleet:
         await asyncio.sleep(down_seconds)
         await asyncio.to_thread(pg.start, urlsplit(self.info.admin_dsn).port)
 
+    async def sigkill_postgres(self, down_seconds: float = 1.0) -> None:
+        """Postgres killed, not stopped: SIGKILL to the postmaster and every backend at once (no
+        checkpoint, no flush of WAL buffers), then started again, recovering from its WAL. An
+        acknowledged commit that was not flushed (synchronous_commit=off) is lost here."""
+        assert self.info is not None, "the fleet does not own its Postgres"
+        pg = EmbeddedPostgres(self.work / "pg", mode=self.info.pg_mode)
+        pidfile = self.work / "pg" / ("pgserver" if self.info.pg_mode == "pgserver" else "data") / "postmaster.pid"
+        postmaster = int(pidfile.read_text().split()[0])
+        family = [postmaster, *_children(postmaster)]
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in family):
+            assert time.monotonic() < deadline, "postgres processes survived SIGKILL"
+            await asyncio.sleep(0.05)
+        # A dead postmaster nobody has reaped yet still answers kill(pid, 0), which Postgres reads as
+        # "another postmaster is running": the pid file goes, as a reboot would take it.
+        pidfile.unlink(missing_ok=True)
+        await asyncio.sleep(down_seconds)
+        await asyncio.to_thread(pg.start, urlsplit(self.info.admin_dsn).port)
+
     async def restart_nats(self, down_seconds: float = 1.0) -> None:
         assert self.info is not None and self.infra is not None, "the fleet does not own its NATS"
         await asyncio.to_thread(stop_pid, self.info.nats_pid)
@@ -333,6 +356,25 @@ class ChaosFleet:
         _, pid = await asyncio.to_thread(EmbeddedNats(self.work / "nats").start, urlsplit(self.info.nats_url).port)
         self.info = msgspec.structs.replace(self.info, nats_pid=pid)
         self.infra.state_file.write_bytes(msgspec.json.encode(self.info))  # so down() stops this one
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent counts as gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # --- checks --------------------------------------------------------------------------------------

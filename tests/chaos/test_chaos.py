@@ -61,6 +61,7 @@ async def test_every_fault_under_load():
                 Fault("sigkill projector", lambda: fleet.kill("projector")),
                 Fault("sigkill worker", lambda: fleet.kill_holding("worker-0")),
                 Fault("restart postgres", fleet.restart_postgres),
+                Fault("sigkill postgres", fleet.sigkill_postgres),
                 Fault("restart nats", fleet.restart_nats),
                 Fault("pause api-shard past the claim lease", lambda: fleet.pause("api-shard-1", fleet.lease + 3),
                       shard=1),
