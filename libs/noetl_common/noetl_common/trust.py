@@ -54,7 +54,7 @@ def vouched(request: web.Request, internal_token: str | None) -> bool:
     if bearer_matches(request.headers.get("Authorization"), internal_token):
         return True
     marker = request.headers.get(TRUST_HEADER)
-    return bool(marker) and hmac.compare_digest(marker.encode(), internal_token.encode())
+    return marker is not None and hmac.compare_digest(marker.encode(), internal_token.encode())
 
 
 def require_trusted(request: web.Request, internal_token: str | None, networks: Sequence[IPNetwork],
