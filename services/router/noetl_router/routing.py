@@ -24,6 +24,7 @@ BODY_ROUTED = frozenset({"/api/events", "/api/events/batch", "/api/internal/even
 # SQL names its database in the body (target, shard): buffered too, to route by it.
 SQL_PATH = "/api/postgres/execute"
 DB_SCHEMA_PATHS = frozenset({"/api/db/validate", "/api/db/init"})
+DASHBOARD_STATS_PATH = "/api/dashboard/stats"
 # Path prefixes whose next segment is an execution id.
 EXECUTION_PATH_PREFIXES = ("/api/executions/", "/api/vars/")
 COMMAND_PATH_PREFIX = "/api/commands/"
@@ -49,6 +50,7 @@ class Kind(enum.Enum):
     SHARD = "shard"              # the shard numbered ids[0] (named by the caller, not hashed)
     SQL_ALL = "sql_all"          # SQL run on every shard, rows concatenated
     DB_SCHEMA = "db_schema"      # every shard checks or migrates its databases; answers merged
+    DASHBOARD_STATS = "dashboard_stats"  # fan out, sum the execution counts
     PER_SHARD = "per_shard"      # shard-local internals with no id: cannot be routed
 
 
@@ -86,6 +88,8 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         return sql_target(body)
     if path in DB_SCHEMA_PATHS:
         return Decision(Kind.DB_SCHEMA)
+    if path == DASHBOARD_STATS_PATH and method in ("GET", "HEAD"):
+        return Decision(Kind.DASHBOARD_STATS)
     header = headers.get(EXECUTION_HEADER)
     if header is not None:
         return Decision(Kind.OWNER, Rule.HEADER, (_parse(header, f"{EXECUTION_HEADER} header"),), "execution_id")
