@@ -54,6 +54,13 @@ async def test_sql_errors_are_a_400_naming_the_problem(fleet, http):
     assert status == 400 and "argument $1" in answer["error"]
 
 
+async def test_a_slow_statement_is_cancelled_at_its_timeout(fleet, http):
+    status, answer = await sql(http, fleet.router_url, {"query": "select pg_sleep(5)", "timeout_seconds": 0.2})
+    assert status == 400 and answer["sqlstate"] == "57014" and "statement_timeout" in answer["error"]
+    status, answer = await sql(http, fleet.router_url, {"query": "select 1", "timeout_seconds": 31})
+    assert status == 422 and "timeout_seconds" in answer["error"]
+
+
 async def test_rows_are_bounded_and_scripts_run(fleet, http):
     status, answer = await sql(http, fleet.router_url, {"query": "select g from generate_series(1, 50) g",
                                                         "max_rows": 10})

@@ -13,6 +13,9 @@ import msgspec
 # it through the router); all_shards: the router runs it on every shard and concatenates rows.
 Target = Literal["cluster", "shard", "all_shards"]
 MAX_ROWS = 10_000
+# Postgres cancels a statement running longer (statement_timeout), well inside the HTTP deadline,
+# so the connection goes back to the pool instead of running on unseen.
+MAX_STATEMENT_SECONDS = 30
 
 
 class PostgresExecute(msgspec.Struct, kw_only=True):
@@ -24,6 +27,7 @@ class PostgresExecute(msgspec.Struct, kw_only=True):
     target: Target = "cluster"
     shard: int | None = None                 # with target "shard": which one (the router routes by it)
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS)] = 1000  # `truncated` says more rows existed
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_STATEMENT_SECONDS)] = MAX_STATEMENT_SECONDS
     # NoETL's ways to reach another database; refused here (this API reaches the fleet's own only).
     database: str | None = None
     credential: str | None = None

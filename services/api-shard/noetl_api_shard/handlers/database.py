@@ -16,19 +16,16 @@ from aiohttp import web
 
 from noetl_common.db import apply_migrations
 from noetl_common.db.migrations_runner import SCOPES, applied_versions, load_migrations
-from noetl_common.errors import ApiError, bad_request, read_json
+from noetl_common.errors import DB_UNAVAILABLE, ApiError, bad_request, read_json
 from noetl_common.openapi import Op, route
 from noetl_common.trust import require_trusted
-from noetl_common.wire.database import (DbInitResponse, DbValidateResponse, MigrationState, PostgresExecute,
-                                        PostgresExecuteResponse)
+from noetl_common.wire.database import (MAX_STATEMENT_SECONDS, DbInitResponse, DbValidateResponse, MigrationState,
+                                        PostgresExecute, PostgresExecuteResponse)
 
 from ..state import ShardServices, services
 
 log = logging.getLogger("noetl.api_shard.database")
 
-# A statement running longer is cancelled by Postgres (a 400 naming the timeout), well inside
-# the HTTP deadline, so the connection goes back to the pool instead of running on unseen.
-STATEMENT_TIMEOUT_MS = 30_000
 # Rows are str()-ed when JSON has no type for them (intervals, ranges, geometric types, ...).
 _encoder = msgspec.json.Encoder(enc_hook=str)
 
@@ -39,8 +36,8 @@ def register(app: web.Application) -> None:
         ok=PostgresExecuteResponse, errors=(400, 403, 422),
         description="target: cluster (default), shard (with `shard`, through the router) or all_shards (the "
                     "router runs it on every shard). The answer names the database. SQL errors are a 400 "
-                    f"with Postgres's message and sqlstate; a statement is cancelled after "
-                    f"{STATEMENT_TIMEOUT_MS // 1000} s; at most max_rows rows come back."))
+                    f"with Postgres's message and sqlstate; a statement is cancelled after timeout_seconds "
+                    f"(at most {MAX_STATEMENT_SECONDS}); at most max_rows rows come back."))
     route(app, "GET", "/api/db/validate", validate, Op(
         summary="Whether the cluster database and this shard's have every migration applied",
         ok=DbValidateResponse))
@@ -90,23 +87,23 @@ async def execute(request: web.Request) -> web.Response:
     try:
         async with pool.acquire() as conn, conn.transaction():
             answer = await _run(conn, sql, body)
+    except (ValueError, TypeError, OverflowError) as exc:  # a parameter asyncpg cannot encode (its DataError)
+        raise ApiError(400, f"parameters: {exc}", "bad_parameters", database=database) from None
+    except DB_UNAVAILABLE:
+        raise  # the database going away is the server's trouble: a 503 from the error middleware
     except asyncpg.PostgresError as exc:
         if isinstance(exc, asyncpg.QueryCanceledError):
-            message = f"statement cancelled after {STATEMENT_TIMEOUT_MS // 1000} s (statement_timeout)"
+            message = f"statement cancelled after {body.timeout_seconds:g} s (statement_timeout)"
         else:
             message = str(exc)
         raise ApiError(400, message, "sql_error", sqlstate=exc.sqlstate, database=database) from None
-    except (asyncpg.InterfaceError, ValueError, TypeError, OverflowError) as exc:
-        if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc):
-            raise  # a lost connection is the server's trouble (a 503 from the error middleware)
-        raise ApiError(400, f"parameters: {exc}", "bad_parameters", database=database) from None
     answer.database, answer.shard = database, shard
     log.info("postgres/execute on %s: %s", database, answer.command or f"{answer.row_count} rows")
     return web.Response(body=_encoder.encode(answer), content_type="application/json")
 
 
 async def _run(conn: asyncpg.Connection, sql: str, body: PostgresExecute) -> PostgresExecuteResponse:
-    await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(STATEMENT_TIMEOUT_MS))
+    await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(max(1, round(body.timeout_seconds * 1000))))
     if body.schema:
         await conn.execute("SELECT set_config('search_path', $1, true)", f"{_quoted(body.schema)}, public")
     args = body.parameters or []
