@@ -261,3 +261,13 @@ async def test_requests_past_the_in_flight_bound_get_429_and_probes_still_answer
         release.set()
         assert [x.status for x in await asyncio.gather(*held, internal)] == [200, 200, 200]
         assert (await c.get("/slow")).status == 200  # the bound frees as requests finish
+
+
+async def test_root_and_status_name_the_service(client):
+    root = await (await client.get("/")).json()
+    assert root["service"] == "test" and root["status"] == "ok" and "running" in root["message"]
+    status = await client.get("/api/status")
+    assert status.status == 200
+    body = await status.json()
+    assert body["service"] == "test" and body["status"] == "ok" and body["version"] == root["version"]
+    assert body["process"]["pid"] > 0 and body["process"]["uptime_seconds"] >= 0

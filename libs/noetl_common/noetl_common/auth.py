@@ -1,7 +1,7 @@
 """Bearer-token gates, all with a constant-time compare:
 - /api/internal/*: the internal token; 403 when missing or wrong, 503 when the server has no token
   configured (internal routes are never open by accident);
-- decrypted secrets (`require_internal`): the internal token, which workers carry;
+- decrypted secrets, SQL and the like: the internal token or a trusted network (`noetl_common.trust`);
 - optionally every public route (`public_auth_middleware`, NOETL_API_TOKEN on the router): the
   API token or the internal token; health, readiness and metrics stay open for probes, and the
   API's description (/openapi.json, /docs) for people and tools (it holds no data)."""

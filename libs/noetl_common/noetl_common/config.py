@@ -7,7 +7,7 @@ first use.
 from __future__ import annotations
 
 import builtins
-
+import ipaddress
 import re
 from typing import Mapping
 
@@ -77,6 +77,31 @@ class Env:
         raise ConfigError(f"{name} must be a boolean (true/false), got {value!r}")
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Callers in these networks may read secrets and run SQL without a token (noetl_common.trust).
+TRUSTED_NETWORKS_VAR = "NOETL_TRUSTED_NETWORKS"
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"  # what `make run` trusts: its own machine
+
+
+def parse_networks(raw: str | None, name: str = TRUSTED_NETWORKS_VAR) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); empty trusts no network."""
+    networks: list[IPNetwork] = []
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a CIDR (e.g. 10.0.0.0/8) or an address") from None
+    return tuple(networks)
+
+
+def trusted_networks(env: Env) -> tuple[IPNetwork, ...]:
+    return parse_networks(env.optional(TRUSTED_NETWORKS_VAR))
+
+
+
 _ORDINAL = re.compile(r"-(\d+)$")
 
 
@@ -136,6 +161,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
     # result store and the event logs a reference to it.
     event_result_max_bytes: int = 100 * 1024
+    trusted_networks: tuple[IPNetwork, ...] = ()  # NOETL_TRUSTED_NETWORKS (noetl_common.trust)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -182,6 +208,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             map_refresh_seconds=refresh,
             advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
             event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
+            trusted_networks=trusted_networks(env),
         )
 
 

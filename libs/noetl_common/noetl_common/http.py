@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from . import docs_page
+from . import about, docs_page
 from .auth import internal_auth_middleware, public_auth_middleware
 from .errors import error_middleware, json_response
 from .guards import add_cors_headers, admission_middleware, deadline_middleware, preflight_middleware
@@ -86,6 +86,7 @@ def build_app(*, service: str, shard: str = "", max_body_bytes: int, internal_to
                                                                  ok=str, media="text/html"))
     route(app, "GET", "/docs/static/{name}", docs_page.asset,
           Op(summary="A file of the documentation page", media="*/*", errors=(404,)))
+    about.register(app, service)
     return app
 
 

@@ -19,6 +19,7 @@ helper functions `fqdn(service)` and `image()`.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,22 @@ def overlay_values(values: dict[str, Any], overlay: str, shards: int | None = No
     count = merged.get("shards")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1024:
         raise RenderError(f"shards must be an integer between 1 and 1024, got {count!r}")
+    _check_networks((merged.get("router") or {}).get("trusted_networks"))
     merged["overlay"] = overlay
     return merged
+
+
+def _check_networks(networks: Any) -> None:
+    """router.trusted_networks: a list of CIDRs (the router would refuse to start on a bad one)."""
+    if networks is None:
+        return
+    if not isinstance(networks, list):
+        raise RenderError(f"router.trusted_networks must be a list of CIDRs, got {networks!r}")
+    for item in networks:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise RenderError(f"router.trusted_networks: {item!r} is not a CIDR (e.g. 10.244.0.0/16)") from None
 
 
 def _environment(templates_dir: Path) -> tuple[minijinja.Environment, list[str]]:

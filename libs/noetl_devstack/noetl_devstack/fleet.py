@@ -7,6 +7,8 @@ import asyncio
 import aiohttp
 import msgspec
 
+from noetl_common.config import LOOPBACK_NETWORKS, TRUSTED_NETWORKS_VAR
+
 from .errors import StartError
 from .ports import free_port
 from .infra import shard_db
@@ -34,7 +36,10 @@ def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
     count = len(cfg.shard_dsns)
     shard_ports = [free_port() for _ in range(count)]
     shard_urls = [f"http://127.0.0.1:{p}" for p in shard_ports]
-    common = {**cfg.secrets, "NOETL_NATS_URL": cfg.nats_url, **cfg.extra_env}
+    # Everything runs on this machine: its own callers (NoETL's worker, UI and CLI, which send no
+    # token) are trusted with secrets and SQL; extra_env may narrow that (noetl_common.trust).
+    common = {**cfg.secrets, "NOETL_NATS_URL": cfg.nats_url, TRUSTED_NETWORKS_VAR: LOOPBACK_NETWORKS,
+              **cfg.extra_env}
     specs = [ServiceSpec(name=f"api-shard-{i}", module="noetl_api_shard", port=shard_ports[i], env={
         **common, "NOETL_SHARD_INDEX": str(i), "NOETL_SHARD_COUNT": str(count), "NOETL_SHARD_DSN": dsn,
         # Notifications carry the owning shard's URL, so workers reach it without a router.

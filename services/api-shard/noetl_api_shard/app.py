@@ -24,7 +24,8 @@ from .execution.keys import ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
 from .execution.wakeups import Wakeups
 from .metrics import ShardMetrics
-from .handlers import catalog, credentials, health, internal, keychain, pool_status, runtime, scaling
+from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
+                       pool_status, runtime, scaling)
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
 from .store import shard_map as shard_map_store
@@ -57,8 +58,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(in_background(*app[KEEPER].loops))  # once the map is loaded
     add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
     add_readiness_check(app, "cluster_db", lambda: ping(svc.cluster_pool, READINESS_TIMEOUT_SECONDS))
-    for area in (health, pool_status, internal, scaling, catalog, credentials, keychain, runtime, outbox_api,
-                 projection_api, event_stream, execution_routes):
+    for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,
+                 keychain, runtime, outbox_api, projection_api, event_stream, execution_routes):
         area.register(app)
     return app
 

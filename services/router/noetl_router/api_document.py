@@ -14,7 +14,7 @@ from aiohttp import web
 from noetl_common import openapi
 from noetl_common.errors import ApiError
 
-from . import fanout, fleet_ops, preview
+from . import dashboard, fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import buffered_reply
 from .routing import proxied
@@ -30,6 +30,7 @@ ANSWERED_HERE = (
     ("POST", "/api/executions/cleanup", fleet_ops.CLEANUP_OP),
     ("GET", "/api/result/stats", fleet_ops.RESULT_STATS_OP),
     ("GET", "/api/temp/stats", fleet_ops.RESULT_STATS_OP),
+    ("GET", "/api/dashboard/stats", dashboard.STATS_OP),
 )
 
 

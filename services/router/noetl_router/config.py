@@ -6,7 +6,8 @@ from typing import Mapping
 
 import msgspec
 
-from noetl_common.config import ConfigError, Env, HttpSettings, shard_url_pattern, shard_urls_from_env
+from noetl_common.config import (ConfigError, Env, HttpSettings, IPNetwork, shard_url_pattern, shard_urls_from_env,
+                                 trusted_networks)
 
 
 class RouterSettings(msgspec.Struct, frozen=True):
@@ -23,6 +24,7 @@ class RouterSettings(msgspec.Struct, frozen=True):
     retry_attempts: int = 3              # total tries for idempotent requests on connection failure
     retry_backoff_seconds: float = 0.05  # doubled after each failed try
     shard_url_pattern: str | None = None # URL of any shard index ({i}), for shards the map adds
+    trusted_networks: tuple[IPNetwork, ...] = ()  # whose direct requests it vouches for (noetl_common.trust)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "RouterSettings":
@@ -41,6 +43,7 @@ class RouterSettings(msgspec.Struct, frozen=True):
             retry_attempts=env.int("NOETL_ROUTER_RETRY_ATTEMPTS", 3, minimum=1, maximum=10),
             retry_backoff_seconds=_positive(env, "NOETL_ROUTER_RETRY_BACKOFF_SECONDS", 0.05),
             shard_url_pattern=shard_url_pattern(env),
+            trusted_networks=trusted_networks(env),
         )
 
 

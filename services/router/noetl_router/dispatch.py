@@ -12,7 +12,7 @@ from aiohttp import web
 from noetl_common.errors import ApiError
 from noetl_common.observability import execution_id_var
 
-from . import fanout, fleet_ops, preview
+from . import dashboard, database, fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
@@ -74,6 +74,16 @@ async def _dispatch(request: web.Request, ctx: RouterContext, decision: Decision
         return await fleet_ops.result_stats(request, ctx)
     if kind is Kind.PREVIEW:
         return await preview.handle(request)
+    if kind is Kind.SHARD:
+        return await database.on_shard(request, ctx, decision.ids[0], body)
+    if kind is Kind.SQL_ALL:
+        return await database.execute_everywhere(request, ctx, body or b"")
+    if kind is Kind.DASHBOARD_STATS:
+        return await dashboard.stats(request, ctx)
+    if kind is Kind.DB_SCHEMA:
+        if request.method == "GET":
+            return await database.validate(request, ctx)
+        return await database.init(request, ctx)
     raise ApiError(400, f"{request.path} is shard-local and carries no id to route by; "
                         "call the shard directly (see NOETL_SHARD_URLS)", "per_shard_route")
 

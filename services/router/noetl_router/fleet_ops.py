@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import msgspec
@@ -28,13 +28,16 @@ from .upstream import ShardUnavailable, forwardable
 DROP = frozenset({"host", "content-length", "accept-encoding"})
 
 
-async def _each(ctx: RouterContext, method: str, path_qs: str, headers: Any,
-                body: bytes | None) -> dict[int, tuple[int, bytes | str, web.Response | None]]:
-    """(status, body, reply) per listable shard; status 0 and a reason when it could not be asked."""
+async def _each(ctx: RouterContext, method: str, path_qs: str, headers: Any, body: bytes | None,
+                per_shard: Callable[[int], bytes] | None = None
+                ) -> dict[int, tuple[int, bytes | str, web.Response | None]]:
+    """(status, body, reply) per listable shard; status 0 and a reason when it could not be asked.
+    Each shard gets `body`, or `per_shard(shard)` when given."""
 
     async def one(shard: int) -> tuple[int, bytes | str, web.Response | None]:
         try:
-            response = await ctx.up().request(shard, method, path_qs, headers=headers, body=body)
+            sent = per_shard(shard) if per_shard is not None else body
+            response = await ctx.up().request(shard, method, path_qs, headers=headers, body=sent)
             raw, reply = await buffered_reply(response, shard)
         except ShardUnavailable as exc:
             return 0, exc.reason, None

@@ -10,6 +10,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from noetl_common import tracing
+from noetl_common.trust import TRUST_HEADER, direct_peer_trusted
+
+from .context import CONTEXT
 
 from .upstream import forwardable
 
@@ -20,9 +23,15 @@ SHARD_HEADER = "X-Shard"
 
 def upstream_headers(request: web.Request, *, buffered: bool) -> CIMultiDict[str]:
     """The client's headers for the shard: Authorization and X-* untouched, hop-by-hop dropped.
-    A buffered body gets a fresh Content-Length from the client library."""
+    A buffered body gets a fresh Content-Length from the client library. The trust marker is the
+    router's alone: a client's is dropped, and it is set for a direct peer in the trusted networks
+    (judged before this router adds its own X-Forwarded-For; see noetl_common.trust)."""
     drop = frozenset({"host", "content-length"} if buffered else {"host"})
     headers = forwardable(request.headers, drop=drop)
+    ctx = request.app[CONTEXT]
+    token = ctx.settings.internal_token
+    if token and direct_peer_trusted(request, ctx.settings.trusted_networks):
+        headers[TRUST_HEADER] = token
     peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer

@@ -21,6 +21,10 @@ EXECUTION_HEADER = "X-Execution-ID"
 
 # Paths whose shard is named by the body; only these are buffered before routing.
 BODY_ROUTED = frozenset({"/api/events", "/api/events/batch", "/api/internal/events/project"})
+# SQL names its database in the body (target, shard): buffered too, to route by it.
+SQL_PATH = "/api/postgres/execute"
+DB_SCHEMA_PATHS = frozenset({"/api/db/validate", "/api/db/init"})
+DASHBOARD_STATS_PATH = "/api/dashboard/stats"
 # Path prefixes whose next segment is an execution id.
 EXECUTION_PATH_PREFIXES = ("/api/executions/", "/api/vars/")
 COMMAND_PATH_PREFIX = "/api/commands/"
@@ -43,6 +47,10 @@ class Kind(enum.Enum):
     PREVIEW = "preview"          # answered by the router itself
     CLEANUP = "cleanup"          # fan out the same request to every shard, merge the answers
     RESULT_STATS = "result_stats"  # fan out and sum
+    SHARD = "shard"              # the shard numbered ids[0] (named by the caller, not hashed)
+    SQL_ALL = "sql_all"          # SQL run on every shard, rows concatenated
+    DB_SCHEMA = "db_schema"      # every shard checks or migrates its databases; answers merged
+    DASHBOARD_STATS = "dashboard_stats"  # fan out, sum the execution counts
     PER_SHARD = "per_shard"      # shard-local internals with no id: cannot be routed
 
 
@@ -68,12 +76,20 @@ class RoutingError(Exception):
 
 def needs_body(method: str, path: str, headers: Mapping[str, str]) -> bool:
     """Whether `decide` must see the body: only when no header decides first."""
+    if method == "POST" and _norm(path) == SQL_PATH:
+        return True
     return method == "POST" and _norm(path) in BODY_ROUTED and not headers.get(EXECUTION_HEADER)
 
 
 def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
            body: bytes | None = None) -> Decision:
     path = _norm(path)
+    if path == SQL_PATH and method == "POST":
+        return sql_target(body)
+    if path in DB_SCHEMA_PATHS:
+        return Decision(Kind.DB_SCHEMA)
+    if path == DASHBOARD_STATS_PATH and method in ("GET", "HEAD"):
+        return Decision(Kind.DASHBOARD_STATS)
     header = headers.get(EXECUTION_HEADER)
     if header is not None:
         return Decision(Kind.OWNER, Rule.HEADER, (_parse(header, f"{EXECUTION_HEADER} header"),), "execution_id")
@@ -131,6 +147,27 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         return Decision(Kind.PER_SHARD)
     # Catalog, credentials, keychain, worker pools, shard map, shard-info: any shard can answer.
     return Decision(Kind.ANY)
+
+
+class _SqlTarget(msgspec.Struct):
+    target: str = "cluster"
+    shard: Any = None
+
+
+def sql_target(body: bytes | None) -> Decision:
+    """target shard (with `shard`): that shard; all_shards: every shard; anything else (cluster,
+    or a body the shard will refuse, naming the problem): any shard."""
+    try:
+        wanted = msgspec.json.decode(body or b"{}", type=_SqlTarget)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return Decision(Kind.ANY)
+    if wanted.target == "all_shards":
+        return Decision(Kind.SQL_ALL)
+    if wanted.target != "shard":
+        return Decision(Kind.ANY)
+    if isinstance(wanted.shard, bool) or not isinstance(wanted.shard, int) or wanted.shard < 0:
+        raise RoutingError("shard (a shard number, 0 or more) is required with target \"shard\"")
+    return Decision(Kind.SHARD, Rule.BODY, (wanted.shard,), "shard")
 
 
 _TEMPLATE_PARAM = re.compile(r"\{[^}/]+\}")

@@ -11,6 +11,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from noetl_common.discovery import ShardDirectory
+from noetl_common.trust import TRUST_HEADER
 
 from .health import HealthBoard
 from .metrics import RouterMetrics
@@ -32,9 +33,14 @@ class ShardUnavailable(Exception):
         self.sent = sent  # False: the request never reached the shard, so another shard may take it
 
 
+_TRUST = TRUST_HEADER.lower()
+
+
 def forwardable(headers: Mapping[str, str], *, drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    """Copy headers minus hop-by-hop ones (and any named in Connection) and `drop`."""
+    """Copy headers minus hop-by-hop ones (and any named in Connection) and `drop`. The trust
+    marker is never copied: only the router sets it (forward.upstream_headers)."""
     named = {t.strip().lower() for v in _all(headers, "Connection") for t in v.split(",")}
+    named.add(_TRUST)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lowered = name.lower()

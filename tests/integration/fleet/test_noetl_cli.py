@@ -83,3 +83,23 @@ async def test_noetl_cli_against_the_router(live_fleet, http, tmp_path):
     assert json_in(cancelled.stdout)["execution_id"] == slow_id
     final = await wait_terminal(http, live_fleet.router, slow_id)
     assert final["status"] == "CANCELLED"
+
+
+async def test_noetl_query_db_and_catalog_from_make_runs_machine(live_fleet, http, tmp_path):
+    # No token anywhere: the CLI sends none, and make run trusts its own machine (loopback).
+    queried = await run_cli(live_fleet, tmp_path, "query", "select 1 as one", "--format", "json")
+    answer = json_in(queried.stdout)
+    assert answer["status"] == "ok" and answer["result"] == [[1]] and answer["database"] == "cluster"
+    table = await run_cli(live_fleet, tmp_path, "query", "select 41 + 1 as answer, 'x' as letter")
+    assert re.search(r"│ answer +│ letter +│\n.*\n│ 42 +│ x +│", table.stdout), table.stdout
+    assert "(1 rows)" in table.stdout
+
+    validated = await run_cli(live_fleet, tmp_path, "db", "validate")
+    answer = json_in(validated.stdout)
+    assert answer["valid"] is True and answer["missing"] == []
+    assert {"cluster", "shard 0", "shard 1", "shard 2"} == {d["database"] for d in answer["databases"]}
+    initialised = await run_cli(live_fleet, tmp_path, "db", "init")
+    assert json_in(initialised.stdout)["status"] == "ok"
+
+    listed = await run_cli(live_fleet, tmp_path, "catalog", "list", "Playbook")
+    assert "entries" in json_in(listed.stdout)

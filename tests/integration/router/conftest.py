@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import aiohttp
+import msgspec
 import pytest_asyncio
 from aiohttp import web
 
@@ -95,6 +97,20 @@ def router_settings(urls: list[str], port: int) -> RouterSettings:
                           internal_token=INTERNAL_TOKEN, probe_interval_seconds=0.2, failure_threshold=2,
                           connect_timeout_seconds=1.0, retry_attempts=3, retry_backoff_seconds=0.02,
                           map_refresh_seconds=5.0)
+
+
+@asynccontextmanager
+async def another_router(fleet: "Fleet", **overrides: Any) -> AsyncIterator[str]:
+    """A second router over the same shards, with settings changed by `overrides`; yields its URL."""
+    port = free_port()
+    settings = msgspec.structs.replace(router_settings([s.url for s in fleet.shards], port), **overrides)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -167,6 +167,25 @@ def test_prod_router_requires_an_api_token(values, overlay):
         assert "NOETL_API_TOKEN" not in router
 
 
+def test_the_router_trusts_the_pod_network_in_dev_and_no_network_by_default(values):
+    dev = render_overlay(values, "dev", TEMPLATES, shards=2)
+    router = env_of(dev.one("Deployment", "router")["spec"]["template"]["spec"]["containers"][0])
+    assert router["NOETL_TRUSTED_NETWORKS"]["value"] == "10.244.0.0/16"
+    prod = render_overlay(values, "prod", TEMPLATES, shards=2)
+    router = env_of(prod.one("Deployment", "router")["spec"]["template"]["spec"]["containers"][0])
+    assert "NOETL_TRUSTED_NETWORKS" not in router  # the token only, until an operator lists networks
+    # The shards never trust by address: their direct peers are the fleet's own and Prometheus.
+    for shard in dev.find("StatefulSet"):
+        if shard["metadata"]["name"] == "api-shard":
+            assert "NOETL_TRUSTED_NETWORKS" not in env_of(shard["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_a_bad_trusted_network_fails_the_render(values):
+    bad = {**values, "router": {**values["router"], "trusted_networks": ["10.0.0.0/33"]}}
+    with pytest.raises(RenderError, match="trusted_networks.*10.0.0.0/33"):
+        overlay_values(bad, "prod")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_service_is_scraped_and_runs_as_non_root(values, overlay):
     r = render_overlay(values, overlay, TEMPLATES, shards=2)

@@ -11,10 +11,10 @@ import logging
 import asyncpg
 from aiohttp import web
 
-from noetl_common.auth import require_internal
 from noetl_common.crypto import DecryptionError
 from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
+from noetl_common.trust import require_trusted
 from noetl_common.wire.credentials import (
     CredentialCreate,
     CredentialDeleted,
@@ -40,7 +40,9 @@ def register(app: web.Application) -> None:
         summary="List credentials (never their data)", ok=CredentialList,
         query=(Param(name="type"), Param(name="q"))))
     route(app, "GET", "/api/credentials/{identifier}", get_credential, Op(
-        summary="One credential, by id (digits) or name", ok=CredentialResponse, errors=(404,),
+        summary="One credential, by id (digits) or name", ok=CredentialResponse, errors=(403, 404),
+        description="include_data=true (the decrypted data) is for trusted callers only: the internal token, "
+                    "or a direct caller in NOETL_TRUSTED_NETWORKS (through the router: its own peer).",
         query=(Param(name="include_data", type=bool), Param(name="catalog_id"), Param(name="execution_id"),
                Param(name="parent_execution_id"))))
     route(app, "DELETE", "/api/credentials/{identifier}", delete_credential, Op(
@@ -101,8 +103,8 @@ async def get_credential(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
     include_data = query_bool(request, "include_data")
     svc = services(request)
-    if include_data:  # plaintext secrets go to workers (they carry the internal token), nobody else
-        require_internal(request, svc.settings.internal_token, "include_data=true")
+    if include_data:  # plaintext secrets go to trusted callers only: workers, NoETL's UI (noetl_common.trust)
+        require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, "include_data=true")
     row = await store.get(svc.cluster_pool, **_lookup(identifier))
     if row is None:
         raise not_found(f"Credential not found: {identifier}")

@@ -49,3 +49,15 @@ async def get_by_path(pool: asyncpg.Pool, path: str, version: int | None) -> asy
             "ORDER BY version DESC LIMIT 1", path)
     return await pool.fetchrow(
         f"SELECT {_COLUMNS} FROM noetl.catalog WHERE path = $1 AND version = $2", path, version)
+
+
+async def set_archived(pool: asyncpg.Pool, path: str, version: int | None, archived: bool) -> list[asyncpg.Record]:
+    """Archive (or restore) the path's versions, or one of them; returns (catalog_id, version) of
+    the rows that changed. Archived rows stay (executions in shard databases name them); they
+    just stop being listed and resolved by path."""
+    change = "archived_at = now()" if archived else "archived_at = NULL"
+    state = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
+    return await pool.fetch(
+        f"""UPDATE noetl.catalog SET {change}
+            WHERE path = $1 AND ($2::int IS NULL OR version = $2) AND {state}
+            RETURNING catalog_id, version""", path, version)
