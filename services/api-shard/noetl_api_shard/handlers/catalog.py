@@ -133,7 +133,8 @@ async def ui_schema(request: web.Request) -> web.Response:
     if row is None:
         raise not_found(f"Catalog entry not found: {path}")
     document = row["payload"] if isinstance(row["payload"], dict) else {}
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    raw_metadata = document.get("metadata")
+    metadata: dict = raw_metadata if isinstance(raw_metadata, dict) else {}
     title, description = metadata.get("name"), metadata.get("description")
     return json_response(UiSchemaResponse(
         path=row["path"], version=row["version"], kind=str(row["kind"]).lower(), catalog_id=str(row["catalog_id"]),
