@@ -167,6 +167,17 @@ async def test_cancel_and_cancellation_check(client):
     assert replay["matches"]
 
 
+async def test_stop_is_cancel_without_a_body(client):
+    """NoETL's web UI posts Stop with no body."""
+    eid = (await start(client))["execution_id"]
+    r = await client.post(f"/api/executions/{eid}/stop")
+    body = await r.json()
+    assert r.status == 200 and body["status"] == "cancelled" and body["cancelled_executions"] == [eid]
+    assert (await (await client.get(f"/api/executions/{eid}/status")).json())["status"] == "CANCELLED"
+    assert (await (await client.post(f"/api/executions/{eid}/stop")).json())["status"] == "already_completed"
+    assert (await client.post("/api/executions/12345/stop")).status == 404
+
+
 async def test_variables(client):
     eid = (await start(client))["execution_id"]
     r = await client.post(f"/api/vars/{eid}", json={"variables": {"a": 1, "b": {"x": [1]}}})
