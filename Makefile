@@ -10,7 +10,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
-        deploy-render
+        deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -70,6 +70,31 @@ integration: install
 ## The long online-scaling run: a fleet grows 2 -> 3 and drains 3 -> 2 under continuous load.
 test-scaling: install
 	$(PY) -m pytest tests/integration/scaling -m scaling -s
+
+## NoETL's web UI (NOETL_GUI, built unchanged once per package-lock into .ui-cache/) driven page by page in
+## headless Chromium against a fleet it starts; screenshots in .ui-cache/screenshots/. A few minutes.
+NOETL_GUI ?= ../shared/noetl-gui
+UI_STAMP := $(VENV)/.ui-installed
+test-ui: install ui-tools
+	NOETL_GUI=$(NOETL_GUI) $(PY) -m tests.ui.gui_build
+	NOETL_GUI=$(NOETL_GUI) $(PY) -m pytest tests/ui -m ui
+
+## Chromium (Debian's chromium package; Playwright cannot download browsers here), Node.js + npm to
+## build the UI (as root when missing), and Playwright for Python in the venv.
+ui-tools: $(UI_STAMP)
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium chromium-driver"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's $$missing"; export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	  else echo "make test-ui needs $$missing (apt-get install, as root)" >&2; exit 1; fi; \
+	fi
+
+$(UI_STAMP): $(STAMP) tests/ui/requirements.txt
+	$(PY) -m pip install -q -r tests/ui/requirements.txt
+	touch $(UI_STAMP)
 
 ## Embedded infrastructure only (data under .data/); prints the DSN and NATS URL.
 infra-up: install

@@ -75,7 +75,7 @@ class Event(msgspec.Struct):
 
 class Pagination(msgspec.Struct):
     has_next: bool
-    next_since_event_id: str | None = None
+    next_before_event_id: str | None = None
 
 
 class EventPage(msgspec.Struct):
@@ -287,7 +287,7 @@ async def step_completions(session: aiohttp.ClientSession, url: str, eid: str, s
         stamps.extend(datetime.fromisoformat(e.created_at) for e in body.events if e.node_name == step)
         if not body.pagination.has_next:
             return sorted(stamps)
-        params = {**params, "since_event_id": body.pagination.next_since_event_id}
+        params = {**params, "before_event_id": body.pagination.next_before_event_id}  # newest first
 
 
 def stalls(stamps: list[datetime], over_s: float = 0.5) -> dict:

@@ -13,7 +13,6 @@ from noetl_api_shard.catalog_document import (
     decode_content,
     dump_yaml,
     resource_path,
-    workload_fields,
 )
 
 PLAYBOOK = """\
@@ -59,11 +58,6 @@ def test_resource_path_order_of_preference():
     assert resource_path({"metadata": {"name": "n"}}) == "n"
     with pytest.raises(DocumentError):
         resource_path({"metadata": {}})
-
-
-def test_workload_field_types():
-    doc = build_document(PLAYBOOK, "Playbook").document
-    assert workload_fields(doc) == [("a", "integer", 1), ("b", "array", [1, 2]), ("c", "null", None)]
 
 
 def test_alias_bombs_are_rejected_but_anchors_work():

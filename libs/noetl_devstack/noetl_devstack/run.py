@@ -65,7 +65,7 @@ async def run_sample(api_url: str, path: str, timeout: float = 90.0) -> dict:
     print(f"execution {execution_id}: {status['status']}")
     print(f"result: {status.get('result')}")
     print("timeline:")
-    for e in events:
+    for e in reversed(events):  # the API answers newest first, as NoETL's does
         print(f"  {e['created_at'][11:23]}  {e['event_type']:<22} {e['node_name'] or ''}")
     return status
 

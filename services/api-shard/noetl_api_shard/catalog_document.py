@@ -187,30 +187,6 @@ def check_playbook(text: str, document: dict[str, Any]) -> None:
         raise DocumentError(str(exc)) from None
 
 
-def workload_fields(document: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """(name, json type, default) per workload key: what a UI form for this playbook needs."""
-    workload = document.get("workload") or {}
-    if not isinstance(workload, dict):
-        return []
-    return [(str(k), _json_type(v), v) for k, v in workload.items()]
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null" if value is None else "string"
-
-
 def _type_name(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
         type(value), type(value).__name__)

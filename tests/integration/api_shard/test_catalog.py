@@ -4,6 +4,7 @@ list, resource, ui_schema; every rejected request leaves the table untouched."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
 import yaml
@@ -69,7 +70,7 @@ async def test_implicit_end_step_is_added(shard_app):
     reparsed = yaml.safe_load(entry["content"])
     assert [s["step"] for s in reparsed["workflow"]] == ["start", "finish", "end"]
     assert reparsed["workflow"][1]["tool"]["code"] == 'x = 1\nresult = {"x": x}\n'
-    assert entry["meta"] == {"implicit_end": True}
+    assert entry["meta"]["implicit_end"] is True
 
 
 async def test_existing_end_step_any_case_is_kept(shard_app):
@@ -210,12 +211,32 @@ async def test_ui_schema_with_a_slashed_path(shard_app):
     body = await resp.json()
     assert resp.status == 200, body
     assert body["path"] == "tests/hello_world" and body["version"] == 1
-    assert {f["name"]: f["type"] for f in body["fields"]} == {
-        "greeting": "string", "count": "integer", "ratio": "number", "enabled": "boolean"}
-    assert body["workload"] == {"greeting": "hi", "count": 2, "ratio": 0.5, "enabled": True}
-    assert body["schema"]["properties"]["count"] == {"type": "integer", "default": 2}
+    # NoETL's shape (its web UI draws the Run dialog from `kind`).
+    assert {f["name"]: (f["kind"], f["default"]) for f in body["fields"]} == {
+        "greeting": ("string", "hi"), "count": ("integer", 2), "ratio": ("number", 0.5), "enabled": ("boolean", True)}
+    assert body["kind"] == "playbook" and body["title"] == "hello" and body["exposed_in_ui"] is False
+    assert body["generated_at"] and "description_markdown" in body
     missing = await shard_app.client.get("/api/catalog/tests/nothing/here/ui_schema")
     assert missing.status == 404 and "tests/nothing/here" in (await missing.json())["error"]
+
+
+async def test_playbook_content_and_registered_at(shard_app):
+    """What NoETL's web UI reads: a playbook's YAML by catalog_id or path (its flow view), and
+    meta.registered_at on list entries (its cards' "Updated")."""
+    registered = await (await register(shard_app.client, HELLO)).json()
+    for playbook_id in (registered["catalog_id"], "tests/hello_world"):
+        resp = await shard_app.client.get("/api/catalog/playbook/content", params={"playbook_id": playbook_id})
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body["catalog_id"] == registered["catalog_id"] and body["path"] == "tests/hello_world"
+        assert yaml.safe_load(body["content"])["metadata"]["name"] == "hello"
+    for params, status in (({}, 400), ({"playbook_id": "tests/none"}, 404), ({"playbook_id": "123"}, 404)):
+        resp = await shard_app.client.get("/api/catalog/playbook/content", params=params)
+        assert resp.status == status, params
+    assert "playbook_id" in (await (await shard_app.client.get("/api/catalog/playbook/content")).json())["error"]
+    entries = (await (await shard_app.client.post("/api/catalog/list", json={})).json())["entries"]
+    assert datetime.fromisoformat(entries[0]["meta"]["registered_at"]) == datetime.fromisoformat(
+        entries[0]["created_at"])
 
 
 async def test_validation_error_names_the_path(shard_app):

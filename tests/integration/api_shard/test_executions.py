@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import datetime
 
 import msgspec
 import pytest
@@ -46,8 +47,8 @@ async def start(c, **body):
 
 async def open_command(c, execution_id):
     events = (await (await c.get(f"/api/executions/{execution_id}/events")).json())["events"]
-    issued = [e for e in events if e["event_type"] == "command.issued"]
-    return issued[-1]["event_id"], issued[-1]["node_name"]
+    issued = [e for e in events if e["event_type"] == "command.issued"]  # newest first
+    return issued[0]["event_id"], issued[0]["node_name"]
 
 
 async def finish(c, execution_id, command_id, result, worker="w1", kind="call.done"):
@@ -66,6 +67,11 @@ async def test_run_to_completion_with_exactly_once_finishing(client):
     cid, step = await open_command(c, eid)
     command = await (await c.get(f"/api/commands/{cid}")).json()
     assert step == "start" and command["action"] == "python" and command["context"]["input"] == {"n": 5}
+    # The command.issued event logs NoETL's context shape; the command itself keeps all a worker reads.
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    issued = next(e for e in events if e["event_type"] == "command.issued")
+    assert set(issued["context"]) == {"tool_config", "args", "render_context"}
+    assert issued["context"]["args"] == command["context"]["args"] and "tool" in command["context"]
 
     r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
     assert r.status == 200 and (await r.json())["execution_id"] == int(eid)
@@ -91,9 +97,22 @@ async def test_run_to_completion_with_exactly_once_finishing(client):
     assert replay["matches"] and replay["checksum"] == replay["stored_checksum"]
     listed = await (await c.get("/api/executions")).json()
     assert [e["execution_id"] for e in listed] == [eid] and listed[0]["status"] == "COMPLETED"
-    terminal = [e for e in (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
-                if e["event_type"] == "playbook.completed"]
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    terminal = [e for e in events if e["event_type"] == "playbook.completed"]
     assert len(terminal) == 1
+    # NoETL's order and durations: newest first; a step.exit's milliseconds since its step.enter,
+    # the terminal event's since the start, 0 for the rest.
+    ids = [int(e["event_id"]) for e in events]
+    assert ids == sorted(ids, reverse=True) and events[0]["event_type"] == "playbook.completed"
+    started_at = datetime.fromisoformat(events[-1]["created_at"])
+    assert events[-1]["event_type"] == "playbook.initialized" and events[-1]["duration"] == 0
+    assert terminal[0]["duration"] == pytest.approx(
+        (datetime.fromisoformat(terminal[0]["created_at"]) - started_at).total_seconds() * 1000) and terminal[0]["duration"] > 0
+    for exit_ in (e for e in events if e["event_type"] == "step.exit"):
+        enter = next(e for e in events if e["event_type"] == "step.enter" and e["node_name"] == exit_["node_name"])
+        assert exit_["duration"] == pytest.approx((datetime.fromisoformat(exit_["created_at"])
+                                                   - datetime.fromisoformat(enter["created_at"])).total_seconds() * 1000)
+    assert {e["duration"] for e in events if e["event_type"] == "command.issued"} == {0}
 
 
 async def test_resent_event_id_returns_the_original(client):
@@ -146,6 +165,17 @@ async def test_cancel_and_cancellation_check(client):
     assert (await client.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"})).status == 409
     replay = await (await client.get("/api/replay/state", params={"execution_id": eid})).json()
     assert replay["matches"]
+
+
+async def test_stop_is_cancel_without_a_body(client):
+    """NoETL's web UI posts Stop with no body."""
+    eid = (await start(client))["execution_id"]
+    r = await client.post(f"/api/executions/{eid}/stop")
+    body = await r.json()
+    assert r.status == 200 and body["status"] == "cancelled" and body["cancelled_executions"] == [eid]
+    assert (await (await client.get(f"/api/executions/{eid}/status")).json())["status"] == "CANCELLED"
+    assert (await (await client.post(f"/api/executions/{eid}/stop")).json())["status"] == "already_completed"
+    assert (await client.post("/api/executions/12345/stop")).status == 404
 
 
 async def test_variables(client):
@@ -264,7 +294,8 @@ async def test_eager_outcome_hands_over_the_next_command_and_a_replay_hands_over
     assert row["status"] == "RUNNING" and row["context"] == handed["context"]
     events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
     mine = [e["event_type"] for e in events if e["command_id"] == handed["command_id"]]
-    assert mine == ["command.issued", "command.claimed", "command.started"]  # never announced, never claimed twice
+    # Newest first; never announced, never claimed twice.
+    assert mine == ["command.started", "command.claimed", "command.issued"]
     again = await (await c.post("/api/events/batch", json=batch, headers=key)).json()
     assert again["duplicate"] is True and [x["command_id"] for x in again["commands"]] == [handed["command_id"]]
     assert again["event_ids"] == first["event_ids"]

@@ -206,7 +206,7 @@ async def shard(database_factory) -> AsyncIterator:
 async def run_step(c, execution_id: str, worker: str, outcome: str) -> None:
     """Act as a worker on the execution's newest command: claim it, report its end as `outcome`."""
     events = (await (await c.get(f"/api/executions/{execution_id}/events")).json())["events"]
-    issued = [e for e in events if e["event_type"] == "command.issued"][-1]
+    issued = [e for e in events if e["event_type"] == "command.issued"][0]  # newest first
     r = await c.post(f"/api/commands/{issued['event_id']}/claim", json={"worker_id": worker})
     assert r.status == 200, await r.text()
     payload: dict[str, Any] = {"command_id": issued["event_id"]}

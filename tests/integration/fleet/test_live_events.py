@@ -53,7 +53,7 @@ async def test_stream_follows_live_until_the_terminal_event_then_resumes(live_fl
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
     async with http.get(f"{live_fleet.router}/api/executions/{xid}/events") as r:
-        logged = [(e["event_id"], e["event_type"]) for e in (await r.json())["events"]]
+        logged = [(e["event_id"], e["event_type"]) for e in (await r.json())["events"]][::-1]  # newest first
     # The log in order, through the terminal event and what was committed with it.
     assert [str(i) for i in ids] == [i for i, _ in logged[:len(ids)]]
     assert len(ids) > [t for _, t in logged].index("playbook.completed")

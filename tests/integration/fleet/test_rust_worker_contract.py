@@ -185,7 +185,7 @@ async def test_a_rust_worker_runs_a_playbook_through_the_router(rust_fleet):
 
         # The log holds the reference, not the rows; the store gives the rows back.
         events = await worker.call("GET", f"/api/executions/{execution_id}/events?event_type=call.done")
-        first = events["events"][0]
+        first = events["events"][-1]  # the oldest: newest first
         assert first["node_name"] == "start" and "x" * 100 not in msgspec.json.encode(first).decode()
         ref = first["result"]["reference"]["ref"]
         stored = await worker.call("GET", f"/api/result/resolve?ref={ref}")

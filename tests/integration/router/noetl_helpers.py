@@ -29,12 +29,12 @@ async def start(http: aiohttp.ClientSession, url: str, path: str, **extra: Any) 
 
 
 async def issued_command(http: aiohttp.ClientSession, url: str, execution_id: int) -> int:
-    """The event id of the execution's last `command.issued` (what a worker claims)."""
+    """The event id of the execution's newest `command.issued` (what a worker claims)."""
     async with http.get(f"{url}/api/executions/{execution_id}", params={"event_type": "command.issued"}) as r:
         assert r.status == 200, await r.text()
         events = (await r.json())["events"]
     assert events, f"execution {execution_id} issued no command"
-    return int(events[-1]["event_id"])
+    return int(events[0]["event_id"])  # newest first
 
 
 async def claim(http: aiohttp.ClientSession, url: str, command_id: int, worker: str = "hand") -> dict:

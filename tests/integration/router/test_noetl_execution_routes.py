@@ -199,6 +199,7 @@ async def test_execution_detail_pages_by_page_and_offset_with_totals(url, http):
     async with http.get(f"{url}/api/executions/{eid}", params={"page_size": "500"}) as r:
         everything = [e["event_id"] for e in (await r.json())["events"]]
     total = len(everything)
+    assert everything == sorted(everything, key=int, reverse=True)  # newest first, as NoETL
     assert total > 20
     async with http.get(f"{url}/api/executions/{eid}", params={"page": "2", "page_size": "10"}) as r:
         body = await r.json()
@@ -219,17 +220,25 @@ async def test_execution_detail_pages_by_page_and_offset_with_totals(url, http):
     async with http.get(f"{url}/api/executions/{eid}/events", params={"page": "1", "page_size": "3"}) as r:
         body = await r.json()
     assert [e["event_id"] for e in body["events"]] == everything[:3] and body["pagination"]["has_prev"] is False
+    # NoETL's since_event_id: only the events after it, still newest first, paged and counted.
     async with http.get(f"{url}/api/executions/{eid}",
-                        params={"since_event_id": everything[3], "page_size": "4"}) as r:
+                        params={"since_event_id": everything[9], "page_size": "4", "page": "2"}) as r:
         body = await r.json()
     assert [e["event_id"] for e in body["events"]] == everything[4:8]
+    assert body["pagination"]["total_events"] == 9 and body["pagination"]["has_next"] is True
+    # The fleet's key for the next, older page.
+    async with http.get(f"{url}/api/executions/{eid}", params={"page_size": "4"}) as r:
+        cursor = (await r.json())["pagination"]["next_before_event_id"]
+    async with http.get(f"{url}/api/executions/{eid}", params={"before_event_id": cursor, "page_size": "4"}) as r:
+        body = await r.json()
+    assert cursor == everything[3] and [e["event_id"] for e in body["events"]] == everything[4:8]
     assert body["pagination"]["offset"] == 4 and body["pagination"]["total_events"] == total
 
 
 @pytest.mark.parametrize("params,fragment", [
     ({"page": "0"}, "page"), ({"page": "x"}, "page"), ({"page_size": "abc"}, "page_size"),
     ({"page_size": "501"}, "page_size"), ({"offset": "-1"}, "offset"), ({"limit": "0"}, "limit"),
-    ({"page": "2", "offset": "3"}, "page or offset"), ({"since_event_id": "5", "page": "2"}, "since_event_id"),
+    ({"page": "2", "offset": "3"}, "page or offset"), ({"before_event_id": "5", "page": "2"}, "before_event_id"),
     ({"include_events": "maybe"}, "include_events"),
 ])
 async def test_execution_detail_bad_paging_is_a_400_naming_it(url, http, params, fragment):

@@ -113,7 +113,7 @@ async def test_execute_places_and_follow_ups_reach_the_owner(registered, http):
         async with http.get(f"{url}/api/executions/{eid}/events") as r:
             assert r.status == 200 and r.headers["X-Shard"] == str(owner)
             issued = [e for e in (await r.json())["events"] if e["event_type"] == "command.issued"]
-        async with http.get(f"{url}/api/commands/{issued[-1]['event_id']}") as r:
+        async with http.get(f"{url}/api/commands/{issued[0]['event_id']}") as r:
             assert r.status == 200 and r.headers["X-Shard"] == str(owner), await r.text()
         async with http.post(f"{url}/api/events", json={"execution_id": str(eid), "name": "step.note",
                                                           "node_name": "start", "worker_id": "w"}) as r:

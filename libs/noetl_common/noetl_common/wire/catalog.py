@@ -57,15 +57,33 @@ class ResourceRequest(msgspec.Struct):
 
 
 class UiField(msgspec.Struct):
+    """One workload field of NoETL's ui_schema; `kind`: string|integer|number|boolean|object|array|null|enum."""
     name: str
-    type: str
+    kind: str
     default: Any = None
+    description: str | None = None
+    secret: bool = False
+    credential_glob: str | None = None
+    options: list[Any] | None = None
+    children: list[UiField] | None = None
 
 
 class UiSchemaResponse(msgspec.Struct):
+    """NoETL's inferred workload form (its mcp UiSchemaResponse), plus the entry's catalog_id."""
+    path: str
+    version: int
+    kind: str
+    fields: list[UiField]
+    generated_at: datetime
+    catalog_id: str
+    title: str | None = None
+    description_markdown: str | None = None
+    exposed_in_ui: bool = False
+
+
+class PlaybookContent(msgspec.Struct):
+    """GET /api/catalog/playbook/content: what NoETL's web UI reads to draw a playbook's flow."""
+    content: str
     path: str
     version: int
     catalog_id: str
-    fields: list[UiField]
-    schema: dict[str, Any]
-    workload: dict[str, Any]

@@ -63,11 +63,12 @@ class EventView(msgspec.Struct, kw_only=True):
     catalog_id: str | None
     parent_execution_id: str | None
     parent_event_id: str | None
-    duration: float | None
+    duration: float | None        # milliseconds, as NoETL's engine writes it (store/events.py)
 
 
 class EventPagination(msgspec.Struct, kw_only=True):
-    """NoETL's page/page_size (or offset/limit) with its totals, and the key of the next page."""
+    """NoETL's page/page_size (or offset/limit) with its totals (events newest first), and the key
+    of the next, older page."""
 
     page: int
     page_size: int
@@ -76,7 +77,7 @@ class EventPagination(msgspec.Struct, kw_only=True):
     total_pages: int
     has_next: bool
     has_prev: bool
-    next_since_event_id: str | None
+    next_before_event_id: str | None
 
 
 class ExecutionDetail(ExecutionEntry, kw_only=True):

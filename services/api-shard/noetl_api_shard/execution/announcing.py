@@ -24,6 +24,14 @@ def command_context(d: Any) -> dict[str, Any]:
             "attempt": d.attempt, "max_attempts": d.max_attempts}
 
 
+def issued_event_context(context: dict[str, Any]) -> dict[str, Any]:
+    """What the command.issued event logs of a command's context: NoETL's `{tool_config, args,
+    render_context}`. Workers read the whole context from the command (claim / GET
+    /api/commands/{id}), never from this event; NoETL's web UI shows it as the command's context
+    (with a top-level `tool`, its Run dialog took it for the playbook's output)."""
+    return {key: context.get(key) for key in ("tool_config", "args", "render_context")}
+
+
 def notification(svc: ShardServices, *, command_id: int, execution_id: int, step: str,
                  pool: str | None, redelivery: bool = False) -> OutboxRow:
     """The announcement of a command on its pool's subject (noetl_common.pools), carrying this

@@ -61,7 +61,7 @@ async def _follow(svc: ShardServices, response: web.StreamResponse, signal: Sign
     try:
         while True:
             ticket = signal.ticket()
-            rows = await event_store.page(svc.shard_pool, execution_id, after_event_id=after, limit=PAGE)
+            rows = await event_store.log_after(svc.shard_pool, execution_id, after, PAGE)
             ended = None
             for row in rows:
                 after = row["event_id"]

@@ -36,7 +36,7 @@ from ..store.events import NewEvent
 from ..store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import children
 from . import engine_port as engine
-from .announcing import command_context, notification
+from .announcing import command_context, issued_event_context, notification
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
@@ -293,7 +293,7 @@ class Orchestrator:
         txn.uow.append(NewEvent(event_id=d.command_id, execution_id=ex.execution_id, event_type=EventType.COMMAND_ISSUED,
                                 node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=ex.catalog_id,
                                 parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,
-                                iteration=d.iteration, payload={"context": context}))
+                                iteration=d.iteration, payload={"context": issued_event_context(context)}))
         if eager is not None and eager.pool == pool and len(eager.claimed) < eager.slots:
             cmd.status, cmd.worker_id, cmd.lease_seconds, cmd.started = ("RUNNING", eager.worker_id,
                                                                          eager.lease_seconds, True)

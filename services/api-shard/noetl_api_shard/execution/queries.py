@@ -42,7 +42,10 @@ EVENT_PAGE_QUERY = (Param(name="page", type=Annotated[int, msgspec.Meta(ge=1)], 
                     Param(name="offset", type=Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)],
                           description="instead of page"),
                     Param(name="limit", type=PageSize, description="instead of page_size"),
-                    Param(name="since_event_id", type=IdParam, description="pages by key (not with page or offset)"),
+                    Param(name="since_event_id", type=IdParam, description="only events after this one (NoETL)"),
+                    Param(name="before_event_id", type=IdParam,
+                          description="only events before this one: the next_before_event_id of the previous "
+                                      "page (pages by key; not with page or offset)"),
                     Param(name="event_type"))
 OWNED = (404, 421)  # no such execution; another shard owns the id
 
@@ -126,27 +129,31 @@ async def get_execution(request: web.Request) -> web.Response:
 
 
 async def _event_page(request: web.Request, svc: ShardServices, execution_id: int) -> tuple[list, EventPagination]:
-    """NoETL's page/page_size (or offset/limit) with its totals; `since_event_id` pages by key
-    instead (then `page` is where that key falls, counted from the total before it)."""
+    """Newest first, as NoETL: page/page_size (or offset/limit) with its totals, optionally only
+    the events after `since_event_id` (NoETL's incremental poll). `before_event_id` pages by key
+    toward older events instead (then `page` is where that key falls)."""
     page_size = _page_size(request)
-    after = query_str(request, "since_event_id") or query_str(request, "after")
-    after_id = to_id(after, "since_event_id") if after else None
+    since = query_str(request, "since_event_id") or query_str(request, "after")
+    since_id = to_id(since, "since_event_id") if since else None
+    before = query_str(request, "before_event_id")
+    before_id = to_id(before, "before_event_id") if before else None
     event_type = query_str(request, "event_type")
     offset = _offset(request, page_size)
-    if after_id is not None and offset:
-        raise bad_request("since_event_id pages by key; it cannot be combined with page or offset")
+    if before_id is not None and offset:
+        raise bad_request("before_event_id pages by key; it cannot be combined with page or offset")
     rows, total = await asyncio.gather(
-        event_store.page(svc.shard_pool, execution_id, after_event_id=after_id, limit=page_size + 1,
-                         event_type=event_type, offset=offset),
-        event_store.count(svc.shard_pool, execution_id, event_type))
+        event_store.page(svc.shard_pool, execution_id, since_event_id=since_id, before_event_id=before_id,
+                         limit=page_size + 1, event_type=event_type, offset=offset),
+        event_store.count(svc.shard_pool, execution_id, event_type, since_event_id=since_id))
     has_next = len(rows) > page_size
     rows = rows[:page_size]
-    if after_id is not None:
-        offset = max(0, total - (await event_store.count_after(svc.shard_pool, execution_id, after_id, event_type)))
+    if before_id is not None:
+        offset = await event_store.count(svc.shard_pool, execution_id, event_type, since_event_id=since_id,
+                                         from_event_id=before_id)
     pagination = EventPagination(page=offset // page_size + 1, page_size=page_size, offset=offset,
                                  total_events=total, total_pages=max(1, -(-total // page_size)),
                                  has_next=has_next, has_prev=offset > 0,
-                                 next_since_event_id=str(rows[-1]["event_id"]) if has_next and rows else None)
+                                 next_before_event_id=str(rows[-1]["event_id"]) if has_next and rows else None)
     return [event_view(r) for r in rows], pagination
 
 

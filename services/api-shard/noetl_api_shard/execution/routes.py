@@ -71,6 +71,10 @@ def register(app: web.Application) -> None:
     route(app, "POST", "/api/executions/{execution_id}/cancel", cancel, Op(
         summary="Cancel an execution (and, with cascade, its children)", body=CancelRequest, body_required=False,
         ok=CancelResponse, errors=(404, 421)))
+    # NoETL's web UI calls this for Stop on its executions list (no NoETL server serves it): a cancel.
+    route(app, "POST", "/api/executions/{execution_id}/stop", cancel, Op(
+        summary="Stop an execution: the same as cancel", body=CancelRequest, body_required=False,
+        ok=CancelResponse, errors=(404, 421)))
     route(app, "POST", "/api/executions/{execution_id}/finalize", finalize, Op(
         summary="Force an execution to a terminal status", body=FinalizeRequest, body_required=False,
         ok=FinalizeResponse, errors=(404, 421, 422)))

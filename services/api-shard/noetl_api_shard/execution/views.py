@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -27,10 +27,11 @@ def human_duration(seconds: float) -> str:
 
 
 def duration_fields(row: asyncpg.Record) -> dict[str, Any]:
-    start, end = row["started_at"] or row["created_at"], row["ended_at"]
-    if not (start and end):
+    """As NoETL: a running execution's duration is its time so far (its web UI shows it)."""
+    start = row["started_at"] or row["created_at"]
+    if not start:
         return {"duration_seconds": None, "duration_human": None}
-    seconds = (end - start).total_seconds()
+    seconds = max(0.0, ((row["ended_at"] or datetime.now(timezone.utc)) - start).total_seconds())
     return {"duration_seconds": round(seconds, 3), "duration_human": human_duration(seconds)}
 
 
@@ -84,7 +85,7 @@ def event_view(row: asyncpg.Record) -> EventView:
         catalog_id=str(row["catalog_id"]) if row["catalog_id"] else None,
         parent_execution_id=str(row["parent_execution_id"]) if row["parent_execution_id"] else None,
         parent_event_id=str(row["parent_event_id"]) if row["parent_event_id"] else None,
-        duration=row["duration_ms"],
+        duration=row["duration"],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 
 import asyncpg
 from aiohttp import web
@@ -15,16 +16,17 @@ from noetl_common.wire.catalog import (
     CatalogEntry,
     ListRequest,
     ListResponse,
+    PlaybookContent,
     RegisterRequest,
     RegisterResponse,
     ResourceRequest,
-    UiField,
     UiSchemaResponse,
 )
 
-from ..catalog_document import DocumentError, build_document, workload_fields
+from ..catalog_document import DocumentError, build_document
 from ..state import services
 from ..store import catalog as store
+from ..ui_form import workload_form
 from .params import to_id
 
 log = logging.getLogger("noetl.api_shard.catalog")
@@ -46,12 +48,25 @@ def register(app: web.Application) -> None:
     route(app, "GET", r"/api/catalog/{path:.+}/ui_schema", ui_schema, Op(
         summary="A form inferred from a playbook's workload", ok=UiSchemaResponse,
         query=(Param(name="version", type=VersionParam, description="default: the latest"),), errors=(400, 404)))
+    # NoETL's web UI reads a playbook's YAML here to draw its flow (no NoETL server serves it).
+    route(app, "GET", "/api/catalog/playbook/content", playbook_content, Op(
+        summary="A catalog entry's YAML, by playbook_id (a catalog_id, or a path for its latest version)",
+        ok=PlaybookContent, query=(Param(name="playbook_id", required=True),), errors=(400, 404)))
 
 
 def entry_from_row(row: asyncpg.Record) -> CatalogEntry:
     return CatalogEntry(catalog_id=str(row["catalog_id"]), path=row["path"], version=row["version"],
                         kind=row["kind"], content=row["content"], layout=row["layout"],
-                        payload=row["payload"], meta=row["meta"], created_at=row["created_at"])
+                        payload=row["payload"], meta=_meta(row), created_at=row["created_at"])
+
+
+def _meta(row: asyncpg.Record) -> dict:
+    """NoETL stamps `registered_at` into meta at registration (its UI shows it as "Updated");
+    here it is the row's created_at, so entries registered before this change carry it too."""
+    meta = dict(row["meta"]) if isinstance(row["meta"], dict) else {}
+    if row["created_at"] is not None:
+        meta.setdefault("registered_at", row["created_at"].isoformat())
+    return meta
 
 
 async def register_resource(request: web.Request) -> web.Response:
@@ -112,15 +127,33 @@ def _version(value: int | str | None) -> int | None:
 
 
 async def ui_schema(request: web.Request) -> web.Response:
-    """A form description inferred from the latest version's workload defaults."""
+    """NoETL's inferred workload form (ui_form) for one version, the latest by default."""
     path = request.match_info["path"].strip("/")
     row = await store.get_by_path(services(request).cluster_pool, path, _version(request.query.get("version")))
     if row is None:
         raise not_found(f"Catalog entry not found: {path}")
     document = row["payload"] if isinstance(row["payload"], dict) else {}
-    fields = [UiField(name=n, type=t, default=d) for n, t, d in workload_fields(document)]
-    schema = {"type": "object",
-              "properties": {f.name: {"type": f.type, "default": f.default} for f in fields}}
+    raw_metadata = document.get("metadata")
+    metadata: dict = raw_metadata if isinstance(raw_metadata, dict) else {}
+    title, description = metadata.get("name"), metadata.get("description")
     return json_response(UiSchemaResponse(
-        path=row["path"], version=row["version"], catalog_id=str(row["catalog_id"]), fields=fields,
-        schema=schema, workload={f.name: f.default for f in fields}))
+        path=row["path"], version=row["version"], kind=str(row["kind"]).lower(), catalog_id=str(row["catalog_id"]),
+        fields=workload_form(document, row["content"] or ""), generated_at=datetime.now(timezone.utc),
+        title=title if isinstance(title, str) else None,
+        description_markdown=description if isinstance(description, str) else None,
+        exposed_in_ui=metadata.get("exposed_in_ui") is True))
+
+
+async def playbook_content(request: web.Request) -> web.Response:
+    playbook_id = (request.query.get("playbook_id") or "").strip().strip("/")
+    if not playbook_id:
+        raise bad_request("query parameter playbook_id is required (a catalog_id or a path)")
+    pool = services(request).cluster_pool
+    if playbook_id.isascii() and playbook_id.isdigit():
+        row = await store.get_by_id(pool, to_id(playbook_id, "playbook_id"))
+    else:
+        row = await store.get_by_path(pool, playbook_id, None)
+    if row is None:
+        raise not_found(f"Catalog entry not found: {playbook_id}")
+    return json_response(PlaybookContent(content=row["content"] or "", path=row["path"], version=row["version"],
+                                         catalog_id=str(row["catalog_id"])))

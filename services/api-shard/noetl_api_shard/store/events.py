@@ -49,15 +49,44 @@ async def firsts_for_commands(conn: asyncpg.Connection, command_ids: list[int],
     return {(r["command_id"], r["event_type"]): r["event_id"] for r in rows}
 
 
-async def page(pool: asyncpg.Pool, execution_id: int, *, after_event_id: int | None,
-               limit: int, event_type: str | None = None, offset: int = 0) -> list[asyncpg.Record]:
-    """One execution's events in log order: keyset-paginated by `after_event_id` (O(page) at any
-    history length), or NoETL's page/offset (the skipped rows are read and dropped)."""
+# NoETL's per-event `duration` (milliseconds), which its engine writes with each event: a
+# step.exit's time since its step's latest step.enter; a *.completed / *.failed event's time since
+# the execution began (NoETL means the same but looks up `playbook_initialized`, which never
+# matches, so it writes 0); 0 for any other event. Computed on read, from the log itself, so every
+# event ever written has it; a duration_ms a writer stored wins.
+_DURATION = """coalesce(e.duration_ms, CASE
+    WHEN e.event_type = 'step.exit' THEN (
+        SELECT 1000 * extract(epoch FROM e.created_at - s.created_at)::float8 FROM noetl.event s
+        WHERE s.execution_id = e.execution_id AND s.event_type = 'step.enter'
+          AND s.node_name IS NOT DISTINCT FROM e.node_name AND s.event_id < e.event_id
+        ORDER BY s.event_id DESC LIMIT 1)
+    WHEN e.event_type LIKE '%.completed' OR e.event_type LIKE '%.failed' THEN (
+        SELECT 1000 * extract(epoch FROM e.created_at - x.created_at)::float8 FROM noetl.execution x
+        WHERE x.execution_id = e.execution_id)
+    END, 0) AS duration"""
+_VIEW_COLUMNS = ", ".join(f"e.{c}" for c in (*_COLUMNS, "created_at")) + ", " + _DURATION
+
+
+async def page(pool: asyncpg.Pool, execution_id: int, *, limit: int, offset: int = 0,
+               since_event_id: int | None = None, before_event_id: int | None = None,
+               event_type: str | None = None) -> list[asyncpg.Record]:
+    """One execution's events newest first, as NoETL pages them: events after `since_event_id`
+    (NoETL's filter), before `before_event_id` (the fleet's key for the next, older page: O(page)
+    at any history length), or NoETL's page/offset (the skipped rows are read and dropped)."""
     return await pool.fetch(
-        f"SELECT {READ_COLUMNS} FROM noetl.event WHERE execution_id = $1 "
-        "AND ($2::bigint IS NULL OR event_id > $2) AND ($3::text IS NULL OR event_type = $3) "
-        "ORDER BY event_id LIMIT $4 OFFSET $5",
-        execution_id, after_event_id, event_type, limit, offset)
+        f"SELECT {_VIEW_COLUMNS} FROM noetl.event e WHERE e.execution_id = $1 "
+        "AND ($2::bigint IS NULL OR e.event_id > $2) AND ($3::bigint IS NULL OR e.event_id < $3) "
+        "AND ($4::text IS NULL OR e.event_type = $4) ORDER BY e.event_id DESC LIMIT $5 OFFSET $6",
+        execution_id, since_event_id, before_event_id, event_type, limit, offset)
+
+
+async def log_after(pool: asyncpg.Pool, execution_id: int, after_event_id: int | None,
+                    limit: int) -> list[asyncpg.Record]:
+    """The log in order after a key (the SSE stream's replay and follow), with the same columns."""
+    return await pool.fetch(
+        f"SELECT {_VIEW_COLUMNS} FROM noetl.event e WHERE e.execution_id = $1 "
+        "AND ($2::bigint IS NULL OR e.event_id > $2) ORDER BY e.event_id LIMIT $3",
+        execution_id, after_event_id, limit)
 
 
 async def engine_inputs(pool: asyncpg.Pool, execution_id: int, page_size: int) -> list[asyncpg.Record]:
@@ -74,11 +103,10 @@ async def engine_inputs(pool: asyncpg.Pool, execution_id: int, page_size: int) -
         after = page[-1]["event_id"]
 
 
-async def count(pool: asyncpg.Pool, execution_id: int, event_type: str | None = None) -> int:
+async def count(pool: asyncpg.Pool, execution_id: int, event_type: str | None = None, *,
+                since_event_id: int | None = None, from_event_id: int | None = None) -> int:
+    """Events of an execution (of a type; after `since_event_id`; at or after `from_event_id`)."""
     return await pool.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id = $1 "
-                               "AND ($2::text IS NULL OR event_type = $2)", execution_id, event_type)
-
-
-async def count_after(pool: asyncpg.Pool, execution_id: int, after_event_id: int, event_type: str | None) -> int:
-    return await pool.fetchval("SELECT count(*) FROM noetl.event WHERE execution_id = $1 AND event_id > $2 "
-                               "AND ($3::text IS NULL OR event_type = $3)", execution_id, after_event_id, event_type)
+                               "AND ($2::text IS NULL OR event_type = $2) AND ($3::bigint IS NULL OR event_id > $3) "
+                               "AND ($4::bigint IS NULL OR event_id >= $4)",
+                               execution_id, event_type, since_event_id, from_event_id)
