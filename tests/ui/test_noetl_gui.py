@@ -277,8 +277,6 @@ async def test_credentials_list(browser_context, gui_url, catalog, fleet, http):
         assert "ui_cred" in text and "postgres" in text.lower() and SECRET["username"] not in text
 
 
-@pytest.mark.xfail(strict=True, reason="include_data=true needs the internal token today; NoETL's UI sends none. "
-                                       "Passes once the fleet trusts loopback callers in make run (branch trust-cli)")
 async def test_credentials_view_data(browser_context, gui_url, catalog, fleet, http):
     async with opened(browser_context, f"{gui_url}/credentials", "credentials-data") as rec:
         card = rec.page.locator(".credentials-credential-card").filter(has_text="ui_cred")
