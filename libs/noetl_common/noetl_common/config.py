@@ -7,7 +7,7 @@ first use.
 from __future__ import annotations
 
 import builtins
-
+import json
 import re
 from typing import Mapping
 
@@ -136,6 +136,10 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
     # result store and the event logs a reference to it.
     event_result_max_bytes: int = 100 * 1024
+    # Keychain: provider URL prefix -> replacement (a stand-in or proxy answers instead), and how
+    # long before expiry an auto_renew entry is fetched again when read (NoETL's worker: 300 s).
+    keychain_endpoints: dict[str, str] = {}
+    keychain_renew_before_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -182,7 +186,25 @@ class ShardSettings(msgspec.Struct, frozen=True):
             map_refresh_seconds=refresh,
             advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
             event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
+            keychain_endpoints=url_rewrites(env, "NOETL_KEYCHAIN_ENDPOINTS"),
+            keychain_renew_before_seconds=env.float("NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS", 300.0),
         )
+
+
+def url_rewrites(env: Env, name: str) -> dict[str, str]:
+    """A JSON object of URL prefix -> replacement prefix, both http(s) URLs."""
+    raw = env.optional(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a JSON object of URL prefix -> replacement") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.startswith(("http://", "https://"))
+            and v.startswith(("http://", "https://")) for k, v in value.items()):
+        raise ConfigError(f"{name} must map http(s) URL prefixes to http(s) URL prefixes")
+    return value
 
 
 MAX_SHARD_COUNT = 1024

@@ -11,6 +11,7 @@ import msgspec
 
 from noetl_common.tools import ToolResult, run_pipeline
 
+from . import keychain
 from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge, shell_tool
 from .tools.base import Runner, ToolContext, ToolError
 
@@ -90,7 +91,11 @@ async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) ->
 
 
 async def execute(command_context: dict[str, Any], tool_kind: str | None, runners: dict[str, Runner],
-                  ctx: ToolContext) -> Outcome:
+                  ctx: ToolContext, catalog_id: Any = None) -> Outcome:
+    try:
+        command_context = await keychain.fill(command_context, catalog_id, ctx.execution_id, ctx.credentials)
+    except keychain.KeychainUnavailable as exc:
+        return Outcome(ok=False, error=str(exc))
     try:
         work = read_work(command_context, tool_kind)
     except Exception as exc:

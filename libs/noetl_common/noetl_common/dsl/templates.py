@@ -10,6 +10,8 @@ from typing import Any
 
 import minijinja
 
+from ..keychain_refs import KeychainRef
+
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _FALSE = {"", "false", "0", "no", "none", "null", "off", "{}", "[]"}
 
@@ -70,7 +72,9 @@ class Renderer:
         expr = _is_single_expression(text)
         try:
             if expr is not None:
-                return self.env.eval_expr(expr, **ctx)
+                value = self.env.eval_expr(expr, **ctx)
+                # A keychain reference stays a reference (text the worker fills in).
+                return str(value) if isinstance(value, KeychainRef) else value
             return self.env.render_str(text, **ctx)
         except minijinja.TemplateError as exc:
             raise TemplateError(text, str(exc)) from None
