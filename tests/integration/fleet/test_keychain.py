@@ -79,15 +79,19 @@ workflow:
         checked: "{{ start.data.name }}"
       code: |
         # No literal of a secret here: the code is part of the command, which is logged.
-        result = {"api_key": api_key == "sk-" + "test", "id_token": id_token.rsplit("-", 1)[0] == "idtoken" + ":https://svc.example.test",
-                  "sm_token": sm_token.rsplit("-", 1)[0] == "Bearer idtoken" + ":https://svc2.example.test",
+        import base64, json
+        def aud(jwt):
+            body = jwt.split(".")[1]
+            return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["aud"]
+        result = {"api_key": api_key == "sk-" + "test", "id_token": aud(id_token) == "https://svc.example.test",
+                  "sm_token": aud(sm_token.split(" ")[1]) == "https://svc2.example.test",
                   "password": password == "pw-" + "plain", "checked": checked}
     next: [{step: end}]
   - step: end
     tool: {kind: noop}
 """
 
-SECRETS = ("sk-test", "pw-plain", "idtoken:", "oauth-")  # test-secret is the caller's own workload
+SECRETS = ["sk-test", "pw-plain", "oauth-"]  # and the ID tokens minted (test-secret is the caller's own workload)
 
 
 async def _seed(http: aiohttp.ClientSession, router: str, api: str) -> None:
@@ -141,7 +145,11 @@ async def _runs_with_values_out_of_the_log(http, router: str, api: str, catalog_
     issued = [e for e in events if e["event_type"] == "command.issued"]
     assert any("{{ keychain.tok.access_token }}" in json.dumps(e) for e in issued)
     log_text = json.dumps(events)
-    for secret in SECRETS:
+    minted = []
+    for name, field in (("tok", "access_token"), ("idtok", "id_token"), ("idtok_sm", "id_token")):
+        async with http.get(f"{router}/api/keychain/{catalog_id}/{name}") as r:
+            minted.append((await r.json())["token_data"][field])
+    for secret in SECRETS + minted[1:]:  # tok is renewed on that read: its new value was never used
         at = log_text.find(secret)
         assert at < 0, f"{secret!r} is in the event log: {log_text[max(0, at - 700):at + 100]}"
     async with http.get(f"{router}/api/keychain/catalog/{catalog_id}") as r:

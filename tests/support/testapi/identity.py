@@ -1,15 +1,18 @@
 """Stand-ins for the providers keychain entries are fetched from, shaped like the real ones:
 an OAuth2 client_credentials token endpoint (Amadeus' path too), Google's token endpoint for a
-service account of its own (JWT-bearer grant, RS256 checked; ID tokens for `target_audience`,
-else access tokens) and GCP Secret Manager's `versions/*:access` (bearer must be a token issued
-here). Tests seed secrets with `PUT /gcp-sm/_seed` and read the service account from
-`GET /google/service-account`."""
+service account of its own (JWT-bearer grant, RS256 checked; for `target_audience` an ID token,
+a JWT with Google's claims signed by this server, else an access token), GCP Secret Manager's
+`versions/*:access` (bearer must be a token issued here) and a Cloud Run-like service under
+`/cloudrun/` that answers only a bearer ID token issued here for its own URL; and, for the
+Amadeus/OpenAI smoke playbook, `/openai/v1/models` (key OPENAI_KEY) and Amadeus' airport lookup. Tests seed secrets
+with `PUT /gcp-sm/_seed` and read the service account from `GET /google/service-account`."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
+OPENAI_KEY = "sk-stand-in"  # the API key /openai/v1/models accepts
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -38,6 +42,10 @@ class Identity:
 
 
 IDENTITY = web.AppKey("identity", Identity)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _b64(data: str) -> bytes:
@@ -80,8 +88,50 @@ async def google_token(request: web.Request) -> web.Response:
     except (ValueError, InvalidSignature):
         return web.json_response({"error": "invalid_grant", "error_description": "bad assertion"}, status=400)
     if claims.get("target_audience"):
-        return web.json_response({"id_token": ident.mint(f"idtoken:{claims['target_audience']}")})
+        return web.json_response({"id_token": _id_token(ident, claims)})
     return web.json_response({"access_token": ident.mint("gcp"), "token_type": "Bearer", "expires_in": 3599})
+
+
+def _id_token(ident: Identity, assertion: dict[str, Any]) -> str:
+    now = int(time.time())
+    claims = {"aud": assertion["target_audience"], "iss": "https://accounts.google.com",
+              "email": assertion.get("iss"), "sub": "1", "iat": now, "exp": now + 3600, "n": next(ident.serial)}
+    signing_input = f"{_b64url(json.dumps({'alg': 'RS256', 'typ': 'JWT'}).encode())}.{_b64url(json.dumps(claims).encode())}"
+    signature = ident.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    token = f"{signing_input}.{_b64url(signature)}"
+    ident.issued.add(token)
+    return token
+
+
+async def cloud_run(request: web.Request) -> web.Response:
+    """A service behind Google's IAM: the bearer must be an ID token from here whose audience is
+    this service's URL (`<base>/cloudrun`)."""
+    ident = request.app[IDENTITY]
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:] if auth.startswith("Bearer ") else ""
+    if token not in ident.issued or token.count(".") != 2:
+        return web.json_response({"error": "unauthenticated"}, status=401)
+    audience = json.loads(_b64(token.split(".")[1])).get("aud")
+    if audience != f"{request.scheme}://{request.host}/cloudrun":
+        return web.json_response({"error": f"token audience {audience!r} is not this service"}, status=403)
+    return web.json_response({"data": [{"id": 1, "path": request.match_info["tail"]}], "page": 1})
+
+
+async def openai_models(request: web.Request) -> web.Response:
+    if request.headers.get("Authorization") != f"Bearer {OPENAI_KEY}":
+        return web.json_response({"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}},
+                                 status=401)
+    return web.json_response({"object": "list", "data": [{"id": "gpt-stand-in", "object": "model"}]})
+
+
+async def amadeus_locations(request: web.Request) -> web.Response:
+    """Amadeus' reference data, behind a bearer from the OAuth2 endpoint above."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer oauth-") or auth[7:] not in request.app[IDENTITY].issued:
+        return web.json_response({"errors": [{"status": 401, "title": "Invalid access token"}]}, status=401)
+    keyword = request.query.get("keyword", "")
+    return web.json_response({"meta": {"count": 1}, "data": [{"type": "location", "subType": "AIRPORT",
+                                                              "iataCode": keyword.upper()[:3]}]})
 
 
 async def seed_secrets(request: web.Request) -> web.Response:
@@ -113,3 +163,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/google/token", google_token)
     app.router.add_put("/gcp-sm/_seed", seed_secrets)
     app.router.add_get("/gcp-sm/v1/{path:.*}", access_secret)
+    app.router.add_route("*", "/cloudrun/{tail:.*}", cloud_run)
+    app.router.add_get("/openai/v1/models", openai_models)
+    app.router.add_get("/v1/reference-data/locations", amadeus_locations)
