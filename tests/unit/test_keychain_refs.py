@@ -25,3 +25,21 @@ def test_referenced_names_finds_placeholders_and_templates():
                              "tasks": [{"url": "{{ keychain['other'].url }}"}], "n": 1, "t": "keychain.plain"}) \
         == {"tok", "other"}
     assert referenced_names("no refs {{ x }}") == set()
+
+
+def test_secret_strings_skip_descriptive_fields_and_short_values():
+    from noetl_common.keychain_refs import secret_strings
+
+    entries = {"tok": {"access_token": "abcdefgh123", "token_type": "Bearer", "expires_in": 1799,
+                       "audience": "https://svc.example"},
+               "creds": {"client_id": "test-client", "pin": "1234"}, "sa": {"private_key": ["-----BEGIN KEY"]}}
+    assert secret_strings(entries) == {"abcdefgh123", "test-client", "-----BEGIN KEY"}
+
+
+def test_redact_replaces_exact_and_embedded_occurrences():
+    from noetl_common.keychain_refs import REDACTED, redact
+
+    secrets = frozenset({"abcdefgh123", "abcdefgh123456"})
+    out = redact({"a": "abcdefgh123", "b": ["Bearer abcdefgh123456"], "c": 7, "d": None}, secrets)
+    assert out == {"a": REDACTED, "b": [f"Bearer {REDACTED}"], "c": 7, "d": None}
+    assert redact("plain", frozenset()) == "plain"

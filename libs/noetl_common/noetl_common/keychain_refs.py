@@ -90,3 +90,46 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
+
+
+REDACTED = "[REDACTED]"
+# Fields of keychain values that describe a token rather than being one; never redacted.
+NOT_SECRET = frozenset({"token_type", "audience", "expires_in", "scope", "type", "state", "token_uri", "auth_uri",
+                        "auth_provider_x509_cert_url", "client_x509_cert_url", "project_id", "client_email",
+                        "universe_domain"})
+MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would redact ordinary text
+
+
+def secret_strings(entries: dict[str, Any]) -> frozenset[str]:
+    """The string values of keychain entries that a step's outcome must not carry."""
+    found: set[str] = set()
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key not in NOT_SECRET and len(value) >= MIN_SECRET_LENGTH:
+            found.add(value)
+
+    walk(entries, "")
+    return frozenset(found)
+
+
+def redact(value: Any, secrets: frozenset[str]) -> Any:
+    """A copy of `value` with every occurrence of a secret replaced by [REDACTED] (NoETL's
+    producer-side scrub, by value): what a step returns, prints or fails with goes into events."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl_common.keychain_refs import ROOT, referenced_names, substitute
+from noetl_common.keychain_refs import ROOT, referenced_names, secret_strings, substitute
 
 from .tools.base import CredentialSource
 
@@ -19,14 +19,15 @@ class KeychainUnavailable(Exception):
 
 
 async def fill(context: dict[str, Any], catalog_id: Any, execution_id: int,
-               source: CredentialSource) -> dict[str, Any]:
-    """The command context with its keychain references replaced by their values; pipeline tasks,
-    which the worker renders itself, also find the entries under `keychain` in their scope. An
-    entry that is not there renders empty, as in NoETL."""
+               source: CredentialSource) -> tuple[dict[str, Any], frozenset[str]]:
+    """The command context with its keychain references replaced by their values (pipeline tasks,
+    which the worker renders itself, also find the entries under `keychain` in their scope), and
+    the secret strings the outcome must not carry. An entry that is not there renders empty, as in
+    NoETL."""
     # The scope of a pipeline (render_context) is data, not templates: not scanned.
     names = referenced_names({k: v for k, v in context.items() if k != "render_context"})
     if not names:
-        return context
+        return context, frozenset()
     try:
         catalog = int(catalog_id)
     except (TypeError, ValueError):
@@ -42,4 +43,4 @@ async def fill(context: dict[str, Any], catalog_id: Any, execution_id: int,
     scope = filled.get("render_context")
     if isinstance(scope, dict):
         filled["render_context"] = {**scope, ROOT: entries}
-    return filled
+    return filled, secret_strings(entries)

@@ -86,6 +86,14 @@ workflow:
         result = {"api_key": api_key == "sk-" + "test", "id_token": aud(id_token) == "https://svc.example.test",
                   "sm_token": aud(sm_token.split(" ")[1]) == "https://svc2.example.test",
                   "password": password == "pw-" + "plain", "checked": checked}
+    next: [{step: leak}]
+  - step: leak
+    tool:
+      kind: python
+      input: {api_key: "{{ keychain.openai.api_key }}"}
+      code: |
+        print("the key is", api_key)
+        result = {"echoed": api_key, "embedded": "key=" + api_key}
     next: [{step: end}]
   - step: end
     tool: {kind: noop}
@@ -142,6 +150,8 @@ async def _runs_with_values_out_of_the_log(http, router: str, api: str, catalog_
     for check in ("api_key", "id_token", "sm_token", "password"):
         assert f'"{check}": true' in result, result
     assert '"checked": "projects/p/secrets/check/versions/1"' in result  # the bearer token was accepted
+    leaked = next(e for e in events if e.get("node_name") == "leak" and e["event_type"] == "call.done")
+    assert '"echoed": "[REDACTED]"' in json.dumps(leaked) and '"embedded": "key=[REDACTED]"' in json.dumps(leaked)
     issued = [e for e in events if e["event_type"] == "command.issued"]
     assert any("{{ keychain.tok.access_token }}" in json.dumps(e) for e in issued)
     log_text = json.dumps(events)
