@@ -184,6 +184,17 @@ async def _auto_renew_fetches_again_on_read(http, router: str, api: str, catalog
     assert renewed["renew_config"]["data"]["client_secret"] == "test-secret"  # rendered when stored
     async with http.get(f"{api}/_requests") as r:
         assert (await r.json())["/oauth2/token"] >= 4
+    # An entry stored through the API with NoETL's renew_config shape (an OAuth2 request) renews too.
+    async with http.post(f"{router}/api/keychain/{catalog_id}/external", json={
+            "token_data": {"access_token": "stale"}, "expires_at": "2020-01-01T00:00:00Z", "auto_renew": True,
+            "renew_config": {"endpoint": "https://auth.example.test/oauth2/token", "method": "POST",
+                             "data": {"grant_type": "client_credentials", "client_id": "test-client",
+                                      "client_secret": "test-secret"}}}) as r:
+        assert r.status == 200, await r.text()
+    async with http.get(f"{router}/api/keychain/{catalog_id}/external") as r:
+        entry = await r.json()
+    assert entry["status"] == "success" and entry["token_data"]["access_token"].startswith("oauth-"), entry
+    assert entry["ttl_seconds"] > 1000  # the provider's expires_in (1799)
 
 
 async def _unresolvable_keychain_refuses_the_start(http, router: str) -> None:

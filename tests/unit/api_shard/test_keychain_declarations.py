@@ -79,3 +79,12 @@ def test_renewal_due_inside_the_margin_or_after_expiry():
 def test_render_context_is_noetls():
     ctx = render_context({"gcp_auth": "g"}, {"creds": {"client_id": "c"}})
     assert ctx["gcp_auth"] == "g" and ctx["workload"] == {"gcp_auth": "g"} and ctx["keychain"]["creds"]["client_id"] == "c"
+
+
+def test_provider_urls_are_rewritten_by_longest_prefix():
+    from noetl_api_shard.keychain.providers import Endpoints
+
+    e = Endpoints({"https://a.example": "http://127.0.0.1:1", "https://a.example/deep": "http://127.0.0.1:2/d"})
+    assert e.url("https://a.example/token") == "http://127.0.0.1:1/token"
+    assert e.url("https://a.example/deep/x") == "http://127.0.0.1:2/d/x"
+    assert e.url("https://other/x") == "https://other/x"

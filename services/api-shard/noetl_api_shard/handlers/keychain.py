@@ -119,12 +119,12 @@ async def get_entry(request: web.Request) -> web.Response:
     catalog_id, name, key = _key_from_query(request)
     svc = services(request)
     row = await store.touch(svc.cluster_pool, key)
-    if row is not None and row["auto_renew"]:
+    now = datetime.now(timezone.utc)
+    if row is not None and keychain.renewal_wanted(row, svc.settings.keychain_renew_before_seconds, now):
         # auto_renew: a value about to expire is fetched again before it is served, so every
         # worker (ours or NoETL's) reading it gets a live token.
         async with keychain.resolver_for(svc) as resolver:
-            if await keychain.renew_if_due(resolver, row, svc.settings.keychain_renew_before_seconds,
-                                           datetime.now(timezone.utc)):
+            if await keychain.renew(resolver, row, now):
                 row = await store.touch(svc.cluster_pool, key)
     if row is None:
         # NoETL answers a miss with 200 and status "not_found"; workers branch on that field.

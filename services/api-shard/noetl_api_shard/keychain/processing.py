@@ -46,7 +46,8 @@ class Resolver:
         self.session = session
         self.renderer = Renderer()
 
-    async def credential(self, name: str, where: str) -> tuple[str, dict[str, Any]]:
+    async def credential(self, name: str, where: str) -> dict[str, Any]:
+        """A stored credential's data (its type is not checked: the data's shape is what counts)."""
         row = await credential_store.get(self.pool, name=name)
         if row is None:
             raise KeychainError(f"{where}: credential {name!r} not found")
@@ -54,7 +55,7 @@ class Resolver:
             data = self.encryptor.decrypt_json(row["data_encrypted"], credential_aad(row["name"]))
         except DecryptionError:
             raise KeychainError(f"{where}: credential {name!r} cannot be decrypted with the server's key") from None
-        return str(row["type"] or ""), data if isinstance(data, dict) else {"value": data}
+        return data if isinstance(data, dict) else {"value": data}
 
     def render(self, decl: Declaration, context: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -71,7 +72,7 @@ class Resolver:
             return dict(spec["map"])
         if decl.kind == "credential":
             ref = spec.get("ref") or spec.get("credential") or decl.name
-            _, data = await self.credential(str(ref), where)
+            data = await self.credential(str(ref), where)
             if not data:
                 raise KeychainError(f"{where}: credential {ref!r} has no data")
             return data
@@ -93,7 +94,7 @@ class Resolver:
         return body
 
     async def _google_token_for(self, auth: str, where: str) -> str:
-        _, data = await self.credential(auth, where)
+        data = await self.credential(auth, where)
         try:
             return await google_access_token(self.session, self.endpoints, data)
         except ProviderError as exc:
@@ -111,7 +112,7 @@ class Resolver:
         audience = str(_required(spec, "target_audience", where))
         if spec.get("service_account_credential"):
             name = str(spec["service_account_credential"])
-            _, data = await self.credential(name, where)
+            data = await self.credential(name, where)
             sa = service_account_info(data)
             if sa is None:
                 raise KeychainError(f"{where}: credential {name!r} holds no service account "
@@ -129,7 +130,7 @@ class Resolver:
                 "audience": audience}
 
     async def store(self, decl: Declaration, spec: dict[str, Any], value: dict[str, Any], *, catalog_id: int,
-                    execution_id: int, now: datetime) -> datetime:
+                    execution_id: int, now: datetime) -> None:
         key = cache_key(decl.name, catalog_id, decl.scope, execution_id)
         renewable = decl.auto_renew and decl.kind in RENEWABLE
         renew = {"kind": decl.kind_as_written, **({"ttl_seconds": decl.ttl_seconds} if decl.ttl_seconds else {}),
@@ -142,7 +143,6 @@ class Resolver:
             data_encrypted=self.encryptor.encrypt_json(value, aad(key)),
             renew_config_encrypted=None if renew is None else self.encryptor.encrypt_json(renew, aad(key)),
             auto_renew=renewable, expires_at=expires_at)
-        return expires_at
 
 
 def _required(spec: dict[str, Any], field: str, where: str) -> Any:
@@ -153,8 +153,8 @@ def _required(spec: dict[str, Any], field: str, where: str) -> Any:
 
 
 async def process(resolver: Resolver, section: Any, *, catalog_id: int, execution_id: int,
-                  workload: dict[str, Any]) -> list[str]:
-    """Resolve and store every entry of a playbook's `keychain:`; returns their names. Raises
+                  workload: dict[str, Any]) -> None:
+    """Resolve and store every entry of a playbook's `keychain:`. Raises
     KeychainError (ProviderError when a provider failed) naming the entry; entries stored before
     the failure stay (global ones are shared anyway, local ones die with their key)."""
     resolved: dict[str, Any] = {}
@@ -165,23 +165,25 @@ async def process(resolver: Resolver, section: Any, *, catalog_id: int, executio
                              now=datetime.now(timezone.utc))
         resolved[decl.name] = value
         log.info("keychain entry %s (%s, %s) stored for execution %s", decl.name, decl.kind, decl.scope, execution_id)
-    return list(resolved)
 
 
-async def renew_if_due(resolver: Resolver, row: asyncpg.Record, renew_before_seconds: float,
-                       now: datetime) -> bool:
-    """Fetch an auto-renewed entry again when it is expired or about to be; False when nothing was
-    done or the renewal failed (the stored value is then served as it is, as NoETL does)."""
-    if not row["auto_renew"] or row["renew_config_encrypted"] is None:
-        return False
-    if not decl_mod.renewal_due(row["expires_at"], now, renew_before_seconds):
-        return False
+def renewal_wanted(row: asyncpg.Record, renew_before_seconds: float, now: datetime) -> bool:
+    return (row["auto_renew"] and row["renew_config_encrypted"] is not None
+            and decl_mod.renewal_due(row["expires_at"], now, renew_before_seconds))
+
+
+async def renew(resolver: Resolver, row: asyncpg.Record, now: datetime) -> bool:
+    """Fetch an auto-renewed entry again; False when the renewal failed (the stored value is then
+    served as it is, as NoETL does)."""
     key = row["cache_key"]
     try:
         config = resolver.encryptor.decrypt_json(row["renew_config_encrypted"], aad(key))
         if not isinstance(config, dict):
             raise KeychainError("renew_config is not a mapping")
-        decl = decl_mod.parse([{**config, "name": row["keychain_name"], "scope": row["scope_type"],
+        # An entry stored through the API in NoETL's shape ({endpoint, method, headers, data}) is an
+        # OAuth2 request, which is how NoETL's worker renews it.
+        kind = config.get("kind") or ("oauth2" if config.get("endpoint") else None)
+        decl = decl_mod.parse([{**config, "kind": kind, "name": row["keychain_name"], "scope": row["scope_type"],
                                 "auto_renew": True}])[0]
         value = await resolver.resolve(decl, decl.spec)
     except (KeychainError, DecryptionError) as exc:
