@@ -26,7 +26,7 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
-from tests.support.testapi.process import start_test_api
+from tests.support.testapi.process import start as start_test_api_process
 
 from .runner import Runner, keychain_endpoints, load_index, needs_of
 
@@ -58,9 +58,16 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         available = {"postgres", "duckdb", "script-files"}
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root)}
         test_api = None
+        test_api_tls = None
         if needs & {"test_api", "keychain"}:  # first: the shards' keychain endpoints name it
-            test_api = await start_test_api(supervisor, str(script_root))
+            # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
+            # which the fleet trusts through SSL_CERT_FILE.
+            api = await start_test_api_process(supervisor, str(script_root),
+                                               work / "tls" if "keychain" in needs else None)
+            test_api, test_api_tls = api.url, api.tls_host
             available.add("test_api")
+            if api.ca_file:
+                extra_env["SSL_CERT_FILE"] = api.ca_file
         if "keychain" in needs and test_api:
             extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index, test_api))
             available.add("keychain")
@@ -69,7 +76,8 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                                         workers=2, extra_env=extra_env))
         await start_fleet(supervisor, specs)
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
-                        available=available, test_api_url=test_api, progress=progress)
+                        available=available, test_api_url=test_api, test_api_tls_host=test_api_tls,
+                        progress=progress)
         return await runner.run(only)
     finally:
         supervisor.stop_all()

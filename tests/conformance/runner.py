@@ -53,12 +53,13 @@ def keychain_endpoints(index: dict[str, Any], test_api: str) -> dict[str, str]:
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
-                 progress: Callable[[Outcome], None] | None = None) -> None:
+                 test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
         self.base = directory / self.index.get("base", ".")  # what `file` paths are relative to
         self.test_api_url = test_api_url
+        self.test_api_tls_host = test_api_tls_host  # host:port of its HTTPS side, when it has one
         self.progress = progress  # told each outcome as it is known (the CLI prints it at once)
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
@@ -136,7 +137,7 @@ class Runner:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
-            names = {"test_api": self.test_api_url or "",
+            names = {"test_api": self.test_api_url or "", "test_api_tls_host": self.test_api_tls_host or "",
                      **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
             payload = substitute(fixture.get("payload") or {}, names)
             status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})

@@ -65,6 +65,24 @@ async def oauth2_token(request: web.Request) -> web.Response:
                               "token_type": "Bearer", "expires_in": expires_in, "state": "approved"})
 
 
+async def auth0_token(request: web.Request) -> web.Response:
+    """Auth0's `/oauth/token` (JSON body; the password grant NoETL's auth0 playbook uses): the
+    client secret must be the test client's."""
+    ident = request.app[IDENTITY]
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "invalid_request"}, status=400)
+    if not isinstance(body, dict) or body.get("grant_type") not in ("password", "client_credentials"):
+        return web.json_response({"error": "unsupported_grant_type"}, status=400)
+    if body.get("client_secret") != CLIENT_SECRET:
+        return web.json_response({"error": "access_denied", "error_description": "Unauthorized"}, status=401)
+    if body["grant_type"] == "password" and not (body.get("username") and body.get("password")):
+        return web.json_response({"error": "invalid_grant"}, status=403)
+    return web.json_response({"access_token": ident.mint("auth0"), "token_type": "Bearer", "expires_in": 86400,
+                              "scope": body.get("scope", "")})
+
+
 async def service_account(request: web.Request) -> web.Response:
     ident = request.app[IDENTITY]
     pem = ident.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -159,6 +177,7 @@ def add_routes(app: web.Application) -> None:
     app[IDENTITY] = Identity()
     app.router.add_post("/oauth2/token", oauth2_token)
     app.router.add_post("/v1/security/oauth2/token", oauth2_token)  # Amadeus' path
+    app.router.add_post("/oauth/token", auth0_token)
     app.router.add_get("/google/service-account", service_account)
     app.router.add_post("/google/token", google_token)
     app.router.add_put("/gcp-sm/_seed", seed_secrets)
