@@ -43,3 +43,10 @@ def test_redact_replaces_exact_and_embedded_occurrences():
     out = redact({"a": "abcdefgh123", "b": ["Bearer abcdefgh123456"], "c": 7, "d": None}, secrets)
     assert out == {"a": REDACTED, "b": [f"Bearer {REDACTED}"], "c": 7, "d": None}
     assert redact("plain", frozenset()) == "plain"
+
+
+def test_references_inside_built_values_become_text():
+    r = Renderer()
+    out = r.render("{{ {'a': [keychain.t.v], 'b': keychain.u} }}", {"keychain": KeychainRef()})
+    assert out == {"a": ["{{ keychain.t.v }}"], "b": "{{ keychain.u }}"}
+    assert substitute(out, {"t": {"v": "S"}, "u": 3}) == {"a": ["S"], "b": 3}
