@@ -156,7 +156,8 @@ async def process(resolver: Resolver, section: Any, *, catalog_id: int, executio
                   workload: dict[str, Any]) -> None:
     """Resolve and store every entry of a playbook's `keychain:`. Raises
     KeychainError (ProviderError when a provider failed) naming the entry; entries stored before
-    the failure stay (global ones are shared anyway, local ones die with their key)."""
+    the failure stay (global ones serve the next start; local ones name an execution that never
+    started and are only dead rows)."""
     resolved: dict[str, Any] = {}
     for decl in decl_mod.parse(section):
         spec = resolver.render(decl, decl_mod.render_context(workload, resolved))
