@@ -9,7 +9,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 conformance-keychain test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
         deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -110,6 +110,10 @@ conformance: install
 ## Run the tier-2 conformance index (e2e playbooks against the local test API) through a fleet it starts.
 conformance-tier2: install
 	$(PY) -m tests.conformance tests/conformance/tier2 --shards $(SHARDS)
+
+## Run the keychain conformance index (e2e playbooks with `keychain:`, against the test API's provider stand-ins).
+conformance-keychain: install
+	$(PY) -m tests.conformance tests/conformance/keychain --shards $(SHARDS)
 
 ## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.
 TEST_API_PORT ?= 5555

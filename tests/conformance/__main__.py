@@ -3,7 +3,9 @@
 Without --api (or NOETL_API_URL) it starts a local fleet (embedded Postgres + NATS, shards,
 router, publisher, projector, workers) in a temporary directory, and the local test API when a
 fixture needs it (`needs: ["test_api"]`), runs every fixture through the router and stops them
-afterwards. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
+afterwards; fixtures that need `keychain` get the test API started first and the shards'
+keychain provider endpoints pointed at it. With --api, NOETL_TEST_API_URL names a running test API
+(`make test-api`). Prints one
 line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -23,9 +26,9 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
-from tests.support.testapi.process import start_test_api
+from tests.support.testapi.process import start as start_test_api_process
 
-from .runner import Runner, load_index, needs_of
+from .runner import Runner, keychain_endpoints, load_index, needs_of
 
 SCRATCH_DB = "noetl_conformance_scratch"
 
@@ -51,17 +54,30 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
         script_root = (directory / index.get("script_root", ".")).resolve()
+        needs = needs_of(index, only)
+        available = {"postgres", "duckdb", "script-files"}
+        extra_env = {"NOETL_SCRIPT_ROOT": str(script_root)}
+        test_api = None
+        test_api_tls = None
+        if needs & {"test_api", "keychain"}:  # first: the shards' keychain endpoints name it
+            # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
+            # which the fleet trusts through SSL_CERT_FILE.
+            api = await start_test_api_process(supervisor, str(script_root),
+                                               work / "tls" if "keychain" in needs else None)
+            test_api, test_api_tls = api.url, api.tls_host
+            available.add("test_api")
+            if api.ca_file:
+                extra_env["SSL_CERT_FILE"] = api.ca_file
+        if "keychain" in needs and test_api:
+            extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index, test_api))
+            available.add("keychain")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=2, extra_env={"NOETL_SCRIPT_ROOT": str(script_root)}))
+                                        workers=2, extra_env=extra_env))
         await start_fleet(supervisor, specs)
-        available = {"postgres", "duckdb", "script-files"}
-        test_api = None
-        if "test_api" in needs_of(index, only):
-            test_api = await start_test_api(supervisor, str(script_root))
-            available.add("test_api")
         runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
-                        available=available, test_api_url=test_api, progress=progress)
+                        available=available, test_api_url=test_api, test_api_tls_host=test_api_tls,
+                        progress=progress)
         return await runner.run(only)
     finally:
         supervisor.stop_all()
@@ -83,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.api:
         scratch = os.environ.get("NOETL_CONFORMANCE_PG_DSN")
         test_api = os.environ.get("NOETL_TEST_API_URL")  # e.g. `make test-api` running elsewhere
+        # keychain: the fleet at --api must already send NOETL_KEYCHAIN_ENDPOINTS to that test API.
         available = {"duckdb"} | ({"postgres"} if scratch else set()) | (
+            {"keychain"} if test_api and os.environ.get("NOETL_CONFORMANCE_KEYCHAIN_OK") else set()) | (
             {"script-files"} if os.environ.get("NOETL_CONFORMANCE_SCRIPTS_OK") else set()) | (
             {"test_api"} if test_api else set())
         runner = Runner(args.api, directory, scratch_dsn=scratch, test_api_url=test_api,

@@ -45,15 +45,21 @@ def substitute(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
+def keychain_endpoints(index: dict[str, Any], test_api: str) -> dict[str, str]:
+    """The index's provider URL rewrites (`keychain.endpoints`) with `{test_api}` filled in."""
+    return substitute((index.get("keychain") or {}).get("endpoints") or {}, {"test_api": test_api})
+
+
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
-                 progress: Callable[[Outcome], None] | None = None) -> None:
+                 test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
         self.base = directory / self.index.get("base", ".")  # what `file` paths are relative to
         self.test_api_url = test_api_url
+        self.test_api_tls_host = test_api_tls_host  # host:port of its HTTPS side, when it has one
         self.progress = progress  # told each outcome as it is known (the CLI prints it at once)
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
@@ -66,6 +72,8 @@ class Runner:
             if self.pg_credential:
                 for name in ("pg_local", "pg_k8s", *self.index.get("postgres_credentials", [])):
                     await self.post("/api/credentials", {"name": name, "type": "postgres", "data": self.pg_credential})
+            if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
+                await self.seed_keychain()
             results = []
             for fixture in self.index["fixtures"]:
                 if only and fixture["id"] not in only:
@@ -77,6 +85,27 @@ class Runner:
                 if self.progress:
                     self.progress(results[-1])
             return results
+
+    async def seed_keychain(self) -> None:
+        """The index's `keychain.secrets` into the test API's Secret Manager and its
+        `keychain.credentials` into the fleet; `{service_account}` is the test API's own service
+        account (its token endpoint signs for it), `{test_api}` its URL."""
+        spec = self.index.get("keychain") or {}
+        async with self.http.get(f"{self.test_api_url}/google/service-account") as r:
+            service_account = await r.json()
+
+        def fill(value: Any) -> Any:
+            if value == "{service_account}":
+                return service_account
+            return substitute(value, {"test_api": self.test_api_url or ""})
+
+        async with self.http.put(f"{self.test_api_url}/gcp-sm/_seed",
+                                 json={path: fill(v) for path, v in (spec.get("secrets") or {}).items()}) as r:
+            r.raise_for_status()
+        for cred in spec.get("credentials") or []:
+            status, body = await self.post("/api/credentials", {**cred, "data": fill(cred["data"])})
+            if status >= 300:
+                raise RuntimeError(f"keychain credential {cred['name']}: {status} {body}")
 
     async def post(self, path: str, body: dict) -> tuple[int, Any]:
         async with self.http.post(self.api + path, json=body) as r:
@@ -108,7 +137,7 @@ class Runner:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
-            names = {"test_api": self.test_api_url or "",
+            names = {"test_api": self.test_api_url or "", "test_api_tls_host": self.test_api_tls_host or "",
                      **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
             payload = substitute(fixture.get("payload") or {}, names)
             status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})

@@ -87,3 +87,18 @@ def test_projector_serves_only_its_slice_of_shards():
     assert settings.shard_urls == {1: "http://api-shard-1.api-shard:8082", 3: "http://api-shard-3.api-shard:8082"}
     with pytest.raises(ConfigError, match="NOETL_INTERNAL_API_TOKEN"):
         from_env({"NOETL_SHARD_URLS": "http://a:1", "NOETL_NATS_URL": "nats://n:4222"})
+
+
+def test_keychain_provider_rewrites_and_renewal_margin():
+    s = ShardSettings.from_env(BASE)
+    assert (s.keychain_endpoints, s.keychain_renew_before_seconds) == ({}, 300.0)
+    s = ShardSettings.from_env({**BASE, "NOETL_KEYCHAIN_ENDPOINTS": '{"https://oauth2.googleapis.com": "http://127.0.0.1:9/g"}',
+                                "NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS": "60"})
+    assert (s.keychain_endpoints, s.keychain_renew_before_seconds) == (
+        {"https://oauth2.googleapis.com": "http://127.0.0.1:9/g"}, 60.0)
+
+
+@pytest.mark.parametrize("raw", ["not json", "[1]", '{"https://a": 1}', '{"ftp://a": "http://b"}'])
+def test_bad_keychain_rewrites_are_named(raw):
+    with pytest.raises(ConfigError, match="NOETL_KEYCHAIN_ENDPOINTS"):
+        ShardSettings.from_env({**BASE, "NOETL_KEYCHAIN_ENDPOINTS": raw})

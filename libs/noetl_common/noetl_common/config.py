@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
+import json
 import re
 from typing import Mapping
 
@@ -162,6 +163,10 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # result store and the event logs a reference to it.
     event_result_max_bytes: int = 100 * 1024
     trusted_networks: tuple[IPNetwork, ...] = ()  # NOETL_TRUSTED_NETWORKS (noetl_common.trust)
+    # Keychain: provider URL prefix -> replacement (a stand-in or proxy answers instead), and how
+    # long before expiry an auto_renew entry is fetched again when read (NoETL's worker: 300 s).
+    keychain_endpoints: dict[str, str] = {}
+    keychain_renew_before_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -209,7 +214,25 @@ class ShardSettings(msgspec.Struct, frozen=True):
             advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
             event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
             trusted_networks=trusted_networks(env),
+            keychain_endpoints=url_rewrites(env, "NOETL_KEYCHAIN_ENDPOINTS"),
+            keychain_renew_before_seconds=env.float("NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS", 300.0),
         )
+
+
+def url_rewrites(env: Env, name: str) -> dict[str, str]:
+    """A JSON object of URL prefix -> replacement prefix, both http(s) URLs."""
+    raw = env.optional(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a JSON object of URL prefix -> replacement") from None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k.startswith(("http://", "https://"))
+            and v.startswith(("http://", "https://")) for k, v in value.items()):
+        raise ConfigError(f"{name} must map http(s) URL prefixes to http(s) URL prefixes")
+    return value
 
 
 MAX_SHARD_COUNT = 1024

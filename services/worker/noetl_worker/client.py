@@ -167,6 +167,18 @@ class ControlPlane:
             raise ControlPlaneError(f"credential {name!r}: unexpected response", None, retryable=False)
         return decoded
 
+    async def get_keychain(self, catalog_id: int, name: str, execution_id: int) -> dict[str, Any] | None:
+        """An entry's value: global scope first, then this execution's own, then shared (NoETL's
+        lookup order); None when none is there or it expired."""
+        path = f"/api/keychain/{catalog_id}/{quote(name, safe='')}"
+        for params in ({"scope_type": "global"}, {"scope_type": "local", "execution_id": str(execution_id)},
+                       {"scope_type": "shared", "execution_id": str(execution_id)}):
+            decoded = msgspec.json.decode(await self._request("GET", path, params=params))
+            if isinstance(decoded, dict) and decoded.get("status") != "not_found":
+                data = decoded.get("token_data") if decoded.get("status") == "success" else None
+                return data if isinstance(data, dict) else None
+        return None
+
     async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
                         timeout: float, *, poll_seconds: float = 0.2) -> dict[str, Any]:
         """Start a sub-playbook and wait for its terminal status (with step results)."""

@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 
+from noetl_common.keychain_refs import redact
 from noetl_common.tools import ToolResult, run_pipeline
 
+from . import keychain
 from .tools import duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge, shell_tool
 from .tools.base import Runner, ToolContext, ToolError
 
@@ -90,7 +92,20 @@ async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) ->
 
 
 async def execute(command_context: dict[str, Any], tool_kind: str | None, runners: dict[str, Runner],
-                  ctx: ToolContext) -> Outcome:
+                  ctx: ToolContext, catalog_id: Any = None) -> Outcome:
+    try:
+        command_context, secrets = await keychain.fill(command_context, catalog_id, ctx.execution_id, ctx.credentials)
+    except keychain.KeychainUnavailable as exc:
+        return Outcome(ok=False, error=str(exc))
+    outcome = await _run(command_context, tool_kind, runners, ctx)
+    if secrets:  # keychain values the step echoes (result, output, error) stay out of the events
+        return Outcome(ok=outcome.ok, result=redact(outcome.result, secrets),
+                       error=redact(outcome.error, secrets), stdout=redact(outcome.stdout, secrets))
+    return outcome
+
+
+async def _run(command_context: dict[str, Any], tool_kind: str | None, runners: dict[str, Runner],
+               ctx: ToolContext) -> Outcome:
     try:
         work = read_work(command_context, tool_kind)
     except Exception as exc:

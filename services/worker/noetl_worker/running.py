@@ -116,7 +116,8 @@ class CommandRunner:
                           step_threads=self.step_threads)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
-        work = asyncio.create_task(execute(command.context, command.action, self.runners, ctx))
+        work = asyncio.create_task(execute(command.context, command.action, self.runners, ctx,
+                                           command.meta.get("catalog_id")))
         keepalive = asyncio.create_task(self._keepalive(job, reporter, work))
         try:
             result = await work

@@ -3,15 +3,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
+
 from noetl_devstack.ports import free_port
 from noetl_devstack.processes import ServiceSpec, Supervisor
+
+from .tls import write_self_signed
 
 NAME = "test-api"
 
 
+class TestApi(msgspec.Struct, frozen=True):
+    url: str  # http://127.0.0.1:<port>
+    tls_host: str | None = None  # 127.0.0.1:<port> of the HTTPS side
+    ca_file: str | None = None  # its certificate, for SSL_CERT_FILE of whoever calls it
+
+
 async def start_test_api(supervisor: Supervisor, static_dir: str | None = None) -> str:
+    return (await start(supervisor, static_dir)).url
+
+
+async def start(supervisor: Supervisor, static_dir: str | None = None, tls_dir: Path | None = None) -> TestApi:
+    """With `tls_dir`, also serve HTTPS with a self-signed certificate written there."""
     env = {"TEST_API_STATIC_DIR": static_dir} if static_dir else {}
+    tls_host = ca_file = None
+    if tls_dir is not None:
+        cert, key = write_self_signed(tls_dir)
+        tls_port = free_port()
+        env.update(TEST_API_TLS_PORT=str(tls_port), TEST_API_TLS_CERT=str(cert), TEST_API_TLS_KEY=str(key))
+        tls_host, ca_file = f"127.0.0.1:{tls_port}", str(cert)
     spec = ServiceSpec(name=NAME, module="tests.support.testapi", port=free_port(), ready_path="/healthz", env=env)
     supervisor.spawn(spec)
     await supervisor.wait_ready(NAME)
-    return spec.url
+    return TestApi(url=spec.url, tls_host=tls_host, ca_file=ca_file)

@@ -10,6 +10,8 @@ from typing import Any
 
 import minijinja
 
+from ..keychain_refs import KeychainRef
+
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _FALSE = {"", "false", "0", "no", "none", "null", "off", "{}", "[]"}
 
@@ -49,6 +51,16 @@ def _shared_environment() -> minijinja.Environment:
     return make_environment()
 
 
+def _references_as_text(value: Any) -> Any:
+    if isinstance(value, KeychainRef):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _references_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_references_as_text(v) for v in value]
+    return value
+
+
 class Renderer:
     def __init__(self) -> None:
         self.env = _shared_environment()
@@ -70,7 +82,10 @@ class Renderer:
         expr = _is_single_expression(text)
         try:
             if expr is not None:
-                return self.env.eval_expr(expr, **ctx)
+                value = self.env.eval_expr(expr, **ctx)
+                # A keychain reference stays a reference (text the worker fills in), also inside
+                # a list or mapping the expression builds.
+                return _references_as_text(value) if "keychain" in expr else value
             return self.env.render_str(text, **ctx)
         except minijinja.TemplateError as exc:
             raise TemplateError(text, str(exc)) from None

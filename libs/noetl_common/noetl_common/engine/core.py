@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..dsl.model import Loop, Playbook, Step
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
+from ..keychain_refs import ROOT as KEYCHAIN, KeychainRef
 from ..vocabulary import EventType
 from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
@@ -63,6 +64,9 @@ class _Run:
         # Older spellings playbooks still use (dsl_reference §13), unless a variable takes the name.
         ctx.setdefault("outputs", {name: ctx[name] for name in results})
         ctx.setdefault("job", {"execution_id": str(st.execution_id), "uuid": str(st.execution_id)})
+        # Keychain values never pass through the engine: references render back to themselves and
+        # the worker fills them in (noetl_common.keychain_refs).
+        ctx.setdefault(KEYCHAIN, KeychainRef())
         if extra:
             ctx.update(extra)
         return ctx
@@ -143,7 +147,9 @@ class _Run:
         if index is not None:  # loop tools receive the item even when `input:` doesn't name it
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
-            config, pipeline, context = {}, step.tasks, jsonable({**scope, **inputs})
+            # The worker renders pipeline tasks and adds the keychain to this scope itself.
+            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef)})
+            config, pipeline = {}, step.tasks
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,

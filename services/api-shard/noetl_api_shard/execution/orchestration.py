@@ -192,12 +192,14 @@ class Orchestrator:
     # --- start --------------------------------------------------------------------------------
     async def start(self, txn: Txn, *, catalog_id: int, workload: dict[str, Any],
                     parent_execution_id: int | None = None, parent_command_id: int | None = None,
-                    requested_by: str | None = None, execution_pool: str | None = None) -> tuple[int, Outcome]:
+                    requested_by: str | None = None, execution_pool: str | None = None,
+                    execution_id: int | None = None) -> tuple[int, Outcome]:
+        """`execution_id`: minted by the caller when it needed the id first (keychain entries)."""
         playbook, row = await self.playbook(catalog_id)
         declared = row["payload"].get("workload") if isinstance(row["payload"], dict) else None
         merged = {**(declared if isinstance(declared, dict) else {}), **workload}
         mint = self.svc.mint_owned_id
-        execution_id = mint()
+        execution_id = execution_id or mint()
         init_event_id = mint()  # before the engine mints, so the log starts with it
         data = engine.new_data()
         with tracing.child_span("engine.start", {"noetl.execution_id": str(execution_id)}):

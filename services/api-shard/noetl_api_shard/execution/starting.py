@@ -10,6 +10,7 @@ from noetl_common.ids import parse_id
 from noetl_common.pools import valid_pool
 from noetl_common.wire.execution import ExecuteRequest, ExecuteResponse
 
+from ..keychain import processing as keychain
 from ..state import ShardServices
 from ..store import catalog as catalog_store
 from . import engine_port as engine
@@ -55,8 +56,11 @@ async def start_request(svc: ShardServices, orch: Orchestrator, body: ExecuteReq
     if body.execution_pool is not None and not valid_pool(body.execution_pool):
         raise unprocessable(f"execution_pool must be letters, digits, '-' or '_' (one subject token), "
                             f"got {body.execution_pool!r}")
+    # The keychain is resolved before the start is written, so the first command finds it stored.
+    execution_id = svc.mint_owned_id()
+    await keychain.at_start(svc, row["payload"], workload, catalog_id=row["catalog_id"], execution_id=execution_id)
     try:
-        execution_id, outcome = await _start(orch, row["catalog_id"], workload, parent, body.execution_pool)
+        _, outcome = await _start(orch, row["catalog_id"], workload, parent, body.execution_pool, execution_id)
     except engine.PlaybookError as exc:
         raise unprocessable(f"playbook {row['path']} cannot run: {exc}") from None
     return ExecuteResponse(execution_id=str(execution_id), status="started", commands_generated=outcome.commands,
@@ -64,15 +68,15 @@ async def start_request(svc: ShardServices, orch: Orchestrator, body: ExecuteReq
 
 
 async def _start(orch: Orchestrator, catalog_id: int, workload: dict[str, Any], parent: int | None,
-                 pool: str | None) -> tuple[int, Any]:
+                 pool: str | None, execution_id: int) -> tuple[int, Any]:
     """A new execution touches nothing existing: optimistic (one statement), with the locked
     path kept for the rare case it falls back."""
     try:
         async with orch.optimistic(None) as txn:
             return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
-                                    execution_pool=pool)
+                                    execution_pool=pool, execution_id=execution_id)
     except Fallback:
         pass
     async with orch.transaction() as txn:
         return await orch.start(txn, catalog_id=catalog_id, workload=workload, parent_execution_id=parent,
-                                execution_pool=pool)
+                                execution_pool=pool, execution_id=execution_id)

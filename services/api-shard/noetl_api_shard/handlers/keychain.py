@@ -10,10 +10,9 @@ import asyncpg
 from aiohttp import web
 
 from noetl_common.crypto import DecryptionError, Encryptor
-from noetl_common.errors import ApiError, bad_request, json_response, not_found, read_json
+from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import IdParam, Op, Param, route
 from noetl_common.wire.keychain import (
-    SCOPES,
     ScopeType,
     KeychainDeleted,
     KeychainEntry,
@@ -23,6 +22,8 @@ from noetl_common.wire.keychain import (
 )
 
 from ..state import services
+from ..keychain import processing as keychain
+from ..keychain.keys import aad, cache_key
 from ..store import keychain as store
 from .params import path_id, query_id, query_str, to_id
 
@@ -45,23 +46,6 @@ def register(app: web.Application) -> None:
         summary="Delete a keychain entry", ok=KeychainDeleted, query=KEY_QUERY, errors=(400, 404)))
 
 
-def cache_key(name: str, catalog_id: int, scope_type: str, execution_id: int | None) -> str:
-    """NoETL's key format, so entries written by either server are found by the other."""
-    if scope_type not in SCOPES:
-        raise bad_request(f"scope_type must be one of {', '.join(SCOPES)}, got {scope_type!r}")
-    if scope_type == "global":
-        return f"{name}:{catalog_id}:global"
-    if execution_id is None:
-        raise bad_request(f"execution_id is required for scope_type {scope_type!r}")
-    if scope_type == "shared":
-        return f"{name}:{catalog_id}:shared:{execution_id}"
-    return f"{name}:{catalog_id}:{execution_id}"
-
-
-def _aad(key: str) -> bytes:
-    return b"noetl.keychain:" + key.encode("utf-8")
-
-
 def _ttl_left(expires_at: datetime | None, now: datetime) -> int | None:
     return None if expires_at is None else max(0, int((expires_at - now).total_seconds()))
 
@@ -80,10 +64,10 @@ def _entry(row: asyncpg.Record, encryptor: Encryptor | None, now: datetime) -> K
     if encryptor is not None and not expired:
         key = row["cache_key"]
         try:
-            entry.token_data = cast(dict[str, Any], encryptor.decrypt_json(row["data_encrypted"], _aad(key)))
+            entry.token_data = cast(dict[str, Any], encryptor.decrypt_json(row["data_encrypted"], aad(key)))
             if row["renew_config_encrypted"] is not None:
                 entry.renew_config = cast(dict[str, Any],
-                                          encryptor.decrypt_json(row["renew_config_encrypted"], _aad(key)))
+                                          encryptor.decrypt_json(row["renew_config_encrypted"], aad(key)))
         except DecryptionError:
             log.error("keychain entry %s cannot be decrypted with the configured key", key)
             raise ApiError(500, "keychain data cannot be decrypted with the server's key",
@@ -114,9 +98,9 @@ async def set_entry(request: web.Request) -> web.Response:
         svc.cluster_pool, cache_key=key, keychain_name=name, catalog_id=catalog_id,
         credential_type=body.credential_type, cache_type=body.cache_type, scope_type=body.scope_type,
         execution_id=execution_id, parent_execution_id=parent_id,
-        data_encrypted=svc.encryptor.encrypt_json(body.token_data, _aad(key)),
+        data_encrypted=svc.encryptor.encrypt_json(body.token_data, aad(key)),
         renew_config_encrypted=(None if body.renew_config is None
-                                else svc.encryptor.encrypt_json(body.renew_config, _aad(key))),
+                                else svc.encryptor.encrypt_json(body.renew_config, aad(key))),
         auto_renew=body.auto_renew, expires_at=expires_at)
     return json_response(KeychainSetResponse(
         status="success", message=f"Keychain entry '{name}' stored", keychain_name=name,
@@ -135,6 +119,13 @@ async def get_entry(request: web.Request) -> web.Response:
     catalog_id, name, key = _key_from_query(request)
     svc = services(request)
     row = await store.touch(svc.cluster_pool, key)
+    now = datetime.now(timezone.utc)
+    if row is not None and keychain.renewal_wanted(row, svc.settings.keychain_renew_before_seconds, now):
+        # auto_renew: a value about to expire is fetched again before it is served, so every
+        # worker (ours or NoETL's) reading it gets a live token.
+        async with keychain.resolver_for(svc) as resolver:
+            if await keychain.renew(resolver, row, now):
+                row = await store.touch(svc.cluster_pool, key)
     if row is None:
         # NoETL answers a miss with 200 and status "not_found"; workers branch on that field.
         return json_response(KeychainEntry(status="not_found", keychain_name=name,

@@ -1,0 +1,1 @@
+"""A playbook's `keychain:` section: resolved and stored when an execution starts, renewed when read."""
