@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import INTERNAL_TOKEN
+
+AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}  # a trusted caller: keychain writes need one
+
 # (method, path, a body with one wrongly typed field, the field's JSON path)
 ROUTES = [
     ("POST", "/api/catalog/register", b'{"content": ["x"]}', "$.content"),
@@ -35,7 +39,7 @@ async def test_each_route_rejects_bad_bodies(shard_app, method, path, mistyped, 
         (b'{"pad": "' + b"x" * (shard_app.settings.http.max_body_bytes + 1) + b'"}', 413, "request body too large"),
     ]
     for raw, status, fragment in cases:
-        resp = await c.request(method, path, data=raw, headers={"Content-Type": "application/json"})
+        resp = await c.request(method, path, data=raw, headers={"Content-Type": "application/json", **AUTH})
         body = await resp.json()
         assert resp.status == status, (raw[:40], body)
         assert fragment in body["error"] and body["status"] == status

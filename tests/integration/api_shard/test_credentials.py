@@ -182,7 +182,8 @@ async def test_secret_not_found_in_pg_dump(shard_app):
     if pg_dump is None:
         pytest.skip("no pg_dump binary on this machine (looked in /usr/lib/postgresql/15/bin and PATH)")
     await shard_app.client.post("/api/credentials", json=cred())
-    await shard_app.client.post("/api/keychain/1/tok", json={"token_data": {"access_token": SECRET}})
+    await shard_app.client.post("/api/keychain/1/tok", json={"token_data": {"access_token": SECRET}},
+                                headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
     proc = await asyncio.to_thread(
         subprocess.run, [pg_dump, "--data-only", "--schema=noetl", "-d", shard_app.dbs.cluster_dsn],
         capture_output=True, timeout=60)

@@ -12,6 +12,7 @@ from aiohttp import web
 from noetl_common.crypto import DecryptionError, Encryptor
 from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import IdParam, Op, Param, route
+from noetl_common.trust import require_trusted
 from noetl_common.wire.keychain import (
     ScopeType,
     KeychainDeleted,
@@ -21,7 +22,7 @@ from noetl_common.wire.keychain import (
     KeychainSetResponse,
 )
 
-from ..state import services
+from ..state import ShardServices, services
 from ..keychain import processing as keychain
 from ..keychain.keys import aad, cache_key
 from ..store import keychain as store
@@ -38,12 +39,14 @@ def register(app: web.Application) -> None:
     route(app, "GET", "/api/keychain/catalog/{catalog_id}", list_entries, Op(
         summary="A playbook's keychain entries (never their values)", ok=KeychainList, errors=(400,)))
     route(app, "GET", "/api/keychain/{catalog_id}/{keychain_name}", get_entry, Op(
-        summary="One keychain entry (a miss is 200 with status not_found, as NoETL)", ok=KeychainEntry,
-        query=KEY_QUERY, errors=(400,)))
+        summary="One keychain entry with its values, for trusted callers (a miss is 200 with status not_found, "
+                "as NoETL)", ok=KeychainEntry, query=KEY_QUERY, errors=(400, 403)))
     route(app, "POST", "/api/keychain/{catalog_id}/{keychain_name}", set_entry, Op(
-        summary="Store a keychain entry", body=KeychainSet, ok=KeychainSetResponse, errors=(400, 422)))
+        summary="Store a keychain entry (trusted callers)", body=KeychainSet, ok=KeychainSetResponse,
+        errors=(400, 403, 422)))
     route(app, "DELETE", "/api/keychain/{catalog_id}/{keychain_name}", delete_entry, Op(
-        summary="Delete a keychain entry", ok=KeychainDeleted, query=KEY_QUERY, errors=(400, 404)))
+        summary="Delete a keychain entry (trusted callers)", ok=KeychainDeleted, query=KEY_QUERY,
+        errors=(400, 403, 404)))
 
 
 def _ttl_left(expires_at: datetime | None, now: datetime) -> int | None:
@@ -85,6 +88,7 @@ def _expiry(body: KeychainSet, now: datetime) -> datetime | None:
 
 
 async def set_entry(request: web.Request) -> web.Response:
+    _require_trusted(request, "storing a keychain entry")
     catalog_id = path_id(request, "catalog_id")
     name = request.match_info["keychain_name"]
     body = await read_json(request, KeychainSet)  # token_data required, cache_type and scope_type known ones
@@ -115,9 +119,17 @@ def _key_from_query(request: web.Request) -> tuple[int, str, str]:
     return catalog_id, name, cache_key(name, catalog_id, scope, query_id(request, "execution_id"))
 
 
+def _require_trusted(request: web.Request, what: str) -> ShardServices:
+    """Values are secrets, and a written value is what a step will use: trusted callers only
+    (the internal token, or noetl_common.trust's networks), as credentials' include_data."""
+    svc = services(request)
+    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, what)
+    return svc
+
+
 async def get_entry(request: web.Request) -> web.Response:
     catalog_id, name, key = _key_from_query(request)
-    svc = services(request)
+    svc = _require_trusted(request, "a keychain entry's values")
     row = await store.touch(svc.cluster_pool, key)
     now = datetime.now(timezone.utc)
     if row is not None and keychain.renewal_wanted(row, svc.settings.keychain_renew_before_seconds, now):
@@ -143,8 +155,9 @@ async def list_entries(request: web.Request) -> web.Response:
 
 
 async def delete_entry(request: web.Request) -> web.Response:
+    svc = _require_trusted(request, "deleting a keychain entry")
     catalog_id, name, key = _key_from_query(request)
-    if not await store.delete(services(request).cluster_pool, key):
+    if not await store.delete(svc.cluster_pool, key):
         raise not_found(f"Keychain entry not found: {key}")
     return json_response(KeychainDeleted(status="success", message=f"Keychain entry '{name}' deleted",
                                          keychain_name=name, catalog_id=str(catalog_id), cache_key=key,
