@@ -71,7 +71,8 @@ async def test_run_to_completion_with_exactly_once_finishing(client):
     assert r.status == 200 and (await r.json())["execution_id"] == int(eid)
     r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w2"})
     assert r.status == 409 and (await r.json())["code"] == "active_claim"
-    assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200  # idempotent
+    r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})  # NoETL: taken, whoever asks
+    assert r.status == 409 and (await r.json())["detail"]["code"] == "active_claim"
 
     first = await finish(c, eid, cid, {"double": 10})
     again = await finish(c, eid, cid, {"double": 10})

@@ -2,7 +2,8 @@
 
 Exactly one worker wins a claim. A claim takes the execution's lock (every writer of a command
 holds it), so concurrent claimers of one command queue briefly and the later ones find it taken:
-409 `active_claim`. A claim is a lease and starts the command: `command.claimed` and
+409 `active_claim` — the same worker asking again too, as on NoETL's server (a worker whose
+answer was lost leaves the command to its lease). A claim is a lease and starts the command: `command.claimed` and
 `command.started` are written in the claim's transaction, and the answer says `started: true` so
 the worker does not post its own `command.started` (a NoETL worker that does is answered as a
 re-send). Once the holder stops showing signs of life past the lease, the next claimer takes the
@@ -78,10 +79,8 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
             attempt = row["attempt"]
             reclaimed_from = None
             if row["status"] in ("CLAIMED", "RUNNING"):
-                if row["worker_id"] == worker:
-                    # The same worker asking again (its answer was lost): the same answer. A worker
-                    # guards itself against running a command it already runs.
-                    return json_response(command_out(row, claimed=True))
+                # Taken, whoever asks (NoETL's rule): a worker holding two consumers that both see a
+                # notification claims it twice, and a second 200 would run its tool twice.
                 if row["lease_expires_at"] and row["lease_expires_at"] > datetime.now(timezone.utc):
                     svc.metrics.claim_conflict()
                     raise ApiError(409, f"Command already claimed by {row['worker_id']}", "active_claim",
