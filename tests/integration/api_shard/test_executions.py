@@ -292,3 +292,41 @@ async def test_finalize_ends_a_stuck_execution_once(client):
     assert (await r.json())["status"] == "already_completed"
     events = (await (await client.get(f"/api/executions/{execution_id}/events")).json())["events"]
     assert sum(e["event_type"] == "playbook.failed" for e in events) == 1
+
+
+async def test_noetl_python_worker_batches(client):
+    """The batches NoETL's Python worker posts (noetl/worker/nats_worker.py): its result is
+    `response` (the `result` envelope holds a digest), and its own step.enter/step.exit are not
+    logged beside the engine's. A step result answers `{{ start.x }}` and `{{ start.context.x }}`."""
+    c = client
+    eid = (await start(c, workload={"n": 4}))["execution_id"]
+    cid, _ = await open_command(c, eid)
+    assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})).status == 200
+
+    async def batch(*events):
+        r = await c.post("/api/events/batch", json={"execution_id": eid, "worker_id": "py", "events": [
+            {"step": "start", "actionable": False, "informative": True, **e} for e in events]})
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+    await batch({"name": "command.started", "payload": {"command_id": str(cid), "worker_id": "py"}},
+                {"name": "step.enter", "payload": {"status": "started"}})
+    envelope = {"status": "COMPLETED", "context": {"double": 8}}
+    done = await batch({"name": "call.done", "actionable": True, "payload": {
+                            "response": {"double": 8, "rows": [1, 2]}, "result": envelope, "command_id": str(cid)}},
+                       {"name": "step.exit", "payload": {"status": "COMPLETED", "result": envelope, "command_id": str(cid)}},
+                       {"name": "command.completed", "payload": {"command_id": str(cid), "worker_id": "py",
+                                                                  "result": envelope}})
+    assert done["commands_generated"] == 1
+    end_id, end_step = await open_command(c, eid)
+    command = await (await c.get(f"/api/commands/{end_id}")).json()
+    assert end_step == "end" and command["context"]["input"] == {"d": 8}
+
+    status = await (await c.get(f"/api/executions/{eid}/status", params={"steps": "true"})).json()
+    assert status["steps"]["start"] == {"double": 8, "rows": [1, 2]}
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    marks = [(e["event_type"], e["node_name"]) for e in events if e["event_type"] in ("step.enter", "step.exit")]
+    assert sorted(marks) == [("step.enter", "end"), ("step.enter", "start"), ("step.exit", "start")]
+    single = await c.post("/api/events", json={"execution_id": eid, "name": "step.exit", "node_name": "start",
+                                               "payload": {"status": "COMPLETED"}})
+    assert single.status == 200 and (await single.json())["duplicate"] is True
