@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
+WORKERS ?= 1
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
             services/outbox-publisher services/projector services/worker libs/noetl_deploy \
             libs/noetl_ops
@@ -23,8 +24,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	touch $(STAMP)
 
 ## Start embedded Postgres + NATS and the fleet, run a sample playbook, keep running until Ctrl-C.
+## WORKERS=0: no worker of the fleet's own, for an external one (NoETL's: it prints how to start it).
 run: install
-	$(PY) -m noetl_devstack.run --shards $(SHARDS)
+	$(PY) -m noetl_devstack.run --shards $(SHARDS) --workers $(WORKERS)
 
 ## With `make run` up in another terminal: grow or drain its fleet to SHARDS shards, online.
 scale: install

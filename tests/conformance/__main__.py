@@ -5,17 +5,25 @@ router, publisher, projector, workers) in a temporary directory, and the local t
 fixture needs it (`needs: ["test_api"]`), runs every fixture through the router and stops them
 afterwards. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
 line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
+
+`--workers N` sets how many of the fleet's own workers run (2 by default); `--external-worker noetl`
+adds NoETL's own Python worker (`../shared/noetl-reference`, unchanged, its venv built once under
+.cache/), so `--workers 0 --external-worker noetl` runs every fixture on NoETL's worker alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
+
+import msgspec
 
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
@@ -23,6 +31,8 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
+from tests.support.noetl_worker import venv as noetl_venv
+from tests.support.noetl_worker.process import start_noetl_worker
 from tests.support.testapi.process import start_test_api
 
 from .runner import Runner, load_index, needs_of
@@ -42,30 +52,65 @@ def print_outcome(r) -> None:
     print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail} ({r.seconds:.1f}s)", flush=True)
 
 
-async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None) -> list:
+class LocalFleet(msgspec.Struct):
+    router: str
+    nats_url: str
+    scratch_dsn: str
+    work: Path
+    supervisor: Supervisor
+    noetl_workers: list[str] = []   # names of NoETL's workers started (their logs: work/logs/<name>.log)
+
+
+def noetl_worker_python() -> Path:
+    return noetl_venv.build(noetl_venv.reference_dir(), log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+@contextlib.asynccontextmanager
+async def local_fleet(script_root: Path, shards: int, workers: int = 2, external: int = 0,
+                      trace: bool = False) -> AsyncIterator[LocalFleet]:
+    """A fleet in a temporary directory with `workers` of its own and `external` NoETL workers
+    (their working directory is `script_root`, which script uris are relative to); stopped after."""
+    python = noetl_worker_python() if external else None
     work = Path(tempfile.mkdtemp(prefix="noetl-conformance-"))
     infra = Infra(work)
     supervisor = Supervisor(work / "logs")
     try:
-        index = load_index(directory)
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
-        script_root = (directory / index.get("script_root", ".")).resolve()
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=2, extra_env={"NOETL_SCRIPT_ROOT": str(script_root)}))
+                                        workers=workers, extra_env={"NOETL_SCRIPT_ROOT": str(script_root)}))
         await start_fleet(supervisor, specs)
-        available = {"postgres", "duckdb", "script-files"}
-        test_api = None
-        if "test_api" in needs_of(index, only):
-            test_api = await start_test_api(supervisor, str(script_root))
-            available.add("test_api")
-        runner = Runner(router_url(specs), directory, scratch_dsn=scratch, pg_credential=credential_for(scratch),
-                        available=available, test_api_url=test_api, progress=progress)
-        return await runner.run(only)
+        fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch, work=work,
+                           supervisor=supervisor)
+        for i in range(external):
+            assert python is not None
+            name = f"noetl-worker-{i}"
+            (work / name).mkdir()
+            await start_noetl_worker(supervisor, python, name=name, router=fleet.router, nats_url=info.nats_url,
+                                     cwd=script_root, data_dir=work / name,
+                                     trace_file=work / "logs" / f"{name}.trace.jsonl" if trace else None)
+            fleet.noetl_workers.append(name)
+        yield fleet
     finally:
         supervisor.stop_all()
         infra.down()
+
+
+async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None,
+                           workers: int = 2, external: int = 0) -> list:
+    index = load_index(directory)
+    script_root = (directory / index.get("script_root", ".")).resolve()
+    async with local_fleet(script_root, shards, workers, external) as fleet:
+        available = {"postgres", "duckdb", "script-files"}
+        test_api = None
+        if "test_api" in needs_of(index, only):
+            test_api = await start_test_api(fleet.supervisor, str(script_root))
+            available.add("test_api")
+        runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
+                        pg_credential=credential_for(fleet.scratch_dsn), available=available,
+                        test_api_url=test_api, progress=progress)
+        return await runner.run(only)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", default=os.environ.get("NOETL_API_URL"))
     parser.add_argument("--shards", type=int, default=int(os.environ.get("SHARDS", "1")))
     parser.add_argument("--only", default=None, help="comma-separated fixture ids")
+    parser.add_argument("--workers", type=int, default=2, help="the fleet's own workers (0: none)")
+    parser.add_argument("--external-worker", choices=("noetl",), default=None,
+                        help="also run NoETL's own Python worker (its venv is built once under .cache/)")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error("--workers must be >= 0")
+    if args.workers == 0 and not args.external_worker:
+        parser.error("--workers 0 needs --external-worker: nothing would run the steps")
     directory = args.directory.resolve()
     if not (directory / "index.json").exists():
         parser.error(f"{directory} has no index.json")
@@ -91,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         progress=print_outcome)
         results = asyncio.run(runner.run(only))
     else:
-        results = asyncio.run(with_local_fleet(directory, args.shards, only, print_outcome))
+        results = asyncio.run(with_local_fleet(directory, args.shards, only, print_outcome, workers=args.workers,
+                                               external=1 if args.external_worker else 0))
     passed = sum(r.passed for r in results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if results and passed == len(results) else 1
