@@ -10,7 +10,8 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
+        noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
         deploy-render
 FIXTURES ?= ../shared/conformance
 
@@ -85,6 +86,17 @@ conformance: install
 ## Run the tier-2 conformance index (e2e playbooks against the local test API) through a fleet it starts.
 conformance-tier2: install
 	$(PY) -m tests.conformance tests/conformance/tier2 --shards $(SHARDS)
+
+## NoETL's own Python worker (../shared/noetl-reference, unchanged) in a venv of its own: Python 3.12+
+## (pyenv's, or NOETL_WORKER_PYTHON), pinned dependencies; built once (~40 s) under .cache/, reused after.
+noetl-worker-venv: install
+	$(PY) -m tests.support.noetl_worker.venv
+
+## The conformance index with NoETL's own worker as the only worker (the fleet's: none), then a mixed
+## run (both workers, 50 executions) that fails if any command's tool ran more than once.
+conformance-noetl-worker: noetl-worker-venv
+	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS) --workers 0 --external-worker noetl
+	$(PY) -m tests.conformance.mixed --executions 50 --shards $(SHARDS)
 
 ## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.
 TEST_API_PORT ?= 5555
