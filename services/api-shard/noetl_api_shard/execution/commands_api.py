@@ -31,6 +31,9 @@ from .orchestration import TERMINAL, Orchestrator
 from .ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
+# NoETL's name for a tool kind where it differs: a task list is its worker's `task_sequence` (the
+# fleet's worker takes either name).
+NOETL_ACTION = {"pipeline": "task_sequence"}
 
 
 def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
@@ -41,7 +44,7 @@ def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
             "execution_id": str(cmd["execution_id"]), "catalog_id": str(cmd["catalog_id"] or ""),
             "iteration": cmd["iteration"], "pool": cmd["pool"]}
     out = CommandOut(execution_id=cmd["execution_id"], node_id=cmd["step"], node_name=cmd["step"],
-                     action=cmd["tool_kind"], context=cmd["context"] or {}, meta=meta, event_id=command_id,
+                     action=NOETL_ACTION.get(cmd["tool_kind"], cmd["tool_kind"]), context=cmd["context"] or {}, meta=meta, event_id=command_id,
                      command_id=str(command_id), attempt=cmd["attempt"], max_attempts=cmd["max_attempts"],
                      status="ok" if claimed else cmd["status"])
     if claimed:
