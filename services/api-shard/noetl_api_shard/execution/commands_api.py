@@ -44,7 +44,8 @@ def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
             "execution_id": str(cmd["execution_id"]), "catalog_id": str(cmd["catalog_id"] or ""),
             "iteration": cmd["iteration"], "pool": cmd["pool"]}
     out = CommandOut(execution_id=cmd["execution_id"], node_id=cmd["step"], node_name=cmd["step"],
-                     action=NOETL_ACTION.get(cmd["tool_kind"], cmd["tool_kind"]), context=cmd["context"] or {}, meta=meta, event_id=command_id,
+                     action=NOETL_ACTION.get(cmd["tool_kind"], cmd["tool_kind"]), context=cmd["context"] or {},
+                     meta=meta, event_id=command_id,
                      command_id=str(command_id), attempt=cmd["attempt"], max_attempts=cmd["max_attempts"],
                      status="ok" if claimed else cmd["status"])
     if claimed:
