@@ -330,3 +330,7 @@ async def test_noetl_python_worker_batches(client):
     single = await c.post("/api/events", json={"execution_id": eid, "name": "step.exit", "node_name": "start",
                                                "payload": {"status": "COMPLETED"}})
     assert single.status == 200 and (await single.json())["duplicate"] is True
+    only_marks = await batch({"name": "step.enter", "payload": {"status": "started"}})
+    assert only_marks["event_ids"] == [] and only_marks["commands_generated"] == 0
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    assert sum(e["event_type"] == "step.enter" and e["node_name"] == "start" for e in events) == 1
