@@ -92,10 +92,12 @@ conformance-tier2: install
 noetl-worker-venv: install
 	$(PY) -m tests.support.noetl_worker.venv
 
-## The conformance index with NoETL's own worker as the only worker (the fleet's: none), then a mixed
-## run (both workers, 50 executions) that fails if any command's tool ran more than once.
+## The conformance index with NoETL's own worker as the only worker (the fleet's: none; what NoETL's
+## worker 4.26 cannot run is listed with its reason in tests/conformance/noetl_worker_known_failures.json),
+## then a mixed run (both workers, 50 executions) that fails if any command's tool ran more than once.
 conformance-noetl-worker: noetl-worker-venv
-	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS) --workers 0 --external-worker noetl
+	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS) --workers 0 --external-worker noetl \
+	    --known-failures tests/conformance/noetl_worker_known_failures.json
 	$(PY) -m tests.conformance.mixed --executions 50 --shards $(SHARDS)
 
 ## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.

@@ -9,6 +9,8 @@ line per fixture and a last line `N passed, M failed`; exits non-zero on any fai
 `--workers N` sets how many of the fleet's own workers run (2 by default); `--external-worker noetl`
 adds NoETL's own Python worker (`../shared/noetl-reference`, unchanged, its venv built once under
 .cache/), so `--workers 0 --external-worker noetl` runs every fixture on NoETL's worker alone.
+`--known-failures FILE` names fixtures that may fail, each with its reason (XFAIL; XPASS when one
+passes); any other failure still fails the run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -50,6 +53,24 @@ def credential_for(dsn: str) -> dict:
 
 def print_outcome(r) -> None:
     print(f"{'PASS' if r.passed else 'FAIL'} {r.fixture}: {r.detail} ({r.seconds:.1f}s)", flush=True)
+
+
+def load_known_failures(path: Path | None) -> dict[str, str]:
+    """Fixture id -> why it is expected to fail in this run (e.g. what NoETL's worker cannot do)."""
+    return dict(json.loads(path.read_text())["fixtures"]) if path else {}
+
+
+def verdict(results: list, known: dict[str, str]) -> int:
+    """Prints the last line; non-zero when a fixture not known to fail failed (or nothing ran).
+    A known failure is XFAIL with its reason, and XPASS once it passes (then drop it from the list)."""
+    for r in results:
+        if r.fixture in known:
+            print(f"{'XPASS' if r.passed else 'XFAIL'} {r.fixture}: {known[r.fixture]}", flush=True)
+    unexpected = [r for r in results if not r.passed and r.fixture not in known]
+    passed = sum(r.passed for r in results)
+    xfail = sum(not r.passed and r.fixture in known for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed" + (f" ({xfail} known, listed above)" if known else ""))
+    return 0 if results and not unexpected else 1
 
 
 class LocalFleet(msgspec.Struct):
@@ -123,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="the fleet's own workers (0: none)")
     parser.add_argument("--external-worker", choices=("noetl",), default=None,
                         help="also run NoETL's own Python worker (its venv is built once under .cache/)")
+    parser.add_argument("--known-failures", type=Path, default=None,
+                        help="JSON {fixtures: {id: reason}}: these may fail (XFAIL) without failing the run")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be >= 0")
@@ -145,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = asyncio.run(with_local_fleet(directory, args.shards, only, print_outcome, workers=args.workers,
                                                external=1 if args.external_worker else 0))
-    passed = sum(r.passed for r in results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return 0 if results and passed == len(results) else 1
+    return verdict(results, load_known_failures(args.known_failures))
 
 
 if __name__ == "__main__":
