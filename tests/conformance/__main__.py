@@ -88,7 +88,7 @@ def noetl_worker_python() -> Path:
 
 @contextlib.asynccontextmanager
 async def local_fleet(script_root: Path, shards: int, workers: int = 2, external: int = 0,
-                      trace: bool = False) -> AsyncIterator[LocalFleet]:
+                      trace: bool = False, env: dict[str, str] | None = None) -> AsyncIterator[LocalFleet]:
     """A fleet in a temporary directory with `workers` of its own and `external` NoETL workers
     (their working directory is `script_root`, which script uris are relative to); stopped after."""
     python = noetl_worker_python() if external else None
@@ -100,7 +100,8 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=workers, extra_env={"NOETL_SCRIPT_ROOT": str(script_root)}))
+                                        workers=workers,
+                                        extra_env={"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}))
         await start_fleet(supervisor, specs)
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch, work=work,
                            supervisor=supervisor)

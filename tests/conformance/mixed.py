@@ -11,7 +11,9 @@ step and the loop index, so the tools themselves count their runs. Passes when:
 - every command the log issued has exactly one mark file holding exactly one line, and exactly one
   `command.claimed` event; no mark file belongs to no command;
 - both workers ran commands (else the run did not mix them);
-- NoETL's worker got at most one 200 per command from its claims (its HTTP trace).
+- NoETL's worker got at most one 200 per command from its claims (its HTTP trace), and never
+  tore down the durable it shares with the fleet's worker (which runs 32 slots: its consumer
+  settings must not follow them).
 Prints the counts; exits non-zero on any failure.
 """
 
@@ -85,6 +87,7 @@ workflow:
         result = {"seen": seen}
 """
 FLEET_WORKER = "worker-0"
+RECREATED = "Recreating durable consumer"  # NoETL's worker's log line when it tears a durable down
 CLAIM = re.compile(r"/api/commands/(\d+)/claim$")
 
 
@@ -151,7 +154,8 @@ def check_execution(token: str, status: dict, events: list[dict], marks: Path) -
 async def mixed_run(executions: int, shards: int, timeout: float = 300.0) -> int:
     with tempfile.TemporaryDirectory(prefix="noetl-mixed-") as scratch:
         marks = Path(scratch)
-        async with local_fleet(marks, shards, workers=1, external=1, trace=True) as fleet:
+        async with local_fleet(marks, shards, workers=1, external=1, trace=True,
+                               env={"WORKER_MAX_CONCURRENT": "32"}) as fleet:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
                 async with http.post(f"{fleet.router}/api/catalog/register", json={
                         "content": base64.b64encode(PLAYBOOK.encode()).decode(), "resource_type": "Playbook"}) as r:
@@ -167,6 +171,9 @@ async def mixed_run(executions: int, shards: int, timeout: float = 300.0) -> int
                     problems += found
                     workers += who
             trace = http_trace(fleet.work / "logs" / f"{fleet.noetl_workers[0]}.trace.jsonl")
+            log = (fleet.work / "logs" / f"{fleet.noetl_workers[0]}.log").read_text(errors="replace")
+        if RECREATED in log:
+            problems.append("NoETL's worker deleted and recreated a durable consumer it shares with the fleet's worker")
         noetl_claims = [(m.group(1), t.get("status")) for t in trace if t["method"] == "POST"
                         for m in [CLAIM.search(t["url"])] if m]
         granted = Counter(command for command, status in noetl_claims if status == 200)
