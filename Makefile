@@ -4,13 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SHARDS ?= 2
+WORKERS ?= 1
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
             services/outbox-publisher services/projector services/worker libs/noetl_deploy \
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 conformance-keychain test-api test-scaling bench bench-hotpath bench-grow overload fuzz chaos soak clean image \
-        deploy-render test-ui ui-tools
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
+        conformance-keychain noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
+        bench-grow overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -23,8 +25,9 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	touch $(STAMP)
 
 ## Start embedded Postgres + NATS and the fleet, run a sample playbook, keep running until Ctrl-C.
+## WORKERS=0: no worker of the fleet's own, for an external one (NoETL's: it prints how to start it).
 run: install
-	$(PY) -m noetl_devstack.run --shards $(SHARDS)
+	$(PY) -m noetl_devstack.run --shards $(SHARDS) --workers $(WORKERS)
 
 ## With `make run` up in another terminal: grow or drain its fleet to SHARDS shards, online.
 scale: install
@@ -114,6 +117,19 @@ conformance-tier2: install
 ## Run the keychain conformance index (e2e playbooks with `keychain:`, against the test API's provider stand-ins).
 conformance-keychain: install
 	$(PY) -m tests.conformance tests/conformance/keychain --shards $(SHARDS)
+
+## NoETL's own Python worker (../shared/noetl-reference, unchanged) in a venv of its own: Python 3.12+
+## (pyenv's, or NOETL_WORKER_PYTHON), pinned dependencies; built once (~40 s) under .cache/, reused after.
+noetl-worker-venv: install
+	$(PY) -m tests.support.noetl_worker.venv
+
+## The conformance index with NoETL's own worker as the only worker (the fleet's: none; what NoETL's
+## worker 4.26 cannot run is listed with its reason in tests/conformance/noetl_worker_known_failures.json),
+## then a mixed run (both workers, 50 executions) that fails if any command's tool ran more than once.
+conformance-noetl-worker: noetl-worker-venv
+	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS) --workers 0 --external-worker noetl \
+	    --known-failures tests/conformance/noetl_worker_known_failures.json
+	$(PY) -m tests.conformance.mixed --executions 50 --shards $(SHARDS)
 
 ## Serve the local test API (the e2e suite's paginated/flaky/probe endpoints) on TEST_API_PORT until Ctrl-C.
 TEST_API_PORT ?= 5555

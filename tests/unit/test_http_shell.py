@@ -77,7 +77,8 @@ async def test_oversized_body_is_413(client):
 async def test_api_error_code_and_extra(client):
     r = await client.get("/conflict")
     assert r.status == 409 and await r.json() == {"error": "already there", "status": 409,
-                                                  "code": "active_claim", "owner": "w1"}
+                                                  "code": "active_claim", "owner": "w1",
+                                                  "detail": {"code": "active_claim", "message": "already there"}}
 
 
 async def test_unhandled_error_is_json_500_without_internals(client):

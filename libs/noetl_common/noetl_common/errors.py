@@ -1,4 +1,6 @@
-"""JSON errors: `{"error": <message>, "status": <code>, "code"?: <machine code>}`.
+"""JSON errors: `{"error": <message>, "status": <code>, "code"?: <machine code>,
+"detail": {"code", "message"}}`: `detail` is FastAPI's shape, which NoETL's own clients read
+(its worker takes a claim's 409 as `detail.code`: `active_claim`, `already_terminal`).
 
 Handlers raise ApiError; the middleware turns it (and body-size / decode problems) into JSON.
 Unexpected exceptions become a 500 whose body says nothing about internals (the log has it).
@@ -54,8 +56,13 @@ class ApiError(Exception):
         body: dict[str, Any] = {"error": self.message, "status": self.status}
         if self.code:
             body["code"] = self.code
+        body["detail"] = {"code": self.code or _generic_code(self.status), "message": self.message}
         body.update(self.extra)
         return body
+
+
+def _generic_code(status: int) -> str:
+    return "client_error" if status < 500 else "server_error"
 
 
 def bad_request(message: str, code: str | None = None) -> ApiError:

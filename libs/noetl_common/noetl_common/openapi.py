@@ -58,6 +58,8 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     error: str
     status: int
     code: str | None = None
+    # FastAPI's shape, which NoETL's own clients read: `{code, message}` (some routes say more).
+    detail: dict[str, Any] | None = None
 
 
 class Param(msgspec.Struct, frozen=True, kw_only=True):

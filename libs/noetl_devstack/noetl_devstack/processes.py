@@ -50,6 +50,10 @@ class ServiceSpec(msgspec.Struct, kw_only=True):
     port: int
     env: dict[str, str] = {}
     ready_path: str = "/readyz"
+    # Another program instead of `python -m <module>` (NoETL's own worker, from its own venv), and
+    # its working directory.
+    argv: list[str] | None = None
+    cwd: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,15 +87,16 @@ class Supervisor:
 
     def spawn(self, spec: ServiceSpec) -> Running:
         # A service not written/installed yet should say so, not die in a log file.
-        if importlib.util.find_spec(spec.module) is None or importlib.util.find_spec(f"{spec.module}.__main__") is None:
+        if spec.argv is None and (importlib.util.find_spec(spec.module) is None
+                                  or importlib.util.find_spec(f"{spec.module}.__main__") is None):
             raise StartError(spec.name, f"python -m {spec.module} is not available (package or its __main__ missing)")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_dir / f"{spec.name}.log"
         env = {**os.environ, **spec.env, "NOETL_HTTP_HOST": "127.0.0.1", "NOETL_HTTP_PORT": str(spec.port)}
         with open(log_file, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env, stdout=log,
+            proc = subprocess.Popen(spec.argv or [sys.executable, "-m", spec.module], env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent, cwd=spec.cwd)
         running = Running(spec=spec, pid=proc.pid, log_file=str(log_file))
         self.running[spec.name] = (running, proc)
         self._started_at[spec.name] = time.monotonic()

@@ -102,7 +102,14 @@ def start_watchdog(data_dir: Path) -> subprocess.Popen:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-async def run(shards: int, data_dir: Path) -> int:
+def external_worker_hint(api: str, nats_url: str) -> str:
+    """What to start when the fleet has no worker of its own (`--workers 0`)."""
+    return ("no worker of the fleet's own (--workers 0): start one against the router, e.g. NoETL's\n"
+            f"  NATS_URL={nats_url} NOETL_SERVER_URL={api} python -m noetl.worker\n"
+            f"or the fleet's: NOETL_NATS_URL={nats_url} NOETL_SERVER_URL={api} python -m noetl_worker")
+
+
+async def run(shards: int, data_dir: Path, workers: int = 1) -> int:
     infra = Infra(data_dir)
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(data_dir / "logs", pid_file=data_dir / PID_FILE)
@@ -125,7 +132,8 @@ async def run(shards: int, data_dir: Path) -> int:
         dev_secrets = secrets.load_or_create(data_dir / "secrets.json")
         slots = os.environ.get("WORKER_MAX_CONCURRENT", str(DEV_WORKER_SLOTS))
         cfg = FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
-                          nats_url=info.nats_url, secrets=dev_secrets, extra_env={"WORKER_MAX_CONCURRENT": slots})
+                          nats_url=info.nats_url, secrets=dev_secrets, workers=workers,
+                          extra_env={"WORKER_MAX_CONCURRENT": slots})
         specs = fleet_specs(cfg)
         await start_fleet(supervisor, specs)
         for spec in specs:
@@ -146,7 +154,10 @@ async def run(shards: int, data_dir: Path) -> int:
         print(f"router: {api}", flush=True)
         registered = await register_sample(api)
         print(f"registered sample playbook {registered['path']} version {registered['version']}")
-        await run_sample(api, registered["path"])
+        if workers:
+            await run_sample(api, registered["path"])
+        else:  # nothing would run it: the external worker is the user's to start
+            print(external_worker_hint(api, info.nats_url), flush=True)
         print("fleet is up; press Ctrl-C to stop everything", flush=True)
         await stop.wait()
         return 0
@@ -170,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="noetl_devstack.run", description=__doc__)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="the fleet's own workers; 0 for none, to run an external one (NoETL's)")
     args = parser.parse_args(argv)
     if args.shards < 1:
         parser.error("--shards must be >= 1")
-    return asyncio.run(run(args.shards, args.data_dir.resolve() if args.data_dir else default_data_dir()))
+    if args.workers < 0:
+        parser.error("--workers must be >= 0")
+    return asyncio.run(run(args.shards, args.data_dir.resolve() if args.data_dir else default_data_dir(),
+                           args.workers))
 
 
 if __name__ == "__main__":

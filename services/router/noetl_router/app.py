@@ -41,7 +41,7 @@ def create_app(settings: RouterSettings) -> web.Application:
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))
-    fleet_health.register(app)  # answered by the router itself, before the catch-all
+    fleet_health.register(app, settings.pool_status_cache_seconds)  # answered by the router itself, before the catch-all
     # Described by api_document: the shards' own routes, and what dispatch answers itself.
     app.router.add_route("*", "/{tail:.*}", dispatch.handle)
     return app

@@ -25,6 +25,9 @@ class RouterSettings(msgspec.Struct, frozen=True):
     retry_backoff_seconds: float = 0.05  # doubled after each failed try
     shard_url_pattern: str | None = None # URL of any shard index ({i}), for shards the map adds
     trusted_networks: tuple[IPNetwork, ...] = ()  # whose direct requests it vouches for (noetl_common.trust)
+    # GET /api/pool/status asks every shard; NoETL's workers each ask every 2 s, so one answer serves
+    # all askers this long (0: ask every time).
+    pool_status_cache_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "RouterSettings":
@@ -44,6 +47,7 @@ class RouterSettings(msgspec.Struct, frozen=True):
             retry_backoff_seconds=_positive(env, "NOETL_ROUTER_RETRY_BACKOFF_SECONDS", 0.05),
             shard_url_pattern=shard_url_pattern(env),
             trusted_networks=trusted_networks(env),
+            pool_status_cache_seconds=_not_negative(env, "NOETL_ROUTER_POOL_STATUS_CACHE_SECONDS", 1.0),
         )
 
 
@@ -51,4 +55,11 @@ def _positive(env: Env, name: str, default: float) -> float:
     value = env.float(name, default)
     if value <= 0:
         raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _not_negative(env: Env, name: str, default: float) -> float:
+    value = env.float(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value}")
     return value

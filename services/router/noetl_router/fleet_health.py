@@ -6,7 +6,9 @@ asked at once and the answers are merged. (`/health`, `/healthz`, `/readyz` and
   "unhealthy"), `database` "connected" only when every shard reaches its databases; `shards` has
   each shard's own answer (or why it could not be asked).
 - `/api/pool/status`: the fleet's sum — pool_min/max/size/available and requests_waiting added
-  up, utilization and slots from those sums — with each shard's own body under `shards`.
+  up, utilization and slots from those sums — with each shard's own body under `shards`. Every
+  NoETL worker polls it every 2 s: one fan-out serves every request for
+  `pool_status_cache_seconds`, so its cost does not grow with the number of workers.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from aiohttp import web
 
 from noetl_common.errors import json_response
 from noetl_common.openapi import Op, route
+from noetl_common.recent import Recent
 from noetl_common.wire.health import FleetHealth, FleetPoolStatus, PoolStatus, pool_status
 
 from .context import CONTEXT, RouterContext
 from .upstream import ShardUnavailable
 
 ASK_TIMEOUT_SECONDS = 5.0
+POOL_STATUS = web.AppKey("pool_status", Recent[FleetPoolStatus])
 
 
-def register(app: web.Application) -> None:
+def register(app: web.Application, cache_seconds: float) -> None:
+    app[POOL_STATUS] = Recent(cache_seconds)
     route(app, "GET", "/api/health", api_health, Op(
         summary="NoETL health of the whole fleet: every shard asked (503, same body, unless all are healthy)",
         ok=FleetHealth, other=((503, FleetHealth),)))
@@ -91,6 +96,10 @@ async def api_health(request: web.Request) -> web.Response:
 
 async def fleet_pool_status(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
+    return json_response(await request.app[POOL_STATUS].get(lambda: _pool_status(ctx)))
+
+
+async def _pool_status(ctx: RouterContext) -> FleetPoolStatus:
     answers = await _ask_all(ctx, "/api/pool/status")
     shards: dict[str, Any] = {}
     parts: list[PoolStatus] = []
@@ -116,6 +125,5 @@ async def fleet_pool_status(request: web.Request) -> web.Response:
         overall = "degraded"  # some shards answered, not all: the sums cover those only
     elif any(p.status == "saturated" for p in parts):
         overall = "saturated"
-    merged = FleetPoolStatus(**{**msgspec.structs.asdict(total), "status": overall}, shard_count=len(answers),
-                             shards_reporting=len(parts), shards=shards)
-    return json_response(merged)
+    return FleetPoolStatus(**{**msgspec.structs.asdict(total), "status": overall}, shard_count=len(answers),
+                           shards_reporting=len(parts), shards=shards)

@@ -14,6 +14,9 @@ from noetl_common.pools import DEFAULT_POOL
 from noetl_common.streams import DEFAULT_MAX_AGE_SECONDS, max_ages
 
 
+NOETL_MAX_ACK_PENDING = 64  # NOETL_WORKER_NATS_MAX_ACK_PENDING's default in NoETL's worker
+
+
 class WorkerSettings(msgspec.Struct, frozen=True):
     server_url: str
     nats_url: str
@@ -35,6 +38,10 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     # router that requires NOETL_API_TOKEN.
     internal_token: str | None = None
     stream_max_age: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_AGE_SECONDS))
+    # The pool's durable consumer's max_ack_pending, shared by every worker of the pool. NoETL's
+    # Python worker deletes and recreates a durable whose value differs from its own (its variable,
+    # its default 64), dropping what the consumer held: so both read the same variable.
+    max_ack_pending: int = NOETL_MAX_ACK_PENDING
 
     @property
     def durable(self) -> str:
@@ -72,4 +79,5 @@ def from_env(environ: Mapping[str, str]) -> WorkerSettings:
         eager_dispatch=env.bool("NOETL_WORKER_EAGER_DISPATCH", True),
         internal_token=env.optional("NOETL_INTERNAL_API_TOKEN"),
         stream_max_age=max_ages(env),
+        max_ack_pending=env.int("NOETL_WORKER_NATS_MAX_ACK_PENDING", NOETL_MAX_ACK_PENDING, minimum=1),
     )

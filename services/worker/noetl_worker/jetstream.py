@@ -43,13 +43,14 @@ async def connect(settings: WorkerSettings, stopping: asyncio.Event) -> nats.NAT
 async def subscribe(nc: nats.NATS, settings: WorkerSettings) -> JetStreamContext.PullSubscription:
     js = nc.jetstream()
     await ensure_streams(js, (COMMANDS_STREAM,), settings.stream_max_age)
-    # max_ack_pending is per durable, so shared by every worker of the pool; each worker holds
-    # about max_concurrent messages at most (a fetch asks for free slots only).
+    # max_ack_pending is per durable, so shared by every worker of the pool (each holds about
+    # max_concurrent messages: a fetch asks for free slots only). It is NoETL's worker's value, or
+    # that worker tears the shared durable down to recreate it. An existing durable is used as is.
     return await js.pull_subscribe(
         pool_commands_filter(settings.pool), durable=settings.durable, stream=COMMANDS_STREAM,
         config=ConsumerConfig(durable_name=settings.durable, ack_policy=AckPolicy.EXPLICIT,
                               deliver_policy=DeliverPolicy.ALL, ack_wait=settings.ack_wait_seconds,
-                              max_deliver=-1, max_ack_pending=max(64, settings.max_concurrent * 4)))
+                              max_deliver=-1, max_ack_pending=settings.max_ack_pending))
 
 
 async def ack(msg: Msg) -> None:

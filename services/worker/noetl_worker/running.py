@@ -102,7 +102,8 @@ class CommandRunner:
             if job.msg is None:  # no message to bring it back; the claim is ours, so run it
                 log.warning("could not report start of %s (running it anyway): %s", job.command_id, exc)
                 return True
-            # Still CLAIMED by us: the redelivered message re-claims idempotently and starts then.
+            # Still CLAIMED by us: the redelivered message's claim is refused (409 active_claim)
+            # and acked; the lease expiry hands the command on as the next attempt.
             log.warning("could not report start of %s: %s", job.command_id, exc)
             await job.msg.nak(delay=RETRY_NAK_SECONDS)
             return False

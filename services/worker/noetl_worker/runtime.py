@@ -276,8 +276,9 @@ class Worker:
         if isinstance(outcome, Claimed):
             if self._recent.ran(event_id, attempt_of(outcome.command)):
                 # A repeated notification (the reaper re-announces) while this attempt's outcome
-                # is still on its way: the shard answers our repeated claim with the same claim,
-                # which is not new work. The outcome's own report finishes the command.
+                # is still on its way, from a server that grants a holder's repeated claim again
+                # (this fleet's shards and NoETL's answer 409 active_claim): not new work. The
+                # outcome's own report finishes the command.
                 log.info("command %s attempt %s ran here already; not running it again", event_id,
                          attempt_of(outcome.command))
                 await jetstream.ack(msg)

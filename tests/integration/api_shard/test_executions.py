@@ -77,7 +77,8 @@ async def test_run_to_completion_with_exactly_once_finishing(client):
     assert r.status == 200 and (await r.json())["execution_id"] == int(eid)
     r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w2"})
     assert r.status == 409 and (await r.json())["code"] == "active_claim"
-    assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200  # idempotent
+    r = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})  # NoETL: taken, whoever asks
+    assert r.status == 409 and (await r.json())["detail"]["code"] == "active_claim"
 
     first = await finish(c, eid, cid, {"double": 10})
     again = await finish(c, eid, cid, {"double": 10})
@@ -373,3 +374,45 @@ async def test_events_after_the_end_are_not_logged(client):
     assert max(after, key=lambda e: int(e["event_id"]))["event_type"] == "execution.cancelled"
     status = await (await client.get(f"/api/executions/{eid}/status")).json()
     assert status["status"] == "CANCELLED"
+
+
+async def test_noetl_python_worker_batches(client):
+    """The batches NoETL's Python worker posts (noetl/worker/nats_worker.py): its result is
+    `response` (the `result` envelope holds a digest), and its own step.enter/step.exit are not
+    logged beside the engine's. A step result answers `{{ start.x }}` and `{{ start.context.x }}`."""
+    c = client
+    eid = (await start(c, workload={"n": 4}))["execution_id"]
+    cid, _ = await open_command(c, eid)
+    assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})).status == 200
+
+    async def batch(*events):
+        r = await c.post("/api/events/batch", json={"execution_id": eid, "worker_id": "py", "events": [
+            {"step": "start", "actionable": False, "informative": True, **e} for e in events]})
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+    await batch({"name": "command.started", "payload": {"command_id": str(cid), "worker_id": "py"}},
+                {"name": "step.enter", "payload": {"status": "started"}})
+    envelope = {"status": "COMPLETED", "context": {"double": 8}}
+    done = await batch({"name": "call.done", "actionable": True, "payload": {
+                            "response": {"double": 8, "rows": [1, 2]}, "result": envelope, "command_id": str(cid)}},
+                       {"name": "step.exit", "payload": {"status": "COMPLETED", "result": envelope, "command_id": str(cid)}},
+                       {"name": "command.completed", "payload": {"command_id": str(cid), "worker_id": "py",
+                                                                  "result": envelope}})
+    assert done["commands_generated"] == 1
+    end_id, end_step = await open_command(c, eid)
+    command = await (await c.get(f"/api/commands/{end_id}")).json()
+    assert end_step == "end" and command["context"]["input"] == {"d": 8}
+
+    status = await (await c.get(f"/api/executions/{eid}/status", params={"steps": "true"})).json()
+    assert status["steps"]["start"] == {"double": 8, "rows": [1, 2]}
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    marks = [(e["event_type"], e["node_name"]) for e in events if e["event_type"] in ("step.enter", "step.exit")]
+    assert sorted(marks) == [("step.enter", "end"), ("step.enter", "start"), ("step.exit", "start")]
+    single = await c.post("/api/events", json={"execution_id": eid, "name": "step.exit", "node_name": "start",
+                                               "payload": {"status": "COMPLETED"}})
+    assert single.status == 200 and (await single.json())["duplicate"] is True
+    only_marks = await batch({"name": "step.enter", "payload": {"status": "started"}})
+    assert only_marks["event_ids"] == [] and only_marks["commands_generated"] == 0
+    events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+    assert sum(e["event_type"] == "step.enter" and e["node_name"] == "start" for e in events) == 1

@@ -48,8 +48,10 @@ async def test_scoped_keys_follow_noetl_format(shard_app):
     shared = await (await c.post("/api/keychain/7/tok", headers=AUTH, json={
         "token_data": {"v": 2}, "scope_type": "shared", "execution_id": 555})).json()
     assert local["cache_key"] == "tok:7:555" and shared["cache_key"] == "tok:7:shared:555"
-    got_local = await (await c.get("/api/keychain/7/tok", headers=AUTH, params={"scope_type": "local", "execution_id": "555"})).json()
-    got_shared = await (await c.get("/api/keychain/7/tok", headers=AUTH, params={"scope_type": "shared", "execution_id": "555"})).json()
+    got_local = await (await c.get("/api/keychain/7/tok", headers=AUTH,
+                                   params={"scope_type": "local", "execution_id": "555"})).json()
+    got_shared = await (await c.get("/api/keychain/7/tok", headers=AUTH,
+                                    params={"scope_type": "shared", "execution_id": "555"})).json()
     assert got_local["token_data"] == {"v": 1} and got_shared["token_data"] == {"v": 2}
     assert got_local["execution_id"] == "555"
     miss = await c.get("/api/keychain/7/tok", headers=AUTH)  # global scope: not set
@@ -88,7 +90,8 @@ async def test_bad_keychain_requests_write_nothing(shard_app, path, payload, sta
 
 
 async def test_keychain_value_encrypted_at_rest(shard_app):
-    await shard_app.client.post("/api/keychain/3/k", headers=AUTH, json={"token_data": TOKEN, "renew_config": {"r": "renew-secret"}})
+    await shard_app.client.post("/api/keychain/3/k", headers=AUTH,
+                                json={"token_data": TOKEN, "renew_config": {"r": "renew-secret"}})
     row = await shard_app.cluster.fetchrow("SELECT * FROM noetl.keychain")
     text = " ".join(str(v) for v in row.values())
     assert TOKEN["access_token"] not in text and "renew-secret" not in text

@@ -96,7 +96,7 @@ def router_settings(urls: list[str], port: int) -> RouterSettings:
     return RouterSettings(shard_urls=tuple(urls), http=HttpSettings("127.0.0.1", port, 1024 * 1024),
                           internal_token=INTERNAL_TOKEN, probe_interval_seconds=0.2, failure_threshold=2,
                           connect_timeout_seconds=1.0, retry_attempts=3, retry_backoff_seconds=0.02,
-                          map_refresh_seconds=5.0)
+                          map_refresh_seconds=5.0, pool_status_cache_seconds=0.0)  # fresh: a test kills a shard
 
 
 @asynccontextmanager

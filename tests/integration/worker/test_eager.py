@@ -114,8 +114,9 @@ async def test_replayed_answer_does_not_run_a_command_twice(stand_in, nats_url):
 
 async def test_a_repeated_notification_does_not_run_a_command_again_while_its_outcome_is_on_its_way(
         stand_in, nats_url):
-    """The shard answers a worker's repeated claim with the same claim. A re-announced command
-    arriving after it ran here but before its outcome was taken must not run a second time."""
+    """A server that answers a worker's repeated claim with the same claim (the stand-in; this
+    fleet's shards now answer 409): a re-announced command arriving after it ran here but before
+    its outcome was taken must not run a second time."""
     plane, server = stand_in
     runs: list[int] = []
 

@@ -25,6 +25,16 @@ def test_inline_values():
     assert inline_value({"call_index": 0, "result": {"status": "x", "rows": []}}) == {"status": "x", "rows": []}
 
 
+def test_noetl_python_worker_value_is_its_response():
+    # NoETL's worker: `response` is the value, `result` a control-plane digest (its engine reads
+    # `response` first, then `result`); a None response is still the value.
+    payload = {"response": {"greeting": "hi", "rows": [1]},
+               "result": {"status": "COMPLETED", "context": {"greeting": "hi"}}, "command_id": "1"}
+    assert inline_value(payload) == {"greeting": "hi", "rows": [1]}
+    assert value_of(payload, {}) == {"greeting": "hi", "rows": [1]}
+    assert inline_value({"response": None, "result": {"status": "COMPLETED"}}) is None
+
+
 def test_value_of_a_stored_reference():
     payload = {"result": {"status": "ok", "context": {"data": {"_ref": REF}},
                           "reference": {"kind": "result_ref", "ref": REF}}}
@@ -41,4 +51,6 @@ def test_needs_store():
     assert not needs_store(ev("call.error", {"result": big, "error": "x"}))  # failures carry no step result
     assert not needs_store(ev("command.completed", {"status": "COMPLETED"}))
     assert not needs_store(ev("call.done", {"result": 12345}))
+    # NoETL's worker: the size that counts is its response's, not the digest's.
+    assert needs_store(ev("call.done", {"response": big, "result": {"status": "COMPLETED", "context": {}}}))
     assert len(msgspec.json.encode(big)) > 100 * 1024

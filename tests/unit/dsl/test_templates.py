@@ -45,5 +45,13 @@ def test_step_accessors_data_and_python_era_command_0():
     assert with_data(sql)["command_0"] is sql
     assert with_data(sql)["data"] == {**sql, "command_0": sql}  # `{{ step.data.command_0.rows }}` too
     assert with_data({"affected_rows": 3})["command_0"] == {"affected_rows": 3}
-    assert "command_0" not in with_data({"a": 1}) and with_data({"a": 1})["data"] == {"a": 1}
-    assert with_data({"data": 2}) == {"data": 2} and with_data([1]) == [1]
+    assert "command_0" not in with_data({"a": 1}) and with_data({"a": 1})["context"] == {"a": 1}
+    assert with_data({"data": 2, "context": 3}) == {"data": 2, "context": 3} and with_data([1]) == [1]
+
+
+def test_step_context_accessor_as_on_noetl_server():
+    # `{{ start.greeting }}` and `{{ start.context.greeting }}` both answer (NoETL's server does).
+    from noetl_common.dsl.scopes import with_data
+
+    ctx = {"start": with_data({"greeting": "hi"})}
+    assert R.render("{{ start.greeting }}/{{ start.context.greeting }}/{{ start.data.greeting }}", ctx) == "hi/hi/hi"

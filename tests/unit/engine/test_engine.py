@@ -227,6 +227,21 @@ async def test_simulated_pipeline_with_retry_policy_and_prev():
     assert out.step_results["start"]["p"] == 2 and out.step_results["end"] == {"seen": 2}
 
 
+def test_pipeline_outcome_of_noetls_task_sequence_reads_as_ours():
+    # NoETL's Python worker runs a task list as its task_sequence: {status, _prev, results, ctx}.
+    pb = playbook({"step": "start", "tool": [{"name": "a", "kind": "python", "code": "x"},
+                                             {"name": "b", "kind": "python", "code": "y"}], "next": "end"},
+                  {"step": "end", "tool": py("e", input={"last": "{{ start.v }}", "a": "{{ start.results.a.n }}",
+                                                         "seen": "{{ ctx.seen }}"})})
+    mint = minter()
+    data = ExecutionData()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint, data=data)
+    outcome = {"status": "ok", "_prev": {"v": 2}, "results": {"a": {"n": 1}, "b": {"v": 2}}, "ctx": {"seen": 7},
+               "metrics": {"task_count": 2}}
+    state, ds = done(pb, state, issued(ds)[0], outcome, mint, data)
+    assert issued(ds)[0].input == {"last": 2, "a": 1, "seen": 7}
+
+
 CURSOR_STEP = {"step": "work", "tool": {"kind": "postgres", "auth": "pg", "command": "UPDATE t SET n = {{ row.id }}"},
                "loop": {"iterator": "row", "cursor": {"kind": "postgres", "auth": "{{ workload.cred }}",
                                                       "claim": "SELECT id LIMIT {{ __frame_max_rows }}"},

@@ -23,3 +23,9 @@ def test_eager_dispatch_setting(value, expected):
 def test_eager_dispatch_must_be_a_boolean():
     with pytest.raises(ConfigError, match="NOETL_WORKER_EAGER_DISPATCH"):
         from_env({**BASE, "NOETL_WORKER_EAGER_DISPATCH": "sometimes"})
+
+
+def test_max_ack_pending_is_noetl_workers_whatever_the_slots():
+    # NoETL's Python worker recreates a shared durable whose max_ack_pending is not its own (64).
+    assert from_env({**BASE, "WORKER_MAX_CONCURRENT": "32"}).max_ack_pending == 64
+    assert from_env({**BASE, "NOETL_WORKER_NATS_MAX_ACK_PENDING": "256"}).max_ack_pending == 256

@@ -16,7 +16,8 @@ def strip_scope(key: str) -> str:
 
 
 def with_data(value: Any) -> Any:
-    """`{{ step.data }}` is the result itself when it has no `data` key (NoETL's accessor). A SQL
+    """`{{ step.data }}` and `{{ step.context }}` are the result itself when it has no such key
+    (NoETL's accessors). A SQL
     result also answers to `{{ step.command_0 }}`, the Python-era per-statement shape many
     playbooks still read (the result is that of the last statement)."""
     if not isinstance(value, dict):
@@ -27,4 +28,8 @@ def with_data(value: Any) -> Any:
     if "data" not in value:
         # `{{ step.data.command_0.rows }}` is read too: the data view answers to command_0 as well.
         extra["data"] = {**value, **extra}
+    if "context" not in value:
+        # NoETL's server answers `{{ step.context.x }}` as well as `{{ step.x }}` (its Python
+        # worker's result envelope is `{status, context}`): the context view is the result itself.
+        extra["context"] = value
     return {**value, **extra} if extra else value

@@ -27,7 +27,7 @@ from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
-from .values import as_items, child_result, jsonable, pipeline_result
+from .values import as_items, child_result, jsonable, pipeline_envelope, pipeline_result
 
 
 def _loop(step: Step) -> Loop:
@@ -317,9 +317,10 @@ class _Run:
             result = child_result(step, event.result)
         else:
             result = event.result
-        if ok and step.kind == "pipeline" and isinstance(result, dict) and "ctx_updates" in result:
-            self.st.vars.update(result.get("ctx_updates") or {})
-            result = pipeline_result(result)
+        envelope = pipeline_envelope(result) if ok and step.kind == "pipeline" else None
+        if envelope is not None:
+            self.st.vars.update(envelope.get("ctx_updates") or {})
+            result = pipeline_result(envelope)
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:

@@ -33,6 +33,19 @@ def as_items(value: Any) -> list[Any] | None:
     return None
 
 
+def pipeline_envelope(result: Any) -> dict[str, Any] | None:
+    """A pipeline command's outcome as `{result, tasks, ctx_updates}`: this fleet's workers send that;
+    NoETL's Python worker runs the same tasks as its `task_sequence` and sends `{status, _prev,
+    results, ctx, metrics}` (`ctx` holds only what the tasks set). None for anything else."""
+    if not isinstance(result, dict):
+        return None
+    if "ctx_updates" in result:
+        return result
+    if "_prev" in result and isinstance(result.get("results"), dict):
+        return {"result": result["_prev"], "tasks": result["results"], "ctx_updates": result.get("ctx") or {}}
+    return None
+
+
 def pipeline_result(envelope: dict[str, Any]) -> Any:
     last = envelope.get("result")
     tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}

@@ -15,9 +15,11 @@ from ..store.outbox import OutboxRow
 
 
 def command_context(d: Any) -> dict[str, Any]:
-    """The context of an engine `IssueCommand`. NoETL's Python worker reads `input` and `spec`,
-    its Rust worker `args`; ours reads `tool`, `pipeline` and the rest."""
-    return {"tool_config": d.tool_config, "input": d.input, "args": d.input,
+    """The context of an engine `IssueCommand`. NoETL's Python worker reads `input` and `spec`
+    (and a pipeline's tasks as its task_sequence's `tool_config.tasks`), its Rust worker `args`;
+    ours reads `tool`, `pipeline` and the rest."""
+    tool_config = d.tool_config if d.pipeline is None else {**(d.tool_config or {}), "tasks": d.pipeline}
+    return {"tool_config": tool_config, "input": d.input, "args": d.input,
             "spec": (d.tool_config or {}).get("spec") or {},
             "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
             "render_context": d.context, "iteration": d.iteration, "item": d.item,

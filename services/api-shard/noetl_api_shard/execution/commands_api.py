@@ -2,7 +2,8 @@
 
 Exactly one worker wins a claim. A claim takes the execution's lock (every writer of a command
 holds it), so concurrent claimers of one command queue briefly and the later ones find it taken:
-409 `active_claim`. A claim is a lease and starts the command: `command.claimed` and
+409 `active_claim` — the same worker asking again too, as on NoETL's server (a worker whose
+answer was lost leaves the command to its lease). A claim is a lease and starts the command: `command.claimed` and
 `command.started` are written in the claim's transaction, and the answer says `started: true` so
 the worker does not post its own `command.started` (a NoETL worker that does is answered as a
 re-send). Once the holder stops showing signs of life past the lease, the next claimer takes the
@@ -30,6 +31,9 @@ from .orchestration import TERMINAL, Orchestrator
 from .ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
+# NoETL's name for a tool kind where it differs: a task list is its worker's `task_sequence` (the
+# fleet's worker takes either name).
+NOETL_ACTION = {"pipeline": "task_sequence"}
 
 
 def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
@@ -40,7 +44,8 @@ def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
             "execution_id": str(cmd["execution_id"]), "catalog_id": str(cmd["catalog_id"] or ""),
             "iteration": cmd["iteration"], "pool": cmd["pool"]}
     out = CommandOut(execution_id=cmd["execution_id"], node_id=cmd["step"], node_name=cmd["step"],
-                     action=cmd["tool_kind"], context=cmd["context"] or {}, meta=meta, event_id=command_id,
+                     action=NOETL_ACTION.get(cmd["tool_kind"], cmd["tool_kind"]), context=cmd["context"] or {},
+                     meta=meta, event_id=command_id,
                      command_id=str(command_id), attempt=cmd["attempt"], max_attempts=cmd["max_attempts"],
                      status="ok" if claimed else cmd["status"])
     if claimed:
@@ -78,10 +83,8 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
             attempt = row["attempt"]
             reclaimed_from = None
             if row["status"] in ("CLAIMED", "RUNNING"):
-                if row["worker_id"] == worker:
-                    # The same worker asking again (its answer was lost): the same answer. A worker
-                    # guards itself against running a command it already runs.
-                    return json_response(command_out(row, claimed=True))
+                # Taken, whoever asks (NoETL's rule): a worker holding two consumers that both see a
+                # notification claims it twice, and a second 200 would run its tool twice.
                 if row["lease_expires_at"] and row["lease_expires_at"] > datetime.now(timezone.utc):
                     svc.metrics.claim_conflict()
                     raise ApiError(409, f"Command already claimed by {row['worker_id']}", "active_claim",

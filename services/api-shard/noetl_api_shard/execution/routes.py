@@ -36,7 +36,7 @@ from .replay import compare
 from .cancelling import cancel_one
 from .starting import start_request
 from . import batch_status, cleanup, execute_batch, result_api
-from .worker_events import normalise
+from .worker_events import ENGINE_WRITTEN, normalise
 
 
 def register(app: web.Application) -> None:
@@ -106,6 +106,8 @@ async def post_event(request: web.Request) -> web.Response:
     ev = normalise(await read_json(request, EventPost))
     execution_id_var.set(str(ev.execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, ev.execution_id)
+    if ev.event_type in ENGINE_WRITTEN:  # a repeat of the engine's own: taken, not logged
+        return json_response(EventAccepted(status="ok", event_id=None, commands_generated=0, duplicate=True))
     done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
     svc.metrics.ingest.observe(time.perf_counter() - started)
     return json_response(EventAccepted(status="ok", event_id=done.event_ids[0] if done.event_ids else None,
@@ -194,6 +196,7 @@ async def post_batch(request: web.Request) -> web.Response:
     for i, e in enumerate(events):
         if e.execution_id != execution_id:
             raise bad_request(f"events[{i}].execution_id differs from the batch's execution_id")
+    events = [e for e in events if e.event_type not in ENGINE_WRITTEN]  # repeats of the engine's own
     key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
     _, answer = await _accept(request.app[ORCHESTRATOR], execution_id, events, key,
                               _eager(body, svc.settings.claim_lease_seconds))

@@ -2,8 +2,10 @@
 results out of the event log (NoETL's limit: `NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES`, 100 KiB by
 default, `ShardSettings.event_result_max_bytes`).
 
-A logged event's `payload.result` is one of:
-- the value itself (this fleet's worker, NoETL's Python worker);
+A logged event's step result is, in NoETL's engine's order, `payload.response` when the payload
+has one (NoETL's Python worker: `{response: <value>, result: {status, context}}`, the envelope
+holding only a control-plane digest of the value), else `payload.result`, one of:
+- the value itself (this fleet's worker);
 - the Rust worker's envelope `{status, context}` (its `call.done` carries `call_index`): the
   value is `context`;
 - a stored-result envelope `{status, context: {data: {_ref}}, reference: {kind: "result_ref",
@@ -34,6 +36,8 @@ _encoder = msgspec.json.Encoder()
 
 def inline_value(payload: Mapping[str, Any]) -> Any:
     """The value an event carries in its payload, without any store lookup."""
+    if "response" in payload:
+        return payload["response"]
     result = payload.get("result")
     if ("call_index" in payload and isinstance(result, dict) and "status" in result
             and set(result) <= RUST_ENVELOPE_KEYS):
@@ -56,10 +60,9 @@ def refs_in(payloads: list[Mapping[str, Any]]) -> list[ResultRef]:
 def needs_store(ev: WorkerEvent, limit: int = EVENT_RESULT_MAX_BYTES) -> bool:
     """A successful outcome whose result is a stored reference or too large to log: the shard
     must read or write `noetl.result_store` (the locking path, never the one-statement one)."""
-    if ev.event_type not in FINISH_OK or "result" not in ev.payload:
+    if ev.event_type not in FINISH_OK or ("result" not in ev.payload and "response" not in ev.payload):
         return False
-    result = ev.payload["result"]
-    return ref_of(result) is not None or _too_large(result, limit)
+    return ref_of(ev.payload.get("result")) is not None or _too_large(inline_value(ev.payload), limit)
 
 
 def _too_large(value: Any, limit: int) -> bool:
@@ -75,7 +78,7 @@ async def prepare(svc: Any, conn: Any, ev: WorkerEvent, limit: int = EVENT_RESUL
     result and log a reference in its place. Sets `ev.value`, the step result for the engine."""
     if not needs_store(ev, limit):
         return
-    result = ev.payload["result"]
+    result = ev.payload.get("result")
     ref = ref_of(result)
     if ref is not None:
         if ref.execution_id != ev.execution_id:
@@ -95,7 +98,8 @@ async def prepare(svc: Any, conn: Any, ev: WorkerEvent, limit: int = EVENT_RESUL
     await result_store.insert(conn, stored)
     uri = ResultRef(ev.execution_id, name, stored.result_id).uri()
     status = result.get("status") if isinstance(result, dict) and "call_index" in ev.payload else None
-    ev.payload = {**ev.payload, "result": {
+    kept = {k: v for k, v in ev.payload.items() if k != "response"}  # the value moves to the store
+    ev.payload = {**kept, "result": {
         "status": status or ev.status or "COMPLETED",
         "context": {"data": {"_ref": uri}},
         "reference": {"kind": "result_ref", "ref": uri, "store": stored.store, "scope": stored.scope,

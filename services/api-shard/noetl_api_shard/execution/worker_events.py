@@ -24,6 +24,9 @@ FINISHING = FINISH_OK | FINISH_ERROR
 # Signs of life from a claim holder (extend its lease).
 PROGRESS = frozenset({EventType.COMMAND_STARTED, EventType.COMMAND_HEARTBEAT, EventType.CALL_STARTED})
 MAX_ERROR_CHARS = 2000
+# The engine logs every step.enter/step.exit itself; NoETL's Python worker posts its own pair too,
+# which would log each twice (and count a step run twice in the projection's step_count).
+ENGINE_WRITTEN = frozenset({EventType.STEP_ENTER, EventType.STEP_EXIT})
 
 
 class WorkerEvent(msgspec.Struct, kw_only=True):
