@@ -167,6 +167,8 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # long before expiry an auto_renew entry is fetched again when read (NoETL's worker: 300 s).
     keychain_endpoints: dict[str, str] = {}
     keychain_renew_before_seconds: float = 300.0
+    # NATS, for announcing a command right after its commit (the outbox relay stays the guarantee).
+    nats_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -216,6 +218,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             trusted_networks=trusted_networks(env),
             keychain_endpoints=url_rewrites(env, "NOETL_KEYCHAIN_ENDPOINTS"),
             keychain_renew_before_seconds=env.float("NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS", 300.0),
+            nats_url=env.optional("NOETL_NATS_URL"),
         )
 
 

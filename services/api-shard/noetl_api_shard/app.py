@@ -20,8 +20,9 @@ from noetl_common.observability import REGISTRY_KEY
 
 from .execution import event_stream, outbox_api, projection_api, routes as execution_routes
 from .execution.group_commit import MAX_FLUSHING
-from .execution.keys import ORCHESTRATOR, WAKEUPS
+from .execution.keys import ANNOUNCER, ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
+from .execution.prompt_announce import PromptAnnouncer
 from .execution.wakeups import Wakeups
 from .metrics import ShardMetrics
 from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
@@ -50,10 +51,12 @@ def create_app(settings: ShardSettings) -> web.Application:
     metrics.watch_shard_map(app[REGISTRY_KEY], settings.shard_index, lambda: svc.shard_map.current)
     app[SERVICES] = svc
     app[WAKEUPS] = Wakeups()
-    app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS])
+    app[ANNOUNCER] = PromptAnnouncer(settings.nats_url, app[REGISTRY_KEY], str(settings.shard_index))
+    app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], announcer=app[ANNOUNCER])
     app[KEEPER] = MapKeeper(svc)
     app.middlewares.append(fresh_map_for_writes)
     app.cleanup_ctx.append(_databases)
+    app.cleanup_ctx.append(_announcer)
     app.cleanup_ctx.append(_map_keeper)
     app.cleanup_ctx.append(in_background(*app[KEEPER].loops))  # once the map is loaded
     add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
@@ -62,6 +65,12 @@ def create_app(settings: ShardSettings) -> web.Application:
                  keychain, runtime, outbox_api, projection_api, event_stream, execution_routes):
         area.register(app)
     return app
+
+
+async def _announcer(app: web.Application) -> AsyncIterator[None]:
+    await app[ANNOUNCER].start()
+    yield
+    await app[ANNOUNCER].close()
 
 
 async def _databases(app: web.Application) -> AsyncIterator[None]:

@@ -40,6 +40,7 @@ from .announcing import command_context, issued_event_context, notification
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
+from .prompt_announce import PromptAnnouncer
 from .txn import Eager, Fallback, NeedsLock, Outcome, StatementCount, Txn
 from .unit_of_work import UnitOfWork
 from .wakeups import Wakeups
@@ -55,10 +56,12 @@ TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType
 
 
 class Orchestrator:
-    def __init__(self, svc: ShardServices, wakeups: Wakeups, cache: ExecutionCache | None = None) -> None:
+    def __init__(self, svc: ShardServices, wakeups: Wakeups, cache: ExecutionCache | None = None,
+                 announcer: PromptAnnouncer | None = None) -> None:
         self.svc = svc
         self.wakeups = wakeups
         self.cache = cache or ExecutionCache()
+        self.announcer = announcer
         self.group = GroupCommit()
         self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}  # catalog rows are immutable
 
@@ -152,6 +155,8 @@ class Orchestrator:
             self.wakeups.events_committed(uow.executions_touched())
         if uow.events or uow.notifications:
             self.wakeups.outbox_written(urgent=bool(uow.notifications))
+        if self.announcer is not None:
+            self.announcer.announce(uow.notifications)
 
     def _release(self, txn: Txn, committed: bool) -> None:
         """Held executions go back to the cache after a commit (finished ones leave it), or after a

@@ -19,6 +19,7 @@ from noetl_common.shard_query import ShardCountParam
 from noetl_common.sharding import SHARD_HASH_SEED, shard_for
 from noetl_common.wire.shard import ApiHealth, ServerConfig, ShardEndpoint, ShardInfo, ShardMapWithShards
 
+from ..execution.keys import ANNOUNCER
 from ..map_keeper import KEEPER
 from ..state import services
 from ..store import shard_map as shard_map_store
@@ -62,7 +63,7 @@ async def api_health(request: web.Request) -> web.Response:
         status="ok" if healthy else "unhealthy",
         database="connected" if cluster_ok else "disconnected",
         shard_database="connected" if shard_ok else "disconnected",
-        nats="not_used",  # the shard never talks to NATS; the outbox publisher does
+        nats=request.app[ANNOUNCER].state,  # only to announce commands promptly; the outbox relay is the guarantee
         uptime_seconds=round(time.monotonic() - svc.started_monotonic, 3),
         version=_version(),
         shard_index=svc.settings.shard_index,

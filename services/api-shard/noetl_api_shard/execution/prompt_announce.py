@@ -1,0 +1,99 @@
+"""A command announced right after its commit, ahead of the outbox relay.
+
+The outbox row written with the command stays the guarantee: the publisher relays it as before,
+with the same `Nats-Msg-Id` (the outbox row's id), and JetStream's duplicate window drops
+whichever copy comes second. Publishing here only spares the first step of an execution the
+relay's hop (commit -> the publisher's long-poll answer -> its publish), so a failure is counted
+and otherwise ignored: nothing waits for it and nothing depends on it. Without NOETL_NATS_URL, or
+while NATS is unreachable, the relay alone announces, as before."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter
+
+from ..store.outbox import OutboxRow
+
+log = logging.getLogger("noetl.api_shard.announce")
+PUBLISH_TIMEOUT_SECONDS = 2.0
+_encoder = msgspec.json.Encoder()
+
+
+class PromptAnnouncer:
+    def __init__(self, nats_url: str | None, registry: CollectorRegistry, shard: str) -> None:
+        self.nats_url = nats_url
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        counter = Counter("noetl_command_announce_total",
+                          "Command notifications published by the shard right after commit, by outcome: published, "
+                          "duplicate (the relay's copy came first), failed, skipped (NATS not connected)",
+                          ["shard", "outcome"], registry=registry)
+        self._outcomes = {o: counter.labels(shard, o) for o in ("published", "duplicate", "failed", "skipped")}
+
+    @property
+    def state(self) -> str:
+        """For /api/health's `nats`: connected, disconnected, or not_used (no NOETL_NATS_URL)."""
+        if not self.nats_url:
+            return "not_used"
+        return "connected" if self._nc is not None and self._nc.is_connected else "disconnected"
+
+    async def start(self) -> None:
+        """Connects in the background: the shard serves (and the relay announces) meanwhile."""
+        if self.nats_url:
+            self._spawn(self._connect(self.nats_url))
+
+    async def _connect(self, url: str) -> None:
+        async def quiet(_exc: Exception) -> None:
+            pass  # nats-py logs every failed attempt with a traceback otherwise
+
+        try:
+            self._nc = await nats.connect(url, name="api-shard-announcer", allow_reconnect=True,
+                                          max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=2,
+                                          error_cb=quiet)
+        except Exception as exc:  # noqa: BLE001 - retried below; the relay announces meanwhile
+            log.warning("NATS not reachable for prompt announcements (%s); the outbox relay announces alone", exc)
+            await asyncio.sleep(2)
+            self._spawn(self._connect(url))
+            return
+        self._js = self._nc.jetstream()
+
+    def announce(self, rows: list[OutboxRow]) -> None:
+        """Publish `rows` (just committed) without waiting for it."""
+        if not rows:
+            return
+        if self._js is None or self._nc is None or not self._nc.is_connected:
+            self._outcomes["skipped"].inc(len(rows))
+            return
+        self._spawn(self._publish(self._js, rows))
+
+    async def _publish(self, js: JetStreamContext, rows: list[OutboxRow]) -> None:
+        for row in rows:
+            headers = {**(row.headers or {}), "Nats-Msg-Id": str(row.id)}
+            try:
+                ack = await js.publish(row.subject, _encoder.encode(row.payload), headers=headers,
+                                       timeout=PUBLISH_TIMEOUT_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the relay publishes the same row
+                self._outcomes["failed"].inc()
+                log.debug("prompt announcement of outbox row %s failed: %s", row.id, exc)
+                continue
+            self._outcomes["duplicate" if ack.duplicate else "published"].inc()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            await self._nc.close()

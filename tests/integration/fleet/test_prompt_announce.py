@@ -1,0 +1,64 @@
+"""A command is announced by its shard right after commit, ahead of the outbox relay, which stays
+the guarantee: with the publisher stopped an execution still runs, and once the publisher relays
+the same outbox row JetStream drops it as a duplicate (one message per command)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import nats
+
+from noetl_common.streams import COMMANDS_STREAM
+
+from .conftest import own_fleet, register, wait_terminal
+
+PLAYBOOK = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: prompt, path: tests/prompt_announce}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = {'ok': True}"}
+"""
+
+
+async def _outbox_pending(http: aiohttp.ClientSession, shard_url: str, token: str) -> int:
+    async with http.get(f"{shard_url}/api/internal/shard/status",
+                        headers={"Authorization": f"Bearer {token}"}) as r:
+        return (await r.json())["outbox_pending"]
+
+
+async def test_commands_reach_workers_without_the_relay_and_are_published_once():
+    async with own_fleet("noetl-prompt-announce-", 1, workers=1) as fleet, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        await register(http, fleet.router, PLAYBOOK)
+        async with http.get(f"{fleet.url_of('api-shard-0')}/api/health") as r:
+            assert (await r.json())["nats"] == "connected"
+        publisher = fleet.spec("outbox-publisher")
+        fleet.supervisor.stop(publisher.name)
+        async with http.post(f"{fleet.router}/api/execute", json={"path": "tests/prompt_announce"}) as r:
+            eid = (await r.json())["execution_id"]
+        # Only the shard's own announcement can have reached the worker: the relay is down.
+        status = await wait_terminal(http, fleet.router, eid, timeout=20)
+        assert status["status"] == "COMPLETED", status
+        shard_url = fleet.url_of("api-shard-0")
+        assert await _outbox_pending(http, shard_url, fleet.token) > 0  # the relay's copy still waits
+
+        fleet.supervisor.spawn(publisher)
+        await fleet.supervisor.wait_ready(publisher.name)
+        for _ in range(100):
+            if await _outbox_pending(http, shard_url, fleet.token) == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert await _outbox_pending(http, shard_url, fleet.token) == 0
+
+        nc = await nats.connect(fleet.spec("router").env["NOETL_NATS_URL"])
+        try:
+            info = await nc.jetstream().stream_info(COMMANDS_STREAM, subjects_filter=f"noetl.commands.*.{eid}")
+        finally:
+            await nc.close()
+        assert sum((info.state.subjects or {}).values()) == 1, info.state.subjects  # the relay's copy was dropped
+        async with http.get(f"{shard_url}/metrics") as r:
+            metrics = await r.text()
+        assert 'noetl_command_announce_total{outcome="published",shard="0"} 1.0' in metrics, metrics[-2000:]
