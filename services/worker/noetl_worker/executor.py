@@ -43,19 +43,21 @@ def default_runners() -> dict[str, Runner]:
 
 
 def read_work(context: dict[str, Any], action: str | None) -> Work:
-    """Tool kind from `action`, `tool_kind` or `tool.kind`; config from `tool_config` or `tool`;
-    inputs from `input` or `args`, over `tool_config.input` (top-level keys win, as in NoETL);
-    pipeline tasks from `pipeline`, `tasks` or a list-valued `tool`."""
+    """Tool kind from `action`, `tool_kind` or `tool.kind`; config from `tool` or `tool_config`;
+    inputs from `args` or `input`, over the config's `input` (top-level keys win, as in NoETL);
+    pipeline tasks from `pipeline`, `tasks` or a list-valued `tool`. This fleet's shards send
+    `tool`, `pipeline` and `args` in the playbook's own form (`tool_config` and `input` are
+    restated for NoETL's worker there); NoETL's server sends only `tool_config` and `input`."""
     tool = context.get("tool")
     tasks = context.get("pipeline") or context.get("tasks") or (tool if isinstance(tool, list) else None)
     tool_map = tool if isinstance(tool, dict) else {}
     kind = action or context.get("tool_kind") or tool_map.get("kind") or ""
     if tasks:
         kind = "pipeline"
-    config = context.get("tool_config")
+    config = {k: v for k, v in tool_map.items() if k != "kind"} if tool_map else context.get("tool_config")
     if not isinstance(config, dict):
-        config = {k: v for k, v in tool_map.items() if k != "kind"}
-    inputs = context.get("input") or context.get("args") or {}
+        config = {}
+    inputs = context["args"] if context.get("args") is not None else context.get("input") or {}
     declared = config.get("input")
     nested = declared if isinstance(declared, dict) else {}
     inputs = {**nested, **(inputs if isinstance(inputs, dict) else {})}

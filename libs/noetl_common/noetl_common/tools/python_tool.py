@@ -16,6 +16,15 @@ from typing import Any
 from .result import ToolResult
 
 
+def _as_function(code: str) -> str:
+    """Legacy code with a top-level `return`: its body as a function whose value is `result`."""
+    return "def __noetl_step__():\n" + textwrap.indent(code, "    ") + "\nresult = __noetl_step__()\n"
+
+
+def _returns_at_top_level(exc: SyntaxError) -> bool:
+    return "'return' outside function" in str(exc)
+
+
 @functools.lru_cache(maxsize=256)
 def _compile(code: str) -> Any:
     """Compiled once per distinct code (a loop runs the same step thousands of times); code
@@ -23,10 +32,24 @@ def _compile(code: str) -> Any:
     try:
         return compile(code, "<step>", "exec")
     except SyntaxError as exc:
-        if "'return' outside function" not in str(exc):
+        if not _returns_at_top_level(exc):
             raise
-    wrapped = "def __noetl_step__():\n" + textwrap.indent(code, "    ") + "\nresult = __noetl_step__()\n"
-    return compile(wrapped, "<step>", "exec")
+    return compile(_as_function(code), "<step>", "exec")
+
+
+@functools.lru_cache(maxsize=256)
+def plain_code(code: str) -> str:
+    """The code as a python tool without the legacy top-level `return` runs it (NoETL's does not
+    wrap): legacy code wrapped as `run_python` wraps it, anything else unchanged. The shard asks
+    for every python command it issues, so code without the word skips the compile."""
+    if "return" not in code:
+        return code
+    try:
+        compile(code, "<step>", "exec")
+    except SyntaxError as exc:
+        if _returns_at_top_level(exc):
+            return _as_function(code)
+    return code
 
 
 def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | None = None,

@@ -12,26 +12,33 @@ from noetl_common.wire.internal import CommandNotification
 
 from ..state import ShardServices
 from ..store.outbox import OutboxRow
+from . import noetl_worker_form
 
 
 def command_context(d: Any) -> dict[str, Any]:
-    """The context of an engine `IssueCommand`. NoETL's Python worker reads `input` and `spec`
-    (and a pipeline's tasks as its task_sequence's `tool_config.tasks`), its Rust worker `args`;
-    ours reads `tool`, `pipeline` and the rest."""
-    tool_config = d.tool_config if d.pipeline is None else {**(d.tool_config or {}), "tasks": d.pipeline}
-    return {"tool_config": tool_config, "input": d.input, "args": d.input,
-            "spec": (d.tool_config or {}).get("spec") or {},
-            "tool": {"kind": d.tool_kind, **(d.tool_config or {})}, "pipeline": d.pipeline,
+    """The context of an engine `IssueCommand`. NoETL's Python worker reads `tool_config` (a
+    pipeline's tasks as its task_sequence's `tool_config.tasks`), `input` and `spec`, in the form
+    its tools run (`noetl_worker_form`); its Rust worker reads `args`; ours reads `tool`,
+    `pipeline`, `args` and the rest, the playbook's own form."""
+    config = d.tool_config or {}
+    return {"tool_config": noetl_worker_form.tool_config(d.tool_kind, config, d.pipeline, d.command_id),
+            "input": noetl_worker_form.command_input(d.tool_kind, config, d.input), "args": d.input,
+            "spec": config.get("spec") or {},
+            "tool": {"kind": d.tool_kind, **config}, "pipeline": d.pipeline,
             "render_context": d.context, "iteration": d.iteration, "item": d.item,
             "attempt": d.attempt, "max_attempts": d.max_attempts}
 
 
 def issued_event_context(context: dict[str, Any]) -> dict[str, Any]:
     """What the command.issued event logs of a command's context: NoETL's `{tool_config, args,
-    render_context}`. Workers read the whole context from the command (claim / GET
-    /api/commands/{id}), never from this event; NoETL's web UI shows it as the command's context
-    (with a top-level `tool`, its Run dialog took it for the playbook's output)."""
-    return {key: context.get(key) for key in ("tool_config", "args", "render_context")}
+    render_context}`, `tool_config` as the playbook gives it (the tool, or its task list as
+    `tasks`), not as restated for NoETL's worker. Workers read the whole context from the command
+    (claim / GET /api/commands/{id}), never from this event; NoETL's web UI shows it as the
+    command's context (with a top-level `tool`, its Run dialog took it for the playbook's output)."""
+    tool = {k: v for k, v in (context.get("tool") or {}).items() if k != "kind"}
+    pipeline = context.get("pipeline")
+    return {"tool_config": tool if pipeline is None else {**tool, "tasks": pipeline},
+            "args": context.get("args"), "render_context": context.get("render_context")}
 
 
 def notification(svc: ShardServices, *, command_id: int, execution_id: int, step: str,
