@@ -144,6 +144,9 @@ def summary(report: dict) -> str:
         per = a["cost_per_workflow"]
         lines.append(f"  {name:7} {a['wf_per_s']:7.1f} wf/s  server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms"
                      f"  client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms  ({a.get('start_pattern', 'lanes')})")
+        if "invocation_p50_ms" in a:
+            lines.append(f"          invocations' own created->completed p50/p99 {a['invocation_p50_ms']}/"
+                         f"{a['invocation_p99_ms']} ms (stamped after its ingress queue)")
         commits = per["db"].get("xact_commit_less_idle", per["db"]["xact_commit"])
         if side.get("uses_postgres", True):
             lines.append(f"          per wf: write xacts {per['db']['write_xacts']:.2f} (per step "
