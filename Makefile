@@ -139,9 +139,11 @@ test-api: install
 bench: install
 	$(PY) -m bench
 
-## Fleet vs DBOS Transact (its own venv in bench/.peer-venv, made once), same run, same Postgres; ~6 min.
+## Fleet vs DBOS and Restate (same run, interleaved), then NoETL's server vs the fleet, both with NoETL's worker;
+## every peer installs itself once into bench/.peers (PyPI, npm) or is skipped saying why. PEERS=dbos,restate,noetl.
+PEERS ?= dbos,restate,noetl
 bench-hotpath: install
-	$(PY) -m bench.hotpath_bench
+	$(PY) -m bench.hotpath_bench --peers $(PEERS)
 
 ## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
 bench-grow: install

@@ -1,17 +1,22 @@
-"""Hot-path benchmark: the fleet and its peer, DBOS Transact, measured in the same run on the same
-Postgres server, interleaved (peer A, fleet A, peer B(n), fleet B(n), ...) so a noisy machine
-moves both sides alike; the headline is the ratio fleet/DBOS.
+"""Hot-path benchmark: the fleet and its peers measured in the same run, interleaved (peers A, fleet
+A, peers B(n), fleet B(n), ...) so a noisy machine moves every side alike; the headline is the ratio
+fleet/peer, with the durability of every side printed and stored beside it.
 
 Fleet: embedded infra + a fleet started the way `make run` does (1 shard, router, publisher,
 projector, 1 worker), driven only through the router's public HTTP API.
   A  3-step playbook, 600 executions, 50 in flight (one RUNNING-list poller, no per-execution polls)
   B  one execution looping sequentially over n python steps, n = 100, 1000, 5000
   C  heartbeat events POSTed by 32 clients over 16 running executions
-Peer: ../shared/peers/dbos_bench.py's workflows via bench/peer_dbos.py in bench/.peer-venv.
+Peers (--peers), each installed once into bench/.peers/ and skipped, saying why, when it cannot be:
+  dbos     DBOS Transact on the fleet's Postgres server (../shared/peers/dbos_bench.py via bench/peer_dbos.py)
+  restate  restate-server with a Hypercorn SDK endpoint process (../shared/peers/restate_bench.py via
+           bench/peer_restate.py), its default storage
+  noetl    a separate section after the others: NoETL's own server + NoETL's worker against the fleet
+           with that same worker (../shared/peers/noetl_server_bench.py, sides alternated --reps times)
 Cost per workload: CPU per process (from /proc), pg_stat_database deltas over the side's own
 databases, write transactions (xids, whole server).
 
-    python -m bench.hotpath_bench [--out bench/results/hotpath.json] [--skip-peer] ...
+    python -m bench.hotpath_bench [--out bench/results/hotpath.json] [--peers dbos,restate,noetl] ...
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -39,12 +45,15 @@ from noetl_devstack.postgres import ensure_databases, with_database
 from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
-from .hotpath_peer import DEFAULT_PEERS_DIR, PeerRunner, PeerUnavailable, peer_python, peer_versions
+from .hotpath_peer import DEFAULT_PEERS_DIR, PeerLaunch, PeerRunner, PeerUnavailable, launch_dbos, launch_restate
 from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, wait_quiet
+from .hotpath_report import PEER_LABELS, durability_pairs, noetl_ratios, ratios, summary, targets
+from .peer_noetl import PG_DURABILITY, postgres_verdict, run_noetl_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "hotpath.json"
-PEER_DB = "dbos_bench_sys"
+DBOS_DB = "dbos_bench_sys"
+PEERS = ("dbos", "restate", "noetl")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--total", type=int, default=600, help="workload A executions")
     ap.add_argument("--in-flight", type=int, default=50)
-    ap.add_argument("--reps", type=int, default=1, help="workload A repetitions per side (median reported)")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="workload A repetitions per side (median reported); NoETL-section alternations")
     ap.add_argument("--alone", type=int, default=100, help="workload A1 executions, one at a time (latency)")
     ap.add_argument("--loops", default="100,1000,5000", help="workload B sizes")
     ap.add_argument("--events", type=int, default=10_000, help="workload C events")
@@ -63,12 +73,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="seconds a fleet loop may run before it is cancelled and reported as truncated")
     ap.add_argument("--settle", type=float, default=11.0,
                     help="seconds for idle Postgres backends to flush statistics (PG waits 10 s)")
-    ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma list of dbos, restate, noetl ('' for none)")
+    ap.add_argument("--noetl-total", type=int, default=300, help="NoETL section: 3-step executions per side")
+    ap.add_argument("--noetl-loop", type=int, default=200, help="NoETL section: loop steps per side")
     ap.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS_DIR)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.peers = [p for p in (x.strip() for x in args.peers.split(",")) if p]
+    unknown = set(args.peers) - set(PEERS)
+    if unknown:
+        ap.error(f"--peers: unknown {sorted(unknown)} (known: {', '.join(PEERS)})")
+    return args
 
 
 # --- the run's context ----------------------------------------------------------------------------
+
+@dataclass
+class PeerSide:
+    """A peer running in this run: its runner and the meter of its processes and databases."""
+    runner: PeerRunner
+    meter: Meter
+
 
 class Rig:
     """Everything a workload needs: the HTTP session, the router URL and the meters of each side."""
@@ -77,8 +101,7 @@ class Rig:
                  settle: float) -> None:
         self.session, self.url, self.db = session, url, db
         self.fleet = Meter(fleet_cpu, db, [CLUSTER_DB, shard_db(0)], settle)
-        self.peer: Meter | None = None
-        self.runner: PeerRunner | None = None
+        self.peers: dict[str, PeerSide] = {}  # in the order they run, each before the fleet
         self.idle_commits_per_s = 0.0  # the idle fleet's read-only commits, measured first
 
 
@@ -151,30 +174,13 @@ async def fleet_ingest(rig: Rig, events: int, clients: int, executions: int) -> 
     return with_costs(result, cost, {"event": events}, rig.idle_commits_per_s)
 
 
-def peer_fanout_view(raw: dict) -> dict:
-    """dbos_bench's fan-out result in the fleet's key names (its db_* latencies are server side)."""
-    return {"executions": raw["workflows"], "in_flight": 50, "wall_s": round(raw["elapsed_s"], 3),
-            "wf_per_s": round(raw["wf_per_s"], 2), "steps_per_s": round(raw["steps_per_s"], 2),
-            "server_p50_ms": round(raw["db_p50_ms"], 2), "server_p99_ms": round(raw["db_p99_ms"], 2),
-            "client_p50_ms": round(raw["client_p50_ms"], 2), "client_p99_ms": round(raw["client_p99_ms"], 2),
-            "write_xacts_per_wf_own_count": round(raw["write_xacts_per_wf"], 3)}
-
-
-async def peer_three_step(rig: Rig, total: int, in_flight: int) -> dict:
-    raw, cost = await metered(rig.peer, lambda: rig.runner.run(f"fanout {total} {in_flight}"))
-    view = peer_fanout_view(raw)
-    view["in_flight"] = in_flight
-    # dbos_bench's "serial" mode starts a round of `in_flight`, waits for all of them, repeats;
-    # the fleet's lanes start a new execution as soon as one finishes.
-    view["start_pattern"] = "rounds"
+async def peer_three_step(side: PeerSide, total: int, in_flight: int) -> dict:
+    view, cost = await metered(side.meter, lambda: side.runner.run(f"fanout {total} {in_flight}"))
     return with_costs(view, cost, {"workflow": total, "step": 3 * total})
 
 
-async def peer_loop(rig: Rig, n: int) -> dict:
-    raw, cost = await metered(rig.peer, lambda: rig.runner.run(f"loop {n}"))
-    view = {"n": n, "wall_s": round(raw["elapsed_s"], 3), "steps_per_s": round(raw["steps_per_s"], 2),
-            "write_xacts_per_step_own_count": round(raw["write_xacts_per_step"], 3), "truncated": False,
-            "chunk_steps_per_s": [round(r, 1) for r in raw["chunk_steps_per_s"]]}
+async def peer_loop(side: PeerSide, n: int) -> dict:
+    view, cost = await metered(side.meter, lambda: side.runner.run(f"loop {n}"))
     return with_costs(view, cost, {"step": n})
 
 
@@ -201,53 +207,53 @@ def median_run(runs: list[dict], key: str) -> dict:
     return chosen
 
 
+def latencies(a: dict) -> str:
+    return f"server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms, client {a['client_p50_ms']}/{a['client_p99_ms']} ms"
+
+
 async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     fleet: dict = {"idle_background": await idle_background(rig)}
-    peer: dict = {}
-    a_fleet, a_peer = [], []
+    peers: dict[str, dict] = {name: {} for name in rig.peers}
+    a_fleet: list[dict] = []
+    a_peers: dict[str, list[dict]] = {name: [] for name in rig.peers}
     for rep in range(args.reps):
-        if rig.runner:
-            a_peer.append(await peer_three_step(rig, args.total, args.in_flight))
-            say(f"[A {rep + 1}/{args.reps}] DBOS  {a_peer[-1]['wf_per_s']:8.1f} wf/s")
+        for name, side in rig.peers.items():
+            a_peers[name].append(await peer_three_step(side, args.total, args.in_flight))
+            say(f"[A {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} {a_peers[name][-1]['wf_per_s']:8.1f} wf/s")
         a_fleet.append(await fleet_three_step(rig, args.total, args.in_flight))
-        say(f"[A {rep + 1}/{args.reps}] fleet {a_fleet[-1]['wf_per_s']:8.1f} wf/s")
+        say(f"[A {rep + 1}/{args.reps}] fleet   {a_fleet[-1]['wf_per_s']:8.1f} wf/s")
     fleet["three_step"] = median_run(a_fleet, "wf_per_s")
-    if a_peer:
-        peer["three_step"] = median_run(a_peer, "wf_per_s")
-    # The peer's own start pattern (rounds of `in_flight` started one after another): latencies at
+    for name, runs in a_peers.items():
+        peers[name]["three_step"] = median_run(runs, "wf_per_s")
+    # DBOS's own start pattern (rounds of `in_flight` started one after another): latencies at
     # the concurrency that pattern really produces, comparable with DBOS's p50/p99 directly.
     fleet["three_step_rounds"] = await fleet_three_step(rig, args.total, args.in_flight, rounds=True)
-    say(f"[A2] fleet p50/p99 {fleet['three_step_rounds']['server_p50_ms']}/"
-        f"{fleet['three_step_rounds']['server_p99_ms']} ms in DBOS's rounds of {args.in_flight}")
+    say(f"[A2] fleet   {latencies(fleet['three_step_rounds'])} in rounds of {args.in_flight}")
     # Latency without queueing: at 50 in flight an execution waits behind 49 others (Little's law:
     # latency = in flight / throughput), so the same workflow one at a time shows what a step costs.
-    if rig.runner:
-        peer["three_step_alone"] = await peer_three_step(rig, args.alone, 1)
-        say(f"[A1] DBOS  p50/p99 {peer['three_step_alone']['server_p50_ms']}/"
-            f"{peer['three_step_alone']['server_p99_ms']} ms one at a time")
+    for name, side in rig.peers.items():
+        peers[name]["three_step_alone"] = await peer_three_step(side, args.alone, 1)
+        say(f"[A1] {PEER_LABELS[name]:7} {latencies(peers[name]['three_step_alone'])} one at a time")
     fleet["three_step_alone"] = await fleet_three_step(rig, args.alone, 1)
-    say(f"[A1] fleet p50/p99 {fleet['three_step_alone']['server_p50_ms']}/"
-        f"{fleet['three_step_alone']['server_p99_ms']} ms one at a time")
-    fleet["loop"], peer_loops = {}, {}
+    say(f"[A1] fleet   {latencies(fleet['three_step_alone'])} one at a time")
+    fleet["loop"] = {}
     for n in [int(x) for x in args.loops.split(",") if x]:
-        if rig.runner:
-            peer_loops[str(n)] = await peer_loop(rig, n)
-            say(f"[B n={n}] DBOS  {peer_loops[str(n)]['steps_per_s']:8.1f} steps/s")
+        for name, side in rig.peers.items():
+            peers[name].setdefault("loop", {})[str(n)] = await peer_loop(side, n)
+            say(f"[B n={n}] {PEER_LABELS[name]:7} {peers[name]['loop'][str(n)]['steps_per_s']:8.1f} steps/s")
         fleet["loop"][str(n)] = await fleet_loop(rig, n, args.loop_budget)
-        say(f"[B n={n}] fleet {fleet['loop'][str(n)]['steps_per_s']:8.1f} steps/s")
-    if peer_loops:
-        peer["loop"] = peer_loops
+        say(f"[B n={n}] fleet   {fleet['loop'][str(n)]['steps_per_s']:8.1f} steps/s")
     fleet["ingest"] = await fleet_ingest(rig, args.events, args.clients, args.ingest_executions)
     say(f"[C] fleet {fleet['ingest']['events_per_s']:8.1f} events/s")
     # The last workloads' statistics settle; then every cost is complete.
     await rig.fleet.settle()
-    if rig.peer:
-        await rig.peer.settle()
-    report = {"fleet": fleet, "dbos": peer}
+    for side in rig.peers.values():
+        await side.meter.settle()
+    report = {"fleet": fleet, "peers": peers}
     finish_costs(report)
-    for side in (fleet, peer):
-        if "loop" in side:
-            side["loop_flatness"] = flatness(side["loop"])
+    for result in (fleet, *peers.values()):
+        if "loop" in result:
+            result["loop_flatness"] = flatness(result["loop"])
     fleet["ingest"]["cpu_ceiling_events_per_s"] = cpu_ceiling(fleet["ingest"]["cost_per_event"]["cpu_ms"])
     return report
 
@@ -274,41 +280,6 @@ def flatness(loops: dict) -> dict | None:
     return {"of": f"n={sizes[-1]} vs n={sizes[0]}", "ratio": round(rate(loops[sizes[-1]]) / rate(loops[sizes[0]]), 3)}
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
-def ratios(fleet: dict, peer: dict) -> dict:
-    """fleet / DBOS; above 1 = the fleet does more (throughput) or spends more (cost)."""
-    if "three_step" not in peer:
-        return {}  # the peer was skipped
-    fa, pa = fleet["three_step"], peer["three_step"]
-    out = {"wf_per_s": ratio(fa["wf_per_s"], pa["wf_per_s"]),
-           "server_p50_ms": ratio(fa["server_p50_ms"], pa["server_p50_ms"]),
-           "write_xacts_per_wf": ratio(fa["cost_per_workflow"]["db"]["write_xacts"],
-                                       pa["cost_per_workflow"]["db"]["write_xacts"]),
-           "cpu_ms_per_wf": ratio(fa["cost_per_workflow"]["cpu_ms"]["total"],
-                                  pa["cost_per_workflow"]["cpu_ms"]["total"])}
-    if "three_step_rounds" in fleet:
-        for q in ("p50", "p99"):
-            out[f"rounds_server_{q}_ms"] = ratio(fleet["three_step_rounds"][f"server_{q}_ms"], pa[f"server_{q}_ms"])
-        out["rounds_wf_per_s"] = ratio(fleet["three_step_rounds"]["wf_per_s"], pa["wf_per_s"])
-    if "three_step_alone" in peer:
-        out["alone_server_p50_ms"] = ratio(fleet["three_step_alone"]["server_p50_ms"],
-                                           peer["three_step_alone"]["server_p50_ms"])
-    for n, loop in fleet.get("loop", {}).items():
-        theirs = peer.get("loop", {}).get(n)
-        if theirs:
-            out[f"loop_steps_per_s_n{n}"] = ratio(loop["steps_per_s"], theirs["steps_per_s"])
-            # the fleet's own start->end (no completion polling); DBOS's number is in-process already
-            out[f"loop_server_steps_per_s_n{n}"] = ratio(loop.get("server_steps_per_s"), theirs["steps_per_s"])
-            out[f"loop_write_xacts_per_step_n{n}"] = ratio(loop["cost_per_step"]["db"]["write_xacts"],
-                                                           theirs["cost_per_step"]["db"]["write_xacts"])
-            out[f"loop_cpu_ms_per_step_n{n}"] = ratio(loop["cost_per_step"]["cpu_ms"]["total"],
-                                                      theirs["cost_per_step"]["cpu_ms"]["total"])
-    return out
-
-
 # --- machine, setup, teardown ---------------------------------------------------------------------
 
 def machine_info() -> dict:
@@ -324,28 +295,44 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def start_peer(rig: Rig, args: argparse.Namespace, info: InfraInfo, work: Path) -> dict:
-    """The peer's runner, launched and warmed up; on any failure the bench goes on without it."""
-    if args.skip_peer:
-        return {"skipped": "--skip-peer"}
-    try:
-        python = await asyncio.to_thread(peer_python)
-        await ensure_databases(info.admin_dsn, [PEER_DB])
-        rig.runner = await PeerRunner.start(python, args.peers_dir, with_database(info.admin_dsn, PEER_DB),
-                                            work / "logs" / "peer-dbos.log")
-    except (PeerUnavailable, OSError, asyncio.TimeoutError) as exc:
-        say(f"DBOS PEER SKIPPED: {exc}")
-        return {"skipped": str(exc)}
-    rig.peer = Meter(CpuProbe({"dbos": rig.runner.pid, "postgres": postmaster_pid(info)}), rig.db, [PEER_DB],
-                     rig.fleet.settle_s)
-    return {"versions": await asyncio.to_thread(peer_versions, python), "warm_up": rig.runner.warm_up,
-            "database": PEER_DB}
+async def launch_peer(name: str, args: argparse.Namespace, info: InfraInfo, work: Path) -> PeerLaunch:
+    if name == "dbos":
+        await ensure_databases(info.admin_dsn, [DBOS_DB])
+        return await launch_dbos(args.peers_dir, with_database(info.admin_dsn, DBOS_DB), work)
+    return await launch_restate(args.peers_dir, work)
+
+
+async def start_peers(rig: Rig, args: argparse.Namespace, info: InfraInfo, work: Path) -> dict[str, dict]:
+    """The in-run peers, installed if needed, launched and warmed up; one that fails is skipped."""
+    infos: dict[str, dict] = {}
+    for name in (p for p in args.peers if p in PEER_LABELS):
+        started = time.perf_counter()
+        try:
+            launched = await launch_peer(name, args, info, work)
+        except (PeerUnavailable, OSError, asyncio.TimeoutError) as exc:
+            say(f"{PEER_LABELS[name].upper()} PEER SKIPPED: {exc}")
+            infos[name] = {"skipped": str(exc)}
+            continue
+        pid = launched.runner.pid
+        # Each runner's tree holds the peer's own processes (DBOS; restate-server and its endpoint)
+        # and the peer's driver; DBOS's Postgres is the fleet's server, metered over its database.
+        roots = {name: pid, "postgres": postmaster_pid(info)} if name == "dbos" else {name: pid}
+        rig.peers[name] = PeerSide(launched.runner, Meter(CpuProbe(roots), rig.db, [DBOS_DB] if name == "dbos" else [],
+                                                          rig.fleet.settle_s))
+        infos[name] = {**launched.info, "start_s": round(time.perf_counter() - started, 1)}
+        say(f"{PEER_LABELS[name]} up in {infos[name]['start_s']} s (install {launched.info.get('install_s')} s)")
+    return infos
 
 
 async def warm_fleet(rig: Rig) -> None:
     # First executions pay for connections, imports and plan caches; none of that is the hot path.
     await wl.three_step_run(rig.session, rig.url, 100, 50)
     await wl.loop_run(rig.session, rig.url, 50, budget=120)
+
+
+async def server_durability(db: DbProbe) -> dict:
+    assert db.conn is not None
+    return postgres_verdict({name: await db.conn.fetchval(f"SHOW {name}") for name in PG_DURABILITY})
 
 
 async def bench(args: argparse.Namespace, work: Path) -> dict:
@@ -362,103 +349,59 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
         await start_fleet(sup, specs)
         db = DbProbe(info.admin_dsn)
         await db.open()
+        pg = {"version": await db.server_version(), "mode": info.pg_mode, "durability": await server_durability(db)}
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
             rig = Rig(session, router_url(specs), db, CpuProbe(fleet_roots(sup, info)), args.settle)
             for playbook in wl.PLAYBOOKS:
                 await wl.register(session, rig.url, playbook)
-            say("fleet up; warming up both sides ...")
-            peer_info, _ = await asyncio.gather(start_peer(rig, args, info, work), warm_fleet(rig))
+            say("fleet up; warming up every side ...")
+            peer_infos, _ = await asyncio.gather(start_peers(rig, args, info, work), warm_fleet(rig))
             results = await run_sequence(rig, args)
-        results["dbos"] = {**peer_info, **results["dbos"]}
-        version = await db.server_version()
-        return {"benchmark": "hot path: fleet (1 shard, router, publisher, projector, 1 worker) vs DBOS Transact "
-                             "3.4.0, same run, same Postgres server",
-                "machine": machine, "postgres": {"version": version, "mode": info.pg_mode},
-                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                **results, "ratios": ratios(results["fleet"], results["dbos"])}
+        for name, peer_info in peer_infos.items():
+            results["peers"][name] = {**peer_info, **results["peers"].get(name, {})}
+        if "dbos" in results["peers"]:
+            results["peers"]["dbos"]["database"] = DBOS_DB
     finally:
-        if rig is not None and rig.runner is not None:
-            await rig.runner.stop()
+        if rig is not None:
+            for side in rig.peers.values():
+                await side.runner.stop()
         if db is not None:
             await db.close()
         sup.stop_all()
         infra.down()
+    # NoETL's server and the fleet with NoETL's worker each start their own stack: after the rest.
+    if "noetl" in args.peers:
+        sides = ["noetl", "fleet"] * max(1, args.reps)
+        try:
+            results["noetl_server"] = await run_noetl_section(args.peers_dir, work, sides, args.noetl_total,
+                                                              args.in_flight, args.noetl_loop, say)
+        except (PeerUnavailable, OSError) as exc:
+            say(f"NOETL SERVER SECTION SKIPPED: {exc}")
+            results["noetl_server"] = {"skipped": str(exc)}
+    return assemble(machine, pg, args, results)
 
 
-# --- summary --------------------------------------------------------------------------------------
-
-def cpu_line(cost: dict) -> str:
-    parts = [f"{k}={v:.2f}" for k, v in cost["cpu_ms"].items() if k not in ("total", "driver") and v >= 0.005]
-    return f"total={cost['cpu_ms']['total']:.2f}  " + " ".join(parts)
-
-
-def summary(report: dict) -> str:
-    f, d, r = report["fleet"], report["dbos"], report["ratios"]
-    lines = [f"hot-path bench  {report['machine']['date']}  commit {report['machine']['git_commit'][:10]}  "
-             f"cpus={report['machine']['cpus']}"]
-    peer_ok = "three_step" in d
-    if not peer_ok:
-        lines.append(f"DBOS peer SKIPPED: {d.get('skipped', 'unknown reason')}")
-    lines.append("\nA  3-step, {} executions, {} in flight".format(f["three_step"]["executions"],
-                                                                   f["three_step"]["in_flight"]))
-    for name, side in (("fleet", f), ("DBOS", d)):
-        if "three_step" not in side:
-            continue
-        a = side["three_step"]
-        per = a["cost_per_workflow"]
-        lines.append(f"  {name:5} {a['wf_per_s']:7.1f} wf/s  server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms"
-                     f"  client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
-        commits = per["db"].get("xact_commit_less_idle", per["db"]["xact_commit"])
-        lines.append(f"        per wf: write xacts {per['db']['write_xacts']:.2f} (per step "
-                     f"{a['cost_per_step']['db']['write_xacts']:.2f}), commits {commits:.2f}, "
-                     f"tup ins/upd/del {per['db']['tup_inserted']:.1f}/{per['db']['tup_updated']:.1f}/"
-                     f"{per['db']['tup_deleted']:.1f}")
-        lines.append(f"        CPU ms per wf: {cpu_line(per)}")
-    if "three_step_rounds" in f:
-        a = f["three_step_rounds"]
-        lines.append(f"\nA2 3-step in DBOS's pattern (rounds of {a['in_flight']}, started one after another)")
-        lines.append(f"  fleet {a['wf_per_s']:7.1f} wf/s  server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms"
-                     f"  client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
-        if "three_step" in d:
-            lines.append(f"  DBOS  {d['three_step']['wf_per_s']:7.1f} wf/s  server p50/p99 "
-                         f"{d['three_step']['server_p50_ms']}/{d['three_step']['server_p99_ms']} ms (workload A)")
-    if "three_step_alone" in f:
-        lines.append("\nA1 3-step, one at a time (latency without queueing)")
-        for name, side in (("fleet", f), ("DBOS", d)):
-            if "three_step_alone" in side:
-                a = side["three_step_alone"]
-                lines.append(f"  {name:5} server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms  "
-                             f"client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
-    lines.append("\nB  sequential loop")
-    for n, loop in f.get("loop", {}).items():
-        theirs = d.get("loop", {}).get(n)
-        row = f"  n={n:>5}  fleet {loop['steps_per_s']:7.1f} steps/s (server {loop.get('server_steps_per_s')})"
-        stall = loop["stalls"]
-        row += f" [{stall['count']} stalls >{stall['over_s']}s, {stall['seconds']} s in all]"
-        if loop["truncated"]:
-            row += f" (TRUNCATED: cancelled after {loop['wall_s']:.0f} s, {loop['steps_completed']} steps done)"
-        if theirs:
-            row += f"  DBOS {theirs['steps_per_s']:7.1f} steps/s  ratio {r.get(f'loop_steps_per_s_n{n}')}"
-        lines.append(row)
-        for name, side in (("fleet", loop), ("DBOS", theirs)):
-            if side:
-                per = side["cost_per_step"]
-                lines.append(f"     {name:5} per step: write xacts {per['db']['write_xacts']:.2f}, "
-                             f"CPU ms {cpu_line(per)}")
-                lines.append(f"           steps/s per tenth of the run: {side.get('chunk_steps_per_s')}")
-    lines.append(f"  flatness (steps/s, largest complete n / smallest n): fleet {f.get('loop_flatness')}  "
-                 f"DBOS {d.get('loop_flatness')}")
-    c = f["ingest"]
-    per = c["cost_per_event"]
-    lines.append(f"\nC  ingest: fleet {c['events_per_s']:.0f} events/s  p50/p99 {c['p50_ms']}/{c['p99_ms']} ms  "
-                 f"per event: write xacts {per['db']['write_xacts']:.2f}, tup ins {per['db']['tup_inserted']:.2f}, "
-                 f"CPU ms {cpu_line(per)}")
-    lines.append(f"   CPU ceiling at this cost per event (all {report['machine']['cpus']} cores, no driver): "
-                 f"{c.get('cpu_ceiling_events_per_s')} events/s")
-    if r:
-        lines.append("\nratios fleet/DBOS: " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    return "\n".join(lines)
+def assemble(machine: dict, pg: dict, args: argparse.Namespace, results: dict) -> dict:
+    fleet, peers, noetl = results["fleet"], results["peers"], results.get("noetl_server", {})
+    sides = {"fleet": pg["durability"]}
+    if "three_step" in peers.get("dbos", {}):
+        sides["dbos"] = {**pg["durability"], "note": "the fleet's own Postgres server"}
+    if "durability" in peers.get("restate", {}):
+        sides["restate"] = peers["restate"]["durability"]
+    if "durability" in noetl:
+        sides["noetl_server"] = noetl["durability"].get("noetl")
+        sides["fleet_with_noetl_worker"] = noetl["durability"].get("fleet")
+    report = {"benchmark": "hot path: fleet (1 shard, router, publisher, projector, 1 worker) vs "
+                           + ", ".join(PEER_LABELS[n] for n in peers) + " in the same run"
+                           + (", then NoETL's server vs the fleet with NoETL's worker" if noetl else ""),
+              "machine": machine, "postgres": pg,
+              "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              **results, "durability": {"sides": sides, "same": durability_pairs(sides)},
+              "ratios": {**{name: ratios(fleet, peer) for name, peer in peers.items()},
+                         **({"noetl_server": noetl_ratios(noetl)} if "summary" in noetl else {})}}
+    report["targets"] = targets(report)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

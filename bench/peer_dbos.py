@@ -1,4 +1,4 @@
-"""DBOS Transact peer for the hot-path bench; runs in the bench-only virtualenv (bench/.peer-venv).
+"""DBOS Transact peer for the hot-path bench; runs in its bench-only virtualenv (bench/.peers/dbos).
 
 Uses the workflows and measuring functions of ../shared/peers/dbos_bench.py (imported, not copied)
 against a system database on the Postgres server the fleet uses.
@@ -7,7 +7,7 @@ Two ways to run it:
   --all               warm up, run the default program, print one JSON document (standalone use);
   (default) commands  one per stdin line, so the fleet bench can interleave the peer with the fleet
                       and meter each workload from outside:
-                        fanout <total> <batch>   ->  RESULT {...}
+                        fanout <total> <batch>   ->  RESULT {...}  (rounds of <batch>)
                         loop <n>                 ->  RESULT {...}
                         quit
                       The runner launches DBOS, warms up and prints READY before reading commands.
@@ -44,14 +44,31 @@ def warm_up(bench, sys_url: str) -> float:
     return time.perf_counter() - t
 
 
+def fanout_view(raw: dict, in_flight: int) -> dict:
+    """dbos_bench's fan-out result in the bench's key names (its db_* latencies are server side)."""
+    # dbos_bench's "serial" mode starts a round of `in_flight`, waits for all of them, repeats;
+    # the fleet's lanes start a new execution as soon as one finishes.
+    return {"executions": raw["workflows"], "in_flight": in_flight, "wall_s": round(raw["elapsed_s"], 3),
+            "wf_per_s": round(raw["wf_per_s"], 2), "steps_per_s": round(raw["steps_per_s"], 2),
+            "server_p50_ms": round(raw["db_p50_ms"], 2), "server_p99_ms": round(raw["db_p99_ms"], 2),
+            "client_p50_ms": round(raw["client_p50_ms"], 2), "client_p99_ms": round(raw["client_p99_ms"], 2),
+            "write_xacts_per_wf_own_count": round(raw["write_xacts_per_wf"], 3), "start_pattern": "rounds"}
+
+
+def loop_view(raw: dict, n: int) -> dict:
+    return {"n": n, "wall_s": round(raw["elapsed_s"], 3), "steps_per_s": round(raw["steps_per_s"], 2),
+            "write_xacts_per_step_own_count": round(raw["write_xacts_per_step"], 3), "truncated": False,
+            "chunk_steps_per_s": [round(r, 1) for r in raw["chunk_steps_per_s"]]}
+
+
 def run_command(bench, sys_url: str, line: str) -> dict:
     words = line.split()
     if words[0] == "fanout":
         total, batch = int(words[1]), int(words[2])
-        return bench.run_fanout("serial", total, batch, sys_url, tag="hot")
+        return fanout_view(bench.run_fanout("serial", total, batch, sys_url, tag="hot"), batch)
     if words[0] == "loop":
         n = int(words[1])
-        return bench.run_loop(n, sys_url, chunk=min(1000, max(1, n // 10)))
+        return loop_view(bench.run_loop(n, sys_url, chunk=min(1000, max(1, n // 10))), n)
     raise ValueError(f"unknown command {line!r}")
 
 
