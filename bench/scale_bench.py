@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from noetl_devstack.cgroups import CpuGroup, CpuHierarchy, find_hierarchy
+from noetl_devstack.cgroups import CpuGroup, CpuHierarchy, find_hierarchy, remove_dir
 from noetl_devstack.local_fleet import LiveFleet, own_fleet
 from noetl_devstack.postgres import durability_of
 from noetl_devstack.processes import ServiceSpec
@@ -47,6 +47,7 @@ from noetl_devstack.ports import free_port
 from .hotpath_workloads import SLEEPER, THREE_STEPS, BenchError, cancel_all, pct_ms, register, start, start_sleepers
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+COMPONENT_OF = {"process": "api-shard", "postgres": "shard-postgres"}  # a shard's child groups
 TERMINAL_COUNT = ("SELECT count(*) FILTER (WHERE status = 'COMPLETED') AS done, "
                   "count(*) FILTER (WHERE status IN ('FAILED', 'CANCELLED')) AS failed "
                   "FROM noetl.execution WHERE path = 'bench/three_steps'")
@@ -78,13 +79,18 @@ class Groups:
         return self.groups[name]
 
     def place(self, fleet: LiveFleet, *, cap_shards: bool, cap_router: bool = False) -> None:
+        """A shard is a capped group with its process in a child group and, when it has a server
+        of its own, that server in another (the cap covers both; each is counted apart)."""
         for spec in fleet.specs:
+            if spec.module == "noetl_api_shard":
+                self.group(spec.name, cap_shards)
+                self.group(f"{spec.name}/process", False).add(fleet.pid_of(spec.name))
+                continue
             name = "workers" if spec.module == "noetl_worker" else spec.name
-            capped = cap_shards if spec.module == "noetl_api_shard" else (cap_router and spec.module == "noetl_router")
-            self.group(name, capped).add(fleet.pid_of(spec.name))
+            self.group(name, cap_router and spec.module == "noetl_router").add(fleet.pid_of(spec.name))
         for i, pid in enumerate(fleet.shard_postgres_pids):
-            if pid is not None:  # a shard's own server carries its cost in the shard's share
-                self.group(f"api-shard-{i}", cap_shards).add(pid, with_children=True)
+            if pid is not None:
+                self.group(f"api-shard-{i}/postgres", False).add(pid, with_children=True)
         if fleet.postgres_pid is not None:
             self.group("postgres", False).add(fleet.postgres_pid, with_children=True)
         if fleet.nats_pid is not None:
@@ -100,17 +106,10 @@ class Groups:
         return out
 
     def remove(self) -> None:
-        for g in self.groups.values():
+        for g in sorted(self.groups.values(), key=lambda g: -g.name.count("/")):  # children first
             g.remove()
         for d in {self.h.cpu / self.base, self.h.acct / self.base}:
-            for _ in range(50):  # a just-removed child group is released asynchronously (EBUSY meanwhile)
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            remove_dir(d)
 
 
 class Window:
@@ -265,6 +264,26 @@ def efficiency(runs: list[dict]) -> dict:
     return out
 
 
+def cpu_per_unit(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Median over the shard counts of each component's CPU ms per workflow and per event, shards
+    and workers summed per run (the capacity model's inputs: deploy/README.md)."""
+    out: dict[str, dict[str, float]] = {}
+    for workload, unit in (("three_step", "workflow"), ("ingest", "event")):
+        per: dict[str, list[float]] = {}
+        for r in runs:
+            totals: dict[str, float] = {}
+            for name, v in r[workload]["cpu"].items():
+                kind = COMPONENT_OF.get(name.rpartition("/")[2], name) if "/" in name else name
+                if name.startswith("api-shard") and "/" not in name:
+                    continue  # a shard's capped group: its process and server are counted apart
+                totals[kind] = totals.get(kind, 0.0) + (v[f"cpu_ms_per_{unit}"] or 0.0)
+            for kind, ms in totals.items():
+                per.setdefault(kind, []).append(ms)
+        for kind, values in per.items():
+            out.setdefault(kind, {})[f"cpu_ms_per_{unit}"] = round(statistics.median(values), 3)
+    return out
+
+
 async def get_rate(session: aiohttp.ClientSession, routers: list[str], eids: list[str], seconds: float,
                    clients_per_router: int) -> dict:
     """GETs of execution rows (spread over the shards) through each router, `clients_per_router`
@@ -326,7 +345,7 @@ async def bench(h: CpuHierarchy, args: argparse.Namespace) -> dict:
         for n in args.shards:
             say(f"{n} shard(s), {'a Postgres server per shard' if servers == 'own' else 'one Postgres server'}")
             runs.append(await at_shards(h, n, servers == "own", args))
-        out[f"{servers}_postgres"] = {"runs": runs, "efficiency": efficiency(runs)}
+        out[f"{servers}_postgres"] = {"runs": runs, "efficiency": efficiency(runs), "cpu_per_unit": cpu_per_unit(runs)}
         say(f"efficiency ({servers} Postgres): {out[f'{servers}_postgres']['efficiency']}")
     if args.routers:
         out["routers"] = await routers_run(h, args)

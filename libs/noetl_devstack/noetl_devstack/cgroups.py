@@ -8,7 +8,7 @@ along (a postmaster's new backends); the ones it has already are moved with it h
 from __future__ import annotations
 
 import os
-import shutil
+import time
 from pathlib import Path
 
 import msgspec
@@ -128,15 +128,29 @@ class CpuGroup:
                           throttled_s=throttled_s)
 
     def remove(self) -> None:
-        """Move what is left back to the root, then delete the group."""
+        """Move what is left back to the hierarchy's root, then delete the group."""
         for d in self.dirs:
-            root = d.parent
+            root = self.h.acct if d.is_relative_to(self.h.acct) and self.h.acct != self.h.cpu else self.h.cpu
             try:
-                for pid in (d / "cgroup.procs").read_text().split():
-                    try:
-                        (root / "cgroup.procs").write_text(pid)
-                    except (ProcessLookupError, OSError):
-                        pass
-                d.rmdir()
+                pids = (d / "cgroup.procs").read_text().split()
             except OSError:
-                shutil.rmtree(d, ignore_errors=True)
+                continue  # gone already
+            for pid in pids:
+                try:
+                    (root / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass  # exited meanwhile
+            remove_dir(d)
+
+
+def remove_dir(d: Path, attempts: int = 50) -> None:
+    """rmdir a group with no processes; a child group removed just before is released
+    asynchronously (EBUSY meanwhile), so it is tried again for a few seconds."""
+    for _ in range(attempts):
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
