@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from noetl_devstack.cgroups import CpuGroup, CpuHierarchy, find_hierarchy, remove_dir
+from noetl_devstack.cgroups import CpuGroup, CpuHierarchy, find_hierarchy, remove_dir, set_weight
 from noetl_devstack.local_fleet import LiveFleet, own_fleet
 from noetl_devstack.postgres import durability_of
 from noetl_devstack.processes import ServiceSpec
@@ -71,6 +71,7 @@ class Groups:
         self.h, self.base = h, f"noetl-scale-{os.getpid()}-{tag}"
         self.quota_us, self.period_us = quota_us, period_us
         self.groups: dict[str, CpuGroup] = {}
+        self.processes: dict[str, int] = {}
 
     def group(self, name: str, capped: bool) -> CpuGroup:
         if name not in self.groups:
@@ -78,25 +79,38 @@ class Groups:
                                          self.period_us)
         return self.groups[name]
 
+    def add(self, name: str, capped: bool, pid: int, *, with_children: bool = False) -> None:
+        """Move a process (tree) into a group, and keep every group's scheduler weight that of the
+        processes in it: the fleet competes with the machine's other work as the processes it is
+        (on a busy machine one group for all of it would get one process's share)."""
+        moved = self.group(name, capped).add(pid, with_children=with_children)
+        self.processes[name] = self.processes.get(name, 0) + moved
+        set_weight(self.h, f"{self.base}/{name}", self.processes[name])
+        parent = name.partition("/")[0]
+        if parent != name:  # a shard's group: the weight of its process and its server's
+            set_weight(self.h, f"{self.base}/{parent}",
+                       sum(n for k, n in self.processes.items() if k.startswith(parent + "/")))
+        set_weight(self.h, self.base, sum(self.processes.values()))
+
     def place(self, fleet: LiveFleet, *, cap_shards: bool, cap_router: bool = False) -> None:
         """A shard is a capped group with its process in a child group and, when it has a server
         of its own, that server in another (the cap covers both; each is counted apart)."""
         for spec in fleet.specs:
             if spec.module == "noetl_api_shard":
                 self.group(spec.name, cap_shards)
-                self.group(f"{spec.name}/process", False).add(fleet.pid_of(spec.name))
+                self.add(f"{spec.name}/process", False, fleet.pid_of(spec.name))
                 continue
             name = "workers" if spec.module == "noetl_worker" else spec.name
-            self.group(name, cap_router and spec.module == "noetl_router").add(fleet.pid_of(spec.name))
+            self.add(name, cap_router and spec.module == "noetl_router", fleet.pid_of(spec.name))
         for i, pid in enumerate(fleet.shard_postgres_pids):
             if pid is not None:
-                self.group(f"api-shard-{i}/postgres", False).add(pid, with_children=True)
+                self.add(f"api-shard-{i}/postgres", False, pid, with_children=True)
         if fleet.postgres_pid is not None:
-            self.group("postgres", False).add(fleet.postgres_pid, with_children=True)
+            self.add("postgres", False, fleet.postgres_pid, with_children=True)
         if fleet.nats_pid is not None:
-            self.group("nats", False).add(fleet.nats_pid)
+            self.add("nats", False, fleet.nats_pid)
         # The load generator itself (this process): when it is the busiest part, the bench is.
-        self.group("bench-client", False).add(os.getpid())
+        self.add("bench-client", False, os.getpid())
 
     def snapshot(self) -> dict[str, tuple[float, int, int]]:
         out = {}
@@ -319,7 +333,7 @@ async def routers_run(h: CpuHierarchy, args: argparse.Namespace) -> dict:
         second = ServiceSpec(name="router-1", module=router.module, port=free_port(), env=router.env)
         fleet.supervisor.spawn(second)
         await fleet.supervisor.wait_ready(second.name)
-        groups.group("router-1", capped=True).add(fleet.pid_of(second.name))
+        groups.add("router-1", True, fleet.pid_of(second.name))
         session = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)))
         await register(session, fleet.router, THREE_STEPS)
         eids = [await start(session, fleet.router, "bench/three_steps") for _ in range(8)]

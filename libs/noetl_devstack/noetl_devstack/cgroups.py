@@ -106,14 +106,18 @@ class CpuGroup:
         else:
             (cpu / "cpu.max").write_text(quota_line(quota_us, period_us))
 
-    def add(self, pid: int, *, with_children: bool = False) -> None:
-        """Move a process (all its threads) into the group, and its live descendants if asked."""
+    def add(self, pid: int, *, with_children: bool = False) -> int:
+        """Move a process (all its threads) into the group, and its live descendants if asked;
+        returns how many processes were moved."""
+        moved = 0
         for p in [pid, *(children_of(pid) if with_children else [])]:
-            for d in self.dirs:
-                try:
+            try:
+                for d in self.dirs:
                     (d / "cgroup.procs").write_text(str(p))
-                except ProcessLookupError:
-                    pass  # a backend that exited meanwhile
+                moved += 1
+            except ProcessLookupError:
+                pass  # a backend that exited meanwhile
+        return moved
 
     def usage_s(self) -> float:
         """CPU seconds used by everything that ran in the group (exited processes included)."""
@@ -141,6 +145,17 @@ class CpuGroup:
                 except OSError:
                     pass  # exited meanwhile
             remove_dir(d)
+
+
+def set_weight(hierarchy: CpuHierarchy, name: str, processes: int) -> None:
+    """Give a group the scheduler weight of `processes` ungrouped processes. A group competes with
+    its siblings as ONE entity (weight 1024 on v1, 100 on v2), so a fleet put in one group would
+    get a single process's share of a busy machine and look slower than it is."""
+    d = hierarchy.cpu / name
+    if hierarchy.version == 1:
+        (d / "cpu.shares").write_text(str(min(262144, 1024 * processes)))
+    else:
+        (d / "cpu.weight").write_text(str(min(10000, 100 * processes)))
 
 
 def remove_dir(d: Path, attempts: int = 50) -> None:
