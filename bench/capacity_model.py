@@ -7,9 +7,10 @@ utilisation u (0.65: headroom for bursts and the health probes a saturated shard
     replicas_c = ceil(W * s_c / 1000 / (R_c * u))
 
 for W workflows/s; events/s use the per-event CPU the same way, and a mixed load adds the two.
-The shard count is the api-shard row; each shard's Postgres gets the postgres row divided by the
-shard count (a server per shard, as the StatefulSet runs it). Efficiency below 1 measured at the
-largest shard count divides the shard count's share.
+The shard count is the api-shard row; each shard's own Postgres server (shard-postgres, measured
+with a server per shard as the StatefulSet runs it) gets that row divided by the shard count, and
+the cluster database's server (postgres) is one. Efficiency below 1 measured at the largest shard
+count divides the shards' share. The bench's own client is not part of a deployment.
 
     python -m bench.capacity_model [bench/results/scale.json] [--workflows 50,200,1000] [--events 0]
 """
@@ -26,7 +27,8 @@ import msgspec
 TARGET_UTILISATION = 0.65
 # Cores each replica requests in the prod overlay (deploy/values.yaml); Postgres: per shard server.
 REPLICA_CORES = {"api-shard": 1.0, "router": 0.5, "outbox-publisher": 0.5, "projector": 0.5, "workers": 0.5,
-                 "nats": 0.5, "postgres": 2.0}
+                 "nats": 0.5, "shard-postgres": 1.0, "postgres": 1.0}
+NOT_DEPLOYED = {"bench-client"}
 
 
 class Sizing(msgspec.Struct):
@@ -44,13 +46,16 @@ def size(cpu_ms: dict[str, dict[str, float]], workflows: float, events: float, e
     replicas: dict[str, int] = {}
     needed: dict[str, float] = {}
     for name, unit_ms in cpu_ms.items():
+        if name in NOT_DEPLOYED:
+            continue
         demand = (workflows * unit_ms.get("cpu_ms_per_workflow", 0.0) + events * unit_ms.get("cpu_ms_per_event", 0.0)) / 1000
-        if name == "api-shard":
+        if name in ("api-shard", "shard-postgres"):
             demand /= efficiency
         needed[name] = round(demand / utilisation, 3)
         replicas[name] = max(1, math.ceil(needed[name] / per_replica.get(name, 1.0)))
-    if "postgres" in replicas:  # a server per shard: as many as shards, each with its share
-        replicas["postgres"] = replicas.get("api-shard", 1)
+    if "shard-postgres" in replicas:  # a server per shard: as many as shards, each with its share
+        replicas["shard-postgres"] = replicas.get("api-shard", 1)
+        needed["shard-postgres"] = round(needed["shard-postgres"] / replicas["shard-postgres"], 3)
     return Sizing(workflows_per_s=workflows, events_per_s=events, replicas=replicas, cores=needed)
 
 
@@ -70,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", default=0.0, type=float)
     args = parser.parse_args(argv)
     cpu_ms, eff = from_results(args.results, args.servers)
-    names = list(cpu_ms)
+    names = [n for n in cpu_ms if n not in NOT_DEPLOYED]
+    print("replicas (cores needed in all); shard-postgres: servers x cores each")
     print("| workflows/s | events/s | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 2) + "|")
     for w in args.workflows:
         s = size(cpu_ms, w, args.events, eff)
-        cells = [f"{s.replicas[n]} ({s.cores[n]:.2f} cores)" for n in names]
+        # shard-postgres: cores of each server; every other column: cores of all replicas together
+        cells = [f"{s.replicas[n]} x {s.cores[n]:.2f}" if n == "shard-postgres" else f"{s.replicas[n]} ({s.cores[n]:.2f})"
+                 for n in names]
         print(f"| {w:g} | {args.events:g} | " + " | ".join(cells) + " |")
     return 0
 

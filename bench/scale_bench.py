@@ -8,7 +8,7 @@ starter, noetl_devstack.local_fleet) runs:
   finished at any time; completion is read straight from the shards' databases (a count per
   shard every 50 ms), so watching costs the shards nothing;
 - ingest: `events_per_shard`*N worker events (POST /api/events) from `in_flight`*N clients
-  against 2*N executions kept running (sleepers).
+  against 2 executions kept running (sleepers) on every shard.
 
 Efficiency at N = aggregate / (N x the aggregate at 1 shard). Per-process CPU per workflow (or
 per event) comes from each process's cgroup (cpuacct), exited Postgres backends included. What
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-
+from noetl_common.sharding import Epoch, ShardMap
 from noetl_devstack.cgroups import CpuGroup, CpuHierarchy, find_hierarchy, remove_dir, set_weight
 from noetl_devstack.local_fleet import LiveFleet, own_fleet
+from noetl_devstack.ports import free_port
 from noetl_devstack.postgres import durability_of
 from noetl_devstack.processes import ServiceSpec
-from noetl_devstack.ports import free_port
 
 from .hotpath_workloads import SLEEPER, THREE_STEPS, BenchError, cancel_all, pct_ms, register, start, start_sleepers
 
@@ -229,6 +229,20 @@ async def ingest(session: aiohttp.ClientSession, router: str, targets: list[str]
             "events_per_s": round(total / wall, 1), "p50_ms": pct_ms(latencies, 50), "p99_ms": pct_ms(latencies, 99)}
 
 
+async def balanced_sleepers(session: aiohttp.ClientSession, router: str, shards: int, per_shard: int) -> list[str]:
+    """`per_shard` running executions on every shard, the events' targets: the same number on
+    each, or the shard with most would cap the aggregate. Any extra started is cancelled."""
+    owners = ShardMap(epochs=(Epoch(0, shards),))
+    by_shard: dict[int, list[str]] = {i: [] for i in range(shards)}
+    extra: list[str] = []
+    while any(len(ids) < per_shard for ids in by_shard.values()):
+        for eid in await start_sleepers(session, router, 2 * shards):
+            owned = by_shard[owners.owner(int(eid))]
+            (owned if len(owned) < per_shard else extra).append(eid)
+    await cancel_all(session, router, extra)
+    return [eid for ids in by_shard.values() for eid in ids]
+
+
 def fleet_env(shards: int, in_flight: int) -> dict[str, str]:
     # Two workers with a slot for every execution in flight and every sleeper: never the bottleneck.
     # A shard at its cap answers the router's 2 s health probe late; three misses would take a
@@ -256,7 +270,7 @@ async def at_shards(h: CpuHierarchy, n: int, own_servers: bool, args: argparse.N
         steps = await three_step(session, fleet.router, pools, args.per_shard * n, in_flight)
         steps_cpu = window.close(steps["executions"], "workflow")
         say(f"  {n} shard(s): {steps['wf_per_s']} workflows/s; {verdict(steps_cpu, 'api-shard')}")
-        sleepers = await start_sleepers(session, fleet.router, 2 * n)
+        sleepers = await balanced_sleepers(session, fleet.router, n, 2)
         window = Window(groups)
         events = await ingest(session, fleet.router, sleepers, args.events_per_shard * n, in_flight)
         events_cpu = window.close(events["events"], "event")
