@@ -280,6 +280,17 @@ async def at_shards(h: CpuHierarchy, n: int, own_servers: bool, args: argparse.N
             "ingest": {**events, **events_cpu, "capped_by": verdict(events_cpu, "api-shard")}}
 
 
+def shard_cpu_ms(run: dict, workload: str, unit: str) -> float:
+    """CPU ms per unit of the shards (their processes and own servers), all shards together."""
+    return sum(v[f"cpu_ms_per_{unit}"] or 0.0 for k, v in run[workload]["cpu"].items()
+               if k.startswith("api-shard") and "/" not in k)
+
+
+def cost_ratio(one: dict, run: dict, workload: str, unit: str) -> float | None:
+    at_n = shard_cpu_ms(run, workload, unit)
+    return round(shard_cpu_ms(one, workload, unit) / at_n, 3) if at_n else None
+
+
 def efficiency(runs: list[dict]) -> dict:
     one = next((r for r in runs if r["shards"] == 1), None)
     if one is None:
@@ -288,7 +299,11 @@ def efficiency(runs: list[dict]) -> dict:
     for r in runs:
         n = r["shards"]
         out[str(n)] = {"three_step": round(r["three_step"]["wf_per_s"] / (n * one["three_step"]["wf_per_s"]), 3),
-                       "ingest": round(r["ingest"]["events_per_s"] / (n * one["ingest"]["events_per_s"]), 3)}
+                       "ingest": round(r["ingest"]["events_per_s"] / (n * one["ingest"]["events_per_s"]), 3),
+                       # The same question asked of CPU, which a busy machine disturbs less: a
+                       # shard's CPU per unit at 1 shard over the same at N (1: nothing lost).
+                       "three_step_cpu": cost_ratio(one, r, "three_step", "workflow"),
+                       "ingest_cpu": cost_ratio(one, r, "ingest", "event")}
     return out
 
 
