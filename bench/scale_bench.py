@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import time
 from contextlib import AsyncExitStack
@@ -256,9 +257,13 @@ async def at_shards(h: CpuHierarchy, n: int, own_servers: bool, args: argparse.N
     groups = Groups(h, f"{'own' if own_servers else 'shared'}-{n}", args.quota_us, args.period_us)
     async with AsyncExitStack() as stack:
         stack.callback(groups.remove)  # last, once the fleet's processes are gone
+        # Up to 9 Postgres data directories a shard count: deleted once the fleet has stopped.
+        work: list[Path] = []
+        stack.callback(lambda: [shutil.rmtree(w, ignore_errors=True) for w in work])
         fleet = await stack.enter_async_context(own_fleet(f"noetl-scale-{n}-", n, workers=2,
                                                           extra_env=fleet_env(n, args.in_flight),
                                                           shard_servers=own_servers))
+        work.append(fleet.work)
         groups.place(fleet, cap_shards=True)
         pools = [await stack.enter_async_context(asyncpg.create_pool(dsn, min_size=1, max_size=1))
                  for dsn in fleet.shard_dsns]
@@ -355,8 +360,11 @@ async def routers_run(h: CpuHierarchy, args: argparse.Namespace) -> dict:
     groups = Groups(h, "routers", args.router_quota_us, args.router_period_us)
     async with AsyncExitStack() as stack:
         stack.callback(groups.remove)
+        work: list[Path] = []
+        stack.callback(lambda: [shutil.rmtree(w, ignore_errors=True) for w in work])
         fleet = await stack.enter_async_context(own_fleet("noetl-scale-routers-", 2, workers=1,
                                                           extra_env={"NOETL_LOG_LEVEL": "WARNING"}))
+        work.append(fleet.work)
         groups.place(fleet, cap_shards=False, cap_router=True)
         router = fleet.spec("router")
         second = ServiceSpec(name="router-1", module=router.module, port=free_port(), env=router.env)
