@@ -232,7 +232,9 @@ async def ingest(session: aiohttp.ClientSession, router: str, targets: list[str]
 
 async def balanced_sleepers(session: aiohttp.ClientSession, router: str, shards: int, per_shard: int) -> list[str]:
     """`per_shard` running executions on every shard, the events' targets: the same number on
-    each, or the shard with most would cap the aggregate. Any extra started is cancelled."""
+    each, or the shard with most would cap the aggregate. The router places round robin over the
+    shards it counts healthy, so this is checked (by each id's owner), not assumed; any extra
+    started is cancelled."""
     owners = ShardMap(epochs=(Epoch(0, shards),))
     by_shard: dict[int, list[str]] = {i: [] for i in range(shards)}
     extra: list[str] = []
