@@ -12,7 +12,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
         conformance-keychain noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
-        bench-grow overload fuzz chaos soak clean image deploy-render test-ui ui-tools
+        bench-grow bench-scale overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -183,3 +183,10 @@ deploy-render: install
 
 clean: infra-down
 	rm -rf .data $(VENV)
+
+## Scale-out with each shard capped at the same CPU share (a cgroup each; root on Linux, else it
+## skips saying why): 1, 2, 4, 8 shards, one Postgres and a Postgres per shard, 3-step and ingest,
+## and 1 vs 2 capped routers; bench/results/scale.json. SCALE_ARGS to shorten it; ~15 min.
+SCALE_ARGS ?=
+bench-scale: install
+	$(PY) -m bench.scale_bench $(SCALE_ARGS)

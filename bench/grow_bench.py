@@ -18,7 +18,6 @@ import asyncio
 import collections
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +25,8 @@ import aiohttp
 
 from noetl_common.minting import now_ms
 from noetl_common.sharding import Epoch, ShardMap
-from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, add_shard, fleet_specs, router_url, start_fleet
-from noetl_devstack.infra import Infra
-from noetl_devstack.processes import Supervisor
+from noetl_devstack.fleet import add_shard
+from noetl_devstack.local_fleet import own_fleet
 
 from .hotpath_workloads import THREE_STEPS, register, three_step_run
 
@@ -54,17 +51,9 @@ def spread(ids: list[str], shard_map: ShardMap) -> dict[str, int]:
 
 
 async def bench(executions: int, in_flight: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="noetl-grow-"))
-    infra, sup = Infra(work), Supervisor(work / "logs")
-    dev = secrets.load_or_create(work / "s.json")
-    token = dev["NOETL_INTERNAL_API_TOKEN"]
-    try:
-        info = await infra.up(2)
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(2),
-                                        nats_url=info.nats_url, secrets=dev, workers=2,
-                                        extra_env={"WORKER_MAX_CONCURRENT": "8", "NOETL_LOG_LEVEL": "WARNING"}))
-        await start_fleet(sup, specs)
-        router = router_url(specs)
+    async with own_fleet("noetl-grow-", 2, workers=2,
+                         extra_env={"WORKER_MAX_CONCURRENT": "8", "NOETL_LOG_LEVEL": "WARNING"}) as fleet:
+        sup, specs, router, token = fleet.supervisor, fleet.specs, fleet.router, fleet.token
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             await register(session, router, THREE_STEPS)
             say("warm-up")
@@ -78,7 +67,7 @@ async def bench(executions: int, in_flight: int) -> dict:
 
             async def do_grow() -> None:
                 t0 = time.perf_counter()
-                shard = await add_shard(sup, specs, admin_dsn=info.admin_dsn)
+                shard = await add_shard(sup, specs, admin_dsn=fleet.admin_dsn)
                 grow["shard_ready_s"] = round(time.perf_counter() - t0, 3)
                 grow["effective_from_ms"] = await commit_epoch(session, specs[0].url, token, 3)
                 grow["committed_after_s"] = round(time.perf_counter() - t0, 3)
@@ -94,9 +83,6 @@ async def bench(executions: int, in_flight: int) -> dict:
             say(f"  {after['wf_per_s']} wf/s")
             final = ShardMap(epochs=(Epoch(0, 2), Epoch(grow["effective_from_ms"], 3)))
             after_ids = await newest_ids(session, router, executions)
-    finally:
-        sup.stop_all()
-        infra.down()
     return {"before_2_shards": before, "during_grow": during, "after_3_shards": after, "grow": grow,
             "after_vs_before": round(after["wf_per_s"] / before["wf_per_s"], 3),
             "during_vs_before": round(during["wf_per_s"] / before["wf_per_s"], 3),

@@ -170,6 +170,16 @@ class EmbeddedPostgres:
             self._stop_system()
 
 
+def postmaster_pid(data_dir: Path, mode: str) -> int | None:
+    """The running postmaster's pid (first line of postmaster.pid) of an embedded server under
+    `data_dir`, or None (not started here, or stopped). Its backends are its children."""
+    pidfile = data_dir / ("pgserver" if mode == "pgserver" else "data") / "postmaster.pid"
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def with_database(admin_dsn: str, name: str) -> str:
     """The same server DSN pointing at another database."""
     from urllib.parse import urlsplit, urlunsplit

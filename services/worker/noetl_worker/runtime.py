@@ -353,7 +353,7 @@ class Worker:
         ones. None when off or stopping: the next commands then go through NATS to whoever is up."""
         if not self.settings.eager_dispatch or self._stopping.is_set():
             return None
-        return EagerRequest(slots=1 + self._slots.spare(), pool=self.settings.pool)
+        return EagerRequest(slots=self._slots.offer(), pool=self.settings.pool)
 
     def _handed_over(self, plane: ControlPlane, commands: list[Command]) -> list[Job]:
         """Jobs for the handed-over commands, minus any this worker runs or ran already (a

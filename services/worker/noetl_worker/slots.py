@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
+from noetl_common.wire.execution import MAX_EAGER_SLOTS
+
 RECENT_LIMIT = 4096  # finished commands remembered; a replayed answer comes within seconds, not hours
 
 
@@ -31,6 +33,12 @@ class Slots:
     def spare(self) -> int:
         """Slots no command holds: free ones and those a waiting pull could give back."""
         return self.capacity - self._busy
+
+    def offer(self) -> int:
+        """What an outcome's eager offer asks for: the finishing command's slot plus the spare
+        ones, at most what the shard takes in one offer (a worker with more slots than that
+        would otherwise have every outcome refused with a 422)."""
+        return min(MAX_EAGER_SLOTS, 1 + self.spare())
 
     def _free(self) -> int:
         return self.capacity - self._busy - self._reserved

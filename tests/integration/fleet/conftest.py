@@ -1,70 +1,27 @@
 """The whole sharded fleet as `make run` starts it — 3 shards with their own databases, router,
-publisher, projector, 2 workers — on its own embedded Postgres + NATS (so the JetStream streams
-hold this fleet's messages only). Shared by the tests of this package."""
+publisher, projector, 2 workers — on its own embedded Postgres + NATS (noetl_devstack.local_fleet,
+the starter the benches use too). Shared by the tests of this package."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import tempfile
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import aiohttp
-import msgspec
 import pytest_asyncio
 
-from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
-from noetl_devstack.infra import Infra
-from noetl_devstack.processes import ServiceSpec, Supervisor
+# The one fleet starter, shared with the benches; re-exported for the tests that import it from here.
+from noetl_devstack.local_fleet import LiveFleet, own_fleet
+
+__all__ = ["LiveFleet", "own_fleet", "register", "wait_terminal"]
 
 SHARDS = 3
 
 
-class LiveFleet(msgspec.Struct):
-    router: str
-    specs: list[ServiceSpec]
-    admin_dsn: str
-    shard_dsns: list[str]
-    token: str
-    logs: Path
-    supervisor: Any  # the fleet's processes, for the crash tests
-
-    def spec(self, name: str) -> ServiceSpec:
-        return next(s for s in self.specs if s.name == name)
-
-    def url_of(self, name: str) -> str:
-        return self.spec(name).url
-
-
-@asynccontextmanager
-async def own_fleet(prefix: str, shards: int = SHARDS, *, workers: int = 2,
-                    extra_env: dict[str, str] | None = None) -> AsyncIterator[LiveFleet]:
-    """A fleet started as `make run` starts it, on an embedded Postgres + NATS of its own under a
-    new temporary directory (`prefix`); stopped with everything it started on exit."""
-    work = Path(tempfile.mkdtemp(prefix=prefix))
-    infra = Infra(work)
-    supervisor = Supervisor(work / "logs")
-    try:
-        info = await infra.up(shards)
-        dev_secrets = secrets.load_or_create(work / "secrets.json")
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
-                                        nats_url=info.nats_url, secrets=dev_secrets, workers=workers,
-                                        extra_env=extra_env or {}))
-        await start_fleet(supervisor, specs)
-        yield LiveFleet(router=router_url(specs), specs=specs, admin_dsn=info.admin_dsn,
-                        shard_dsns=info.shard_dsns(shards),
-                        token=dev_secrets["NOETL_INTERNAL_API_TOKEN"], logs=work / "logs", supervisor=supervisor)
-    finally:
-        supervisor.stop_all()
-        infra.down()
-
-
 @pytest_asyncio.fixture(scope="package")
 async def live_fleet() -> AsyncIterator[LiveFleet]:
-    async with own_fleet("noetl-fleet-test-") as fleet:
+    async with own_fleet("noetl-fleet-test-", SHARDS) as fleet:
         yield fleet
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
+from noetl_common.wire.execution import EagerOffer
 from noetl_worker.slots import RecentCommands, Slots
 
 
@@ -72,3 +75,12 @@ def test_recent_commands_are_bounded():
         recent.finish(n, 1)
     assert recent.admit(1, 1)  # the oldest was forgotten
     assert not recent.admit(3, 1)
+
+
+def test_eager_offer_is_one_the_shard_takes_whatever_the_capacity():
+    """A worker with more slots than one offer may ask for (WORKER_MAX_CONCURRENT above 64) had
+    every outcome batch refused (422 on eager.slots) and gave its results up."""
+    for capacity in (1, 4, 64, 65, 256):
+        offer = Slots(capacity).offer()
+        assert offer == min(capacity + 1, 64)
+        assert msgspec.convert({"slots": offer, "pool": "shared"}, EagerOffer).slots == offer

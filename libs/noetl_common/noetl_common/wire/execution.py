@@ -77,11 +77,15 @@ class EventPost(EventIn, kw_only=True):
     execution_id: Id
 
 
+# The most commands one eager offer may ask for (a worker may run more at once: it offers this many).
+MAX_EAGER_SLOTS = 64
+
+
 class EagerOffer(msgspec.Struct, kw_only=True):
     """Extension: a worker reporting an outcome offers to take up to `slots` next commands of its
     `pool` at once; they come back claimed and started in the answer's `commands`."""
 
-    slots: Annotated[int, msgspec.Meta(ge=1, le=64)]
+    slots: Annotated[int, msgspec.Meta(ge=1, le=MAX_EAGER_SLOTS)]
     pool: str
 
 
