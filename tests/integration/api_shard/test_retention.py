@@ -1,0 +1,127 @@
+"""Partitioned history on real Postgres: slices created ahead, retention removing whole slices
+only when every execution in them finished past retention, the archive read back."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import pytest
+
+from noetl_common.db import apply_migrations, create_pool
+from noetl_common.ids import compose
+from noetl_api_shard.execution import archive, retention
+from noetl_api_shard.store import partitions
+
+DAY_MS = 86_400_000
+
+
+async def _shard(database_factory) -> asyncpg.Pool:
+    dbs = await database_factory()
+    pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=4)
+    await apply_migrations(pool, "shard")
+    await partitions.ensure_ahead(pool, slice_ms=DAY_MS, ahead=2)
+    return pool
+
+
+async def _execution(pool: asyncpg.Pool, execution_id: int, status: str, ended_days_ago: float | None,
+                     path: str = "demo/flow", events: int = 3) -> None:
+    ended = None if ended_days_ago is None else f"now() - interval '{ended_days_ago} days'"
+    await pool.execute(
+        f"INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, state, ended_at) "
+        f"VALUES ($1, 1, $2, 1, $3, '\\x0102'::bytea, {ended or 'NULL'})", execution_id, path, status)
+    for i in range(events):
+        await pool.execute("INSERT INTO noetl.event (execution_id, event_id, event_type, command_id, payload) "
+                           "VALUES ($1, $2, 'step.exit', $3, '{\"result\": {\"n\": 1}}')",
+                           execution_id, execution_id + 1 + i, execution_id + 100)
+    await pool.execute("INSERT INTO noetl.command (command_id, execution_id, step, tool_kind, status) "
+                       "VALUES ($1, $2, 'start', 'python', 'COMPLETED')", execution_id + 100, execution_id)
+    await pool.execute("INSERT INTO noetl.step_result (execution_id, step, result) VALUES ($1, 'start', '1')",
+                       execution_id)
+
+
+def _later() -> int:
+    """A clock past the close of p0 (the slice below the migration, which ends as the test starts)."""
+    return int(time.time() * 1000) + 2 * retention.CLOSED_MARGIN_MS
+
+
+async def _rows(pool: asyncpg.Pool, execution_id: int) -> dict[str, int]:
+    return {t: await pool.fetchval(f"SELECT count(*) FROM noetl.{t} WHERE execution_id = $1", execution_id)
+            for t in ("execution", "event", "command", "step_result")}
+
+
+async def test_slices_are_created_ahead_and_rows_route_by_execution_id(database_factory):
+    pool = await _shard(database_factory)
+    try:
+        names = [s.name for s in await partitions.slices(pool)]
+        assert names[0] == "p0" and len(names) >= 3  # the pre-partitioning slice, today's, the ones ahead
+        for table in partitions.TABLES:  # every table has the same slices
+            assert [s.name for s in await partitions.slices(pool, table)] == names
+        now_id = compose(int(time.time() * 1000), 0, 1)
+        await _execution(pool, now_id, "RUNNING", None)
+        assert await partitions.default_rows(pool) == 0
+        where = await pool.fetchval("SELECT tableoid::regclass::text FROM noetl.event WHERE execution_id = $1 LIMIT 1",
+                                    now_id)
+        assert where.startswith("noetl.event_p2")
+        assert await partitions.ensure_ahead(pool, slice_ms=DAY_MS, ahead=2) == []  # idempotent
+    finally:
+        await pool.close()
+
+
+async def test_retention_never_removes_a_running_executions_rows(database_factory, tmp_path):
+    pool = await _shard(database_factory)
+    try:
+        old_ms = int(time.time() * 1000) - 100 * DAY_MS  # in p0, the slice below the migration
+        running, done, kept_path = (compose(old_ms, 0, i * 1000) for i in (1, 2, 3))
+        await _execution(pool, running, "RUNNING", None)
+        await _execution(pool, done, "COMPLETED", 90)
+        await _execution(pool, kept_path, "FAILED", 90, path="audit/keep")
+        young = compose(int(time.time() * 1000), 0, 7)
+        await _execution(pool, young, "COMPLETED", 0)
+        before = {e: await _rows(pool, e) for e in (running, done, kept_path, young)}
+        policy = retention.Policy(days=30, path_days={"audit/keep": 365}, archive_dir=str(tmp_path))
+
+        report = await retention.run(pool, policy, shard_index=0, now_ms=_later())
+        assert report.dropped == []
+        assert report.kept == [retention.Kept("p0", running=1, retained=1)]
+        assert {e: await _rows(pool, e) for e in before} == before
+
+        await pool.execute("UPDATE noetl.execution SET status = 'COMPLETED', ended_at = now() - interval '60 days' "
+                           "WHERE execution_id = $1", running)
+        report = await retention.run(pool, policy, shard_index=0, now_ms=_later())
+        assert report.kept == [retention.Kept("p0", running=0, retained=1)]  # audit/keep keeps it a year
+
+        report = await retention.run(pool, retention.Policy(days=30, archive_dir=str(tmp_path)), shard_index=0,
+                                      now_ms=_later())
+        assert [d.slice for d in report.dropped] == ["p0"]
+        assert report.dropped[0].executions == 3 and report.dropped[0].events == 9
+        for e in (running, done, kept_path):
+            assert set((await _rows(pool, e)).values()) == {0}
+        assert await _rows(pool, young) == before[young]  # a later slice is untouched
+        assert "p0" not in [s.name for s in await partitions.slices(pool)]
+        assert await partitions.detached(pool) == []
+
+        archived = archive.read_execution(tmp_path, done)
+        assert archived is not None
+        assert {t: len(v) for t, v in archived.items() if t in before[done]} == before[done]
+        assert [e["event_id"] for e in archived["event"]] == [done + 1, done + 2, done + 3]
+        assert archived["execution"][0]["state"] == "\\x0102"
+        assert archive.read_execution(tmp_path, young) is None
+        status = await retention.status(pool, policy)
+        assert status.last_run_dropped == 1 and status.default_rows == 0
+        assert status.oldest_execution_id == str(young)
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("days", [0.0])
+async def test_retention_off_removes_nothing(database_factory, days):
+    pool = await _shard(database_factory)
+    try:
+        old = compose(int(time.time() * 1000) - 400 * DAY_MS, 0, 1)
+        await _execution(pool, old, "COMPLETED", 399)
+        report = await retention.run(pool, retention.Policy(days=days), shard_index=0)
+        assert not report.enabled and report.dropped == []
+        assert (await _rows(pool, old))["event"] == 3
+    finally:
+        await pool.close()
