@@ -3,15 +3,16 @@ only when every execution in them finished past retention, the archive read back
 
 from __future__ import annotations
 
+import json
 import time
 
 import asyncpg
 import pytest
 
-from noetl_common.db import apply_migrations, create_pool
+from noetl_common.db import apply_migrations, create_pool, load_migrations
 from noetl_common.ids import compose
 from noetl_api_shard.execution import archive, retention
-from noetl_api_shard.store import partitions
+from noetl_api_shard.store import partitions, writes
 
 DAY_MS = 86_400_000
 
@@ -123,5 +124,56 @@ async def test_retention_off_removes_nothing(database_factory, days):
         report = await retention.run(pool, retention.Policy(days=days), shard_index=0)
         assert not report.enabled and report.dropped == []
         assert (await _rows(pool, old))["event"] == 3
+    finally:
+        await pool.close()
+
+
+async def test_a_shard_with_history_migrates_in_place(database_factory):
+    """Data written before 0007 stays where it is (slice p0): same rows, same keys, still written."""
+    dbs = await database_factory()
+    pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool, "shard", [m for m in load_migrations("shard") if m.version < 7])
+        old = compose(int(time.time() * 1000) - 5000, 0, 1)
+        await _execution(pool, old, "RUNNING", None)
+        await apply_migrations(pool, "shard")
+        assert await pool.fetchval("SELECT relkind FROM pg_class WHERE oid = 'noetl.event'::regclass") == b"p"
+        assert await _rows(pool, old) == {"execution": 1, "event": 3, "command": 1, "step_result": 1}
+        where = await pool.fetchval("SELECT tableoid::regclass::text FROM noetl.command WHERE execution_id = $1", old)
+        assert where == "noetl.command_p0"
+        # the running execution goes on writing into its slice
+        await pool.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) VALUES ($1, $2, 'x')",
+                           old, old + 50)
+        assert (await _rows(pool, old))["event"] == 4
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await pool.execute("UPDATE noetl.event SET status = 'y' WHERE execution_id = $1", old)
+    finally:
+        await pool.close()
+
+
+async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(database_factory):
+    """The hot path's statement as the write pool runs it (generic plan, no seq scans): every slice
+    is reached by index, never scanned. Postgres 15 does not prune an UPDATE's partitions at run
+    time in a generic plan, so each slice costs one index probe (docs/architecture.md)."""
+    pool = await _shard(database_factory)
+    try:
+        for _ in range(4):  # more slices than one
+            await partitions.ensure_ahead(pool, slice_ms=DAY_MS, ahead=2,
+                                          now_ms=partitions.timestamp_ms((await partitions.slices(pool))[-1].upper))
+        now_id = compose(int(time.time() * 1000), 0, 1)
+        await _execution(pool, now_id, "RUNNING", None)
+        sql = writes.statement(("upd_exec", "ins_event"), (9, 1))
+        async with pool.acquire() as conn:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            await conn.execute("SET enable_seqscan = off")  # as the write pool
+            await conn.execute(f"PREPARE w AS {sql}")
+            ev = json.dumps([{"event_id": now_id + 9, "execution_id": now_id, "event_type": "x", "command_id": now_id + 100}])
+            plan = "\n".join(r[0] for r in await conn.fetch(
+                f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE w(ARRAY[{now_id}]::bigint[], ARRAY[NULL]::bytea[], "
+                "ARRAY[NULL]::bigint[], ARRAY[NULL]::text[], ARRAY[NULL]::jsonb[], ARRAY[NULL]::text[], "
+                f"ARRAY[NULL]::bigint[], ARRAY[NULL]::text[], ARRAY[NULL]::text[], '{ev}')"))
+        slices = len(await partitions.slices(pool))
+        assert slices >= 6
+        assert "Seq Scan" not in plan, plan
     finally:
         await pool.close()
