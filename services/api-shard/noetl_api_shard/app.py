@@ -62,7 +62,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,
                  keychain, runtime, outbox_api, projection_api, event_stream, execution_routes):
         area.register(app)
-    retention.install(app, lambda: svc.shard_pool, settings, metrics.loops)
+    retention.install(app, lambda: svc.shard_pool, settings, metrics)
     return app
 
 

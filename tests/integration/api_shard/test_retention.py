@@ -3,6 +3,7 @@ only when every execution in them finished past retention, the archive read back
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -13,6 +14,8 @@ from noetl_common.db import apply_migrations, create_pool, load_migrations
 from noetl_common.ids import compose
 from noetl_api_shard.execution import archive, retention
 from noetl_api_shard.store import partitions, writes
+
+from .conftest import INTERNAL_TOKEN, start_harness, stop_harness
 
 DAY_MS = 86_400_000
 
@@ -177,3 +180,33 @@ async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(dat
         assert "Seq Scan" not in plan, plan
     finally:
         await pool.close()
+
+
+async def test_history_routes_and_gauges(database_factory):
+    """GET /api/internal/retention and POST .../run on the real app (internal token), and the
+    history gauges on /metrics once the status loop ran."""
+    dbs = await database_factory()
+    h = await start_harness(dbs, retention_days=30.0)
+    try:
+        auth = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        assert (await h.client.get("/api/internal/retention")).status == 403
+        resp = await h.client.get("/api/internal/retention", headers=auth)
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["enabled"] is True and body["retention_days"] == 30.0 and body["slices"][0] == "p0"
+        assert {t["table"] for t in body["tables"]} >= set(partitions.TABLES)
+        assert body["default_rows"] == 0 and body["database_bytes"] > 0
+        resp = await h.client.post("/api/internal/retention/run", headers=auth)
+        assert resp.status == 200
+        assert (await resp.json())["dropped"] == []
+        body = await (await h.client.get("/api/internal/retention", headers=auth)).json()
+        assert body["last_run_at"] is not None
+        for _ in range(100):  # the status loop's first pass runs as the app starts
+            metrics = await (await h.client.get("/metrics")).text()
+            if "noetl_history_table_bytes{" in metrics:
+                break
+            await asyncio.sleep(0.1)
+        assert 'noetl_history_table_bytes{shard="0",table="event"}' in metrics
+        assert 'noetl_retention_enabled{shard="0"} 1.0' in metrics
+    finally:
+        await stop_harness(h)

@@ -16,10 +16,14 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from noetl_common.background import Backoff, Loop, LoopMetrics, in_background
+from noetl_common.background import Backoff, Loop, in_background
 from noetl_common.config import ShardSettings
+from noetl_common.errors import json_response
 from noetl_common.ids import timestamp_ms
+from noetl_common.openapi import Op, route
 
+from ..metrics import ShardMetrics
+from ..state import services
 from ..store import partitions
 from . import archive
 
@@ -27,6 +31,7 @@ log = logging.getLogger("noetl.api_shard.retention")
 
 # Ids are minted up to the epoch grace (seconds) past the clock; a slice is closed well after that.
 CLOSED_MARGIN_MS = 600_000
+GAUGE_SECONDS = 60.0
 
 
 class Policy(msgspec.Struct, frozen=True):
@@ -45,6 +50,9 @@ class Policy(msgspec.Struct, frozen=True):
     @property
     def shortest_days(self) -> float:
         return min([self.days, *self.path_days.values()])
+
+
+POLICY = web.AppKey("retention_policy", Policy)
 
 
 class Dropped(msgspec.Struct, frozen=True):
@@ -163,10 +171,26 @@ async def status(pool: asyncpg.Pool, policy: Policy) -> Status:
         last_run_at=last["at"] if last else None, last_run_dropped=last["n"] if last else 0)
 
 
-def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings: ShardSettings, metrics: LoopMetrics) -> None:
-    """Two loops: slices ahead (every tenth of a slice, at most hourly) and retention."""
+def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings: ShardSettings,
+            metrics: ShardMetrics) -> None:
+    """Three loops: slices ahead (every tenth of a slice, at most hourly), the history gauges
+    (every minute) and retention; and the internal routes."""
     slice_ms = int(settings.partition_slice_hours * 3_600_000)
     policy = Policy.of(settings)
+    app[POLICY] = policy
+    route(app, "GET", "/api/internal/retention", get_status, Op(
+        summary="This shard's history: slices, bytes per table, retention settings and last run", ok=Status))
+    route(app, "POST", "/api/internal/retention/run", post_run, Op(
+        summary="Run retention now (removes whole slices whose executions all finished past retention)",
+        ok=RunReport))
+
+    async def gauges() -> None:
+        st = await status(pool_of(), policy)
+        metrics.history.update(
+            table_bytes={t.table: t.bytes for t in st.tables}, slices=len(st.slices),
+            database_bytes=st.database_bytes,
+            oldest_execution_id=int(st.oldest_execution_id) if st.oldest_execution_id else None,
+            default_rows=st.default_rows, last_run_at=st.last_run_at, enabled=st.enabled)
 
     async def ahead() -> None:
         created = await partitions.ensure_ahead(pool_of(), slice_ms=slice_ms, ahead=settings.partition_ahead)
@@ -179,10 +203,23 @@ def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings:
             log.info("retention removed %d slice(s) in %.2f s", len(report.dropped), report.seconds)
 
     every = min(slice_ms / 10_000, 3600.0)
-    app.cleanup_ctx.append(in_background(Loop("partition-ahead", ahead, metrics=metrics, interval=every,
-                                              backoff=Backoff(first=5.0, cap=300.0), logger=log)))
+    loops = metrics.loops
+    app.cleanup_ctx.append(in_background(
+        Loop("partition-ahead", ahead, metrics=loops, interval=every, first_delay=every,
+             backoff=Backoff(first=5.0, cap=300.0), logger=log),
+        Loop("history-status", gauges, metrics=loops, interval=GAUGE_SECONDS, backoff=Backoff(first=5.0, cap=300.0),
+             logger=log)))
     if policy.enabled:
         app.cleanup_ctx.append(in_background(Loop(
-            "retention", retain, metrics=metrics, interval=settings.retention_interval_seconds,
+            "retention", retain, metrics=loops, interval=settings.retention_interval_seconds,
             first_delay=min(60.0, settings.retention_interval_seconds),
             backoff=Backoff(first=30.0, cap=settings.retention_interval_seconds), logger=log)))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return json_response(await status(services(request).shard_pool, request.app[POLICY]))
+
+
+async def post_run(request: web.Request) -> web.Response:
+    svc = services(request)
+    return json_response(await run(svc.shard_pool, request.app[POLICY], shard_index=svc.settings.shard_index))
