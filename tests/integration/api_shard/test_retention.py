@@ -12,7 +12,8 @@ import pytest
 
 from noetl_common.db import apply_migrations, create_pool, load_migrations
 from noetl_common.ids import compose
-from noetl_api_shard.execution import archive, retention
+from noetl_common import history_archive
+from noetl_api_shard.execution import retention
 from noetl_api_shard.store import partitions, writes
 
 from .conftest import INTERNAL_TOKEN, start_harness, stop_harness
@@ -105,12 +106,12 @@ async def test_retention_never_removes_a_running_executions_rows(database_factor
         assert "p0" not in [s.name for s in await partitions.slices(pool)]
         assert await partitions.detached(pool) == []
 
-        archived = archive.read_execution(tmp_path, done)
+        archived = history_archive.read_execution(tmp_path, done)
         assert archived is not None
         assert {t: len(v) for t, v in archived.items() if t in before[done]} == before[done]
         assert [e["event_id"] for e in archived["event"]] == [done + 1, done + 2, done + 3]
         assert archived["execution"][0]["state"] == "\\x0102"
-        assert archive.read_execution(tmp_path, young) is None
+        assert history_archive.read_execution(tmp_path, young) is None
         status = await retention.status(pool, policy)
         assert status.last_run_dropped == 1 and status.default_rows == 0
         assert status.oldest_execution_id == str(young)
