@@ -211,3 +211,23 @@ async def test_history_routes_and_gauges(database_factory):
         assert 'noetl_retention_enabled{shard="0"} 1.0' in metrics
     finally:
         await stop_harness(h)
+
+
+async def test_a_run_stopped_halfway_is_finished_by_the_next(database_factory, tmp_path):
+    """Some tables of a slice detached (a run stopped there), and a whole slice detached and
+    archived but not dropped: the next run removes both, each archived once."""
+    pool = await _shard(database_factory)
+    try:
+        old = compose(int(time.time() * 1000) - 100 * DAY_MS, 0, 1)
+        await _execution(pool, old, "COMPLETED", 90)
+        p0 = (await partitions.slices(pool))[0]
+        await partitions.detach(pool, "event", p0)  # stopped after the first detach
+        assert await partitions.detached(pool) == ["event_p0"]
+        report = await retention.run(pool, retention.Policy(days=30, archive_dir=str(tmp_path)), shard_index=0,
+                                     now_ms=_later())
+        assert [d.slice for d in report.dropped] == ["p0"]
+        assert await partitions.detached(pool) == []
+        archived = history_archive.read_execution(tmp_path, old)
+        assert archived is not None and len(archived["event"]) == 3  # the detached table was archived too
+    finally:
+        await pool.close()

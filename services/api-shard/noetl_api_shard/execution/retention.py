@@ -18,6 +18,7 @@ from aiohttp import web
 
 from noetl_common.background import Backoff, Loop, in_background
 from noetl_common.config import ShardSettings
+from noetl_common import history_archive
 from noetl_common.errors import json_response
 from noetl_common.ids import timestamp_ms
 from noetl_common.openapi import Op, route
@@ -125,7 +126,12 @@ async def _remove(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard
 async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> str | None:
     manifest = None
     if policy.archive_dir:
-        manifest = str(await archive.write(pool, Path(policy.archive_dir), s, shard_index))
+        # Tables are dropped only once the manifest is written: with one, the archive is whole
+        # (a run that stopped while dropping); without, every table is still there to write.
+        path = history_archive.folder(Path(policy.archive_dir), shard_index, s.name) / history_archive.MANIFEST
+        if not path.exists():
+            path = await archive.write(pool, Path(policy.archive_dir), s, shard_index)
+        manifest = str(path)
     for table in partitions.TABLES:
         await partitions.drop(pool, table, s)
     return manifest
@@ -133,8 +139,10 @@ async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Pol
 
 async def _finish_detached(pool: asyncpg.Pool, policy: Policy, shard_index: int) -> None:
     """Slices a run detached but did not drop (stopped, or its archive failed): finished first."""
+    # The execution table goes last, detached and dropped: a slice with any table left has it.
     names = {n.rsplit("_", 1)[1] for n in await partitions.detached(pool) if n.startswith("execution_p")}
-    for name in sorted(names):
+    attached = {s.name for s in await partitions.slices(pool)}
+    for name in sorted(names - attached):
         bound = await pool.fetchrow(f"SELECT min(execution_id) AS lo, max(execution_id) AS hi "
                                     f"FROM noetl.execution_{name}")
         s = partitions.Slice(name, bound["lo"], (bound["hi"] or 0) + 1)

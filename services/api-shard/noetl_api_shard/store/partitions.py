@@ -140,12 +140,17 @@ async def blockers(conn: asyncpg.Connection | asyncpg.Pool, s: Slice, *, default
 
 
 async def detach(pool: asyncpg.Pool, table: str, s: Slice) -> float:
-    """Detach one table's partition of `s`; the milliseconds the parent was locked (including
-    the wait for the lock). The detached table keeps its rows until `drop`."""
+    """Detach one table's partition of `s` (if still attached: a run that stopped halfway left
+    some detached); the milliseconds the parent was locked, including the wait for the lock. The
+    detached table keeps its rows until `drop`."""
     async with pool.acquire() as conn:
         started = time.perf_counter()
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            attached = await conn.fetchval("SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
+                                           f"noetl.{s.partition(table)}")
+            if not attached:
+                return 0.0
             await conn.execute(f"ALTER TABLE noetl.{table} DETACH PARTITION noetl.{s.partition(table)}")
         return (time.perf_counter() - started) * 1000
 
