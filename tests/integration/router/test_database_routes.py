@@ -52,6 +52,9 @@ async def test_sql_errors_are_a_400_naming_the_problem(fleet, http):
     assert status == 400 and "shard 99" in answer["error"]
     status, answer = await sql(http, fleet.router_url, {"query": "select $1::int + 1 as n", "parameters": ["x"]})
     assert status == 400 and "argument $1" in answer["error"]
+    for bad in ("\u0004T\u00c0", "!!!", "/w=="):  # non-ASCII text was a 500 (fuzzing), bad base64, not UTF-8
+        status, answer = await sql(http, fleet.router_url, {"query_base64": bad})
+        assert status == 400 and answer["code"] == "bad_query", (bad, answer)
 
 
 async def test_a_slow_statement_is_cancelled_at_its_timeout(fleet, http):

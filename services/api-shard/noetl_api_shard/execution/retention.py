@@ -149,7 +149,7 @@ async def _finish_detached(pool: asyncpg.Pool, policy: Policy, shard_index: int)
         await _archive_and_drop(pool, s, policy, shard_index)
 
 
-class Status(msgspec.Struct, frozen=True):
+class HistoryStatus(msgspec.Struct, frozen=True):
     enabled: bool
     retention_days: float
     path_days: dict[str, float]
@@ -164,12 +164,12 @@ class Status(msgspec.Struct, frozen=True):
     last_run_dropped: int
 
 
-async def status(pool: asyncpg.Pool, policy: Policy) -> Status:
+async def status(pool: asyncpg.Pool, policy: Policy) -> HistoryStatus:
     last = await pool.fetchrow("SELECT extract(epoch FROM finished_at)::float8 AS at, "
                                "jsonb_array_length(dropped) AS n FROM noetl.retention_run "
                                "WHERE finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1")
     oldest = await partitions.oldest_execution(pool)
-    return Status(
+    return HistoryStatus(
         enabled=policy.enabled, retention_days=policy.days, path_days=policy.path_days,
         archive_dir=policy.archive_dir, slices=[s.name for s in await partitions.slices(pool)],
         tables=await partitions.sizes(pool),
@@ -187,7 +187,7 @@ def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings:
     policy = Policy.of(settings)
     app[POLICY] = policy
     route(app, "GET", "/api/internal/retention", get_status, Op(
-        summary="This shard's history: slices, bytes per table, retention settings and last run", ok=Status))
+        summary="This shard's history: slices, bytes per table, retention settings and last run", ok=HistoryStatus))
     route(app, "POST", "/api/internal/retention/run", post_run, Op(
         summary="Run retention now (removes whole slices whose executions all finished past retention)",
         ok=RunReport))

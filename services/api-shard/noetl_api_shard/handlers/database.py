@@ -6,7 +6,6 @@ SQL and init are for trusted callers only, by the same rule as decrypted secrets
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from typing import Any
 
@@ -54,7 +53,7 @@ def _sql(body: PostgresExecute) -> str:
     if body.query_base64 and not body.query:
         try:
             return base64.b64decode(body.query_base64, validate=True).decode("utf-8").strip()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (a 500 found by fuzzing)
             raise bad_request("query_base64 is not base64 of UTF-8 text", "bad_query") from None
     sql = (body.query or body.procedure or "").strip()
     if not sql:
