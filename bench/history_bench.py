@@ -152,7 +152,10 @@ async def read_latency(session: aiohttp.ClientSession, url: str, path: str, para
     return {"requests": n, "p50_ms": wl.pct_ms(times, 50), "p99_ms": wl.pct_ms(times, 99)}
 
 
-async def measure(session: aiohttp.ClientSession, url: str, args: argparse.Namespace, detail_id: str) -> dict:
+async def measure(session: aiohttp.ClientSession, url: str, args: argparse.Namespace, detail_id: str,
+                  old_id: str | None = None) -> dict:
+    """`detail_id`: an execution the fleet ran (the same one empty and filled); `old_id`: one of
+    the bulk-generated history (filled only)."""
     three = await wl.three_step_run(session, url, args.executions, 20)
     loop = await wl.loop_run(session, url, args.loop, budget=300)
     sleepers = await wl.start_sleepers(session, url, 8)
@@ -161,7 +164,10 @@ async def measure(session: aiohttp.ClientSession, url: str, args: argparse.Names
     listing = await read_latency(session, url, "/api/executions", {"limit": "20"}, args.reads)
     detail = await read_latency(session, url, f"/api/executions/{detail_id}", {"include_events": "false"}, args.reads)
     events = await read_latency(session, url, f"/api/executions/{detail_id}/events", {"page_size": "50"}, args.reads)
-    return {"wf_per_s": three["wf_per_s"], "three_step": three, "loop_steps_per_s": loop.get("steps_per_s"),
+    old = None if old_id is None else await read_latency(
+        session, url, f"/api/executions/{old_id}", {"include_events": "false"}, args.reads)
+    return {"old_execution_detail": old,
+            "wf_per_s": three["wf_per_s"], "three_step": three, "loop_steps_per_s": loop.get("steps_per_s"),
             "loop": loop, "ingest": ingest, "list_first_page": listing, "execution_detail": detail,
             "execution_events_page": events}
 
@@ -241,7 +247,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
             say(f"filling {args.events} events ...")
             filled = await fill(dsn, args)
             say("measuring the filled shard ...")
-            full = await measure(session, url, args, filled["sample_execution_id"])
+            full = await measure(session, url, args, recent, filled["sample_execution_id"])
             say("retention under load ...")
             ret = await retention_under_load(session, url, dsn)
         return {"benchmark": "history: one shard empty vs holding --events bulk-generated events in daily slices",
