@@ -12,7 +12,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
         conformance-keychain noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
-        bench-grow bench-scale overload fuzz chaos soak clean image deploy-render test-ui ui-tools
+        bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -144,6 +144,12 @@ bench: install
 PEERS ?= dbos,restate,noetl
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench --peers $(PEERS)
+
+## One shard empty vs holding EVENTS bulk-generated events (default 10^7: ~15 GB of disk, a quiet
+## machine), and a retention run under writer load; bench/results/history.json.
+EVENTS ?= 10000000
+bench-history: install
+	$(PY) -m bench.history_bench --events $(EVENTS)
 
 ## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
 bench-grow: install

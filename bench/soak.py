@@ -205,7 +205,7 @@ class Sampler:
             self.conns[db] = await asyncpg.connect(with_database(self.info.admin_dsn, db))
             self.tables[db] = [r["relname"] for r in await self.conns[db].fetch(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'noetl' AND c.relkind = 'r' ORDER BY 1")]
+                "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1")]
         self.nc = await nats.connect(self.info.nats_url)
         self.cut = await self.conns[CLUSTER_DB].fetchval(f"SELECT now() - interval '{PROJECTION_SETTLE_S} s'")
 
@@ -254,8 +254,10 @@ class Sampler:
             counts = await conn.fetchrow("SELECT " + ", ".join(
                 f"(SELECT count(*) FROM noetl.{t}) AS {t}" for t in names))
             sizes = {r["relname"]: r["size"] for r in await conn.fetch(
-                "SELECT c.relname, pg_total_relation_size(c.oid) AS size FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'noetl' AND c.relkind = 'r'")}
+                # A partitioned table's bytes are its partitions' (pg_partition_tree: itself if plain).
+                "SELECT c.relname, (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) p)"
+                "::bigint AS size FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")}
             out[db] = {t: {"rows": counts[t], "bytes": sizes.get(t, 0)} for t in names}
             if db != CLUSTER_DB:
                 out[db]["_finished_executions"] = {"rows": await conn.fetchval(

@@ -169,6 +169,15 @@ class ShardSettings(msgspec.Struct, frozen=True):
     keychain_renew_before_seconds: float = 300.0
     # NATS, for announcing a command right after its commit (the outbox relay stays the guarantee).
     nats_url: str | None = None
+    # History: per-execution tables are partitioned in slices of execution ids this long, created
+    # this many slices ahead; retention (0: keep forever) removes whole slices whose executions all
+    # finished longer ago than their path's days; with archive_dir they are written there first.
+    partition_slice_hours: float = 168.0
+    partition_ahead: int = 2
+    retention_days: float = 0.0
+    retention_path_days: dict[str, float] = {}
+    retention_interval_seconds: float = 3600.0
+    archive_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -219,7 +228,38 @@ class ShardSettings(msgspec.Struct, frozen=True):
             keychain_endpoints=url_rewrites(env, "NOETL_KEYCHAIN_ENDPOINTS"),
             keychain_renew_before_seconds=env.float("NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS", 300.0),
             nats_url=env.optional("NOETL_NATS_URL"),
+            partition_slice_hours=positive(env, "NOETL_PARTITION_SLICE_HOURS", 168.0),
+            partition_ahead=env.int("NOETL_PARTITION_AHEAD", 2, minimum=1, maximum=1000),
+            retention_days=positive(env, "NOETL_RETENTION_DAYS", 0.0, zero=True),
+            retention_path_days=path_days(env, "NOETL_RETENTION_PATH_DAYS"),
+            retention_interval_seconds=positive(env, "NOETL_RETENTION_INTERVAL_SECONDS", 3600.0),
+            archive_dir=env.optional("NOETL_ARCHIVE_DIR"),
         )
+
+
+def positive(env: Env, name: str, default: float, *, zero: bool = False) -> float:
+    value = env.float(name, default)
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")
+    return value
+
+
+def path_days(env: Env, name: str) -> dict[str, float]:
+    """`path=days,path=days` (catalog path -> retention days)."""
+    raw = env.optional(name)
+    out: dict[str, float] = {}
+    for part in (raw or "").split(","):
+        if not part.strip():
+            continue
+        path, sep, days = part.rpartition("=")
+        try:
+            value = float(days)
+        except ValueError:
+            value = -1.0
+        if not sep or not path.strip() or value <= 0:
+            raise ConfigError(f"{name} must be path=days[,path=days...] with days > 0, got {part.strip()!r}")
+        out[path.strip()] = value
+    return out
 
 
 def url_rewrites(env: Env, name: str) -> dict[str, str]:

@@ -62,6 +62,20 @@ PANELS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
         ("DB pool connections per shard", "short", [
             (f'sum by (shard, state) (noetl_db_pool_connections{{{S}}})', "shard {{shard}} {{state}}"),
         ]),
+        ("History bytes per table (database total)", "bytes", [
+            (f'sum by (shard, table) (noetl_history_table_bytes{{{S}}})', "shard {{shard}} {{table}}"),
+            (f'max by (shard) (noetl_shard_database_bytes{{{S}}})', "shard {{shard}} database"),
+        ]),
+        ("History: oldest execution kept, last retention run (age)", "s", [
+            (f'time() - min by (shard) (noetl_history_oldest_execution_timestamp_seconds{{{S}}} > 0)',
+             "shard {{shard}} oldest execution"),
+            (f'time() - max by (shard) (noetl_retention_last_run_timestamp_seconds{{{S}}} > 0)',
+             "shard {{shard}} last retention run"),
+        ]),
+        ("History slices, rows in no slice", "short", [
+            (f'max by (shard) (noetl_history_slices{{{S}}})', "shard {{shard}} slices"),
+            (f'max by (shard) (noetl_history_default_rows{{{S}}})', "shard {{shard}} rows in no slice"),
+        ]),
     ]),
     ("Executions and events", [
         ("Events ingested per shard", "ops", [

@@ -1,4 +1,4 @@
-"""python -m noetl_ops status | scale --shards M   (add --k8s for a Kubernetes fleet)
+"""python -m noetl_ops status | scale --shards M | retention status|run | archive show  (add --k8s for a Kubernetes fleet)
 
 Locally the defaults come from a running `make run` (.data/run.json, .data/secrets.json). In
 Kubernetes pass the router URL (--api or NOETL_API_URL, e.g. through `kubectl port-forward`) and
@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from . import settings
+from . import history, settings
 from .errors import OpsError
 from .fleet_api import FleetApi
 from .local import LocalPlatform
@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="wait this long for new shards to be ready (default: %(default)s)")
     scale.add_argument("--drain-timeout", type=float, default=600.0, metavar="SECONDS",
                        help="wait this long for removed shards to drain; 0 checks once (default: %(default)s)")
+    retention = sub.add_parser("retention", parents=[common], help="history retention on every shard")
+    retention.add_argument("action", choices=("status", "run"),
+                           help="status: slices, sizes, last run; run: remove what is past retention now")
+    retention.add_argument("--json", action="store_true", help="print the shards' answers as JSON")
+    archive = sub.add_parser("archive", help="read a history archive (NOETL_ARCHIVE_DIR)")
+    archive.add_argument("action", choices=("show",), help="show: one execution's archived rows, by table, as JSON")
+    archive.add_argument("execution_id", type=int)
+    archive.add_argument("--dir", type=Path, required=True, help="the archive folder")
     return parser
 
 
@@ -77,6 +85,9 @@ async def _platform(args: argparse.Namespace, session: aiohttp.ClientSession, ap
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if args.command == "archive":
+        print(msgspec.json.format(msgspec.json.encode(history.show(args.dir, args.execution_id))).decode())
+        return 0
     if args.command == "scale" and args.shards < 1:
         raise OpsError(f"--shards must be at least 1, got {args.shards}")
     env = settings.environ()
@@ -91,6 +102,13 @@ async def _main(args: argparse.Namespace) -> int:
         api = FleetApi(session, url, token, direct=not args.k8s)
         ready_timeout = getattr(args, "ready_timeout", 600.0)
         platform = await _platform(args, session, api, run, token, ready_timeout)
+        if args.command == "retention":
+            rows = await (history.status(api) if args.action == "status" else history.run(api))
+            if args.json:
+                print(msgspec.json.format(msgspec.json.encode(rows)).decode())
+            else:
+                print(history.render_status(rows) if args.action == "status" else history.render_run(rows))
+            return 1 if any(r.error for r in rows) else 0
         if args.command == "status":
             status = await collect(api, platform)
             print(msgspec.json.format(msgspec.json.encode(status)).decode() if args.json else render_table(status))

@@ -4,6 +4,7 @@ readiness and projector metrics."""
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 import aiohttp
 
@@ -17,6 +18,10 @@ SHARD_MAP = "/api/shard-map"
 EPOCHS = "/api/internal/shard-map/epochs"
 SHARD_STATUS = "/api/internal/shard/status"
 EXECUTION_HEADER = "X-Execution-ID"
+RETENTION = "/api/internal/retention"
+RETENTION_RUN = "/api/internal/retention/run"
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -50,31 +55,45 @@ class FleetApi:
                                     what=f"committing the {shard_count}-shard epoch")
         return answer
 
+    def _shard_target(self, index: int, fleet: ShardMapAnswer, path: str,
+                      known_url: str | None = None) -> tuple[str, dict[str, str]] | None:
+        """The URL and headers that reach shard `index`'s route `path`, or None when it cannot be
+        reached: directly at its own URL, or through the router by an id it owns."""
+        headers = bearer(self.token)
+        if self.direct:
+            url = known_url or next((s.url for s in fleet.shards or [] if s.index == index and s.url), None)
+            return (url.rstrip("/") + path, headers) if url else None
+        routing_id = id_owned_by(index, fleet.as_map(), now_ms())
+        if routing_id is None:
+            return None
+        headers[EXECUTION_HEADER] = str(routing_id)
+        return self.api + path, headers
+
     async def shard_status(self, index: int, fleet: ShardMapAnswer, known_url: str | None = None) -> ShardStatus | None:
         """Shard `index`'s status, or None when it cannot be asked (not registered, owns no id,
         unreachable): an unreachable shard is a fact for the table, not an error. `known_url` is
         the shard's URL when the platform knows it (a local process)."""
-        what = f"shard {index} status"
-        headers = bearer(self.token)
-        if self.direct:
-            url = known_url or next((s.url for s in fleet.shards or [] if s.index == index and s.url), None)
-            if url is None:
-                return None
-            url = url.rstrip("/") + SHARD_STATUS
-        else:
-            routing_id = id_owned_by(index, fleet.as_map(), now_ms())
-            if routing_id is None:
-                return None
-            url = self.api + SHARD_STATUS
-            headers[EXECUTION_HEADER] = str(routing_id)
+        target = self._shard_target(index, fleet, SHARD_STATUS, known_url)
+        if target is None:
+            return None
         try:
-            status, _ = await call_json(self.session, "GET", url, ShardStatus, headers=headers, what=what)
+            status, _ = await call_json(self.session, "GET", target[0], ShardStatus, headers=target[1],
+                                        what=f"shard {index} status")
         except OpsError as exc:
             if TOKEN_REFUSED in str(exc):
                 raise  # a wrong token is the operator's to fix, not a shard's state
             return None
         # The router may still route by an older map than the one just read: trust only shard `index`.
         return status if status.shard == index else None
+
+    async def shard_call(self, index: int, fleet: ShardMapAnswer, method: str, path: str, answer: type[T],
+                         what: str) -> T:
+        """One internal route of shard `index`; an OpsError when it cannot be reached."""
+        target = self._shard_target(index, fleet, path)
+        if target is None:
+            raise OpsError(f"{what}: shard {index} has no registered URL and owns no id now")
+        result, _ = await call_json(self.session, method, target[0], answer, headers=target[1], what=what)
+        return result
 
     async def ready(self, url: str) -> bool:
         try:

@@ -18,7 +18,7 @@ from noetl_common.db import apply_migrations, create_pool, ping
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
-from .execution import event_stream, outbox_api, projection_api, routes as execution_routes
+from .execution import event_stream, outbox_api, projection_api, retention, routes as execution_routes
 from .execution.group_commit import MAX_FLUSHING
 from .execution.keys import ANNOUNCER, ORCHESTRATOR, WAKEUPS
 from .execution.orchestration import Orchestrator
@@ -29,6 +29,7 @@ from .handlers import (catalog, catalog_retire, credentials, dashboard, database
                        pool_status, runtime, scaling)
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
+from .store import partitions
 from .store import shard_map as shard_map_store
 
 SERVICE_NAME = "api-shard"
@@ -64,6 +65,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,
                  keychain, runtime, outbox_api, projection_api, event_stream, execution_routes):
         area.register(app)
+    retention.install(app, lambda: svc.shard_pool, settings, metrics)
     return app
 
 
@@ -99,6 +101,10 @@ async def _databases(app: web.Application) -> AsyncIterator[None]:
         applied += await apply_migrations(cluster_pool, "cluster")
         if applied:
             log.info("applied migrations: %s", ", ".join(m.label for m in applied))
+        # Slices for the ids this shard is about to mint exist before it serves: a row with no
+        # slice would land in the default partition, which then blocks creating that slice.
+        await partitions.ensure_ahead(shard_pool, slice_ms=int(settings.partition_slice_hours * 3_600_000),
+                                      ahead=settings.partition_ahead)
     except BaseException:
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         raise

@@ -7,7 +7,7 @@ import time
 from typing import Callable, Iterator
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -43,6 +43,8 @@ class ShardMetrics:
         self._step = Histogram("noetl_step_duration_seconds",
                                "Command issued -> its outcome ingested (pickup + run + report), by outcome",
                                ["shard", "pool", "outcome"], buckets=STEP_BUCKETS, registry=registry)
+
+        self.history = HistoryGauges(registry, shard)
 
     def events_ingested(self, count: int) -> None:
         self._events.inc(count)
@@ -110,3 +112,38 @@ class _ShardMapCollector(Collector):
             family = GaugeMetricFamily(name, doc, labels=["shard"])
             family.add_metric([self.shard], value)
             yield family
+
+
+class HistoryGauges:
+    """The shard's history, set by the history-status loop (execution/retention.py): bytes per
+    table, slices, database size, the oldest execution kept, rows with no slice, last retention run."""
+
+    def __init__(self, registry: CollectorRegistry, shard: str) -> None:
+        self.shard = shard
+        self._table_bytes = Gauge("noetl_history_table_bytes", "Bytes of a per-execution table (all its slices, "
+                                  "indexes and TOAST)", ["shard", "table"], registry=registry)
+        self._slices = Gauge("noetl_history_slices", "Partition slices of the per-execution tables", ["shard"],
+                             registry=registry).labels(shard)
+        self._db_bytes = Gauge("noetl_shard_database_bytes", "Size of the shard database", ["shard"],
+                               registry=registry).labels(shard)
+        self._oldest = Gauge("noetl_history_oldest_execution_timestamp_seconds",
+                             "Start time of the oldest execution kept (0: none)", ["shard"],
+                             registry=registry).labels(shard)
+        self._default = Gauge("noetl_history_default_rows", "Rows in no slice (default partitions); should be 0",
+                              ["shard"], registry=registry).labels(shard)
+        self._last_run = Gauge("noetl_retention_last_run_timestamp_seconds",
+                               "When retention last finished a run (0: never)", ["shard"],
+                               registry=registry).labels(shard)
+        self._enabled = Gauge("noetl_retention_enabled", "1 when NOETL_RETENTION_DAYS is set", ["shard"],
+                              registry=registry).labels(shard)
+
+    def update(self, *, table_bytes: dict[str, int], slices: int, database_bytes: int, oldest_execution_id: int | None,
+               default_rows: int, last_run_at: float | None, enabled: bool) -> None:
+        for table, size in table_bytes.items():
+            self._table_bytes.labels(self.shard, table).set(size)
+        self._slices.set(slices)
+        self._db_bytes.set(database_bytes)
+        self._oldest.set(timestamp_ms(oldest_execution_id) / 1000 if oldest_execution_id is not None else 0)
+        self._default.set(default_rows)
+        self._last_run.set(last_run_at or 0)
+        self._enabled.set(int(enabled))

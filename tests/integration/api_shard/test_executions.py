@@ -416,3 +416,39 @@ async def test_noetl_python_worker_batches(client):
     assert only_marks["event_ids"] == [] and only_marks["commands_generated"] == 0
     events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
     assert sum(e["event_type"] == "step.enter" and e["node_name"] == "start" for e in events) == 1
+
+
+async def test_an_archived_execution_replays_to_its_state(client, tmp_path):
+    """The archive holds all a replay needs: the log and state read back from the files fold
+    through the engine to the state the shard stored."""
+    from noetl_common import history_archive
+    from noetl_api_shard.execution import archive, replay
+    from noetl_api_shard.execution import engine_port as engine
+    from noetl_api_shard.execution.keys import ORCHESTRATOR
+    from noetl_api_shard.state import SERVICES
+    from noetl_api_shard.store import partitions
+
+    c = client
+    eid = (await start(c, workload={"n": 4}))["execution_id"]
+    for expected in ("start", "end"):
+        cid, step = await open_command(c, eid)
+        assert step == expected
+        assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200
+        await finish(c, eid, cid, {"double": 8} if step == "start" else {"final": 8})
+    assert (await (await c.get(f"/api/executions/{eid}/status")).json())["status"] == "COMPLETED"
+    app = c.server.app
+    pool = app[SERVICES].shard_pool
+    (s,) = [s for s in await partitions.slices(pool) if (s.lower or 0) <= int(eid) < s.upper]
+    await archive.write(pool, tmp_path, s, 0)  # as retention does once the slice is detached
+
+    rows = history_archive.read_execution(tmp_path, int(eid))
+    assert rows is not None
+    (execution,) = rows["execution"]
+    log = sorted(rows["event"], key=lambda r: r["event_id"])
+    stored = {r["result_id"]: r["data"] for r in rows["result_store"]}
+    playbook, _ = await app[ORCHESTRATOR].playbook(execution["catalog_id"])
+    replayed, _ = replay.fold_rows(playbook, execution, log, stored)
+    archived_state = engine.decode_state(bytes.fromhex(execution["state"][2:]))
+    assert engine.checksum(replayed) == engine.checksum(archived_state)
+    live = await (await c.get("/api/replay/state", params={"execution_id": eid})).json()
+    assert live["stored_checksum"] == engine.checksum(archived_state)

@@ -120,8 +120,8 @@ async def test_schema_rules_hold(database_factory):
     try:
         await apply_migrations(conn, "shard")
         await conn.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) VALUES (1, 10, 'x')")
-        with pytest.raises(asyncpg.UniqueViolationError):
-            await conn.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) VALUES (2, 10, 'x')")
+        with pytest.raises(asyncpg.UniqueViolationError):  # unique within its execution (the partition key)
+            await conn.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) VALUES (1, 10, 'y')")
         with pytest.raises(asyncpg.PostgresError, match="append-only"):
             await conn.execute("UPDATE noetl.event SET status = 'y' WHERE event_id = 10")
         with pytest.raises(asyncpg.CheckViolationError):

@@ -10,7 +10,8 @@ from .conftest import README, TEMPLATES
 
 EXPECTED_ALERTS = {"ShardDown", "ShardNotReady", "OutboxBacklogGrowing", "OutboxPublishFailures",
                    "ProjectionLag", "ClaimConflictsSpike", "ExecutionsFailing", "P99LatencyHigh",
-                   "OutboxStale", "CommandPickupSlow", "DbPoolSaturated", "ShardMapDisagreement"}
+                   "OutboxStale", "CommandPickupSlow", "DbPoolSaturated", "ShardMapDisagreement",
+                   "ShardDatabaseLarge", "RetentionStalled"}
 
 
 def alerts(values, overlay):
@@ -32,7 +33,9 @@ def test_expected_alerts_exist_with_their_metrics(values, overlay):
                          ("OutboxStale", "noetl_outbox_oldest_pending_age_seconds"),
                          ("CommandPickupSlow", "noetl_command_pickup_seconds_bucket"),
                          ("DbPoolSaturated", 'noetl_db_pool_connections{state="in_use"}'),
-                         ("ShardMapDisagreement", "noetl_shard_count")]:
+                         ("ShardMapDisagreement", "noetl_shard_count"),
+                         ("ShardDatabaseLarge", "noetl_shard_database_bytes"),
+                         ("RetentionStalled", "noetl_retention_last_run_timestamp_seconds")]:
         assert metric in rules[name]["expr"], name
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"warning", "critical"}

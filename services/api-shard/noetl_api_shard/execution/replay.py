@@ -46,6 +46,14 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
     refs = step_results.refs_in([r["payload"] or {} for r in rows if r["event_type"] in FINISH_OK])
     stored = await result_store.data_by_ids(pool, execution["execution_id"], [r.result_id for r in refs]) \
         if refs else {}
+    state, data = fold_rows(playbook, execution, rows, stored)
+    return state, data, len(rows)
+
+
+def fold_rows(playbook: Any, execution: Mapping[str, Any], rows: list[Any],
+              stored: Mapping[int, Any]) -> tuple[Any, Any]:
+    """(replayed state, replayed data) from an execution's log in order and the result-store
+    values it references: rows from the database or from an archive (noetl_common.history_archive)."""
     # Ids the engine minted, in minting order: every decision id is a command.issued event id.
     minted: Iterator[int] = iter(sorted(r["event_id"] for r in rows if r["event_type"] == EventType.COMMAND_ISSUED))
 
@@ -64,7 +72,7 @@ async def fold(pool: asyncpg.Pool, playbook: Any, execution: Any) -> tuple[Any, 
                                         data=data)
         if any(isinstance(d, engine.Finish) for d in decisions):
             break
-    return state, data, len(rows)
+    return state, data
 
 
 async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> ReplayReport:

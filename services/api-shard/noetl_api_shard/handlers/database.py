@@ -53,7 +53,7 @@ def _sql(body: PostgresExecute) -> str:
     if body.query_base64 and not body.query:
         try:
             return base64.b64decode(body.query_base64, validate=True).decode("utf-8").strip()
-        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (found by fuzzing)
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text (a 500 found by fuzzing)
             raise bad_request("query_base64 is not base64 of UTF-8 text", "bad_query") from None
     sql = (body.query or body.procedure or "").strip()
     if not sql:
@@ -143,8 +143,10 @@ async def _states(svc: ShardServices) -> list[MigrationState]:
 async def validate(request: web.Request) -> web.Response:
     svc = services(request)
     states = await _states(svc)
+    # A partitioned table is one table here, not one per time slice.
     tables = await svc.shard_pool.fetch(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'noetl' ORDER BY 1")
+        "SELECT c.relname AS table_name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition ORDER BY 1")
     missing = [f"{s.database}: {label}" for s in states for label in s.pending]
     return _json(DbValidateResponse(status="ok" if not missing else "error", valid=not missing,
                                     tables=[r["table_name"] for r in tables], missing=missing, databases=states))

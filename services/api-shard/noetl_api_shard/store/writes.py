@@ -179,9 +179,11 @@ ins_event AS (
         command_id bigint, worker_id text, attempt int, iteration int, duration_ms float8, payload jsonb,
         error text, meta jsonb)
     -- A worker's event names its command; the command's row supplies what the writer left out
-    -- (an optimistic writer has no command row in hand).
+    -- (an optimistic writer has no command row in hand). By the execution too: that prunes the
+    -- partitions to one at run time, even in a generic plan.
     LEFT JOIN LATERAL (SELECT step, tool_kind, attempt, iteration FROM noetl.command
-                       WHERE command_id = x.command_id AND x.node_type IS NULL) c ON true
+                       WHERE command_id = x.command_id AND execution_id = x.execution_id
+                         AND x.node_type IS NULL) c ON true
     ON CONFLICT DO NOTHING
 )""",
     "new_cmd": """

@@ -1,0 +1,282 @@
+"""History bench: does a shard holding a long history cost the same as an empty one?
+
+One shard (router, publisher, projector, 1 worker, as `make run`), measured empty, then filled
+with `--events` events (bulk-generated in SQL, `--events-per-execution` each, finished executions
+spread over `--days` daily slices in the past, each with its commands and step results), then
+measured again on the same fleet:
+  3-step workflows/s, loop steps/s, ingest p50/p99 (heartbeats), first page of the execution list
+  and execution detail (an old, filled execution) p50/p99,
+and finally a retention run (1 day) removing the old slices while ingest load runs: the longest
+parent-table lock, the run's time, writers' p99 during it against before, database size before
+and after.
+
+    python -m bench.history_bench [--events 1000000] [--out bench/results/history.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+
+from noetl_api_shard.execution import retention
+from noetl_api_shard.store import partitions
+from noetl_common.db import apply_migrations, create_pool
+from noetl_devstack import secrets
+from noetl_devstack.fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
+from noetl_devstack.infra import Infra
+from noetl_devstack.processes import Supervisor
+
+from . import hotpath_workloads as wl
+from .hotpath_bench import machine_info
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_OUT = BENCH_DIR / "results" / "history.json"
+DAY_MS = 86_400_000
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.history_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="events to fill the shard with (default %(default)s)")
+    p.add_argument("--events-per-execution", type=int, default=20)
+    p.add_argument("--days", type=int, default=5, help="past daily slices the history is spread over")
+    p.add_argument("--executions", type=int, default=200, help="3-step executions per measurement")
+    p.add_argument("--loop", type=int, default=300, help="loop length per measurement")
+    p.add_argument("--reads", type=int, default=200, help="list and detail requests per measurement")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return p.parse_args(argv)
+
+
+async def prepare_slices(dsn: str, days: int) -> None:
+    """A fresh shard database whose slices start `days` days ago (migration 0007 would put every
+    older id in one slice p0): p0 is re-made to end there, daily slices follow up to now."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool, "shard")
+        start_ms = (int(time.time() * 1000) // DAY_MS - days) * DAY_MS
+        for table in partitions.TABLES:
+            await pool.execute(f"DROP TABLE noetl.{table}_p0")
+            await pool.execute(f"CREATE TABLE noetl.{table}_p0 PARTITION OF noetl.{table} "
+                               f"FOR VALUES FROM (MINVALUE) TO ({partitions.id_at(start_ms)})")
+        for s in partitions.planned(partitions.id_at(start_ms), int(time.time() * 1000), DAY_MS, 2):
+            for table in partitions.TABLES:
+                await partitions._attach_new(pool, table, s)
+    finally:
+        await pool.close()
+
+
+FILL_EXECUTIONS = """
+INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status, workload, state, result,
+    created_at, started_at, ended_at, last_event_type)
+SELECT id, $3, 'bench/history', 1, 'COMPLETED', '{}'::jsonb, '\\x00'::bytea, '{"ok": true}'::jsonb,
+       t, t, t + interval '2 seconds', 'workflow.completed'
+FROM (SELECT (((($1::bigint + i * $4::bigint) - 1704067200000) << 22) | (i % 4096)) AS id,
+             to_timestamp(($1::bigint + i * $4::bigint) / 1000.0) AS t
+      FROM generate_series(0, $2::int - 1) AS i) x
+"""
+FILL_EVENTS = """
+INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, node_type, status, command_id, payload,
+    created_at)
+SELECT e.execution_id, e.execution_id + 1 + k, CASE WHEN k % 2 = 0 THEN 'command.issued' ELSE 'call.done' END,
+       'step_' || (k / 2), 'python', 'COMPLETED', e.execution_id + 1 + (k / 2) * 2,
+       jsonb_build_object('result', jsonb_build_object('n', k, 'text', repeat('x', 40))), e.created_at
+FROM noetl.execution e, generate_series(0, $2::int - 1) AS k
+WHERE e.execution_id >= $1 AND e.execution_id < $3
+"""
+FILL_COMMANDS = """
+INSERT INTO noetl.command (command_id, execution_id, step, tool_kind, status, context, result, created_at)
+SELECT e.execution_id + 1 + k * 2, e.execution_id, 'step_' || k, 'python', 'COMPLETED', '{}'::jsonb,
+       '{"n": 1}'::jsonb, e.created_at
+FROM noetl.execution e, generate_series(0, $2::int / 2 - 1) AS k
+WHERE e.execution_id >= $1 AND e.execution_id < $3
+"""
+
+
+async def fill(dsn: str, args: argparse.Namespace) -> dict:
+    """Finished executions spread evenly over the past daily slices, their events and commands."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        catalog_id = 1
+        executions = args.events // args.events_per_execution
+        now_ms = int(time.time() * 1000)
+        start_ms = (now_ms // DAY_MS - args.days) * DAY_MS
+        per_day = executions // args.days
+        t0 = time.perf_counter()
+        for d in range(args.days):
+            day_ms = start_ms + d * DAY_MS
+            step = max(1, DAY_MS // 2 // per_day)  # within the first half of the day: ids stay in its slice
+            await pool.execute(FILL_EXECUTIONS, day_ms, per_day, catalog_id, step)
+            lo, hi = partitions.id_at(day_ms), partitions.id_at(day_ms + DAY_MS)
+            await pool.execute(FILL_EVENTS, lo, args.events_per_execution, hi)
+            await pool.execute(FILL_COMMANDS, lo, args.events_per_execution, hi)
+            say(f"  filled day {d + 1}/{args.days}: {per_day} executions")
+        seconds = time.perf_counter() - t0
+        # What autovacuum would do next (set hint bits, visibility map, statistics) and the
+        # checkpoint of the fill's writes, done now: measured is the shard's steady state, not
+        # the background work that follows a bulk load.
+        t1 = time.perf_counter()
+        await pool.execute("VACUUM (ANALYZE)")
+        await pool.execute("CHECKPOINT")
+        settle = time.perf_counter() - t1
+        events = await pool.fetchval("SELECT count(*) FROM noetl.event")
+        sample = await pool.fetchval("SELECT execution_id FROM noetl.execution WHERE path = 'bench/history' "
+                                     "ORDER BY execution_id LIMIT 1 OFFSET $1", per_day // 2)
+        return {"events": events, "executions": per_day * args.days, "seconds": round(seconds, 1),
+                "vacuum_checkpoint_seconds": round(settle, 1),
+                "database_bytes": await pool.fetchval("SELECT pg_database_size(current_database())"),
+                "sample_execution_id": str(sample)}
+    finally:
+        await pool.close()
+
+
+async def read_latency(session: aiohttp.ClientSession, url: str, path: str, params: dict, n: int) -> dict:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        async with session.get(url + path, params=params) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"GET {path} answered {r.status}")
+        times.append(time.perf_counter() - t)
+    return {"requests": n, "p50_ms": wl.pct_ms(times, 50), "p99_ms": wl.pct_ms(times, 99)}
+
+
+async def measure(session: aiohttp.ClientSession, url: str, args: argparse.Namespace, detail_id: str,
+                  old_id: str | None = None) -> dict:
+    """`detail_id`: an execution the fleet ran (the same one empty and filled); `old_id`: one of
+    the bulk-generated history (filled only)."""
+    three = await wl.three_step_run(session, url, args.executions, 20)
+    loop = await wl.loop_run(session, url, args.loop, budget=300)
+    sleepers = await wl.start_sleepers(session, url, 8)
+    ingest = await wl.ingest_run(session, url, sleepers, 2000, 16)
+    await wl.cancel_all(session, url, sleepers)
+    listing = await read_latency(session, url, "/api/executions", {"limit": "20"}, args.reads)
+    detail = await read_latency(session, url, f"/api/executions/{detail_id}", {"include_events": "false"}, args.reads)
+    events = await read_latency(session, url, f"/api/executions/{detail_id}/events", {"page_size": "50"}, args.reads)
+    old = None if old_id is None else await read_latency(
+        session, url, f"/api/executions/{old_id}", {"include_events": "false"}, args.reads)
+    return {"old_execution_detail": old,
+            "wf_per_s": three["wf_per_s"], "three_step": three, "loop_steps_per_s": loop.get("steps_per_s"),
+            "loop": loop, "ingest": ingest, "list_first_page": listing, "execution_detail": detail,
+            "execution_events_page": events}
+
+
+async def timed_ingest(session: aiohttp.ClientSession, url: str, targets: list[str], stop: asyncio.Event,
+                       clients: int = 16) -> list[tuple[float, float]]:
+    """Heartbeats until `stop`: (sent at, latency) of each."""
+    out: list[tuple[float, float]] = []
+
+    async def client(c: int) -> None:
+        n = c
+        while not stop.is_set():
+            body = {"execution_id": targets[n % len(targets)], "event_type": "worker.heartbeat", "step": "bench",
+                    "payload": {"n": n}}
+            t = time.perf_counter()
+            async with session.post(f"{url}/api/events", json=body) as r:
+                await r.read()
+            out.append((t, time.perf_counter() - t))
+            n += clients
+
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return out
+
+
+async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: str) -> dict:
+    """Writers (heartbeat ingest) run throughout; a retention run (1 day) removes the old slices
+    in the middle. Writers' latency while it runs is compared with the seconds before it."""
+    sleepers = await wl.start_sleepers(session, url, 8)
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        size_before = await pool.fetchval("SELECT pg_database_size(current_database())")
+        stop = asyncio.Event()
+        load = asyncio.ensure_future(timed_ingest(session, url, sleepers, stop))
+        await asyncio.sleep(5.0)
+        t0 = time.perf_counter()
+        report = await retention.run(pool, retention.Policy(days=1.0), shard_index=0)
+        t1 = time.perf_counter()
+        await asyncio.sleep(1.0)
+        stop.set()
+        samples = await load
+        size_after = await pool.fetchval("SELECT pg_database_size(current_database())")
+    finally:
+        await pool.close()
+    await wl.cancel_all(session, url, sleepers)
+    before = [lat for t, lat in samples if t0 - 4.0 <= t and t + lat < t0]
+    during = [lat for t, lat in samples if t < t1 and t + lat > t0]  # overlapping the run
+    return {"slices_dropped": [d.slice for d in report.dropped],
+            "executions_dropped": sum(d.executions for d in report.dropped),
+            "events_dropped": sum(d.events for d in report.dropped),
+            "longest_lock_ms": round(report.lock_ms, 2), "run_seconds": round(report.seconds, 3),
+            "writers_before": {"requests": len(before), "p50_ms": wl.pct_ms(before, 50), "p99_ms": wl.pct_ms(before, 99)},
+            "writers_during": {"requests": len(during), "p50_ms": wl.pct_ms(during, 50), "p99_ms": wl.pct_ms(during, 99)},
+            "database_bytes_before": size_before, "database_bytes_after": size_after}
+
+
+async def bench(args: argparse.Namespace, work: Path) -> dict:
+    machine = machine_info()
+    infra, sup = Infra(work), Supervisor(work / "logs")
+    try:
+        info = await infra.up(1)
+        dsn = info.shard_dsns(1)[0]
+        await prepare_slices(dsn, args.days)
+        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=[dsn], nats_url=info.nats_url,
+                                        secrets=secrets.load_or_create(work / "s.json"), workers=1,
+                                        extra_env={"NOETL_LOG_LEVEL": "WARNING",
+                                                   "WORKER_MAX_CONCURRENT": str(DEV_WORKER_SLOTS)}))
+        await start_fleet(sup, specs)
+        url = router_url(specs)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+                                         timeout=aiohttp.ClientTimeout(total=120)) as session:
+            for playbook in wl.PLAYBOOKS:
+                await wl.register(session, url, playbook)
+            await wl.three_step_run(session, url, 50, 20)  # warm-up
+            recent = (await wl.list_all(session, url, "COMPLETED"))[0].execution_id
+            say("measuring the empty shard ...")
+            empty = await measure(session, url, args, recent)
+            say(f"filling {args.events} events ...")
+            filled = await fill(dsn, args)
+            say("measuring the filled shard ...")
+            full = await measure(session, url, args, recent, filled["sample_execution_id"])
+            say("retention under load ...")
+            ret = await retention_under_load(session, url, dsn)
+        return {"benchmark": "history: one shard empty vs holding --events bulk-generated events in daily slices",
+                "machine": machine, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "fill": filled, "empty": empty, "filled": full,
+                "ratios": {"wf_per_s": round(full["wf_per_s"] / empty["wf_per_s"], 3),
+                           "loop_steps_per_s": round(full["loop_steps_per_s"] / empty["loop_steps_per_s"], 3)
+                           if full["loop_steps_per_s"] and empty["loop_steps_per_s"] else None},
+                "retention": ret}
+    finally:
+        sup.stop_all()
+        infra.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="noetl-history-bench-") as work:
+        report = asyncio.run(bench(args, Path(work)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    e, f, r = report["empty"], report["filled"], report["retention"]
+    say(f"wf/s empty {e['wf_per_s']} filled {f['wf_per_s']}; loop steps/s {e['loop_steps_per_s']} / "
+        f"{f['loop_steps_per_s']}; list p99 {e['list_first_page']['p99_ms']} / {f['list_first_page']['p99_ms']} ms; "
+        f"detail p99 {e['execution_detail']['p99_ms']} / {f['execution_detail']['p99_ms']} ms; "
+        f"retention lock {r['longest_lock_ms']} ms, run {r['run_seconds']} s")
+    say(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
