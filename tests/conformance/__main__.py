@@ -78,6 +78,7 @@ class LocalFleet(msgspec.Struct):
     router: str
     nats_url: str
     scratch_dsn: str
+    cluster_dsn: str                # the fleet's catalog database (what NoETL's `pg_noetl_k8s` names)
     work: Path
     supervisor: Supervisor
     noetl_workers: list[str] = []   # names of NoETL's workers started (their logs: work/logs/<name>.log)
@@ -122,7 +123,8 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
                                         workers=workers, extra_env=extra_env))
         await start_fleet(supervisor, specs)
-        fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch, work=work,
+        fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
+                           cluster_dsn=info.cluster_dsn(), work=work,
                            supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available)
         for i in range(external):
             assert python is not None
@@ -146,7 +148,8 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                            index=index) as fleet:
         runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
-                        test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress)
+                        test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
+                        noetl_credential=credential_for(fleet.cluster_dsn))
         return await runner.run(only)
 
 

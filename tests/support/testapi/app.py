@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, identity
+from . import data, identity, placeholder
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -207,4 +207,5 @@ def build_app(static_dir: str | None = None) -> web.Application:
     app.router.add_post(f"{v1}/concurrency/reset", probe_reset)
     app.router.add_get(f"{v1}/concurrency/stats", probe_stats)
     identity.add_routes(app)
+    placeholder.add_routes(app)
     return app
