@@ -111,11 +111,16 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         if needs & {"test_api", "keychain"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
-            api = await start_test_api(supervisor, str(script_root), work / "tls" if "keychain" in needs else None)
+            proxied = tuple((index or {}).get("proxied_hosts") or ())
+            api = await start_test_api(supervisor, str(script_root),
+                                       work / "tls" if "keychain" in needs or proxied else None, proxied)
             test_api, test_api_tls = api.url, api.tls_host
             available.add("test_api")
             if api.ca_file:
                 extra_env["SSL_CERT_FILE"] = api.ca_file
+            if api.proxy:
+                # the public hosts a playbook names inside a tool reach the test API through this proxy
+                extra_env.update(HTTPS_PROXY=api.proxy, NO_PROXY="127.0.0.1,localhost")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")
