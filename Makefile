@@ -120,9 +120,11 @@ conformance-keychain: install
 
 ## NoETL's "core" regression set (noetl/e2e scripts/rust_regression_run.sh; the 63 of its 66 fixtures in
 ## ../shared/e2e) the way that script runs it: all registered first, default workloads with only addresses
-## pointed at the test API and a scratch database, misses run once more. ONLY=id,... runs a few.
+## pointed at the test API and a scratch database, misses run once more. ONLY=id,... runs a few. What does
+## not yet end as intended is listed with its reason in tests/conformance/core/known_failures.json.
 e2e-core: install
-	$(PY) -m tests.conformance tests/conformance/core --shards $(SHARDS) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m tests.conformance tests/conformance/core --shards $(SHARDS) $(if $(ONLY),--only $(ONLY)) \
+	    --known-failures tests/conformance/core/known_failures.json
 
 ## NoETL's own Python worker (../shared/noetl-reference, unchanged) in a venv of its own: Python 3.12+
 ## (pyenv's, or NOETL_WORKER_PYTHON), pinned dependencies; built once (~40 s) under .cache/, reused after.

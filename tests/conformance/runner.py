@@ -175,7 +175,12 @@ class Runner:
                 return Outcome(fid, False, f"execute: {status} {started}")
             execution_id = started["execution_id"]
             self.executions[fid] = execution_id
-            final = await self.wait(execution_id, float(fixture.get("timeout", self.timeout)))
+            try:
+                final = await self.wait(execution_id, float(fixture.get("timeout", self.timeout)))
+            except TimeoutError as exc:
+                # cancelled (with its children) so it does not load the fixtures after it
+                await self.post(f"/api/executions/{execution_id}/cancel", {"cascade": True})
+                return Outcome(fid, False, f"TimeoutError: {exc} (cancelled)", execution_id)
             sql_rows = await self.sql(fixture, execution_id) if fixture.get("sql") else None
             problems = failures(fixture, final["status"], final.get("steps") or {}, final.get("issued") or {},
                                 sql_rows, final.get("error"))
