@@ -54,8 +54,13 @@ def value_of(payload: Mapping[str, Any], stored: Mapping[int, Any]) -> Any:
     result = payload.get("result")
     ref = ref_of(result)
     if ref is not None:
-        return with_ref(stored.get(ref.result_id), result["reference"])
+        return with_ref(stored.get(ref.result_id), _reference(result))
     return inline_value(payload)
+
+
+def _reference(result: Any) -> Mapping[str, Any]:
+    """The `reference` of an envelope `ref_of` recognised (so a mapping with one)."""
+    return result["reference"] if isinstance(result, dict) else {}
 
 
 def with_ref(value: Any, reference: Mapping[str, Any]) -> Any:
@@ -100,7 +105,7 @@ async def prepare(svc: Any, conn: Any, ev: WorkerEvent, limit: int = EVENT_RESUL
         if ref.result_id not in found:
             raise ApiError(422, f"result reference {ref.uri()} is not in the result store "
                                 "(PUT /api/result/{execution_id} first)", "validation_error")
-        ev.value = with_ref(found[ref.result_id], result["reference"])
+        ev.value = with_ref(found[ref.result_id], _reference(result))
         return
     value = inline_value(ev.payload)
     size, sha = result_store.measure(value)
