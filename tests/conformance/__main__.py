@@ -78,6 +78,7 @@ class LocalFleet(msgspec.Struct):
     router: str
     nats_url: str
     scratch_dsn: str
+    cluster_dsn: str                # the fleet's catalog database (what NoETL's `pg_noetl_k8s` names)
     work: Path
     supervisor: Supervisor
     noetl_workers: list[str] = []   # names of NoETL's workers started (their logs: work/logs/<name>.log)
@@ -110,11 +111,16 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         if needs & {"test_api", "keychain"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
-            api = await start_test_api(supervisor, str(script_root), work / "tls" if "keychain" in needs else None)
+            proxied = tuple((index or {}).get("proxied_hosts") or ())
+            api = await start_test_api(supervisor, str(script_root),
+                                       work / "tls" if "keychain" in needs or proxied else None, proxied)
             test_api, test_api_tls = api.url, api.tls_host
             available.add("test_api")
             if api.ca_file:
                 extra_env["SSL_CERT_FILE"] = api.ca_file
+            if api.proxy:
+                # the public hosts a playbook names inside a tool reach the test API through this proxy
+                extra_env.update(HTTPS_PROXY=api.proxy, NO_PROXY="127.0.0.1,localhost")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")
@@ -122,7 +128,8 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
                                         workers=workers, extra_env=extra_env))
         await start_fleet(supervisor, specs)
-        fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch, work=work,
+        fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
+                           cluster_dsn=info.cluster_dsn(), work=work,
                            supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available)
         for i in range(external):
             assert python is not None
@@ -146,7 +153,8 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                            index=index) as fleet:
         runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
-                        test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress)
+                        test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
+                        noetl_credential=credential_for(fleet.cluster_dsn))
         return await runner.run(only)
 
 

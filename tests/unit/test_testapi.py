@@ -65,3 +65,48 @@ async def test_concurrency_probe_counts_overlapping_requests(api):
     _, stats, _ = await get(api, "/api/v1/concurrency/stats")
     assert stats["started"] == stats["completed"] == 3 and stats["max_active"] >= 2
     assert [e["phase"] for e in stats["recent_events"]].count("end") == 3
+
+
+async def test_jsonplaceholder_resources_have_its_counts_fields_and_filters(api):
+    status, posts, _ = await get(api, "/jsonplaceholder/posts")
+    assert status == 200 and len(posts) == 100 and set(posts[0]) == {"userId", "id", "title", "body"}
+    _, mine, _ = await get(api, "/jsonplaceholder/posts", userId=3)
+    assert [p["id"] for p in mine] == list(range(21, 31))
+    status, one, _ = await get(api, "/jsonplaceholder/users/10")
+    assert status == 200 and one["id"] == 10 and one["address"]["geo"]
+    async with api.get("/jsonplaceholder/users/11") as r:
+        assert r.status == 404
+    async with api.get("/jsonplaceholder/widgets") as r:
+        assert r.status == 404
+
+
+async def test_the_proxy_answers_for_stand_in_hosts_over_tls_and_refuses_others(tmp_path):
+    """What a worker with HTTPS_PROXY does: CONNECT, TLS to the named host (trusting the test API's
+    certificate), the request as written; a host that is not a stand-in never gets a tunnel."""
+    import ssl
+
+    from tests.support.testapi import proxy
+    from tests.support.testapi.tls import write_self_signed
+
+    cert, key = write_self_signed(tmp_path, ("api.open-meteo.com", "httpbin.org"))
+    async with TestServer(build_app()) as srv:
+        server = await proxy.serve("127.0.0.1", 0, frozenset({"api.open-meteo.com", "httpbin.org"}), str(cert),
+                                   str(key), srv.port)
+        port = server.sockets[0].getsockname()[1]
+        trust = ssl.create_default_context(cafile=str(cert))
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get("https://api.open-meteo.com/v1/forecast", proxy=f"http://127.0.0.1:{port}",
+                                       ssl=trust, params={"latitude": "52.52", "longitude": "13.41",
+                                                          "current": "temperature_2m"}) as r:
+                    body = await r.json()
+                    assert r.status == 200 and body["latitude"] == 52.52
+                    assert isinstance(body["current"]["temperature_2m"], float)
+                async with session.post("https://httpbin.org/post", json={"a": 1}, proxy=f"http://127.0.0.1:{port}",
+                                        ssl=trust) as r:
+                    assert r.status == 200 and (await r.json())["data"] == '{"a": 1}'
+                with pytest.raises(aiohttp.ClientHttpProxyError, match="403"):
+                    async with session.get("https://example.com/", proxy=f"http://127.0.0.1:{port}", ssl=trust):
+                        pass
+        finally:
+            server.close()

@@ -126,7 +126,9 @@ class HttpSettings(msgspec.Struct, frozen=True):
         return cls(
             host=env.str("NOETL_HTTP_HOST", "0.0.0.0"),
             port=env.int("NOETL_HTTP_PORT", default_port, minimum=0, maximum=65535),
-            max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024),
+            # NoETL's server takes event batches up to 64 MiB (a worker's large result in one
+            # call.done); the shard then keeps such a result in its result store, by reference.
+            max_body_bytes=env.int("NOETL_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024),
             request_timeout_seconds=env.float("NOETL_REQUEST_TIMEOUT_SECONDS", 60.0),
             max_in_flight=env.int("NOETL_MAX_IN_FLIGHT", 512, minimum=1),
         )

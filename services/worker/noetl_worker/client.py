@@ -197,6 +197,18 @@ class ControlPlane:
                                         None, retryable=False)
             await self._sleep(poll_seconds)
 
+    async def get_result(self, ref: str) -> Any:
+        """A stored result's value (`noetl://execution/<eid>/result/<name>/<id>`)."""
+        return msgspec.json.decode(await self._request("GET", "/api/result/resolve", params={"ref": ref}))
+
+    async def put_result(self, execution_id: int, name: str, data: Any, step: str) -> dict[str, Any]:
+        """Store a value in the execution's result store; answers `{ref, store, scope, bytes, sha256, ...}`."""
+        body = {"name": name, "data": data, "source_step": step}
+        decoded = msgspec.json.decode(await self._request(
+            "PUT", f"/api/result/{execution_id}", data=msgspec.json.encode(body),
+            headers={"Content-Type": "application/json"}))
+        return decoded if isinstance(decoded, dict) else {}
+
     # -- worker pool ------------------------------------------------------------------------------
 
     async def register(self, registration: PoolRegistration) -> None:

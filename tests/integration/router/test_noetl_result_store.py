@@ -185,11 +185,13 @@ async def test_a_large_result_is_stored_and_the_event_logs_a_reference(url, http
     async with http.post(f"{url}/api/events/batch", json={"execution_id": str(eid), "worker_id": "hand",
                                                          "events": events}, headers={"Idempotency-Key": "big-1"}) as r:
         assert r.status == 202, await r.text()
-    assert await _step_result(http, url, eid, "start") == BIG  # the engine had the full value
+    seen = await _step_result(http, url, eid, "start")
     (done,) = await _logged(http, url, eid, "call.done")
     result = done["result"]
     assert "rows" not in msgspec.json.encode(result).decode()  # the log holds a reference, not the data
     ref = result["reference"]
+    # the engine had the full value, with NoETL's `_ref` (what `kind: artifact` loads) and `_store`
+    assert seen == {**BIG, "_ref": ref, "_store": "db"}
     assert ref["kind"] == "result_ref" and ref["meta"]["bytes"] == len(msgspec.json.encode(BIG))
     assert result["context"] == {"data": {"_ref": ref["ref"]}}
     async with http.get(f"{url}/api/result/resolve", params={"ref": ref["ref"]}) as r:
@@ -231,7 +233,8 @@ async def test_a_rust_worker_reference_to_a_result_it_put(url, http):
                                                     "step": "start", "status": "success", "worker_id": "rust-1",
                                                     "context": {"command_id": str(command), "status": "success"}}) as r:
         assert r.status == 200, await r.text()
-    assert await _step_result(http, url, eid, "start") == BIG  # resolved from the store for the engine
+    # resolved from the store for the engine, with the reference it came by
+    assert await _step_result(http, url, eid, "start") == {**BIG, "_ref": reference, "_store": put["store"]}
     await _replay_matches(http, url, eid)
 
 
@@ -262,3 +265,24 @@ async def test_stored_results_go_with_the_stuck_execution_cleanup(fleet, url, ht
     assert str(eid) in body["execution_ids"] and body["results_deleted"] >= 1
     async with http.get(f"{url}/api/result/resolve", params={"ref": ref}) as r:
         assert r.status == 404
+
+
+async def test_the_worker_artifact_tool_puts_and_gets_through_the_router(url, http):
+    """`kind: artifact` with the worker's own control-plane client: put answers NoETL's reference,
+    get with that reference (or the `_ref` a step's render scope shows) answers the value itself."""
+    from noetl_worker.client import ControlPlane
+    from noetl_worker.tools import artifact
+    from noetl_worker.tools.base import ToolContext, ToolError
+
+    eid = await start(http, url, "tests/noetl_results")
+    ctx = ToolContext(credentials=ControlPlane(url, http), execution_id=eid, step="keep")
+    ref = await artifact.run({"action": "put"}, {"data": BIG, "name": "big"}, ctx)
+    assert ref["kind"] == "result_ref" and ref["ref"].startswith(f"noetl://execution/{eid}/result/big/")
+    assert ref["meta"]["bytes"] == len(msgspec.json.encode(BIG))
+    assert await artifact.run({"action": "get"}, {"result_ref": ref}, ctx) == BIG
+    assert await artifact.run({"action": "get", "result_ref": ref["ref"]}, {}, ctx) == BIG
+    with pytest.raises(ToolError, match="it was empty"):
+        await artifact.run({"action": "get"}, {"result_ref": ""}, ctx)
+    missing = ref["ref"].rsplit("/", 1)[0] + "/" + str(mint_for_shard(shard_for(eid, SHARDS), SHARDS))
+    with pytest.raises(ToolError, match="404"):
+        await artifact.run({"action": "get"}, {"result_ref": missing}, ctx)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, identity
+from . import data, identity, placeholder
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -49,6 +49,19 @@ async def echo(request: web.Request) -> web.Response:
     body = await request.text()
     return web.json_response({"args": dict(request.query), "headers": dict(request.headers), "url": str(request.url),
                               "method": request.method, "data": body})
+
+
+async def forecast(request: web.Request) -> web.Response:
+    """Open-Meteo's `/v1/forecast` for `current=temperature_2m`: a temperature derived from the
+    coordinates (the same place always gets the same weather)."""
+    lat, lon = _float(request, "latitude", 0.0), _float(request, "longitude", 0.0)
+    fields = [f for f in request.query.get("current", "").split(",") if f]
+    current = {"time": "2026-01-01T12:00", "interval": 900,
+               **{f: round(10 + (lat * 7 + lon * 3) % 20, 1) for f in fields}}
+    return web.json_response({"latitude": lat, "longitude": lon, "timezone": "GMT",
+                              "current_units": {"time": "iso8601", "interval": "seconds",
+                                                **{f: "°C" for f in fields}},
+                              "current": current})
 
 
 async def assessments(request: web.Request) -> web.Response:
@@ -191,6 +204,7 @@ def build_app(static_dir: str | None = None) -> web.Application:
     app.router.add_route("*", "/anything", echo)
     app.router.add_route("*", "/anything/{tail:.*}", echo)
     app.router.add_route("*", "/post", echo)
+    app.router.add_get("/v1/forecast", forecast)  # api.open-meteo.com, through the proxy (proxy.py)
     v1 = "/api/v1"
     app.router.add_get(f"{v1}/assessments", assessments)
     app.router.add_get(f"{v1}/users", users)
@@ -207,4 +221,5 @@ def build_app(static_dir: str | None = None) -> web.Application:
     app.router.add_post(f"{v1}/concurrency/reset", probe_reset)
     app.router.add_get(f"{v1}/concurrency/stats", probe_stats)
     identity.add_routes(app)
+    placeholder.add_routes(app)
     return app

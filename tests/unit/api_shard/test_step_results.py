@@ -38,7 +38,10 @@ def test_noetl_python_worker_value_is_its_response():
 def test_value_of_a_stored_reference():
     payload = {"result": {"status": "ok", "context": {"data": {"_ref": REF}},
                           "reference": {"kind": "result_ref", "ref": REF}}}
-    assert value_of(payload, {7: {"big": True}}) == {"big": True}
+    # a stored mapping carries its reference and tier (`{{ step._ref }}`, what kind: artifact loads)
+    assert value_of(payload, {7: {"big": True}}) == {"big": True, "_ref": payload["result"]["reference"],
+                                                     "_store": "db"}
+    assert value_of(payload, {7: [1, 2]}) == [1, 2]  # anything else is the value itself
     assert value_of(payload, {}) is None
 
 

@@ -83,3 +83,11 @@ def test_ensure_end_step_adds_once():
     assert added and doc["workflow"][-1]["step"] == "end"
     again, added_again = ensure_end_step(doc)
     assert not added_again and len(again["workflow"]) == 2
+
+
+@pytest.mark.parametrize("output", [{"output_select": "status"}, {"output_select": ["ok", 3]}])
+def test_output_select_must_be_a_list_of_field_names(output):
+    doc = {"metadata": {"name": "t", "path": "t/p"},
+           "workflow": [{"step": "start", "tool": {"kind": "noop"}, "output": output}]}
+    with pytest.raises(PlaybookError, match="output.output_select must be a list of field names"):
+        parse_playbook(doc)

@@ -242,6 +242,27 @@ def test_pipeline_outcome_of_noetls_task_sequence_reads_as_ours():
     assert issued(ds)[0].input == {"last": 2, "a": 1, "seen": 7}
 
 
+def test_output_select_keeps_the_named_fields_and_the_reference_of_a_stored_result():
+    # the shard gives the engine a stored result with `_ref`/`_store` (step_results.with_ref); a
+    # step's `output.output_select` keeps only those fields of it, as NoETL does
+    pb = playbook({"step": "big", "tool": [{"name": "gen", "kind": "python", "code": "x"}],
+                   "output": {"output_select": ["count", "absent"]}, "next": "small"},
+                  {"step": "small", "tool": py("y"), "output": {"output_select": ["count"]}, "next": "end"},
+                  {"step": "end", "tool": py("e", input={"count": "{{ big.count }}", "ref": "{{ big._ref.ref }}",
+                                                         "kept": "{{ big.rows is defined }}",
+                                                         "small": "{{ small.rows }}"})})
+    mint = minter()
+    data = ExecutionData()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint, data=data)
+    ref = {"kind": "result_ref", "ref": "noetl://execution/1/result/big/9"}
+    envelope = {"result": {"count": 2, "rows": [1, 2]}, "tasks": {"gen": {"count": 2, "rows": [1, 2]}},
+                "ctx_updates": {}, "_ref": ref, "_store": "db"}
+    state, ds = done(pb, state, issued(ds)[0], envelope, mint, data)
+    assert data.results["big"] == {"count": 2, "_ref": ref, "_store": "db"}
+    state, ds = done(pb, state, issued(ds)[0], {"count": 1, "rows": [1]}, mint, data)  # inline: kept whole
+    assert issued(ds)[0].input == {"count": 2, "ref": ref["ref"], "kept": False, "small": [1]}
+
+
 CURSOR_STEP = {"step": "work", "tool": {"kind": "postgres", "auth": "pg", "command": "UPDATE t SET n = {{ row.id }}"},
                "loop": {"iterator": "row", "cursor": {"kind": "postgres", "auth": "{{ workload.cred }}",
                                                       "claim": "SELECT id LIMIT {{ __frame_max_rows }}"},

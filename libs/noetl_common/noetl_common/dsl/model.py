@@ -37,6 +37,9 @@ class Step(msgspec.Struct, frozen=True):
     when: Any = None
     set: dict[str, Any] = {}
     retry: int = 1            # attempts the engine allows the command (tool-level retry)
+    # `output.output_select`: the fields the engine keeps of a result kept out of the event log
+    # (with its `_ref`), NoETL's way of keeping a large result out of every later render scope.
+    output_select: tuple[str, ...] = ()
 
 
 class Playbook(msgspec.Struct, frozen=True):

@@ -60,7 +60,7 @@ def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     arcs, inclusive = parse_arcs(name, raw.get("next"))
     common = dict(name=name, arcs=arcs, inclusive=inclusive, has_next=raw.get("next") is not None,
                   loop=parse_loop(name, raw.get("loop")), when=raw.get("when"),
-                  set=dict(mapping(name, "set", raw.get("set"))))
+                  set=dict(mapping(name, "set", raw.get("set"))), output_select=_output_select(name, raw.get("output")))
     if isinstance(tool, list):
         return Step(kind="pipeline", tasks=_tasks(name, tool), input=step_input, **common)
     if not isinstance(tool, dict):
@@ -74,6 +74,15 @@ def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     tool_input = config.pop("input", {})
     return Step(kind=kind, tool=config, input={**tool_input, **step_input}, retry=_attempts(name, config),
                 **common)
+
+
+def _output_select(step: str, output: Any) -> tuple[str, ...]:
+    selected = output.get("output_select") if isinstance(output, dict) else None
+    if selected is None:
+        return ()
+    if not isinstance(selected, list) or not all(isinstance(f, str) and f for f in selected):
+        raise PlaybookError(f"step '{step}': output.output_select must be a list of field names")
+    return tuple(selected)
 
 
 def _tasks(step: str, tool: list[Any]) -> list[dict[str, Any]]:

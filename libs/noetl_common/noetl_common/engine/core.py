@@ -27,7 +27,7 @@ from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
-from .values import as_items, child_result, jsonable, pipeline_envelope, pipeline_result
+from .values import as_items, child_result, jsonable, pipeline_envelope, pipeline_result, selected
 
 
 def _loop(step: Step) -> Loop:
@@ -321,6 +321,8 @@ class _Run:
         if envelope is not None:
             self.st.vars.update(envelope.get("ctx_updates") or {})
             result = pipeline_result(envelope)
+        if ok and step.output_select:
+            result = selected(result, step.output_select)
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:

@@ -46,13 +46,26 @@ def pipeline_envelope(result: Any) -> dict[str, Any] | None:
     return None
 
 
+STORED_KEYS = ("_ref", "_store")  # a result kept in the result store: its reference and tier
+
+
 def pipeline_result(envelope: dict[str, Any]) -> Any:
     last = envelope.get("result")
     tasks = {k: v for k, v in (envelope.get("tasks") or {}).items() if isinstance(v, dict)}
     if isinstance(last, dict):
-        # Python-era playbooks read a pipeline's tasks as `{{ step.results.<task> }}` too.
-        return {"results": envelope.get("tasks") or {}, **tasks, **last}
+        # Python-era playbooks read a pipeline's tasks as `{{ step.results.<task> }}` too; an
+        # envelope kept out of the event log keeps its reference (`{{ step._ref }}`).
+        stored = {k: envelope[k] for k in STORED_KEYS if k in envelope}
+        return {"results": envelope.get("tasks") or {}, **tasks, **last, **stored}
     return last
+
+
+def selected(result: Any, fields: tuple[str, ...]) -> Any:
+    """`output.output_select` of a result kept in the result store: the named fields and its
+    reference; a result kept inline stays whole (NoETL selects only from externalised results)."""
+    if not isinstance(result, dict) or "_ref" not in result:
+        return result
+    return {**{f: result[f] for f in fields if f in result}, **{k: result[k] for k in STORED_KEYS if k in result}}
 
 
 def child_result(step: Step, payload: Any) -> Any:

@@ -13,6 +13,10 @@ holding only a control-plane digest of the value), else `payload.result`, one of
   value is in `noetl.result_store`. The Rust worker PUTs its over-budget results and sends this;
   the shard writes it itself for any other result over the limit, in the event's transaction.
 
+A stored value that is a mapping is seen by the engine with NoETL's two extra keys: `_ref` (the
+reference, what `kind: artifact` `action: get` takes to load it again) and `_store` (the tier it is
+in), so `{{ step._ref is defined }}` tells a playbook its result was kept out of the log.
+
 Ingest and replay both go through `value_of`, so a replay folds the same values ingest did (as
 long as the stored rows are kept: a result deleted by cleanup cannot be replayed).
 """
@@ -47,10 +51,23 @@ def inline_value(payload: Mapping[str, Any]) -> Any:
 
 def value_of(payload: Mapping[str, Any], stored: Mapping[int, Any]) -> Any:
     """The step result of a logged event; `stored` maps result ids to values (see `refs_in`)."""
-    ref = ref_of(payload.get("result"))
+    result = payload.get("result")
+    ref = ref_of(result)
     if ref is not None:
-        return stored.get(ref.result_id)
+        return with_ref(stored.get(ref.result_id), _reference(result))
     return inline_value(payload)
+
+
+def _reference(result: Any) -> Mapping[str, Any]:
+    """The `reference` of an envelope `ref_of` recognised (so a mapping with one)."""
+    return result["reference"] if isinstance(result, dict) else {}
+
+
+def with_ref(value: Any, reference: Mapping[str, Any]) -> Any:
+    """A stored mapping as the engine sees it: its keys and `_ref`/`_store` (see the module doc)."""
+    if not isinstance(value, dict):
+        return value
+    return {**value, "_ref": dict(reference), "_store": reference.get("store") or "db"}
 
 
 def refs_in(payloads: list[Mapping[str, Any]]) -> list[ResultRef]:
@@ -88,7 +105,7 @@ async def prepare(svc: Any, conn: Any, ev: WorkerEvent, limit: int = EVENT_RESUL
         if ref.result_id not in found:
             raise ApiError(422, f"result reference {ref.uri()} is not in the result store "
                                 "(PUT /api/result/{execution_id} first)", "validation_error")
-        ev.value = found[ref.result_id]
+        ev.value = with_ref(found[ref.result_id], _reference(result))
         return
     value = inline_value(ev.payload)
     size, sha = result_store.measure(value)
@@ -99,13 +116,11 @@ async def prepare(svc: Any, conn: Any, ev: WorkerEvent, limit: int = EVENT_RESUL
     uri = ResultRef(ev.execution_id, name, stored.result_id).uri()
     status = result.get("status") if isinstance(result, dict) and "call_index" in ev.payload else None
     kept = {k: v for k, v in ev.payload.items() if k != "response"}  # the value moves to the store
-    ev.payload = {**kept, "result": {
-        "status": status or ev.status or "COMPLETED",
-        "context": {"data": {"_ref": uri}},
-        "reference": {"kind": "result_ref", "ref": uri, "store": stored.store, "scope": stored.scope,
-                      "meta": {"bytes": size, "sha256": sha, "media_type": "application/json",
-                               "offloaded_by": "shard"}}}}
-    ev.value = value
+    reference = {"kind": "result_ref", "ref": uri, "store": stored.store, "scope": stored.scope,
+                 "meta": {"bytes": size, "sha256": sha, "media_type": "application/json", "offloaded_by": "shard"}}
+    ev.payload = {**kept, "result": {"status": status or ev.status or "COMPLETED",
+                                     "context": {"data": {"_ref": uri}}, "reference": reference}}
+    ev.value = with_ref(value, reference)
 
 
 def engine_value(ev: WorkerEvent) -> Any:

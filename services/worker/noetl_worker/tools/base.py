@@ -30,6 +30,10 @@ class CredentialSource(Protocol):
     async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
                         timeout: float) -> dict[str, Any]: ...
 
+    async def get_result(self, ref: str) -> Any: ...
+
+    async def put_result(self, execution_id: int, name: str, data: Any, step: str) -> dict[str, Any]: ...
+
 
 class ToolContext:
     def __init__(self, *, credentials: CredentialSource, execution_id: int, step: str,

@@ -82,7 +82,8 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     params = {**(payload_query or {}), **(_query(config.get("params")) or {})} or None
     seconds = _timeout(config, ctx)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session:
+        # trust_env: HTTP(S)_PROXY / NO_PROXY of the worker's environment apply, as in NoETL's worker
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds), trust_env=True) as session:
             async with session.request(method, url, headers={str(k): str(v) for k, v in (headers or {}).items()},
                                        params=params, allow_redirects=bool(config.get("follow_redirects", True)),
                                        **body) as resp:

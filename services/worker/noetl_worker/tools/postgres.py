@@ -64,7 +64,7 @@ async def connection_args(config: dict[str, Any], ctx: ToolContext) -> dict[str,
             "database": data.get("db_name") or data.get("database") or data.get("dbname")}
 
 
-def _scrub(message: str, args: dict[str, Any]) -> str:
+def scrub(message: str, args: dict[str, Any]) -> str:
     secret = args.get("password")
     if secret:
         message = message.replace(str(secret), "***")
@@ -91,11 +91,11 @@ def _encode_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-async def _connect(args: dict[str, Any], timeout: float) -> asyncpg.Connection:
+async def connect(args: dict[str, Any], timeout: float) -> asyncpg.Connection:
     try:
         conn = await asyncio.wait_for(asyncpg.connect(**args, timeout=timeout), timeout + 1)
     except Exception as exc:
-        raise ToolError(_scrub(f"could not connect to postgres at {_where(args)}: {type(exc).__name__}: {exc}",
+        raise ToolError(scrub(f"could not connect to postgres at {_where(args)}: {type(exc).__name__}: {exc}",
                                args)) from None
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
@@ -141,14 +141,14 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
         raise ToolError("postgres `command` has no SQL statement (only comments or whitespace)")
     params = _params(config)
     args = await connection_args(config, ctx)
-    conn = await _connect(args, min(CONNECT_TIMEOUT, ctx.timeout_seconds))
+    conn = await connect(args, min(CONNECT_TIMEOUT, ctx.timeout_seconds))
     try:
         return await _run(conn, statements, params, config.get("schema"))
     except asyncpg.PostgresError as exc:
         detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
-        raise ToolError(_scrub(f"SQL error: {type(exc).__name__}: {exc}{detail}", args)) from None
+        raise ToolError(scrub(f"SQL error: {type(exc).__name__}: {exc}{detail}", args)) from None
     except (asyncpg.InterfaceError, OSError) as exc:
-        raise ToolError(_scrub(f"postgres connection failed during the query: {type(exc).__name__}: {exc}",
+        raise ToolError(scrub(f"postgres connection failed during the query: {type(exc).__name__}: {exc}",
                                args)) from None
     finally:
         # Never wait long on close: a stuck server must not hang the step past its timeout.
