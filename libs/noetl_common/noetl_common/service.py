@@ -118,7 +118,7 @@ def serve_shards(app: web.Application, settings: PerShardSettings, start: StartS
     """Adds the cleanup_ctx that runs `start(js, session, shard, url)` for each served shard, at
     start and as shards join the fleet, plus the gauge loop (`refresh_gauges` every
     `gauge_seconds`) and discovery; at shutdown every shard's loop gets the grace to finish its
-    batch, then `finish()`, then NATS is drained."""
+    batch, then `finish()`, then NATS is flushed and closed."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
@@ -167,7 +167,12 @@ def serve_shards(app: web.Application, settings: PerShardSettings, start: StartS
         await asyncio.gather(*(work.loop.close(stop_grace_seconds) for work in works))
         await asyncio.gather(*(work.finish() for work in works), return_exceptions=True)
         await session.close()
+        # The loops are stopped and their acks awaited: flush what is buffered, then close. (A
+        # drain waits on the projector's pull subscriptions for ~20 s, past a pod's or the local
+        # supervisor's stop grace, so every stop ended in SIGKILL.)
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.flush(timeout=2)
+        with contextlib.suppress(Exception):
+            await nc.close()
 
     app.cleanup_ctx.append(lifecycle)

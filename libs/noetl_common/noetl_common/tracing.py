@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Iterator, Mapping, MutableMapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -124,6 +124,25 @@ def context_from(traceparent: str | None) -> otel_context.Context | None:
         return None
     ctx = PROPAGATOR.extract({TRACEPARENT: traceparent})
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+@contextlib.contextmanager
+def producer_span(tracer: trace.Tracer, subject: str, msg_id: str, headers: Mapping[str, str],
+                  attributes: Mapping[str, Any]) -> Iterator[dict[str, str]]:
+    """A PRODUCER span for publishing one message, a child of the span the message's traceparent
+    names; yields the headers to send (`Nats-Msg-Id`, and a traceparent naming this span, so the
+    consumer's span follows the publish)."""
+    parent = context_from(headers.get(TRACEPARENT))
+    with tracer.start_as_current_span(f"publish {subject.rsplit('.', 1)[0]}", context=parent,
+                                      kind=SpanKind.PRODUCER) as span:
+        span.set_attribute("messaging.system", "nats")
+        span.set_attribute("messaging.destination.name", subject)
+        span.set_attribute("messaging.message.id", msg_id)
+        for key, value in attributes.items():
+            span.set_attribute(key, value)
+        out = {**headers, "Nats-Msg-Id": msg_id}
+        inject(out)
+        yield out
 
 
 def log_ids() -> tuple[str, str] | None:

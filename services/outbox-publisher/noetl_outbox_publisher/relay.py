@@ -137,17 +137,9 @@ class ShardRelay:
     async def _publish_traced(self, subject: str, msg_id: str, body: bytes, headers: dict[str, str]) -> None:
         """A notification whose row carries the issuing span: a PRODUCER span under it, and the
         message's traceparent names this span, so the worker's span follows the publish."""
-        parent = tracing.context_from(headers.get(tracing.TRACEPARENT))
         assert self._tracer is not None
-        with self._tracer.start_as_current_span(f"publish {subject.rsplit('.', 1)[0]}", context=parent,
-                                                kind=tracing.SpanKind.PRODUCER) as span:
-            span.set_attribute("messaging.system", "nats")
-            span.set_attribute("messaging.destination.name", subject)
-            span.set_attribute("messaging.message.id", msg_id)
-            span.set_attribute("noetl.shard", self.shard)
-            span.set_attribute("noetl.execution_id", subject.rsplit(".", 1)[-1])
-            out = {**headers, "Nats-Msg-Id": msg_id}
-            tracing.inject(out)
+        with tracing.producer_span(self._tracer, subject, msg_id, headers,
+                                   {"noetl.shard": self.shard, "noetl.execution_id": subject.rsplit(".", 1)[-1]}) as out:
             await self.js.publish(subject, body, headers=out, timeout=5)
 
     async def _post(self, action: str, body: OutboxPublished | OutboxFailed) -> None:

@@ -19,6 +19,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
 
+from noetl_common import tracing
+
 from ..store.outbox import OutboxRow
 
 log = logging.getLogger("noetl.api_shard.announce")
@@ -29,6 +31,10 @@ _encoder = msgspec.json.Encoder()
 class PromptAnnouncer:
     def __init__(self, nats_url: str | None, registry: CollectorRegistry, shard: str) -> None:
         self.nats_url = nats_url
+        self.shard = shard
+        # With tracing on, a publish is a PRODUCER span under the span that issued the command (as
+        # the relay's is), and the worker's span follows it.
+        self._tracer = tracing.tracer("noetl.api_shard") if tracing.enabled() else None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,15 +82,22 @@ class PromptAnnouncer:
 
     async def _publish(self, js: JetStreamContext, rows: list[OutboxRow]) -> None:
         for row in rows:
-            headers = {**(row.headers or {}), "Nats-Msg-Id": str(row.id)}
             try:
-                ack = await js.publish(row.subject, _encoder.encode(row.payload), headers=headers,
-                                       timeout=PUBLISH_TIMEOUT_SECONDS)
+                ack = await self._publish_one(js, row)
             except Exception as exc:  # noqa: BLE001 - the relay publishes the same row
                 self._outcomes["failed"].inc()
                 log.debug("prompt announcement of outbox row %s failed: %s", row.id, exc)
                 continue
             self._outcomes["duplicate" if ack.duplicate else "published"].inc()
+
+    async def _publish_one(self, js: JetStreamContext, row: OutboxRow) -> Any:
+        headers, msg_id, body = row.headers or {}, str(row.id), _encoder.encode(row.payload)
+        if self._tracer is None or tracing.TRACEPARENT not in headers:
+            return await js.publish(row.subject, body, headers={**headers, "Nats-Msg-Id": msg_id},
+                                    timeout=PUBLISH_TIMEOUT_SECONDS)
+        with tracing.producer_span(self._tracer, row.subject, msg_id, headers,
+                                   {"noetl.shard": self.shard, "noetl.execution_id": str(row.execution_id)}) as out:
+            return await js.publish(row.subject, body, headers=out, timeout=PUBLISH_TIMEOUT_SECONDS)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
