@@ -45,7 +45,8 @@ from noetl_devstack.ports import free_port
 from noetl_devstack.postgres import durability_of
 from noetl_devstack.processes import ServiceSpec
 
-from .hotpath_workloads import SLEEPER, THREE_STEPS, BenchError, cancel_all, pct_ms, register, start, start_sleepers
+from .hotpath_workloads import (SLEEPER, THREE_STEPS, BenchError, cancel_all, ingest_run, pct_ms, register, start,
+                                start_sleepers)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 COMPONENT_OF = {"process": "api-shard", "postgres": "shard-postgres"}  # a shard's child groups
@@ -208,28 +209,6 @@ async def three_step(session: aiohttp.ClientSession, router: str, pools: list[as
             "wf_per_s": round(total / wall, 2), "start_p50_ms": pct_ms(starts, 50), "start_p99_ms": pct_ms(starts, 99)}
 
 
-async def ingest(session: aiohttp.ClientSession, router: str, targets: list[str], total: int, clients: int) -> dict:
-    counter = iter(range(total))
-    latencies: list[float] = []
-
-    async def client() -> None:
-        for n in counter:
-            body = {"execution_id": targets[n % len(targets)], "event_type": "worker.heartbeat", "step": "bench",
-                    "payload": {"n": n}}
-            t = time.perf_counter()
-            async with session.post(f"{router}/api/events", json=body) as r:
-                await r.read()
-                if r.status != 200:
-                    raise BenchError(f"POST /api/events answered {r.status}")
-            latencies.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    wall = time.perf_counter() - t0
-    return {"events": total, "clients": clients, "executions": len(targets), "wall_s": round(wall, 3),
-            "events_per_s": round(total / wall, 1), "p50_ms": pct_ms(latencies, 50), "p99_ms": pct_ms(latencies, 99)}
-
-
 async def balanced_sleepers(session: aiohttp.ClientSession, router: str, shards: int, per_shard: int) -> list[str]:
     """`per_shard` running executions on every shard, the events' targets: the same number on
     each, or the shard with most would cap the aggregate. The router places round robin over the
@@ -279,7 +258,7 @@ async def at_shards(h: CpuHierarchy, n: int, own_servers: bool, args: argparse.N
         say(f"  {n} shard(s): {steps['wf_per_s']} workflows/s; {verdict(steps_cpu, 'api-shard')}")
         sleepers = await balanced_sleepers(session, fleet.router, n, 2)
         window = Window(groups)
-        events = await ingest(session, fleet.router, sleepers, args.events_per_shard * n, in_flight)
+        events = await ingest_run(session, fleet.router, sleepers, args.events_per_shard * n, in_flight)
         events_cpu = window.close(events["events"], "event")
         await cancel_all(session, fleet.router, sleepers)
         say(f"  {n} shard(s): {events['events_per_s']} events/s; {verdict(events_cpu, 'api-shard')}")
