@@ -42,6 +42,8 @@ from noetl_devstack.nats import EmbeddedNats, stop_pid
 from noetl_devstack.postgres import EmbeddedPostgres
 from noetl_devstack.processes import Supervisor
 
+from tests.support.processes import alive
+
 SHARDS = 3
 LEASE_SECONDS = 10.0         # claim lease (default): long enough to tell a lease expiry from a quick recovery
 RATE_WINDOW = 3.0
@@ -340,7 +342,7 @@ class ChaosFleet:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in family):
+        while any(alive(pid) for pid in family):
             assert time.monotonic() < deadline, "postgres processes survived SIGKILL"
             await asyncio.sleep(0.05)
         # A dead postmaster nobody has reaped yet still answers kill(pid, 0), which Postgres reads as
@@ -367,14 +369,6 @@ def _children(pid: int) -> list[int]:
                 if int(fields[1]) == pid:
                     found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent counts as gone)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --- checks --------------------------------------------------------------------------------------

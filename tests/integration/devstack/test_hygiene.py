@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,36 +14,9 @@ from pathlib import Path
 from noetl_devstack import pidfile
 from noetl_devstack.watchdog import PID_FILE
 
+from tests.support.processes import alive
 
-def _start(data: Path) -> tuple[subprocess.Popen, str, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "noetl_devstack.run", "--shards", "1", "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    api = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("router: "):
-            api = line.split(" ", 1)[1].strip()
-        if line.startswith("fleet is up"):
-            return proc, api, lines
-    proc.kill()
-    raise AssertionError("make run did not come up:\n" + "".join(lines) + (proc.stdout.read() or ""))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from .make_run import start
 
 
 def _fleet_pids(data: Path) -> dict[str, int]:
@@ -62,10 +33,10 @@ def _fleet_pids(data: Path) -> dict[str, int]:
 
 def _wait_gone(pids: dict[str, int], timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
-    left = [n for n, p in pids.items() if _alive(p)]
+    left = [n for n, p in pids.items() if alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = [n for n, p in pids.items() if _alive(p)]
+        left = [n for n, p in pids.items() if alive(p)]
     return left
 
 
@@ -86,7 +57,7 @@ def _run_sample(api: str) -> str:
 
 def test_killed_make_run_leaves_nothing_and_the_next_one_starts(tmp_path):
     data = tmp_path / "run"
-    proc, _api, _ = _start(data)
+    proc, _api, _ = start(data)
     pids = _fleet_pids(data)
     assert {"api-shard-0", "router", "worker-0", "nats", "postgres"} <= set(pids)
     proc.kill()  # SIGKILL: no handler runs, nothing of ours cleans up in this process
@@ -101,7 +72,7 @@ def test_killed_make_run_leaves_nothing_and_the_next_one_starts(tmp_path):
     print(f"fleet gone {took:.1f}s after make run was SIGKILLed")
 
     # Over the same data the next make run starts cleanly and runs executions.
-    proc, api, _ = _start(data)
+    proc, api, _ = start(data)
     try:
         assert _run_sample(api) == "COMPLETED"
     finally:
@@ -112,7 +83,7 @@ def test_killed_make_run_leaves_nothing_and_the_next_one_starts(tmp_path):
 
 def test_dead_process_restarted_and_stop_is_quick(tmp_path):
     data = tmp_path / "run"
-    proc, api, lines = _start(data)
+    proc, api, lines = start(data)
     stopped_at = None
     try:
         control = next(line.split()[1] for line in lines if line.strip().startswith("control: "))

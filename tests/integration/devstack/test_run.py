@@ -6,33 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
+from .make_run import start
+
 
 def _start(data, shards: int) -> tuple[subprocess.Popen, str, str]:
-    """`make run --shards n` until it says the fleet is up: the process, its output so far, the router."""
-    env = {k: v for k, v in os.environ.items() if k != "NOETL_DEVSTACK_PG_DURABILITY"}  # as a user runs it
-    proc = subprocess.Popen([sys.executable, "-m", "noetl_devstack.run", "--shards", str(shards),
-                             "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    lines: list[str] = []
-    api = None
-    up = False
-    deadline = time.monotonic() + 120
-    while not up and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("router: "):
-            api = line.split(" ", 1)[1].strip()
-        up = line.startswith("fleet is up")
-    if not (api and up):
-        proc.kill()
-        raise AssertionError("".join(lines) + proc.communicate()[0])
+    """`make run --shards n` as a user runs it (no durability override): process, output, router."""
+    env = {k: v for k, v in os.environ.items() if k != "NOETL_DEVSTACK_PG_DURABILITY"}
+    proc, api, lines = start(data, shards, env)
     return proc, "".join(lines), api
 
 
