@@ -12,6 +12,7 @@ from noetl_common.crypto import Encryptor
 from noetl_common.ids import Snowflake
 from noetl_common.minting import ConfirmedMap, ConfirmedView, GuardedMinter
 from noetl_common.sharding import ShardMap
+from noetl_common.trust import require_trusted
 
 from .metrics import ShardMetrics
 
@@ -73,3 +74,11 @@ SERVICES = web.AppKey("shard_services", ShardServices)
 
 def services(request: web.Request) -> ShardServices:
     return request.app[SERVICES]
+
+
+def trusted_services(request: web.Request, what: str) -> ShardServices:
+    """The services, for a caller trusted with secrets and SQL (the internal token, or a caller in
+    NOETL_TRUSTED_NETWORKS: noetl_common.trust); anyone else gets 403 naming `what`."""
+    svc = services(request)
+    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, what)
+    return svc

@@ -11,10 +11,9 @@ from aiohttp import web
 
 from noetl_common.errors import json_response, read_json
 from noetl_common.openapi import Op, route
-from noetl_common.trust import require_trusted
 from noetl_common.wire.catalog_retire import RetiredEntry, RetireRequest, RetireResponse
 
-from ..state import services
+from ..state import trusted_services
 from ..store import catalog as store
 
 log = logging.getLogger("noetl.api_shard.catalog")
@@ -30,9 +29,8 @@ def register(app: web.Application) -> None:
 
 
 async def _retire(request: web.Request, archive: bool) -> web.Response:
-    svc = services(request)
     what = "catalog delete" if archive else "catalog restore"
-    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, what)
+    svc = trusted_services(request, what)
     body = await read_json(request, RetireRequest)
     path = body.path.strip()
     rows = await store.set_archived(svc.cluster_pool, path, body.version, archive)

@@ -14,7 +14,6 @@ from aiohttp import web
 from noetl_common.crypto import DecryptionError
 from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
-from noetl_common.trust import require_trusted
 from noetl_common.wire.credentials import (
     CredentialCreate,
     CredentialDeleted,
@@ -23,7 +22,7 @@ from noetl_common.wire.credentials import (
     CredentialResponse,
 )
 
-from ..state import services
+from ..state import services, trusted_services
 from ..store import credentials as store
 from .params import query_bool, query_str
 
@@ -102,9 +101,8 @@ def _lookup(identifier: str) -> dict:
 async def get_credential(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
     include_data = query_bool(request, "include_data")
-    svc = services(request)
-    if include_data:  # plaintext secrets go to trusted callers only: workers, NoETL's UI (noetl_common.trust)
-        require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, "include_data=true")
+    # Plaintext secrets go to trusted callers only: workers, NoETL's UI (noetl_common.trust).
+    svc = trusted_services(request, "include_data=true") if include_data else services(request)
     row = await store.get(svc.cluster_pool, **_lookup(identifier))
     if row is None:
         raise not_found(f"Credential not found: {identifier}")

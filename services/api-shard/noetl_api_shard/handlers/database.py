@@ -17,11 +17,10 @@ from noetl_common.db import apply_migrations
 from noetl_common.db.migrations_runner import SCOPES, applied_versions, load_migrations
 from noetl_common.errors import DB_UNAVAILABLE, ApiError, bad_request, read_json
 from noetl_common.openapi import Op, route
-from noetl_common.trust import require_trusted
 from noetl_common.wire.database import (MAX_STATEMENT_SECONDS, DbInitResponse, DbValidateResponse, MigrationState,
                                         PostgresExecute, PostgresExecuteResponse)
 
-from ..state import ShardServices, services
+from ..state import ShardServices, services, trusted_services
 
 log = logging.getLogger("noetl.api_shard.database")
 
@@ -78,8 +77,7 @@ def _quoted(identifier: str) -> str:
 
 
 async def execute(request: web.Request) -> web.Response:
-    svc = services(request)
-    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, "postgres/execute")
+    svc = trusted_services(request, "postgres/execute")
     body = await read_json(request, PostgresExecute)
     sql = _sql(body)
     pool, database, shard = _pool(svc, body)
@@ -153,8 +151,7 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def init(request: web.Request) -> web.Response:
-    svc = services(request)
-    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, "db/init")
+    svc = trusted_services(request, "db/init")
     applied = [f"shard {svc.settings.shard_index}: {m.label}" for m in await apply_migrations(svc.shard_pool, "shard")]
     applied += [f"cluster: {m.label}" for m in await apply_migrations(svc.cluster_pool, "cluster")]
     message = f"applied {len(applied)} migrations" if applied else "schema is current; nothing to apply"

@@ -12,7 +12,6 @@ from aiohttp import web
 from noetl_common.crypto import DecryptionError, Encryptor
 from noetl_common.errors import ApiError, json_response, not_found, read_json
 from noetl_common.openapi import IdParam, Op, Param, route
-from noetl_common.trust import require_trusted
 from noetl_common.wire.keychain import (
     ScopeType,
     KeychainDeleted,
@@ -22,7 +21,7 @@ from noetl_common.wire.keychain import (
     KeychainSetResponse,
 )
 
-from ..state import ShardServices, services
+from ..state import services, trusted_services
 from ..keychain import processing as keychain
 from ..keychain.keys import aad, cache_key
 from ..store import keychain as store
@@ -88,7 +87,7 @@ def _expiry(body: KeychainSet, now: datetime) -> datetime | None:
 
 
 async def set_entry(request: web.Request) -> web.Response:
-    _require_trusted(request, "storing a keychain entry")
+    trusted_services(request, "storing a keychain entry")
     catalog_id = path_id(request, "catalog_id")
     name = request.match_info["keychain_name"]
     body = await read_json(request, KeychainSet)  # token_data required, cache_type and scope_type known ones
@@ -119,17 +118,9 @@ def _key_from_query(request: web.Request) -> tuple[int, str, str]:
     return catalog_id, name, cache_key(name, catalog_id, scope, query_id(request, "execution_id"))
 
 
-def _require_trusted(request: web.Request, what: str) -> ShardServices:
-    """Values are secrets, and a written value is what a step will use: trusted callers only
-    (the internal token, or noetl_common.trust's networks), as credentials' include_data."""
-    svc = services(request)
-    require_trusted(request, svc.settings.internal_token, svc.settings.trusted_networks, what)
-    return svc
-
-
 async def get_entry(request: web.Request) -> web.Response:
     catalog_id, name, key = _key_from_query(request)
-    svc = _require_trusted(request, "a keychain entry's values")
+    svc = trusted_services(request, "a keychain entry's values")
     row = await store.touch(svc.cluster_pool, key)
     now = datetime.now(timezone.utc)
     if row is not None and keychain.renewal_wanted(row, svc.settings.keychain_renew_before_seconds, now):
@@ -155,7 +146,7 @@ async def list_entries(request: web.Request) -> web.Response:
 
 
 async def delete_entry(request: web.Request) -> web.Response:
-    svc = _require_trusted(request, "deleting a keychain entry")
+    svc = trusted_services(request, "deleting a keychain entry")
     catalog_id, name, key = _key_from_query(request)
     if not await store.delete(svc.cluster_pool, key):
         raise not_found(f"Keychain entry not found: {key}")
