@@ -57,7 +57,6 @@ class Accepted(msgspec.Struct):
     event_ids: list[int]
     commands_generated: int
     duplicates: int = 0                          # events recognised as re-sends (not logged again)
-    ignored: int = 0                             # events after the execution's terminal event (not logged)
     closed: bool = False                         # the execution had ended before this batch: nothing logged
     prior_answer: dict[str, Any] | None = None   # an Idempotency-Key seen before: its first answer
 
@@ -82,7 +81,7 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
     late = head["status"] in TERMINAL
     ids: list[int] = []
     finishing: list[tuple[CommandView, WorkerEvent, int]] = []
-    duplicates = ignored = 0
+    duplicates = 0
     for ev in events:
         if ev.event_id is not None and ev.event_id in logged:
             ids.append(ev.event_id)
@@ -102,7 +101,6 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
             # outcome still closes its command's row (GET /api/commands/{id} shows it).
             if cmd is not None and ev.event_type in FINISHING and cmd.status not in TERMINAL:
                 cmd.status = _record_outcome(txn, cmd.command_id, ev)
-            ignored += 1
             continue
         row = _event_row(svc, ev, cmd, head["catalog_id"])
         txn.uow.append(row)
@@ -123,7 +121,7 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
     generated = 0
     for cmd, ev, event_id in finishing:
         generated += await _decide(orch, txn, await orch.load(txn, head), cmd.command_id, ev, event_id, eager)
-    return Accepted(ids, generated, duplicates, ignored=ignored, closed=late)
+    return Accepted(ids, generated, duplicates, closed=late)
 
 
 def _command_of(ev: WorkerEvent, commands: dict[int, CommandView], execution_id: int) -> CommandView | None:
