@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from noetl_api_shard.execution import retention
+from noetl_api_shard.execution.upkeep import retention
 from noetl_api_shard.store import partitions
 from noetl_common.db import apply_migrations, create_pool
 from noetl_devstack import secrets

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,6 +17,14 @@ from noetl_devstack.infra import Infra, InfraInfo
 from noetl_devstack.postgres import drop_databases, ensure_databases, with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# pytest keeps its numbered temp dirs in one /tmp/pytest-of-<user> for every checkout and deletes all
+# but the newest three when a session starts: a session in another checkout (a second worktree) then
+# deleted this one's embedded Postgres under it. A root per checkout keeps sessions apart; short,
+# because Postgres' socket path lives under it (107 bytes at most).
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path("/tmp") / (
+    "noetl-pytest-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10])))
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")

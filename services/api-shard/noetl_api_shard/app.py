@@ -18,12 +18,13 @@ from noetl_common.db import apply_migrations, create_pool, ping
 from noetl_common.http import add_readiness_check, build_app
 from noetl_common.observability import REGISTRY_KEY
 
-from .execution import event_stream, outbox_api, projection_api, retention, routes as execution_routes
-from .execution.group_commit import MAX_FLUSHING
+from .execution.api import event_stream, outbox_api, projection_api, routes as execution_routes
+from .execution.upkeep import retention
+from .execution.write.group_commit import MAX_FLUSHING
 from .execution.keys import ANNOUNCER, ORCHESTRATOR, WAKEUPS
-from .execution.orchestration import Orchestrator
-from .execution.prompt_announce import PromptAnnouncer
-from .execution.wakeups import Wakeups
+from .execution.write.orchestration import Orchestrator
+from .execution.write.prompt_announce import PromptAnnouncer
+from .execution.write.wakeups import Wakeups
 from .metrics import ShardMetrics
 from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
                        pool_status, runtime, scaling)

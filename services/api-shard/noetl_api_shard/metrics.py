@@ -115,7 +115,7 @@ class _ShardMapCollector(Collector):
 
 
 class HistoryGauges:
-    """The shard's history, set by the history-status loop (execution/retention.py): bytes per
+    """The shard's history, set by the history-status loop (execution/upkeep/retention.py): bytes per
     table, slices, database size, the oldest execution kept, rows with no slice, last retention run."""
 
     def __init__(self, registry: CollectorRegistry, shard: str) -> None:

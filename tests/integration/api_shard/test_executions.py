@@ -422,8 +422,9 @@ async def test_an_archived_execution_replays_to_its_state(client, tmp_path):
     """The archive holds all a replay needs: the log and state read back from the files fold
     through the engine to the state the shard stored."""
     from noetl_common import history_archive
-    from noetl_api_shard.execution import archive, replay
-    from noetl_api_shard.execution import engine_port as engine
+    from noetl_api_shard.execution.upkeep import archive
+    from noetl_api_shard.execution.write import replay
+    from noetl_api_shard.execution.write import engine_port as engine
     from noetl_api_shard.execution.keys import ORCHESTRATOR
     from noetl_api_shard.state import SERVICES
     from noetl_api_shard.store import partitions

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from noetl_api_shard.app import create_app
-from noetl_api_shard.execution.group_commit import Write, send_group
+from noetl_api_shard.execution.write.group_commit import Write, send_group
 from noetl_api_shard.state import SERVICES
 from noetl_api_shard.store import writes
 from noetl_api_shard.store.events import NewEvent

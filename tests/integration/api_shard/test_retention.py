@@ -13,7 +13,7 @@ import pytest
 from noetl_common.db import apply_migrations, create_pool, load_migrations
 from noetl_common.ids import compose
 from noetl_common import history_archive
-from noetl_api_shard.execution import retention
+from noetl_api_shard.execution.upkeep import retention
 from noetl_api_shard.store import partitions, writes
 
 from .conftest import INTERNAL_TOKEN, start_harness, stop_harness

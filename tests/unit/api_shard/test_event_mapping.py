@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from noetl_common.wire.execution import EventIn
-from noetl_api_shard.execution.ingest import _event_row, engine_event_for
-from noetl_api_shard.execution.replay import engine_event_of
-from noetl_api_shard.execution.worker_events import normalise
+from noetl_api_shard.execution.write.ingest import _event_row, engine_event_for
+from noetl_api_shard.execution.write.replay import engine_event_of
+from noetl_api_shard.execution.write.worker_events import normalise
 
 XID, CID = 1000, 2000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from noetl_api_shard.execution.execution_cache import ExecutionCache, Loaded
+from noetl_api_shard.execution.write.execution_cache import ExecutionCache, Loaded
 from noetl_common.engine import ExecutionData, State
 
 

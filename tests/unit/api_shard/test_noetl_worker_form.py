@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl_api_shard.execution.announcing import command_context, issued_event_context
-from noetl_api_shard.execution.noetl_worker_form import command_input, tool_config
+from noetl_api_shard.execution.write.announcing import command_context, issued_event_context
+from noetl_api_shard.execution.write.noetl_worker_form import command_input, tool_config
 from noetl_common.engine.decisions import IssueCommand
 from noetl_common.tools.python_tool import plain_code, run_python
 from noetl_worker.executor import read_work

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from noetl_api_shard.execution.step_results import inline_value, needs_store, value_of
-from noetl_api_shard.execution.worker_events import WorkerEvent
+from noetl_api_shard.execution.write.step_results import inline_value, needs_store, value_of
+from noetl_api_shard.execution.write.worker_events import WorkerEvent
 
 REF = "noetl://execution/5/result/start/7"
 

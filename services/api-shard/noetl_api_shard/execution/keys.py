@@ -2,9 +2,9 @@
 
 from aiohttp import web
 
-from .orchestration import Orchestrator
-from .prompt_announce import PromptAnnouncer
-from .wakeups import Wakeups
+from .write.orchestration import Orchestrator
+from .write.prompt_announce import PromptAnnouncer
+from .write.wakeups import Wakeups
 
 ANNOUNCER = web.AppKey("announcer", PromptAnnouncer)
 

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..store.writes import CommandRow
+from ...store.writes import CommandRow
 from .execution_cache import Loaded
 from .unit_of_work import UnitOfWork
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store import executions as execution_store
-from ..store.events import NewEvent
+from ...store import executions as execution_store
+from ...store.events import NewEvent
 from . import engine_port as engine
 from .orchestration import TERMINAL, Orchestrator
 from .txn import Txn

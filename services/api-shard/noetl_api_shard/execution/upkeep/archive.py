@@ -14,7 +14,7 @@ import msgspec
 
 from noetl_common.history_archive import MANIFEST, ArchivedTable, Manifest, folder as slice_folder
 
-from ..store import partitions
+from ...store import partitions
 
 BATCH = 5000
 

@@ -11,11 +11,10 @@ from aiohttp import web
 
 from noetl_common.errors import json_response, read_json, unprocessable
 
-from ..state import services
-from ..store import executions as execution_store
-from ..store import results as result_store
-from .cancelling import cancel_one
-from .keys import ORCHESTRATOR
+from ...state import services
+from ...store import executions as execution_store, results as result_store
+from ..keys import ORCHESTRATOR
+from ..write.cancelling import cancel_one
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

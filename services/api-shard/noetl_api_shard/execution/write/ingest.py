@@ -20,15 +20,13 @@ from noetl_common.errors import ApiError, not_found
 from noetl_common.pools import resolve_pool
 from noetl_common.vocabulary import EventType
 
-from ..store import events as event_store
-from ..store import executions as execution_store
-from ..store.events import NewEvent
-from ..store.writes import CommandChange
-from . import engine_port as engine
-from . import step_results
-from .orchestration import TERMINAL, Orchestrator
-from .txn import Eager, Fallback, Txn
+from ...store import events as event_store, executions as execution_store
+from ...store.events import NewEvent
+from ...store.writes import CommandChange
+from . import engine_port as engine, step_results
+from .orchestration import Orchestrator, TERMINAL
 from .ownership import require_owned
+from .txn import Eager, Fallback, Txn
 from .worker_events import FINISHING, PROGRESS, WorkerEvent, reports_success, status_for
 
 STARTED = EventType.COMMAND_STARTED

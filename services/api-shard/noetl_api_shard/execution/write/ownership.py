@@ -9,8 +9,8 @@ from aiohttp import web
 
 from noetl_common.errors import ApiError
 
-from ..handlers.params import path_id
-from ..state import ShardServices, services
+from ...handlers.params import path_id
+from ...state import ShardServices, services
 
 
 def require_owned(svc: ShardServices, entity_id: int, field: str = "execution_id") -> None:

@@ -10,9 +10,9 @@ from noetl_common.ids import parse_id
 from noetl_common.pools import valid_pool
 from noetl_common.wire.execution import ExecuteRequest, ExecuteResponse
 
-from ..keychain import processing as keychain
-from ..state import ShardServices
-from ..store import catalog as catalog_store
+from ...keychain import processing as keychain
+from ...state import ShardServices
+from ...store import catalog as catalog_store
 from . import engine_port as engine
 from .orchestration import Orchestrator
 from .ownership import require_placeable

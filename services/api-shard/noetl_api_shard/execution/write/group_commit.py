@@ -15,8 +15,8 @@ import asyncio
 
 import asyncpg
 
-from ..store import writes
-from ..store.writes import Expect, WriteSet
+from ...store import writes
+from ...store.writes import Expect, WriteSet
 
 MAX_GROUP = 64
 MAX_FLUSHING = 2

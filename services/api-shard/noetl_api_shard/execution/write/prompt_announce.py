@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from noetl_common import tracing
 
-from ..store.outbox import OutboxRow
+from ...store.outbox import OutboxRow
 
 log = logging.getLogger("noetl.api_shard.announce")
 PUBLISH_TIMEOUT_SECONDS = 2.0

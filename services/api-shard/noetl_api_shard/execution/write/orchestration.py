@@ -28,12 +28,12 @@ from noetl_common.errors import ApiError
 from noetl_common.pools import resolve_pool
 from noetl_common.vocabulary import EventType
 
-from ..state import ShardServices
-from ..store import catalog as catalog_store
-from ..store import executions as execution_store
-from ..store import writes
-from ..store.events import NewEvent
-from ..store.writes import CommandChange, CommandRow, ExecutionWrite
+from ...state import ShardServices
+from ...store import catalog as catalog_store
+from ...store import executions as execution_store
+from ...store import writes
+from ...store.events import NewEvent
+from ...store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import children
 from . import engine_port as engine
 from .announcing import command_context, issued_event_context, notification

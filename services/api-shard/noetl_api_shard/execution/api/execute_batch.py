@@ -13,9 +13,9 @@ from aiohttp import web
 from noetl_common.errors import ApiError, json_response, read_json
 from noetl_common.wire.execution import ExecuteRequest
 
-from ..state import services
-from .keys import ORCHESTRATOR
-from .starting import start_request
+from ...state import services
+from ..keys import ORCHESTRATOR
+from ..write.starting import start_request
 
 MAX_BATCH_ITEMS = 1000  # the Rust server's cap; more is refused, never truncated
 

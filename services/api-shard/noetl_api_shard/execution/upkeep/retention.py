@@ -23,9 +23,9 @@ from noetl_common.errors import json_response
 from noetl_common.ids import timestamp_ms
 from noetl_common.openapi import Op, route
 
-from ..metrics import ShardMetrics
-from ..state import services
-from ..store import partitions
+from ...metrics import ShardMetrics
+from ...state import services
+from ...store import partitions
 from . import archive
 
 log = logging.getLogger("noetl.api_shard.retention")

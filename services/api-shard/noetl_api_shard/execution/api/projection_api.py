@@ -19,10 +19,10 @@ from noetl_common.openapi import Op, route
 from noetl_common.streams import PROJECT_MAX_EVENTS
 from noetl_common.wire.internal import Delivery, EventEnvelope, ProjectRequest
 
-from ..state import services
-from ..store import projections
-from ..store.projections import ProjectedEvent
-from .ownership import require_owned
+from ...state import services
+from ...store import projections
+from ...store.projections import ProjectedEvent
+from ..write.ownership import require_owned
 
 MAX_MESSAGES = 1000
 MAX_ID = 2**63 - 1  # ids are bigint

@@ -16,14 +16,14 @@ from noetl_common.wire.execution_views import (CancellationCheck, EventPage, Eve
                                                ExecutionStatus, ListedExecution, SetVarsRequest, VarDeleted, VarList,
                                                VarOne, VarsDeleted, VarsSet, VarValue)
 
-from ..handlers.params import query_bool, query_int, query_str, to_id
-from ..state import ShardServices, services
-from ..store import commands as command_store
-from ..store import events as event_store
-from ..store import executions as execution_store
-from ..store import variables as variable_store
-from . import engine_port as engine
-from .ownership import owned_path_id
+from ...handlers.params import query_bool, query_int, query_str, to_id
+from ...state import ShardServices, services
+from ...store import commands as command_store
+from ...store import events as event_store
+from ...store import executions as execution_store
+from ...store import variables as variable_store
+from ..write import engine_port as engine
+from ..write.ownership import owned_path_id
 from .views import entry_fields, event_view, listed_entry, status_view
 
 DEFAULT_PAGE = 100

@@ -24,11 +24,11 @@ from noetl_common.errors import bad_request, json_response, not_found, read_json
 from noetl_common.openapi import Op, Param, route
 from noetl_common.result_refs import REF_PATTERN, ResultRef, parse_ref
 
-from ..handlers.params import query_bool, query_str
-from ..state import ShardServices, services
-from ..store import executions as execution_store
-from ..store import results as result_store
-from .ownership import owned_path_id, require_owned
+from ...handlers.params import query_bool, query_str
+from ...state import ShardServices, services
+from ...store import executions as execution_store
+from ...store import results as result_store
+from ..write.ownership import owned_path_id, require_owned
 from .views import iso
 
 SCOPES = ("step", "execution", "workflow", "permanent")

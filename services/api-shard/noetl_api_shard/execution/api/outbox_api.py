@@ -15,10 +15,10 @@ from noetl_common.openapi import Op, Param, route
 from noetl_common.wire.internal import (OutboxClaim, OutboxClaimRequest, OutboxFailed, OutboxMarked, OutboxPending,
                                         OutboxPublished)
 
-from ..handlers.params import query_int
-from ..state import services
-from ..store import outbox as store
-from .keys import WAKEUPS
+from ...handlers.params import query_int
+from ...state import services
+from ...store import outbox as store
+from ..keys import WAKEUPS
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 30_000

@@ -20,23 +20,23 @@ from noetl_common.wire.execution import (BatchAccepted, BatchRequest, CancelRequ
 from noetl_common.wire.execution_views import CancelResponse, FinalizeResponse, ReplayReport
 from noetl_common.vocabulary import EventType
 
-from ..handlers.params import query_str, to_id
-from ..state import SERVICES, services
-from ..store import commands as command_store
-from ..store.events import NewEvent
-from . import commands_api, queries, reaper
+from ...handlers.params import query_str, to_id
+from ...state import SERVICES, services
+from ...store import commands as command_store
+from ...store.events import NewEvent
+from ..keys import ORCHESTRATOR
+from ..upkeep import reaper
+from ..write.cancelling import cancel_one
+from ..write.execution_cache import Loaded
+from ..write.ingest import Accepted, accept, accept_cached
+from ..write.orchestration import Orchestrator, TERMINAL
+from ..write.ownership import owned_path_id, require_owned
+from ..write.replay import compare
+from ..write.starting import start_request
+from ..write.txn import Eager, Fallback, Txn
+from ..write.worker_events import ENGINE_WRITTEN, normalise
+from . import batch_status, cleanup, commands_api, execute_batch, queries, result_api
 from .commands_api import command_out
-from .ingest import Accepted, accept, accept_cached
-from .keys import ORCHESTRATOR
-from .execution_cache import Loaded
-from .orchestration import TERMINAL, Orchestrator
-from .txn import Eager, Fallback, Txn
-from .ownership import owned_path_id, require_owned
-from .replay import compare
-from .cancelling import cancel_one
-from .starting import start_request
-from . import batch_status, cleanup, execute_batch, result_api
-from .worker_events import ENGINE_WRITTEN, normalise
 
 
 def register(app: web.Application) -> None:

@@ -30,7 +30,7 @@ import msgspec
 from noetl_common.errors import ApiError
 from noetl_common.result_refs import ResultRef, ref_of
 
-from ..store import results as result_store
+from ...store import results as result_store
 from .worker_events import FINISH_OK, WorkerEvent
 
 EVENT_RESULT_MAX_BYTES = 100 * 1024

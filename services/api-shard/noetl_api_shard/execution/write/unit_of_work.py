@@ -16,10 +16,9 @@ from noetl_common.engine import DataWrite, LoopItems, LoopResult, StepResult
 from noetl_common.streams import events_subject
 from noetl_common.wire.internal import EventEnvelope, EventsMessage
 
-from ..store.events import NewEvent
-from ..store.outbox import OutboxRow
-from ..store.writes import (CommandChange, CommandRow, ExecutionWrite, LoopItemsRow, LoopResultRow, StepResultRow,
-                            WriteSet)
+from ...store.events import NewEvent
+from ...store.outbox import OutboxRow
+from ...store.writes import (CommandChange, CommandRow, ExecutionWrite, LoopItemsRow, LoopResultRow, StepResultRow, WriteSet)
 
 
 def now_ms() -> int:

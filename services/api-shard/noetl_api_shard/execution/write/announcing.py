@@ -10,8 +10,8 @@ from noetl_common import tracing
 from noetl_common.pools import DEFAULT_POOL, command_subject
 from noetl_common.wire.internal import CommandNotification
 
-from ..state import ShardServices
-from ..store.outbox import OutboxRow
+from ...state import ShardServices
+from ...store.outbox import OutboxRow
 from . import noetl_worker_form
 
 

@@ -16,12 +16,12 @@ from aiohttp import web
 
 from noetl_common.background import Backoff, Loop, in_background
 
-from ..store import commands as command_store
-from ..store import executions as execution_store
-from ..store import projections
-from ..store.outbox import OutboxRow
-from .announcing import notification
-from .orchestration import Orchestrator
+from ...store import commands as command_store
+from ...store import executions as execution_store
+from ...store import projections
+from ...store.outbox import OutboxRow
+from ..write.announcing import notification
+from ..write.orchestration import Orchestrator
 
 log = logging.getLogger("noetl.api_shard.reaper")
 

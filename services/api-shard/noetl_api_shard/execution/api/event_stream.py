@@ -14,14 +14,13 @@ from aiohttp import web
 from noetl_common.errors import not_found
 from noetl_common.openapi import Op, Param, route
 
-from ..handlers.params import to_id
-from ..state import ShardServices, services
-from ..store import events as event_store
-from ..store import executions as execution_store
-from ..store.projections import TERMINAL as TERMINAL_EVENTS
-from .keys import WAKEUPS
-from .wakeups import Signal
-from .ownership import owned_path_id
+from ...handlers.params import to_id
+from ...state import ShardServices, services
+from ...store import events as event_store, executions as execution_store
+from ...store.projections import TERMINAL as TERMINAL_EVENTS
+from ..keys import WAKEUPS
+from ..write.ownership import owned_path_id
+from ..write.wakeups import Signal
 from .views import event_view
 
 PAGE = 500

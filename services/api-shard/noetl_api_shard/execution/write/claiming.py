@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from noetl_common.vocabulary import EventType
 
-from ..store.events import NewEvent
+from ...store.events import NewEvent
 
 
 def claim_events(mint: Any, cmd: Mapping[str, Any], worker_id: str, attempt: int,

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from noetl_common.vocabulary import EventType
 
-from ..store import catalog as catalog_store
-from ..store import commands as command_store
-from ..store.events import NewEvent
-from ..store.writes import CommandChange, CommandRow
+from ...store import catalog as catalog_store
+from ...store import commands as command_store
+from ...store.events import NewEvent
+from ...store.writes import CommandChange, CommandRow
 from . import engine_port as engine
 from .execution_cache import Loaded
 from .txn import FollowUp, NeedsLock, Txn

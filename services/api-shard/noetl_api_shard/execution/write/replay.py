@@ -12,9 +12,9 @@ from noetl_common.errors import not_found
 from noetl_common.wire.execution_views import ReplayReport
 from noetl_common.vocabulary import EventType
 
-from ..store import events as event_store
-from ..store import executions as execution_store
-from ..store import results as result_store
+from ...store import events as event_store
+from ...store import executions as execution_store
+from ...store import results as result_store
 from . import step_results
 from . import engine_port as engine
 from .orchestration import Orchestrator

@@ -17,10 +17,10 @@ from noetl_common.errors import bad_request, json_response, not_found
 from noetl_common.openapi import Op, Param, route
 from noetl_common.vocabulary import EventType
 
-from ..handlers.params import query_str
-from ..state import ShardServices, services
-from ..store import events as event_store
-from .ownership import owned_path_id
+from ...handlers.params import query_str
+from ...state import ShardServices, services
+from ...store import events as event_store
+from ..write.ownership import owned_path_id
 from .views import iso
 
 DEFAULT_STREAM_TIMEOUT = 30.0

@@ -22,13 +22,13 @@ from noetl_common.observability import execution_id_var
 from noetl_common.pools import DEFAULT_POOL
 from noetl_common.wire.execution import ClaimRequest, CommandOut
 
-from ..state import services
-from ..store import commands as command_store
-from ..store import executions as execution_store
-from ..store.writes import CommandChange
-from .claiming import claim_events
-from .orchestration import TERMINAL, Orchestrator
-from .ownership import owned_path_id
+from ...state import services
+from ...store import commands as command_store
+from ...store import executions as execution_store
+from ...store.writes import CommandChange
+from ..write.claiming import claim_events
+from ..write.orchestration import TERMINAL, Orchestrator
+from ..write.ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
 # NoETL's name for a tool kind where it differs: a task list is its worker's `task_sequence` (the

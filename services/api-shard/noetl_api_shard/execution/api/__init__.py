@@ -1,0 +1,1 @@
+"""HTTP handlers: requests in, responses out; they call the write path and read the store."""

@@ -1,0 +1,1 @@
+"""Background upkeep: the reaper, retention of old slices and their archive."""

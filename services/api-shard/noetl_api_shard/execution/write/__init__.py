@@ -1,0 +1,1 @@
+"""The write path: one shard transaction per change (engine, unit of work, group commit, announcements)."""
