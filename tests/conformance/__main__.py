@@ -37,6 +37,7 @@ from noetl_devstack.processes import Supervisor
 
 from tests.support.noetl_worker import venv as noetl_venv
 from tests.support.noetl_worker.process import start_noetl_worker
+from tests.support.testapi.kube import write_kubeconfig
 from tests.support.testapi.process import start as start_test_api
 
 from .runner import Runner, keychain_endpoints, load_index, needs_of
@@ -108,12 +109,13 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
         available = {"postgres", "duckdb", "script-files"}
         test_api = test_api_tls = None
-        if needs & {"test_api", "keychain"}:
+        if needs & {"test_api", "keychain", "kubernetes"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
             proxied = tuple((index or {}).get("proxied_hosts") or ())
             api = await start_test_api(supervisor, str(script_root),
-                                       work / "tls" if "keychain" in needs or proxied else None, proxied)
+                                       work / "tls" if "keychain" in needs or proxied else None, proxied,
+                                       kube_dir=work / "kube")
             test_api, test_api_tls = api.url, api.tls_host
             available.add("test_api")
             if api.ca_file:
@@ -121,6 +123,10 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
             if api.proxy:
                 # the public hosts a playbook names inside a tool reach the test API through this proxy
                 extra_env.update(HTTPS_PROXY=api.proxy, NO_PROXY="127.0.0.1,localhost")
+            if "kubernetes" in needs:
+                # the workers' Kubernetes cluster is the test API's stand-in (kube.py), which runs Jobs locally
+                extra_env["KUBECONFIG"] = str(write_kubeconfig(work / "kubeconfig", api.url))
+                available.add("kubernetes")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")

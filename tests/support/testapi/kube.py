@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import os
 import re
 import resource
@@ -393,8 +394,19 @@ def _drop_cgroup(cgroup: Path | None) -> None:
             cgroup.rmdir()
 
 
+def write_kubeconfig(path: Path, test_api: str) -> Path:
+    """A kubeconfig whose cluster is this stand-in (the token is not checked)."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
+        "clusters": [{"name": "stand-in", "cluster": {"server": f"{test_api.rstrip('/')}{PREFIX}"}}],
+        "users": [{"name": "stand-in", "user": {"token": "stand-in"}}],
+        "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in"}}]}))
+    return path
+
+
 def add_routes(app: web.Application) -> None:
     root = Path(os.environ.get("TEST_API_KUBE_DIR") or tempfile.mkdtemp(prefix="kube-stand-in-"))
+    root.mkdir(parents=True, exist_ok=True)
     app[KUBE] = KubeState(root)
 
     async def stop_jobs(app: web.Application) -> None:
