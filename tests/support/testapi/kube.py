@@ -5,7 +5,7 @@ first container, each as a local process, so exit codes, logs and OOM kills are 
 
 How a pod maps onto this host:
 - image: `python*` images get a virtualenv of this Python (one per image, made on first use) first
-  on PATH, so `python3` / `pip3` in the command are that venv's; any other image (alpine, busybox,
+  on PATH, so `python3` / `pip3` in the command are that venv's (`pip3 install` installs into it); any other image (alpine, busybox,
   ...) runs its command with the host's PATH (`/bin/sh` and friends). No image is pulled.
 - volumes: each emptyDir / configMap volume is a directory under the pod's directory (a ConfigMap's
   keys written as files); a mount path inside the command, args or env values is rewritten to that
@@ -340,11 +340,17 @@ async def _image_bin(state: KubeState, image: str) -> str | None:
         if image not in state.venvs:
             path = state.root / "images" / re.sub(r"[^A-Za-z0-9_.-]", "_", image)
             base = getattr(sys, "_base_executable", sys.executable)
-            proc = await asyncio.create_subprocess_exec(base, "-m", "venv", str(path),
-                                                        stdout=asyncio.subprocess.DEVNULL,
+            # no pip of its own (ensurepip takes ~10 s): `pip`/`pip3` run the base Python's pip,
+            # which installs into this venv, as an image's own pip installs into the image
+            proc = await asyncio.create_subprocess_exec(base, "-m", "venv", "--without-pip", "--system-site-packages",
+                                                        str(path), stdout=asyncio.subprocess.DEVNULL,
                                                         stderr=asyncio.subprocess.DEVNULL)
             if await proc.wait() != 0:
                 return None
+            for pip in ("pip", "pip3"):
+                wrapper = path / "bin" / pip
+                wrapper.write_text('#!/bin/sh\nexec "$(dirname "$0")/python3" -m pip "$@"\n')
+                wrapper.chmod(0o755)
             state.venvs[image] = path
         return str(state.venvs[image] / "bin")
 

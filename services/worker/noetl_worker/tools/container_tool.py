@@ -84,7 +84,8 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
                         f"(terminal state {end.terminal_state}, exit code {end.exit_code})"
                         + (f": {tail}" if tail else ""),
                         details={"kind": "container", "terminal_state": end.terminal_state,
-                                 "exit_code": end.exit_code, "job_name": end.job_name, "retryable": False})
+                                 "exit_code": end.exit_code, "job_name": end.job_name, "failed_pods": end.failed_pods,
+                                 "retryable": False})
     return {"status": "succeeded", "terminal_state": end.terminal_state, "job_name": end.job_name,
             "namespace": end.namespace, "pod_name": end.pod_name, "exit_code": end.exit_code, "logs": end.logs,
             "start_time": end.start_time, "completion_time": end.completion_time}

@@ -77,7 +77,8 @@ def api_client() -> Any:
         config.load_incluster_config(client_configuration=configuration)
         return client.ApiClient(configuration)
     try:
-        return config.new_client_from_config()
+        # KUBECONFIG read now: the client's own default is fixed when it is first imported
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG") or None)
     except (config.ConfigException, OSError) as exc:
         raise ToolError(f"no Kubernetes cluster to run the job on: not in a pod and no usable kubeconfig ({exc})") from None
 
