@@ -5,8 +5,9 @@ first container, each as a local process, so exit codes, logs and OOM kills are 
 
 How a pod maps onto this host:
 - image: `python*` images get a virtualenv of this Python (one per image, made on first use) first
-  on PATH, so `python3` / `pip3` in the command are that venv's (`pip3 install` installs into it); any other image (alpine, busybox,
-  ...) runs its command with the host's PATH (`/bin/sh` and friends). No image is pulled.
+  on PATH, so `python3` / `pip3` in the command are that venv's (`pip3 install` installs into it);
+  any other image (alpine, busybox, ...) runs its command with the host's PATH (`/bin/sh` and
+  friends). No image is pulled.
 - volumes: each emptyDir / configMap volume is a directory under the pod's directory (a ConfigMap's
   keys written as files); a mount path inside the command, args or env values is rewritten to that
   directory, and the process runs in the pod's directory.
