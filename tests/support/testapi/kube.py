@@ -412,8 +412,8 @@ def write_kubeconfig(path: Path, test_api: str) -> Path:
 
 
 def add_routes(app: web.Application) -> None:
-    root = Path(os.environ.get("TEST_API_KUBE_DIR") or tempfile.mkdtemp(prefix="kube-stand-in-"))
-    root.mkdir(parents=True, exist_ok=True)
+    # made when the first pod runs, so an app that runs none leaves nothing behind
+    root = Path(os.environ.get("TEST_API_KUBE_DIR") or Path(tempfile.gettempdir()) / f"kube-stand-in-{os.getpid()}")
     app[KUBE] = KubeState(root)
 
     async def stop_jobs(app: web.Application) -> None:
