@@ -37,6 +37,8 @@ from noetl_devstack.processes import Supervisor
 
 from tests.support.noetl_worker import venv as noetl_venv
 from tests.support.noetl_worker.process import start_noetl_worker
+from tests.support.kafka_broker import start as start_kafka
+from tests.support.testapi.kube import write_kubeconfig
 from tests.support.testapi.process import start as start_test_api
 
 from .runner import Runner, keychain_endpoints, load_index, needs_of
@@ -85,6 +87,7 @@ class LocalFleet(msgspec.Struct):
     test_api: str | None = None     # the local test API's URL, when a fixture needs it
     test_api_tls: str | None = None  # its HTTPS host (keychain fixtures with a fixed https:// URL)
     available: set[str] = set()     # what fixtures may need that this fleet provides
+    kafka: str | None = None        # the local Kafka broker (host:port), when a fixture needs it
 
 
 def noetl_worker_python() -> Path:
@@ -108,12 +111,17 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
         available = {"postgres", "duckdb", "script-files"}
         test_api = test_api_tls = None
-        if needs & {"test_api", "keychain"}:
+        kafka = None
+        if "kafka" in needs:
+            kafka = await start_kafka(supervisor)
+            available.add("kafka")
+        if needs & {"test_api", "keychain", "kubernetes", "pubsub"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
             proxied = tuple((index or {}).get("proxied_hosts") or ())
             api = await start_test_api(supervisor, str(script_root),
-                                       work / "tls" if "keychain" in needs or proxied else None, proxied)
+                                       work / "tls" if "keychain" in needs or proxied else None, proxied,
+                                       kube_dir=work / "kube")
             test_api, test_api_tls = api.url, api.tls_host
             available.add("test_api")
             if api.ca_file:
@@ -121,6 +129,12 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
             if api.proxy:
                 # the public hosts a playbook names inside a tool reach the test API through this proxy
                 extra_env.update(HTTPS_PROXY=api.proxy, NO_PROXY="127.0.0.1,localhost")
+            if "pubsub" in needs:
+                available.add("pubsub")  # its REST API stand-in is part of the test API (pubsub.py)
+            if "kubernetes" in needs:
+                # the workers' Kubernetes cluster is the test API's stand-in (kube.py), which runs Jobs locally
+                extra_env["KUBECONFIG"] = str(write_kubeconfig(work / "kubeconfig", api.url))
+                available.add("kubernetes")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")
@@ -130,7 +144,8 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         await start_fleet(supervisor, specs)
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
-                           supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available)
+                           supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available,
+                           kafka=kafka)
         for i in range(external):
             assert python is not None
             name = f"noetl-worker-{i}"
@@ -154,7 +169,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
-                        noetl_credential=credential_for(fleet.cluster_dsn))
+                        noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka)
         return await runner.run(only)
 
 

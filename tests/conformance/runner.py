@@ -13,6 +13,7 @@ import asyncpg
 import msgspec
 
 from .checks import failures
+from .messages import publish
 
 
 class Outcome(msgspec.Struct):
@@ -54,7 +55,7 @@ class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
                  test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None,
-                 noetl_credential: dict | None = None) -> None:
+                 noetl_credential: dict | None = None, kafka: str | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
@@ -68,6 +69,7 @@ class Runner:
         self.available = available
         self.timeout = timeout
         self.executions: dict[str, str] = {}
+        self.kafka = kafka  # the local Kafka broker's host:port, when a fixture needs kafka
 
     async def run(self, only: set[str] | None = None) -> list[Outcome]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as self.http:
@@ -78,6 +80,11 @@ class Runner:
                 for name in self.index.get("noetl_db_credentials", []):
                     await self.post("/api/credentials", {"name": name, "type": "postgres",
                                                          "data": self.noetl_credential})
+            for cred in self.index.get("credentials") or []:  # e.g. a broker's address by alias
+                cred = substitute(cred, {"test_api": self.test_api_url or "", "kafka": self.kafka or ""})
+                status, body = await self.post("/api/credentials", cred)
+                if status >= 300:
+                    raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
             if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
                 await self.seed_keychain()
             chosen = [f for f in self.index["fixtures"]
@@ -161,6 +168,8 @@ class Runner:
                         return Outcome(fid, False, f"run_first {earlier} failed: {first.detail}")
             if fixture.get("setup_sql"):
                 await self.run_sql(fixture["setup_sql"])
+            if fixture.get("setup_messages"):
+                await publish(fixture["setup_messages"], kafka=self.kafka, test_api=self.test_api_url)
             status, body = await self.register(fixture["file"])
             if status != 200:
                 if fixture.get("rejected_ok") and 400 <= status < 500:

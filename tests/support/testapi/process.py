@@ -27,10 +27,13 @@ async def start_test_api(supervisor: Supervisor, static_dir: str | None = None) 
 
 
 async def start(supervisor: Supervisor, static_dir: str | None = None, tls_dir: Path | None = None,
-                proxy_hosts: tuple[str, ...] = ()) -> TestApi:
+                proxy_hosts: tuple[str, ...] = (), kube_dir: Path | None = None) -> TestApi:
     """With `tls_dir`, also serve HTTPS with a self-signed certificate written there; with
-    `proxy_hosts` as well, an HTTPS proxy answering for those public hosts."""
+    `proxy_hosts` as well, an HTTPS proxy answering for those public hosts. `kube_dir`: where the
+    Kubernetes stand-in keeps its pods and image venvs (default: a new temporary directory)."""
     env = {"TEST_API_STATIC_DIR": static_dir} if static_dir else {}
+    if kube_dir is not None:
+        env["TEST_API_KUBE_DIR"] = str(kube_dir)
     tls_host = ca_file = proxy_url = None
     if tls_dir is not None:
         cert, key = write_self_signed(tls_dir, proxy_hosts)
