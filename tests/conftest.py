@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,26 +20,34 @@ from noetl_devstack.postgres import drop_databases, ensure_databases, with_datab
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# pytest keeps its numbered temp dirs in one /tmp/pytest-of-<user> for every checkout and deletes all
-# but the newest three when a session starts: a session in another checkout (a second worktree) then
-# deleted this one's embedded Postgres under it. A root per checkout keeps sessions apart; short,
-# because Postgres' socket path lives under it (107 bytes at most).
+# Every pytest session resets its temp root, /tmp/pytest-of-<user>, to mode 0700 when it starts; an
+# embedded Postgres (an unprivileged user) under a running session's tmp_path then loses its data
+# directory (PANIC). A root per checkout keeps sessions of different checkouts (worktrees) apart;
+# short, because Postgres' socket path lives under it (107 bytes at most).
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path("/tmp") / (
     "noetl-pytest-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10])))
 Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
+def infra_dir(prefix: str) -> Path:
+    """A directory of its own for the session's embedded Postgres, outside pytest's temp tree (see
+    PYTEST_DEBUG_TEMPROOT above): a second session in the same checkout cannot take it away."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraInfo]:
+def infra() -> Iterator[InfraInfo]:
     """Started once, in a temporary directory so `make run` and `make test` can run side by side."""
     import asyncio
 
-    stack = Infra(tmp_path_factory.mktemp("infra"))
+    work = infra_dir("noetl-test-infra-")
+    stack = Infra(work)
     info = asyncio.run(stack.up(shards=0))
     try:
         yield info
     finally:
         stack.down()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
