@@ -101,6 +101,8 @@ async def execute(command_context: dict[str, Any], tool_kind: str | None, runner
         command_context, secrets = await keychain.fill(command_context, catalog_id, ctx.execution_id, ctx.credentials)
     except keychain.KeychainUnavailable as exc:
         return Outcome(ok=False, error=str(exc))
+    scope = command_context.get("render_context")
+    ctx.scope = scope if isinstance(scope, dict) else None
     outcome = await _run(command_context, tool_kind, runners, ctx)
     if secrets:  # keychain values the step echoes (result, output, error) stay out of the events
         return Outcome(ok=outcome.ok, result=redact(outcome.result, secrets),
