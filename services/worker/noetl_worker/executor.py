@@ -12,7 +12,7 @@ import msgspec
 from noetl_common.keychain_refs import redact
 from noetl_common.tools import ToolResult, run_pipeline
 
-from . import keychain
+from . import keychain, result_tiers
 from .tools import (artifact, duckdb_tool, http_tool, nats_tool, noop, playbook_tool, postgres, python_bridge,
                     shell_tool, transfer)
 from .tools.base import Runner, ToolContext, ToolError
@@ -125,6 +125,7 @@ async def _run(command_context: dict[str, Any], tool_kind: str | None, runners: 
             result = await asyncio.wait_for(run_tasks(work, runners, ctx), ctx.timeout_seconds)
         else:
             result = await asyncio.wait_for(runners[kind](work.config, work.inputs, ctx), ctx.timeout_seconds)
+            result = await result_tiers.offload(result, work.config, ctx)
     except ToolError as exc:
         return _done(ctx, ok=False, error=str(exc))
     except asyncio.TimeoutError:
