@@ -109,7 +109,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
-        available = {"postgres", "duckdb", "script-files"}
+        available = {"postgres", "duckdb", "script-files", "nats"}
         test_api = test_api_tls = None
         kafka = None
         if "kafka" in needs:
@@ -169,7 +169,8 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
-                        noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka)
+                        noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka,
+                        nats_url=fleet.nats_url)
         return await runner.run(only)
 
 

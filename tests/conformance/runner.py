@@ -11,6 +11,7 @@ from typing import Any, Callable
 import aiohttp
 import asyncpg
 import msgspec
+import nats
 
 from .checks import failures
 from .messages import publish
@@ -55,7 +56,8 @@ class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
                  test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None,
-                 noetl_credential: dict | None = None, kafka: str | None = None) -> None:
+                 noetl_credential: dict | None = None, kafka: str | None = None,
+                 nats_url: str | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
@@ -66,6 +68,7 @@ class Runner:
         self.scratch_dsn = scratch_dsn
         self.pg_credential = pg_credential
         self.noetl_credential = noetl_credential  # the fleet's own catalog database (NoETL's `noetl` schema)
+        self.nats_url = nats_url  # the fleet's NATS (JetStream), what NoETL's `nats_credential` names
         self.available = available
         self.timeout = timeout
         self.executions: dict[str, str] = {}
@@ -87,6 +90,8 @@ class Runner:
                     raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
             if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
                 await self.seed_keychain()
+            if self.nats_url and "nats" in self.available and needs_of(self.index, only) & {"nats"}:
+                await self.seed_nats()
             chosen = [f for f in self.index["fixtures"]
                       if (not only or f["id"] in only) and not f.get("setup_only")]
             if self.index.get("register_all"):
@@ -140,6 +145,23 @@ class Runner:
             status, body = await self.post("/api/credentials", {**cred, "data": fill(cred["data"])})
             if status >= 300:
                 raise RuntimeError(f"keychain credential {cred['name']}: {status} {body}")
+
+    async def seed_nats(self) -> None:
+        """The index's `nats.credentials` registered pointing at the fleet's NATS, and its
+        `nats.kv_buckets` created there (in NoETL's cluster the gateway's deployment makes them)."""
+        spec = self.index.get("nats") or {}
+        for name in spec.get("credentials") or []:
+            status, body = await self.post("/api/credentials", {"name": name, "type": "nats",
+                                                                "data": {"nats_url": self.nats_url}})
+            if status >= 300:
+                raise RuntimeError(f"nats credential {name}: {status} {body}")
+        nc = await nats.connect(self.nats_url)
+        try:
+            js = nc.jetstream()
+            for bucket in spec.get("kv_buckets") or []:
+                await js.create_key_value(bucket=bucket)
+        finally:
+            await nc.close()
 
     async def post(self, path: str, body: dict) -> tuple[int, Any]:
         async with self.http.post(self.api + path, json=body) as r:

@@ -21,3 +21,8 @@ def test_non_json_results_are_errors_naming_the_problem(code, needle):
 def test_return_and_main_conventions():
     assert run_python("return {'r': 1}", {}).result == {"r": 1}
     assert run_python("def main(n):\n    return {'n': n}", {"n": 3, "extra": 0}).result == {"n": 3}
+
+
+def test_inputs_are_also_args_and_context_is_what_the_command_carries():
+    out = run_python("result = {'a': args.get('a'), 'w': context.get('w')}", {"a": 1}, context={"w": "x"})
+    assert out.ok and out.result == {"a": 1, "w": "x"}

@@ -12,9 +12,9 @@ import msgspec
 from noetl_common.keychain_refs import redact
 from noetl_common.tools import ToolResult, run_pipeline
 
-from . import keychain
-from .tools import (artifact, container_tool, duckdb_tool, http_tool, noop, playbook_tool, postgres, python_bridge,
-                    script_job, shell_tool, subscription_tool, transfer)
+from . import keychain, result_tiers
+from .tools import (artifact, container_tool, duckdb_tool, http_tool, nats_tool, noop, playbook_tool, postgres,
+                    python_bridge, script_job, shell_tool, subscription_tool, transfer)
 from .tools.base import Runner, ToolContext, ToolError
 
 MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
@@ -42,7 +42,7 @@ def default_runners() -> dict[str, Runner]:
     return {"http": http_tool.run, "postgres": postgres.run, "duckdb": duckdb_tool.run, "noop": noop.run,
             "python": python_bridge.run, "playbook": playbook_tool.run, "shell": shell_tool.run,
             "transfer": transfer.run, "artifact": artifact.run, "container": container_tool.run,
-            "subscription": subscription_tool.run, "script": script_job.run}
+            "subscription": subscription_tool.run, "script": script_job.run, "nats": nats_tool.run}
 
 
 def read_work(context: dict[str, Any], action: str | None) -> Work:
@@ -102,6 +102,8 @@ async def execute(command_context: dict[str, Any], tool_kind: str | None, runner
         command_context, secrets = await keychain.fill(command_context, catalog_id, ctx.execution_id, ctx.credentials)
     except keychain.KeychainUnavailable as exc:
         return Outcome(ok=False, error=str(exc))
+    scope = command_context.get("render_context")
+    ctx.scope = scope if isinstance(scope, dict) else None
     outcome = await _run(command_context, tool_kind, runners, ctx)
     if secrets:  # keychain values the step echoes (result, output, error) stay out of the events
         return Outcome(ok=outcome.ok, result=redact(outcome.result, secrets),
@@ -124,6 +126,7 @@ async def _run(command_context: dict[str, Any], tool_kind: str | None, runners: 
             result = await asyncio.wait_for(run_tasks(work, runners, ctx), ctx.timeout_seconds)
         else:
             result = await asyncio.wait_for(runners[kind](work.config, work.inputs, ctx), ctx.timeout_seconds)
+            result = await result_tiers.offload(result, work.config, ctx)
     except ToolError as exc:
         return _done(ctx, ok=False, error=str(exc))
     except asyncio.TimeoutError:

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, identity, kube, placeholder, pubsub
+from . import data, gateway, identity, kube, patient_records, placeholder, pubsub
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -224,4 +224,6 @@ def build_app(static_dir: str | None = None) -> web.Application:
     placeholder.add_routes(app)
     kube.add_routes(app)  # the Kubernetes API stand-in that runs Jobs (kube.py)
     pubsub.add_routes(app)  # Pub/Sub's REST API, as its emulator serves it (pubsub.py)
+    gateway.add_routes(app)
+    patient_records.add_routes(app)
     return app

@@ -20,6 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from . import auth0
+
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 OPENAI_KEY = "sk-stand-in"  # the API key /openai/v1/models accepts
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -79,8 +81,24 @@ async def auth0_token(request: web.Request) -> web.Response:
         return web.json_response({"error": "access_denied", "error_description": "Unauthorized"}, status=401)
     if body["grant_type"] == "password" and not (body.get("username") and body.get("password")):
         return web.json_response({"error": "invalid_grant"}, status=403)
-    return web.json_response({"access_token": ident.mint("auth0"), "token_type": "Bearer", "expires_in": 86400,
+    token = auth0.access_token(ident.key, request.host, body)
+    ident.issued.add(token)
+    return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": auth0.LIFETIME,
                               "scope": body.get("scope", "")})
+
+
+async def auth0_jwks(request: web.Request) -> web.Response:
+    return web.json_response(auth0.jwks(request.app[IDENTITY].key))
+
+
+async def auth0_userinfo(request: web.Request) -> web.Response:
+    """Auth0's `/userinfo`: the profile claims of a bearer access token issued here."""
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:] if auth.startswith("Bearer ") else ""
+    claims = auth0.claims_of(token) if token in request.app[IDENTITY].issued else None
+    if claims is None:
+        return web.json_response({"error": "invalid_token"}, status=401)
+    return web.json_response({k: claims[k] for k in ("sub", "email", "name", "email_verified") if k in claims})
 
 
 async def service_account(request: web.Request) -> web.Response:
@@ -178,6 +196,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/oauth2/token", oauth2_token)
     app.router.add_post("/v1/security/oauth2/token", oauth2_token)  # Amadeus' path
     app.router.add_post("/oauth/token", auth0_token)
+    app.router.add_get("/.well-known/jwks.json", auth0_jwks)
+    app.router.add_get("/userinfo", auth0_userinfo)
     app.router.add_get("/google/service-account", service_account)
     app.router.add_post("/google/token", google_token)
     app.router.add_put("/gcp-sm/_seed", seed_secrets)

@@ -335,3 +335,19 @@ def test_older_when_then_else_fires_the_first_true_branch_with_all_its_targets(n
     state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint, data=data)
     state, ds = done(pb, state, issued(ds)[0], {}, mint, data)
     assert sorted(c.step for c in issued(ds)) == fired
+
+
+def test_python_code_that_reads_context_gets_the_execution_context_and_other_code_none():
+    pb = playbook({"step": "start", "tool": {"kind": "postgres", "auth": "pg", "command": "SELECT 1 AS n"},
+                   "next": "reads"},
+                  {"step": "reads", "tool": py("rows = context.get('start')['command_0']['rows']"), "next": "end"},
+                  {"step": "end", "tool": py("result = {'contextual': False}")}, workload={"token": "t"})
+    mint = minter()
+    data = ExecutionData()
+    state, ds = start(pb, execution_id=7, workload={}, catalog_id=2, now_ms=0, mint=mint, data=data)
+    state, ds = done(pb, state, issued(ds)[0], {"columns": ["n"], "rows": [{"n": 5}], "row_count": 1}, mint, data)
+    (reads,) = issued(ds)
+    assert reads.context["token"] == "t" and reads.context["start"]["command_0"]["rows"] == [{"n": 5}]
+    assert "keychain" not in reads.context
+    state, ds = done(pb, state, reads, {"ok": True}, mint, data)
+    assert issued(ds)[0].context is None

@@ -15,6 +15,7 @@ branch are never blocked.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 
@@ -152,6 +153,10 @@ class _Run:
             config, pipeline = {}, step.tasks
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
+            if step.kind == "python" and _reads_context(step.tool.get("code")):
+                # NoETL's python tool sees the execution's context as `context`; sent only to
+                # code that names it, so other commands stay small.
+                context = jsonable({k: v for k, v in scope.items() if not isinstance(v, KeychainRef)})
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
@@ -399,3 +404,7 @@ def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
     run.on_finished(event)
     run.settle()
     return state, run.out
+
+
+def _reads_context(code: Any) -> bool:
+    return isinstance(code, str) and re.search(r"\bcontext\b", code) is not None

@@ -14,7 +14,7 @@ class IssueCommand(msgspec.Struct, tag=True, kw_only=True):
     tool_config: dict[str, Any]             # rendered (pipelines: tasks unrendered, see `context`)
     input: dict[str, Any]                   # rendered inputs bound as the tool's variables
     pipeline: list[dict[str, Any]] | None = None
-    context: dict[str, Any] | None = None   # render context a pipeline's tasks are rendered against
+    context: dict[str, Any] | None = None   # render context of a pipeline's tasks, or a python step's `context`
     iteration: int | None = None
     item: Any = None
     attempt: int = 1

@@ -1,5 +1,7 @@
-"""The python tool (semantics rule 10): inputs are globals and `input_data`; the value is `result`,
-a top-level `return`, or `main(**inputs)`; stdout is captured; the result must be JSON-serialisable."""
+"""The python tool (semantics rule 10): inputs are globals, `input_data` and `args` (NoETL's Rust
+worker's name for them); `context` is the execution's context when the command carries it; the
+value is `result`, a top-level `return`, or `main(**inputs)`; stdout is captured; the result must
+be JSON-serialisable."""
 
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def run_python(code: str, inputs: dict[str, Any], *, context: dict[str, Any] | N
     # A private `print` keeps concurrent steps from interleaving into one global stdout.
     scope: dict[str, Any] = {"__builtins__": builtins, "__name__": "__noetl_step__", "json": json,
                              "print": functools.partial(print, file=out), "context": context or {},
-                             "input_data": dict(inputs)}
+                             "input_data": dict(inputs), "args": dict(inputs)}
     scope.update(modules or {})
     scope.update(inputs)  # a declared input wins over the input_data alias (semantics rule 3)
     try:

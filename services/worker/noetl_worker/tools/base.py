@@ -47,6 +47,9 @@ class ToolContext:
         self.execution_id = execution_id
         self.step = step
         self.timeout_seconds = timeout_seconds
+        # The command's render context when the shard sent one (pipelines; python code that reads
+        # `context`): what a python tool sees as `context`.
+        self.scope: dict[str, Any] | None = None
 
 
 Runner = Callable[[dict[str, Any], dict[str, Any], ToolContext], Awaitable[Any]]

@@ -40,7 +40,8 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     if not code:
         raise ToolError("python tool needs `code` or `script`")
     modules = preload(config.get("libs"))
-    outcome = await ctx.step_threads.run(functools.partial(run_python, modules=modules), code, inputs)
+    outcome = await ctx.step_threads.run(functools.partial(run_python, modules=modules, context=ctx.scope), code,
+                                         inputs)
     ctx.stdout.append(outcome.stdout)
     if not outcome.ok:
         raise ToolError(outcome.error or "python tool failed")
