@@ -52,26 +52,20 @@ async def echo(request: web.Request) -> web.Response:
 
 
 async def forecast(request: web.Request) -> web.Response:
-    """Open-Meteo's `/v1/forecast` for `current=...`, `hourly=...` (`forecast_days` of 24 hours) and
-    the legacy `current_weather=true`: values derived from the coordinates (the same place always
-    gets the same weather; hourly ones vary by up to 4 degrees over the day)."""
+    """Open-Meteo's `/v1/forecast` for `current=temperature_2m` and the legacy `current_weather=true`:
+    values derived from the coordinates (the same place always gets the same weather)."""
     lat, lon = _float(request, "latitude", 0.0), _float(request, "longitude", 0.0)
-    base = round(10 + (lat * 7 + lon * 3) % 20, 1)
+    temperature = round(10 + (lat * 7 + lon * 3) % 20, 1)
     fields = [f for f in request.query.get("current", "").split(",") if f]
-    body: dict[str, Any] = {"latitude": lat, "longitude": lon, "timezone": "GMT"}
-    body["current_units"] = {"time": "iso8601", "interval": "seconds", **{f: "°C" for f in fields}}
-    body["current"] = {"time": "2026-01-01T12:00", "interval": 900, **{f: base for f in fields}}
-    hourly = [f for f in request.query.get("hourly", "").split(",") if f]
-    if hourly:
-        hours = 24 * _int(request, "forecast_days", 7)
-        body["hourly_units"] = {"time": "iso8601", **{f: "°C" for f in hourly}}
-        body["hourly"] = {"time": [f"2026-01-{1 + h // 24:02d}T{h % 24:02d}:00" for h in range(hours)],
-                          **{f: [round(base - 2 + 4 * abs(12 - h % 24) / 12, 1) for h in range(hours)]
-                             for f in hourly}}
+    body: dict[str, Any] = {
+        "latitude": lat, "longitude": lon, "timezone": "GMT",
+        "current_units": {"time": "iso8601", "interval": "seconds", **{f: "°C" for f in fields}},
+        "current": {"time": "2026-01-01T12:00", "interval": 900, **{f: temperature for f in fields}}}
     if request.query.get("current_weather", "").lower() == "true":
         body["current_weather_units"] = {"time": "iso8601", "interval": "seconds", "temperature": "°C",
-                                         "windspeed": "km/h", "winddirection": "°", "is_day": "", "weathercode": "wmo code"}
-        body["current_weather"] = {"time": "2026-01-01T12:00", "interval": 900, "temperature": base,
+                                         "windspeed": "km/h", "winddirection": "°", "is_day": "",
+                                         "weathercode": "wmo code"}
+        body["current_weather"] = {"time": "2026-01-01T12:00", "interval": 900, "temperature": temperature,
                                    "windspeed": round(5 + abs(lat - lon) % 15, 1), "winddirection": 270,
                                    "is_day": 1, "weathercode": 3}
     return web.json_response(body)

@@ -6,7 +6,8 @@ with the real service's paths and the fields the playbooks read:
 - api.github.com: a repository (`/repos/{owner}/{repo}`);
 - api.quantum.ibm.com: IBM Quantum Runtime's job submit, status and results (`/runtime/jobs...`),
   a job completing on its first status poll with Bell-state sampler counts;
-- api.example.com: the documentation examples' API: a paged `/data` and `/users/{id}`.
+- api.example.com: the documentation examples' API: a paged `/data` and `/users/{id}`;
+- jsonplaceholder.typicode.com: the test API's jsonplaceholder resources (placeholder.py) at their real paths.
 
 Answers are deterministic (derived from the request), so a playbook's outcome is repeatable."""
 
@@ -18,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-HOSTS = ("en.wikipedia.org", "api.github.com", "api.quantum.ibm.com", "api.example.com")
+from . import placeholder
+
 EXAMPLE_ITEMS = 250  # api.example.com /data: items over all pages
 JOBS = web.AppKey("jobs", dict)
 JOB_IDS = web.AppKey("job_ids", itertools.count)
@@ -158,3 +160,6 @@ def add_routes(app: web.Application) -> None:
     app.add_domain("api.quantum.ibm.com", ibm)
     app.add_domain("api.example.com", _host_app([("GET", "/data", example_data),
                                                   ("GET", "/users/{user_id}", example_user)]))
+    jsonplaceholder = web.Application()
+    placeholder.add_routes(jsonplaceholder, prefix="")
+    app.add_domain("jsonplaceholder.typicode.com", jsonplaceholder)
