@@ -11,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
+        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -126,6 +126,11 @@ conformance-jobs: install
 ## Run the nats index (the `nats` tool against the fleet's NATS, the gateway's auth0 playbooks, fetch load test).
 conformance-nats: install
 	$(PY) -m tests.conformance tests/conformance/nats --shards $(SHARDS)
+
+## e2e playbooks needing only Python and Postgres, or a public API the test API stands in for
+## (Wikipedia, GitHub, IBM Quantum, Open-Meteo, httpbin, api.example.com, through its proxy).
+conformance-rest: install
+	$(PY) -m tests.conformance tests/conformance/rest --shards $(SHARDS)
 
 ## NoETL's "core" regression set (noetl/e2e scripts/rust_regression_run.sh; the 63 of its 66 fixtures in
 ## ../shared/e2e) the way that script runs it: all registered first, default workloads with only addresses

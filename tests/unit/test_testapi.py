@@ -110,3 +110,43 @@ async def test_the_proxy_answers_for_stand_in_hosts_over_tls_and_refuses_others(
                         pass
         finally:
             server.close()
+
+
+async def on_host(api, method, host, path, **kw):
+    async with api.request(method, path, headers={"Host": host, **kw.pop("headers", {})}, **kw) as r:
+        return r.status, (await r.json()) if r.content_type == "application/json" else await r.text()
+
+
+async def test_public_api_stand_ins_answer_only_on_their_own_host(api):
+    status, repo = await on_host(api, "GET", "api.github.com", "/repos/microsoft/vscode")
+    assert status == 200 and repo["full_name"] == "microsoft/vscode" and repo["stargazers_count"] > 0
+    assert (await on_host(api, "GET", "127.0.0.1", "/repos/microsoft/vscode"))[0] == 404
+    status, page = await on_host(api, "GET", "en.wikipedia.org", "/api/rest_v1/page/summary/NoSQL")
+    assert page["title"] == "NoSQL" and "'" not in page["extract"] and page["timestamp"].endswith("Z")
+    status, body = await on_host(api, "GET", "api.example.com", "/data", params={"page": "3", "pageSize": "100"})
+    assert len(body["items"]) == 50 and body["paging"] == {"page": 3, "pageSize": 100, "hasMore": False, "total": 250}
+    assert (await on_host(api, "GET", "api.example.com", "/data", params={"page": "x"}))[0] == 400
+    assert (await on_host(api, "GET", "api.example.com", "/users/7"))[1]["status"] == "active"
+    assert len((await on_host(api, "GET", "jsonplaceholder.typicode.com", "/posts"))[1]) == 100
+
+
+async def test_ibm_quantum_runtime_stand_in_runs_a_sampler_job(api):
+    auth = {"Authorization": "Bearer k", "IBM-API-Version": "2024-06-13"}
+    job = {"program_id": "sampler", "backend": "ibm_brisbane", "params": {"pubs": [["qasm", None]]}}
+    host = "api.quantum.ibm.com"
+    assert (await on_host(api, "POST", host, "/runtime/jobs", json=job))[0] == 401
+    assert (await on_host(api, "POST", host, "/runtime/jobs", json={"backend": "b"}, headers=auth))[0] == 400
+    status, submitted = await on_host(api, "POST", host, "/runtime/jobs", json=job, headers=auth)
+    assert status == 200
+    status, state = await on_host(api, "GET", host, f"/runtime/jobs/{submitted['id']}", headers=auth)
+    assert state["status"] == "Completed"
+    _, results = await on_host(api, "GET", host, f"/runtime/jobs/{submitted['id']}/results", headers=auth)
+    assert results["results"][0]["data"]["c"]["counts"] == {"00": 512, "11": 512}
+    assert (await on_host(api, "GET", host, "/runtime/jobs/nope", headers=auth))[0] == 404
+
+
+async def test_open_meteo_current_weather(api):
+    _, body, _ = await get(api, "/v1/forecast", latitude="51.5", longitude="-0.13", current_weather="true")
+    assert set(body["current_weather"]) >= {"temperature", "windspeed"}
+    _, body, _ = await get(api, "/v1/forecast", latitude="51.5", longitude="-0.13", current="temperature_2m")
+    assert "current_weather" not in body and "temperature_2m" in body["current"]

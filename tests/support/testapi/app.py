@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, gateway, identity, kube, patient_records, placeholder, pubsub
+from . import data, gateway, identity, kube, patient_records, placeholder, public_apis, pubsub
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -52,16 +52,23 @@ async def echo(request: web.Request) -> web.Response:
 
 
 async def forecast(request: web.Request) -> web.Response:
-    """Open-Meteo's `/v1/forecast` for `current=temperature_2m`: a temperature derived from the
-    coordinates (the same place always gets the same weather)."""
+    """Open-Meteo's `/v1/forecast` for `current=temperature_2m` and the legacy `current_weather=true`:
+    values derived from the coordinates (the same place always gets the same weather)."""
     lat, lon = _float(request, "latitude", 0.0), _float(request, "longitude", 0.0)
+    temperature = round(10 + (lat * 7 + lon * 3) % 20, 1)
     fields = [f for f in request.query.get("current", "").split(",") if f]
-    current = {"time": "2026-01-01T12:00", "interval": 900,
-               **{f: round(10 + (lat * 7 + lon * 3) % 20, 1) for f in fields}}
-    return web.json_response({"latitude": lat, "longitude": lon, "timezone": "GMT",
-                              "current_units": {"time": "iso8601", "interval": "seconds",
-                                                **{f: "°C" for f in fields}},
-                              "current": current})
+    body: dict[str, Any] = {
+        "latitude": lat, "longitude": lon, "timezone": "GMT",
+        "current_units": {"time": "iso8601", "interval": "seconds", **{f: "°C" for f in fields}},
+        "current": {"time": "2026-01-01T12:00", "interval": 900, **{f: temperature for f in fields}}}
+    if request.query.get("current_weather", "").lower() == "true":
+        body["current_weather_units"] = {"time": "iso8601", "interval": "seconds", "temperature": "°C",
+                                         "windspeed": "km/h", "winddirection": "°", "is_day": "",
+                                         "weathercode": "wmo code"}
+        body["current_weather"] = {"time": "2026-01-01T12:00", "interval": 900, "temperature": temperature,
+                                   "windspeed": round(5 + abs(lat - lon) % 15, 1), "winddirection": 270,
+                                   "is_day": 1, "weathercode": 3}
+    return web.json_response(body)
 
 
 async def assessments(request: web.Request) -> web.Response:
@@ -226,4 +233,5 @@ def build_app(static_dir: str | None = None) -> web.Application:
     pubsub.add_routes(app)  # Pub/Sub's REST API, as its emulator serves it (pubsub.py)
     gateway.add_routes(app)
     patient_records.add_routes(app)
+    public_apis.add_routes(app)
     return app

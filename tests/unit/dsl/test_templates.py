@@ -55,3 +55,18 @@ def test_step_context_accessor_as_on_noetl_server():
 
     ctx = {"start": with_data({"greeting": "hi"})}
     assert R.render("{{ start.greeting }}/{{ start.context.greeting }}/{{ start.data.greeting }}", ctx) == "hi/hi/hi"
+
+
+@pytest.mark.parametrize(("template", "ctx", "expected"), [
+    # a key the dict lacks is undefined, never the dict's Python method of that name
+    ("{{ page.items | default([]) }}", {"page": {"paging": {}}}, []),
+    ("{{ page.values }}", {"page": {}}, None),
+    ("{{ page.items }}", {"page": {"items": [1]}}, [1]),
+    # NoETL's default: undefined and none alike; Jinja's boolean flag for any falsy value
+    ("{{ a.b | default(3) }}", {"a": {"b": None}}, 3),
+    ("{{ a.b | default(3) }}", {"a": {"b": 0}}, 0),
+    ("{{ a.b | default(3, true) }}", {"a": {"b": 0}}, 3),
+    ("n={{ a.b | d(4) }}", {"a": {}}, "n=4"),
+])
+def test_default_and_missing_keys_as_noetl(template, ctx, expected):
+    assert R.render(template, ctx) == expected

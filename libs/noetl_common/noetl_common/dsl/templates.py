@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import types
 from typing import Any
 
 import minijinja
@@ -27,11 +28,27 @@ def _fromjson(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _leaked_method(value: Any) -> bool:
+    """minijinja-py answers a key a dict lacks with the dict's Python attribute of that name:
+    `{{ page.items }}` on a page without `items` gives the bound `dict.items`, where NoETL's
+    minijinja (its server and worker) gives undefined. Such a value is undefined here too."""
+    return isinstance(value, types.BuiltinMethodType) and isinstance(getattr(value, "__self__", None), (dict, list))
+
+
+def _default(value: Any, default: Any = "", boolean: bool = False) -> Any:
+    """NoETL's `default` (filter_default of its server and worker): the default for undefined and
+    none alike; `boolean` (Jinja's second argument) also for any falsy value."""
+    if value is None or _leaked_method(value) or (boolean and not value):
+        return default
+    return value
+
+
 def make_environment() -> minijinja.Environment:
     env = minijinja.Environment(undefined_behavior="chainable")
     env.add_filter("fromjson", _fromjson)
     env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=str))
-    env.add_filter("d", lambda v, d=None: d if v is None else v)
+    env.add_filter("default", _default)
+    env.add_filter("d", _default)
     env.add_filter("len", lambda v: len(v) if v is not None else 0)
     return env
 
@@ -83,6 +100,8 @@ class Renderer:
         try:
             if expr is not None:
                 value = self.env.eval_expr(expr, **ctx)
+                if _leaked_method(value):
+                    return None
                 # A keychain reference stays a reference (text the worker fills in), also inside
                 # a list or mapping the expression builds.
                 return _references_as_text(value) if "keychain" in expr else value
