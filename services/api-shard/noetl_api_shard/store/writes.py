@@ -20,6 +20,7 @@ import msgspec
 from .events import NewEvent
 from .outbox import OutboxRow
 from noetl_common.vocabulary import TERMINAL_STATUSES
+from noetl_common.wire.internal import EventsMessage
 
 
 class CommandRow(msgspec.Struct, kw_only=True):
@@ -391,8 +392,25 @@ async def flush(conn: asyncpg.Connection, ws: WriteSet, expect: Expect | None = 
 
 def merge(sets: list[tuple[WriteSet, Expect]]) -> tuple[WriteSet, Expect]:
     """Write sets of different executions as one (a group commit): rows concatenated,
-    expectations summed."""
+    expectations summed, and the projector's messages made one (see `one_mirror_row`)."""
     merged = WriteSet(**{f: [row for ws, _ in sets for row in getattr(ws, f)] for f in WriteSet.__struct_fields__})
+    merged.outbox = one_mirror_row(merged.outbox)
     expect = Expect(executions=sum(e.executions for _, e in sets),
                     batch_keys=[k for _, e in sets for k in e.batch_keys])
     return merged, expect
+
+
+def one_mirror_row(rows: list[OutboxRow]) -> list[OutboxRow]:
+    """The events messages of a group's writes as one outbox row: one row inserted and deleted,
+    one delivery for the projector to fold and record, instead of one per write. Each execution's
+    events come from one write of the group, so they stay in order. The row takes the newest id:
+    every earlier row of these executions has a smaller one (minted before their write), so the
+    publisher, which goes by id, still relays an execution's messages in order. Command
+    notifications stay rows of their own (each is a worker's subject)."""
+    mirror = [r for r in rows if isinstance(r.payload, EventsMessage)]
+    if len(mirror) < 2:
+        return rows
+    newest = max(mirror, key=lambda r: r.id)
+    events = [e for r in mirror for e in r.payload.events or ()]
+    return [r for r in rows if not isinstance(r.payload, EventsMessage)] + [
+        msgspec.structs.replace(newest, payload=EventsMessage(events=events))]
