@@ -1,8 +1,9 @@
 """What the shard writes per step: transactions, statements, rows and index entries.
 
 Counts, not timings: on a durable Postgres every write transaction is a WAL flush, so these are
-what a step costs whatever the machine is doing (only group commit, which merges the writes of
-executions that arrive together, depends on timing: the 50-in-flight numbers vary a little).
+what a step costs whatever the machine is doing. The step's own writes are deterministic; what
+batches by time is not quite (group commit across executions, the outbox relay's claims, the
+projector's folds, the fleet's polling), so those vary a little between runs.
 
 A fleet as `make run` starts it (1 shard, router, publisher, projector, 1 worker) on its own
 durable Postgres with pg_stat_statements loaded; each workload runs from a quiet fleet with the
@@ -11,12 +12,13 @@ pg_stat up to 10 s after its last transaction):
   three_step_alone   3-step playbook, one execution at a time
   three_step_50      3-step playbook, 50 in flight
   loop               one execution looping sequentially over n python steps
-  ingest_batch       heartbeat events POSTed to /api/events/batch, 50 per request, 8 clients
   ingest_single      heartbeat events POSTed one per request to /api/events, 32 clients
-Per workload: commits and write transactions (xids) over the fleet's databases, statements by
-query (pg_stat_statements, the fleet's own polling included: it is part of what a step costs
-over its time), rows inserted/updated per table and index entries (inserts and non-HOT updates
-times the table's indexes; a partial index is counted as if it held every row, so an upper bound).
+  ingest_batch       heartbeat events POSTed to /api/events/batch, 50 per request, 8 clients
+Per workload: commits and write transactions (xids) over the fleet's databases; statements by
+query and by kind (pg_stat_statements: `step_write` is a step's one-statement write, then the
+locking transactions, the outbox relay, the projection fold, and the rest, polling included);
+rows inserted/updated per table; index entries (inserts and non-HOT updates times the table's
+indexes; a partial index is counted as if it held every row, so an upper bound).
 
     python -m bench.write_cost [--out bench/results/write_cost.json] [--label after]
 """
@@ -121,8 +123,12 @@ class Counter:
                 for r in tables if r["ins"] or r["upd"] or r["del"]}
         # The counting's own statements (reset, these reads) are not the fleet's.
         fleet_statements = [s for s in statements if "pg_stat" not in s["query"]]
+        by_kind: dict[str, int] = {}
+        for s in fleet_statements:
+            kind = kind_of(" ".join(s["query"].split()))
+            by_kind[kind] = by_kind.get(kind, 0) + s["calls"]
         return {"commits": xacts["commits"] - before[0], "write_xacts": xacts["next_xid"] - before[1],
-                "statements": sum(s["calls"] for s in fleet_statements),
+                "statements": sum(s["calls"] for s in fleet_statements), "statements_by_kind": by_kind,
                 "statements_by_query": sorted(({"db": s["db"], "calls": s["calls"], "rows": s["rows"],
                                                 "query": " ".join(s["query"].split())[:160]}
                                                for s in fleet_statements), key=lambda s: -s["calls"])[:25],
@@ -132,9 +138,23 @@ class Counter:
                                      for t in rows.values())}
 
 
+# What a statement is for, by how it starts (pg_stat_statements normalises the text).
+KINDS = (("step_write", ("WITH new_exec", "WITH upd_exec", "WITH ins_event", "WITH new_cmd", "WITH upd_cmd",
+                         "WITH cancel_cmd", "WITH ins_outbox", "WITH ins_result", "WITH ins_items",
+                         "WITH ins_loop_result")),
+         ("locking_txn", ("BEGIN", "COMMIT", "ROLLBACK")),
+         ("outbox_relay", ("WITH done AS ( DELETE FROM noetl.outbox",)),
+         ("projection_fold", ("WITH ev AS",)))
+
+
+def kind_of(query: str) -> str:
+    return next((kind for kind, starts in KINDS if query.startswith(starts)), "other")
+
+
 def per_unit(counts: dict, units: int) -> dict:
     keys = ("commits", "write_xacts", "statements", "rows_written", "index_entries")
     out = {k: round(counts[k] / units, 2) for k in keys}
+    out["statements_by_kind"] = {k: round(v / units, 2) for k, v in sorted(counts["statements_by_kind"].items())}
     out["rows_by_table"] = {t: round((v["inserted"] + v["updated"]) / units, 2) for t, v in counts["tables"].items()}
     return out
 
