@@ -5,7 +5,7 @@ the newest id of the group; command notifications are left as they are."""
 from __future__ import annotations
 
 from noetl_api_shard.store.outbox import OutboxRow
-from noetl_api_shard.store.writes import Expect, WriteSet, merge, one_mirror_row
+from noetl_api_shard.store.writes import MAX_MIRROR_EVENTS, Expect, WriteSet, merge, one_mirror_row
 from noetl_common.streams import events_subject
 from noetl_common.wire.internal import CommandNotification, EventEnvelope, EventsMessage
 
@@ -39,3 +39,14 @@ def test_rows_without_a_second_events_message_are_unchanged():
     rows = [notification(1, 1), mirror(2, 1, 5), notification(3, 2)]
     assert one_mirror_row(rows) == rows
     assert one_mirror_row([]) == []
+
+
+def test_a_merged_row_holds_no_more_events_than_one_batch_may_log():
+    """So it stays within what the projector takes per request and JetStream per message."""
+    half = MAX_MIRROR_EVENTS // 2 + 1
+    rows = [mirror(10, 1, *range(1000, 1000 + half)), mirror(40, 2, 2000), mirror(20, 3, *range(3000, 3000 + half)),
+            mirror(30, 4, *range(4000, 4000 + 2 * MAX_MIRROR_EVENTS))]
+    merged = one_mirror_row(rows)
+    assert [(r.id, len(r.payload.events)) for r in merged] == [(40, half + 1), (20, half), (30, 2 * MAX_MIRROR_EVENTS)]
+    assert sorted(int(e.event_id) for r in merged for e in r.payload.events) == sorted(
+        int(e.event_id) for r in rows for e in r.payload.events)
