@@ -11,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath \
+        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -166,6 +166,12 @@ bench: install
 PEERS ?= dbos,restate,noetl
 bench-hotpath: install
 	$(PY) -m bench.hotpath_bench --peers $(PEERS)
+
+## What the shard writes per step (transactions, statements, rows, index entries) for the 3-step,
+## loop and ingest workloads, counted on durable Postgres; stored under LABEL in bench/results/write_cost.json.
+LABEL ?= current
+bench-write-cost: install
+	$(PY) -m bench.write_cost --label $(LABEL)
 
 ## One shard empty vs holding EVENTS bulk-generated events (default 10^7: ~15 GB of disk, a quiet
 ## machine), and a retention run under writer load; bench/results/history.json.

@@ -38,14 +38,17 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, event_id: int) -> asyncpg
     return await conn.fetchrow(f"SELECT {READ_COLUMNS} FROM noetl.event WHERE event_id = $1", event_id)
 
 
-async def firsts_for_commands(conn: asyncpg.Connection, command_ids: list[int],
+async def firsts_for_commands(conn: asyncpg.Connection, execution_id: int, command_ids: list[int],
                               event_types: list[str]) -> dict[tuple[int, str], int]:
-    """(command_id, event_type) -> the first such event's id, for re-send detection (by the
-    command index: cost independent of the execution's history)."""
+    """(command_id, event_type) -> the first such event's id, for re-send detection. A command's
+    events are minted after it (its `command.issued` has the command's own id), so this reads the
+    execution's log by its key from the oldest command on: the commands' age, not the execution's
+    history, bounds it (no index on event.command_id for every event to pay for)."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (command_id, event_type) command_id, event_type, event_id FROM noetl.event "
-        "WHERE command_id = ANY($1::bigint[]) AND event_type = ANY($2::text[]) "
-        "ORDER BY command_id, event_type, event_id", command_ids, event_types)
+        "WHERE execution_id = $1 AND event_id >= $2 AND command_id = ANY($3::bigint[]) "
+        "AND event_type = ANY($4::text[]) ORDER BY command_id, event_type, event_id",
+        execution_id, min(command_ids), command_ids, event_types)
     return {(r["command_id"], r["event_type"]): r["event_id"] for r in rows}
 
 

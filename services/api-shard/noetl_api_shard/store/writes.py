@@ -20,6 +20,8 @@ import msgspec
 from .events import NewEvent
 from .outbox import OutboxRow
 from noetl_common.vocabulary import TERMINAL_STATUSES
+from noetl_common.wire.execution import MAX_BATCH_EVENTS
+from noetl_common.wire.internal import EventsMessage
 
 
 class CommandRow(msgspec.Struct, kw_only=True):
@@ -116,6 +118,9 @@ class WriteSet(msgspec.Struct, kw_only=True):
     loop_items: list[LoopItemsRow] = []
     loop_results: list[LoopResultRow] = []
 
+
+# Events per merged projector message: what one event batch (MAX_BATCH_EVENTS) may log on its own.
+MAX_MIRROR_EVENTS = MAX_BATCH_EVENTS
 
 _TERMINAL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _LATE = f"e.status IN {_TERMINAL} AND x.status IS NULL"
@@ -391,8 +396,35 @@ async def flush(conn: asyncpg.Connection, ws: WriteSet, expect: Expect | None = 
 
 def merge(sets: list[tuple[WriteSet, Expect]]) -> tuple[WriteSet, Expect]:
     """Write sets of different executions as one (a group commit): rows concatenated,
-    expectations summed."""
+    expectations summed, and the projector's messages merged (see `one_mirror_row`)."""
     merged = WriteSet(**{f: [row for ws, _ in sets for row in getattr(ws, f)] for f in WriteSet.__struct_fields__})
+    merged.outbox = one_mirror_row(merged.outbox)
     expect = Expect(executions=sum(e.executions for _, e in sets),
                     batch_keys=[k for _, e in sets for k in e.batch_keys])
     return merged, expect
+
+
+def one_mirror_row(rows: list[OutboxRow]) -> list[OutboxRow]:
+    """The events messages of a group's writes as few outbox rows: one row inserted and deleted,
+    one delivery for the projector to fold and record, per MAX_MIRROR_EVENTS events instead of one
+    per write (a merged message is never larger than one event batch's could be on its own, so it
+    stays within the projector's and JetStream's limits). Each execution's events come from one
+    write of the group, so they stay in order; a merged row takes the newest id of its writes:
+    every earlier row of those executions has a smaller one (minted before their write), so the
+    publisher, which goes by id, still relays an execution's messages in order. Command
+    notifications stay rows of their own (each is a worker's subject)."""
+    mirror = [r for r in rows if isinstance(r.payload, EventsMessage)]
+    if len(mirror) < 2:
+        return rows
+    chunks: list[list[OutboxRow]] = [[]]
+    size = 0
+    for row in mirror:
+        count = len(row.payload.events or ())
+        if chunks[-1] and size + count > MAX_MIRROR_EVENTS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(row)
+        size += count
+    merged = [msgspec.structs.replace(max(chunk, key=lambda r: r.id), payload=EventsMessage(
+        events=[e for r in chunk for e in r.payload.events or ()])) for chunk in chunks]
+    return [r for r in rows if not isinstance(r.payload, EventsMessage)] + merged

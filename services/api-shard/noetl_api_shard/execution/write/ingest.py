@@ -75,7 +75,7 @@ async def accept(orch: Orchestrator, txn: Txn, execution_id: int, events: list[W
         return Accepted([], 0, prior_answer=head["prior_answer"])
     commands = {r["command_id"]: CommandView(r) for r in rows if r["command_id"] is not None}
     logged: set[int] = set(head["logged_ids"])
-    seen = await _logged_once_events(txn, events, commands)
+    seen = await _logged_once_events(txn, execution_id, events, commands)
     late = head["status"] in TERMINAL
     ids: list[int] = []
     finishing: list[tuple[CommandView, WorkerEvent, int]] = []
@@ -131,17 +131,18 @@ def _command_of(ev: WorkerEvent, commands: dict[int, CommandView], execution_id:
     return cmd
 
 
-async def _logged_once_events(txn: Txn, events: list[WorkerEvent],
+async def _logged_once_events(txn: Txn, execution_id: int, events: list[WorkerEvent],
                               commands: dict[int, CommandView]) -> dict[tuple[int, str], int]:
     """(command, event type) -> event id, for events logged at most once per command that this
     batch repeats: a `command.started` of a started command, a finishing event of a finished one.
     Only re-sends (and a NoETL worker's `command.started` after a claim that started it) need the
     lookup, so an ordinary outcome batch costs no query."""
-    candidates = sorted({e.command_id for e in events if e.command_id in commands and _maybe_repeat(
-        e.event_type, commands[e.command_id])})
+    candidates = sorted({e.command_id for e in events if e.command_id in commands
+                         and commands[e.command_id].execution_id == execution_id
+                         and _maybe_repeat(e.event_type, commands[e.command_id])})
     if not candidates:
         return {}
-    return await event_store.firsts_for_commands(txn.conn, candidates, sorted(DEDUPED))
+    return await event_store.firsts_for_commands(txn.conn, execution_id, candidates, sorted(DEDUPED))
 
 
 def _maybe_repeat(event_type: str, cmd: CommandView) -> bool:
