@@ -11,6 +11,7 @@ from typing import Any
 import minijinja
 
 from ..keychain_refs import KeychainRef
+from .lazy import encode_hook, plain
 
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _FALSE = {"", "false", "0", "no", "none", "null", "off", "{}", "[]"}
@@ -23,6 +24,13 @@ class TemplateError(ValueError):
         self.template = template
 
 
+def _json_default(value: Any) -> Any:
+    try:
+        return encode_hook(value)
+    except TypeError:
+        return str(value)
+
+
 def _fromjson(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -30,7 +38,7 @@ def _fromjson(value: Any) -> Any:
 def make_environment() -> minijinja.Environment:
     env = minijinja.Environment(undefined_behavior="chainable")
     env.add_filter("fromjson", _fromjson)
-    env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=str))
+    env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=_json_default))
     env.add_filter("d", lambda v, d=None: d if v is None else v)
     env.add_filter("len", lambda v: len(v) if v is not None else 0)
     return env
@@ -85,6 +93,8 @@ class Renderer:
                 value = self.env.eval_expr(expr, **ctx)
                 # A keychain reference stays a reference (text the worker fills in), also inside
                 # a list or mapping the expression builds.
+                # A stored result read whole stays its stub (dsl.lazy).
+                value = plain(value)
                 return _references_as_text(value) if "keychain" in expr else value
             return self.env.render_str(text, **ctx)
         except minijinja.TemplateError as exc:
