@@ -66,12 +66,13 @@ class _Run:
             self.loaded[uri] = full_view(value) if value is not None else None
         return self.loaded[uri]
 
-    def keep(self, result: Any) -> Any:
+    def keep(self, result: Any, whole: Any) -> Any:
         """What the execution's data holds of a result: a stored one as its stub (engine.stored),
-        its whole value remembered for the rest of this call."""
+        its whole value (before any output_select, as a later load gives it) remembered for the
+        rest of this call."""
         if not is_stub(result):
             return result
-        self.loaded[str(result["_ref"].get("ref"))] = result
+        self.loaded[str(result["_ref"].get("ref"))] = whole
         return compact(result)
 
     def view(self, result: Any) -> Any:
@@ -351,9 +352,10 @@ class _Run:
         if envelope is not None:
             self.st.vars.update(envelope.get("ctx_updates") or {})
             result = pipeline_result(envelope)
+        whole = result
         if ok and step.output_select:
             result = selected(result, step.output_select)
-        kept = self.keep(result) if ok else result
+        kept = self.keep(result, whole) if ok else result
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:
