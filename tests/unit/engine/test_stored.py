@@ -1,6 +1,8 @@
 """Stored results (over the event-log limit, `_ref`/`_store`) kept as stubs in the execution's data
 and loaded only where a template reads past the stub (engine.stored, dsl.lazy)."""
 
+import json
+
 import msgspec
 
 from noetl_common.engine import EngineEvent, ExecutionData, IssueCommand, apply, start
@@ -76,7 +78,8 @@ def test_a_template_reading_past_the_stub_loads_the_value_once_and_a_kept_field_
     pb = playbook({"step": "big", "tool": [{"name": "gen", "kind": "python", "code": "x"}], "next": "use"},
                   {"step": "use", "tool": py("y", input={"count": "{{ big.count }}"}), "next": "rows"},
                   {"step": "rows", "tool": py("z", input={"first": "{{ big.rows[0] }}", "n": "{{ big.rows | length }}",
-                                                          "whole": "{{ big }}", "data": "{{ big.data.rows[1] }}"})})
+                                                          "whole": "{{ big }}", "data": "{{ big.data.rows[1] }}",
+                                                          "text": "n={{ big | tojson }}"})})
     mint = minter()
     data = ExecutionData()
     rows = [{"id": i, "pad": "p" * 100} for i in range(2000)]
@@ -91,6 +94,7 @@ def test_a_template_reading_past_the_stub_loads_the_value_once_and_a_kept_field_
     (second,) = issued(ds)
     assert second.input["first"] == rows[0] and second.input["n"] == 2000 and second.input["data"] == rows[1]
     assert second.input["whole"]["_ref"] == ref(7) and "rows" not in second.input["whole"], "a whole read is the stub"
+    assert json.loads(second.input["text"][2:]) == second.input["whole"], "text renders the stub as JSON"
     assert store.loads == [ref(7)["ref"]], "loaded once for the whole engine call"
 
 
