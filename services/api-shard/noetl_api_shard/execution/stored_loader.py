@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import asyncpg
 
+from noetl_common.errors import RETRY_AFTER, ApiError
 from noetl_common.result_refs import ref_of
 
 from ..store import results as result_store
@@ -31,8 +32,15 @@ def loader(loop: asyncio.AbstractEventLoop, db: asyncpg.Connection | asyncpg.Poo
         ref = ref_of({"reference": dict(reference)})
         if ref is None:
             return None
-        found = asyncio.run_coroutine_threadsafe(
-            result_store.data_by_ids(db, ref.execution_id, [ref.result_id]), loop).result(LOAD_TIMEOUT_SECONDS)
+        future = asyncio.run_coroutine_threadsafe(result_store.data_by_ids(db, ref.execution_id, [ref.result_id]),
+                                                  loop)
+        try:
+            found = future.result(LOAD_TIMEOUT_SECONDS)
+        except TimeoutError:
+            future.cancel()
+            # Transient: the request is answered 503 and retried; nothing was written.
+            raise ApiError(503, f"loading stored result {ref.uri()} took over {LOAD_TIMEOUT_SECONDS:g}s",
+                           "db_unavailable", headers=RETRY_AFTER) from None
         return found.get(ref.result_id)
 
     return resolve
