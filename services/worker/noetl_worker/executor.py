@@ -89,7 +89,8 @@ async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) ->
         return ToolResult(ok=True, result=result)
 
     try:
-        variables = await stored_scope.load_read_stubs(work.tasks or [], work.variables, ctx.credentials.get_result)
+        variables = await stored_scope.load_read_stubs(work.tasks or [], work.variables,
+                                                       lambda uri: ctx.credentials.get_result(uri))
     except Exception as exc:
         raise ToolError(f"could not load a stored result the pipeline reads: {exc}") from None
     outcome = await run_pipeline(work.tasks or [], variables, run_task)
