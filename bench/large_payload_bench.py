@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,11 @@ async def run(timeout: float) -> dict[str, Any]:
     }
 
 
+def compact_pairs(text: str) -> str:
+    """The RSS series' [seconds, MB] pairs one per line (indent=1 spreads each over four)."""
+    return re.sub(r"\[\n\s+([\d.]+),\n\s+([\d.]+)\n\s+\]", r"[\1, \2]", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.large_payload_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = asyncio.run(run(args.timeout))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=1) + "\n")
+    OUT.write_text(compact_pairs(json.dumps(report, indent=1)) + "\n")
     rss = report["shard_rss_mb"]
     for f in report["fixtures"]:
         print(f"{'PASS' if f['passed'] else 'FAIL'} {f['id']}: {f['detail']} ({f['seconds']} s)")
