@@ -11,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost \
+        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -172,6 +172,11 @@ bench-hotpath: install
 LABEL ?= current
 bench-write-cost: install
 	$(PY) -m bench.write_cost --label $(LABEL)
+
+## NoETL's heavy-payload batch playbooks at their real 256 KB per item on a 1-shard fleet (durable Postgres),
+## the shard's RSS sampled throughout (bound 512 MB), transactions per step; bench/results/large_payload.json.
+bench-large: install
+	$(PY) -m bench.large_payload_bench
 
 ## One shard empty vs holding EVENTS bulk-generated events (default 10^7: ~15 GB of disk, a quiet
 ## machine), and a retention run under writer load; bench/results/history.json.

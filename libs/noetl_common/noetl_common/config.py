@@ -164,6 +164,8 @@ class ShardSettings(msgspec.Struct, frozen=True):
     # NoETL's NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES: a worker's result larger than this is put in the
     # result store and the event logs a reference to it.
     event_result_max_bytes: int = 100 * 1024
+    # Bodies over event_result_max_bytes in flight at once, in bytes (noetl_api_shard.large_writes).
+    large_write_bytes: int = 32 * 1024 * 1024
     trusted_networks: tuple[IPNetwork, ...] = ()  # NOETL_TRUSTED_NETWORKS (noetl_common.trust)
     # Keychain: provider URL prefix -> replacement (a stand-in or proxy answers instead), and how
     # long before expiry an auto_renew entry is fetched again when read (NoETL's worker: 300 s).
@@ -226,6 +228,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             map_refresh_seconds=refresh,
             advertise_url=advertise.replace("{i}", str(index)) if advertise else None,
             event_result_max_bytes=env.int("NOETL_EVENT_RESULT_CONTEXT_MAX_BYTES", 100 * 1024, minimum=1024),
+            large_write_bytes=env.int("NOETL_LARGE_WRITE_BYTES", 32 * 1024 * 1024, minimum=1024),
             trusted_networks=trusted_networks(env),
             keychain_endpoints=url_rewrites(env, "NOETL_KEYCHAIN_ENDPOINTS"),
             keychain_renew_before_seconds=env.float("NOETL_KEYCHAIN_RENEW_BEFORE_SECONDS", 300.0),

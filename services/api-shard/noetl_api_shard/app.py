@@ -28,6 +28,7 @@ from .execution.write.wakeups import Wakeups
 from .metrics import ShardMetrics
 from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
                        pool_status, runtime, scaling)
+from . import large_writes
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
 from .store import partitions
@@ -57,6 +58,9 @@ def create_app(settings: ShardSettings) -> web.Application:
     app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], announcer=app[ANNOUNCER])
     app[KEEPER] = MapKeeper(svc)
     app.middlewares.append(fresh_map_for_writes)
+    app.middlewares.append(large_writes.middleware(large_writes.LargeWrites(
+        threshold=settings.event_result_max_bytes, budget=settings.large_write_bytes,
+        slots=max(1, settings.pool_max // 4), wait=settings.pool_acquire_timeout)))
     app.cleanup_ctx.append(_databases)
     app.cleanup_ctx.append(_announcer)
     app.cleanup_ctx.append(_map_keeper)

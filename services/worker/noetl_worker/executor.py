@@ -12,7 +12,7 @@ import msgspec
 from noetl_common.keychain_refs import redact
 from noetl_common.tools import ToolResult, run_pipeline
 
-from . import keychain, result_tiers
+from . import keychain, result_tiers, stored_scope
 from .tools import (artifact, container_tool, duckdb_tool, http_tool, nats_tool, noop, playbook_tool, postgres,
                     python_bridge, script_job, shell_tool, subscription_tool, transfer)
 from .tools.base import Runner, ToolContext, ToolError
@@ -90,7 +90,12 @@ async def run_tasks(work: Work, runners: dict[str, Runner], ctx: ToolContext) ->
                                                              "headers": result.get("headers") or {}})
         return ToolResult(ok=True, result=result)
 
-    outcome = await run_pipeline(work.tasks or [], work.variables, run_task)
+    try:
+        variables = await stored_scope.load_read_stubs(work.tasks or [], work.variables,
+                                                       lambda uri: ctx.credentials.get_result(uri))
+    except Exception as exc:
+        raise ToolError(f"could not load a stored result the pipeline reads: {exc}") from None
+    outcome = await run_pipeline(work.tasks or [], variables, run_task)
     if not outcome.ok:
         raise ToolError(outcome.error or "pipeline failed")
     return outcome.result

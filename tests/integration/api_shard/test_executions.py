@@ -453,3 +453,48 @@ async def test_an_archived_execution_replays_to_its_state(client, tmp_path):
     assert engine.checksum(replayed) == engine.checksum(archived_state)
     live = await (await c.get("/api/replay/state", params={"execution_id": eid})).json()
     assert live["stored_checksum"] == engine.checksum(archived_state)
+
+
+BIG_THEN_READ = b"""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: big_then_read, path: tests/big_then_read}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = {}"}
+    next: [{step: middle}]
+  - step: middle
+    tool: {kind: python, input: {count: "{{ start.count }}"}, code: "result = {}"}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, input: {second: "{{ start.rows[1] }}", whole: "{{ start }}"}, code: "result = {}"}
+"""
+
+
+async def test_a_large_result_is_kept_as_a_stub_and_loaded_where_a_template_reads_past_it(client):
+    """Over the event-log limit the shard stores the result; the execution's data keeps the stub
+    (reference and small fields), and a later step reading a dropped field gets it from the store."""
+    from noetl_api_shard.state import SERVICES
+
+    c = client
+    r = await c.post("/api/catalog/register", json={"content": base64.b64encode(BIG_THEN_READ).decode()})
+    assert r.status == 200
+    r = await c.post("/api/execute", json={"path": "tests/big_then_read"})
+    eid = (await r.json())["execution_id"]
+    rows = [{"id": i, "pad": "p" * 200} for i in range(1000)]  # ~220 KB, over the 100 KiB limit
+    for step, result in (("start", {"count": 1000, "rows": rows}), ("middle", {"ok": True})):
+        cid, name = await open_command(c, eid)
+        assert name == step
+        assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})).status == 200
+        await finish(c, eid, cid, result)
+    cid, name = await open_command(c, eid)
+    command = await (await c.get(f"/api/commands/{cid}")).json()
+    args = command["context"]["args"]
+    assert name == "end" and args["second"] == rows[1], "loaded from the result store for the template"
+    assert args["whole"]["count"] == 1000 and "rows" not in args["whole"] and args["whole"]["_ref"]["ref"]
+    pool = c.server.app[SERVICES].shard_pool
+    kept = await pool.fetchval("SELECT result FROM noetl.step_result WHERE execution_id = $1 AND step = 'start'",
+                               int(eid))
+    assert kept["count"] == 1000 and "rows" not in kept, "the data row is the stub"
+    replay = await (await c.get("/api/replay/state", params={"execution_id": eid})).json()
+    assert replay["matches"], replay

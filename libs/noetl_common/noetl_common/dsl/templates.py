@@ -12,6 +12,7 @@ from typing import Any
 import minijinja
 
 from ..keychain_refs import KeychainRef
+from .lazy import encode_hook, plain
 
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _FALSE = {"", "false", "0", "no", "none", "null", "off", "{}", "[]"}
@@ -22,6 +23,13 @@ class TemplateError(ValueError):
         first = message.strip().splitlines()[0] if message.strip() else message
         super().__init__(f"template {template!r}: {first}")
         self.template = template
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        return encode_hook(value)
+    except TypeError:
+        return str(value)
 
 
 def _fromjson(value: Any) -> Any:
@@ -46,7 +54,7 @@ def _default(value: Any, default: Any = "", boolean: bool = False) -> Any:
 def make_environment() -> minijinja.Environment:
     env = minijinja.Environment(undefined_behavior="chainable")
     env.add_filter("fromjson", _fromjson)
-    env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=str))
+    env.add_filter("tojson", lambda v, *a, **k: json.dumps(v, default=_json_default))
     env.add_filter("default", _default)
     env.add_filter("d", _default)
     env.add_filter("len", lambda v: len(v) if v is not None else 0)
@@ -104,6 +112,8 @@ class Renderer:
                     return None
                 # A keychain reference stays a reference (text the worker fills in), also inside
                 # a list or mapping the expression builds.
+                # A stored result read whole stays its stub (dsl.lazy).
+                value = plain(value)
                 return _references_as_text(value) if "keychain" in expr else value
             return self.env.render_str(text, **ctx)
         except minijinja.TemplateError as exc:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 
 from ..dsl.model import Loop, Playbook, Step
+from ..dsl.lazy import StoredView, encode_hook
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
 from ..keychain_refs import ROOT as KEYCHAIN, KeychainRef
@@ -28,6 +29,7 @@ from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
+from .stored import Resolve, compact, full_view, is_stub
 from .values import as_items, child_result, jsonable, pipeline_envelope, pipeline_result, selected
 
 
@@ -43,7 +45,8 @@ class _Run:
     """One apply call: the playbook, the state and data (updated in place), and the decisions being
     collected."""
 
-    def __init__(self, playbook: Playbook, state: State, data: ExecutionData, mint: Mint, now_ms: int) -> None:
+    def __init__(self, playbook: Playbook, state: State, data: ExecutionData, mint: Mint, now_ms: int,
+                 resolve: Resolve | None = None) -> None:
         self.pb = playbook
         self.st = state
         self.data = data
@@ -51,6 +54,32 @@ class _Run:
         self.now_ms = now_ms
         self.out: list[Decision] = []
         self.r = Renderer()
+        self.resolve = resolve
+        # Stored values loaded (or arrived whole) during this call, by reference uri.
+        self.loaded: dict[str, Any] = {}
+
+    def load(self, reference: dict[str, Any]) -> Any:
+        """A stored value for a template that reads past its stub: the whole one when it arrived in
+        this call, else through the caller's `resolve` (None: no store to read, the field is undefined)."""
+        uri = str(reference.get("ref"))
+        if uri not in self.loaded:
+            value = self.resolve(reference) if self.resolve is not None else None
+            self.loaded[uri] = full_view(value) if value is not None else None
+        return self.loaded[uri]
+
+    def keep(self, result: Any, whole: Any) -> Any:
+        """What the execution's data holds of a result: a stored one as its stub (engine.stored),
+        its whole value (before any output_select, as a later load gives it) remembered for the
+        rest of this call."""
+        if not is_stub(result):
+            return result
+        self.loaded[str(result["_ref"].get("ref"))] = whole
+        return compact(result)
+
+    def view(self, result: Any) -> Any:
+        if is_stub(result):
+            return StoredView(result, lambda: self.load(result["_ref"]))
+        return with_data(result)
 
     # --- context ------------------------------------------------------------------------------
     def context(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,7 +88,7 @@ class _Run:
         ctx: dict[str, Any] = dict(flat)
         results = self.data.results
         for name, result in results.items():
-            ctx[name] = with_data(result)
+            ctx[name] = self.view(result)
         ctx.update(workload=st.workload, ctx=flat, execution_id=str(st.execution_id),
                    catalog_id=str(st.catalog_id), path=self.pb.path)
         # Older spellings playbooks still use (dsl_reference §13), unless a variable takes the name.
@@ -149,7 +178,8 @@ class _Run:
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
             # The worker renders pipeline tasks and adds the keychain to this scope itself.
-            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef)})
+            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef)},
+                               enc_hook=encode_hook)
             config, pipeline = {}, step.tasks
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
@@ -227,10 +257,11 @@ class _Run:
             self.complete(step.name, aggregate, event_name=EventType.LOOP_DONE)
 
     # --- completion and routing ---------------------------------------------------------------
-    def complete(self, name: str, result: Any, *, event_name: str = EventType.STEP_DONE) -> None:
+    def complete(self, name: str, result: Any, kept: Any = None, *, event_name: str = EventType.STEP_DONE) -> None:
+        """`kept`: what the data holds of `result` (its stub, when stored; default the result)."""
         step = self.pb.steps[name]
         st = self.st
-        self.data.set_result(name, result)
+        self.data.set_result(name, result if kept is None else kept)
         st.step_status[name] = "done"
         self.out.append(EmitEvent(event_type=EventType.STEP_EXIT, step=name, payload={"status": "COMPLETED"}))
         try:
@@ -326,8 +357,10 @@ class _Run:
         if envelope is not None:
             self.st.vars.update(envelope.get("ctx_updates") or {})
             result = pipeline_result(envelope)
+        whole = result
         if ok and step.output_select:
             result = selected(result, step.output_select)
+        kept = self.keep(result, whole) if ok else result
         if not ok and pending.attempt < pending.max_attempts:
             item = total = None
             if pending.iteration is not None:
@@ -338,7 +371,7 @@ class _Run:
         error = event.error or "command failed"
         if pending.iteration is None:
             if ok:
-                self.complete(step.name, result)
+                self.complete(step.name, result, kept)
             else:
                 self.fail_step(step.name, f"step '{step.name}': {error}")
             return
@@ -348,7 +381,7 @@ class _Run:
         ls.in_flight -= 1
         ls.done += 1
         if ok:
-            self.data.set_loop_result(step.name, ls.run, pending.iteration, result)
+            self.data.set_loop_result(step.name, ls.run, pending.iteration, kept)
         else:
             ls.failed += 1
             self.data.set_loop_result(step.name, ls.run, pending.iteration, {"status": "error", "error": error})
@@ -390,13 +423,14 @@ def start(playbook: Playbook, *, execution_id: int, workload: dict[str, Any], ca
 
 
 def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
-          mint: Mint, data: ExecutionData) -> tuple[State, list[Decision]]:
+          mint: Mint, data: ExecutionData, resolve: Resolve | None = None) -> tuple[State, list[Decision]]:
     """Takes ownership of `state` and returns it updated: no copy, so an event costs the same with
     ten commands in flight or ten thousand. Callers keep the returned state, never the argument.
-    `data` (the caller's, matching `state`) is updated in place; its journal holds what to persist."""
+    `data` (the caller's, matching `state`) is updated in place; its journal holds what to persist.
+    `resolve` loads a stored result a template reads past its stub (engine.stored); it may block."""
     if state.status != "RUNNING":
         return state, []
-    run = _Run(playbook, state, data, mint, now_ms)
+    run = _Run(playbook, state, data, mint, now_ms, resolve)
     if event.kind == "cancel":
         state.status = "CANCELLED"
         state.pending = {}

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import msgspec
 
+from .stored import is_stub
+
 
 class StepResult(msgspec.Struct, tag=True, frozen=True):
     """A step's final result. A step can finish more than once (cycles, a routed failure after a
@@ -56,10 +58,15 @@ class ExecutionData:
         self.results: dict[str, Any] = dict(results or {})
         self._loops: Loops = dict(loops or {})
         self._journal: list[DataWrite] = []
+        # Whether any result here is a stored one's stub, which a template may need loaded: the
+        # caller then gives apply a `resolve` (it need not otherwise). Once set, it stays set.
+        self.holds_stored = any(is_stub(v) for v in self.results.values()) or any(
+            is_stub(v) for _, results in self._loops.values() for v in results.values())
 
     # --- engine-facing ---------------------------------------------------------------------------
     def set_result(self, step: str, value: Any) -> None:
         self.results[step] = value
+        self.holds_stored = self.holds_stored or is_stub(value)
         self._journal.append(StepResult(step=step, value=value))
 
     def start_loop(self, step: str, run: int, items: list[Any]) -> None:
@@ -78,6 +85,7 @@ class ExecutionData:
 
     def set_loop_result(self, step: str, run: int, index: int, value: Any) -> None:
         self._loops[(step, run)][1][index] = value
+        self.holds_stored = self.holds_stored or is_stub(value)
         self._journal.append(LoopResult(step=step, run=run, index=index, value=value))
 
     def loop_results(self, step: str, run: int, total: int) -> list[Any]:

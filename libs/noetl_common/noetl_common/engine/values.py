@@ -4,7 +4,7 @@ or a child playbook's result, and a JSON-safe copy of a scope."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
@@ -77,5 +77,5 @@ def child_result(step: Step, payload: Any) -> Any:
     return {"status": payload.get("status"), "result": payload.get("result")}
 
 
-def jsonable(value: Any) -> Any:
-    return msgspec.json.decode(msgspec.json.encode(value))
+def jsonable(value: Any, enc_hook: Callable[[Any], Any] | None = None) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value, enc_hook=enc_hook))

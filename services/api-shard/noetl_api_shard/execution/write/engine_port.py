@@ -26,8 +26,8 @@ def start(playbook: Any, *, execution_id: int, workload: dict, catalog_id: int, 
 
 
 def apply(playbook: Any, state: State, event: EngineEvent, *, now_ms: int, mint: Callable[[], int],
-          data: ExecutionData) -> tuple[State, list[Decision]]:
-    return _engine.apply(playbook, state, event, now_ms=now_ms, mint=mint, data=data)
+          data: ExecutionData, resolve: Callable[[Any], Any] | None = None) -> tuple[State, list[Decision]]:
+    return _engine.apply(playbook, state, event, now_ms=now_ms, mint=mint, data=data, resolve=resolve)
 
 
 def new_data() -> ExecutionData:

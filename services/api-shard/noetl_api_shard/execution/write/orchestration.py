@@ -36,6 +36,7 @@ from ...store.events import NewEvent
 from ...store.writes import CommandChange, CommandRow, ExecutionWrite
 from . import children
 from . import engine_port as engine
+from . import stored_loader
 from .announcing import command_context, issued_event_context, notification
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
@@ -239,8 +240,11 @@ class Orchestrator:
         ex.changed = True  # before apply, which updates the state in place
         with tracing.child_span("engine.apply", {"noetl.execution_id": str(ex.execution_id),
                                                  "noetl.engine.event": type(event).__name__}) as span:
-            ex.state, decisions = engine.apply(playbook, ex.state, event, now_ms=engine.engine_time(cause_event_id),
-                                               mint=self.svc.mint_owned_id, data=ex.data)
+            state = ex.state
+            ex.state, decisions = await stored_loader.run_engine(
+                ex.data.holds_stored, txn.conn or self.svc.write_pool,
+                lambda resolve: engine.apply(playbook, state, event, now_ms=engine.engine_time(cause_event_id),
+                                             mint=self.svc.mint_owned_id, data=ex.data, resolve=resolve))
             if span is not None:
                 span.set_attribute("noetl.engine.decisions", len(decisions))
         return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Mapping
 import asyncpg
 
 from noetl_common.errors import not_found
+from noetl_common.result_refs import ref_of
 from noetl_common.wire.execution_views import ReplayReport
 from noetl_common.vocabulary import EventType
 
@@ -69,10 +70,16 @@ def fold_rows(playbook: Any, execution: Mapping[str, Any], rows: list[Any],
         if event is None:
             continue
         state, decisions = engine.apply(playbook, state, event, now_ms=engine.engine_time(row["event_id"]), mint=mint,
-                                        data=data)
+                                        data=data, resolve=lambda reference: _stored_value(reference, stored))
         if any(isinstance(d, engine.Finish) for d in decisions):
             break
     return state, data
+
+
+def _stored_value(reference: Mapping[str, Any], stored: Mapping[int, Any]) -> Any:
+    """A stub's value for a template in the replay: the log's stored values are all in hand."""
+    ref = ref_of({"reference": dict(reference)})
+    return stored.get(ref.result_id) if ref is not None else None
 
 
 async def compare(pool: asyncpg.Pool, orch: Orchestrator, execution_id: int) -> ReplayReport:
