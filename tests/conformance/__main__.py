@@ -35,6 +35,7 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
+from tests.support import fakesnow_server
 from tests.support.noetl_worker import venv as noetl_venv
 from tests.support.noetl_worker.process import start_noetl_worker
 from tests.support.testapi.process import start as start_test_api
@@ -85,6 +86,7 @@ class LocalFleet(msgspec.Struct):
     test_api: str | None = None     # the local test API's URL, when a fixture needs it
     test_api_tls: str | None = None  # its HTTPS host (keychain fixtures with a fixed https:// URL)
     available: set[str] = set()     # what fixtures may need that this fleet provides
+    snowflake: dict | None = None   # a snowflake credential's data for the Snowflake stand-in (fakesnow)
 
 
 def noetl_worker_python() -> Path:
@@ -108,7 +110,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
         available = {"postgres", "duckdb", "script-files"}
         test_api = test_api_tls = None
-        if needs & {"test_api", "keychain"}:
+        if needs & {"test_api", "keychain", "gcs"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
             proxied = tuple((index or {}).get("proxied_hosts") or ())
@@ -121,16 +123,24 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
             if api.proxy:
                 # the public hosts a playbook names inside a tool reach the test API through this proxy
                 extra_env.update(HTTPS_PROXY=api.proxy, NO_PROXY="127.0.0.1,localhost")
+            if "gcs" in needs:
+                # the test API's GCS stand-in (gcs.py): google-cloud-storage in the python tool goes there
+                extra_env["STORAGE_EMULATOR_HOST"] = test_api
+                available.add("gcs")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")
+        snowflake = (await fakesnow_server.start(supervisor)).credential() if "snowflake" in needs else None
+        if snowflake:
+            available.add("snowflake")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
                                         workers=workers, extra_env=extra_env))
         await start_fleet(supervisor, specs)
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
-                           supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available)
+                           supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available,
+                           snowflake=snowflake)
         for i in range(external):
             assert python is not None
             name = f"noetl-worker-{i}"
@@ -154,7 +164,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
         runner = Runner(fleet.router, directory, scratch_dsn=fleet.scratch_dsn,
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
-                        noetl_credential=credential_for(fleet.cluster_dsn))
+                        noetl_credential=credential_for(fleet.cluster_dsn), snowflake_credential=fleet.snowflake)
         return await runner.run(only)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, identity, placeholder
+from . import data, gcs, github_repo, identity, placeholder
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -222,4 +222,6 @@ def build_app(static_dir: str | None = None) -> web.Application:
     app.router.add_get(f"{v1}/concurrency/stats", probe_stats)
     identity.add_routes(app)
     placeholder.add_routes(app)
+    gcs.add_routes(app)
+    github_repo.add_routes(app)
     return app

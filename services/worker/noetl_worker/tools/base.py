@@ -49,6 +49,18 @@ class ToolContext:
         self.timeout_seconds = timeout_seconds
 
 
+async def credential_data(name: str, ctx: ToolContext) -> dict[str, Any]:
+    """The data of the credential `name` (fetched with its secrets from the control plane)."""
+    try:
+        credential = await ctx.credentials.get_credential(name)
+    except Exception as exc:
+        raise ToolError(f"credential {name!r} could not be resolved: {exc}") from None
+    data = credential.get("data") if isinstance(credential, dict) else None
+    if not isinstance(data, dict):
+        raise ToolError(f"credential {name!r} has no data")
+    return data
+
+
 Runner = Callable[[dict[str, Any], dict[str, Any], ToolContext], Awaitable[Any]]
 
 
