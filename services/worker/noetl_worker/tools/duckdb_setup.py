@@ -39,8 +39,9 @@ def bundled_extensions() -> dict[str, Path]:
 
 def install_bundled(con: Any) -> None:
     """INSTALL each shipped extension that DuckDB's extension directory does not have yet."""
-    installed = {row[0] for row in con.execute(
-        "SELECT extension_name FROM duckdb_extensions() WHERE installed").fetchall()}
+    installed: set[str] = set()
+    for name, aliases in con.execute("SELECT extension_name, aliases FROM duckdb_extensions() WHERE installed").fetchall():
+        installed |= {name, *(aliases or [])}  # postgres is installed as postgres_scanner
     for name, path in bundled_extensions().items():
         if name not in installed:
             con.execute(f"INSTALL '{quote(str(path))}'")
