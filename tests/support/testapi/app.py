@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, gcs, github_repo, identity, placeholder
+from . import data, gcp_hosts, gcs, github_repo, identity, placeholder
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -224,4 +224,5 @@ def build_app(static_dir: str | None = None) -> web.Application:
     placeholder.add_routes(app)
     gcs.add_routes(app)
     github_repo.add_routes(app)
+    gcp_hosts.add_routes(app)
     return app
