@@ -107,7 +107,9 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
     try:
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
-        extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
+        # duckdb's per-execution files and a playbook's relative paths (COPY ... TO 'x.parquet') stay
+        # in the run's directory
+        extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), "NOETL_DATA_DIR": str(work / "data"), **(env or {})}
         available = {"postgres", "duckdb", "script-files"}
         test_api = test_api_tls = None
         if needs & {"test_api", "keychain", "gcs"}:
@@ -135,7 +137,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
             available.add("snowflake")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=workers, extra_env=extra_env))
+                                        workers=workers, extra_env=extra_env, worker_cwd=str(work)))
         await start_fleet(supervisor, specs)
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
