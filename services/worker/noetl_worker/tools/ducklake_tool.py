@@ -23,10 +23,11 @@ from .base import ToolContext, ToolError, credential_data, jsonable
 QUERY_STARTS = ("SELECT", "FROM", "WITH", "SHOW", "DESCRIBE")
 
 
-async def catalog_connection(config: dict[str, Any], ctx: ToolContext) -> str:
+async def catalog_connection(config: dict[str, Any], ctx: ToolContext) -> tuple[str, str | None]:
+    """(the catalog's libpq connection string or URL, its password: kept out of error messages)."""
     explicit = config.get("catalog_connection")
     if isinstance(explicit, str) and explicit.strip():
-        return explicit.strip()
+        return explicit.strip(), _password(explicit.strip())
     auth = config.get("auth") or config.get("credential")
     if isinstance(auth, dict):
         auth = auth.get("key") or next((v.get("key") for v in auth.values() if isinstance(v, dict)), None)
@@ -37,12 +38,14 @@ async def catalog_connection(config: dict[str, Any], ctx: ToolContext) -> str:
     fields = {"host": data.get("db_host") or data.get("host"), "port": data.get("db_port") or data.get("port"),
               "dbname": data.get("db_name") or data.get("database"), "user": data.get("db_user") or data.get("user"),
               "password": data.get("db_password") or data.get("password")}
-    return " ".join(f"{k}={_libpq(v)}" for k, v in fields.items() if v not in (None, ""))
+    password = fields["password"]
+    return (" ".join(f"{k}={_libpq(v)}" for k, v in fields.items() if v not in (None, "")),
+            str(password) if password else None)
 
 
 def _libpq(value: Any) -> str:
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'" if not text or " " in text or "'" in str(value) else text
+    """A libpq key=value value, quoted (backslash escapes inside)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _password(connection: str) -> str | None:
@@ -102,7 +105,7 @@ def _catalog_info(con: Any, catalog: str) -> dict[str, Any]:
             "table_count": len(table_rows), "tables": table_rows}
 
 
-def _run(connection: str, catalog: str, data_path: str, commands: list[str]) -> dict[str, Any]:
+def _run(connection: str, password: str | None, catalog: str, data_path: str, commands: list[str]) -> dict[str, Any]:
     import duckdb
 
     if "://" not in data_path:
@@ -116,9 +119,7 @@ def _run(connection: str, catalog: str, data_path: str, commands: list[str]) -> 
                         f"(DATA_PATH '{duckdb_setup.quote(data_path)}')")
             con.execute(f"USE {catalog}")
         except Exception as exc:
-            message = str(exc)
-            if (secret := _password(connection)):
-                message = message.replace(secret, "***")
+            message = str(exc).replace(password, "***") if password else str(exc)
             raise ToolError(f"ducklake could not attach catalog {catalog!r}: {type(exc).__name__}: {message}") from None
         results = [_run_command(con, i, c) for i, c in enumerate(commands)]
         return {"status": "ok", "result": {"command_count": len(results), "commands": results},
@@ -133,5 +134,5 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     if not data_path:
         raise ToolError("ducklake needs `data_path` (where the lake's data files go)")
     commands = _commands(config)
-    connection = await catalog_connection(config, ctx)
-    return await asyncio.to_thread(_run, connection, catalog, data_path, commands)
+    connection, password = await catalog_connection(config, ctx)
+    return await asyncio.to_thread(_run, connection, password, catalog, data_path, commands)

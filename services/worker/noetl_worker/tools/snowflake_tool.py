@@ -31,8 +31,12 @@ async def connection_params(config: dict[str, Any], ctx: ToolContext) -> dict[st
     params: dict[str, Any] = {}
     for field in CONNECT_FIELDS:
         value = data.get(field) or data.get(f"sf_{field}") or DEFAULTS.get(field)
-        if value not in (None, ""):
+        if value in (None, ""):
+            continue
+        try:
             params[field] = int(value) if field == "port" else value
+        except (TypeError, ValueError):
+            raise ToolError(f"snowflake credential {auth!r}: port must be a number, got {value!r}") from None
     if not params.get("account") or not params.get("user"):
         raise ToolError(f"snowflake credential {auth!r} needs account and user")
     if not params.get("password"):
