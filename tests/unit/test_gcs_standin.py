@@ -92,3 +92,26 @@ async def test_under_gcs_own_host_a_bearer_token_issued_here_is_required(api):
             assert (r.status, (await r.json())["items"]) == (200, [])
         async with http.get(f"{api}/storage/v1/b") as r:
             assert r.status == 400 and "project" in (await r.json())["error"]["message"]
+
+
+async def test_bad_uploads_and_ranges_are_4xx_naming_the_problem(api):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{api}/upload/storage/v1/b/x/o", params={"uploadType": "multipart"},
+                             headers={"Content-Type": "multipart/related; boundary=b"}, data=b"junk") as r:
+            assert r.status == 400 and "multipart" in (await r.json())["error"]["message"]
+        async with http.post(f"{api}/upload/storage/v1/b/x/o", params={"uploadType": "media"}, data=b"1") as r:
+            assert r.status == 400 and "name" in (await r.json())["error"]["message"]
+        async with http.post(f"{api}/upload/storage/v1/b/x/o", params={"uploadType": "resumable", "name": "n"}) as r:
+            assert r.status == 400 and "resumable" in (await r.json())["error"]["message"]
+        signed = {"Authorization": f"AWS4-HMAC-SHA256 Credential={HMAC_KEY_ID}/20260101/auto/s3/aws4_request"}
+        async with http.put(f"{api}/gcs-xml/x/obj", data=b"abc", headers=signed) as r:
+            assert r.status == 200
+        async with http.get(f"{api}/gcs-xml/x/obj", headers={**signed, "Range": "bytes=1-"}) as r:
+            assert (r.status, await r.read()) == (206, b"bc")
+        async with http.get(f"{api}/gcs-xml/x/obj", headers={**signed, "Range": "items=zz"}) as r:
+            assert r.status == 416 and "InvalidRange" in await r.text()
+        async with http.post(f"{api}/gcs-xml/x/big", params={"uploads": ""}, headers=signed) as r:
+            upload_id = (await r.text()).split("<UploadId>")[1].split("<")[0]
+        async with http.put(f"{api}/gcs-xml/x/big", params={"uploadId": upload_id, "partNumber": "one"},
+                            headers=signed, data=b"z") as r:
+            assert r.status == 400 and "partNumber" in await r.text()

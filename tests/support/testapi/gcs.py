@@ -172,8 +172,8 @@ async def upload(request: web.Request) -> web.Response:
     elif kind == "multipart":
         try:
             metadata, content_type, data = _multipart(request.headers.get("Content-Type", ""), body)
-        except ValueError as exc:
-            return _error(400, str(exc))
+        except Exception as exc:  # whatever the parser makes of a malformed body is the caller's error
+            return _error(400, f"malformed multipart upload: {exc}")
         name = request.query.get("name") or str(metadata.get("name") or "")
         content_type = str(metadata.get("contentType") or content_type)
     else:
@@ -196,6 +196,8 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict[str, Any], str, byt
         metadata = json.loads(raw_meta or b"{}")
     except ValueError:
         raise ValueError("the metadata part of a multipart upload must be JSON") from None
+    if not isinstance(metadata, dict):
+        raise ValueError("the metadata part of a multipart upload must be a JSON object")
     return metadata, parts[1].get_content_type(), media or b""
 
 
@@ -216,9 +218,12 @@ def _signed(request: web.Request) -> bool:
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int] | None:
-    if not header.startswith("bytes="):
+    """`bytes=a-b`, `bytes=a-`, `bytes=-n`; ValueError for anything else."""
+    if not header:
         return None
-    first, _, last = header[6:].partition("-")
+    first, _, last = header.removeprefix("bytes=").partition("-")
+    if not header.startswith("bytes=") or not (first or last):
+        raise ValueError(header)
     start = int(first) if first else max(0, size - int(last))
     end = min(int(last), size - 1) if first and last else size - 1
     return start, end
@@ -240,8 +245,10 @@ async def xml_object(request: web.Request) -> web.Response:
         if started is None:
             return _xml_error(404, "NoSuchUpload", f"no upload {q['uploadId']}")
         if request.method == "PUT":
+            if not q.get("partNumber", "").isdigit():
+                return _xml_error(400, "InvalidArgument", "partNumber must be a positive integer")
             data = await request.read()
-            started[2][int(q.get("partNumber", "0"))] = data
+            started[2][int(q["partNumber"])] = data
             return web.Response(status=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
         if request.method == "POST":
             await request.read()
@@ -266,7 +273,10 @@ async def xml_object(request: web.Request) -> web.Response:
                "Accept-Ranges": "bytes", "Content-Type": blob.content_type}
     if request.method == "HEAD":
         return web.Response(status=200, headers={**headers, "Content-Length": str(len(blob.data))})
-    wanted = _byte_range(request.headers.get("Range", ""), len(blob.data))
+    try:
+        wanted = _byte_range(request.headers.get("Range", ""), len(blob.data))
+    except ValueError:
+        return _xml_error(416, "InvalidRange", f"Range {request.headers.get('Range')!r} is not bytes=<first>-<last>")
     if wanted is None:
         return web.Response(status=200, body=blob.data, headers=headers)
     start, end = wanted
