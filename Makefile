@@ -11,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats conformance-rest e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
+        conformance-keychain conformance-jobs conformance-nats conformance-rest conformance-cloud e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -131,6 +131,11 @@ conformance-nats: install
 ## (Wikipedia, GitHub, IBM Quantum, Open-Meteo, httpbin, api.example.com, through its proxy).
 conformance-rest: install
 	$(PY) -m tests.conformance tests/conformance/rest --shards $(SHARDS)
+
+## Run the cloud conformance index (GCS, Snowflake and DuckLake playbooks against the test API's GCS
+## stand-in, fakesnow's Snowflake server and DuckLake with its catalog in Postgres).
+conformance-cloud: install
+	$(PY) -m tests.conformance tests/conformance/cloud --shards $(SHARDS)
 
 ## NoETL's "core" regression set (noetl/e2e scripts/rust_regression_run.sh; the 63 of its 66 fixtures in
 ## ../shared/e2e) the way that script runs it: all registered first, default workloads with only addresses

@@ -35,6 +35,7 @@ from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
+from tests.support import fakesnow_server
 from tests.support.noetl_worker import venv as noetl_venv
 from tests.support.noetl_worker.process import start_noetl_worker
 from tests.support.kafka_broker import start as start_kafka
@@ -88,6 +89,7 @@ class LocalFleet(msgspec.Struct):
     test_api_tls: str | None = None  # its HTTPS host (keychain fixtures with a fixed https:// URL)
     available: set[str] = set()     # what fixtures may need that this fleet provides
     kafka: str | None = None        # the local Kafka broker (host:port), when a fixture needs it
+    snowflake: dict | None = None   # a snowflake credential's data for the Snowflake stand-in (fakesnow)
 
 
 def noetl_worker_python() -> Path:
@@ -108,14 +110,16 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
     try:
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
-        extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), **(env or {})}
+        # duckdb's per-execution files and a playbook's relative paths (COPY ... TO 'x.parquet') stay
+        # in the run's directory
+        extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), "NOETL_DATA_DIR": str(work / "data"), **(env or {})}
         available = {"postgres", "duckdb", "script-files", "nats"}
         test_api = test_api_tls = None
         kafka = None
         if "kafka" in needs:
             kafka = await start_kafka(supervisor)
             available.add("kafka")
-        if needs & {"test_api", "keychain", "kubernetes", "pubsub"}:
+        if needs & {"test_api", "keychain", "kubernetes", "pubsub", "gcs"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
             proxied = tuple((index or {}).get("proxied_hosts") or ())
@@ -135,17 +139,24 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
                 # the workers' Kubernetes cluster is the test API's stand-in (kube.py), which runs Jobs locally
                 extra_env["KUBECONFIG"] = str(write_kubeconfig(work / "kubeconfig", api.url))
                 available.add("kubernetes")
+            if "gcs" in needs:
+                # the test API's GCS stand-in (gcs.py): google-cloud-storage in the python tool goes there
+                extra_env["STORAGE_EMULATOR_HOST"] = test_api
+                available.add("gcs")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")
+        snowflake = (await fakesnow_server.start(supervisor)).credential() if "snowflake" in needs else None
+        if snowflake:
+            available.add("snowflake")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
-                                        workers=workers, extra_env=extra_env))
+                                        workers=workers, extra_env=extra_env, worker_cwd=str(work)))
         await start_fleet(supervisor, specs)
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
                            supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available,
-                           kafka=kafka)
+                           kafka=kafka, snowflake=snowflake)
         for i in range(external):
             assert python is not None
             name = f"noetl-worker-{i}"
@@ -170,7 +181,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
                         noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka,
-                        nats_url=fleet.nats_url)
+                        nats_url=fleet.nats_url, snowflake_credential=fleet.snowflake)
         return await runner.run(only)
 
 

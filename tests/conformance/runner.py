@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -57,7 +58,7 @@ class Runner:
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
                  test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None,
                  noetl_credential: dict | None = None, kafka: str | None = None,
-                 nats_url: str | None = None) -> None:
+                 nats_url: str | None = None, snowflake_credential: dict | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
@@ -69,6 +70,7 @@ class Runner:
         self.pg_credential = pg_credential
         self.noetl_credential = noetl_credential  # the fleet's own catalog database (NoETL's `noetl` schema)
         self.nats_url = nats_url  # the fleet's NATS (JetStream), what NoETL's `nats_credential` names
+        self.snowflake_credential = snowflake_credential  # the Snowflake stand-in's address and sign-in
         self.available = available
         self.timeout = timeout
         self.executions: dict[str, str] = {}
@@ -83,11 +85,11 @@ class Runner:
                 for name in self.index.get("noetl_db_credentials", []):
                     await self.post("/api/credentials", {"name": name, "type": "postgres",
                                                          "data": self.noetl_credential})
-            for cred in self.index.get("credentials") or []:  # e.g. a broker's address by alias
-                cred = substitute(cred, {"test_api": self.test_api_url or "", "kafka": self.kafka or ""})
-                status, body = await self.post("/api/credentials", cred)
-                if status >= 300:
-                    raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
+            if self.snowflake_credential:
+                for name in self.index.get("snowflake_credentials", []):
+                    await self.post("/api/credentials", {"name": name, "type": "snowflake",
+                                                         "data": self.snowflake_credential})
+            await self.register_credentials()
             if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
                 await self.seed_keychain()
             if self.nats_url and "nats" in self.available and needs_of(self.index, only) & {"nats"}:
@@ -163,6 +165,15 @@ class Runner:
         finally:
             await nc.close()
 
+    async def register_credentials(self) -> None:
+        """The index's `credentials` (HMAC keys, a broker's address by alias, ...), `{test_api}`, `{kafka}` and the scratch database's
+        `{db_host}`.. filled in."""
+        names = {"test_api": self.test_api_url or "", "kafka": self.kafka or "", **{k: str(v) for k, v in (self.pg_credential or {}).items()}}
+        for cred in self.index.get("credentials") or []:
+            status, body = await self.post("/api/credentials", substitute(cred, names))
+            if status >= 300:
+                raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
+
     async def post(self, path: str, body: dict) -> tuple[int, Any]:
         async with self.http.post(self.api + path, json=body) as r:
             return r.status, await r.json(content_type=None)
@@ -198,6 +209,7 @@ class Runner:
                     return Outcome(fid, True, f"rejected at registration ({status}), as allowed")
                 return Outcome(fid, False, f"register: {status} {body}")
             names = {"test_api": self.test_api_url or "", "test_api_tls_host": self.test_api_tls_host or "",
+                     "test_api_host": urlsplit(self.test_api_url or "").netloc,
                      "router": self.api,
                      **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
             payload = substitute(fixture.get("payload") or {}, names)

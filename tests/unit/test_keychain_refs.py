@@ -50,3 +50,13 @@ def test_references_inside_built_values_become_text():
     out = r.render("{{ {'a': [keychain.t.v], 'b': keychain.u} }}", {"keychain": KeychainRef()})
     assert out == {"a": ["{{ keychain.t.v }}"], "b": "{{ keychain.u }}"}
     assert substitute(out, {"t": {"v": "S"}, "u": 3}) == {"a": ["S"], "b": 3}
+
+
+def test_token_renders_to_its_own_call_for_the_worker_to_fill():
+    from noetl_common.keychain_refs import substitute_tokens, token_ref, token_requests
+
+    rendered = Renderer().render({"h": "Bearer {{ token(auth) }}", "i": "{{ token(auth, 'https://a/b') }}"},
+                                 {"token": token_ref, "auth": "google_oauth"})
+    assert rendered == {"h": "Bearer {{ token('google_oauth') }}", "i": "{{ token('google_oauth', 'https://a/b') }}"}
+    assert token_requests(rendered) == {("google_oauth", None), ("google_oauth", "https://a/b")}
+    assert substitute_tokens(rendered, {("google_oauth", None): "T"}) == {"h": "Bearer T", "i": ""}

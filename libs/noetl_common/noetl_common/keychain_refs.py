@@ -21,6 +21,46 @@ PLACEHOLDER = re.compile(r"\{\{ keychain\.(\w+)((?:\.\w+)*) \}\}")
 MENTION = re.compile(r"\bkeychain\s*\.\s*(\w+)|\bkeychain\s*\[\s*['\"](\w+)['\"]\s*\]")
 
 
+# `{{ token(<credential>[, <audience>]) }}`, NoETL's template function for a bearer token minted
+# from a credential (a Google service account's access token, or an ID token for an audience),
+# renders to this text, and the worker asks the control plane for the token right before the tool
+# runs: a token, like a keychain value, never passes through the engine or the event log.
+TOKEN = re.compile(r"\{\{ token\('([^'{}]+)'(?:, '([^'{}]+)')?\) \}\}")
+
+
+def token_ref(credential: Any, audience: Any = None) -> str:
+    """What `token(...)` renders to on the shard: its own call, with the arguments evaluated."""
+    args = [str(credential).replace("'", "")] + ([str(audience).replace("'", "")] if audience else [])
+    return "{{ token(" + ", ".join(f"'{a}'" for a in args) + ") }}"
+
+
+def token_requests(value: Any) -> set[tuple[str, str | None]]:
+    """(credential, audience) of every token placeholder in a value."""
+    found: set[tuple[str, str | None]] = set()
+    if isinstance(value, str):
+        if "{{ token(" in value:
+            found.update((m.group(1), m.group(2)) for m in TOKEN.finditer(value))
+    elif isinstance(value, dict):
+        for item in value.values():
+            found |= token_requests(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= token_requests(item)
+    return found
+
+
+def substitute_tokens(value: Any, tokens: dict[tuple[str, str | None], str]) -> Any:
+    if isinstance(value, str):
+        if "{{ token(" not in value:
+            return value
+        return TOKEN.sub(lambda m: tokens.get((m.group(1), m.group(2)), ""), value)
+    if isinstance(value, dict):
+        return {k: substitute_tokens(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_tokens(v, tokens) for v in value]
+    return value
+
+
 class KeychainRef:
     """A path below `keychain` that renders as its own template text."""
 

@@ -30,6 +30,8 @@ class FleetConfig(msgspec.Struct, kw_only=True):
     secrets: dict[str, str]        # NOETL_ENCRYPTION_KEY, NOETL_INTERNAL_API_TOKEN
     workers: int = 1
     extra_env: dict[str, str] = {}
+    # The workers' working directory (None: this process's): where a playbook's relative paths land.
+    worker_cwd: str | None = None
 
 
 def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
@@ -54,8 +56,8 @@ def fleet_specs(cfg: FleetConfig) -> list[ServiceSpec]:
         **common, "NOETL_SHARD_URLS": ",".join(shard_urls)}))
     # Workers talk to the router like any NoETL worker; notifications name the owning shard directly.
     specs.extend(ServiceSpec(name=f"worker-{w}", module="noetl_worker", port=free_port(), env={
-        **common, "NOETL_SERVER_URL": f"http://127.0.0.1:{router_port}", "WORKER_ID": f"worker-{w}"})
-        for w in range(cfg.workers))
+        **common, "NOETL_SERVER_URL": f"http://127.0.0.1:{router_port}", "WORKER_ID": f"worker-{w}"},
+        cwd=cfg.worker_cwd) for w in range(cfg.workers))
     return specs
 
 

@@ -27,7 +27,7 @@ from .execution.write.prompt_announce import PromptAnnouncer
 from .execution.write.wakeups import Wakeups
 from .metrics import ShardMetrics
 from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
-                       pool_status, runtime, scaling)
+                       pool_status, runtime, scaling, tokens)
 from . import large_writes
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
@@ -68,7 +68,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
     add_readiness_check(app, "cluster_db", lambda: ping(svc.cluster_pool, READINESS_TIMEOUT_SECONDS))
     for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,
-                 keychain, runtime, outbox_api, projection_api, event_stream, execution_routes):
+                 keychain, tokens, runtime, outbox_api, projection_api, event_stream, execution_routes):
         area.register(app)
     retention.install(app, lambda: svc.shard_pool, settings, metrics)
     return app

@@ -167,6 +167,15 @@ class ControlPlane:
             raise ControlPlaneError(f"credential {name!r}: unexpected response", None, retryable=False)
         return decoded
 
+    async def mint_token(self, credential: str, audience: str | None = None) -> str:
+        """A bearer token minted by the control plane from a credential (what `token()` renders to)."""
+        raw = await self._request("POST", f"/api/credentials/{quote(credential, safe='')}/token",
+                                  data=msgspec.json.encode({"audience": audience}))
+        decoded = msgspec.json.decode(raw)
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("token"), str):
+            raise ControlPlaneError(f"token({credential!r}): unexpected response", None, retryable=False)
+        return decoded["token"]
+
     async def get_keychain(self, catalog_id: int, name: str, execution_id: int) -> dict[str, Any] | None:
         """An entry's value: global scope first, then this execution's own, then shared (NoETL's
         lookup order); None when none is there or it expired."""

@@ -13,8 +13,8 @@ from noetl_common.keychain_refs import redact
 from noetl_common.tools import ToolResult, run_pipeline
 
 from . import keychain, result_tiers, stored_scope
-from .tools import (artifact, container_tool, duckdb_tool, http_tool, nats_tool, noop, playbook_tool, postgres,
-                    python_bridge, script_job, shell_tool, subscription_tool, transfer)
+from .tools import (artifact, container_tool, duckdb_tool, ducklake_tool, http_tool, nats_tool, noop, playbook_tool,
+                    postgres, python_bridge, script_job, shell_tool, snowflake_tool, subscription_tool, transfer)
 from .tools.base import Runner, ToolContext, ToolError
 
 MAX_STDOUT = 64 * 1024  # keep events small; the tail is what explains a failure
@@ -42,7 +42,8 @@ def default_runners() -> dict[str, Runner]:
     return {"http": http_tool.run, "postgres": postgres.run, "duckdb": duckdb_tool.run, "noop": noop.run,
             "python": python_bridge.run, "playbook": playbook_tool.run, "shell": shell_tool.run,
             "transfer": transfer.run, "artifact": artifact.run, "container": container_tool.run,
-            "subscription": subscription_tool.run, "script": script_job.run, "nats": nats_tool.run}
+            "subscription": subscription_tool.run, "script": script_job.run, "nats": nats_tool.run,
+            "snowflake": snowflake_tool.run, "ducklake": ducklake_tool.run}
 
 
 def read_work(context: dict[str, Any], action: str | None) -> Work:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl_common.keychain_refs import ROOT, referenced_names, secret_strings, substitute
+from noetl_common.keychain_refs import (ROOT, referenced_names, secret_strings, substitute, substitute_tokens,
+                                       token_requests)
 
 from .tools.base import CredentialSource
 
@@ -25,9 +26,11 @@ async def fill(context: dict[str, Any], catalog_id: Any, execution_id: int,
     the secret strings the outcome must not carry. An entry that is not there renders empty, as in
     NoETL."""
     # The scope of a pipeline (render_context) is data, not templates: not scanned.
-    names = referenced_names({k: v for k, v in context.items() if k != "render_context"})
+    scanned = {k: v for k, v in context.items() if k != "render_context"}
+    context, minted = await _tokens(context, token_requests(scanned), source)
+    names = referenced_names(scanned)
     if not names:
-        return context, frozenset()
+        return context, minted
     try:
         catalog = int(catalog_id)
     except (TypeError, ValueError):
@@ -43,4 +46,18 @@ async def fill(context: dict[str, Any], catalog_id: Any, execution_id: int,
     scope = filled.get("render_context")
     if isinstance(scope, dict):
         filled["render_context"] = {**scope, ROOT: entries}
-    return filled, secret_strings(entries)
+    return filled, secret_strings(entries) | minted
+
+
+async def _tokens(context: dict[str, Any], wanted: set[tuple[str, str | None]],
+                  source: CredentialSource) -> tuple[dict[str, Any], frozenset[str]]:
+    """`token(<credential>[, audience])` placeholders replaced by tokens the control plane mints."""
+    if not wanted:
+        return context, frozenset()
+    tokens: dict[tuple[str, str | None], str] = {}
+    for credential, audience in sorted(wanted, key=str):
+        try:
+            tokens[(credential, audience)] = await source.mint_token(credential, audience)
+        except Exception as exc:
+            raise KeychainUnavailable(f"token({credential!r}) could not be minted: {exc}") from None
+    return substitute_tokens(context, tokens), frozenset(tokens.values())

@@ -110,3 +110,22 @@ async def test_values_and_writes_need_a_trusted_caller(shard_app):
     assert got["token_data"] == TOKEN
     listing = await (await c.get("/api/keychain/catalog/5")).json()  # names only, for anyone
     assert listing["count"] == 1 and "token_data" not in listing["entries"][0]
+
+
+async def test_token_route_mints_from_a_credential_for_trusted_callers_only(shard_app):
+    c = shard_app.client
+    for name, data in (("stored", {"access_token": "stored-token-123"}), ("plain", {"user": "u", "password": "p"})):
+        resp = await c.post("/api/credentials", json={"name": name, "type": "google_oauth", "data": data})
+        assert resp.status == 200, await resp.json()
+    minted = await c.post("/api/credentials/stored/token", headers=AUTH, json={})
+    assert (minted.status, await minted.json()) == (200, {"token": "stored-token-123", "token_type": "Bearer"})
+    assert (await c.post("/api/credentials/stored/token", json={})).status == 403
+    missing = await c.post("/api/credentials/nobody/token", headers=AUTH, json={})
+    assert missing.status == 404 and "nobody" in str(await missing.json())
+    nothing = await c.post("/api/credentials/plain/token", headers=AUTH, json={})
+    body = await nothing.json()
+    assert nothing.status == 422 and "token('plain')" in str(body)
+    no_sa = await c.post("/api/credentials/stored/token", headers=AUTH, json={"audience": "https://svc"})
+    assert no_sa.status == 422 and "service account" in str(await no_sa.json())
+    bad = await c.post("/api/credentials/stored/token", headers=AUTH, json={"audiance": "x"})
+    assert bad.status in (400, 422) and "audiance" in str(await bad.json())

@@ -8,12 +8,20 @@ from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from noetl_devstack.postgres import drop_databases, ensure_databases
 from noetl_worker.client import Backoff, ControlPlane
+
+
+@pytest.fixture(autouse=True)
+def duckdb_data_dir(tmp_path_factory, monkeypatch):
+    """The duckdb tool keeps one database file per execution id under NOETL_DATA_DIR: tests reuse
+    small ids, so each test gets a directory of its own."""
+    monkeypatch.setenv("NOETL_DATA_DIR", str(tmp_path_factory.mktemp("noetl-data")))
 
 
 @pytest_asyncio.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, gateway, identity, kube, patient_records, placeholder, public_apis, pubsub
+from . import data, gateway, gcp_hosts, gcs, identity, kube, patient_records, placeholder, public_apis, pubsub
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -234,4 +234,6 @@ def build_app(static_dir: str | None = None) -> web.Application:
     gateway.add_routes(app)
     patient_records.add_routes(app)
     public_apis.add_routes(app)
+    gcs.add_routes(app)
+    gcp_hosts.add_routes(app)
     return app

@@ -157,6 +157,7 @@ def add_routes(app: web.Application) -> None:
     ibm[JOBS], ibm[JOB_IDS] = {}, itertools.count(1)
     app.add_domain("en.wikipedia.org", _host_app([("GET", "/api/rest_v1/page/summary/{title}", wikipedia_summary)]))
     app.add_domain("api.github.com", _host_app([("GET", "/repos/{owner}/{repo}", github_repo)]))
+    app.router.add_get("/github/repos/{owner}/{repo}", github_repo)  # for a workload's api_url override
     app.add_domain("api.quantum.ibm.com", ibm)
     app.add_domain("api.example.com", _host_app([("GET", "/data", example_data),
                                                   ("GET", "/users/{user_id}", example_user)]))

@@ -9,9 +9,17 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import msgspec
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+
+@pytest.fixture(autouse=True)
+def duckdb_data_dir(tmp_path_factory, monkeypatch):
+    """The duckdb tool keeps one database file per execution id under NOETL_DATA_DIR: tests reuse
+    small ids, so each test gets a directory of its own."""
+    monkeypatch.setenv("NOETL_DATA_DIR", str(tmp_path_factory.mktemp("noetl-data")))
 
 
 class Peer:

@@ -43,3 +43,32 @@ async def test_a_command_without_references_asks_nothing():
 async def test_references_without_a_catalog_id_fail_the_step_clearly():
     with pytest.raises(KeychainUnavailable, match="no catalog_id"):
         await fill({"input": {"k": "{{ keychain.tok.v }}"}}, "", 7, Entries({}))
+
+
+class Minter(Entries):
+    """Also mints tokens from credentials, as the control plane's /api/credentials/{name}/token."""
+
+    def __init__(self, entries, fail=False):
+        super().__init__(entries)
+        self.minted, self.fail = [], fail
+
+    async def mint_token(self, credential, audience=None):
+        if self.fail:
+            raise RuntimeError("provider said no")
+        self.minted.append((credential, audience))
+        return f"tok-{credential}-{audience or 'access'}"
+
+
+async def test_token_placeholders_become_minted_tokens_kept_out_of_the_outcome():
+    from noetl_common.keychain_refs import token_ref
+
+    source = Minter({})
+    context = {"tool_config": {"headers": {"Authorization": f"Bearer {token_ref('google_oauth')}"},
+                               "aud": token_ref("sa", "https://svc/x")}}
+    filled, secrets = await fill(context, None, 7, source)
+    assert filled["tool_config"] == {"headers": {"Authorization": "Bearer tok-google_oauth-access"},
+                                     "aud": "tok-sa-https://svc/x"}
+    assert sorted(source.minted, key=str) == [("google_oauth", None), ("sa", "https://svc/x")]
+    assert secrets == {"tok-google_oauth-access", "tok-sa-https://svc/x"} and source.asked == []
+    with pytest.raises(KeychainUnavailable, match="token\\('google_oauth'\\) could not be minted"):
+        await fill(context, None, 7, Minter({}, fail=True))

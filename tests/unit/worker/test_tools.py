@@ -273,3 +273,16 @@ async def test_python_step_past_its_timeout_is_interrupted_not_left_spinning(tmp
     await asyncio.sleep(0.5)
     assert beat.read_text() == before, "the abandoned python step is still running"
     assert await python_bridge.run({"code": "result = {'x': 1}"}, {}, ctx) == {"x": 1}
+
+
+def test_libs_from_a_package_import_a_submodule_not_yet_imported(monkeypatch):
+    """`libs: {storage: {from: google.cloud, import: storage}}`: the submodule is imported by name."""
+    import sys
+    import wsgiref
+
+    from noetl_worker.tools.python_bridge import preload
+
+    monkeypatch.delitem(sys.modules, "wsgiref.validate", raising=False)
+    if hasattr(wsgiref, "validate"):
+        monkeypatch.delattr(wsgiref, "validate")
+    assert preload({"v": {"from": "wsgiref", "import": "validate"}})["v"].__name__ == "wsgiref.validate"

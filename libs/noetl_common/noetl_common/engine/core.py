@@ -23,7 +23,7 @@ from ..dsl.model import Loop, Playbook, Step
 from ..dsl.lazy import StoredView, encode_hook
 from ..dsl.scopes import strip_scope, with_data
 from ..dsl.templates import Renderer, TemplateError
-from ..keychain_refs import ROOT as KEYCHAIN, KeychainRef
+from ..keychain_refs import ROOT as KEYCHAIN, KeychainRef, token_ref
 from ..vocabulary import EventType
 from .data import ExecutionData
 from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
@@ -97,6 +97,7 @@ class _Run:
         # Keychain values never pass through the engine: references render back to themselves and
         # the worker fills them in (noetl_common.keychain_refs).
         ctx.setdefault(KEYCHAIN, KeychainRef())
+        ctx.setdefault("token", token_ref)
         if extra:
             ctx.update(extra)
         return ctx
@@ -178,7 +179,7 @@ class _Run:
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
             # The worker renders pipeline tasks and adds the keychain to this scope itself.
-            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef)},
+            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef) and v is not token_ref},
                                enc_hook=encode_hook)
             config, pipeline = {}, step.tasks
         else:

@@ -78,3 +78,14 @@ class KeychainDeleted(msgspec.Struct):
     catalog_id: str
     cache_key: str
     deleted: bool
+
+
+class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /api/credentials/{name}/token`: NoETL's `token(name[, audience])` template function."""
+
+    audience: str | None = None  # an ID token for this audience; none: an access token
+
+
+class MintedToken(msgspec.Struct):
+    token: str
+    token_type: str = "Bearer"

@@ -27,6 +27,8 @@ class CredentialSource(Protocol):
 
     async def get_keychain(self, catalog_id: int, name: str, execution_id: int) -> dict[str, Any] | None: ...
 
+    async def mint_token(self, credential: str, audience: str | None = None) -> str: ...
+
     async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
                         timeout: float) -> dict[str, Any]: ...
 
@@ -50,6 +52,18 @@ class ToolContext:
         # The command's render context when the shard sent one (pipelines; python code that reads
         # `context`): what a python tool sees as `context`.
         self.scope: dict[str, Any] | None = None
+
+
+async def credential_data(name: str, ctx: ToolContext) -> dict[str, Any]:
+    """The data of the credential `name` (fetched with its secrets from the control plane)."""
+    try:
+        credential = await ctx.credentials.get_credential(name)
+    except Exception as exc:
+        raise ToolError(f"credential {name!r} could not be resolved: {exc}") from None
+    data = credential.get("data") if isinstance(credential, dict) else None
+    if not isinstance(data, dict):
+        raise ToolError(f"credential {name!r} has no data")
+    return data
 
 
 Runner = Callable[[dict[str, Any], dict[str, Any], ToolContext], Awaitable[Any]]

@@ -1,20 +1,29 @@
-"""`kind: duckdb`: embedded, in-memory unless `db_path` is given (the fixtures' `database:
-':memory:'` means the same); same result shape as postgres. Runs on a thread; on timeout the
+"""`kind: duckdb`: embedded; same result shape as postgres. The database is `database` (or
+`db_path`; `:memory:` for a fresh one), by default one file per execution, as NoETL's worker keeps
+it (`$NOETL_DATA_DIR/noetldb/duckdb_<execution_id>.duckdb`, NOETL_DATA_DIR defaulting to the
+system's temporary directory), so a table one step creates is there for the next. `auth` secrets
+and the shipped extensions are set up first (duckdb_setup.py). Runs on a thread; on timeout the
 query is interrupted so the thread does not keep working after the step has failed."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
+from . import duckdb_setup
 from .base import ToolContext, ToolError, jsonable, split_statements, sql_text
 from .scripts import script_text
 
 
 class _Query:
-    def __init__(self, statements: list[str], params: list[Any], db_path: str) -> None:
+    def __init__(self, statements: list[str], params: list[Any], db_path: str, setup: list[str] | None = None,
+                 hidden: list[str] | None = None) -> None:
         self.statements, self.params, self.db_path = statements, params, db_path
+        self.setup, self.hidden = setup or [], hidden or []  # CREATE SECRETs, and the values to scrub
         self._con: Any = None
         self._lock = threading.Lock()
 
@@ -28,7 +37,8 @@ class _Query:
         with self._lock:
             self._con = con
         try:
-            for stmt in self.statements[:-1]:
+            duckdb_setup.install_bundled(con)
+            for stmt in self.setup + self.statements[:-1]:
                 con.execute(stmt)
             cur = con.execute(self.statements[-1], self.params or None)
             if cur.description is None:
@@ -40,7 +50,10 @@ class _Query:
             out = [dict(zip(columns, (jsonable(v) for v in row))) for row in rows]
             return {"status": "success", "columns": columns, "rows": out, "row_count": len(out)}
         except Exception as exc:
-            raise ToolError(f"DuckDB error: {type(exc).__name__}: {exc}") from None
+            message = f"DuckDB error: {type(exc).__name__}: {exc}"
+            for value in self.hidden:
+                message = message.replace(value, "***")
+            raise ToolError(message) from None
         finally:
             with self._lock:
                 self._con = None
@@ -74,10 +87,20 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     params = config.get("params") or []
     if not isinstance(params, (list, tuple)):
         raise ToolError("duckdb `params` must be a list (positional ?)")
-    query = _Query(statements, list(params), str(config.get("db_path") or ":memory:"))
+    setup, hidden = await duckdb_setup.secret_statements(config.get("auth"), ctx)
+    query = _Query(statements, list(params), database_path(config, ctx), setup, hidden)
     task = asyncio.ensure_future(asyncio.to_thread(query.run))
     try:
         return await asyncio.wait_for(asyncio.shield(task), ctx.timeout_seconds)
     except (asyncio.TimeoutError, asyncio.CancelledError):
         query.interrupt()
         raise
+
+
+def database_path(config: dict[str, Any], ctx: ToolContext) -> str:
+    named = config.get("database") or config.get("db_path")
+    if named:
+        return str(named)
+    directory = Path(os.environ.get("NOETL_DATA_DIR") or tempfile.gettempdir()) / "noetldb"
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory / f"duckdb_{ctx.execution_id}.duckdb")

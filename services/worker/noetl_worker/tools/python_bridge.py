@@ -28,11 +28,18 @@ def preload(libs: Any) -> dict[str, Any]:
         module, attribute = (spec.get("from"), spec.get("import")) if isinstance(spec, dict) else (spec, None)
         try:
             loaded = importlib.import_module(str(module or alias))
-            out[str(alias)] = getattr(loaded, str(attribute)) if attribute else loaded
+            out[str(alias)] = _attribute(loaded, str(attribute)) if attribute else loaded
         except (ImportError, AttributeError) as exc:
             raise ToolError(f"python tool libs.{alias}: cannot import {module or alias}"
                             f"{'.' + str(attribute) if attribute else ''}: {exc}") from None
     return out
+
+
+def _attribute(module: Any, name: str) -> Any:
+    """`from package import name` also finds a submodule not yet imported (google.cloud.storage)."""
+    if hasattr(module, name):
+        return getattr(module, name)
+    return importlib.import_module(f"{module.__name__}.{name}")
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> Any:

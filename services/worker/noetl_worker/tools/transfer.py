@@ -1,21 +1,24 @@
 """`kind: transfer`: copy rows from a source (`http`: a JSON list, optionally under `data_path`;
-`postgres`: a `query`) into a Postgres target (`table`, or a `query` with one `%s` per source column),
-in chunks of `chunk_size` rows, each chunk committed. `mode`: append (default), replace (truncate the
-table first) or upsert (on conflict of the first column). An http source's records are mapped to
-columns by `target.mapping` ({column: json.field.path}). The result is NoETL's:
-`{direction, source_type, target_type, mode, rows_transferred, chunks_processed, ...}`."""
+`postgres` or `snowflake`: a `query`) into a Postgres target (`table`, or a `query` with one `%s` per
+source column) or a Snowflake `table`, in chunks of `chunk_size` rows, each chunk committed. `mode`:
+append (default), replace (truncate the table first) or upsert (postgres target: on conflict of the
+first column). An http source's records are mapped to columns by `target.mapping` ({column:
+json.field.path}). Snowflake's unquoted column names (upper case) map to Postgres' (lower case).
+The result is NoETL's: `{direction, source_type, target_type, mode, rows_transferred,
+chunks_processed, ...}`."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import asyncpg
 
-from . import http_tool, postgres
+from . import http_tool, postgres, snowflake_tool
 from .base import ToolContext, ToolError
 
-SUPPORTED = {("http", "postgres"), ("postgres", "postgres")}
+SUPPORTED = {("http", "postgres"), ("postgres", "postgres"), ("snowflake", "postgres"), ("postgres", "snowflake")}
 MODES = ("append", "replace", "upsert")
 
 
@@ -39,6 +42,13 @@ def _ident(name: str) -> str:
     if not parts or len(parts) > 2:
         raise ToolError(f"transfer target table {name!r} is not `table` or `schema.table`")
     return ".".join('"' + p.strip('"').replace('"', '""') + '"' for p in parts)
+
+
+def _sf_ident(name: str, what: str) -> str:
+    """A Snowflake name left unquoted (so it resolves case-insensitively, as the playbook wrote it)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}", name):
+        raise ToolError(f"transfer into snowflake: {what} {name!r} must be a plain (unquoted) identifier")
+    return name
 
 
 def _dollar_params(query: str) -> str:
@@ -136,11 +146,31 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
         extra["records_fetched"] = len(records)
     else:
         if not source.get("query") or not source.get("auth"):
-            raise ToolError("transfer from postgres needs `source.query` and `source.auth`")
-        rows, columns = await _read_postgres(source, ctx)
+            raise ToolError(f"transfer from {source_type} needs `source.query` and `source.auth`")
+        if source_type == "snowflake":
+            rows, columns = await _read_snowflake(source, ctx)
+            if target_type == "postgres":
+                columns = [c.lower() if c.isupper() else c for c in columns]
+        else:
+            rows, columns = await _read_postgres(source, ctx)
         extra.update(status="success", target_table=table or "custom_query", columns=columns)
     if not target.get("auth"):
         raise ToolError("transfer `target.auth` is required")
+    if target_type == "snowflake":
+        if not table or target_query:
+            raise ToolError("transfer into snowflake needs `target.table` (a target `query` is not supported)")
+        if mode == "upsert":
+            raise ToolError("transfer into snowflake supports mode append or replace, not upsert")
+        chunks = await _write_snowflake(target, str(table), columns, rows, mode, chunk_size, ctx)
+    else:
+        chunks = await _write_postgres(target, table, target_query, columns, rows, mode, chunk_size, ctx)
+    return {"direction": f"{source_type}_to_{target_type}", "source_type": source_type, "target_type": target_type,
+            "mode": "custom" if target_query else mode, "rows_transferred": len(rows), "chunks_processed": chunks,
+            **extra}
+
+
+async def _write_postgres(target: dict[str, Any], table: Any, target_query: Any, columns: list[str],
+                          rows: list[tuple], mode: str, chunk_size: int, ctx: ToolContext) -> int:
     args = await postgres.connection_args(target, ctx)
     conn = await postgres.connect(args, min(postgres.CONNECT_TIMEOUT, ctx.timeout_seconds))
     try:
@@ -150,14 +180,64 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
             sql = insert_sql(str(table), columns, mode)
             if mode == "replace":
                 await conn.execute(f"TRUNCATE TABLE {_ident(str(table))}")
-        chunks = await _write(conn, sql, rows, chunk_size)
+        return await _write(conn, sql, rows, chunk_size)
     except asyncpg.PostgresError as exc:
         raise ToolError(postgres.scrub(f"transfer into postgres failed: {type(exc).__name__}: {exc}", args)) from None
     finally:
         await conn.close()
-    return {"direction": f"{source_type}_to_{target_type}", "source_type": source_type, "target_type": target_type,
-            "mode": "custom" if target_query else mode, "rows_transferred": len(rows), "chunks_processed": chunks,
-            **extra}
+
+
+async def _read_snowflake(source: dict[str, Any], ctx: ToolContext) -> tuple[list[tuple], list[str]]:
+    params = await snowflake_tool.connection_params(source, ctx)
+
+    def read() -> tuple[list[tuple], list[str]]:
+        conn = snowflake_tool.connect(params)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(str(source["query"]))
+                return [tuple(r) for r in cursor.fetchall()], [d[0] for d in cursor.description or []]
+            except Exception as exc:
+                raise ToolError(f"transfer source query failed: {type(exc).__name__}: {exc}") from None
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(read)
+
+
+async def _write_snowflake(target: dict[str, Any], table: str, columns: list[str], rows: list[tuple], mode: str,
+                           chunk_size: int, ctx: ToolContext) -> int:
+    """Bound INSERTs (the connector binds on the client), a chunk a transaction."""
+    params = await snowflake_tool.connection_params(target, ctx)
+    table = _sf_ident(table, "target table")
+    names = ", ".join(_sf_ident(c, "column") for c in columns)
+    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+    def write() -> int:
+        conn = snowflake_tool.connect(params)
+        try:
+            cursor = conn.cursor()
+            try:
+                if mode == "replace":
+                    cursor.execute(f"TRUNCATE TABLE {table}")
+                chunks = 0
+                for i in range(0, len(rows), chunk_size):
+                    cursor.executemany(sql, [tuple(r) for r in rows[i:i + chunk_size]])
+                    conn.commit()
+                    chunks += 1
+                return chunks
+            except ToolError:
+                raise
+            except Exception as exc:
+                raise ToolError(f"transfer into snowflake failed: {type(exc).__name__}: {exc}") from None
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(write)
 
 
 async def _read_postgres(source: dict[str, Any], ctx: ToolContext) -> tuple[list[tuple], list[str]]:
