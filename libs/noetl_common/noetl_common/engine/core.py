@@ -179,15 +179,16 @@ class _Run:
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
             # The worker renders pipeline tasks and adds the keychain to this scope itself.
-            context = jsonable({k: v for k, v in {**scope, **inputs}.items() if not isinstance(v, KeychainRef) and v is not token_ref},
-                               enc_hook=encode_hook)
+            context = jsonable({k: v for k, v in {**scope, **inputs}.items()
+                                if not isinstance(v, KeychainRef) and v is not token_ref}, enc_hook=encode_hook)
             config, pipeline = {}, step.tasks
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
             if step.kind == "python" and _reads_context(step.tool.get("code")):
                 # NoETL's python tool sees the execution's context as `context`; sent only to
                 # code that names it, so other commands stay small.
-                context = jsonable({k: v for k, v in scope.items() if not isinstance(v, KeychainRef)})
+                context = jsonable({k: v for k, v in scope.items()
+                                    if not isinstance(v, KeychainRef) and v is not token_ref}, enc_hook=encode_hook)
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
