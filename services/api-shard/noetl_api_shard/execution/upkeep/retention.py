@@ -64,6 +64,7 @@ class Dropped(msgspec.Struct, frozen=True):
     events: int
     lock_ms: float                       # the longest detach of its tables
     archive: str | None = None           # the manifest written, if archived
+    phases_ms: dict[str, float] = {}     # time in each part of the removal (where a run's cost goes)
 
 
 class Kept(msgspec.Struct, frozen=True):
@@ -112,18 +113,36 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
 
 
 async def _remove(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> Dropped:
+    phases = _Phases()
     executions = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('execution')}")
     events = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('event')}")
+    phases.mark("count")
     lock_ms = 0.0
     for table in partitions.TABLES:
         lock_ms = max(lock_ms, await partitions.detach(pool, table, s))
-    manifest = await _archive_and_drop(pool, s, policy, shard_index)
+    phases.mark("detach")
+    manifest = await _archive_and_drop(pool, s, policy, shard_index, phases)
     log.info("retention removed slice %s: %d executions, %d events (lock %.1f ms)", s.name, executions, events,
              lock_ms)
-    return Dropped(s.name, s.lower, s.upper, executions, events, lock_ms, manifest)
+    return Dropped(s.name, s.lower, s.upper, executions, events, lock_ms, manifest, phases.ms)
 
 
-async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> str | None:
+class _Phases:
+    """Milliseconds spent in each named part of one slice's removal."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = round(self.ms.get(name, 0.0) + (now - self._at) * 1000, 1)
+        self._at = now
+
+
+async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int,
+                            phases: _Phases | None = None) -> str | None:
+    phases = phases or _Phases()
     manifest = None
     if policy.archive_dir:
         # Tables are dropped only once the manifest is written: with one, the archive is whole
@@ -132,8 +151,10 @@ async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Pol
         if not path.exists():
             path = await archive.write(pool, Path(policy.archive_dir), s, shard_index)
         manifest = str(path)
+        phases.mark("archive")
     for table in partitions.TABLES:
         await partitions.drop(pool, table, s)
+    phases.mark("drop")
     return manifest
 
 
