@@ -41,6 +41,7 @@ from .hotpath_bench import machine_info
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "history.json"
 DAY_MS = 86_400_000
+RETENTION_APP = "history-bench-retention"
 
 
 def say(text: str) -> None:
@@ -197,17 +198,19 @@ async def timed_ingest(session: aiohttp.ClientSession, url: str, targets: list[s
 
 async def sample_waits(dsn: str, stop: asyncio.Event, every: float = 0.01) -> dict[str, int]:
     """What the shard database's other active backends were doing, sampled every `every` s until
-    `stop`: counts of `wait_event_type:wait_event` ("CPU" when not waiting), and of the lock
-    modes waited for. The evidence of where a retention run's cost on writers comes from."""
+    `stop`: counts of `wait_event_type:wait_event` ("CPU" when not waiting; the retention run's
+    own backend prefixed "retention"), and of the lock modes waited for. The evidence of where a
+    retention run's cost on writers comes from."""
     counts: dict[str, int] = {}
     conn = await asyncpg.connect(dsn)
     try:
         while not stop.is_set():
             rows = await conn.fetch(
-                "SELECT coalesce(a.wait_event_type || ':' || a.wait_event, 'CPU') AS w, "
+                "SELECT CASE WHEN a.application_name = $1 THEN 'retention ' ELSE '' END "
+                "|| coalesce(a.wait_event_type || ':' || a.wait_event, 'CPU') AS w, "
                 "(SELECT string_agg(DISTINCT l.mode, ',') FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) "
                 "AS waiting_for FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() "
-                "AND a.datname = current_database() AND a.state = 'active'")
+                "AND a.datname = current_database() AND a.state = 'active'", RETENTION_APP)
             counts["samples"] = counts.get("samples", 0) + 1
             for r in rows:
                 counts[r["w"]] = counts.get(r["w"], 0) + 1
@@ -225,7 +228,7 @@ async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: st
     in the middle. Writers' latency while it runs is compared with the seconds before it, and the
     database's backends are sampled before and during the run (wait events, lock waits)."""
     sleepers = await wl.start_sleepers(session, url, 8)
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    pool = await create_pool(dsn, min_size=1, max_size=2, server_settings={"application_name": RETENTION_APP})
     try:
         size_before = await pool.fetchval("SELECT pg_database_size(current_database())")
         stop = asyncio.Event()

@@ -61,7 +61,7 @@ class Dropped(msgspec.Struct, frozen=True):
     lower: int | None
     upper: int
     executions: int
-    events: int
+    events: int                          # the archive's count, else the event table's statistics
     lock_ms: float                       # the longest detach of its tables
     archive: str | None = None           # the manifest written, if archived
     phases_ms: dict[str, float] = {}     # time in each part of the removal (where a run's cost goes)
@@ -103,7 +103,7 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
         if b.running or b.retained:
             kept.append(Kept(s.name, b.running, b.retained))
             continue
-        dropped.append(await _remove(pool, s, policy, shard_index))
+        dropped.append(await _remove(pool, s, b.executions, policy, shard_index))
     lock_ms = max((d.lock_ms for d in dropped), default=0.0)
     report = RunReport(dropped, kept, lock_ms, time.perf_counter() - started)
     await pool.execute(
@@ -112,16 +112,20 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
     return report
 
 
-async def _remove(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> Dropped:
+async def _remove(pool: asyncpg.Pool, s: partitions.Slice, executions: int, policy: Policy,
+                  shard_index: int) -> Dropped:
+    """Detach every table's partition of `s`, archive it if set, drop it. The events reported are
+    the archive's count, else the table's statistics: counting them would read the whole slice
+    while writers compete for the same cores."""
     phases = _Phases()
-    executions = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('execution')}")
-    events = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('event')}")
-    phases.mark("count")
+    events = await partitions.live_rows(pool, s.partition("event"))
     lock_ms = 0.0
     for table in partitions.TABLES:
         lock_ms = max(lock_ms, await partitions.detach(pool, table, s))
     phases.mark("detach")
     manifest = await _archive_and_drop(pool, s, policy, shard_index, phases)
+    if manifest is not None:
+        events = next(t.rows for t in history_archive.read_manifest(Path(manifest)).tables if t.table == "event")
     log.info("retention removed slice %s: %d executions, %d events (lock %.1f ms)", s.name, executions, events,
              lock_ms)
     return Dropped(s.name, s.lower, s.upper, executions, events, lock_ms, manifest, phases.ms)
@@ -152,8 +156,7 @@ async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Pol
             path = await archive.write(pool, Path(policy.archive_dir), s, shard_index)
         manifest = str(path)
         phases.mark("archive")
-    for table in partitions.TABLES:
-        await partitions.drop(pool, table, s)
+    await partitions.drop(pool, s)
     phases.mark("drop")
     return manifest
 
@@ -178,7 +181,6 @@ class HistoryStatus(msgspec.Struct, frozen=True):
     slices: list[str]
     tables: list[partitions.TableSize]
     database_bytes: int
-    default_rows: int                    # rows in no slice: should stay 0
     detached: list[str]
     oldest_execution_id: str | None
     last_run_at: float | None            # unix seconds
@@ -195,7 +197,7 @@ async def status(pool: asyncpg.Pool, policy: Policy) -> HistoryStatus:
         archive_dir=policy.archive_dir, slices=[s.name for s in await partitions.slices(pool)],
         tables=await partitions.sizes(pool),
         database_bytes=await pool.fetchval("SELECT pg_database_size(current_database())"),
-        default_rows=await partitions.default_rows(pool), detached=await partitions.detached(pool),
+        detached=await partitions.detached(pool),
         oldest_execution_id=str(oldest) if oldest is not None else None,
         last_run_at=last["at"] if last else None, last_run_dropped=last["n"] if last else 0)
 
@@ -219,7 +221,7 @@ def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings:
             table_bytes={t.table: t.bytes for t in st.tables}, slices=len(st.slices),
             database_bytes=st.database_bytes,
             oldest_execution_id=int(st.oldest_execution_id) if st.oldest_execution_id else None,
-            default_rows=st.default_rows, last_run_at=st.last_run_at, enabled=st.enabled)
+            last_run_at=st.last_run_at, enabled=st.enabled)
 
     async def ahead() -> None:
         created = await partitions.ensure_ahead(pool_of(), slice_ms=slice_ms, ahead=settings.partition_ahead)
