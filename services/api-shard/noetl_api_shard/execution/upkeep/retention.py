@@ -7,6 +7,7 @@ no running execution ever loses a row. Writers are never blocked for more than t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -32,6 +33,10 @@ log = logging.getLogger("noetl.api_shard.retention")
 
 # Ids are minted up to the epoch grace (seconds) past the clock; a slice is closed well after that.
 CLOSED_MARGIN_MS = 600_000
+# Between one table's detach and the next, and after each slice's drop: each detach makes every
+# write connection re-plan its statements, and the drop's file removal competes for the disk;
+# spaced out, writers absorb them one at a time instead of all at once (a run takes longer).
+PAUSE_SECONDS = 0.05
 GAUGE_SECONDS = 60.0
 
 
@@ -81,7 +86,8 @@ class RunReport(msgspec.Struct, frozen=True):
     enabled: bool = True
 
 
-async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: int | None = None) -> RunReport:
+async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: int | None = None,
+              pause: float = PAUSE_SECONDS) -> RunReport:
     """One retention pass: finish slices a previous run left detached, then remove every slice
     whose end lies beyond the shortest retention and whose executions are all finished past theirs."""
     started = time.perf_counter()
@@ -103,7 +109,7 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
         if b.running or b.retained:
             kept.append(Kept(s.name, b.running, b.retained))
             continue
-        dropped.append(await _remove(pool, s, b.executions, policy, shard_index))
+        dropped.append(await _remove(pool, s, b.executions, policy, shard_index, pause))
     lock_ms = max((d.lock_ms for d in dropped), default=0.0)
     report = RunReport(dropped, kept, lock_ms, time.perf_counter() - started)
     await pool.execute(
@@ -113,7 +119,7 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
 
 
 async def _remove(pool: asyncpg.Pool, s: partitions.Slice, executions: int, policy: Policy,
-                  shard_index: int) -> Dropped:
+                  shard_index: int, pause: float) -> Dropped:
     """Detach every table's partition of `s`, archive it if set, drop it. The events reported are
     the archive's count, else the table's statistics: counting them would read the whole slice
     while writers compete for the same cores."""
@@ -122,8 +128,12 @@ async def _remove(pool: asyncpg.Pool, s: partitions.Slice, executions: int, poli
     lock_ms = 0.0
     for table in partitions.TABLES:
         lock_ms = max(lock_ms, await partitions.detach(pool, table, s))
-    phases.mark("detach")
+        phases.mark("detach")
+        await asyncio.sleep(pause)
+        phases.mark("pause")
     manifest = await _archive_and_drop(pool, s, policy, shard_index, phases)
+    await asyncio.sleep(pause)
+    phases.mark("pause")
     if manifest is not None:
         events = next(t.rows for t in history_archive.read_manifest(Path(manifest)).tables if t.table == "event")
     log.info("retention removed slice %s: %d executions, %d events (lock %.1f ms)", s.name, executions, events,
