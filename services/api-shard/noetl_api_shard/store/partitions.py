@@ -149,13 +149,15 @@ async def detach(pool: asyncpg.Pool, table: str, s: Slice) -> float:
             "SELECT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = to_regclass($1)", part)
         if pending is None:
             return 0.0
-        # Not in a transaction block (CONCURRENTLY cannot be), so the timeout is set and reset.
-        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        # Not in a transaction block (CONCURRENTLY cannot be), so the settings are set and reset.
+        # Writers' commits wait on the WAL flush; a detach's own commits (two each) need not add
+        # to it: one lost in a crash is simply done again by the next run.
+        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'; SET synchronous_commit = off")
         try:
             await conn.execute(f"ALTER TABLE noetl.{table} DETACH PARTITION {part} "
                                f"{'FINALIZE' if pending else 'CONCURRENTLY'}")
         finally:
-            await conn.execute("RESET lock_timeout")
+            await conn.execute("RESET lock_timeout; RESET synchronous_commit")
         return (time.perf_counter() - started) * 1000
 
 
