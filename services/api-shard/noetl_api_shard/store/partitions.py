@@ -125,7 +125,8 @@ async def blockers(conn: asyncpg.Connection | asyncpg.Pool, s: Slice, *, default
     """What keeps slice `s`: its executions still running, or finished less than their path's
     retention (default_days for paths not listed) ago."""
     row = await conn.fetchrow(
-        f"SELECT count(*) AS executions, count(*) FILTER (WHERE x.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) AS running, "
+        f"SELECT count(*) AS executions, "
+        f"count(*) FILTER (WHERE x.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) AS running, "
         f"count(*) FILTER (WHERE x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND coalesce(x.ended_at, x.updated_at) "
         f"  > now() - make_interval(secs => 86400 * coalesce(o.days, $3))) AS retained "
         f"FROM noetl.{s.partition(REFERENCE)} x "
