@@ -109,7 +109,8 @@ WHERE e.execution_id >= $1 AND e.execution_id < $3
 
 async def fill(dsn: str, args: argparse.Namespace) -> dict:
     """Finished executions spread evenly over the past daily slices, their events and commands."""
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    # No statement timeout: one day of 10^7 events is one INSERT of minutes on a busy machine.
+    pool = await create_pool(dsn, min_size=1, max_size=2, command_timeout=None)
     try:
         catalog_id = 1
         executions = args.events // args.events_per_execution
@@ -228,7 +229,8 @@ async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: st
     in the middle. Writers' latency while it runs is compared with the seconds before it, and the
     database's backends are sampled before and during the run (wait events, lock waits)."""
     sleepers = await wl.start_sleepers(session, url, 8)
-    pool = await create_pool(dsn, min_size=1, max_size=2, server_settings={"application_name": RETENTION_APP})
+    pool = await create_pool(dsn, min_size=1, max_size=2, command_timeout=None,
+                             server_settings={"application_name": RETENTION_APP})
     try:
         size_before = await pool.fetchval("SELECT pg_database_size(current_database())")
         stop = asyncio.Event()
