@@ -33,10 +33,10 @@ log = logging.getLogger("noetl.api_shard.retention")
 
 # Ids are minted up to the epoch grace (seconds) past the clock; a slice is closed well after that.
 CLOSED_MARGIN_MS = 600_000
-# Between one table's detach and the next, and after each slice's drop: each detach makes every
-# write connection re-plan its statements, and the drop's file removal competes for the disk;
-# spaced out, writers absorb them one at a time instead of all at once (a run takes longer).
-PAUSE_SECONDS = 0.05
+# After each slice's drop, whose file removal competes with the writers' commits for the disk.
+# Not between a slice's detaches: each one makes every write connection re-plan its statements at
+# its next use, so back to back they cost a connection one re-plan for several, spaced out one each.
+PAUSE_SECONDS = 0.2
 GAUGE_SECONDS = 60.0
 
 
@@ -128,9 +128,7 @@ async def _remove(pool: asyncpg.Pool, s: partitions.Slice, executions: int, poli
     lock_ms = 0.0
     for table in partitions.TABLES:
         lock_ms = max(lock_ms, await partitions.detach(pool, table, s))
-        phases.mark("detach")
-        await asyncio.sleep(pause)
-        phases.mark("pause")
+    phases.mark("detach")
     manifest = await _archive_and_drop(pool, s, policy, shard_index, phases)
     await asyncio.sleep(pause)
     phases.mark("pause")
