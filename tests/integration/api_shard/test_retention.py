@@ -228,6 +228,9 @@ async def test_a_run_stopped_halfway_is_finished_by_the_next(database_factory, t
         assert await partitions.detached(pool) == []
         archived = history_archive.read_execution(tmp_path, old)
         assert archived is not None and len(archived["event"]) == 3  # the detached table was archived too
+        last = (await partitions.slices(pool))[-1]  # a dated slice's table, left detached, is seen too
+        await partitions.detach(pool, "event", last)
+        assert await partitions.detached(pool) == [last.partition("event")]
     finally:
         await pool.close()
 
