@@ -303,8 +303,8 @@ async def test_writers_go_on_while_retention_removes_a_slice(database_factory):
     pool = await _shard(database_factory)
     try:
         old = compose(int(time.time() * 1000) - 100 * DAY_MS, 0, 1)
-        for i in range(20):
-            await _execution(pool, old + i * 1000, "COMPLETED", 90, events=50)
+        for i in range(10):
+            await _execution(pool, old + i * 1000, "COMPLETED", 90, events=20)
         running = compose(int(time.time() * 1000), 0, 3)
         await _execution(pool, running, "RUNNING", None)
         stop = asyncio.Event()
@@ -324,7 +324,7 @@ async def test_writers_go_on_while_retention_removes_a_slice(database_factory):
         stop.set()
         await task  # raises if any write failed
         assert [d.slice for d in report.dropped] == ["p0"]
-        assert report.dropped[0].executions == 20
+        assert report.dropped[0].executions == 10
         assert (await _rows(pool, running))["event"] == 3 + written
     finally:
         await pool.close()
