@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from noetl_api_shard.execution.upkeep import retention
 from noetl_api_shard.store import partitions
@@ -40,6 +41,7 @@ from .hotpath_bench import machine_info
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "history.json"
 DAY_MS = 86_400_000
+RETENTION_APP = "history-bench-retention"
 
 
 def say(text: str) -> None:
@@ -54,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--executions", type=int, default=200, help="3-step executions per measurement")
     p.add_argument("--loop", type=int, default=300, help="loop length per measurement")
     p.add_argument("--reads", type=int, default=200, help="list and detail requests per measurement")
+    p.add_argument("--retention-only", action="store_true",
+                   help="fill and measure only the retention run under load (no empty/filled workload phases)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return p.parse_args(argv)
 
@@ -105,7 +109,8 @@ WHERE e.execution_id >= $1 AND e.execution_id < $3
 
 async def fill(dsn: str, args: argparse.Namespace) -> dict:
     """Finished executions spread evenly over the past daily slices, their events and commands."""
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    # No statement timeout: one day of 10^7 events is one INSERT of minutes on a busy machine.
+    pool = await create_pool(dsn, min_size=1, max_size=2, command_timeout=None)
     try:
         catalog_id = 1
         executions = args.events // args.events_per_execution
@@ -192,19 +197,57 @@ async def timed_ingest(session: aiohttp.ClientSession, url: str, targets: list[s
     return out
 
 
+async def sample_waits(dsn: str, stop: asyncio.Event, every: float = 0.01) -> dict[str, int]:
+    """What the shard database's other active backends were doing, sampled every `every` s until
+    `stop`: counts of `wait_event_type:wait_event` ("CPU" when not waiting; the retention run's
+    own backend prefixed "retention"), and of the lock modes waited for. The evidence of where a
+    retention run's cost on writers comes from."""
+    counts: dict[str, int] = {}
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not stop.is_set():
+            rows = await conn.fetch(
+                "SELECT CASE WHEN a.application_name = $1 THEN 'retention ' ELSE '' END "
+                "|| coalesce(a.wait_event_type || ':' || a.wait_event, 'CPU') AS w, "
+                "(SELECT string_agg(DISTINCT l.mode, ',') FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) "
+                "AS waiting_for FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() "
+                "AND a.datname = current_database() AND a.state = 'active'", RETENTION_APP)
+            counts["samples"] = counts.get("samples", 0) + 1
+            for r in rows:
+                counts[r["w"]] = counts.get(r["w"], 0) + 1
+                if r["waiting_for"]:
+                    key = f"lock wait {r['waiting_for']}"
+                    counts[key] = counts.get(key, 0) + 1
+            await asyncio.sleep(every)
+    finally:
+        await conn.close()
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: str) -> dict:
     """Writers (heartbeat ingest) run throughout; a retention run (1 day) removes the old slices
-    in the middle. Writers' latency while it runs is compared with the seconds before it."""
+    in the middle. Writers' latency while it runs is compared with the seconds before it, and the
+    database's backends are sampled before and during the run (wait events, lock waits)."""
     sleepers = await wl.start_sleepers(session, url, 8)
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    pool = await create_pool(dsn, min_size=1, max_size=2, command_timeout=None,
+                             server_settings={"application_name": RETENTION_APP})
     try:
         size_before = await pool.fetchval("SELECT pg_database_size(current_database())")
         stop = asyncio.Event()
         load = asyncio.ensure_future(timed_ingest(session, url, sleepers, stop))
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(1.0)
+        quiet_stop = asyncio.Event()
+        quiet = asyncio.ensure_future(sample_waits(dsn, quiet_stop))
+        await asyncio.sleep(4.0)
+        quiet_stop.set()
+        waits_before = await quiet
+        run_stop = asyncio.Event()
+        busy = asyncio.ensure_future(sample_waits(dsn, run_stop))
         t0 = time.perf_counter()
         report = await retention.run(pool, retention.Policy(days=1.0), shard_index=0)
         t1 = time.perf_counter()
+        run_stop.set()
+        waits_during = await busy
         await asyncio.sleep(1.0)
         stop.set()
         samples = await load
@@ -220,7 +263,9 @@ async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: st
             "longest_lock_ms": round(report.lock_ms, 2), "run_seconds": round(report.seconds, 3),
             "writers_before": {"requests": len(before), "p50_ms": wl.pct_ms(before, 50), "p99_ms": wl.pct_ms(before, 99)},
             "writers_during": {"requests": len(during), "p50_ms": wl.pct_ms(during, 50), "p99_ms": wl.pct_ms(during, 99)},
-            "database_bytes_before": size_before, "database_bytes_after": size_after}
+            "database_bytes_before": size_before, "database_bytes_after": size_after,
+            "phases_ms": {d.slice: d.phases_ms for d in report.dropped},
+            "backends_before": waits_before, "backends_during": waits_during}
 
 
 async def bench(args: argparse.Namespace, work: Path) -> dict:
@@ -242,17 +287,23 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
                 await wl.register(session, url, playbook)
             await wl.three_step_run(session, url, 50, 20)  # warm-up
             recent = (await wl.list_all(session, url, "COMPLETED"))[0].execution_id
-            say("measuring the empty shard ...")
-            empty = await measure(session, url, args, recent)
+            empty = full = None
+            if not args.retention_only:
+                say("measuring the empty shard ...")
+                empty = await measure(session, url, args, recent)
             say(f"filling {args.events} events ...")
             filled = await fill(dsn, args)
-            say("measuring the filled shard ...")
-            full = await measure(session, url, args, recent, filled["sample_execution_id"])
+            if not args.retention_only:
+                say("measuring the filled shard ...")
+                full = await measure(session, url, args, recent, filled["sample_execution_id"])
             say("retention under load ...")
             ret = await retention_under_load(session, url, dsn)
-        return {"benchmark": "history: one shard empty vs holding --events bulk-generated events in daily slices",
+        head = {"benchmark": "history: one shard empty vs holding --events bulk-generated events in daily slices",
                 "machine": machine, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "fill": filled, "empty": empty, "filled": full,
+                "fill": filled}
+        if empty is None or full is None:
+            return {**head, "retention": ret}
+        return {**head, "empty": empty, "filled": full,
                 "ratios": {"wf_per_s": round(full["wf_per_s"] / empty["wf_per_s"], 3),
                            "loop_steps_per_s": round(full["loop_steps_per_s"] / empty["loop_steps_per_s"], 3)
                            if full["loop_steps_per_s"] and empty["loop_steps_per_s"] else None},
@@ -269,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    e, f, r = report["empty"], report["filled"], report["retention"]
+    r = report["retention"]
+    say(f"retention: writers p99 before {r['writers_before']['p99_ms']} ms, during {r['writers_during']['p99_ms']} ms; "
+        f"lock {r['longest_lock_ms']} ms, run {r['run_seconds']} s; phases {r['phases_ms']}")
+    if "empty" not in report:
+        say(f"wrote {args.out}")
+        return 0
+    e, f = report["empty"], report["filled"]
     say(f"wf/s empty {e['wf_per_s']} filled {f['wf_per_s']}; loop steps/s {e['loop_steps_per_s']} / "
         f"{f['loop_steps_per_s']}; list p99 {e['list_first_page']['p99_ms']} / {f['list_first_page']['p99_ms']} ms; "
         f"detail p99 {e['execution_detail']['p99_ms']} / {f['execution_detail']['p99_ms']} ms; "

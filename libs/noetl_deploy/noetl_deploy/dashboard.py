@@ -72,9 +72,8 @@ PANELS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             (f'time() - max by (shard) (noetl_retention_last_run_timestamp_seconds{{{S}}} > 0)',
              "shard {{shard}} last retention run"),
         ]),
-        ("History slices, rows in no slice", "short", [
+        ("History slices", "short", [
             (f'max by (shard) (noetl_history_slices{{{S}}})', "shard {{shard}} slices"),
-            (f'max by (shard) (noetl_history_default_rows{{{S}}})', "shard {{shard}} rows in no slice"),
         ]),
     ]),
     ("Executions and events", [

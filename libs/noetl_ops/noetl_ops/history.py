@@ -43,7 +43,7 @@ async def run(api: FleetApi) -> list[ShardHistory]:
 
 
 def render_status(rows: list[ShardHistory]) -> str:
-    out = [f"{'SHARD':>5}  {'RETENTION':>10}  {'SLICES':>6}  {'DB BYTES':>14}  {'NO SLICE':>8}  {'LAST RUN':>20}  OLDEST"]
+    out = [f"{'SHARD':>5}  {'RETENTION':>10}  {'SLICES':>6}  {'DB BYTES':>14}  {'LAST RUN':>20}  OLDEST"]
     for r in rows:
         a = r.answer
         if a is None:
@@ -52,7 +52,7 @@ def render_status(rows: list[ShardHistory]) -> str:
         days = f"{a['retention_days']:g}d" if a["enabled"] else "off"
         last = "never" if a["last_run_at"] is None else f"{a['last_run_at']:.0f}"
         out.append(f"{r.shard:>5}  {days:>10}  {len(a['slices']):>6}  {a['database_bytes']:>14}  "
-                   f"{a['default_rows']:>8}  {last:>20}  {a['oldest_execution_id'] or '-'}")
+                   f"{last:>20}  {a['oldest_execution_id'] or '-'}")
     return "\n".join(out)
 
 

@@ -129,8 +129,6 @@ class HistoryGauges:
         self._oldest = Gauge("noetl_history_oldest_execution_timestamp_seconds",
                              "Start time of the oldest execution kept (0: none)", ["shard"],
                              registry=registry).labels(shard)
-        self._default = Gauge("noetl_history_default_rows", "Rows in no slice (default partitions); should be 0",
-                              ["shard"], registry=registry).labels(shard)
         self._last_run = Gauge("noetl_retention_last_run_timestamp_seconds",
                                "When retention last finished a run (0: never)", ["shard"],
                                registry=registry).labels(shard)
@@ -138,12 +136,11 @@ class HistoryGauges:
                               registry=registry).labels(shard)
 
     def update(self, *, table_bytes: dict[str, int], slices: int, database_bytes: int, oldest_execution_id: int | None,
-               default_rows: int, last_run_at: float | None, enabled: bool) -> None:
+               last_run_at: float | None, enabled: bool) -> None:
         for table, size in table_bytes.items():
             self._table_bytes.labels(self.shard, table).set(size)
         self._slices.set(slices)
         self._db_bytes.set(database_bytes)
         self._oldest.set(timestamp_ms(oldest_execution_id) / 1000 if oldest_execution_id is not None else 0)
-        self._default.set(default_rows)
         self._last_run.set(last_run_at or 0)
         self._enabled.set(int(enabled))

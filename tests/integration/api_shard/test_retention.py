@@ -64,7 +64,6 @@ async def test_slices_are_created_ahead_and_rows_route_by_execution_id(database_
             assert [s.name for s in await partitions.slices(pool, table)] == names
         now_id = compose(int(time.time() * 1000), 0, 1)
         await _execution(pool, now_id, "RUNNING", None)
-        assert await partitions.default_rows(pool) == 0
         where = await pool.fetchval("SELECT tableoid::regclass::text FROM noetl.event WHERE execution_id = $1 LIMIT 1",
                                     now_id)
         assert where.startswith("noetl.event_p2")
@@ -113,7 +112,7 @@ async def test_retention_never_removes_a_running_executions_rows(database_factor
         assert archived["execution"][0]["state"] == "\\x0102"
         assert history_archive.read_execution(tmp_path, young) is None
         status = await retention.status(pool, policy)
-        assert status.last_run_dropped == 1 and status.default_rows == 0
+        assert status.last_run_dropped == 1
         assert status.oldest_execution_id == str(young)
     finally:
         await pool.close()
@@ -196,7 +195,7 @@ async def test_history_routes_and_gauges(database_factory):
         body = await resp.json()
         assert body["enabled"] is True and body["retention_days"] == 30.0 and body["slices"][0] == "p0"
         assert {t["table"] for t in body["tables"]} >= set(partitions.TABLES)
-        assert body["default_rows"] == 0 and body["database_bytes"] > 0
+        assert body["database_bytes"] > 0
         resp = await h.client.post("/api/internal/retention/run", headers=auth)
         assert resp.status == 200
         assert (await resp.json())["dropped"] == []
@@ -229,5 +228,103 @@ async def test_a_run_stopped_halfway_is_finished_by_the_next(database_factory, t
         assert await partitions.detached(pool) == []
         archived = history_archive.read_execution(tmp_path, old)
         assert archived is not None and len(archived["event"]) == 3  # the detached table was archived too
+        last = (await partitions.slices(pool))[-1]  # a dated slice's table, left detached, is seen too
+        await partitions.detach(pool, "event", last)
+        assert await partitions.detached(pool) == [last.partition("event")]
+    finally:
+        await pool.close()
+
+
+async def test_a_row_past_the_slices_is_refused_loudly(database_factory):
+    """No default partition (0008): a row whose slice was not created fails, named, instead of
+    landing where it would block creating that slice."""
+    pool = await _shard(database_factory)
+    try:
+        past = compose(partitions.timestamp_ms((await partitions.slices(pool))[-1].upper) + 1000, 0, 1)
+        with pytest.raises(asyncpg.PostgresError, match="no partition of relation"):
+            await _execution(pool, past, "RUNNING", None)
+    finally:
+        await pool.close()
+
+
+async def test_rows_in_a_default_partition_become_a_slice(database_factory):
+    """A shard that wrote past its slices before 0008: those rows keep their place in a slice of
+    their own, the same in every table, and the shard's next slices follow it."""
+    dbs = await database_factory()
+    pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool, "shard", [m for m in load_migrations("shard") if m.version < 8])
+        late = compose(int(time.time() * 1000) + 3000, 0, 1)  # past p0, which ends at the migration
+        await _execution(pool, late, "RUNNING", None)
+        await apply_migrations(pool, "shard")
+        names = [s.name for s in await partitions.slices(pool)]
+        assert len(names) == 2 and names[1] == partitions.slice_name(partitions.timestamp_ms(late)).lower()
+        for table in partitions.TABLES:
+            assert [s.name for s in await partitions.slices(pool, table)] == names
+            assert await pool.fetchval("SELECT to_regclass($1)", f"noetl.{table}_default") is None
+        assert await _rows(pool, late) == {"execution": 1, "event": 3, "command": 1, "step_result": 1}
+        assert await partitions.ensure_ahead(pool, slice_ms=DAY_MS, ahead=2)  # continues after it
+        await pool.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) VALUES ($1, $2, 'x')",
+                           late, late + 50)
+        assert (await _rows(pool, late))["event"] == 4
+    finally:
+        await pool.close()
+
+
+async def test_a_detach_stopped_between_its_steps_is_finished_by_the_next_run(database_factory):
+    """DETACH ... CONCURRENTLY commits in two steps; one cancelled while it waits for an open
+    transaction leaves the partition "detach pending": the next run finalizes it."""
+    pool = await _shard(database_factory)
+    try:
+        old = compose(int(time.time() * 1000) - 100 * DAY_MS, 0, 1)
+        await _execution(pool, old, "COMPLETED", 90)
+        async with pool.acquire() as reader, pool.acquire() as conn:
+            tx = reader.transaction()
+            await tx.start()
+            await reader.fetchval("SELECT count(*) FROM noetl.event")  # holds the parent: the second step waits
+            await conn.execute("SET statement_timeout = '500ms'")
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await conn.execute("ALTER TABLE noetl.event DETACH PARTITION noetl.event_p0 CONCURRENTLY")
+            await conn.execute("RESET statement_timeout")
+            await tx.rollback()
+        assert await pool.fetchval("SELECT inhdetachpending FROM pg_inherits "
+                                   "WHERE inhrelid = 'noetl.event_p0'::regclass") is True
+        report = await retention.run(pool, retention.Policy(days=30), shard_index=0, now_ms=_later())
+        assert [d.slice for d in report.dropped] == ["p0"]
+        assert await pool.fetchval("SELECT to_regclass('noetl.event_p0')") is None
+        assert set((await _rows(pool, old)).values()) == {0}
+    finally:
+        await pool.close()
+
+
+async def test_writers_go_on_while_retention_removes_a_slice(database_factory):
+    """A running execution in today's slice keeps writing while a run detaches and drops the old
+    slice: every write lands, none fails, and its rows are all there after."""
+    pool = await _shard(database_factory)
+    try:
+        old = compose(int(time.time() * 1000) - 100 * DAY_MS, 0, 1)
+        for i in range(10):
+            await _execution(pool, old + i * 1000, "COMPLETED", 90, events=20)
+        running = compose(int(time.time() * 1000), 0, 3)
+        await _execution(pool, running, "RUNNING", None)
+        stop = asyncio.Event()
+        written = 0
+
+        async def writer() -> None:
+            nonlocal written
+            while not stop.is_set():
+                await pool.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) "
+                                   "VALUES ($1, $2, 'worker.heartbeat')", running, running + 1000 + written)
+                written += 1
+
+        task = asyncio.ensure_future(writer())
+        while written < 5:
+            await asyncio.sleep(0.01)
+        report = await retention.run(pool, retention.Policy(days=30), shard_index=0, now_ms=_later())
+        stop.set()
+        await task  # raises if any write failed
+        assert [d.slice for d in report.dropped] == ["p0"]
+        assert report.dropped[0].executions == 10
+        assert (await _rows(pool, running))["event"] == 3 + written
     finally:
         await pool.close()

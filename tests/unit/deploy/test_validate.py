@@ -22,7 +22,7 @@ EXPORTED = {
     "noetl_event_ingest_duration_seconds", "noetl_command_pickup_seconds", "noetl_step_duration_seconds",
     "noetl_outbox_oldest_pending_age_seconds", "noetl_shard_count", "noetl_shard_map_epochs", "noetl_shard_draining",
     "noetl_history_table_bytes", "noetl_shard_database_bytes", "noetl_history_oldest_execution_timestamp_seconds",
-    "noetl_retention_last_run_timestamp_seconds", "noetl_history_slices", "noetl_history_default_rows",
+    "noetl_retention_last_run_timestamp_seconds", "noetl_history_slices",
     "noetl_retention_enabled",
 }
 

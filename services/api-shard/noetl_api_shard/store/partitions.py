@@ -70,7 +70,7 @@ def _parse_bound(text: str) -> tuple[int | None, int] | None:
 
 
 async def slices(conn: asyncpg.Connection | asyncpg.Pool, table: str = REFERENCE) -> list[Slice]:
-    """The range partitions of `table`, oldest first (the default partition is not a slice)."""
+    """The range partitions of `table`, oldest first."""
     rows = await conn.fetch(
         "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i "
         "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
@@ -114,13 +114,8 @@ async def _attach_new(pool: asyncpg.Pool, table: str, s: Slice) -> None:
         await conn.execute(f"ALTER TABLE noetl.{part} DROP CONSTRAINT {part}_bound")
 
 
-async def default_rows(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    """Rows that found no slice (ids past the slices created): should be 0."""
-    return await conn.fetchval("SELECT (SELECT count(*) FROM noetl.execution_default) "
-                               "+ (SELECT count(*) FROM noetl.event_default)")
-
-
 class Blockers(msgspec.Struct, frozen=True):
+    executions: int   # all of the slice's executions
     running: int      # executions not finished
     retained: int     # finished, but within their retention
 
@@ -130,33 +125,47 @@ async def blockers(conn: asyncpg.Connection | asyncpg.Pool, s: Slice, *, default
     """What keeps slice `s`: its executions still running, or finished less than their path's
     retention (default_days for paths not listed) ago."""
     row = await conn.fetchrow(
-        f"SELECT count(*) FILTER (WHERE x.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) AS running, "
+        f"SELECT count(*) AS executions, "
+        f"count(*) FILTER (WHERE x.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')) AS running, "
         f"count(*) FILTER (WHERE x.status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND coalesce(x.ended_at, x.updated_at) "
         f"  > now() - make_interval(secs => 86400 * coalesce(o.days, $3))) AS retained "
         f"FROM noetl.{s.partition(REFERENCE)} x "
         f"LEFT JOIN unnest($1::text[], $2::float8[]) AS o(path, days) ON o.path = x.path",
         list(path_days), list(path_days.values()), default_days)
-    return Blockers(running=row["running"], retained=row["retained"])
+    return Blockers(executions=row["executions"], running=row["running"], retained=row["retained"])
 
 
 async def detach(pool: asyncpg.Pool, table: str, s: Slice) -> float:
     """Detach one table's partition of `s` (if still attached: a run that stopped halfway left
-    some detached); the milliseconds the parent was locked, including the wait for the lock. The
-    detached table keeps its rows until `drop`."""
+    some detached); the milliseconds it took. `DETACH ... CONCURRENTLY` never locks the parent
+    against writers (SHARE UPDATE EXCLUSIVE); it waits, holding nothing, for the transactions that
+    may still use the partition, then takes the partition itself (ACCESS EXCLUSIVE) for the final
+    catalog change. A generic plan locks every partition, so that last moment is bounded by the
+    lock_timeout; one stopped between the two steps leaves the partition "detach pending", which
+    the next run's FINALIZE completes. The detached table keeps its rows until `drop`."""
+    part = f"noetl.{s.partition(table)}"
     async with pool.acquire() as conn:
         started = time.perf_counter()
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            attached = await conn.fetchval("SELECT relispartition FROM pg_class WHERE oid = to_regclass($1)",
-                                           f"noetl.{s.partition(table)}")
-            if not attached:
-                return 0.0
-            await conn.execute(f"ALTER TABLE noetl.{table} DETACH PARTITION noetl.{s.partition(table)}")
+        pending = await conn.fetchval(
+            "SELECT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = to_regclass($1)", part)
+        if pending is None:
+            return 0.0
+        # Not in a transaction block (CONCURRENTLY cannot be), so the settings are set and reset.
+        # Writers' commits wait on the WAL flush; a detach's own commits (two each) need not add
+        # to it: one lost in a crash is simply done again by the next run.
+        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'; SET synchronous_commit = off")
+        try:
+            await conn.execute(f"ALTER TABLE noetl.{table} DETACH PARTITION {part} "
+                               f"{'FINALIZE' if pending else 'CONCURRENTLY'}")
+        finally:
+            await conn.execute("RESET lock_timeout; RESET synchronous_commit")
         return (time.perf_counter() - started) * 1000
 
 
-async def drop(pool: asyncpg.Pool, table: str, s: Slice) -> None:
-    await pool.execute(f"DROP TABLE IF EXISTS noetl.{s.partition(table)}")
+async def drop(pool: asyncpg.Pool, s: Slice) -> None:
+    """Drop every (detached) table of `s` in one statement: one commit, so one WAL flush and one
+    round of file removal instead of one per table, on the disk the writers' commits wait for."""
+    await pool.execute("DROP TABLE IF EXISTS " + ", ".join(f"noetl.{s.partition(t)}" for t in TABLES))
 
 
 async def detached(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
@@ -165,7 +174,7 @@ async def detached(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'noetl' AND c.relkind = 'r' AND NOT c.relispartition "
-        "AND c.relname ~ '_p(0|[0-9]{8}T[0-9]{6})$' ORDER BY c.relname")
+        "AND c.relname ~ '_p(0|[0-9]{8}t[0-9]{6})$' ORDER BY c.relname")  # names fold to lower case
     return [r["relname"] for r in rows]
 
 
@@ -183,6 +192,12 @@ async def sizes(conn: asyncpg.Connection | asyncpg.Pool) -> list[TableSize]:
         "LEFT JOIN pg_inherits i ON i.inhparent = p.oid "
         "WHERE n.nspname = 'noetl' AND p.relkind = 'p' GROUP BY p.relname ORDER BY p.relname")
     return [TableSize(r["tbl"], r["bytes"], r["parts"]) for r in rows]
+
+
+async def live_rows(conn: asyncpg.Connection | asyncpg.Pool, relation: str) -> int:
+    """The table's live rows by its statistics (an estimate, read without scanning it)."""
+    return await conn.fetchval("SELECT coalesce((SELECT n_live_tup FROM pg_stat_user_tables "
+                               "WHERE relid = to_regclass($1)), 0)", f"noetl.{relation}")
 
 
 async def oldest_execution(conn: asyncpg.Connection | asyncpg.Pool) -> int | None:

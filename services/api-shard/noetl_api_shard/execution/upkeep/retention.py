@@ -7,6 +7,7 @@ no running execution ever loses a row. Writers are never blocked for more than t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -32,6 +33,10 @@ log = logging.getLogger("noetl.api_shard.retention")
 
 # Ids are minted up to the epoch grace (seconds) past the clock; a slice is closed well after that.
 CLOSED_MARGIN_MS = 600_000
+# After each slice's drop, whose file removal competes with the writers' commits for the disk.
+# Not between a slice's detaches: each one makes every write connection re-plan its statements at
+# its next use, so back to back they cost a connection one re-plan for several, spaced out one each.
+PAUSE_SECONDS = 0.2
 GAUGE_SECONDS = 60.0
 
 
@@ -61,9 +66,10 @@ class Dropped(msgspec.Struct, frozen=True):
     lower: int | None
     upper: int
     executions: int
-    events: int
+    events: int                          # the archive's count, else the event table's statistics
     lock_ms: float                       # the longest detach of its tables
     archive: str | None = None           # the manifest written, if archived
+    phases_ms: dict[str, float] = {}     # time in each part of the removal (where a run's cost goes)
 
 
 class Kept(msgspec.Struct, frozen=True):
@@ -80,7 +86,8 @@ class RunReport(msgspec.Struct, frozen=True):
     enabled: bool = True
 
 
-async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: int | None = None) -> RunReport:
+async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: int | None = None,
+              pause: float = PAUSE_SECONDS) -> RunReport:
     """One retention pass: finish slices a previous run left detached, then remove every slice
     whose end lies beyond the shortest retention and whose executions are all finished past theirs."""
     started = time.perf_counter()
@@ -102,7 +109,7 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
         if b.running or b.retained:
             kept.append(Kept(s.name, b.running, b.retained))
             continue
-        dropped.append(await _remove(pool, s, policy, shard_index))
+        dropped.append(await _remove(pool, s, b.executions, policy, shard_index, pause))
     lock_ms = max((d.lock_ms for d in dropped), default=0.0)
     report = RunReport(dropped, kept, lock_ms, time.perf_counter() - started)
     await pool.execute(
@@ -111,19 +118,43 @@ async def run(pool: asyncpg.Pool, policy: Policy, *, shard_index: int, now_ms: i
     return report
 
 
-async def _remove(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> Dropped:
-    executions = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('execution')}")
-    events = await pool.fetchval(f"SELECT count(*) FROM noetl.{s.partition('event')}")
+async def _remove(pool: asyncpg.Pool, s: partitions.Slice, executions: int, policy: Policy,
+                  shard_index: int, pause: float) -> Dropped:
+    """Detach every table's partition of `s`, archive it if set, drop it. The events reported are
+    the archive's count, else the table's statistics: counting them would read the whole slice
+    while writers compete for the same cores."""
+    phases = _Phases()
+    events = await partitions.live_rows(pool, s.partition("event"))
     lock_ms = 0.0
     for table in partitions.TABLES:
         lock_ms = max(lock_ms, await partitions.detach(pool, table, s))
-    manifest = await _archive_and_drop(pool, s, policy, shard_index)
+    phases.mark("detach")
+    manifest = await _archive_and_drop(pool, s, policy, shard_index, phases)
+    await asyncio.sleep(pause)
+    phases.mark("pause")
+    if manifest is not None:
+        events = next(t.rows for t in history_archive.read_manifest(Path(manifest)).tables if t.table == "event")
     log.info("retention removed slice %s: %d executions, %d events (lock %.1f ms)", s.name, executions, events,
              lock_ms)
-    return Dropped(s.name, s.lower, s.upper, executions, events, lock_ms, manifest)
+    return Dropped(s.name, s.lower, s.upper, executions, events, lock_ms, manifest, phases.ms)
 
 
-async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int) -> str | None:
+class _Phases:
+    """Milliseconds spent in each named part of one slice's removal."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._at = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = round(self.ms.get(name, 0.0) + (now - self._at) * 1000, 1)
+        self._at = now
+
+
+async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Policy, shard_index: int,
+                            phases: _Phases | None = None) -> str | None:
+    phases = phases or _Phases()
     manifest = None
     if policy.archive_dir:
         # Tables are dropped only once the manifest is written: with one, the archive is whole
@@ -132,8 +163,9 @@ async def _archive_and_drop(pool: asyncpg.Pool, s: partitions.Slice, policy: Pol
         if not path.exists():
             path = await archive.write(pool, Path(policy.archive_dir), s, shard_index)
         manifest = str(path)
-    for table in partitions.TABLES:
-        await partitions.drop(pool, table, s)
+        phases.mark("archive")
+    await partitions.drop(pool, s)
+    phases.mark("drop")
     return manifest
 
 
@@ -157,7 +189,6 @@ class HistoryStatus(msgspec.Struct, frozen=True):
     slices: list[str]
     tables: list[partitions.TableSize]
     database_bytes: int
-    default_rows: int                    # rows in no slice: should stay 0
     detached: list[str]
     oldest_execution_id: str | None
     last_run_at: float | None            # unix seconds
@@ -174,7 +205,7 @@ async def status(pool: asyncpg.Pool, policy: Policy) -> HistoryStatus:
         archive_dir=policy.archive_dir, slices=[s.name for s in await partitions.slices(pool)],
         tables=await partitions.sizes(pool),
         database_bytes=await pool.fetchval("SELECT pg_database_size(current_database())"),
-        default_rows=await partitions.default_rows(pool), detached=await partitions.detached(pool),
+        detached=await partitions.detached(pool),
         oldest_execution_id=str(oldest) if oldest is not None else None,
         last_run_at=last["at"] if last else None, last_run_dropped=last["n"] if last else 0)
 
@@ -198,7 +229,7 @@ def install(app: web.Application, pool_of: Callable[[], asyncpg.Pool], settings:
             table_bytes={t.table: t.bytes for t in st.tables}, slices=len(st.slices),
             database_bytes=st.database_bytes,
             oldest_execution_id=int(st.oldest_execution_id) if st.oldest_execution_id else None,
-            default_rows=st.default_rows, last_run_at=st.last_run_at, enabled=st.enabled)
+            last_run_at=st.last_run_at, enabled=st.enabled)
 
     async def ahead() -> None:
         created = await partitions.ensure_ahead(pool_of(), slice_ms=slice_ms, ahead=settings.partition_ahead)
