@@ -236,7 +236,7 @@ async def test_a_run_stopped_halfway_is_finished_by_the_next(database_factory, t
 
 
 async def test_a_row_past_the_slices_is_refused_loudly(database_factory):
-    """No default partition (0008): a row whose slice was not created fails, named, instead of
+    """No default partition (0009): a row whose slice was not created fails, named, instead of
     landing where it would block creating that slice."""
     pool = await _shard(database_factory)
     try:
@@ -248,7 +248,7 @@ async def test_a_row_past_the_slices_is_refused_loudly(database_factory):
 
 
 async def test_rows_in_a_default_partition_become_a_slice(database_factory):
-    """A shard that wrote past its slices before 0008: those rows keep their place in a slice of
+    """A shard that wrote past its slices before 0009: those rows keep their place in a slice of
     their own, the same in every table, and the shard's next slices follow it."""
     dbs = await database_factory()
     pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=2)
