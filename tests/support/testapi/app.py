@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, identity, placeholder
+from . import data, ibkr, identity, pft, placeholder, quantum
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -222,4 +222,7 @@ def build_app(static_dir: str | None = None) -> web.Application:
     app.router.add_get(f"{v1}/concurrency/stats", probe_stats)
     identity.add_routes(app)
     placeholder.add_routes(app)
+    pft.add_routes(app)  # the e2e server's PFT/patient endpoints
+    ibkr.add_routes(app)  # the IB Client Portal gateway (/v1/api/...)
+    quantum.add_routes(app)
     return app
