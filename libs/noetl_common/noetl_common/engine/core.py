@@ -222,7 +222,9 @@ class _Run:
             self.complete(step.name, aggregate, event_name=EventType.LOOP_DONE)
 
     # --- completion and routing ---------------------------------------------------------------
-    def complete(self, name: str, result: Any, *, event_name: str = EventType.STEP_DONE) -> None:
+    def complete(self, name: str, result: Any, *, event_name: str = EventType.CALL_DONE) -> None:
+        """`event_name` is what arcs see as `event.name`: `call.done` for a step whose call finished
+        (NoETL's server routes on that event), `loop.done` for a loop's last iteration."""
         step = self.pb.steps[name]
         st = self.st
         self.data.set_result(name, result)
@@ -293,7 +295,8 @@ class _Run:
         self.out.append(EmitEvent(event_type=EventType.STEP_FAILED, step=name, payload={"error": error}))
         outcome = {"status": "error", "error": error}
         try:
-            scope = self.context({"output": outcome, "event": {"name": str(EventType.STEP_FAILED)}})
+            # `call.error`, NoETL's name for the event its arcs see when a step's call failed
+            scope = self.context({"output": outcome, "event": {"name": str(EventType.CALL_ERROR)}})
             taken = self.choose(step, scope, explicit_only=True)
         except TemplateError:
             taken = []
