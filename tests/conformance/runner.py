@@ -78,6 +78,11 @@ class Runner:
                 for name in self.index.get("noetl_db_credentials", []):
                     await self.post("/api/credentials", {"name": name, "type": "postgres",
                                                          "data": self.noetl_credential})
+            for cred in self.index.get("credentials") or []:  # e.g. a gateway account naming the test API
+                status, body = await self.post("/api/credentials",
+                                               substitute(cred, {"test_api": self.test_api_url or ""}))
+                if status >= 300:
+                    raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
             if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
                 await self.seed_keychain()
             chosen = [f for f in self.index["fixtures"]
