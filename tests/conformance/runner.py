@@ -220,13 +220,16 @@ class Runner:
             async with self.http.get(f"{self.api}/api/executions/{execution_id}/cancellation-check") as r:
                 check = await r.json()
             if check.get("completed") or check.get("failed") or check.get("cancelled"):
-                break
+                # the status decides: NoETL's server also says `failed` after a routed command failure
+                async with self.http.get(f"{self.api}/api/executions/{execution_id}/status",
+                                         params={"steps": "true"}) as r:
+                    body = await r.json()
+                if body.get("completed"):
+                    return dict(body)
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"execution {execution_id} not terminal after {timeout:.0f}s "
                                    f"(status {check.get('status')})")
             await asyncio.sleep(0.1)
-        async with self.http.get(f"{self.api}/api/executions/{execution_id}/status", params={"steps": "true"}) as r:
-            return await r.json()
 
     async def run_sql(self, statements: list[str]) -> None:
         """State a playbook expects from NoETL's cluster (a table an earlier run left), in the scratch database."""
