@@ -11,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats conformance-rest conformance-cloud e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
+        conformance-keychain conformance-jobs conformance-nats conformance-rest conformance-cloud conformance-services e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -62,7 +62,7 @@ test: install tools lint
 lint: install
 	$(PY) -m ruff check libs services tests bench
 	$(PY) -m mypy -p noetl_common -p noetl_api_shard -p noetl_router -p noetl_outbox_publisher -p noetl_projector \
-	    -p noetl_worker -p noetl_devstack -p noetl_ops -p noetl_deploy
+	    -p noetl_worker -p noetl -p noetl_devstack -p noetl_ops -p noetl_deploy
 
 unit: install tools
 	$(PY) -m pytest tests/unit
@@ -136,6 +136,11 @@ conformance-rest: install
 ## stand-in, fakesnow's Snowflake server and DuckLake with its catalog in Postgres).
 conformance-cloud: install
 	$(PY) -m tests.conformance tests/conformance/cloud --shards $(SHARDS)
+
+## The e2e playbooks that call the e2e server's PFT/patient endpoints, an IB Client Portal gateway or
+## quantum_cudaq's collaborator services, against the test API's stand-ins (tests/conformance/services).
+conformance-services: install
+	$(PY) -m tests.conformance tests/conformance/services --shards $(SHARDS)
 
 ## NoETL's "core" regression set (noetl/e2e scripts/rust_regression_run.sh; the 63 of its 66 fixtures in
 ## ../shared/e2e) the way that script runs it: all registered first, default workloads with only addresses

@@ -43,7 +43,7 @@ def test_every_e2e_playbook_is_in_an_index_or_in_the_rest_with_its_expected_outc
         pytest.skip(f"the e2e snapshot is missing ({BASE})")
     present = {str(p.relative_to(BASE)) for p in (BASE / "fixtures" / "playbooks").rglob("*.yaml")}
     covered: set[str] = set()
-    for path in sorted(CORE.parent.glob("*/index.json")):  # every index directory
+    for path in sorted(CORE.parent.glob("*/index.json")):  # every conformance index (core, tier2, keychain, ...)
         index = json.loads(path.read_text())
         covered |= {f["file"] for f in index["fixtures"]}
         covered |= {r for f in index["fixtures"] for r in f.get("register_first") or []}

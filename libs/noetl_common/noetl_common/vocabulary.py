@@ -30,7 +30,6 @@ class EventType(StrEnum):
     # the engine, as it walks the workflow
     STEP_ENTER = "step.enter"
     STEP_SKIPPED = "step.skipped"
-    STEP_DONE = "step.done"
     STEP_EXIT = "step.exit"
     STEP_FAILED = "step.failed"
     LOOP_DONE = "loop.done"

@@ -190,17 +190,23 @@ class ControlPlane:
 
     async def run_child(self, path: str, workload: dict[str, Any], parent_execution_id: int,
                         timeout: float, *, poll_seconds: float = 0.2) -> dict[str, Any]:
-        """Start a sub-playbook and wait for its terminal status (with step results)."""
+        """Start a sub-playbook and wait for its terminal status (with step results). It polls the
+        cheap `cancellation-check` (the execution row) and reads `status?steps=true`, which decodes
+        every command and step result of the child, only once that says the child ended (NoETL's
+        server also says `failed` after a command failed that the playbook routes on, hence the
+        status decides)."""
         started = msgspec.json.decode(await self._request("POST", "/api/execute", data=msgspec.json.encode({
             "path": path, "workload": workload, "parent_execution_id": str(parent_execution_id)}),
             headers={"Content-Type": "application/json"}))
         execution_id = started["execution_id"]
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            status = msgspec.json.decode(await self._request(
-                "GET", f"/api/executions/{execution_id}/status", params={"steps": "true"}))
-            if status.get("completed"):
-                return status
+            check = msgspec.json.decode(await self._request("GET", f"/api/executions/{execution_id}/cancellation-check"))
+            if isinstance(check, dict) and (check.get("completed") or check.get("failed") or check.get("cancelled")):
+                status = msgspec.json.decode(await self._request(
+                    "GET", f"/api/executions/{execution_id}/status", params={"steps": "true"}))
+                if status.get("completed"):
+                    return status
             if asyncio.get_running_loop().time() > deadline:
                 raise ControlPlaneError(f"sub-playbook {path} ({execution_id}) not finished after {timeout:.0f}s",
                                         None, retryable=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import data, gateway, gcp_hosts, gcs, identity, kube, patient_records, placeholder, public_apis, pubsub
+from . import data, gateway, gcp_hosts, gcs, ibkr, identity, kube, patient_records, pft, placeholder, public_apis, pubsub, quantum
 from .state import ApiState
 
 STATE = web.AppKey("state", ApiState)
@@ -236,4 +236,7 @@ def build_app(static_dir: str | None = None) -> web.Application:
     public_apis.add_routes(app)
     gcs.add_routes(app)
     gcp_hosts.add_routes(app)
+    pft.add_routes(app)  # the e2e server's PFT/patient endpoints
+    ibkr.add_routes(app)  # the IB Client Portal gateway (/v1/api/...)
+    quantum.add_routes(app)
     return app

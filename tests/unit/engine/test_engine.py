@@ -351,3 +351,21 @@ def test_python_code_that_reads_context_gets_the_execution_context_and_other_cod
     assert "keychain" not in reads.context
     state, ds = done(pb, state, reads, {"ok": True}, mint, data)
     assert issued(ds)[0].context is None
+
+
+def test_arcs_see_noetl_event_names_call_done_and_call_error():
+    # NoETL's server routes a finished call on `call.done` and a failed one on `call.error`;
+    # playbooks (quantum_cudaq) guard their arcs with those names
+    pb = playbook({"step": "start", "tool": py("x"), "next": [{"step": "save", "when": "{{ event.name == 'call.done' }}"}]},
+                  {"step": "save", "tool": py("s"), "next": [{"step": "end", "when": "{{ event.name == 'call.error' }}"}]},
+                  {"step": "end", "tool": py("e")})
+    mint = minter()
+    data = ExecutionData()
+    state, ds = start(pb, execution_id=1, workload={}, catalog_id=2, now_ms=0, mint=mint, data=data)
+    state, ds = done(pb, state, issued(ds)[0], {"ok": True}, mint, data)
+    (save,) = issued(ds)
+    assert save.step == "save"
+    state, ds = apply(pb, state, EngineEvent(kind="command_failed", command_id=save.command_id, error="boom"),
+                      now_ms=2, mint=mint, data=data)
+    (end,) = issued(ds)
+    assert end.step == "end"

@@ -69,6 +69,9 @@ ROUTES = [
     ("POST", "/api/worker/pool/register"),
     ("POST", "/api/worker/pool/heartbeat"),
     ("POST", "/api/worker/pool/deregister"),
+    ("POST", "/api/execute"),
+    ("GET", "/api/executions/{execution_id}/cancellation-check"),
+    ("GET", "/api/executions/{execution_id}/status"),
 ]
 
 

@@ -267,3 +267,20 @@ async def test_single_event_fallback_hands_over_nothing(peer, session):
     got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
                                                   eager=EagerRequest(slots=1, pool="p"))
     assert got == []
+
+
+async def test_run_child_polls_the_cheap_check_and_reads_the_steps_once_the_child_ended(peer, session):
+    check, status = "/api/executions/{execution_id}/cancellation-check", "/api/executions/{execution_id}/status"
+    peer.answer("/api/execute", 200, {"execution_id": "9"})
+    peer.answer(check, 200, {"status": "RUNNING", "completed": False, "failed": False, "cancelled": False}, times=2)
+    # NoETL's server says failed after a command failure the child routes on: the status decides
+    peer.answer(check, 200, {"status": "FAILED", "completed": False, "failed": True, "cancelled": False})
+    peer.answer(status, 200, {"status": "RUNNING", "completed": False})
+    peer.default(check, 200, {"status": "COMPLETED", "completed": True, "failed": False, "cancelled": False})
+    peer.default(status, 200, {"status": "COMPLETED", "completed": True, "steps": {"end": {"ok": 1}}})
+    sleeps = Sleeps()
+    child = await plane(peer, session, sleeps).run_child("sub", {"a": 1}, 5, timeout=30)
+    assert child["steps"] == {"end": {"ok": 1}}
+    assert len(peer.hits(check)) == 4 and len(peer.hits(status)) == 2 and len(sleeps.calls) == 3
+    assert peer.hits(status)[-1][1] == "/api/executions/9/status?steps=true"
+    assert peer.hits("/api/execute")[0][3] == {"path": "sub", "workload": {"a": 1}, "parent_execution_id": "5"}

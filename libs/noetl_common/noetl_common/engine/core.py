@@ -259,8 +259,10 @@ class _Run:
             self.complete(step.name, aggregate, event_name=EventType.LOOP_DONE)
 
     # --- completion and routing ---------------------------------------------------------------
-    def complete(self, name: str, result: Any, kept: Any = None, *, event_name: str = EventType.STEP_DONE) -> None:
-        """`kept`: what the data holds of `result` (its stub, when stored; default the result)."""
+    def complete(self, name: str, result: Any, kept: Any = None, *, event_name: str = EventType.CALL_DONE) -> None:
+        """`kept`: what the data holds of `result` (its stub, when stored; default the result).
+        `event_name` is what arcs see as `event.name`: `call.done` for a step whose call finished
+        (NoETL's server routes on that event), `loop.done` for a loop's last iteration."""
         step = self.pb.steps[name]
         st = self.st
         self.data.set_result(name, result if kept is None else kept)
@@ -331,7 +333,8 @@ class _Run:
         self.out.append(EmitEvent(event_type=EventType.STEP_FAILED, step=name, payload={"error": error}))
         outcome = {"status": "error", "error": error}
         try:
-            scope = self.context({"output": outcome, "event": {"name": str(EventType.STEP_FAILED)}})
+            # `call.error`, NoETL's name for the event its arcs see when a step's call failed
+            scope = self.context({"output": outcome, "event": {"name": str(EventType.CALL_ERROR)}})
             taken = self.choose(step, scope, explicit_only=True)
         except TemplateError:
             taken = []
