@@ -179,6 +179,16 @@ async def _terminated(request: web.Request) -> web.Response:
     raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
 
 
+async def _no_slice(request: web.Request) -> web.Response:
+    import asyncpg  # a write past the history slices the shard created ahead (no default partition)
+    raise asyncpg.CheckViolationError('no partition of relation "event" found for row')
+
+
+async def _other_check(request: web.Request) -> web.Response:
+    import asyncpg
+    raise asyncpg.CheckViolationError('new row for relation "x" violates check constraint "x_check"')
+
+
 async def _refused(request: web.Request) -> web.Response:
     raise ConnectionRefusedError(111, "Connect call failed")
 
@@ -217,6 +227,19 @@ async def test_a_value_the_database_refuses_is_a_422_not_a_500():
         r = await c.get("/overflow")
         body = await r.json()
         assert r.status == 422 and body["code"] == "validation_error" and "int32" in body["error"]
+
+
+async def test_a_write_past_the_history_slices_is_a_503_to_retry_and_other_checks_a_500():
+    app = build_app(service="test", max_body_bytes=2048)
+    app.router.add_get("/no-slice", _no_slice)
+    app.router.add_get("/other", _other_check)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get("/no-slice")
+        body = await r.json()
+        assert r.status == 503 and body["code"] == "history_slice_missing" and r.headers["Retry-After"] == "2"
+        assert "event" not in body["error"]
+        r = await c.get("/other")
+        assert r.status == 500 and (await r.json())["code"] == "internal_error"
 
 
 async def test_a_request_past_its_time_limit_is_a_504_and_streams_are_exempt():

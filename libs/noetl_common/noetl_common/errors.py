@@ -37,6 +37,10 @@ UNSTORABLE_TEXT = (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInR
 # date past the calendar, ...; also a query argument asyncpg cannot encode, e.g. an int past int4).
 # Handlers bound what they read; this is the net under a bound they lack: a 422, never a 500.
 UNFIT_VALUE = asyncpg.DataError
+# A row whose execution id falls in no partition of a shard's history tables: the slice that takes
+# it is created ahead of time by the shard itself, and a miss means that loop has not caught up
+# (or failed for a while): a 503 to retry, and the shard's own alert, not a 500.
+NO_SLICE = "no partition of relation"
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("noetl.errors")
@@ -143,6 +147,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
         return error_response(ApiError(503, "the database is unavailable; retry shortly", "db_unavailable",
                                        headers=RETRY_AFTER))
+    except asyncpg.CheckViolationError as exc:
+        if NO_SLICE not in str(exc):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(ApiError(500, "internal server error", "internal_error"))
+        log.error("no history slice for a write on %s %s: %s", request.method, request.path, exc)
+        return error_response(ApiError(503, "the history slice for this id is not ready; retry shortly",
+                                       "history_slice_missing", headers=RETRY_AFTER))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal server error", "internal_error"))
