@@ -166,9 +166,10 @@ class Runner:
             await nc.close()
 
     async def register_credentials(self) -> None:
-        """The index's `credentials` (HMAC keys, a broker's address by alias, ...), `{test_api}`, `{kafka}` and the scratch database's
-        `{db_host}`.. filled in."""
-        names = {"test_api": self.test_api_url or "", "kafka": self.kafka or "", **{k: str(v) for k, v in (self.pg_credential or {}).items()}}
+        """The index's `credentials` (HMAC keys, a broker's address by alias, ...), `{test_api}`,
+        `{kafka}` and the scratch database's `{db_host}`.. filled in."""
+        names = {"test_api": self.test_api_url or "", "kafka": self.kafka or "",
+                 **{k: str(v) for k, v in (self.pg_credential or {}).items()}}
         for cred in self.index.get("credentials") or []:
             status, body = await self.post("/api/credentials", substitute(cred, names))
             if status >= 300:

@@ -19,6 +19,8 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
+from noetl_common.engine.values import pipeline_result
+
 from . import gcs_objects
 from .tools.base import ToolContext, ToolError
 
@@ -39,8 +41,10 @@ def budget(config: dict[str, Any]) -> int | None:
     return limit
 
 
-async def offload(result: Any, config: dict[str, Any], ctx: ToolContext) -> Any:
-    """`result` as is, or its reference envelope when the tool's `output` sends it to the store."""
+async def offload(result: Any, config: dict[str, Any], ctx: ToolContext, pipeline: bool = False) -> Any:
+    """`result` as is, or its reference envelope when the tool's `output` sends it to the store.
+    `pipeline`: `result` is a task list's envelope, whose GCS object holds the step's result as the
+    engine sees it (its last task's fields, `results` and each task's), what an artifact get answers."""
     limit = budget(config)
     if limit is None or len(_encoder.encode(result)) <= limit:
         return result
@@ -50,14 +54,16 @@ async def offload(result: Any, config: dict[str, Any], ctx: ToolContext) -> Any:
         stored = await ctx.credentials.put_result(ctx.execution_id, ctx.step or "result", result, ctx.step)
     except Exception as exc:
         raise ToolError(f"storing the result (output.store {requested or 'auto'}): {exc}") from None
+    meta: dict[str, Any] = {"bytes": stored.get("bytes"), "sha256": stored.get("sha256"),
+                            "requested_store": requested or "auto"}
     reference = {"kind": "result_ref", "ref": stored.get("ref"), "store": stored.get("store"),
-                 "scope": stored.get("scope"), "meta": {"bytes": stored.get("bytes"), "sha256": stored.get("sha256"),
-                                                        "requested_store": requested or "auto"}}
+                 "scope": stored.get("scope"), "meta": meta}
     if requested == "gcs":
         uri = gcs_uri(str(stored.get("ref")), output["store"].get("bucket"))
-        await gcs_objects.upload(uri, _encoder.encode(result), "application/json")
+        value = pipeline_result(result) if pipeline and isinstance(result, dict) else result
+        await gcs_objects.upload(uri, _encoder.encode(value), "application/json")
         reference["store"] = "gcs"
-        reference["meta"]["uri"] = uri
+        meta["uri"] = uri
     return {"status": "COMPLETED", "context": {"data": {"_ref": stored.get("ref")}}, "reference": reference}
 
 
