@@ -138,6 +138,8 @@ class Runner:
         def fill(value: Any) -> Any:
             if value == "{service_account}":
                 return service_account
+            if isinstance(value, dict):  # NoETL's `{service_account_json: <the key>}` credential
+                return {k: fill(v) for k, v in value.items()}
             return substitute(value, {"test_api": self.test_api_url or ""})
 
         async with self.http.put(f"{self.test_api_url}/gcp-sm/_seed",

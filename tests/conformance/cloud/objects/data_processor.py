@@ -23,5 +23,5 @@ try:
 except Exception as exc:  # the summary says why instead of failing the Job
     summary["service_account_error"] = f"{type(exc).__name__}: {exc}"[:200]
 summary["records_processed"] = len(str(args.get("input_file") or ""))
-summary["wrote_to_gcs"] = False
+summary["wrote_to_gcs"] = False  # the pod has no route to the GCS stand-in
 print(json.dumps({"status": "processed", **summary}))
