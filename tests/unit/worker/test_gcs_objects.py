@@ -57,3 +57,10 @@ async def test_a_db_tier_reference_is_read_from_the_result_store():
 def test_a_gcs_uri_needs_a_bucket_and_a_name(bad):
     with pytest.raises(ToolError, match="gs://<bucket>/<name>"):
         gcs_objects.split_uri(bad)
+
+
+async def test_without_gcs_configured_a_gcs_script_fails_saying_so(monkeypatch):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    with pytest.raises(ToolError, match="no gcs backend configured"):
+        await scripts.script_text("script", {"uri": "gs://demo/x.py", "source": {"type": "gcs"}}, CTX)

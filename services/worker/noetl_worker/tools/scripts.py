@@ -3,8 +3,8 @@
 
 `inline` carries the text; `file` reads `uri` under the worker's script root (NOETL_SCRIPT_ROOT)
 and refuses paths that leave it; `http` fetches `source.endpoint` (or an http(s) `uri`); `gcs`
-downloads the `gs://` `uri` with google-cloud-storage (gcs_objects.py: the worker's default
-credentials or STORAGE_EMULATOR_HOST; `source.auth` is not used for it). The other object stores
+downloads the `gs://` `uri` with google-cloud-storage (gcs_objects.py: GOOGLE_APPLICATION_CREDENTIALS
+or STORAGE_EMULATOR_HOST; `source.auth` is not used for it). The other object stores
 (s3, azure) need a backend this worker does not have: the step fails naming it rather than running
 something else."""
 
