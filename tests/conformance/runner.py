@@ -138,6 +138,8 @@ class Runner:
         def fill(value: Any) -> Any:
             if value == "{service_account}":
                 return service_account
+            if isinstance(value, dict):  # NoETL's `{service_account_json: <the key>}` credential
+                return {k: fill(v) for k, v in value.items()}
             return substitute(value, {"test_api": self.test_api_url or ""})
 
         async with self.http.put(f"{self.test_api_url}/gcp-sm/_seed",
@@ -204,6 +206,8 @@ class Runner:
                 await self.run_sql(fixture["setup_sql"])
             if fixture.get("setup_messages"):
                 await publish(fixture["setup_messages"], kafka=self.kafka, test_api=self.test_api_url)
+            if fixture.get("setup_objects"):
+                await self.put_objects(fixture["setup_objects"])
             status, body = await self.register(fixture["file"])
             if status != 200:
                 if fixture.get("rejected_ok") and 400 <= status < 500:
@@ -269,6 +273,17 @@ class Runner:
                 raise TimeoutError(f"execution {execution_id} not terminal after {timeout:.0f}s "
                                    f"(status {check.get('status')})")
             await asyncio.sleep(0.1)
+
+    async def put_objects(self, objects: dict[str, str]) -> None:
+        """Objects a playbook expects in a GCS bucket (`gs://bucket/name`: a file under the index
+        directory), uploaded to the test API's GCS stand-in as google-cloud-storage would."""
+        for uri, relative in objects.items():
+            bucket, _, name = uri.removeprefix("gs://").partition("/")
+            async with self.http.post(f"{self.test_api_url}/upload/storage/v1/b/{bucket}/o",
+                                      params={"uploadType": "media", "name": name},
+                                      data=(self.dir / relative).read_bytes()) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"setup_objects {uri}: the GCS stand-in answered {resp.status}")
 
     async def run_sql(self, statements: list[str]) -> None:
         """State a playbook expects from NoETL's cluster (a table an earlier run left), in the scratch database."""

@@ -1,5 +1,7 @@
 """Keychain references: the engine renders them back to themselves, the worker fills them in."""
 
+import json
+
 from noetl_common.dsl.templates import Renderer
 from noetl_common.keychain_refs import KeychainRef, referenced_names, substitute
 
@@ -18,6 +20,16 @@ def test_substitute_fills_values_keeping_native_types():
     out = substitute({"a": "Bearer {{ keychain.tok.access_token }}", "b": ["{{ keychain.sa }}"],
                       "c": "{{ keychain.creds.client_id }}", "d": "x={{ keychain.missing.f }}", "e": 5}, entries)
     assert out == {"a": "Bearer S3", "b": [{"type": "service_account"}], "c": "", "d": "x=", "e": 5}
+
+
+def test_a_tojson_of_a_reference_becomes_the_values_json():
+    # k8s_job_python_gcs: `GCP_SERVICE_ACCOUNT_JSON: "{{ keychain.gcp_sa.service_account_json | tojson }}"`
+    rendered = Renderer().render({"env": "{{ keychain.gcp_sa.service_account_json | tojson }}"},
+                                 {"keychain": KeychainRef()})
+    sa = {"type": "service_account", "client_email": "a@b"}
+    out = substitute(rendered, {"gcp_sa": {"service_account_json": sa}})
+    assert json.loads(out["env"]) == sa
+    assert substitute('x "{{ keychain.t.v }}"', {"t": {"v": "s3"}}) == 'x "s3"'
 
 
 def test_referenced_names_finds_placeholders_and_templates():

@@ -17,6 +17,7 @@ from typing import Any
 ROOT = "keychain"
 # What KeychainRef prints: `{{ keychain.name }}` or `{{ keychain.name.field[.more] }}`.
 PLACEHOLDER = re.compile(r"\{\{ keychain\.(\w+)((?:\.\w+)*) \}\}")
+QUOTED = re.compile(r'"\{\{ keychain\.(\w+)((?:\.\w+)*) \}\}"')
 # Any template mention of an entry, e.g. inside pipeline tasks the worker renders itself.
 MENTION = re.compile(r"\bkeychain\s*\.\s*(\w+)|\bkeychain\s*\[\s*['\"](\w+)['\"]\s*\]")
 
@@ -108,7 +109,8 @@ def _lookup(entries: dict[str, Any], name: str, fields: str) -> Any:
 def substitute(value: Any, entries: dict[str, Any]) -> Any:
     """Put keychain values in for the placeholders the engine left. A string that is exactly one
     placeholder takes the value itself (a dict stays a dict); inside text the value is printed;
-    a missing entry or field becomes "" (an undefined template variable does the same)."""
+    a placeholder in double quotes (`| tojson`) becomes the value's JSON; a missing entry or field
+    becomes "" (an undefined template variable does the same), or null when quoted."""
     if isinstance(value, str):
         if "{{ keychain." not in value:
             return value
@@ -116,6 +118,9 @@ def substitute(value: Any, entries: dict[str, Any]) -> Any:
         if whole:
             found = _lookup(entries, whole.group(1), whole.group(2))
             return "" if found is None else found
+        # `"<placeholder>"` is what `{{ keychain.x.y | tojson }}` renders: the value's JSON
+        # (for a plain string the same text as before, for a mapping its JSON, not a quoted one)
+        value = QUOTED.sub(lambda m: json.dumps(_lookup(entries, m.group(1), m.group(2))), value)
         return PLACEHOLDER.sub(lambda m: _text(_lookup(entries, m.group(1), m.group(2))), value)
     if isinstance(value, dict):
         return {k: substitute(v, entries) for k, v in value.items()}

@@ -132,7 +132,7 @@ async def _run(command_context: dict[str, Any], tool_kind: str | None, runners: 
             result = await asyncio.wait_for(run_tasks(work, runners, ctx), ctx.timeout_seconds)
         else:
             result = await asyncio.wait_for(runners[kind](work.config, work.inputs, ctx), ctx.timeout_seconds)
-            result = await result_tiers.offload(result, work.config, ctx)
+        result = await result_tiers.offload(result, work.config, ctx, pipeline=kind == "pipeline")
     except ToolError as exc:
         return _done(ctx, ok=False, error=str(exc))
     except asyncio.TimeoutError:

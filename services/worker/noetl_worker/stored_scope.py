@@ -5,7 +5,8 @@ and small fields: noetl_common.engine.stored). The tasks are rendered here, sync
 before they run, every stub whose name a task template reads a field of that the stub lacks
 (`{{ big.rows }}`, `{{ big['rows'] }}`, `{{ big.data.rows }}`) is loaded whole from the control
 plane's result store. A stub read only for its kept fields (`{{ big._ref }}`, `{{ big.count }}`)
-or passed on whole stays a stub, as in the engine's own renders.
+or passed on whole stays a stub, as in the engine's own renders. A result in the `gcs` tier is read
+from its GCS object (result_tiers.load).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import msgspec
 
 from noetl_common.engine.stored import full_view, is_stub
 from noetl_common.result_refs import PREFIX
+
+from . import result_tiers
 
 GetResult = Callable[[str], Awaitable[Any]]
 
@@ -37,7 +40,7 @@ async def load_read_stubs(tasks: list[Any], scope: dict[str, Any], get_result: G
         uri = stub["_ref"].get("ref")
         if not isinstance(uri, str) or not uri.startswith(PREFIX) or fields_read(text, name) <= set(stub):
             continue
-        value = full_view(await get_result(uri))
+        value = full_view(await result_tiers.load(stub["_ref"], get_result))
         if isinstance(value, dict):
             loaded[name] = {**value, "_ref": stub["_ref"], "_store": stub.get("_store")}
     return loaded

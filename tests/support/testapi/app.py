@@ -201,7 +201,8 @@ async def request_counts(request: web.Request) -> web.Response:
 
 def build_app(static_dir: str | None = None) -> web.Application:
     """`static_dir`: files served under /static/ (scripts a playbook fetches over HTTP)."""
-    app = web.Application(middlewares=[count_requests])
+    # 64 MiB bodies: GCS uploads (the gcs result tier, DuckDB parquet) pass aiohttp's 1 MiB default
+    app = web.Application(middlewares=[count_requests], client_max_size=64 << 20)
     if static_dir:
         app.router.add_static("/static/", static_dir)
     app[STATE] = ApiState()

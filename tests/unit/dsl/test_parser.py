@@ -91,3 +91,17 @@ def test_output_select_must_be_a_list_of_field_names(output):
            "workflow": [{"step": "start", "tool": {"kind": "noop"}, "output": output}]}
     with pytest.raises(PlaybookError, match="output.output_select must be a list of field names"):
         parse_playbook(doc)
+
+
+def test_a_steps_result_tier_reaches_its_tool_config_and_a_tools_own_wins():
+    tier = {"store": {"kind": "gcs"}, "output_select": ["count"]}
+    steps = parse_playbook(pb(
+        {"step": "start", "tool": [{"name": "a", **PY}], "output": tier},
+        {"step": "one", "tool": PY, "output": {"inline_max_bytes": 10}},
+        {"step": "own", "tool": {**PY, "output": {"store": {"kind": "kv"}}}, "output": tier},
+        {"step": "end", "tool": PY})).steps
+    assert steps["start"].tool == {"output": {"store": {"kind": "gcs"}}}
+    assert steps["start"].output_select == ("count",)
+    assert steps["one"].tool["output"] == {"inline_max_bytes": 10}
+    assert steps["own"].tool["output"] == {"store": {"kind": "kv"}}
+    assert "output" not in steps["end"].tool

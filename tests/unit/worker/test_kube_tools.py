@@ -59,8 +59,8 @@ def test_script_command_quotes_its_json_args_and_installs_first():
 
 
 async def test_script_from_an_object_store_fails_naming_the_backend():
-    config = {"script": {"uri": "gs://b/x.py", "source": {"type": "gcs"}}, "job": {}}
-    with pytest.raises(ToolError, match="no gcs backend"):
+    config = {"script": {"uri": "s3://b/x.py", "source": {"type": "s3"}}, "job": {}}
+    with pytest.raises(ToolError, match="no s3 backend"):
         await script_job.run(config, {}, CTX)
 
 

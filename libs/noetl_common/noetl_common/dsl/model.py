@@ -27,7 +27,7 @@ class Loop(msgspec.Struct, frozen=True):
 class Step(msgspec.Struct, frozen=True):
     name: str
     kind: str                 # tool kind; "pipeline" for a task list; "playbook" for a sub-playbook
-    tool: dict[str, Any] = {}                 # single tool config (kind removed)
+    tool: dict[str, Any] = {}                 # single tool config (kind removed); a pipeline: its `output` tier
     tasks: list[dict[str, Any]] | None = None  # pipeline tasks
     input: dict[str, Any] = {}
     arcs: tuple[Arc, ...] = ()

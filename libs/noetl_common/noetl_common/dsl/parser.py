@@ -61,8 +61,9 @@ def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     common = dict(name=name, arcs=arcs, inclusive=inclusive, has_next=raw.get("next") is not None,
                   loop=parse_loop(name, raw.get("loop")), when=raw.get("when"),
                   set=dict(mapping(name, "set", raw.get("set"))), output_select=_output_select(name, raw.get("output")))
+    tiers = _result_tier(raw.get("output"))
     if isinstance(tool, list):
-        return Step(kind="pipeline", tasks=_tasks(name, tool), input=step_input, **common)
+        return Step(kind="pipeline", tasks=_tasks(name, tool), input=step_input, tool=tiers, **common)
     if not isinstance(tool, dict):
         raise PlaybookError(f"step '{name}': tool must be a mapping or a list of tasks, got {type_name(tool)}")
     config = normalise(name, "tool", tool)
@@ -71,9 +72,20 @@ def _step(raw: Any, index: int, workbook: dict[str, dict[str, Any]]) -> Step:
     if policy_rules(config):  # semantics rule 7: a single tool with a policy is a one-task pipeline
         return Step(kind="pipeline", tasks=[{"name": name, **config}], input=step_input, **common)
     kind = config.pop("kind")
+    if tiers and "output" not in config:  # the tool's own `output` wins over the step's
+        config = {**config, **tiers}
     tool_input = config.pop("input", {})
     return Step(kind=kind, tool=config, input={**tool_input, **step_input}, retry=_attempts(name, config),
                 **common)
+
+
+def _result_tier(output: Any) -> dict[str, Any]:
+    """A step's `output.store` / `inline_max_bytes` (NoETL's result tiers) as the `output` of the
+    command's tool config, which the worker that produces the result applies (result_tiers)."""
+    if not isinstance(output, dict):
+        return {}
+    tier = {k: output[k] for k in ("store", "inline_max_bytes") if k in output}
+    return {"output": tier} if tier else {}
 
 
 def _output_select(step: str, output: Any) -> tuple[str, ...]:

@@ -181,7 +181,7 @@ class _Run:
             # The worker renders pipeline tasks and adds the keychain to this scope itself.
             context = jsonable({k: v for k, v in {**scope, **inputs}.items()
                                 if not isinstance(v, KeychainRef) and v is not token_ref}, enc_hook=encode_hook)
-            config, pipeline = {}, step.tasks
+            config, pipeline = dict(step.tool), step.tasks  # a pipeline's tool config: its step's result tier
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
             if step.kind == "python" and _reads_context(step.tool.get("code")):

@@ -3,7 +3,8 @@
 URI itself) or `uri` answers the stored value itself, as NoETL's worker does; `action: put` with
 `data` (and `name`, default the step's) stores a value and answers its reference
 `{kind: result_ref, ref, store, scope, meta: {bytes, sha256}}`. The store is the control plane's
-result store (`/api/result`), on the shard that owns the execution."""
+result store (`/api/result`), on the shard that owns the execution; a reference in the `gcs` tier
+is read from its GCS object (result_tiers.load)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from noetl_common.result_refs import PREFIX
 
+from .. import result_tiers
 from .base import ToolContext, ToolError
 
 ACTIONS = ("get", "put")
@@ -34,9 +36,10 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     if action not in ACTIONS:
         raise ToolError(f"artifact `action` must be get or put, got {action!r}")
     if action == "get":
-        ref = ref_text(merged.get("result_ref") or merged.get("uri"))
+        given = merged.get("result_ref") or merged.get("uri")
+        ref = ref_text(given)
         try:
-            return await ctx.credentials.get_result(ref)
+            return await result_tiers.load(given if isinstance(given, dict) else ref, ctx.credentials.get_result)
         except Exception as exc:
             raise ToolError(f"artifact get {ref}: {exc}") from None
     if "data" not in merged:

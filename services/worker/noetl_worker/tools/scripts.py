@@ -2,9 +2,11 @@
 `script: {uri, source: {type: inline|file|gcs|s3|http, code, ...}}`.
 
 `inline` carries the text; `file` reads `uri` under the worker's script root (NOETL_SCRIPT_ROOT)
-and refuses paths that leave it; `http` fetches `source.endpoint` (or an http(s) `uri`). Object
-stores (gcs, s3, azure) need a backend and credentials this worker does not have: the step fails
-naming the missing backend rather than running something else."""
+and refuses paths that leave it; `http` fetches `source.endpoint` (or an http(s) `uri`); `gcs`
+downloads the `gs://` `uri` with google-cloud-storage (gcs_objects.py: GOOGLE_APPLICATION_CREDENTIALS
+or STORAGE_EMULATOR_HOST; `source.auth` is not used for it). The other object stores
+(s3, azure) need a backend this worker does not have: the step fails naming it rather than running
+something else."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from typing import Any
 
 import aiohttp
 
+from .. import gcs_objects
 from .base import ToolContext, ToolError
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
-OBJECT_STORES = {"gcs": "Google Cloud Storage", "s3": "AWS S3", "azure": "Azure Blob Storage",
+OBJECT_STORES = {"s3": "AWS S3", "azure": "Azure Blob Storage",
                  "minio": "S3-compatible object storage"}
 
 
@@ -32,6 +35,11 @@ async def script_text(kind: str, script: Any, ctx: ToolContext) -> str:
         if not source.get("code"):
             raise ToolError(f"{kind} script source `inline` needs `code`")
         return str(source["code"])
+    if source_type == "gcs":
+        text = await gcs_objects.download(uri)
+        if len(text) > MAX_SCRIPT_BYTES:
+            raise ToolError(f"{kind} script {uri}: larger than {MAX_SCRIPT_BYTES} bytes")
+        return text.decode("utf-8", errors="replace")
     if source_type in OBJECT_STORES:
         raise ToolError(f"{kind} script {uri!r} is in {OBJECT_STORES[source_type]} (source type {source_type!r}); "
                         f"this worker has no {source_type} backend configured to read it")
