@@ -10,8 +10,8 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance conformance-tier2 \
-        conformance-keychain conformance-jobs conformance-nats conformance-rest conformance-cloud conformance-services e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance \
+        e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
         bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
@@ -110,37 +110,14 @@ infra-down: install
 conformance: install
 	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS)
 
-## Run the tier-2 conformance index (e2e playbooks against the local test API) through a fleet it starts.
-conformance-tier2: install
-	$(PY) -m tests.conformance tests/conformance/tier2 --shards $(SHARDS)
-
-## Run the keychain conformance index (e2e playbooks with `keychain:`, against the test API's provider stand-ins).
-conformance-keychain: install
-	$(PY) -m tests.conformance tests/conformance/keychain --shards $(SHARDS)
-
-## Run the jobs conformance index (container / script steps as Kubernetes Jobs on the test API's
-## stand-in that runs them locally; subscription drains against a local Kafka broker and Pub/Sub stand-in).
-conformance-jobs: install
-	$(PY) -m tests.conformance tests/conformance/jobs --shards $(SHARDS)
-
-## Run the nats index (the `nats` tool against the fleet's NATS, the gateway's auth0 playbooks, fetch load test).
-conformance-nats: install
-	$(PY) -m tests.conformance tests/conformance/nats --shards $(SHARDS)
-
-## e2e playbooks needing only Python and Postgres, or a public API the test API stands in for
-## (Wikipedia, GitHub, IBM Quantum, Open-Meteo, httpbin, api.example.com, through its proxy).
-conformance-rest: install
-	$(PY) -m tests.conformance tests/conformance/rest --shards $(SHARDS)
-
-## Run the cloud conformance index (GCS, Snowflake and DuckLake playbooks against the test API's GCS
-## stand-in, fakesnow's Snowflake server and DuckLake with its catalog in Postgres).
-conformance-cloud: install
-	$(PY) -m tests.conformance tests/conformance/cloud --shards $(SHARDS)
-
-## The e2e playbooks that call the e2e server's PFT/patient endpoints, an IB Client Portal gateway or
-## quantum_cudaq's collaborator services, against the test API's stand-ins (tests/conformance/services).
-conformance-services: install
-	$(PY) -m tests.conformance tests/conformance/services --shards $(SHARDS)
+## Run one of the project's indexes of NoETL's e2e playbooks (tests/conformance/<name>/index.json) through a
+## fleet it starts, the outside world played by local stand-ins: tier2 (Postgres, DuckDB, Python and the test
+## API), keychain (`keychain:` against provider stand-ins), rest (plain playbooks; public APIs through the test
+## API's proxy), nats (the nats tool, the gateway's auth0 set), cloud (GCS, Snowflake, DuckLake), jobs
+## (container/script steps as Kubernetes Jobs, subscriptions), services (the e2e server's PFT/patient API, an
+## IB gateway, quantum_cudaq's services). ONLY=id,... runs a few.
+conformance-%: install
+	$(PY) -m tests.conformance tests/conformance/$* --shards $(SHARDS) $(if $(ONLY),--only $(ONLY))
 
 ## NoETL's "core" regression set (noetl/e2e scripts/rust_regression_run.sh; the 63 of its 66 fixtures in
 ## ../shared/e2e) the way that script runs it: all registered first, default workloads with only addresses

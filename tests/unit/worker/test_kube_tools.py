@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from noetl_worker.tools import container_tool, script_job, subscription_tool
-from noetl_worker.tools.base import ToolContext, ToolError
+from noetl_worker.tools.base import ToolContext, ToolError, json_or_text
 from noetl_worker.tools.kube_jobs import dns_name
 from tests.support.testapi.kube import _remap, memory_bytes
 
@@ -80,5 +80,5 @@ async def test_subscription_bounds_and_sources():
         await subscription_tool.run({"source": "sqs"}, {}, CTX)
     with pytest.raises(ToolError, match="projects/<project>/subscriptions/<name>"):
         await subscription_tool.run({"source": "pubsub", "subscription": "mysub"}, {}, CTX)
-    assert subscription_tool.payload(b'{"a": 1}') == {"a": 1}
-    assert subscription_tool.payload(b"plain") == "plain"
+    assert json_or_text(b'{"a": 1}') == {"a": 1} and json_or_text(b"") is None
+    assert json_or_text(b"plain") == "plain"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from noetl_worker.tools.base import ToolContext, ToolError
-from noetl_worker.tools.nats_tool import connection, decoded, encoded, redacted
+from noetl_worker.tools.base import json_or_text as decoded
+from noetl_worker.tools.nats_tool import connection, encoded, redacted
 
 
 def ctx() -> ToolContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import decimal
 import uuid
 from pathlib import Path
@@ -141,3 +142,15 @@ def sql_text(config: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ToolError("tool config needs `command` (or `query`) with SQL text, or a `script`")
     return text
+
+
+def json_or_text(raw: bytes | None) -> Any:
+    """A message or value as NoETL's tools hand it on: JSON when it parses, else the text; None when
+    there is nothing (the nats tool's kv_get, the subscription tool's messages)."""
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -17,7 +17,7 @@ import nats
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError, ObjectNotFoundError
 
-from .base import ToolContext, ToolError
+from .base import ToolContext, ToolError, json_or_text
 
 CONNECT_TIMEOUT = 5.0
 
@@ -74,15 +74,6 @@ def encoded(value: Any) -> bytes:
     return str(value).encode()
 
 
-def decoded(raw: bytes | None) -> Any:
-    """JSON when it parses, else the text (NoETL's kv_get)."""
-    if not raw:
-        return None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def need(args: dict[str, Any], *names: str) -> list[Any]:
@@ -100,7 +91,7 @@ async def kv_get(js: JetStreamContext, a: dict[str, Any]) -> dict[str, Any]:
     except KeyNotFoundError:
         return {"status": "not_found", "bucket": bucket, "key": key, "value": None}
     created: Any = getattr(entry, "created", None)  # nats-py leaves it empty on a get, as NoETL shows
-    return {"status": "success", "bucket": bucket, "key": key, "value": decoded(entry.value),
+    return {"status": "success", "bucket": bucket, "key": key, "value": json_or_text(entry.value),
             "revision": entry.revision, "created": created.isoformat() if hasattr(created, "isoformat") else None}
 
 

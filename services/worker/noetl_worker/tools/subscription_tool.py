@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from typing import Any
 
 import aiohttp
 
-from .base import ToolContext, ToolError
+from .base import ToolContext, ToolError, json_or_text
 
 MAX_BATCH = 1000
 MAX_TIMEOUT_MS = 5000
@@ -38,14 +37,6 @@ def bounded(config: dict[str, Any], field: str, default: int, limit: int) -> int
     return min(number, limit)
 
 
-def payload(raw: bytes | None) -> Any:
-    if raw is None:
-        return None
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 async def settings(config: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -113,7 +104,7 @@ async def kafka_poll(config: dict[str, Any], batch: int, timeout_ms: int, ack: b
         raise ToolError(f"kafka subscription on {topic!r} at {brokers}: {type(exc).__name__}: {exc}") from None
     finally:
         await consumer.stop()
-    return [{"id": f"{r.topic}:{r.partition}:{r.offset}", "data": payload(r.value),
+    return [{"id": f"{r.topic}:{r.partition}:{r.offset}", "data": json_or_text(r.value),
              "key": r.key.decode("utf-8", errors="replace") if r.key is not None else None,
              "topic": r.topic, "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp}
             for r in records], acked
@@ -157,7 +148,7 @@ async def pubsub_poll(config: dict[str, Any], batch: int, timeout_ms: int, ack: 
     for m in received:
         message = m.get("message") or {}
         raw = base64.b64decode(message["data"]) if message.get("data") else None
-        messages.append({"id": message.get("messageId"), "data": payload(raw),
+        messages.append({"id": message.get("messageId"), "data": json_or_text(raw),
                          "attributes": message.get("attributes") or {}, "publish_time": message.get("publishTime"),
                          "ack_id": m.get("ackId")})
     return messages, acked
