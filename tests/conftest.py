@@ -24,8 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # embedded Postgres (an unprivileged user) under a running session's tmp_path then loses its data
 # directory (PANIC). A root per checkout keeps sessions of different checkouts (worktrees) apart;
 # short, because Postgres' socket path lives under it (107 bytes at most).
-os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(Path("/tmp") / (
-    "noetl-pytest-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10])))
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/tmp/nt-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:6])
 Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 

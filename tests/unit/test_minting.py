@@ -140,7 +140,8 @@ def test_unguarded_rule_mints_ids_the_final_map_gives_to_another_shard():
 def test_the_same_property_search_finds_a_counterexample_for_the_unguarded_rule():
     found = find(st.lists(step, min_size=1, max_size=80),
                  lambda steps: bool(wrong_owners(*run_world(steps, guarded=False))),
-                 settings=settings(max_examples=2_000, deadline=None, database=None, phases=[Phase.generate]))
+                 settings=settings(max_examples=2_000, deadline=None, database=None, phases=[Phase.generate],
+                                   derandomize=True))  # the same examples each run: a chance miss failed CI once
     assert any(commit is not None for _, commit, _ in found)
 
 
