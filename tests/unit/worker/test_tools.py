@@ -154,6 +154,23 @@ async def test_duckdb_file_database_persists_between_steps(tmp_path):
     assert got["row_count"] == 2
 
 
+async def test_duckdb_waits_for_a_file_another_process_holds(tmp_path):
+    # a parallel loop's iterations on two workers open one execution's database: the second waits
+    import subprocess
+    import sys
+    db = str(tmp_path / "held.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "c.execute('CREATE TABLE t (a INT)'); print('held', flush=True); time.sleep(1.5)", db],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        got = await duckdb_tool.run({"db_path": db, "query": "SELECT count(*) AS n FROM t"}, {},
+                                    ToolContext(credentials=NoCredentials(), execution_id=1, step="s", timeout_seconds=20))
+        assert got["rows"] == [{"n": 0}]
+    finally:
+        holder.wait(timeout=10)
+
+
 async def test_duckdb_in_memory_is_fresh_per_step_and_ddl_has_no_rows():
     got = await duckdb_tool.run({"database": ":memory:", "command": "CREATE TABLE x (a INT)"}, {}, CTX)
     assert got == {"status": "success", "affected_rows": 0}

@@ -11,6 +11,7 @@ import asyncio
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,7 @@ class _Query:
     def run(self) -> dict[str, Any]:
         import duckdb
 
-        try:
-            con = duckdb.connect(self.db_path)
-        except Exception as exc:
-            raise ToolError(f"could not open duckdb database {self.db_path!r}: {exc}") from None
+        con = _connect(duckdb, self.db_path)
         with self._lock:
             self._con = con
         try:
@@ -66,6 +64,27 @@ class _Query:
                     self._con.interrupt()
                 except Exception:
                     pass
+
+
+# A database file is one process's at a time: another worker's step on the same file (a parallel loop
+# over one execution's database) holds its lock for the length of its statements, so waiting this long
+# for it is the step's answer, not an error.
+LOCK_WAIT_SECONDS = 30.0
+
+
+def _connect(duckdb: Any, path: str) -> Any:
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "Could not set lock" not in str(exc) or time.monotonic() > deadline:
+                raise ToolError(f"could not open duckdb database {path!r}: {exc}") from None
+        except Exception as exc:
+            raise ToolError(f"could not open duckdb database {path!r}: {exc}") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 QUERY_WORDS = frozenset({"SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "PRAGMA", "EXPLAIN",
