@@ -179,16 +179,14 @@ class _Run:
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
         if step.kind == "pipeline":
             # The worker renders pipeline tasks and adds the keychain to this scope itself.
-            context = jsonable({k: v for k, v in {**scope, **inputs}.items()
-                                if not isinstance(v, KeychainRef) and v is not token_ref}, enc_hook=encode_hook)
+            context = _shipped_context({**scope, **inputs})
             config, pipeline = dict(step.tool), step.tasks  # a pipeline's tool config: its step's result tier
         else:
             config, pipeline, context = self.r.render(step.tool, {**scope, **inputs}), None, None
             if step.kind == "python" and _reads_context(step.tool.get("code")):
                 # NoETL's python tool sees the execution's context as `context`; sent only to
                 # code that names it, so other commands stay small.
-                context = jsonable({k: v for k, v in scope.items()
-                                    if not isinstance(v, KeychainRef) and v is not token_ref}, enc_hook=encode_hook)
+                context = _shipped_context(scope)
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
@@ -443,6 +441,13 @@ def apply(playbook: Playbook, state: State, event: EngineEvent, *, now_ms: int,
     run.on_finished(event)
     run.settle()
     return state, run.out
+
+
+def _shipped_context(scope: dict[str, Any]) -> Any:
+    """A render scope as a command carries it to a worker: JSON, stored results as their stubs, and
+    neither keychain references nor the `token` function (the worker resolves those itself)."""
+    return jsonable({k: v for k, v in scope.items() if not isinstance(v, KeychainRef) and v is not token_ref},
+                    enc_hook=encode_hook)
 
 
 def _reads_context(code: Any) -> bool:
