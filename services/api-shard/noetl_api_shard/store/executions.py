@@ -102,16 +102,26 @@ async def page(pool: asyncpg.Pool, *, status: str | None, path: str | None, pare
                before: tuple[datetime, int] | None, limit: int) -> list[asyncpg.Record]:
     """Newest first, keyset-paginated on (created_at, execution_id): O(page) at any table size.
     The order and status come from the execution row (read-your-writes: a just-started execution
-    is listed at once); step counts and progress come from the projected summary, joined by key."""
-    before_ts, before_id = before if before else (None, None)
+    is listed at once); step counts and progress come from the projected summary, joined by key.
+    Only the filters given are in the statement: under a generic plan a catch-all
+    `($1 IS NULL OR status = $1)` walks the listing index through all history and filters (the
+    few RUNNING executions among 50,000 finished ones: 5 ms against 0.04 ms), and Postgres may
+    switch a prepared statement to its generic plan after five runs."""
+    where, args = [], []
+    for clause, value in (("e.status = ${}", status), ("e.path = ${}", path),
+                          ("e.parent_execution_id = ${}", parent)):
+        if value is not None:
+            args.append(value)
+            where.append(clause.format(len(args)))
+    if before:
+        args.extend(before)
+        where.append(f"(e.created_at, e.execution_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
     return await pool.fetch(
         f"SELECT {_LISTED_COLUMNS}, s.step_count, s.failed_step_count, s.event_count "
         "FROM noetl.execution e LEFT JOIN noetl.execution_summary s USING (execution_id) "
-        "WHERE ($1::text IS NULL OR e.status = $1) "
-        "AND ($2::text IS NULL OR e.path = $2) AND ($3::bigint IS NULL OR e.parent_execution_id = $3) "
-        "AND ($4::timestamptz IS NULL OR (e.created_at, e.execution_id) < ($4, $5::bigint)) "
-        "ORDER BY e.created_at DESC, e.execution_id DESC LIMIT $6",
-        status, path, parent, before_ts, before_id, limit)
+        + (f"WHERE {' AND '.join(where)} " if where else "")
+        + f"ORDER BY e.created_at DESC, e.execution_id DESC LIMIT ${len(args)}", *args)
 
 
 async def stuck(pool: asyncpg.Pool, older_than_minutes: int, limit: int) -> list[int]:
