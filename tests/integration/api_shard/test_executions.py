@@ -498,3 +498,25 @@ async def test_a_large_result_is_kept_as_a_stub_and_loaded_where_a_template_read
     assert kept["count"] == 1000 and "rows" not in kept, "the data row is the stub"
     replay = await (await c.get("/api/replay/state", params={"execution_id": eid})).json()
     assert replay["matches"], replay
+
+
+async def test_listing_combines_the_filters_given_with_the_cursor(client):
+    ids = [int((await start(client))["execution_id"]) for _ in range(3)]
+    cancelled = ids[1]
+    assert (await client.post(f"/api/executions/{cancelled}/cancel", json={})).status == 200
+
+    async def walk(**params):
+        seen, cursor = [], None
+        while True:
+            r = await client.get("/api/executions", params={**params, "limit": "1", **({"cursor": cursor} if cursor else {})})
+            assert r.status == 200, await r.text()
+            seen += [int(e["execution_id"]) for e in await r.json()]
+            cursor = r.headers.get("X-Next-Cursor")
+            if not cursor:
+                return seen
+
+    assert await walk(status="CANCELLED") == [cancelled]
+    assert await walk(path="tests/two_steps") == sorted(ids, reverse=True)
+    assert await walk(path="tests/two_steps", status="RUNNING") == [i for i in sorted(ids, reverse=True) if i != cancelled]
+    assert await walk(path="tests/other") == []
+    assert await walk(parent_execution_id=str(ids[0])) == []
