@@ -2,7 +2,8 @@
 
 Without --api (or NOETL_API_URL) it starts a local fleet (embedded Postgres + NATS, shards,
 router, publisher, projector, workers) in a temporary directory, and the local test API when a
-fixture needs it (`needs: ["test_api"]`), runs every fixture through the router and stops them
+fixture needs it (`needs: ["test_api"]`; `adc` also gives the workers Application Default
+Credentials for the test API's service account), runs every fixture through the router and stops them
 afterwards; fixtures that need `keychain` get the test API started first and the shards'
 keychain provider endpoints pointed at it. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
 line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import msgspec
 
 from noetl_devstack import secrets
@@ -53,6 +55,19 @@ def credential_for(dsn: str) -> dict:
     host = parts.hostname or parse_qs(parts.query).get("host", ["127.0.0.1"])[0]
     return {"db_host": host, "db_port": parts.port or 5432, "db_user": parts.username or "postgres",
             "db_password": parts.password or "unused", "db_name": parts.path.lstrip("/")}
+
+
+async def write_adc_file(test_api: str, directory: Path) -> Path:
+    """The test API's service account as an ADC key file (what GOOGLE_APPLICATION_CREDENTIALS names):
+    its token_uri is the test API's Google token endpoint, so google-auth gets its tokens there."""
+    async with aiohttp.ClientSession() as session, session.get(f"{test_api}/google/service-account") as r:
+        r.raise_for_status()
+        account = await r.json()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "application_default_credentials.json"
+    path.write_text(json.dumps(account))
+    path.chmod(0o600)
+    return path
 
 
 def print_outcome(r) -> None:
@@ -119,7 +134,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         if "kafka" in needs:
             kafka = await start_kafka(supervisor)
             available.add("kafka")
-        if needs & {"test_api", "keychain", "kubernetes", "pubsub", "gcs"}:
+        if needs & {"test_api", "keychain", "kubernetes", "pubsub", "gcs", "adc"}:
             # keychain fixtures also get the HTTPS side (a playbook with a fixed https:// URL),
             # which the fleet trusts through SSL_CERT_FILE.
             proxied = tuple((index or {}).get("proxied_hosts") or ())
@@ -143,6 +158,10 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
                 # the test API's GCS stand-in (gcs.py): google-cloud-storage in the python tool goes there
                 extra_env["STORAGE_EMULATOR_HOST"] = test_api
                 available.add("gcs")
+            if "adc" in needs:
+                # the http tool's `auth: {source: adc}` (and any Google client library) find this key
+                extra_env["GOOGLE_APPLICATION_CREDENTIALS"] = str(await write_adc_file(api.url, work / "adc"))
+                available.add("adc")
             if "keychain" in needs:
                 extra_env["NOETL_KEYCHAIN_ENDPOINTS"] = json.dumps(keychain_endpoints(index or {}, test_api))
                 available.add("keychain")

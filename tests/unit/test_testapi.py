@@ -150,3 +150,34 @@ async def test_open_meteo_current_weather(api):
     assert set(body["current_weather"]) >= {"temperature", "windspeed"}
     _, body, _ = await get(api, "/v1/forecast", latitude="51.5", longitude="-0.13", current="temperature_2m")
     assert "current_weather" not in body and "temperature_2m" in body["current"]
+
+
+async def google_access_token(api) -> str:
+    """A token for the test API's service account, the way Google's client libraries get one."""
+    import google.auth.transport.requests
+    from google.oauth2 import service_account
+
+    async with api.get("/google/service-account") as r:
+        info = await r.json()
+    credentials = service_account.Credentials.from_service_account_info(
+        info, scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    await asyncio.to_thread(credentials.refresh, google.auth.transport.requests.Request())
+    return credentials.token
+
+
+async def test_resource_manager_and_gke_stand_ins_want_a_google_access_token(api):
+    crm, gke = "cloudresourcemanager.googleapis.com", "container.googleapis.com"
+    clusters = "/v1/projects/mestumre-dev/locations/us-central1/clusters"
+    status, body = await on_host(api, "GET", crm, "/v1/projects/mestumre-dev")
+    assert status == 401 and body["error"]["status"] == "UNAUTHENTICATED"
+    assert (await on_host(api, "GET", gke, clusters, headers={"Authorization": "Bearer gcp-999"}))[0] == 401
+    bearer = {"Authorization": f"Bearer {await google_access_token(api)}"}
+    status, project = await on_host(api, "GET", crm, "/v1/projects/mestumre-dev", headers=bearer)
+    assert status == 200 and project["projectId"] == project["name"] == "mestumre-dev"
+    assert project["lifecycleState"] == "ACTIVE" and len(project["projectNumber"]) == 12
+    assert (await on_host(api, "GET", crm, "/v1/projects/mestumre-dev", headers=bearer))[1] == project
+    assert (await on_host(api, "GET", crm, "/v1/projects/Not_A_Project", headers=bearer))[0] == 403
+    assert await on_host(api, "GET", gke, clusters, headers=bearer) == (200, {})
+    assert (await on_host(api, "GET", gke, "/v1/projects/mestumre-dev/locations/mars/clusters", headers=bearer))[0] == 400
+    # the same paths on any other host are still Secret Manager's (a path without `:access` is unknown there)
+    assert (await on_host(api, "GET", "127.0.0.1", "/v1/projects/mestumre-dev", headers=bearer))[0] == 404

@@ -25,6 +25,7 @@ from .executor import Outcome, execute, read_work
 from .outcomes import Unreported
 from .slots import RecentCommands
 from .tools.base import Runner, ToolContext
+from .tools.google_adc import GoogleTokens
 from .tools.step_threads import StepThreads
 from .wire import Command
 
@@ -68,6 +69,7 @@ class CommandRunner:
         self.metrics = metrics
         self.recent = recent
         self.step_threads = StepThreads(keep_idle=settings.max_concurrent)
+        self.google_tokens = GoogleTokens()  # http `auth: {source: adc}`: a token lasts across steps
 
     async def run(self, job: Job) -> Unreported | None:
         """Run the tool of a claimed command; the outcome to report, or None when a notified
@@ -114,7 +116,7 @@ class CommandRunner:
         kind = read_work(command.context, command.action).kind or "unknown"
         ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
                           timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root),
-                          step_threads=self.step_threads)
+                          step_threads=self.step_threads, google_tokens=self.google_tokens)
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         work = asyncio.create_task(execute(command.context, command.action, self.runners, ctx,

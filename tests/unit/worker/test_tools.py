@@ -256,6 +256,9 @@ async def test_shell_captures_output_env_and_cwd(tmp_path):
     out = await shell_tool.run({"command": ["echo one", "echo $GREETING; pwd; echo oops >&2"],
                                 "env": {"GREETING": "hi"}, "cwd": str(tmp_path)}, {}, ctx)
     assert out == {"stdout": f"one\nhi\n{tmp_path}\n", "stderr": "oops\n", "exit_code": 0}
+    # `cmds`: the list NoETL's Python worker reads (test_gke_lifecycle's steps), multi-line programs
+    out = await shell_tool.run({"cmds": ["x=1\necho a$x", "echo b"]}, {}, ctx)
+    assert out["stdout"] == "a1\nb\n"
 
 
 async def test_shell_non_zero_exit_timeout_and_bad_config_fail_the_step(tmp_path):

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
+from .google_adc import GoogleTokens
 from .step_threads import StepThreads
 
 
@@ -41,10 +42,11 @@ class CredentialSource(Protocol):
 class ToolContext:
     def __init__(self, *, credentials: CredentialSource, execution_id: int, step: str,
                  timeout_seconds: float = 300.0, script_root: Path = Path("."),
-                 step_threads: StepThreads | None = None) -> None:
+                 step_threads: StepThreads | None = None, google_tokens: GoogleTokens | None = None) -> None:
         self.script_root = script_root
-        # The worker's shared pool; a context made alone (tests, one-off runs) gets its own.
+        # The worker's shared pool and ADC tokens; a context made alone (tests, one-off runs) gets its own.
         self.step_threads = step_threads or StepThreads()
+        self.google_tokens = google_tokens or GoogleTokens()
         self.stdout: list[str] = []  # what tools printed; reported with the outcome event
         self.credentials = credentials
         self.execution_id = execution_id

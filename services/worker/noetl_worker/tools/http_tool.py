@@ -9,6 +9,11 @@ transport failures), `status`, `retry_after` (seconds, from the header) and the 
 Body: `json:` is sent as JSON; the Python-era `payload:`/`data:` maps are sent as JSON too (as
 query parameters on GET/DELETE, which is what NoETL did with them); a string `body:`/`data:` is
 sent as is; `form:` is form-encoded.
+
+Auth: `auth: {source: adc}` (or NoETL's Rust spelling `{type: gcp_adc}`, optional `scopes`, default
+cloud-platform) sends `Authorization: Bearer <token>` for the worker's Application Default
+Credentials (google_adc.py); not getting a token fails the step before any request. Other `auth`
+forms are not read by this tool.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from .base import ToolContext, ToolError
+from .google_adc import AdcError, adc_scopes
 
 DEFAULT_TIMEOUT = 30.0
 MAX_BODY_BYTES = 32 * 1024 * 1024  # a result this large does not belong in an event anyway
@@ -61,6 +67,19 @@ def _timeout(config: dict[str, Any], ctx: ToolContext) -> float:
     return max(0.001, min(value, ctx.timeout_seconds))
 
 
+async def _with_auth(auth: Any, headers: dict[str, str], seconds: float, ctx: ToolContext) -> dict[str, str]:
+    """`headers` with the bearer an ADC `auth` gives (it replaces an Authorization the playbook wrote)."""
+    try:
+        scopes = adc_scopes(auth)
+        if scopes is None:
+            return headers
+        token = await ctx.google_tokens.access_token(scopes, seconds)
+    except AdcError as exc:
+        raise ToolError(f"http auth `source: adc`: {exc}",
+                        details={"kind": exc.kind, "retryable": exc.retryable}) from None
+    return {**{k: v for k, v in headers.items() if k.lower() != "authorization"}, "Authorization": f"Bearer {token}"}
+
+
 def _accepts(config: dict[str, Any], status: int) -> bool:
     accept = config.get("accept_status")
     if accept is True:
@@ -81,12 +100,12 @@ async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) 
     body, payload_query = _body(config, method)
     params = {**(payload_query or {}), **(_query(config.get("params")) or {})} or None
     seconds = _timeout(config, ctx)
+    headers = await _with_auth(config.get("auth"), {str(k): str(v) for k, v in (headers or {}).items()}, seconds, ctx)
     try:
         # trust_env: HTTP(S)_PROXY / NO_PROXY of the worker's environment apply, as in NoETL's worker
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds), trust_env=True) as session:
-            async with session.request(method, url, headers={str(k): str(v) for k, v in (headers or {}).items()},
-                                       params=params, allow_redirects=bool(config.get("follow_redirects", True)),
-                                       **body) as resp:
+            async with session.request(method, url, headers=headers, params=params,
+                                       allow_redirects=bool(config.get("follow_redirects", True)), **body) as resp:
                 raw = await _read_capped(resp, f"HTTP {method} {url}")
                 parsed = _parse(raw, resp.charset)
                 status, resp_headers = resp.status, dict(resp.headers)

@@ -1,6 +1,7 @@
-"""`kind: shell`: run `command` (a string, or a list run one after another) with `/bin/sh -c` on the
-worker host. Result `{stdout, stderr, exit_code}` (the last command's exit code); a non-zero exit
-or a timeout is a ToolError carrying the stderr tail, so the step fails (semantics rule 1).
+"""`kind: shell`: run `command` (a string, or a list run one after another; also spelled `cmds`, the
+list NoETL's Python worker reads, or `cmd`) with `/bin/sh -c` on the worker host. Result
+`{stdout, stderr, exit_code}` (the last command's exit code); a non-zero exit or a timeout is a
+ToolError carrying the stderr tail, so the step fails (semantics rule 1).
 Config: `shell` (default /bin/sh), `cwd`, `env` (added to the worker's), `timeout_seconds`."""
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ MAX_CAPTURE = 1 << 20  # per stream; the rest is cut (the outcome event must sta
 
 
 async def run(config: dict[str, Any], inputs: dict[str, Any], ctx: ToolContext) -> Any:
-    command = config.get("command") or config.get("cmd")
+    command = config.get("command") or config.get("cmds") or config.get("cmd")
     commands = command if isinstance(command, list) else [command]
     if not commands or not all(isinstance(c, str) and c.strip() for c in commands):
-        raise ToolError("shell `command` must be a non-empty string or a list of strings")
+        raise ToolError("shell `command` (or `cmds`) must be a non-empty string or a list of strings")
     env = config.get("env") or {}
     if not isinstance(env, dict):
         raise ToolError("shell `env` must be a mapping of NAME: value")
