@@ -4,6 +4,7 @@ connector over HTTP), ducklake with its catalog in the suite's Postgres, and the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -104,6 +105,23 @@ async def test_ducklake_keeps_tables_in_its_postgres_catalog_and_reports_refused
     with pytest.raises(ToolError, match="could not attach") as refused_attach:
         await ducklake_tool.run({**config, "auth": "wrong", "command": "SELECT 1"}, {}, ctx(plane))
     assert "pw-not-shown" not in str(refused_attach.value)
+
+
+async def test_ducklake_workers_racing_to_create_one_table_all_insert(scratch_dsn, credentials, tmp_path: Path):
+    """NoETL's ducklake_test: a parallel loop's iterations each `CREATE TABLE IF NOT EXISTS` then
+    INSERT, here on a lake none has attached yet. The first ATTACHes race to create the catalog's
+    tables and the creates conflict in DuckLake (only one may create the table); the losers attach
+    or create again and find what the winner made, so every insert lands."""
+    store, plane = credentials
+    store.items["catalog"] = credential_data(scratch_dsn)
+    config = {"auth": "catalog", "catalog_name": "race", "data_path": str(tmp_path / "data")}
+    racers = 6
+    outcomes = await asyncio.gather(*(ducklake_tool.run({**config, "command": f"""
+        CREATE TABLE IF NOT EXISTS user_events (user_id INTEGER, event_type VARCHAR);
+        INSERT INTO user_events VALUES ({i}, 'test_event')"""}, {}, ctx(plane)) for i in range(racers)))
+    assert [o["result"]["commands"][0]["status"] for o in outcomes] == ["executed"] * racers, outcomes
+    counted = await ducklake_tool.run({**config, "command": "SELECT count(*) AS n FROM user_events"}, {}, ctx(plane))
+    assert counted["result"]["commands"][0]["rows"] == [{"n": racers}]
 
 
 async def test_duckdb_auth_makes_postgres_and_gcs_secrets(scratch_dsn, credentials, tmp_path: Path):

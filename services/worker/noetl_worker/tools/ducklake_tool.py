@@ -8,19 +8,24 @@ NoETL's result shape and semantics: `{status: ok, result: {command_count, comman
 row_count, columns, rows} | {command_index, affected_rows, status: executed} | {command_index,
 status: error, error}]}, catalog_info: {...}}` — a failing command is reported in its entry and the
 next one still runs (DuckLake refuses some DuckDB SQL, e.g. PRIMARY KEY); only a catalog that
-cannot be attached fails the step."""
+cannot be attached fails the step. Workers sharing a lake race: a statement that loses a
+conflicting commit (two `CREATE TABLE IF NOT EXISTS` of one table) and an ATTACH that loses the
+creation of a new lake's catalog run again, with backoff, instead of failing the command."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from . import duckdb_setup
 from .base import ToolContext, ToolError, credential_data, jsonable
 
 QUERY_STARTS = ("SELECT", "FROM", "WITH", "SHOW", "DESCRIBE")
+CONFLICT_ATTEMPTS = 6  # a statement that lost a conflicting commit race: tries in all
 
 
 async def catalog_connection(config: dict[str, Any], ctx: ToolContext) -> tuple[str, str | None]:
@@ -78,16 +83,39 @@ def _ident(name: str) -> str:
     return name
 
 
-def _run_command(con: Any, index: int, command: str) -> dict[str, Any]:
+def _run_command(con: Any, index: int, command: str, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     try:
-        cursor = con.execute(command)
-        if command.strip().upper().startswith(QUERY_STARTS) and cursor.description:
+        cursor = None
+        statements = con.extract_statements(command)
+        # Retrying is safe only for a statement that is its own transaction (autocommit).
+        explicit = any(str(st.type).endswith("TRANSACTION") for st in statements)
+        for statement in statements:
+            cursor = _with_conflict_retries(con, statement, sleep, retry=not explicit)
+        if command.strip().upper().startswith(QUERY_STARTS) and cursor is not None and cursor.description:
             columns = [d[0] for d in cursor.description]
             rows = [dict(zip(columns, (jsonable(v) for v in row))) for row in cursor.fetchall()]
             return {"command_index": index, "row_count": len(rows), "columns": columns, "rows": rows}
-        return {"command_index": index, "affected_rows": cursor.rowcount, "status": "executed"}
+        return {"command_index": index, "affected_rows": cursor.rowcount if cursor is not None else -1,
+                "status": "executed"}
     except Exception as exc:
         return {"command_index": index, "status": "error", "error": str(exc)}
+
+
+def _with_conflict_retries(con: Any, statement: Any, sleep: Callable[[float], None], *, retry: bool) -> Any:
+    """Run one statement; one that lost a DuckLake commit race to a conflicting one (two workers'
+    `CREATE TABLE IF NOT EXISTS` of the same table: DuckLake itself retries only races without a
+    conflict) runs again, so its `IF NOT EXISTS` sees the winner's table, instead of the command
+    failing and the statements after it (a parallel loop's INSERT) never running."""
+    import duckdb
+
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return con.execute(statement)
+        except duckdb.TransactionException as exc:
+            if not retry or attempt + 1 == CONFLICT_ATTEMPTS or not str(exc).startswith("Transaction conflict"):
+                raise
+            sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def _catalog_info(con: Any, catalog: str) -> dict[str, Any]:
@@ -105,6 +133,19 @@ def _catalog_info(con: Any, catalog: str) -> dict[str, Any]:
             "table_count": len(table_rows), "tables": table_rows}
 
 
+def _attach(con: Any, attach: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    """ATTACH; a new lake's first ATTACH creates its catalog tables, and workers attaching it at
+    the same moment race to: the losers find the tables there ("already exists") and attach again."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            con.execute(attach)
+            return
+        except Exception as exc:
+            if attempt + 1 == CONFLICT_ATTEMPTS or "already exists" not in str(exc):
+                raise
+            sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
+
+
 def _run(connection: str, password: str | None, catalog: str, data_path: str, commands: list[str]) -> dict[str, Any]:
     import duckdb
 
@@ -115,8 +156,8 @@ def _run(connection: str, password: str | None, catalog: str, data_path: str, co
         try:
             duckdb_setup.install_bundled(con)
             con.execute("LOAD ducklake; LOAD postgres;")
-            con.execute(f"ATTACH 'ducklake:postgres:{duckdb_setup.quote(connection)}' AS {catalog} "
-                        f"(DATA_PATH '{duckdb_setup.quote(data_path)}')")
+            _attach(con, f"ATTACH 'ducklake:postgres:{duckdb_setup.quote(connection)}' AS {catalog} "
+                         f"(DATA_PATH '{duckdb_setup.quote(data_path)}')")
             con.execute(f"USE {catalog}")
         except Exception as exc:
             message = str(exc).replace(password, "***") if password else str(exc)
