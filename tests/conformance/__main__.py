@@ -32,7 +32,7 @@ import aiohttp
 import msgspec
 
 from noetl_devstack import secrets
-from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
+from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, shard_specs, start_fleet
 from noetl_devstack.infra import Infra
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
@@ -44,7 +44,7 @@ from tests.support.kafka_broker import start as start_kafka
 from tests.support.testapi.kube import write_kubeconfig
 from tests.support.testapi.process import start as start_test_api
 
-from .runner import Runner, keychain_endpoints, load_index, needs_of
+from .runner import Runner, ShardDb, keychain_endpoints, load_index, needs_of
 
 SCRATCH_DB = "noetl_conformance_scratch"
 
@@ -105,6 +105,7 @@ class LocalFleet(msgspec.Struct):
     available: set[str] = set()     # what fixtures may need that this fleet provides
     kafka: str | None = None        # the local Kafka broker (host:port), when a fixture needs it
     snowflake: dict | None = None   # a snowflake credential's data for the Snowflake stand-in (fakesnow)
+    shard_db: ShardDb | None = None  # shard 0: its URL and its own database (index `shard_db_credentials`)
 
 
 def noetl_worker_python() -> Path:
@@ -128,7 +129,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         # duckdb's per-execution files and a playbook's relative paths (COPY ... TO 'x.parquet') stay
         # in the run's directory
         extra_env = {"NOETL_SCRIPT_ROOT": str(script_root), "NOETL_DATA_DIR": str(work / "data"), **(env or {})}
-        available = {"postgres", "duckdb", "script-files", "nats"}
+        available = {"postgres", "duckdb", "script-files", "nats", "shard_db"}
         test_api = test_api_tls = None
         kafka = None
         if "kafka" in needs:
@@ -175,7 +176,9 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
                            supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available,
-                           kafka=kafka, snowflake=snowflake)
+                           kafka=kafka, snowflake=snowflake,
+                           shard_db=ShardDb(url=shard_specs(specs)[0].url,
+                                            credential=credential_for(info.shard_dsns(shards)[0])))
         for i in range(external):
             assert python is not None
             name = f"noetl-worker-{i}"
@@ -200,7 +203,7 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
                         noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka,
-                        nats_url=fleet.nats_url, snowflake_credential=fleet.snowflake)
+                        nats_url=fleet.nats_url, snowflake_credential=fleet.snowflake, shard_db=fleet.shard_db)
         return await runner.run(only)
 
 

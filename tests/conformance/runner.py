@@ -53,12 +53,20 @@ def keychain_endpoints(index: dict[str, Any], test_api: str) -> dict[str, str]:
     return substitute((index.get("keychain") or {}).get("endpoints") or {}, {"test_api": test_api})
 
 
+class ShardDb(msgspec.Struct, frozen=True):
+    """Shard 0 of a local fleet: its URL and a postgres credential's data for its own database."""
+
+    url: str
+    credential: dict
+
+
 class Runner:
     def __init__(self, api_url: str, directory: Path, *, scratch_dsn: str | None, pg_credential: dict | None,
                  available: set[str], timeout: float = 120.0, test_api_url: str | None = None,
                  test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None,
                  noetl_credential: dict | None = None, kafka: str | None = None,
-                 nats_url: str | None = None, snowflake_credential: dict | None = None) -> None:
+                 nats_url: str | None = None, snowflake_credential: dict | None = None,
+                 shard_db: ShardDb | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
@@ -75,6 +83,11 @@ class Runner:
         self.timeout = timeout
         self.executions: dict[str, str] = {}
         self.kafka = kafka  # the local Kafka broker's host:port, when a fixture needs kafka
+        # `shard_db_credentials`: those names point at shard 0's own database, and every execution
+        # of the index starts on shard 0 (its URL, not the router's round robin), so an execution's
+        # history (NoETL's noetl.* relations) and the playbook's own tables share one database, as
+        # in NoETL's single-database deployment, at any shard count.
+        self.shard_db = shard_db if self.index.get("shard_db_credentials") else None
 
     async def run(self, only: set[str] | None = None) -> list[Outcome]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as self.http:
@@ -89,6 +102,10 @@ class Runner:
                 for name in self.index.get("snowflake_credentials", []):
                     await self.post("/api/credentials", {"name": name, "type": "snowflake",
                                                          "data": self.snowflake_credential})
+            if self.shard_db:
+                for name in self.index["shard_db_credentials"]:
+                    await self.post("/api/credentials", {"name": name, "type": "postgres",
+                                                         "data": self.shard_db.credential})
             await self.register_credentials()
             if "keychain" in self.available and needs_of(self.index, only) & {"keychain"}:
                 await self.seed_keychain()
@@ -180,8 +197,9 @@ class Runner:
             if status >= 300:
                 raise RuntimeError(f"credential {cred.get('name')}: {status} {body}")
 
-    async def post(self, path: str, body: dict) -> tuple[int, Any]:
-        async with self.http.post(self.api + path, json=body) as r:
+    async def post(self, path: str, body: dict, *, at: str | None = None) -> tuple[int, Any]:
+        """`at`: a shard's URL instead of the API's (the router's)."""
+        async with self.http.post((at or self.api) + path, json=body) as r:
             return r.status, await r.json(content_type=None)
 
     async def register(self, relative: str) -> tuple[int, Any]:
@@ -221,7 +239,8 @@ class Runner:
                      "router": self.api,
                      **{k: str(v) for k, v in (self.pg_credential or {}).items()}}  # {db_host}, {db_port}, ...
             payload = substitute(fixture.get("payload") or {}, names)
-            status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload})
+            status, started = await self.post("/api/execute", {"path": body["path"], "workload": payload},
+                                              at=self.shard_db.url if self.shard_db else None)
             if status != 200:
                 return Outcome(fid, False, f"execute: {status} {started}")
             execution_id = started["execution_id"]

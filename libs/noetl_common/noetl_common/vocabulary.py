@@ -43,3 +43,13 @@ class EventType(StrEnum):
     CALL_STARTED = "call.started"
     CALL_DONE = "call.done"
     CALL_ERROR = "call.error"
+    # NoETL's frames runtime (a cursor loop with spec.frame.process: frame): the engine opens and
+    # closes the loop's stage; the frames routes log each frame's life (noetl_api_shard frames_api)
+    STAGE_OPENED = "stage.opened"
+    STAGE_CLOSED = "stage.closed"
+    FRAME_DISPATCHED = "frame.dispatched"
+    FRAME_STARTED = "frame.started"
+    FRAME_HEARTBEAT = "frame.heartbeat"
+    FRAME_COMMITTED = "frame.committed"
+    FRAME_FAILED = "frame.failed"
+    FRAME_ABANDONED = "frame.abandoned"

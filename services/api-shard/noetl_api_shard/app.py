@@ -20,6 +20,7 @@ from noetl_common.observability import REGISTRY_KEY
 
 from .execution.api import event_stream, outbox_api, projection_api, routes as execution_routes
 from .execution.upkeep import retention
+from .frames import routes as frames
 from .execution.write.group_commit import MAX_FLUSHING
 from .execution.keys import ANNOUNCER, ORCHESTRATOR, WAKEUPS
 from .execution.write.orchestration import Orchestrator
@@ -68,7 +69,7 @@ def create_app(settings: ShardSettings) -> web.Application:
     add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
     add_readiness_check(app, "cluster_db", lambda: ping(svc.cluster_pool, READINESS_TIMEOUT_SECONDS))
     for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,
-                 keychain, tokens, runtime, outbox_api, projection_api, event_stream, execution_routes):
+                 keychain, tokens, runtime, outbox_api, projection_api, event_stream, execution_routes, frames):
         area.register(app)
     retention.install(app, lambda: svc.shard_pool, settings, metrics)
     return app

@@ -28,6 +28,8 @@ DASHBOARD_STATS_PATH = "/api/dashboard/stats"
 # Path prefixes whose next segment is an execution id.
 EXECUTION_PATH_PREFIXES = ("/api/executions/", "/api/vars/")
 COMMAND_PATH_PREFIX = "/api/commands/"
+# NoETL's frames routes: a stage's or a frame's id, minted by the shard that owns its execution.
+FRAME_PATH_PREFIXES = (("/api/stages/", "stage_id"), ("/api/frames/", "frame_id"))
 # NoETL's result store (and its legacy alias): the next segment is an execution id, except these.
 RESULT_PREFIXES = ("/api/result/", "/api/temp/")
 RESULT_RESOLVE = frozenset({"/api/result/resolve", "/api/temp/resolve"})
@@ -110,6 +112,10 @@ def decide(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         segment = path[len(COMMAND_PATH_PREFIX):].split("/", 1)[0]
         # Ids are shard-affine: a command's event id hashes to the shard that minted it.
         return Decision(Kind.OWNER, Rule.EVENT_ID, (_parse(segment, f"event id in path {path!r}"),), "event_id")
+    for prefix, field in FRAME_PATH_PREFIXES:
+        if path.startswith(prefix):
+            segment = path[len(prefix):].split("/", 1)[0]
+            return Decision(Kind.OWNER, Rule.EVENT_ID, (_parse(segment, f"{field} in path {path!r}"),), field)
 
     if path in RESULT_STATS:
         return Decision(Kind.RESULT_STATS)

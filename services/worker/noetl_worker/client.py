@@ -224,6 +224,18 @@ class ControlPlane:
             headers={"Content-Type": "application/json"}))
         return decoded if isinstance(decoded, dict) else {}
 
+    # -- frames (NoETL's frames runtime) ----------------------------------------------------------
+
+    async def frame_call(self, path: str, body: dict[str, Any], *, backoff: Backoff | None = None) -> dict[str, Any]:
+        """POST to a frames route (`/api/stages/{id}/frames/claim`, `/api/frames/{id}/heartbeat|commit`);
+        the decoded answer. A refusal (409: the frame is another worker's, or over) raises at once."""
+        decoded = msgspec.json.decode(await self._request(
+            "POST", path, data=msgspec.json.encode(body), headers={"Content-Type": "application/json"},
+            backoff=backoff))
+        if not isinstance(decoded, dict):
+            raise ControlPlaneError(f"POST {path}: unexpected response", None, retryable=False)
+        return decoded
+
     # -- worker pool ------------------------------------------------------------------------------
 
     async def register(self, registration: PoolRegistration) -> None:

@@ -21,6 +21,7 @@ from noetl_common.vocabulary import TERMINAL_STATUSES
 from .client import ControlPlane, ControlPlaneError
 from .config import WorkerSettings
 from .events import Reporter
+from . import frames
 from .executor import Outcome, execute, read_work
 from .outcomes import Unreported
 from .slots import RecentCommands
@@ -117,10 +118,15 @@ class CommandRunner:
         ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
                           timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root),
                           step_threads=self.step_threads, google_tokens=self.google_tokens)
+        try:
+            frame = frames.lease_for(job.plane, command, s.worker_id, job.command_id)
+        except ValueError as exc:
+            return Outcome(ok=False, error=str(exc))
         self.metrics.in_flight.inc()
         started = time.perf_counter()
-        work = asyncio.create_task(execute(command.context, command.action, self.runners, ctx,
-                                           command.meta.get("catalog_id")))
+        run = execute(command.context, command.action, self.runners, ctx, command.meta.get("catalog_id"))
+        # A frame's lease is taken inside the work, so the command's keepalive covers a wait for it.
+        work = asyncio.create_task(frame.run(run) if frame is not None else run)
         keepalive = asyncio.create_task(self._keepalive(job, reporter, work))
         try:
             result = await work
@@ -131,7 +137,7 @@ class CommandRunner:
             log.info("command %s (%s) is over on the control plane (cancelled or taken over): step abandoned",
                      job.command_id, command.node_name)
             self.metrics.commands.labels(kind, "abandoned").inc()
-            return None
+            return None  # an abandoned frame is left to its lease
         finally:
             keepalive.cancel()
             self.metrics.in_flight.dec()

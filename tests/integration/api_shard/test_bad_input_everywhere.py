@@ -20,6 +20,10 @@ ROUTES = [
     ("POST", "/api/worker/pool/heartbeat", b'{"name": 1}', "$.name"),
     ("POST", "/api/worker/pool/deregister", b'{"name": false}', "$.name"),
     ("DELETE", "/api/worker/pool/deregister", b'{"name": null, "x": 1, "name2": 2, "name": 3}', "$.name"),
+    # NoETL's frames routes (their bounds are NoETL's: a lease of 5 to 3600 seconds)
+    ("POST", "/api/stages/7/frames/claim", b'{"worker_id": "w", "lease_seconds": 2}', "$.lease_seconds"),
+    ("POST", "/api/frames/7/heartbeat", b'{"worker_id": 1}', "$.worker_id"),
+    ("POST", "/api/frames/7/commit", b'{"worker_id": "w", "row_count": -1}', "$.row_count"),
 ]
 TABLES = ("catalog", "credential", "keychain", "runtime")
 

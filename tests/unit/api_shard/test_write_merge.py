@@ -50,3 +50,19 @@ def test_a_merged_row_holds_no_more_events_than_one_batch_may_log():
     assert [(r.id, len(r.payload.events)) for r in merged] == [(40, half + 1), (20, half), (30, 2 * MAX_MIRROR_EVENTS)]
     assert sorted(int(e.event_id) for r in merged for e in r.payload.events) == sorted(
         int(e.event_id) for r in rows for e in r.payload.events)
+
+
+def test_only_a_stage_opening_or_closing_transaction_carries_the_stage_parts():
+    """The frames runtime adds nothing to any other write: its parts are absent unless used."""
+    from noetl_api_shard.store.writes import StageClose, StageRow, _parts, statement
+
+    plain = WriteSet(outbox=[notification(1, 1)])
+    names = tuple(name for name, _ in _parts(plain))
+    assert names == ("ins_outbox",) and "stage" not in statement(names, (1,))
+    opened = WriteSet(outbox=[notification(1, 1)], stages=[StageRow(
+        stage_id=5, execution_id=1, step_name="s", loop_event_id="1", frame_policy={}, opened_event_id=6,
+        parent_event_id=None)], stage_closes=[StageClose(execution_id=1, stage_id=4, status="COMPLETED",
+                                                         closed_event_id=7)])
+    assert tuple(name for name, _ in _parts(opened)) == ("ins_outbox", "ins_stage", "upd_stage")
+    merged, _ = merge([(plain, Expect(executions=0)), (opened, Expect(executions=0))])
+    assert [s.stage_id for s in merged.stages] == [5] and [s.stage_id for s in merged.stage_closes] == [4]

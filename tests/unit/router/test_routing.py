@@ -44,6 +44,15 @@ def test_event_id_in_path_routes_by_hash(path):
     assert d("POST", path) == Decision(Kind.OWNER, Rule.EVENT_ID, (E,), "event_id")
 
 
+@pytest.mark.parametrize("path, field", [(f"/api/stages/{E}/frames/claim", "stage_id"),
+                                         (f"/api/frames/{E}/heartbeat", "frame_id"),
+                                         (f"/api/frames/{E}/commit", "frame_id")])
+def test_frames_routes_go_to_the_shard_that_minted_the_stage_or_frame(path, field):
+    assert d("POST", path) == Decision(Kind.OWNER, Rule.EVENT_ID, (E,), field)
+    with pytest.raises(RoutingError, match=field):
+        d("POST", path.replace(str(E), "nope"))
+
+
 def test_path_beats_body():
     # /api/executions/{id} is not body-routed; a body execution_id there is ignored.
     assert d("POST", f"/api/executions/{E}/cancel", body={"execution_id": F}).ids == (E,)

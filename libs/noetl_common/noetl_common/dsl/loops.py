@@ -48,5 +48,15 @@ def _cursor_loop(step: str, raw: dict[str, Any], spec: dict[str, Any], iterator:
     rows = integer(step, "loop.spec.frame.max_rows", frame.get("max_rows", 1), minimum=1)
     concurrency = integer(step, "loop.spec.frame.row_concurrency",
                           frame.get("row_concurrency", spec.get("max_in_flight", 1) or 1), minimum=1)
+    process = frame.get("process", "row")
+    if not isinstance(process, str) or process.strip().lower() not in ("row", "frame"):
+        raise PlaybookError(f"step '{step}': loop.spec.frame.process must be row or frame, got {process!r}")
+    for field in ("lease_seconds", "heartbeat_seconds"):
+        value = frame.get(field)
+        # a template is rendered (and checked) when the loop opens its stage
+        if value is not None and not is_template(value) and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise PlaybookError(f"step '{step}': loop.spec.frame.{field} must be a positive number, got {value!r}")
+    frames = dict(frame) if process.strip().lower() == "frame" else None
     return Loop(collection=None, iterator=iterator, mode="cursor", max_in_flight=concurrency,
-                cursor={**cursor, "kind": kind}, frame_rows=rows)
+                cursor={**cursor, "kind": kind}, frame_rows=rows, frames=frames)

@@ -22,6 +22,10 @@ class Loop(msgspec.Struct, frozen=True):
     max_in_flight_expr: str | None = None  # a template for the cap, rendered when the loop starts
     cursor: dict[str, Any] | None = None  # cursor mode: {kind, auth, claim, ...}, the claim tool
     frame_rows: int = 1       # cursor mode: rows claimed per frame (`__frame_max_rows`)
+    # cursor mode, `spec.frame.process: frame`: the policy as written (templates unrendered). Such a
+    # loop runs on NoETL's frames runtime: one stage per loop run, each claim one frame (one command
+    # over all its rows) that its worker leases, heartbeats and commits.
+    frames: dict[str, Any] | None = None
 
 
 class Step(msgspec.Struct, frozen=True):

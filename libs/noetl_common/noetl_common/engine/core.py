@@ -104,9 +104,12 @@ class _Run:
 
     def loop_scope(self, step: Step, index: int, item: Any, total: int | None) -> dict[str, Any]:
         it = _loop(step).iterator
-        return {it: item, "_index": index, "_total": total,
-                "iter": {it: item, "_index": index, "_total": total, "_first": index == 0,
-                         "_last": total is not None and index == total - 1}}
+        scope = {it: item, "_index": index, "_total": total,
+                 "iter": {it: item, "_index": index, "_total": total, "_first": index == 0,
+                          "_last": total is not None and index == total - 1}}
+        if _loop(step).frames is not None:  # a frame's item is its rows; NoETL also names them <iterator>_rows
+            scope["iter"].update({f"{it}_rows": item, "_frame_index": index})
+        return scope
 
     # --- activation ---------------------------------------------------------------------------
     def activate(self, name: str) -> None:
@@ -143,7 +146,7 @@ class _Run:
 
     def start_loop(self, step: Step, items: list[Any]) -> None:
         if step.name in self.st.loops:  # a run left behind (a render error mid-fill) is replaced, as before
-            self.end_loop(step)
+            self.end_loop(step, "CANCELLED")
         self.st.loop_runs += 1
         self.st.loops[step.name] = LoopState(run=self.st.loop_runs, total=len(items), cap=self.loop_cap(step))
         self.data.start_loop(step.name, self.st.loop_runs, items)
@@ -187,11 +190,37 @@ class _Run:
                 # NoETL's python tool sees the execution's context as `context`; sent only to
                 # code that names it, so other commands stay small.
                 context = _shipped_context(scope)
+        frame = None
+        if index is not None and _loop(step).frames is not None:
+            policy = self.frame_policy(step)
+            frame = {"stage_id": str(self.st.loops[step.name].stage), "frame_index": index,
+                     # the command running the frame: its takeover finds the frame again, a retry
+                     # (a new command) makes a new one
+                     "worker_slot_id": str(command_id), "lease_seconds": policy["lease_seconds"],
+                     "heartbeat_seconds": policy["heartbeat_seconds"], "policy": policy}
         self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt,
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
                                      input=inputs, pipeline=pipeline, context=context, iteration=index, item=item,
-                                     attempt=attempt, max_attempts=step.retry))
+                                     attempt=attempt, max_attempts=step.retry, frame=frame))
+
+    def frame_policy(self, step: Step) -> dict[str, Any]:
+        """`spec.frame` of a loop on the frames runtime, rendered, with the lease (whole seconds,
+        5 to 3600, the frames routes' bounds) and heartbeat interval (seconds) checked."""
+        raw = _loop(step).frames or {}
+        policy = self.r.render(raw, self.context())
+        policy = dict(policy) if isinstance(policy, dict) else {}
+        values = {"lease_seconds": policy.get("lease_seconds", 120), "heartbeat_seconds": policy.get("heartbeat_seconds", 30)}
+        for field, value in values.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = -1.0
+            if isinstance(value, bool) or number <= 0 or (field == "lease_seconds" and not 5 <= number <= 3600):
+                wanted = "a number of seconds from 5 to 3600" if field == "lease_seconds" else "a positive number"
+                raise TemplateError(str(raw.get(field)), f"loop.spec.frame.{field} rendered to {value!r}, not {wanted}")
+            policy[field] = int(number) if field == "lease_seconds" else number
+        return policy
 
     def claim(self, step: Step) -> None:
         """Cursor mode: lease the next frame of rows with the claim tool (the rows become items)."""
@@ -200,7 +229,15 @@ class _Run:
         scope = self.context({"__frame_max_rows": _loop(step).frame_rows, "__frame_index": ls.frames})
         config = self.r.render({k: v for k, v in cursor.items() if k not in ("kind", "claim", "options")}, scope)
         config["command"] = self.r.render(cursor["claim"], scope)
+        opens = _loop(step).frames is not None and not ls.stage
+        policy = self.frame_policy(step) if opens else None  # before minting: a bad policy mints nothing
         command_id = self.mint()
+        if opens:
+            # The loop run's stage (NoETL's frames runtime) is named by its first claim's id: minted
+            # by the shard like every id, so the frames routes route by it, and a replay mints it again.
+            ls.stage = command_id
+            self.out.append(EmitEvent(event_type=EventType.STAGE_OPENED, step=step.name, payload={
+                "stage_id": str(command_id), "kind": "loop", "loop_run": ls.run, "frame_policy": policy}))
         self.st.pending[command_id] = Pending(step=step.name, claim=True)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=cursor["kind"],
                                      tool_config=config, input={}))
@@ -210,20 +247,22 @@ class _Run:
         if ls is None:
             return
         if not ok:
-            self.end_loop(step)
+            self.end_loop(step, "FAILED")
             self.fail_step(step.name, f"step '{step.name}': cursor claim failed: {error}")
             return
         rows = result.get("rows") if isinstance(result, dict) else result
         if not isinstance(rows, list):
-            self.end_loop(step)
+            self.end_loop(step, "FAILED")
             self.fail_step(step.name, f"step '{step.name}': cursor claim must return rows, got {type(rows).__name__}")
             return
         if not rows:  # drained
             self.finish_loop(step)
             return
+        # On the frames runtime a frame is one iteration over all its rows (process: frame).
+        items = [rows] if _loop(step).frames is not None else rows
         ls.frames += 1
-        ls.total += len(rows)
-        self.data.extend_loop(step.name, ls.run, rows)
+        ls.total += len(items)
+        self.data.extend_loop(step.name, ls.run, items)
         self.fill_loop(step)
 
     def fill_loop(self, step: Step) -> None:
@@ -236,14 +275,19 @@ class _Run:
             ls.in_flight += 1
             self.issue(step, index, self.data.item(step.name, ls.run, index), total, attempt=1)
 
-    def end_loop(self, step: Step) -> None:
-        """Data holds exactly the loops the State names, so a reload from rows equals it."""
-        self.data.end_loop(step.name, self.st.loops.pop(step.name).run)
+    def end_loop(self, step: Step, status: str = "COMPLETED") -> None:
+        """Data holds exactly the loops the State names, so a reload from rows equals it. A run on
+        the frames runtime closes its stage with `status`."""
+        ls = self.st.loops.pop(step.name)
+        self.data.end_loop(step.name, ls.run)
+        if ls.stage:
+            self.out.append(EmitEvent(event_type=EventType.STAGE_CLOSED, step=step.name, payload={
+                "stage_id": str(ls.stage), "status": status, "frame_count": ls.frames}))
 
     def finish_loop(self, step: Step) -> None:
         ls = self.st.loops[step.name]
         results = self.data.loop_results(step.name, ls.run, ls.total)
-        self.end_loop(step)
+        self.end_loop(step, "FAILED" if ls.failed else "COMPLETED")
         aggregate = {"results": results,
                      "stats": {"total": ls.total, "success": ls.total - ls.failed, "failed": ls.failed}}
         self.out.append(EmitEvent(event_type=EventType.LOOP_DONE, step=step.name,

@@ -19,6 +19,9 @@ class IssueCommand(msgspec.Struct, tag=True, kw_only=True):
     item: Any = None
     attempt: int = 1
     max_attempts: int = 1
+    # A frame of a loop on the frames runtime: {stage_id, frame_index, worker_slot_id, lease_seconds,
+    # heartbeat_seconds, policy}, what the worker claims, heartbeats and commits it with.
+    frame: dict[str, Any] | None = None
 
 
 class StartChild(msgspec.Struct, tag=True, kw_only=True):

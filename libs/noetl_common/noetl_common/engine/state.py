@@ -34,6 +34,7 @@ class LoopState(msgspec.Struct, kw_only=True):
     failed: int = 0
     frames: int = 0           # cursor mode: frames claimed so far
     cap: int = 0              # a templated max_in_flight as rendered at loop start; 0 = the step's own
+    stage: int = 0            # frames runtime (Loop.frames): the run's stage id, its first claim's id
 
 
 class State(msgspec.Struct, kw_only=True):

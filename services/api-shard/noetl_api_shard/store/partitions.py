@@ -20,7 +20,7 @@ from noetl_common.ids import EPOCH_MS, TIMESTAMP_SHIFT, timestamp_ms
 # Children first, execution last: retention checks an execution slice's rows before it removes
 # anything, so that partition must be the last to go.
 TABLES = ("event", "command", "transient", "execution_summary", "step_timeline", "step_result", "loop_items",
-          "loop_result", "result_store", "execution")
+          "loop_result", "result_store", "frame", "stage", "execution")
 REFERENCE = "execution"
 LOCK_TIMEOUT = "500ms"
 DROP_REST = 2.0  # drop: rest twice as long as each table's drop took (a third of the time working)

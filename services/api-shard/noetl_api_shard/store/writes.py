@@ -106,6 +106,25 @@ class LoopResultRow(msgspec.Struct):
     result: Any
 
 
+class StageRow(msgspec.Struct, kw_only=True):
+    """A stage the engine opened (NoETL's frames runtime: one per run of a `process: frame` loop)."""
+
+    stage_id: int
+    execution_id: int
+    step_name: str
+    loop_event_id: str            # the loop run (NoETL: the loop's epoch)
+    frame_policy: dict[str, Any]
+    opened_event_id: int
+    parent_event_id: int | None
+
+
+class StageClose(msgspec.Struct, kw_only=True):
+    execution_id: int
+    stage_id: int
+    status: str
+    closed_event_id: int
+
+
 class WriteSet(msgspec.Struct, kw_only=True):
     new_executions: list[ExecutionWrite] = []
     executions: list[ExecutionWrite] = []
@@ -117,6 +136,8 @@ class WriteSet(msgspec.Struct, kw_only=True):
     step_results: list[StepResultRow] = []
     loop_items: list[LoopItemsRow] = []
     loop_results: list[LoopResultRow] = []
+    stages: list[StageRow] = []
+    stage_closes: list[StageClose] = []
 
 
 # Events per merged projector message: what one event batch (MAX_BATCH_EVENTS) may log on its own.
@@ -269,6 +290,24 @@ ins_loop_result AS (
     FROM json_to_recordset({0}::json) AS x(execution_id bigint, step text, run int, idx int, result jsonb)
     ON CONFLICT (execution_id, step, run, idx) DO UPDATE SET result = EXCLUDED.result
 )""",
+    # Only a transaction that opens or closes a frames-runtime stage has these parts.
+    "ins_stage": """
+ins_stage AS (
+    INSERT INTO noetl.stage (stage_id, execution_id, parent_event_id, loop_event_id, opened_event_id, kind,
+        step_name, dsl_ref, status, frame_policy)
+    SELECT x.stage_id, x.execution_id, x.parent_event_id, x.loop_event_id, x.opened_event_id, 'loop', x.step_name,
+           'workflow.' || x.step_name, 'OPEN', coalesce(x.frame_policy, '{{}}'::jsonb)
+    FROM json_to_recordset({0}::json) AS x(stage_id bigint, execution_id bigint, step_name text, loop_event_id text,
+        frame_policy jsonb, opened_event_id bigint, parent_event_id bigint)
+    ON CONFLICT DO NOTHING
+)""",
+    "upd_stage": """
+upd_stage AS (
+    UPDATE noetl.stage s SET status = x.status, closed_event_id = x.closed_event_id,
+        ended_at = coalesce(s.ended_at, now()), updated_at = now()
+    FROM json_to_recordset({0}::json) AS x(execution_id bigint, stage_id bigint, status text, closed_event_id bigint)
+    WHERE s.execution_id = x.execution_id AND s.stage_id = x.stage_id AND s.status IN ('OPEN', 'RUNNING')
+)""",
 }
 
 _EXEC_COLUMNS = ("execution_id", "state", "state_version", "status", "result", "error", "last_event_id",
@@ -323,6 +362,8 @@ def _parts(ws: WriteSet) -> list[tuple[str, list[Any]]]:
         ("ins_result", ws.step_results, lambda: [ws.step_results]),
         ("ins_items", ws.loop_items, lambda: [ws.loop_items]),
         ("ins_loop_result", ws.loop_results, lambda: [ws.loop_results]),
+        ("ins_stage", ws.stages, lambda: [ws.stages]),
+        ("upd_stage", ws.stage_closes, lambda: [ws.stage_closes]),
     ]
     return [(name, params()) for name, rows, params in candidates if rows]
 

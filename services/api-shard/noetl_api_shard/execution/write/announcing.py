@@ -21,12 +21,15 @@ def command_context(d: Any) -> dict[str, Any]:
     its tools run (`noetl_worker_form`); its Rust worker reads `args`; ours reads `tool`,
     `pipeline`, `args` and the rest, the playbook's own form."""
     config = d.tool_config or {}
-    return {"tool_config": noetl_worker_form.tool_config(d.tool_kind, config, d.pipeline, d.command_id),
-            "input": noetl_worker_form.command_input(d.tool_kind, config, d.input), "args": d.input,
-            "spec": config.get("spec") or {},
-            "tool": {"kind": d.tool_kind, **config}, "pipeline": d.pipeline,
-            "render_context": d.context, "iteration": d.iteration, "item": d.item,
-            "attempt": d.attempt, "max_attempts": d.max_attempts}
+    context = {"tool_config": noetl_worker_form.tool_config(d.tool_kind, config, d.pipeline, d.command_id),
+               "input": noetl_worker_form.command_input(d.tool_kind, config, d.input), "args": d.input,
+               "spec": config.get("spec") or {},
+               "tool": {"kind": d.tool_kind, **config}, "pipeline": d.pipeline,
+               "render_context": d.context, "iteration": d.iteration, "item": d.item,
+               "attempt": d.attempt, "max_attempts": d.max_attempts}
+    if getattr(d, "frame", None) is not None:  # a frame of the frames runtime: what the worker leases it with
+        context["frame"] = d.frame
+    return context
 
 
 def issued_event_context(context: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from ...store import executions as execution_store
 from ...store import writes
 from ...store.events import NewEvent
 from ...store.writes import CommandChange, CommandRow, ExecutionWrite
-from . import children
+from . import children, stages
+from .stages import STAGE_EVENTS
 from . import engine_port as engine
 from . import stored_loader
 from .announcing import command_context, issued_event_context, notification
@@ -281,10 +282,13 @@ class Orchestrator:
                 outcome.commands += 1
                 self._issue(txn, ex, d, parent_event_id, eager)
             elif isinstance(d, engine.EmitEvent):
-                txn.uow.append(NewEvent(event_id=self.svc.mint_owned_id(), execution_id=ex.execution_id,
+                event_id = self.svc.mint_owned_id()
+                txn.uow.append(NewEvent(event_id=event_id, execution_id=ex.execution_id,
                                         event_type=d.event_type, node_name=d.step, status="INFO",
                                         catalog_id=ex.catalog_id, parent_event_id=parent_event_id,
                                         payload=d.payload or {}))
+                if d.event_type in STAGE_EVENTS:
+                    stages.record(txn.uow, ex.execution_id, d, event_id, parent_event_id)
             elif isinstance(d, engine.StartChild):
                 await children.start_child(self, txn, ex, d)
             elif isinstance(d, engine.Finish):

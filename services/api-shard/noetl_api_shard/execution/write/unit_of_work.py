@@ -18,7 +18,8 @@ from noetl_common.wire.internal import EventEnvelope, EventsMessage
 
 from ...store.events import NewEvent
 from ...store.outbox import OutboxRow
-from ...store.writes import (CommandChange, CommandRow, ExecutionWrite, LoopItemsRow, LoopResultRow, StepResultRow, WriteSet)
+from ...store.writes import (CommandChange, CommandRow, ExecutionWrite, LoopItemsRow, LoopResultRow, StageClose,
+                              StageRow, StepResultRow, WriteSet)
 
 
 def now_ms() -> int:
@@ -61,6 +62,8 @@ class UnitOfWork:
         self._step_results: list[StepResultRow] = []
         self._loop_items: list[LoopItemsRow] = []
         self._loop_results: list[LoopResultRow] = []
+        self._stages: list[StageRow] = []
+        self._stage_closes: list[StageClose] = []
         self.after_commit: list[Callable[[], None]] = []
 
     @property
@@ -98,6 +101,12 @@ class UnitOfWork:
     def cancel_open_commands(self, execution_id: int) -> None:
         self._cancel_open.append(execution_id)
 
+    def open_stage(self, row: StageRow) -> None:
+        self._stages.append(row)
+
+    def close_stage(self, row: StageClose) -> None:
+        self._stage_closes.append(row)
+
     def notify(self, row: OutboxRow) -> None:
         self.notifications.append(row)
 
@@ -127,7 +136,8 @@ class UnitOfWork:
                         executions=list(self._executions.values()), events=self.events,
                         new_commands=list(self._new_commands.values()), commands=list(self._commands.values()),
                         cancel_open_of=self._cancel_open, outbox=outbox, step_results=self._step_results,
-                        loop_items=self._loop_items, loop_results=self._loop_results)
+                        loop_items=self._loop_items, loop_results=self._loop_results, stages=self._stages,
+                        stage_closes=self._stage_closes)
 
     def _stamp_last_events(self) -> None:
         """One writer of execution.last_event_*: the newest event of each execution touched."""
