@@ -12,7 +12,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance \
         e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
-        bench-grow bench-scale bench-history overload fuzz chaos soak clean image deploy-render test-ui ui-tools
+        bench-grow bench-scale bench-history bench-history-migration overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -170,6 +170,12 @@ bench-large: install
 EVENTS ?= 10000000
 bench-history: install
 	$(PY) -m bench.history_bench --events $(EVENTS)
+
+## Migration 0007's run (the shard's downtime) on a 0006 shard holding MIGRATION_EVENTS events, with
+## and without the online pre-step (noetl_ops history prepare, under writers); bench/results/history_migration.json.
+MIGRATION_EVENTS ?= 1000000
+bench-history-migration: install
+	$(PY) -m bench.history_migration --events $(MIGRATION_EVENTS)
 
 ## Throughput before, during and after growing a running fleet 2 -> 3 shards; bench/results/grow.json.
 bench-grow: install

@@ -1,4 +1,4 @@
-"""python -m noetl_ops status | scale --shards M | retention status|run | archive show  (add --k8s for a Kubernetes fleet)
+"""python -m noetl_ops status | scale --shards M | retention status|run | archive show | history prepare  (--k8s: Kubernetes)
 
 Locally the defaults come from a running `make run` (.data/run.json, .data/secrets.json). In
 Kubernetes pass the router URL (--api or NOETL_API_URL, e.g. through `kubectl port-forward`) and
@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from . import history, settings
+from noetl_common.db.history_prepare import DEFAULT_WINDOW_HOURS
+
+from . import history, prepare, settings
 from .errors import OpsError
 from .fleet_api import FleetApi
 from .local import LocalPlatform
@@ -63,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("action", choices=("show",), help="show: one execution's archived rows, by table, as JSON")
     archive.add_argument("execution_id", type=int)
     archive.add_argument("--dir", type=Path, required=True, help="the archive folder")
+    prep = sub.add_parser("history", help="prepare a shard with history for migration 0007, online "
+                                          "(against its database, while it serves)")
+    prep.add_argument("action", choices=("prepare", "unprepare"),
+                      help="prepare: build 0007's indexes CONCURRENTLY and validate the bound checks, so the "
+                           "migration neither reads nor builds; unprepare: undo it (an upgrade called off)")
+    prep.add_argument("--dsn-file", type=Path, action="append", metavar="FILE",
+                      help="file holding one shard database's DSN (repeatable; e.g. Secret noetl-db's shard-<i>-dsn)")
+    prep.add_argument("--dsn", action="append", help="a shard database's DSN (repeatable; visible in ps: "
+                                                     "prefer --dsn-file or env NOETL_SHARD_DSN)")
+    prep.add_argument("--hours", type=float, default=DEFAULT_WINDOW_HOURS,
+                      help="how long the shard may keep serving on the old release: executions are refused "
+                           "from then until 0007 runs (default: %(default)s)")
+    prep.add_argument("--json", action="store_true", help="print the reports as JSON at the end")
     return parser
 
 
@@ -88,6 +103,16 @@ async def _main(args: argparse.Namespace) -> int:
     if args.command == "archive":
         print(msgspec.json.format(msgspec.json.encode(history.show(args.dir, args.execution_id))).decode())
         return 0
+    if args.command == "history":
+        if args.hours <= 0:
+            raise OpsError(f"--hours must be positive, got {args.hours}")
+        # With --json, stdout carries the JSON alone; the progress goes to stderr.
+        progress = say if not args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+        prepared = await prepare.run(args.action, prepare.dsns(args.dsn, args.dsn_file, settings.environ()),
+                                     hours=args.hours, say=progress)
+        if args.json:
+            print(msgspec.json.format(msgspec.json.encode(prepared)).decode())
+        return 1 if any(r.error for r in prepared) else 0
     if args.command == "scale" and args.shards < 1:
         raise OpsError(f"--shards must be at least 1, got {args.shards}")
     env = settings.environ()

@@ -113,6 +113,23 @@ async def test_an_edited_applied_migration_is_refused(database_factory):
         await conn.close()
 
 
+async def test_an_edit_declaring_the_applied_text_equivalent_is_accepted(database_factory):
+    """`-- replaces sha256:<old>` lets an edit that matters only where it was not applied yet
+    (0007's prepared path) start on databases that applied the old text; nothing else passes."""
+    dbs = await database_factory()
+    conn = await asyncpg.connect(dbs.shard_dsn)
+    try:
+        old = Migration(1, "t", "CREATE TABLE noetl.t (id int);")
+        await apply_migrations(conn, "shard", [old])
+        edited = Migration(1, "t", f"-- replaces sha256:{old.checksum}\nCREATE TABLE IF NOT EXISTS noetl.t (id int);")
+        assert await apply_migrations(conn, "shard", [edited]) == []
+        other = Migration(1, "t", f"-- replaces sha256:{'0' * 64}\nCREATE TABLE IF NOT EXISTS noetl.t (id int);")
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            await apply_migrations(conn, "shard", [other])
+    finally:
+        await conn.close()
+
+
 async def test_schema_rules_hold(database_factory):
     """A few constraints later issues rely on: event append-only and unique ids, status checks."""
     dbs = await database_factory()

@@ -25,6 +25,7 @@ MIGRATIONS_PACKAGE = "noetl_common.db.migrations"
 ADVISORY_LOCK_KEY = 0x6E6F65746C6D6967  # "noetlmig"
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_REPLACES = re.compile(r"^-- replaces sha256:([0-9a-f]{64})\s*$", re.MULTILINE)
 
 _BOOTSTRAP = """
 CREATE SCHEMA IF NOT EXISTS noetl;
@@ -51,6 +52,11 @@ class Migration(msgspec.Struct, frozen=True):
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+    @property
+    def replaces(self) -> frozenset[str]:
+        """Checksums of earlier texts this one declares equivalent where they were applied."""
+        return frozenset(_REPLACES.findall(self.sql))
 
     @property
     def label(self) -> str:
@@ -113,7 +119,7 @@ async def _apply(conn: asyncpg.Connection, scope: str, migrations: Sequence[Migr
         for migration in sorted(migrations, key=lambda m: m.version):
             previous = recorded.get(migration.version)
             if previous is not None:
-                if previous["checksum"] != migration.checksum:
+                if previous["checksum"] != migration.checksum and previous["checksum"] not in migration.replaces:
                     raise MigrationError(
                         f"{scope} migration {migration.label} changed after it was applied; "
                         "add a new migration instead of editing an applied one")

@@ -1,3 +1,5 @@
+-- replaces sha256:071f1abb9bcaaf8f174aebfa66118cd7dcafe67fdbd88a8edc5c3e8f648c9ac8
+-- (the text before the prepared path: shards that applied it are already partitioned)
 -- Per-execution tables range-partitioned by execution_id. A snowflake id starts with its minting
 -- time, so a range of execution ids is a time slice: retention drops whole slices (every table's
 -- partition of it) instead of deleting rows. Commands, events and results route by their
@@ -6,6 +8,10 @@
 -- Migration of a shard that has data: each existing table is renamed to <table>_p0 and attached
 -- as the partition of every id below the moment of the migration (no rows are copied); ATTACH
 -- reads it once to prove the bound, and the keys that now include execution_id are indexed on it.
+-- A shard prepared online before (`noetl_ops history prepare`, noetl_common.db.history_prepare)
+-- has those indexes built and a validated CHECK (execution_id < bound) on every table, and the
+-- bound recorded in noetl.history_prepare: p0 then ends at that bound, ATTACH adopts the indexes
+-- and the check proves the partition bound, so nothing is read or built here.
 -- The shard creates later slices itself, ahead of time (store.partitions); rows for a slice not
 -- created yet land in <table>_default, which the shard reports (it should stay empty).
 --
@@ -26,13 +32,39 @@ BEGIN
     EXECUTE format('ALTER TABLE noetl.%I RENAME TO %I', tbl, tbl || '_p0');
     EXECUTE format('CREATE TABLE noetl.%I (LIKE noetl.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
                    'INCLUDING STORAGE) PARTITION BY RANGE (execution_id)', tbl, tbl || '_p0');
+    -- LIKE copied a prepared shard's bound check, which is p0's alone: on the parent it would
+    -- refuse every later slice's rows.
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = format('noetl.%I', tbl)::regclass
+               AND conname = 'prepared_p0_bound') THEN
+        EXECUTE format('ALTER TABLE noetl.%I DROP CONSTRAINT prepared_p0_bound', tbl);
+    END IF;
 END;
 $$;
 
 CREATE FUNCTION noetl.attach_legacy(tbl text, boundary bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    p0 regclass := format('noetl.%I', tbl || '_p0')::regclass;
+    leftover regclass;
 BEGIN
+    -- An index build CONCURRENTLY that was interrupted leaves an invalid index, which no query
+    -- uses and every write still pays for.
+    FOR leftover IN SELECT indexrelid::regclass FROM pg_index WHERE indrelid = p0 AND NOT indisvalid LOOP
+        EXECUTE format('DROP INDEX %s', leftover);
+    END LOOP;
+    -- A prepared key (the unique index the pre-step built under the name ATTACH would give it)
+    -- becomes p0's primary key: ATTACH adopts a partition's index for the parent's key only
+    -- through a key constraint. No scan: its columns are NOT NULL already.
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = p0 AND contype = 'p')
+       AND EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(format('noetl.%I', tbl || '_p0_pkey'))
+                   AND indrelid = p0 AND indisunique) THEN
+        EXECUTE format('ALTER TABLE noetl.%I ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I',
+                       tbl || '_p0', tbl || '_p0_pkey', tbl || '_p0_pkey');
+    END IF;
     EXECUTE format('ALTER TABLE noetl.%I ATTACH PARTITION noetl.%I FOR VALUES FROM (MINVALUE) TO (%s)',
                    tbl, tbl || '_p0', boundary);
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = p0 AND conname = 'prepared_p0_bound') THEN
+        EXECUTE format('ALTER TABLE noetl.%I DROP CONSTRAINT prepared_p0_bound', tbl || '_p0');
+    END IF;
     EXECUTE format('CREATE TABLE noetl.%I PARTITION OF noetl.%I DEFAULT', tbl || '_default', tbl);
 END;
 $$;
@@ -41,6 +73,11 @@ DO $$
 DECLARE
     boundary bigint := noetl.partition_boundary_now();
 BEGIN
+    -- Prepared online: p0 ends at the bound every table's validated check proves.
+    IF to_regclass('noetl.history_prepare') IS NOT NULL THEN
+        SELECT coalesce(max(bound) FILTER (WHERE ready), boundary) INTO boundary FROM noetl.history_prepare;
+    END IF;
+
     -- execution
     PERFORM noetl.partition_like('execution');
     ALTER TABLE noetl.execution ADD PRIMARY KEY (execution_id);
@@ -116,6 +153,7 @@ $$;
 
 DROP FUNCTION noetl.partition_like(text);
 DROP FUNCTION noetl.attach_legacy(text, bigint);
+DROP TABLE IF EXISTS noetl.history_prepare;
 
 -- Retention's record: one row per run (what it removed, how long it held locks).
 CREATE TABLE IF NOT EXISTS noetl.retention_run (
