@@ -115,7 +115,8 @@ conformance: install
 ## API), keychain (`keychain:` against provider stand-ins), rest (plain playbooks; public APIs through the test
 ## API's proxy), nats (the nats tool, the gateway's auth0 set), cloud (GCS, Snowflake, DuckLake), jobs
 ## (container/script steps as Kubernetes Jobs, subscriptions), services (the e2e server's PFT/patient API, an
-## IB gateway, quantum_cudaq's services). ONLY=id,... runs a few.
+## IB gateway, quantum_cudaq's services), frames (NoETL's frames runtime: a frame outlasting its lease commits
+## on heartbeats). ONLY=id,... runs a few.
 conformance-%: install
 	$(PY) -m tests.conformance tests/conformance/$* --shards $(SHARDS) $(if $(ONLY),--only $(ONLY))
 

@@ -40,7 +40,7 @@ import msgspec
 
 from noetl_common.ids import EPOCH_MS, TIMESTAMP_SHIFT, timestamp_ms
 
-# The tables 0007 partitions (store.partitions.TABLES in the shard).
+# The ten tables 0007 partitions (the shard's store.partitions.TABLES, less stage and frame, which 0010 added).
 TABLES = ("execution", "event", "command", "transient", "execution_summary", "step_timeline", "step_result",
           "loop_items", "loop_result", "result_store")
 CHECK_NAME = "prepared_p0_bound"   # 0007 drops it by this name
