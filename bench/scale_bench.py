@@ -153,11 +153,13 @@ class Window:
         return {"wall_s": round(wall, 3), "machine_busy": round((b1 - b0) / max(1, t1 - t0), 3), "cpu": per}
 
 
-def verdict(window: dict, capped_prefix: str) -> str:
+def verdict(window: dict, capped_prefix: str, in_use: set[str] | None = None) -> str:
     """What held this run back: the capped processes when they used their cap, else the busiest
-    uncapped part (or the machine, when it was busy)."""
+    uncapped part (or the machine, when it was busy). `in_use`: the capped processes the run sent
+    work to, when not all of them (one router measured while the second waits)."""
     cpu = window["cpu"]
-    capped = [v["of_cap"] for k, v in cpu.items() if k.startswith(capped_prefix) and "of_cap" in v]
+    capped = [v["of_cap"] for k, v in cpu.items()
+              if k.startswith(capped_prefix) and "of_cap" in v and (in_use is None or k in in_use)]
     used = statistics.median(capped) if capped else 0.0
     if used >= 0.9:
         return f"{capped_prefix}* at their CPU cap (median {used:.0%} of it used): capacity scales with them"
@@ -366,7 +368,7 @@ async def routers_run(h: CpuHierarchy, args: argparse.Namespace) -> dict:
     say(f"routers capped at {args.router_quota_us}/{args.router_period_us} us: one {one['requests_per_s']} req/s, "
         f"two {two['requests_per_s']} req/s (x{ratio}); {verdict(two_cpu, 'router')}")
     return {"router_cap": f"{args.router_quota_us} us per {args.router_period_us} us", "clients_per_router": args.router_clients,
-            "one_router": {**one, **one_cpu, "capped_by": verdict(one_cpu, "router")},
+            "one_router": {**one, **one_cpu, "capped_by": verdict(one_cpu, "router", {"router"})},
             "two_routers": {**two, **two_cpu, "capped_by": verdict(two_cpu, "router")}, "two_over_one": ratio}
 
 
