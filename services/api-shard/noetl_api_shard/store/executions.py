@@ -107,7 +107,8 @@ async def page(pool: asyncpg.Pool, *, status: str | None, path: str | None, pare
     `($1 IS NULL OR status = $1)` walks the listing index through all history and filters (the
     few RUNNING executions among 50,000 finished ones: 5 ms against 0.04 ms), and Postgres may
     switch a prepared statement to its generic plan after five runs."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     for clause, value in (("e.status = ${}", status), ("e.path = ${}", path),
                           ("e.parent_execution_id = ${}", parent)):
         if value is not None:
