@@ -127,9 +127,11 @@ class Writers:
 
 
 async def _contents(pool: asyncpg.Pool) -> dict[str, tuple[int, int]]:
-    """Rows and a hash of every row's text, per table."""
-    return {t: tuple(await pool.fetchrow(f"SELECT count(*), coalesce(sum(hashtext(x::text)), 0) FROM noetl.{t} x"))
-            for t in history_prepare.TABLES}
+    """Rows and a hash of every row's values, per table (nulls left out: a later migration's new
+    nullable columns, such as 0010's on event, change no row)."""
+    return {t: tuple(await pool.fetchrow(
+        f"SELECT count(*), coalesce(sum(hashtext(jsonb_strip_nulls(to_jsonb(x))::text)), 0) FROM noetl.{t} x"))
+        for t in history_prepare.TABLES}
 
 
 async def _migrate_watched(dsn: str) -> tuple[list[str], dict[str, int], float]:
@@ -172,7 +174,10 @@ async def _p0_indexes(pool: asyncpg.Pool) -> set[int]:
 
 
 def _built_on_p0(messages: list[str]) -> list[str]:
-    return [m for m in messages if m.startswith("building index") and '_p0"' in m]
+    """Index builds on the p0 of a table with history (0010's new stage and frame tables start
+    with an empty p0 of their own, whose index builds read nothing)."""
+    history = tuple(f'on table "{t}_p0"' for t in history_prepare.TABLES)
+    return [m for m in messages if m.startswith("building index") and any(h in m for h in history)]
 
 
 def _implied(messages: list[str]) -> set[str]:

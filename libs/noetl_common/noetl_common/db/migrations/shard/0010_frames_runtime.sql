@@ -7,14 +7,13 @@
 --     key; retention drops the whole slice of every table together);
 --   * NoETL's unique claim key (stage, worker slot, frame index) carries execution_id for the same
 --     reason (a stage's frames share its execution, so it is the same key).
--- noetl.event gets NoETL's nullable stage_id / frame_id columns. Only frame events (written by the
--- frames routes) fill them, so the one index is partial: an ordinary event adds no entry. It serves
--- the read NoETL's checks make, `noetl.frame f LEFT JOIN noetl.event e ON e.frame_id = f.frame_id`
--- (no execution_id on the event side: without it every slice's log would be scanned).
+-- noetl.event gets NoETL's nullable stage_id / frame_id columns (catalog-only changes). No index on
+-- frame_id: building one here would read every slice of the log at the shard's start (migrations run
+-- before it serves), the downtime a shard with history must not have (`noetl_ops history prepare`);
+-- NoETL's check `noetl.frame f LEFT JOIN noetl.event e ON e.frame_id = f.frame_id` scans the log.
 
 ALTER TABLE noetl.event ADD COLUMN IF NOT EXISTS stage_id BIGINT;
 ALTER TABLE noetl.event ADD COLUMN IF NOT EXISTS frame_id BIGINT;
-CREATE INDEX IF NOT EXISTS event_frame_pidx ON noetl.event (frame_id, event_id) WHERE frame_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS noetl.stage (
     stage_id        BIGINT NOT NULL,
