@@ -5,7 +5,9 @@ router, publisher, projector, workers) in a temporary directory, and the local t
 fixture needs it (`needs: ["test_api"]`; `adc` also gives the workers Application Default
 Credentials for the test API's service account), runs every fixture through the router and stops them
 afterwards; fixtures that need `keychain` get the test API started first and the shards'
-keychain provider endpoints pointed at it. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
+keychain provider endpoints pointed at it; fixtures that need `s3` get moto's S3 (tests/support/s3_standin.py,
+a thread of this process) with the index's `s3_objects` in it and the workers' AWS_ENDPOINT_URL
+pointed at it. With --api, NOETL_TEST_API_URL names a running test API (`make test-api`). Prints one
 line per fixture and a last line `N passed, M failed`; exits non-zero on any failure.
 
 `--workers N` sets how many of the fleet's own workers run (2 by default); `--external-worker noetl`
@@ -41,6 +43,7 @@ from tests.support import fakesnow_server
 from tests.support.noetl_worker import venv as noetl_venv
 from tests.support.noetl_worker.process import start_noetl_worker
 from tests.support.kafka_broker import start as start_kafka
+from tests.support.s3_standin import TEST_KEYS, S3StandIn
 from tests.support.testapi.kube import write_kubeconfig
 from tests.support.testapi.process import start as start_test_api
 
@@ -105,6 +108,7 @@ class LocalFleet(msgspec.Struct):
     available: set[str] = set()     # what fixtures may need that this fleet provides
     kafka: str | None = None        # the local Kafka broker (host:port), when a fixture needs it
     snowflake: dict | None = None   # a snowflake credential's data for the Snowflake stand-in (fakesnow)
+    s3: dict | None = None          # an AWS credential's data for the S3 stand-in (moto)
     shard_db: ShardDb | None = None  # shard 0: its URL and its own database (index `shard_db_credentials`)
 
 
@@ -123,6 +127,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
     work = Path(tempfile.mkdtemp(prefix="noetl-conformance-"))
     infra = Infra(work)
     supervisor = Supervisor(work / "logs")
+    s3: S3StandIn | None = None
     try:
         info = await infra.up(shards)
         scratch = (await ensure_databases(info.admin_dsn, [SCRATCH_DB]))[SCRATCH_DB]
@@ -169,6 +174,13 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         snowflake = (await fakesnow_server.start(supervisor)).credential() if "snowflake" in needs else None
         if snowflake:
             available.add("snowflake")
+        if "s3" in needs:
+            # boto3 in the workers (script sources, a python step's own client) reads AWS_ENDPOINT_URL
+            s3 = await asyncio.to_thread(S3StandIn)
+            await asyncio.to_thread(s3.put_objects, {uri: (script_root / relative).read_bytes()
+                                                     for uri, relative in (index or {}).get("s3_objects", {}).items()})
+            extra_env["AWS_ENDPOINT_URL"] = s3.url
+            available.add("s3")
         specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=info.shard_dsns(shards),
                                         nats_url=info.nats_url, secrets=secrets.load_or_create(work / "secrets.json"),
                                         workers=workers, extra_env=extra_env, worker_cwd=str(work)))
@@ -176,7 +188,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         fleet = LocalFleet(router=router_url(specs), nats_url=info.nats_url, scratch_dsn=scratch,
                            cluster_dsn=info.cluster_dsn(), work=work,
                            supervisor=supervisor, test_api=test_api, test_api_tls=test_api_tls, available=available,
-                           kafka=kafka, snowflake=snowflake,
+                           kafka=kafka, snowflake=snowflake, s3=dict(TEST_KEYS) if s3 else None,
                            shard_db=ShardDb(url=shard_specs(specs)[0].url,
                                             credential=credential_for(info.shard_dsns(shards)[0])))
         for i in range(external):
@@ -191,6 +203,8 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
     finally:
         supervisor.stop_all()
         infra.down()
+        if s3:
+            s3.stop()
 
 
 async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None,
@@ -203,7 +217,8 @@ async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, 
                         pg_credential=credential_for(fleet.scratch_dsn), available=fleet.available,
                         test_api_url=fleet.test_api, test_api_tls_host=fleet.test_api_tls, progress=progress,
                         noetl_credential=credential_for(fleet.cluster_dsn), kafka=fleet.kafka,
-                        nats_url=fleet.nats_url, snowflake_credential=fleet.snowflake, shard_db=fleet.shard_db)
+                        nats_url=fleet.nats_url, snowflake_credential=fleet.snowflake, shard_db=fleet.shard_db,
+                        s3_credential=fleet.s3)
         return await runner.run(only)
 
 

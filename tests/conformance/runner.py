@@ -66,7 +66,7 @@ class Runner:
                  test_api_tls_host: str | None = None, progress: Callable[[Outcome], None] | None = None,
                  noetl_credential: dict | None = None, kafka: str | None = None,
                  nats_url: str | None = None, snowflake_credential: dict | None = None,
-                 shard_db: ShardDb | None = None) -> None:
+                 shard_db: ShardDb | None = None, s3_credential: dict | None = None) -> None:
         self.api = api_url.rstrip("/")
         self.dir = directory
         self.index = load_index(directory)
@@ -79,6 +79,7 @@ class Runner:
         self.noetl_credential = noetl_credential  # the fleet's own catalog database (NoETL's `noetl` schema)
         self.nats_url = nats_url  # the fleet's NATS (JetStream), what NoETL's `nats_credential` names
         self.snowflake_credential = snowflake_credential  # the Snowflake stand-in's address and sign-in
+        self.s3_credential = s3_credential  # keys the S3 stand-in accepts (its address: AWS_ENDPOINT_URL)
         self.available = available
         self.timeout = timeout
         self.executions: dict[str, str] = {}
@@ -102,6 +103,9 @@ class Runner:
                 for name in self.index.get("snowflake_credentials", []):
                     await self.post("/api/credentials", {"name": name, "type": "snowflake",
                                                          "data": self.snowflake_credential})
+            if self.s3_credential:
+                for name in self.index.get("s3_credentials", []):
+                    await self.post("/api/credentials", {"name": name, "type": "aws", "data": self.s3_credential})
             if self.shard_db:
                 for name in self.index["shard_db_credentials"]:
                     await self.post("/api/credentials", {"name": name, "type": "postgres",

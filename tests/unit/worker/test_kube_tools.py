@@ -59,8 +59,8 @@ def test_script_command_quotes_its_json_args_and_installs_first():
 
 
 async def test_script_from_an_object_store_fails_naming_the_backend():
-    config = {"script": {"uri": "s3://b/x.py", "source": {"type": "s3"}}, "job": {}}
-    with pytest.raises(ToolError, match="no s3 backend"):
+    config = {"script": {"uri": "az://b/x.py", "source": {"type": "azure"}}, "job": {}}
+    with pytest.raises(ToolError, match="no azure backend"):
         await script_job.run(config, {}, CTX)
 
 

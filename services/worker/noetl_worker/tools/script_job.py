@@ -1,5 +1,5 @@
 """`kind: script`: run a Python script as a Kubernetes Job, as NoETL's script tool does. The script
-text comes from `script: {uri, source}` (scripts.py: inline, file, http, gcs; s3/azure need a
+text comes from `script: {uri, source}` (scripts.py: inline, file, http, gcs, s3; azure needs a
 backend) and is mounted from a ConfigMap at /scripts/script.py; the container runs
 `python3 -u /scripts/script.py '<args as JSON>'` (after `pip3 install` of `job.install_dependencies`),
 the args being the step's `input` / `args`. `job`: `image` (python:3.11-slim), `namespace` (noetl),

@@ -4,9 +4,10 @@
 `inline` carries the text; `file` reads `uri` under the worker's script root (NOETL_SCRIPT_ROOT)
 and refuses paths that leave it; `http` fetches `source.endpoint` (or an http(s) `uri`); `gcs`
 downloads the `gs://` `uri` with google-cloud-storage (gcs_objects.py: GOOGLE_APPLICATION_CREDENTIALS
-or STORAGE_EMULATOR_HOST; `source.auth` is not used for it). The other object stores
-(s3, azure) need a backend this worker does not have: the step fails naming it rather than running
-something else."""
+or STORAGE_EMULATOR_HOST; `source.auth` is not used for it); `s3` (and `minio`, S3-compatible) gets
+the `s3://` `uri` with boto3 (s3_objects.py), signed with the keys of the credential `source.auth`
+names, in `source.region`. Azure needs a backend this worker does not have: the step fails naming it
+rather than running something else."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from typing import Any
 
 import aiohttp
 
-from .. import gcs_objects
-from .base import ToolContext, ToolError
+from .. import gcs_objects, s3_objects
+from .base import ToolContext, ToolError, credential_data
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
-OBJECT_STORES = {"s3": "AWS S3", "azure": "Azure Blob Storage",
-                 "minio": "S3-compatible object storage"}
+S3_TYPES = ("s3", "minio")  # minio speaks S3: the same client, its endpoint from the credential
+OBJECT_STORES = {"azure": "Azure Blob Storage"}
 
 
 async def script_text(kind: str, script: Any, ctx: ToolContext) -> str:
@@ -40,6 +41,8 @@ async def script_text(kind: str, script: Any, ctx: ToolContext) -> str:
         if len(text) > MAX_SCRIPT_BYTES:
             raise ToolError(f"{kind} script {uri}: larger than {MAX_SCRIPT_BYTES} bytes")
         return text.decode("utf-8", errors="replace")
+    if source_type in S3_TYPES:
+        return await _from_s3(kind, source, uri, ctx)
     if source_type in OBJECT_STORES:
         raise ToolError(f"{kind} script {uri!r} is in {OBJECT_STORES[source_type]} (source type {source_type!r}); "
                         f"this worker has no {source_type} backend configured to read it")
@@ -47,8 +50,21 @@ async def script_text(kind: str, script: Any, ctx: ToolContext) -> str:
         return await _fetch(kind, source, uri, ctx)
     if source_type != "file":
         raise ToolError(f"{kind} script source type {source_type!r} is not supported by this worker "
-                        "(inline, file and http are)")
+                        "(inline, file, http, gcs and s3 are)")
     return _read_file(kind, uri, ctx)
+
+
+async def _from_s3(kind: str, source: dict[str, Any], uri: str, ctx: ToolContext) -> str:
+    auth = source.get("auth") or source.get("credential")
+    if isinstance(auth, dict):  # `{key: name}`, as map-form auth elsewhere
+        auth = auth.get("key") or auth.get("name")
+    data = await credential_data(str(auth), ctx) if auth else None
+    access = s3_objects.S3Access.of(data, source.get("region"))
+    try:
+        body = await s3_objects.download(uri, access, max_bytes=MAX_SCRIPT_BYTES, timeout=ctx.timeout_seconds)
+    except ToolError as exc:
+        raise ToolError(f"{kind} script: {exc}", details=exc.details) from None
+    return body.decode("utf-8", errors="replace")
 
 
 def _type_from_uri(uri: str) -> str:
