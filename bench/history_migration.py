@@ -57,31 +57,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 class Writers:
     """A serving 0006 shard's step writes (an execution, its events, a command issued and
-    finished, a result), each transaction timed; `mark()` splits before from during."""
+    finished, results) on `count` connections, each transaction timed; the ids written in `ids`.
+    `start()`/`mark()`/`finish()` (before and during), or `async with` (the migration test)."""
 
-    def __init__(self, pool: asyncpg.Pool, count: int) -> None:
-        self.pool, self.count = pool, count
+    def __init__(self, pool: asyncpg.Pool, count: int = 4, path: str = "bench/live") -> None:
+        self.pool, self.count, self.path = pool, count, path
         self.stop = asyncio.Event()
         self.latencies: list[float] = []
         self.errors: list[str] = []
+        self.ids: list[int] = []
         self.split = 0
         self._seq = itertools.count()
 
     async def _one(self, node: int) -> None:
         while not self.stop.is_set():
+            # ids 8 apart within a millisecond: the events, command and result ids below stay unique
             eid = compose(int(time.time() * 1000), node, (next(self._seq) * 8) & 4095)
             started = time.perf_counter()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await conn.execute("INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status) "
-                                       "VALUES ($1, 1, 'bench/live', 1, 'RUNNING')", eid)
+                                       "VALUES ($1, 1, $2, 1, 'RUNNING')", eid, self.path)
                     await conn.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) "
                                        "SELECT $1::bigint, $1::bigint + k, 'step.enter' FROM generate_series(1, 3) AS k", eid)
                     await conn.execute("INSERT INTO noetl.command (command_id, execution_id, step, tool_kind) "
                                        "VALUES ($1::bigint + 4, $1, 'start', 'python')", eid)
                     await conn.execute("UPDATE noetl.command SET status = 'COMPLETED' WHERE command_id = $1::bigint + 4", eid)
+                    await conn.execute("INSERT INTO noetl.result_store (result_id, execution_id, name, bytes, sha256) "
+                                       "VALUES ($1::bigint + 5, $1, 'start', 1, 'x')", eid)
                     await conn.execute("INSERT INTO noetl.step_result (execution_id, step) VALUES ($1, 'start')", eid)
                     await conn.execute("UPDATE noetl.execution SET status = 'COMPLETED' WHERE execution_id = $1", eid)
+                self.ids.append(eid)
             except Exception as exc:  # any failure is a finding
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self.latencies.append(time.perf_counter() - started)
@@ -97,6 +103,16 @@ class Writers:
         await asyncio.gather(*self.tasks)
         return {"before": _pcts(self.latencies[:self.split]), "during": _pcts(self.latencies[self.split:]),
                 "errors": self.errors[:20], "error_count": len(self.errors)}
+
+    async def __aenter__(self) -> "Writers":
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.finish()
+
+    def p99_ms(self) -> float:
+        return _pcts(self.latencies).get("p99_ms", 0.0)
 
 
 def _pcts(values: list[float]) -> dict:

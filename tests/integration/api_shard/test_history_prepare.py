@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import sys
 import time
 from urllib.parse import urlsplit
@@ -17,8 +16,9 @@ import pytest
 
 from noetl_common.db import apply_migrations, create_pool, load_migrations
 from noetl_common.db import history_prepare
-from noetl_common.ids import compose
 from noetl_api_shard.store import partitions
+
+from bench.history_migration import Writers
 
 from .conftest import start_harness, stop_harness
 
@@ -76,54 +76,6 @@ async def _shard_at_0006(database_factory, fill: bool = True):
             await pool.execute(sql)
         await pool.execute("VACUUM (ANALYZE)")
     return dbs, pool
-
-
-class Writers:
-    """What a serving 0006 shard writes per step (an execution, its events, a command claimed
-    and finished, results), on several connections, each transaction timed."""
-
-    def __init__(self, pool: asyncpg.Pool, count: int = 4) -> None:
-        self.pool, self.count = pool, count
-        self.stop = asyncio.Event()
-        self.latencies: list[float] = []
-        self.errors: list[str] = []
-        self.ids: list[int] = []
-        self._seq = itertools.count()
-
-    async def _one(self, node: int) -> None:
-        while not self.stop.is_set():
-            # ids 8 apart within a millisecond: the events, command and result ids below stay unique
-            eid = compose(int(time.time() * 1000), node, (next(self._seq) * 8) & 4095)
-            started = time.perf_counter()
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("INSERT INTO noetl.execution (execution_id, catalog_id, path, version, status) "
-                                       "VALUES ($1, 1, 'tests/live', 1, 'RUNNING')", eid)
-                    await conn.execute("INSERT INTO noetl.event (execution_id, event_id, event_type) "
-                                       "SELECT $1::bigint, $1::bigint + k, 'step.enter' FROM generate_series(1, 3) AS k", eid)
-                    await conn.execute("INSERT INTO noetl.command (command_id, execution_id, step, tool_kind) "
-                                       "VALUES ($1::bigint + 4, $1, 'start', 'python')", eid)
-                    await conn.execute("UPDATE noetl.command SET status = 'COMPLETED' WHERE command_id = $1::bigint + 4", eid)
-                    await conn.execute("INSERT INTO noetl.result_store (result_id, execution_id, name, bytes, sha256) "
-                                       "VALUES ($1::bigint + 5, $1, 'start', 1, 'x')", eid)
-                    await conn.execute("INSERT INTO noetl.step_result (execution_id, step) VALUES ($1, 'start')", eid)
-                    await conn.execute("UPDATE noetl.execution SET status = 'COMPLETED' WHERE execution_id = $1", eid)
-                self.ids.append(eid)
-            except Exception as exc:  # every failure is the finding, whatever it is
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            self.latencies.append(time.perf_counter() - started)
-
-    async def __aenter__(self) -> Writers:
-        self.tasks = [asyncio.create_task(self._one(n + 1)) for n in range(self.count)]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop.set()
-        await asyncio.gather(*self.tasks)
-
-    def p99_ms(self) -> float:
-        ordered = sorted(self.latencies)
-        return round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1)
 
 
 async def _contents(pool: asyncpg.Pool) -> dict[str, tuple[int, int]]:
@@ -190,7 +142,7 @@ async def test_a_prepared_shard_migrates_without_reading_or_building(database_fa
     control_dbs, control = await _shard_at_0006(database_factory)
     lines: list[str] = []
     try:
-        async with Writers(pool) as writers:
+        async with Writers(pool, path="tests/live") as writers:
             await asyncio.sleep(0.3)
             before_prepare = len(writers.latencies)
             report = await history_prepare.prepare(dbs.shard_dsn, say=lines.append, window_hours=1,
