@@ -21,6 +21,7 @@ from noetl_api_shard.store import partitions
 from bench.history_migration import Writers
 
 from .conftest import start_harness, stop_harness
+from .test_executions import PLAYBOOK
 
 DAY_MS = 86_400_000
 EXECUTIONS = 3000
@@ -50,18 +51,6 @@ FILL = [
        SELECT execution_id, 'loop', 1, 0, '1' FROM noetl.execution""",
 ]
 
-PLAYBOOK = b"""
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: two_steps, path: tests/two_steps}
-workload: {n: 2}
-workflow:
-  - step: start
-    tool: {kind: python, input: {n: "{{ n }}"}, code: "result = {'double': n * 2}"}
-    next: [{step: end}]
-  - step: end
-    tool: {kind: python, input: {d: "{{ start.double }}"}, code: "result = {'final': d}"}
-"""
 
 
 async def _shard_at_0006(database_factory, fill: bool = True):
