@@ -6,7 +6,7 @@ schemathesis runs as its CLI (`st run`), its primary and stable interface: every
 (explicit examples, boundary-value coverage, random fuzzing), its own failure report with a curl
 line per failure. (Its lazy pytest fixture integration does not run under pytest 9.2.)
 
-`make test` runs a small fixed budget: 45 s of wall clock (NOETL_FUZZ_SECONDS) over the three
+`make test` runs a small fixed budget: 30 s of wall clock (NOETL_FUZZ_SECONDS) over the three
 phases, at most NOETL_FUZZ_EXAMPLES (default 5) per operation and phase. `make fuzz` runs a larger
 one: no time limit, 60 examples per operation and phase (the coverage phase alone sends several
 thousand requests; a few minutes on 2 cores). The seed is fixed unless NOETL_FUZZ_SEED says otherwise,
@@ -25,7 +25,7 @@ EXAMPLES = int(os.environ.get("NOETL_FUZZ_EXAMPLES", "5"))
 PHASES = os.environ.get("NOETL_FUZZ_PHASES", "examples,coverage,fuzzing")
 # Wall-clock budget of the whole run, shared by its phases (schemathesis --max-time); 0: none, the
 # run ends when every operation has had its examples in every phase (make fuzz).
-SECONDS = int(os.environ.get("NOETL_FUZZ_SECONDS", "45"))
+SECONDS = int(os.environ.get("NOETL_FUZZ_SECONDS", "30"))
 SEED = int(os.environ.get("NOETL_FUZZ_SEED", "20261130"))
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance")
