@@ -274,24 +274,30 @@ def shard_cpu_ms(run: dict, workload: str, unit: str) -> float:
                if k.startswith("api-shard") and "/" not in k)
 
 
-def cost_ratio(one: dict, run: dict, workload: str, unit: str) -> float | None:
-    at_n = shard_cpu_ms(run, workload, unit)
-    return round(shard_cpu_ms(one, workload, unit) / at_n, 3) if at_n else None
-
-
 def efficiency(runs: list[dict]) -> dict:
-    one = next((r for r in runs if r["shards"] == 1), None)
-    if one is None:
-        return {}
-    out = {}
+    """At each shard count, the median of its repeats over N x the median at 1 shard: one run of
+    a capped shard measures its rate to about +-25% (a 5% cap over some 20 s), so a single
+    baseline run moved every ratio with it."""
+    by_n: dict[int, list[dict]] = {}
     for r in runs:
-        n = r["shards"]
-        out[str(n)] = {"three_step": round(r["three_step"]["wf_per_s"] / (n * one["three_step"]["wf_per_s"]), 3),
-                       "ingest": round(r["ingest"]["events_per_s"] / (n * one["ingest"]["events_per_s"]), 3),
-                       # The same question asked of CPU, which a busy machine disturbs less: a
-                       # shard's CPU per unit at 1 shard over the same at N (1: nothing lost).
-                       "three_step_cpu": cost_ratio(one, r, "three_step", "workflow"),
-                       "ingest_cpu": cost_ratio(one, r, "ingest", "event")}
+        by_n.setdefault(r["shards"], []).append(r)
+    if 1 not in by_n:
+        return {}
+
+    def med(n: int, value) -> float:
+        return statistics.median(value(r) for r in by_n[n])
+
+    rate = {"three_step": lambda r: r["three_step"]["wf_per_s"], "ingest": lambda r: r["ingest"]["events_per_s"]}
+    cost = {"three_step": lambda r: shard_cpu_ms(r, "three_step", "workflow"),
+            "ingest": lambda r: shard_cpu_ms(r, "ingest", "event")}
+    out = {}
+    for n in sorted(by_n):
+        out[str(n)] = {w: round(med(n, rate[w]) / (n * med(1, rate[w])), 3) for w in rate}
+        # The same question asked of CPU, which a busy machine disturbs less: a shard's CPU per
+        # unit at 1 shard over the same at N (1: nothing lost).
+        out[str(n)].update({f"{w}_cpu": round(med(1, cost[w]) / med(n, cost[w]), 3) if med(n, cost[w]) else None
+                            for w in cost})
+        out[str(n)]["repeats"] = len(by_n[n])
     return out
 
 
@@ -377,8 +383,10 @@ async def bench(h: CpuHierarchy, args: argparse.Namespace) -> dict:
     for servers in args.servers:
         runs = []
         for n in args.shards:
-            say(f"{n} shard(s), {'a Postgres server per shard' if servers == 'own' else 'one Postgres server'}")
-            runs.append(await at_shards(h, n, servers == "own", args))
+            for repeat in range(1, args.repeats + 1):
+                say(f"{n} shard(s), {'a Postgres server per shard' if servers == 'own' else 'one Postgres server'}"
+                    f" (run {repeat} of {args.repeats})")
+                runs.append({**await at_shards(h, n, servers == "own", args), "repeat": repeat})
         out[f"{servers}_postgres"] = {"runs": runs, "efficiency": efficiency(runs), "cpu_per_unit": cpu_per_unit(runs)}
         say(f"efficiency ({servers} Postgres): {out[f'{servers}_postgres']['efficiency']}")
     if args.routers:
@@ -392,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="shared,own", type=lambda s: [x for x in s.split(",") if x],
                         help="shared: one Postgres server for every database; own: a server per shard")
     parser.add_argument("--per-shard", type=int, default=150, help="3-step executions per shard")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="fresh fleets per shard count; efficiency compares the medians")
     parser.add_argument("--events-per-shard", type=int, default=600)
     parser.add_argument("--in-flight", type=int, default=16, help="executions (or event clients) per shard")
     parser.add_argument("--quota-us", type=int, default=1000, help="each shard's CPU quota per period")
