@@ -9,17 +9,12 @@ import asyncio
 import os
 from typing import Any
 
-from .tools.base import ToolError
+from .tools.base import ToolError, split_object_uri
 
 
 def split_uri(uri: str) -> tuple[str, str]:
     """`gs://bucket/name` as (bucket, name), or a ToolError naming what was given."""
-    if not isinstance(uri, str) or not uri.startswith("gs://"):
-        raise ToolError(f"a GCS object must be named gs://<bucket>/<name>, got {uri!r}")
-    bucket, _, name = uri[len("gs://"):].partition("/")
-    if not bucket or not name:
-        raise ToolError(f"a GCS object must be named gs://<bucket>/<name>, got {uri!r}")
-    return bucket, name
+    return split_object_uri(uri, "gs", "a GCS object", "name")
 
 
 def _client(project: str | None) -> Any:

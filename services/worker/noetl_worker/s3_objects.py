@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .tools.base import ToolError
+from .tools.base import ToolError, split_object_uri
 
 
 class S3Access(msgspec.Struct, frozen=True):
@@ -43,12 +43,7 @@ class S3Access(msgspec.Struct, frozen=True):
 
 def split_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/key` as (bucket, key), or a ToolError naming what was given."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ToolError(f"an S3 object must be named s3://<bucket>/<key>, got {uri!r}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket or not key:
-        raise ToolError(f"an S3 object must be named s3://<bucket>/<key>, got {uri!r}")
-    return bucket, key
+    return split_object_uri(uri, "s3", "an S3 object", "key")
 
 
 def _client(access: S3Access, timeout: float) -> Any:

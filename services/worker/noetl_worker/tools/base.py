@@ -72,6 +72,17 @@ async def credential_data(name: str, ctx: ToolContext) -> dict[str, Any]:
 Runner = Callable[[dict[str, Any], dict[str, Any], ToolContext], Awaitable[Any]]
 
 
+def split_object_uri(uri: Any, scheme: str, what: str, part: str) -> tuple[str, str]:
+    """`<scheme>://bucket/<part>` as (bucket, part), or a ToolError naming what was given."""
+    form = f"{what} must be named {scheme}://<bucket>/<{part}>, got {uri!r}"
+    if not isinstance(uri, str) or not uri.startswith(f"{scheme}://"):
+        raise ToolError(form)
+    bucket, _, rest = uri[len(scheme) + 3:].partition("/")
+    if not bucket or not rest:
+        raise ToolError(form)
+    return bucket, rest
+
+
 def jsonable(value: Any) -> Any:
     """Database values as JSON: decimals, dates, UUIDs and bytes become plain types."""
     if isinstance(value, decimal.Decimal):
