@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+comma  := ,
 SHARDS ?= 2
 WORKERS ?= 1
 PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/router \
@@ -10,7 +11,7 @@ PACKAGES := libs/noetl_common libs/noetl_devstack services/api-shard services/ro
             libs/noetl_ops
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance \
+.PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance noetl-oracle \
         e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
         bench-grow bench-scale bench-history bench-history-migration overload fuzz chaos soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
@@ -127,6 +128,11 @@ conformance-%: install
 e2e-core: install
 	$(PY) -m tests.conformance tests/conformance/core --shards $(SHARDS) $(if $(ONLY),--only $(ONLY)) \
 	    --known-failures tests/conformance/core/known_failures.json
+
+## Where a playbook's intended outcome is unclear, NoETL's own server with NoETL's own worker is the oracle:
+## PLAYBOOKS (paths under ../shared/e2e, comma-separated) registered and run there; prints each outcome.
+noetl-oracle: install
+	$(PY) -m tests.conformance.oracle $(subst $(comma), ,$(PLAYBOOKS))
 
 ## NoETL's own Python worker (../shared/noetl-reference, unchanged) in a venv of its own: Python 3.12+
 ## (pyenv's, or NOETL_WORKER_PYTHON), pinned dependencies; built once (~40 s) under .cache/, reused after.
