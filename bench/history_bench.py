@@ -7,8 +7,8 @@ measured again on the same fleet:
   3-step workflows/s, loop steps/s, ingest p50/p99 (heartbeats), first page of the execution list
   and execution detail (an old, filled execution) p50/p99,
 and finally a retention run (1 day) removing the old slices while ingest load runs: the longest
-parent-table lock, the run's time, writers' p99 during it against before, database size before
-and after.
+parent-table lock, the run's time, writers' p99 during it against the same writers before and
+after it, database size before and after.
 
     python -m bench.history_bench [--events 1000000] [--out bench/results/history.json]
 """
@@ -224,48 +224,62 @@ async def sample_waits(dsn: str, stop: asyncio.Event, every: float = 0.01) -> di
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+BASELINE_S = 15.0  # writers measured this long before the run and again after it
+
+
+def writers(latencies: list[float]) -> dict:
+    return {"requests": len(latencies), "p50_ms": wl.pct_ms(latencies, 50), "p99_ms": wl.pct_ms(latencies, 99)}
+
+
 async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: str) -> dict:
     """Writers (heartbeat ingest) run throughout; a retention run (1 day) removes the old slices
-    in the middle. Writers' latency while it runs is compared with the seconds before it, and the
-    database's backends are sampled before and during the run (wait events, lock waits)."""
+    in the middle. Writers' latency while it runs is compared with their latency in the
+    BASELINE_S seconds before it and after it together: a run is paced over a minute or more, and
+    a p99 over a minute catches stalls (checkpoints, autovacuum) a few seconds rarely do, so the
+    baseline spans as much time on both sides. The database's backends are sampled in each window
+    (wait events, lock waits), the same sampler running throughout so the load is the same."""
     sleepers = await wl.start_sleepers(session, url, 8)
     pool = await create_pool(dsn, min_size=1, max_size=2, command_timeout=None,
                              server_settings={"application_name": RETENTION_APP})
+
+    async def sampled(seconds: float | None = None, work=None) -> tuple[dict, object, float, float]:
+        stop = asyncio.Event()
+        waits = asyncio.ensure_future(sample_waits(dsn, stop))
+        t0 = time.perf_counter()
+        done = await work if work is not None else await asyncio.sleep(seconds)
+        t1 = time.perf_counter()
+        stop.set()
+        return await waits, done, t0, t1
+
     try:
         size_before = await pool.fetchval("SELECT pg_database_size(current_database())")
         stop = asyncio.Event()
         load = asyncio.ensure_future(timed_ingest(session, url, sleepers, stop))
         await asyncio.sleep(1.0)
-        quiet_stop = asyncio.Event()
-        quiet = asyncio.ensure_future(sample_waits(dsn, quiet_stop))
-        await asyncio.sleep(4.0)
-        quiet_stop.set()
-        waits_before = await quiet
-        run_stop = asyncio.Event()
-        busy = asyncio.ensure_future(sample_waits(dsn, run_stop))
-        t0 = time.perf_counter()
-        report = await retention.run(pool, retention.Policy(days=1.0), shard_index=0)
-        t1 = time.perf_counter()
-        run_stop.set()
-        waits_during = await busy
-        await asyncio.sleep(1.0)
+        waits_before, _, b0, b1 = await sampled(BASELINE_S)
+        waits_during, report, t0, t1 = await sampled(work=retention.run(pool, retention.Policy(days=1.0),
+                                                                          shard_index=0))
+        waits_after, _, a0, a1 = await sampled(BASELINE_S)
         stop.set()
         samples = await load
         size_after = await pool.fetchval("SELECT pg_database_size(current_database())")
     finally:
         await pool.close()
     await wl.cancel_all(session, url, sleepers)
-    before = [lat for t, lat in samples if t0 - 4.0 <= t and t + lat < t0]
+    before = [lat for t, lat in samples if b0 <= t and t + lat < t0]
     during = [lat for t, lat in samples if t < t1 and t + lat > t0]  # overlapping the run
+    after = [lat for t, lat in samples if t1 < t and t + lat < a1]
+    baseline = writers(before + after)
     return {"slices_dropped": [d.slice for d in report.dropped],
             "executions_dropped": sum(d.executions for d in report.dropped),
             "events_dropped": sum(d.events for d in report.dropped),
             "longest_lock_ms": round(report.lock_ms, 2), "run_seconds": round(report.seconds, 3),
-            "writers_before": {"requests": len(before), "p50_ms": wl.pct_ms(before, 50), "p99_ms": wl.pct_ms(before, 99)},
-            "writers_during": {"requests": len(during), "p50_ms": wl.pct_ms(during, 50), "p99_ms": wl.pct_ms(during, 99)},
+            "writers_before": writers(before), "writers_after": writers(after), "writers_baseline": baseline,
+            "writers_during": writers(during),
+            "p99_during_over_baseline": round(wl.pct_ms(during, 99) / baseline["p99_ms"], 3),
             "database_bytes_before": size_before, "database_bytes_after": size_after,
             "phases_ms": {d.slice: d.phases_ms for d in report.dropped},
-            "backends_before": waits_before, "backends_during": waits_during}
+            "backends_before": waits_before, "backends_during": waits_during, "backends_after": waits_after}
 
 
 async def bench(args: argparse.Namespace, work: Path) -> dict:
@@ -323,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     r = report["retention"]
-    say(f"retention: writers p99 before {r['writers_before']['p99_ms']} ms, during {r['writers_during']['p99_ms']} ms; "
+    say(f"retention: writers p99 before {r['writers_before']['p99_ms']} ms, after {r['writers_after']['p99_ms']} ms, "
+        f"during {r['writers_during']['p99_ms']} ms ({r['p99_during_over_baseline']}x the baseline); "
         f"lock {r['longest_lock_ms']} ms, run {r['run_seconds']} s; phases {r['phases_ms']}")
     if "empty" not in report:
         say(f"wrote {args.out}")
