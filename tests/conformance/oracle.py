@@ -69,10 +69,9 @@ async def run(playbooks: list[Path], timeout: float, log_level: str) -> list[dic
                     catalog_path = yaml.safe_load(path.read_text())["metadata"]["path"]
                     eid = await bench.execute(stack, client, catalog_path, {})
                     found.append({"playbook": str(path), **await outcome(client, stack.url, eid, timeout)})
-            found_logs = {name: (Path(work) / "noetl" / f"{name}.log").read_text()[-3000:]
-                          for name in ("noetl-worker",) if (Path(work) / "noetl" / f"{name}.log").exists()}
-            for item in found:
-                item["worker_log_tail"] = found_logs.get("noetl-worker", "")
+            worker_log = Path(work) / "noetl" / "noetl-worker.log"
+            if any(f["status"] != "COMPLETED" for f in found) and worker_log.exists():
+                print(worker_log.read_text()[-3000:], file=sys.stderr)  # the worker's word on what failed
             return found
         finally:
             stack.stop()
