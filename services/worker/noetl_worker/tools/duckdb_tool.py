@@ -70,6 +70,10 @@ class _Query:
 # over one execution's database) holds its lock for the length of its statements, so waiting this long
 # for it is the step's answer, not an error.
 LOCK_WAIT_SECONDS = 30.0
+# What DuckDB answers while the file is busy: another process holds its lock, or another thread of
+# this one is opening it at the same moment (two instances racing for one file; the loser's retry
+# finds the winner's instance in DuckDB's cache).
+BUSY = ("Could not set lock", "Unique file handle conflict")
 
 
 def _connect(duckdb: Any, path: str) -> Any:
@@ -78,11 +82,9 @@ def _connect(duckdb: Any, path: str) -> Any:
     while True:
         try:
             return duckdb.connect(path)
-        except duckdb.IOException as exc:
-            if "Could not set lock" not in str(exc) or time.monotonic() > deadline:
-                raise ToolError(f"could not open duckdb database {path!r}: {exc}") from None
         except Exception as exc:
-            raise ToolError(f"could not open duckdb database {path!r}: {exc}") from None
+            if not any(b in str(exc) for b in BUSY) or time.monotonic() > deadline:
+                raise ToolError(f"could not open duckdb database {path!r}: {exc}") from None
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
 
