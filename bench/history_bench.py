@@ -21,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,6 +146,10 @@ async def fill(dsn: str, args: argparse.Namespace) -> dict:
         await pool.close()
 
 
+def latency_summary(latencies: list[float]) -> dict:
+    return {"requests": len(latencies), "p50_ms": wl.pct_ms(latencies, 50), "p99_ms": wl.pct_ms(latencies, 99)}
+
+
 async def read_latency(session: aiohttp.ClientSession, url: str, path: str, params: dict, n: int) -> dict:
     times = []
     for _ in range(n):
@@ -154,7 +159,7 @@ async def read_latency(session: aiohttp.ClientSession, url: str, path: str, para
             if r.status != 200:
                 raise RuntimeError(f"GET {path} answered {r.status}")
         times.append(time.perf_counter() - t)
-    return {"requests": n, "p50_ms": wl.pct_ms(times, 50), "p99_ms": wl.pct_ms(times, 99)}
+    return latency_summary(times)
 
 
 async def measure(session: aiohttp.ClientSession, url: str, args: argparse.Namespace, detail_id: str,
@@ -227,16 +232,8 @@ async def sample_waits(dsn: str, stop: asyncio.Event, every: float = 0.01) -> di
 BASELINE_S = 8.0  # writers alone this long before each retention run and after the last
 
 
-def writers(latencies: list[float]) -> dict:
-    return {"requests": len(latencies), "p50_ms": wl.pct_ms(latencies, 50), "p99_ms": wl.pct_ms(latencies, 99)}
-
-
 def merge_waits(counts: list[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in counts:
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    return dict(sum(map(Counter, counts), Counter()).most_common())
 
 
 async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: str, days: int) -> dict:
@@ -290,7 +287,7 @@ async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: st
             "events_dropped": sum(d.events for d in dropped),
             "longest_lock_ms": round(max(r.lock_ms for _, r, _, _ in runs), 2),
             "run_seconds": [round(r.seconds, 3) for _, r, _, _ in runs],
-            "writers_baseline": writers(baseline), "writers_during": writers(during),
+            "writers_baseline": latency_summary(baseline), "writers_during": latency_summary(during),
             "p99_during_over_baseline": round(wl.pct_ms(during, 99) / wl.pct_ms(baseline, 99), 3),
             "database_bytes_before": size_before, "database_bytes_after": size_after,
             "phases_ms": {d.slice: d.phases_ms for d in dropped},

@@ -20,15 +20,15 @@ from pathlib import Path
 import httpx
 import yaml
 
+from bench.hotpath_peer import DEFAULT_PEERS_DIR
 from bench.peer_noetl import ensure_noetl_venv
 from tests.support.noetl_worker import venv as worker_venv
 
 ROOT = Path(__file__).resolve().parents[2]
-PEERS = ROOT.parent / "shared" / "peers"
 
 
 def load_peer_bench():
-    spec = importlib.util.spec_from_file_location("noetl_server_bench", PEERS / "noetl_server_bench.py")
+    spec = importlib.util.spec_from_file_location("noetl_server_bench", DEFAULT_PEERS_DIR / "noetl_server_bench.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

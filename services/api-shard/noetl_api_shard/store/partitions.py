@@ -176,25 +176,24 @@ async def drop(pool: asyncpg.Pool, s: Slice, *, pace: float = DROP_PACE) -> None
     (one lost in a crash leaves a detached table, which the next run drops)."""
     for table in TABLES:
         name = f"noetl.{s.partition(table)}"
-        async with pool.acquire() as conn:
-            files = await conn.fetch(
-                "SELECT CASE WHEN c.conname IS NULL THEN format('DROP INDEX noetl.%I', ic.relname) "
-                "ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', $1::text, c.conname) END AS ddl, "
-                "pg_relation_size(i.indexrelid) AS size FROM pg_index i "
-                "JOIN pg_class ic ON ic.oid = i.indexrelid "
-                "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid "
-                "WHERE i.indrelid = to_regclass($1) ORDER BY size DESC", name)
-            rest = await conn.fetchval("SELECT coalesce(pg_total_relation_size(to_regclass($1)), 0)", name)
-        steps = [(f["ddl"], f["size"]) for f in files]
-        steps.append((f"DROP TABLE IF EXISTS {name}", rest - sum(f["size"] for f in files)))
-        for ddl, size in steps:
+        # Largest index first, the table (heap and TOAST: what its indexes leave) last.
+        steps = await pool.fetch(
+            "SELECT CASE WHEN c.conname IS NULL THEN format('DROP INDEX noetl.%I', ic.relname) "
+            "ELSE format('ALTER TABLE %s DROP CONSTRAINT %I', $1::text, c.conname) END AS ddl, "
+            "pg_relation_size(i.indexrelid) AS size, false AS last FROM pg_index i "
+            "JOIN pg_class ic ON ic.oid = i.indexrelid "
+            "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid "
+            "WHERE i.indrelid = to_regclass($1) "
+            "UNION ALL SELECT format('DROP TABLE IF EXISTS %s', $1::text), "
+            "coalesce(pg_table_size(to_regclass($1)), 0), true ORDER BY last, size DESC", name)
+        for step in steps:
             async with pool.acquire() as conn:
                 await conn.execute("SET synchronous_commit = off")
                 try:
-                    await conn.execute(ddl)
+                    await conn.execute(step["ddl"])
                 finally:
                     await conn.execute("RESET synchronous_commit")
-            await asyncio.sleep(size / pace)
+            await asyncio.sleep(step["size"] / pace)
 
 
 async def detached(conn: asyncpg.Connection | asyncpg.Pool) -> list[str]:
