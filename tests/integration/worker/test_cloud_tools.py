@@ -107,14 +107,19 @@ async def test_ducklake_keeps_tables_in_its_postgres_catalog_and_reports_refused
     assert "pw-not-shown" not in str(refused_attach.value)
 
 
-async def test_ducklake_workers_racing_to_create_one_table_all_insert(scratch_dsn, credentials, tmp_path: Path):
+@pytest.mark.parametrize("lake_exists", [False, True], ids=["new-lake", "lake-exists"])
+async def test_ducklake_workers_racing_to_create_one_table_all_insert(scratch_dsn, credentials, tmp_path: Path,
+                                                                      lake_exists: bool):
     """NoETL's ducklake_test: a parallel loop's iterations each `CREATE TABLE IF NOT EXISTS` then
-    INSERT, here on a lake none has attached yet. The first ATTACHes race to create the catalog's
-    tables and the creates conflict in DuckLake (only one may create the table); the losers attach
-    or create again and find what the winner made, so every insert lands."""
+    INSERT. On a lake none has attached yet the first ATTACHes race to create the catalog's tables;
+    on a lake that exists (as in the playbook, whose earlier steps made one) the ATTACHes are quick
+    and the creates collide in DuckLake (only one may create the table). The losers attach or create
+    again and find what the winner made, so every insert lands."""
     store, plane = credentials
     store.items["catalog"] = credential_data(scratch_dsn)
     config = {"auth": "catalog", "catalog_name": "race", "data_path": str(tmp_path / "data")}
+    if lake_exists:
+        await ducklake_tool.run({**config, "command": "CREATE TABLE users (id INTEGER)"}, {}, ctx(plane))
     racers = 6
     outcomes = await asyncio.gather(*(ducklake_tool.run({**config, "command": f"""
         CREATE TABLE IF NOT EXISTS user_events (user_id INTEGER, event_type VARCHAR);

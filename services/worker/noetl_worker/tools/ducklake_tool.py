@@ -112,7 +112,8 @@ def _with_conflict_retries(con: Any, statement: Any, sleep: Callable[[float], No
         try:
             return con.execute(statement)
         except duckdb.TransactionException as exc:
-            if not retry or attempt + 1 == CONFLICT_ATTEMPTS or not str(exc).startswith("Transaction conflict"):
+            # DuckDB wraps it: "TransactionContext Error: Failed to commit: ... Transaction conflict - ..."
+            if not retry or attempt + 1 == CONFLICT_ATTEMPTS or "Transaction conflict" not in str(exc):
                 raise
             sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
