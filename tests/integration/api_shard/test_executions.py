@@ -520,3 +520,45 @@ async def test_listing_combines_the_filters_given_with_the_cursor(client):
     assert await walk(path="tests/two_steps", status="RUNNING") == [i for i in sorted(ids, reverse=True) if i != cancelled]
     assert await walk(path="tests/other") == []
     assert await walk(parent_execution_id=str(ids[0])) == []
+
+
+async def test_noetl_workers_second_claim_and_started_resend_are_answered_from_the_claim(database_factory):
+    """NoETL's worker claims each command from two consumers and then posts `command.started`, which
+    the claim already logged. While the lease surely runs, both are answered from the claim this
+    process granted: the second claim is a 409 even while the execution's row is locked (it used to
+    queue behind the lock), and the re-send gets the claim's own event id, logged once."""
+    import asyncpg
+
+    dbs = await database_factory()
+    settings = msgspec.structs.replace(make_settings(dbs), claim_lease_seconds=60, reaper_interval_seconds=3600)
+    async with TestClient(TestServer(create_app(settings))) as c:
+        r = await c.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
+        assert r.status == 200
+        eid = (await start(c))["execution_id"]
+        cid, _ = await open_command(c, eid)
+        assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})).status == 200
+        events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+        (started_id,) = [e["event_id"] for e in events if e["event_type"] == "command.started"]
+
+        holder = await asyncpg.connect(dbs.shard_dsn)
+        try:
+            locked = holder.transaction()
+            await locked.start()
+            await holder.execute("SELECT 1 FROM noetl.execution WHERE execution_id = $1 FOR UPDATE", int(eid))
+            again = await asyncio.wait_for(c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"}), 5)
+            body = await again.json()
+            assert again.status == 409 and body["code"] == "active_claim" and body["detail"]["code"] == "active_claim"
+            await locked.rollback()
+        finally:
+            await holder.close()
+
+        r = await c.post("/api/events/batch", json={"execution_id": eid, "worker_id": "py", "events": [
+            {"step": "start", "name": "command.started", "payload": {"command_id": str(cid), "worker_id": "py"}},
+            {"step": "start", "name": "step.enter", "payload": {"status": "started"}}]})
+        assert r.status == 202 and [str(i) for i in (await r.json())["event_ids"]] == [started_id]
+        events = (await (await c.get(f"/api/executions/{eid}/events")).json())["events"]
+        assert [e["event_type"] for e in events if e["command_id"] == cid].count("command.started") == 1
+        # Its outcome ends the claim: a claim now is refused by the database, as terminal.
+        await finish(c, eid, cid, {"double": 4}, worker="py")
+        late = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})
+        assert late.status == 409 and (await late.json())["code"] == "already_terminal"

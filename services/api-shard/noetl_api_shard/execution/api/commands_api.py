@@ -63,12 +63,22 @@ async def get_command(request: web.Request) -> web.Response:
     return json_response(command_out(row))
 
 
+def _active_claim(svc: Any, worker_id: str) -> ApiError:
+    svc.metrics.claim_conflict()
+    return ApiError(409, f"Command already claimed by {worker_id}", "active_claim", headers=RETRY_AFTER,
+                    worker_id=worker_id)
+
+
 def make_claim_handler(orch: Orchestrator, lease_seconds: float):
     async def claim_command(request: web.Request) -> web.Response:
         svc = services(request)
         command_id = owned_path_id(request, "event_id")
         body = await read_json(request, ClaimRequest)
         worker = body.worker_id.strip()  # not blank: ClaimRequest says so
+        held = orch.claims.holder(command_id)
+        if held is not None:  # taken, and its lease surely runs: no need to lock and read it
+            execution_id_var.set(str(held.execution_id))
+            raise _active_claim(svc, held.worker_id)
         refusal: ApiError | None = None
         async with orch.transaction() as txn:
             execution = await execution_store.lock_of_command(txn.conn, command_id)

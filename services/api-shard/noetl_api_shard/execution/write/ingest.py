@@ -3,10 +3,12 @@ finishes a command advances the engine, once per command.
 
 `accept_cached` is the hot path, run optimistically (one statement, no lock) on the cached
 execution: it takes the batches every step sends — heartbeats and outcomes of commands the
-engine still waits for. Anything that needs to look at the database first raises Fallback and is
-taken by `accept`, under the execution's row lock: re-sends (a producer-stamped event id already
-in the log, a command already started or finished, an Idempotency-Key answered before — the same
-answer again), `command.started` from a NoETL worker, events of unknown commands. Its lock read
+engine still waits for, and the `command.started` NoETL's worker posts after a claim this process
+granted (a re-send: answered with the claim's own event id). Anything that needs to look at the
+database first raises Fallback and is taken by `accept`, under the execution's row lock: re-sends
+(a producer-stamped event id already in the log, a command already started or finished, an
+Idempotency-Key answered before — the same answer again), a `command.started` the claim book
+cannot answer, events of unknown commands. Its lock read
 fetches everything needed for those in one statement.
 """
 
@@ -24,6 +26,7 @@ from ...store import events as event_store, executions as execution_store
 from ...store.events import NewEvent
 from ...store.writes import CommandChange
 from . import engine_port as engine, step_results
+from .claim_book import ClaimBook
 from .orchestration import Orchestrator, TERMINAL
 from .ownership import require_owned
 from .txn import Eager, Fallback, Txn
@@ -178,11 +181,17 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     ex = txn.loaded[execution_id]
     pending = ex.state.pending
     limit = orch.svc.settings.event_result_max_bytes
-    if ex.status in TERMINAL or not all(_cached_ok(e, pending, limit) for e in events):
+    resent = _claims_restarted(orch.claims, events)
+    if ex.status in TERMINAL or not all(_cached_ok(e, pending, limit, resent) for e in events):
         raise Fallback("these events need the database")
     ids: list[int] = []
+    duplicates = 0
     finishing: dict[int, tuple[WorkerEvent, int]] = {}
     for ev in events:
+        if ev.event_type == STARTED:  # repeats the claim's own: answered with its id, not logged again
+            ids.append(resent[ev.command_id])  # type: ignore[index]
+            duplicates += 1
+            continue
         waiting = pending.get(ev.command_id) if ev.command_id is not None else None
         row = NewEvent(event_id=orch.svc.mint_owned_id(), execution_id=execution_id, event_type=ev.event_type,
                        node_name=ev.step or (waiting.step if waiting else None),
@@ -201,12 +210,29 @@ async def accept_cached(orch: Orchestrator, txn: Txn, execution_id: int, events:
     generated = 0
     for command_id, (ev, event_id) in finishing.items():  # after the batch, as in `accept`
         generated += await _decide(orch, txn, ex, command_id, ev, event_id, eager)
-    return Accepted(ids, generated)
+    return Accepted(ids, generated, duplicates)
 
 
-def _cached_ok(ev: WorkerEvent, pending: dict[int, Any], result_limit: int) -> bool:
-    return (ev.event_id is None and ev.event_type != STARTED and (ev.command_id is None or ev.command_id in pending)
-            and not step_results.needs_store(ev, result_limit))
+def _claims_restarted(claims: ClaimBook, events: list[WorkerEvent]) -> dict[int, int]:
+    """command id -> its `command.started` event id, for each `command.started` in `events` that
+    repeats a claim this process granted (NoETL's worker posts one after every claim)."""
+    resent = {}
+    for ev in events:
+        if ev.event_type == STARTED and ev.command_id is not None:
+            claim = claims.holder(ev.command_id)
+            if claim is not None:
+                resent[ev.command_id] = claim.started_event_id
+    return resent
+
+
+def _cached_ok(ev: WorkerEvent, pending: dict[int, Any], result_limit: int, resent: dict[int, int]) -> bool:
+    """Nothing to look up: no producer-stamped id, a command the engine waits for, a result small
+    enough to log inline; a `command.started` only when it repeats a claim (`resent`)."""
+    if ev.event_id is not None or (ev.command_id is not None and ev.command_id not in pending):
+        return False
+    if ev.event_type == STARTED:
+        return ev.command_id in resent
+    return not step_results.needs_store(ev, result_limit)
 
 
 def _record_outcome(txn: Txn, command_id: int, ev: WorkerEvent) -> str:

@@ -39,6 +39,7 @@ from .stages import STAGE_EVENTS
 from . import engine_port as engine
 from . import stored_loader
 from .announcing import command_context, issued_event_context, notification
+from .claim_book import ClaimBook
 from .claiming import claim_events
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
@@ -59,10 +60,11 @@ TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType
 
 class Orchestrator:
     def __init__(self, svc: ShardServices, wakeups: Wakeups, cache: ExecutionCache | None = None,
-                 announcer: PromptAnnouncer | None = None) -> None:
+                 announcer: PromptAnnouncer | None = None, claims: ClaimBook | None = None) -> None:
         self.svc = svc
         self.wakeups = wakeups
         self.cache = cache or ExecutionCache()
+        self.claims = claims or ClaimBook()
         self.announcer = announcer
         self.group = GroupCommit()
         self._playbooks: dict[int, tuple[Any, asyncpg.Record]] = {}  # catalog rows are immutable
@@ -152,6 +154,7 @@ class Orchestrator:
                 ex.version += 1
                 ex.changed = False
         uow = txn.uow
+        self.claims.record(uow, txn.began)
         if uow.events:
             self.svc.metrics.events_ingested(len(uow.events))
             self.wakeups.events_committed(uow.executions_touched())

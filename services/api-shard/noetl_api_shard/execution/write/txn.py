@@ -3,6 +3,7 @@ decisions produce along the way, and the two ways an optimistic one gives up."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg
@@ -48,9 +49,10 @@ class Fallback(Exception):
 
 class Txn:
     """One transaction: its connection (none for an optimistic one until it writes), its writes,
-    the executions it has loaded and those it holds in the cache."""
+    the executions it has loaded and those it holds in the cache, and when it began (monotonic)."""
 
     def __init__(self, conn: asyncpg.Connection | None, uow: UnitOfWork, *, optimistic: bool = False) -> None:
+        self.began = time.monotonic()
         self.conn = conn
         self.uow = uow
         self.optimistic = optimistic

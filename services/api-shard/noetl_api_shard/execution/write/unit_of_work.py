@@ -14,6 +14,7 @@ from typing import Callable
 
 from noetl_common.engine import DataWrite, LoopItems, LoopResult, StepResult
 from noetl_common.streams import events_subject
+from noetl_common.vocabulary import EventType
 from noetl_common.wire.internal import EventEnvelope, EventsMessage
 
 from ...store.events import NewEvent
@@ -64,7 +65,6 @@ class UnitOfWork:
         self._loop_results: list[LoopResultRow] = []
         self._stages: list[StageRow] = []
         self._stage_closes: list[StageClose] = []
-        self.after_commit: list[Callable[[], None]] = []
 
     @property
     def empty(self) -> bool:
@@ -152,6 +152,23 @@ class UnitOfWork:
             row = self.execution(execution_id)
             row.last_event_id, row.last_event_type = e.event_id, e.event_type
             row.last_step = step.get(execution_id, row.last_step)
+
+    def granted_claims(self) -> list[tuple[int, int, str, int, float]]:
+        """(command id, execution id, worker id, its command.started event id, lease seconds) of every
+        claim granted here: by the claim route or handed over eagerly with an outcome."""
+        granted = []
+        for e in self.events:
+            if e.event_type != EventType.COMMAND_STARTED or e.command_id is None or not e.worker_id:
+                continue
+            row = self._commands.get(e.command_id) or self._new_commands.get(e.command_id)
+            claimed = row is not None and (row.claimed if isinstance(row, CommandChange) else row.worker_id is not None)
+            if claimed and row is not None and row.lease_seconds:
+                granted.append((e.command_id, e.execution_id, e.worker_id, e.event_id, row.lease_seconds))
+        return granted
+
+    def finished_commands(self) -> list[int]:
+        return ([c.command_id for c in self._commands.values() if c.completed]
+                + [c.command_id for c in self._new_commands.values() if c.completed])
 
     def executions_touched(self) -> set[int]:
         return {e.execution_id for e in self.events} | set(self._executions) | set(self._new_executions)
