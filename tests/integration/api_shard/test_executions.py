@@ -562,3 +562,31 @@ async def test_noetl_workers_second_claim_and_started_resend_are_answered_from_t
         await finish(c, eid, cid, {"double": 4}, worker="py")
         late = await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})
         assert late.status == 409 and (await late.json())["code"] == "already_terminal"
+
+
+async def test_a_first_claim_written_without_a_read_still_loses_to_a_claim_made_elsewhere(database_factory):
+    """The shard that issued a command claims it in one optimistic statement, on the condition that
+    it is still ISSUED. Another process on the same database (a second replica) claimed it first:
+    the condition fails, nothing is written, and the database's answer stands — 409, one claim."""
+    dbs = await database_factory()
+    settings = msgspec.structs.replace(make_settings(dbs), claim_lease_seconds=60, reaper_interval_seconds=3600)
+    async with TestClient(TestServer(create_app(settings))) as issuer, \
+            TestClient(TestServer(create_app(settings))) as other:
+        r = await issuer.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
+        assert r.status == 200
+        eid = (await start(issuer))["execution_id"]
+        cid, _ = await open_command(issuer, eid)
+        assert (await other.post(f"/api/commands/{cid}/claim", json={"worker_id": "elsewhere"})).status == 200
+        mine = await issuer.post(f"/api/commands/{cid}/claim", json={"worker_id": "here"})
+        body = await mine.json()
+        assert mine.status == 409 and body["code"] == "active_claim" and "elsewhere" in body["error"]
+        events = (await (await issuer.get(f"/api/executions/{eid}/events")).json())["events"]
+        claims = [e["worker_id"] for e in events if e["command_id"] == cid and e["event_type"] == "command.claimed"]
+        assert claims == ["elsewhere"]
+        # Where nobody else did, the issuer's own first claim is granted (and a second one refused).
+        finished = await finish(issuer, eid, cid, {"double": 4}, worker="elsewhere")
+        assert finished["commands_generated"] == 1
+        nxt, step = await open_command(issuer, eid)
+        granted = await issuer.post(f"/api/commands/{nxt}/claim", json={"worker_id": "here"})
+        assert granted.status == 200 and step == "end" and (await granted.json())["context"]["input"] == {"d": 4}
+        assert (await other.post(f"/api/commands/{nxt}/claim", json={"worker_id": "elsewhere"})).status == 409

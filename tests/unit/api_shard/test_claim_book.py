@@ -74,3 +74,29 @@ def test_an_eager_hand_over_is_a_claim_and_the_book_stays_within_capacity():
         uow.append(*claim_events(uow.mint, {**COMMAND, "command_id": command_id}, "w", 1, {"eager": True}))
     book.record(uow, began=clock())
     assert [book.holder(c) is not None for c in (1, 2, 3)] == [False, True, True] and len(book) == 2
+
+
+def issued_row(command_id: int, **changes) -> CommandRow:
+    return CommandRow(command_id=command_id, execution_id=1, catalog_id=3, step="s", tool_kind="python",
+                      pool="shared", iteration=None, context={"input": {"n": command_id}}, **changes)
+
+
+def test_an_issued_command_is_kept_until_claimed_or_finished_and_a_handed_over_one_never():
+    clock = Clock()
+    book = ClaimBook(clock=clock, issued_capacity=2)
+    uow = UnitOfWork(0, ids())
+    for command_id in (1, 2, 3):
+        uow.new_command(issued_row(command_id))
+    uow.new_command(issued_row(4, status="RUNNING", worker_id="w", lease_seconds=60.0, started=True))
+    book.record(uow, began=clock())
+    assert [book.issued(c) is not None for c in (1, 2, 3, 4)] == [False, True, True, False]
+    row = book.issued(2)
+    assert row is not None and row.context == {"input": {"n": 2}}
+    claim = UnitOfWork(0, ids())
+    claimed(claim, command_id=2)
+    book.record(claim, began=clock())
+    assert book.issued(2) is None and book.holder(2) is not None
+    done = UnitOfWork(0, ids())
+    done.change_command(CommandChange(command_id=3, status="FAILED", completed=True))
+    book.record(done, began=clock())
+    assert book.issued(3) is None

@@ -59,6 +59,7 @@ class CommandChange(msgspec.Struct, kw_only=True):
     completed: bool = False                 # terminal: completed_at now, lease cleared, result/error set
     result: Any = None
     error: str | None = None
+    if_issued: bool = False                 # an optimistic claim: only of a command still ISSUED (see Expect)
 
 
 class ExecutionWrite(msgspec.Struct, kw_only=True):
@@ -250,10 +251,13 @@ upd_cmd AS (
         error = CASE WHEN x.completed THEN x.error ELSE c.error END,
         updated_at = now()
     FROM unnest({0}::bigint[], {1}::text[], {2}::text[], {3}::int[], {4}::float8[], {5}::bool[], {6}::bool[],
-                {7}::bool[], {8}::jsonb[], {9}::text[])
-         AS x(command_id, status, worker_id, attempt, lease_seconds, claimed, started, completed, result, error)
+                {7}::bool[], {8}::jsonb[], {9}::text[], {10}::bool[])
+         AS x(command_id, status, worker_id, attempt, lease_seconds, claimed, started, completed, result, error,
+              if_issued)
     WHERE c.command_id = x.command_id AND c.command_id = ANY({0}::bigint[])
       AND (x.status IS NULL OR c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+      AND (NOT x.if_issued OR c.status = 'ISSUED')
+    RETURNING x.if_issued
 )""",
     "cancel_cmd": """
 cancel_cmd AS (
@@ -315,7 +319,7 @@ _EXEC_COLUMNS = ("execution_id", "state", "state_version", "status", "result", "
 
 
 _CHANGE_COLUMNS = ("command_id", "status", "worker_id", "attempt", "lease_seconds", "claimed", "started",
-                   "completed", "result", "error")
+                   "completed", "result", "error", "if_issued")
 
 
 def _columns(rows: list[Any], columns: tuple[str, ...]) -> list[list[Any]]:
@@ -370,11 +374,13 @@ def _parts(ws: WriteSet) -> list[tuple[str, list[Any]]]:
 
 class Expect(msgspec.Struct, frozen=True):
     """What an optimistic write (no transaction, no row lock) requires: every execution row it
-    changes still at the version its state was computed from, and no earlier batch answered under
-    any of its Idempotency-Keys (execution id, key). Checked inside the statement, which otherwise
-    writes nothing (noetl.expect_written raises)."""
+    changes still at the version its state was computed from, every command it claims (`claims`:
+    changes with `if_issued`) still ISSUED, and no earlier batch answered under any of its
+    Idempotency-Keys (execution id, key). Checked inside the statement, which otherwise writes
+    nothing (noetl.expect_written raises)."""
 
     executions: int
+    claims: int = 0
     batch_keys: list[tuple[int, str]] = []
 
 
@@ -407,7 +413,8 @@ def statement(names: tuple[str, ...], arities: tuple[int, ...], expect: bool = F
     if not expect:
         return "WITH\n" + ",\n".join(ctes) + "\nSELECT 1"
     ctes.append(_PRIOR.format(f"${n + 1}", f"${n + 2}"))
-    written = "(SELECT count(*) FROM upd_exec)" if "upd_exec" in names else "0"
+    written = " + ".join(["0"] + (["(SELECT count(*) FROM upd_exec)"] if "upd_exec" in names else [])
+                         + (["(SELECT count(*) FROM upd_cmd WHERE if_issued)"] if "upd_cmd" in names else []))
     return ("WITH\n" + ",\n".join(ctes) +
             f"\nSELECT noetl.expect_written({written}, ${n}::bigint, (SELECT count(*) FROM prior))")
 
@@ -426,7 +433,8 @@ async def flush(conn: asyncpg.Connection, ws: WriteSet, expect: Expect | None = 
         return
     try:
         await conn.execute(statement(names, tuple(len(p) for _, p in parts), True), *args,
-                           expect.executions, [k[0] for k in expect.batch_keys], [k[1] for k in expect.batch_keys])
+                           expect.executions + expect.claims, [k[0] for k in expect.batch_keys],
+                           [k[1] for k in expect.batch_keys])
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == "NTL01":
             raise Conflict(str(exc)) from None
@@ -440,7 +448,7 @@ def merge(sets: list[tuple[WriteSet, Expect]]) -> tuple[WriteSet, Expect]:
     expectations summed, and the projector's messages merged (see `one_mirror_row`)."""
     merged = WriteSet(**{f: [row for ws, _ in sets for row in getattr(ws, f)] for f in WriteSet.__struct_fields__})
     merged.outbox = one_mirror_row(merged.outbox)
-    expect = Expect(executions=sum(e.executions for _, e in sets),
+    expect = Expect(executions=sum(e.executions for _, e in sets), claims=sum(e.claims for _, e in sets),
                     batch_keys=[k for _, e in sets for k in e.batch_keys])
     return merged, expect
 

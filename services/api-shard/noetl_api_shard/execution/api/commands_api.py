@@ -1,9 +1,10 @@
 """GET /api/commands/{event_id} and POST /api/commands/{event_id}/claim.
 
-Exactly one worker wins a claim. A claim takes the execution's lock (every writer of a command
-holds it), so concurrent claimers of one command queue briefly and the later ones find it taken:
-409 `active_claim` — the same worker asking again too, as on NoETL's server (a worker whose
-answer was lost leaves the command to its lease). A claim is a lease and starts the command: `command.claimed` and
+Exactly one worker wins a claim. The first claim of a command this process issued is one
+optimistic statement that applies only while the command is still ISSUED; a claim the claim book
+knows is held is refused at once; anything else takes the execution's lock (every writer of a
+command holds it). The later claimers find it taken: 409 `active_claim` — the same worker asking
+again too, as on NoETL's server (a worker whose answer was lost leaves the command to its lease). A claim is a lease and starts the command: `command.claimed` and
 `command.started` are written in the claim's transaction, and the answer says `started: true` so
 the worker does not post its own `command.started` (a NoETL worker that does is answered as a
 re-send). Once the holder stops showing signs of life past the lease, the next claimer takes the
@@ -15,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+import msgspec
 from aiohttp import web
 
 from noetl_common.errors import ApiError, error_response, json_response, not_found, read_json
@@ -28,6 +30,7 @@ from ...store import executions as execution_store
 from ...store.writes import CommandChange
 from ..write.claiming import claim_events
 from ..write.orchestration import TERMINAL, Orchestrator
+from ..write.txn import Fallback, Txn
 from ..write.ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
@@ -69,16 +72,50 @@ def _active_claim(svc: Any, worker_id: str) -> ApiError:
                     worker_id=worker_id)
 
 
+def _grant(txn: Txn, svc: Any, row: Mapping[str, Any], worker: str, attempt: int, lease_seconds: float,
+           meta: dict[str, Any], *, if_issued: bool = False) -> None:
+    txn.uow.change_command(CommandChange(command_id=row["command_id"], status="RUNNING", worker_id=worker,
+                                         attempt=attempt, lease_seconds=lease_seconds, claimed=True, started=True,
+                                         if_issued=if_issued))
+    txn.uow.append(*claim_events(svc.mint_owned_id, row, worker, attempt, meta))
+
+
+async def _claim_issued(orch: Orchestrator, svc: Any, row: dict[str, Any], worker: str, lease_seconds: float,
+                        meta: dict[str, Any]) -> bool:
+    """The first claim of a command this process issued (`row`, as written), in one optimistic
+    statement (no lock, no read): it applies only while the command is still ISSUED. False: the
+    database must decide."""
+    try:
+        async with orch.optimistic(row["execution_id"]) as txn:
+            ex = txn.loaded[row["execution_id"]]
+            if ex.status in TERMINAL or row["command_id"] not in ex.state.pending:
+                raise Fallback("the engine no longer waits for this command")
+            held = orch.claims.holder(row["command_id"])
+            if held is not None:  # the other consumer's claim committed while this one waited
+                raise _active_claim(svc, held.worker_id)
+            _grant(txn, svc, row, worker, 1, lease_seconds, meta, if_issued=True)
+    except Fallback:
+        return False
+    return True
+
+
 def make_claim_handler(orch: Orchestrator, lease_seconds: float):
     async def claim_command(request: web.Request) -> web.Response:
         svc = services(request)
         command_id = owned_path_id(request, "event_id")
         body = await read_json(request, ClaimRequest)
         worker = body.worker_id.strip()  # not blank: ClaimRequest says so
+        meta: dict[str, Any] = {"locality": body.locality} if body.locality else {}
         held = orch.claims.holder(command_id)
         if held is not None:  # taken, and its lease surely runs: no need to lock and read it
             execution_id_var.set(str(held.execution_id))
             raise _active_claim(svc, held.worker_id)
+        issued = orch.claims.issued(command_id)
+        if issued is not None:
+            execution_id_var.set(str(issued.execution_id))
+            written = msgspec.structs.asdict(issued)
+            if await _claim_issued(orch, svc, written, worker, lease_seconds, meta):
+                return _granted(svc, written, worker, 1)
         refusal: ApiError | None = None
         async with orch.transaction() as txn:
             execution = await execution_store.lock_of_command(txn.conn, command_id)
@@ -91,15 +128,12 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
             if execution["status"] in TERMINAL:
                 raise ApiError(409, "Execution already reached a terminal state", "already_terminal")
             attempt = row["attempt"]
-            reclaimed_from = None
             if row["status"] in ("CLAIMED", "RUNNING"):
                 # Taken, whoever asks (NoETL's rule): a worker holding two consumers that both see a
                 # notification claims it twice, and a second 200 would run its tool twice.
                 if row["lease_expires_at"] and row["lease_expires_at"] > datetime.now(timezone.utc):
-                    svc.metrics.claim_conflict()
-                    raise ApiError(409, f"Command already claimed by {row['worker_id']}", "active_claim",
-                                   headers=RETRY_AFTER, worker_id=row["worker_id"])
-                reclaimed_from = row["worker_id"]
+                    raise _active_claim(svc, row["worker_id"])
+                meta.update(reclaimed=True, reclaimed_from_worker=row["worker_id"], reclaimed_reason="lease_expired")
                 attempt += 1
                 if attempt > row["max_attempts"]:
                     # The step failure is committed; the 409 is answered after the transaction.
@@ -107,21 +141,17 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
                                                       f"{row['max_attempts']} attempt(s) exhausted")
                     refusal = ApiError(409, "Command failed: attempts exhausted", "already_terminal")
             if refusal is None:
-                meta: dict[str, Any] = {}
-                if reclaimed_from:
-                    meta.update(reclaimed=True, reclaimed_from_worker=reclaimed_from, reclaimed_reason="lease_expired")
-                if body.locality:
-                    meta["locality"] = body.locality
-                txn.uow.change_command(CommandChange(command_id=command_id, status="RUNNING", worker_id=worker,
-                                                     attempt=attempt, lease_seconds=lease_seconds, claimed=True,
-                                                     started=True))
-                txn.uow.append(*claim_events(svc.mint_owned_id, row, worker, attempt, meta))
+                _grant(txn, svc, row, worker, attempt, lease_seconds, meta)
         if refusal is not None:
             return error_response(refusal)
-        if attempt == 1:  # a takeover's wait is the lease, not pickup
-            svc.metrics.command_picked_up(command_id, row["pool"] or DEFAULT_POOL, "notification")
-        return json_response(command_out({**dict(row), "attempt": attempt, "status": "RUNNING", "worker_id": worker},
-                                         claimed=True))
+        return _granted(svc, dict(row), worker, attempt)
 
     return claim_command
+
+
+def _granted(svc: Any, row: dict[str, Any], worker: str, attempt: int) -> web.Response:
+    if attempt == 1:  # a takeover's wait is the lease, not pickup
+        svc.metrics.command_picked_up(row["command_id"], row["pool"] or DEFAULT_POOL, "notification")
+    return json_response(command_out({**row, "attempt": attempt, "status": "RUNNING", "worker_id": worker},
+                                     claimed=True))
 

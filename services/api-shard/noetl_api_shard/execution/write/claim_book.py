@@ -1,12 +1,16 @@
-"""Claims this process granted whose lease still runs, kept in memory after their commit.
+"""Commands this process issued and claims it granted, kept in memory after their commit.
 
 NoETL's Python worker holds two consumers that both see a shared command, so every command it
 takes is claimed twice (the second claim must get 409 `active_claim`), and after the claim it posts
-`command.started`, which the claim already logged (a re-send). Both used to take the execution's row
-lock and read the command back. A granted claim cannot change hands before its lease runs out —
-only the holder finishing the command ends it, and that commit forgets it here — so within the
-lease (less a margin: the lease was stamped by the database after this clock was read) the book
-answers both without the database. Past it, or for a command it never saw, the database decides.
+`command.started`, which the claim already logged (a re-send). A granted claim cannot change hands
+before its lease runs out — only the holder finishing the command ends it, and that commit forgets
+it here — so within the lease (less a margin: the lease was stamped by the database after this
+clock was read) the book answers both without the database.
+
+A command this process issued and nobody has claimed yet is kept too (its row as written), so its
+first claim needs no read: it is written optimistically, on the condition, checked inside the
+statement, that the command is still ISSUED (`CommandChange.if_issued`). Past a lease, for a
+command the book never saw or has let go, or when the condition fails, the database decides.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+from ...store.writes import CommandRow
 from .unit_of_work import UnitOfWork
 
 DEFAULT_CAPACITY = 100_000
+ISSUED_CAPACITY = 10_000   # commands wait here only until a worker claims them: milliseconds
 MARGIN_SECONDS = 1.0
 
 
@@ -32,22 +38,35 @@ class Claim:
 
 
 class ClaimBook:
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.monotonic,
+                 issued_capacity: int = ISSUED_CAPACITY) -> None:
         self.capacity = capacity
+        self.issued_capacity = issued_capacity
         self.clock = clock
         self._claims: OrderedDict[int, Claim] = OrderedDict()
+        self._issued: OrderedDict[int, CommandRow] = OrderedDict()
 
     def record(self, uow: UnitOfWork, began: float) -> None:
         """After a commit: the claims it granted (leases counted from `began`, this clock read before
         the transaction wrote) and the commands it finished."""
+        for row in uow.issued_commands():
+            self._issued[row.command_id] = row
+        while len(self._issued) > self.issued_capacity:
+            self._issued.popitem(last=False)
         for command_id, execution_id, worker_id, started_event_id, lease_seconds in uow.granted_claims():
+            self._issued.pop(command_id, None)
             self._claims[command_id] = Claim(execution_id, worker_id, started_event_id,
                                              began + lease_seconds - MARGIN_SECONDS)
             self._claims.move_to_end(command_id)
         while len(self._claims) > self.capacity:
             self._claims.popitem(last=False)
         for command_id in uow.finished_commands():
+            self._issued.pop(command_id, None)
             self._claims.pop(command_id, None)
+
+    def issued(self, command_id: int) -> CommandRow | None:
+        """The row of a command this process issued and has not seen claimed."""
+        return self._issued.get(command_id)
 
     def holder(self, command_id: int) -> Claim | None:
         """The claim on `command_id` while its lease surely runs; None when the database must say."""

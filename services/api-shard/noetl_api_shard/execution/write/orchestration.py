@@ -126,7 +126,8 @@ class Orchestrator:
             with tracing.child_span("db.transaction", {"noetl.txn.mode": "optimistic",
                                                        "noetl.events": len(ws.events)}) as span:
                 statements = await self.group.flush(self.svc.write_pool, ws, writes.Expect(
-                    executions=len(ws.executions), batch_keys=[batch_key] if batch_key else []))
+                    executions=len(ws.executions), claims=sum(c.if_issued for c in ws.commands),
+                    batch_keys=[batch_key] if batch_key else []))
                 if span is not None:
                     span.set_attribute("db.statement_count", statements)
             committed = True

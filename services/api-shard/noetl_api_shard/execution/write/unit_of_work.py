@@ -166,6 +166,10 @@ class UnitOfWork:
                 granted.append((e.command_id, e.execution_id, e.worker_id, e.event_id, row.lease_seconds))
         return granted
 
+    def issued_commands(self) -> list[CommandRow]:
+        """New commands left for a worker to claim (not handed over with an outcome)."""
+        return [c for c in self._new_commands.values() if c.status == "ISSUED" and c.worker_id is None]
+
     def finished_commands(self) -> list[int]:
         return ([c.command_id for c in self._commands.values() if c.completed]
                 + [c.command_id for c in self._new_commands.values() if c.completed])
