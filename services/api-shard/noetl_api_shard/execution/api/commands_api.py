@@ -7,8 +7,9 @@ command holds it). The later claimers find it taken: 409 `active_claim` — the 
 again too, as on NoETL's server (a worker whose answer was lost leaves the command to its lease).
 A claim is a lease and starts the command: `command.claimed` and `command.started` are written in
 the claim's transaction, and the answer says `started: true` so the worker does not post its own
-`command.started` (a NoETL worker that does is answered as a re-send). Once the holder stops showing signs of life past the lease, the next claimer takes the
-command over as a new attempt, up to max_attempts; past that the step fails.
+`command.started` (a NoETL worker that does is answered as a re-send). Once the holder stops
+showing signs of life past the lease, the next claimer takes the command over as a new attempt,
+up to max_attempts; past that the step fails.
 """
 
 from __future__ import annotations
