@@ -100,3 +100,12 @@ def test_an_issued_command_is_kept_until_claimed_or_finished_and_a_handed_over_o
     done.change_command(CommandChange(command_id=3, status="FAILED", completed=True))
     book.record(done, began=clock())
     assert book.issued(3) is None
+
+
+def test_a_command_the_database_must_decide_is_forgotten():
+    book = ClaimBook(clock=Clock())
+    uow = UnitOfWork(0, ids())
+    uow.new_command(issued_row(5))
+    book.record(uow, began=0.0)
+    book.forget(5)
+    assert book.issued(5) is None

@@ -96,6 +96,7 @@ async def _claim_issued(orch: Orchestrator, svc: Any, row: dict[str, Any], worke
                 raise _active_claim(svc, held.worker_id)
             _grant(txn, svc, row, worker, 1, lease_seconds, meta, if_issued=True)
     except Fallback:
+        orch.claims.forget(row["command_id"])
         return False
     return True
 

@@ -47,8 +47,9 @@ class ClaimBook:
         self._issued: OrderedDict[int, CommandRow] = OrderedDict()
 
     def record(self, uow: UnitOfWork, began: float) -> None:
-        """After a commit: the claims it granted (leases counted from `began`, this clock read before
-        the transaction wrote) and the commands it finished."""
+        """After a commit: the commands it issued for a worker to claim, the claims it granted
+        (leases counted from `began`, this clock read before the transaction wrote) and the
+        commands it finished."""
         for row in uow.issued_commands():
             self._issued[row.command_id] = row
         while len(self._issued) > self.issued_capacity:
@@ -67,6 +68,10 @@ class ClaimBook:
     def issued(self, command_id: int) -> CommandRow | None:
         """The row of a command this process issued and has not seen claimed."""
         return self._issued.get(command_id)
+
+    def forget(self, command_id: int) -> None:
+        """The database decides this command from now on (an optimistic claim could not be used)."""
+        self._issued.pop(command_id, None)
 
     def holder(self, command_id: int) -> Claim | None:
         """The claim on `command_id` while its lease surely runs; None when the database must say."""

@@ -8,8 +8,8 @@ granted (a re-send: answered with the claim's own event id). Anything that needs
 database first raises Fallback and is taken by `accept`, under the execution's row lock: re-sends
 (a producer-stamped event id already in the log, a command already started or finished, an
 Idempotency-Key answered before — the same answer again), a `command.started` the claim book
-cannot answer, events of unknown commands. Its lock read
-fetches everything needed for those in one statement.
+cannot answer, events of unknown commands. Its lock read fetches everything needed for those in
+one statement.
 """
 
 from __future__ import annotations
