@@ -23,7 +23,10 @@ from ...store.writes import CommandRow
 from .unit_of_work import UnitOfWork
 
 DEFAULT_CAPACITY = 100_000
-ISSUED_CAPACITY = 10_000   # commands wait here only until a worker claims them: milliseconds
+# Issued rows carry their context (tens of KB at most: large values are stored by reference), and
+# wait here only until a worker claims them, milliseconds; a backlog beyond this is claimed the
+# locking way. Bounds the book's memory to tens of MB.
+ISSUED_CAPACITY = 1_000
 MARGIN_SECONDS = 1.0
 
 
