@@ -15,6 +15,7 @@ creation of a new lake's catalog run again, with backoff, instead of failing the
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from pathlib import Path
@@ -84,13 +85,22 @@ def _ident(name: str) -> str:
 
 
 def _run_command(con: Any, index: int, command: str, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    import duckdb
+
     try:
         cursor = None
         statements = con.extract_statements(command)
         # Retrying is safe only for a statement that is its own transaction (autocommit).
         explicit = any(str(st.type).endswith("TRANSACTION") for st in statements)
         for statement in statements:
-            cursor = _with_conflict_retries(con, statement, sleep, retry=not explicit)
+            # A statement that lost a DuckLake commit race to a conflicting one (two workers'
+            # `CREATE TABLE IF NOT EXISTS` of the same table: DuckLake itself retries only races
+            # without a conflict) runs again, so its `IF NOT EXISTS` sees the winner's table, instead
+            # of the command failing and the statements after it (a parallel loop's INSERT) never
+            # running. DuckDB wraps it: "TransactionContext Error: Failed to commit: ... Transaction
+            # conflict - ...".
+            cursor = _retrying(functools.partial(con.execute, statement), sleep, lambda exc: (
+                not explicit and isinstance(exc, duckdb.TransactionException) and "Transaction conflict" in str(exc)))
         if command.strip().upper().startswith(QUERY_STARTS) and cursor is not None and cursor.description:
             columns = [d[0] for d in cursor.description]
             rows = [dict(zip(columns, (jsonable(v) for v in row))) for row in cursor.fetchall()]
@@ -101,19 +111,14 @@ def _run_command(con: Any, index: int, command: str, *, sleep: Callable[[float],
         return {"command_index": index, "status": "error", "error": str(exc)}
 
 
-def _with_conflict_retries(con: Any, statement: Any, sleep: Callable[[float], None], *, retry: bool) -> Any:
-    """Run one statement; one that lost a DuckLake commit race to a conflicting one (two workers'
-    `CREATE TABLE IF NOT EXISTS` of the same table: DuckLake itself retries only races without a
-    conflict) runs again, so its `IF NOT EXISTS` sees the winner's table, instead of the command
-    failing and the statements after it (a parallel loop's INSERT) never running."""
-    import duckdb
-
+def _retrying(run: Callable[[], Any], sleep: Callable[[float], None], retriable: Callable[[Exception], bool]) -> Any:
+    """run(), again with backoff while it fails with an answer `retriable` accepts (at most
+    CONFLICT_ATTEMPTS tries in all)."""
     for attempt in range(CONFLICT_ATTEMPTS):
         try:
-            return con.execute(statement)
-        except duckdb.TransactionException as exc:
-            # DuckDB wraps it: "TransactionContext Error: Failed to commit: ... Transaction conflict - ..."
-            if not retry or attempt + 1 == CONFLICT_ATTEMPTS or "Transaction conflict" not in str(exc):
+            return run()
+        except Exception as exc:
+            if attempt + 1 == CONFLICT_ATTEMPTS or not retriable(exc):
                 raise
             sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
@@ -137,14 +142,7 @@ def _catalog_info(con: Any, catalog: str) -> dict[str, Any]:
 def _attach(con: Any, attach: str, sleep: Callable[[float], None] = time.sleep) -> None:
     """ATTACH; a new lake's first ATTACH creates its catalog tables, and workers attaching it at
     the same moment race to: the losers find the tables there ("already exists") and attach again."""
-    for attempt in range(CONFLICT_ATTEMPTS):
-        try:
-            con.execute(attach)
-            return
-        except Exception as exc:
-            if attempt + 1 == CONFLICT_ATTEMPTS or "already exists" not in str(exc):
-                raise
-            sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
+    _retrying(lambda: con.execute(attach), sleep, lambda exc: "already exists" in str(exc))
 
 
 def _run(connection: str, password: str | None, catalog: str, data_path: str, commands: list[str]) -> dict[str, Any]:
