@@ -29,13 +29,19 @@ workflow:
 """
 
 
+def settings_with_lease(dbs, lease_seconds: float):
+    return msgspec.structs.replace(make_settings(dbs), claim_lease_seconds=lease_seconds, reaper_interval_seconds=3600)
+
+
+async def register(c):
+    r = await c.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
+    assert r.status == 200
+
+
 @pytest.fixture
 async def client(database_factory):
-    settings = msgspec.structs.replace(make_settings(await database_factory()), claim_lease_seconds=0.5,
-                                       reaper_interval_seconds=3600)
-    async with TestClient(TestServer(create_app(settings))) as c:
-        r = await c.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
-        assert r.status == 200
+    async with TestClient(TestServer(create_app(settings_with_lease(await database_factory(), 0.5)))) as c:
+        await register(c)
         yield c
 
 
@@ -530,10 +536,8 @@ async def test_noetl_workers_second_claim_and_started_resend_are_answered_from_t
     import asyncpg
 
     dbs = await database_factory()
-    settings = msgspec.structs.replace(make_settings(dbs), claim_lease_seconds=60, reaper_interval_seconds=3600)
-    async with TestClient(TestServer(create_app(settings))) as c:
-        r = await c.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
-        assert r.status == 200
+    async with TestClient(TestServer(create_app(settings_with_lease(dbs, 60)))) as c:
+        await register(c)
         eid = (await start(c))["execution_id"]
         cid, _ = await open_command(c, eid)
         assert (await c.post(f"/api/commands/{cid}/claim", json={"worker_id": "py"})).status == 200
@@ -568,12 +572,10 @@ async def test_a_first_claim_written_without_a_read_still_loses_to_a_claim_made_
     """The shard that issued a command claims it in one optimistic statement, on the condition that
     it is still ISSUED. Another process on the same database (a second replica) claimed it first:
     the condition fails, nothing is written, and the database's answer stands — 409, one claim."""
-    dbs = await database_factory()
-    settings = msgspec.structs.replace(make_settings(dbs), claim_lease_seconds=60, reaper_interval_seconds=3600)
+    settings = settings_with_lease(await database_factory(), 60)
     async with TestClient(TestServer(create_app(settings))) as issuer, \
             TestClient(TestServer(create_app(settings))) as other:
-        r = await issuer.post("/api/catalog/register", json={"content": base64.b64encode(PLAYBOOK).decode()})
-        assert r.status == 200
+        await register(issuer)
         eid = (await start(issuer))["execution_id"]
         cid, _ = await open_command(issuer, eid)
         assert (await other.post(f"/api/commands/{cid}/claim", json={"worker_id": "elsewhere"})).status == 200

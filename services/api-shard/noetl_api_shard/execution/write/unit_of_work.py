@@ -161,8 +161,9 @@ class UnitOfWork:
             if e.event_type != EventType.COMMAND_STARTED or e.command_id is None or not e.worker_id:
                 continue
             row = self._commands.get(e.command_id) or self._new_commands.get(e.command_id)
-            claimed = row is not None and (row.claimed if isinstance(row, CommandChange) else row.worker_id is not None)
-            if claimed and row is not None and row.lease_seconds:
+            if row is None or not row.lease_seconds:
+                continue
+            if row.claimed if isinstance(row, CommandChange) else row.worker_id is not None:
                 granted.append((e.command_id, e.execution_id, e.worker_id, e.event_id, row.lease_seconds))
         return granted
 
