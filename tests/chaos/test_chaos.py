@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import aiohttp
 import pytest
+from noetl_devstack.local_fleet import discard_state
 
 from .harness import ChaosFleet, Fault, problems, run_faults
 
@@ -69,8 +69,7 @@ async def test_every_fault_under_load():
             report = await run_faults(fleet, http, faults, lanes=int(os.environ.get("NOETL_CHAOS_LANES", "8")))
     finally:
         fleet.stop()
-        for data in ("pg", "nats"):  # the logs stay, the databases go
-            shutil.rmtree(work / data, ignore_errors=True)
+        discard_state(work)
     print("chaos: process logs in", work / "logs")
     if REPORT:
         Path(REPORT).write_text(json.dumps(report, indent=2) + "\n")

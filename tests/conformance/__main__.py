@@ -36,6 +36,7 @@ import msgspec
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, shard_specs, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.local_fleet import discard_state
 from noetl_devstack.postgres import ensure_databases
 from noetl_devstack.processes import Supervisor
 
@@ -205,6 +206,7 @@ async def local_fleet(script_root: Path, shards: int, workers: int = 2, external
         infra.down()
         if s3:
             s3.stop()
+        discard_state(work)
 
 
 async def with_local_fleet(directory: Path, shards: int, only: set[str] | None, progress=None,

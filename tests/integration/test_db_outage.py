@@ -22,6 +22,7 @@ from noetl_common.http import build_app
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.local_fleet import discard_state
 from noetl_devstack.postgres import EmbeddedPostgres
 from noetl_devstack.processes import Supervisor
 
@@ -132,3 +133,4 @@ async def test_postgres_down_is_503_with_retry_after_and_the_fleet_recovers():
     finally:
         supervisor.stop_all()
         infra.down()
+        discard_state(work)

@@ -9,6 +9,7 @@ cluster database stays on the first server."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,15 @@ from .fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from .infra import Infra, shard_db
 from .postgres import EmbeddedPostgres, durability_of, ensure_databases, postmaster_pid
 from .processes import ServiceSpec, Supervisor
+
+
+def discard_state(work: Path) -> None:
+    """Remove what a stopped temporary fleet leaves under `work` (its Postgres and NATS data, some
+    300 MB per fleet, which a test run of many fleets otherwise piles up until the disk is full);
+    its process logs stay, since they are what a failure is read from."""
+    for entry in work.iterdir() if work.is_dir() else ():
+        if entry.name != "logs":
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 class LiveFleet(msgspec.Struct):
@@ -82,3 +92,4 @@ async def own_fleet(prefix: str, shards: int, *, workers: int = 2, extra_env: di
         for pg in servers:
             await asyncio.to_thread(pg.stop)
         infra.down()
+        discard_state(work)

@@ -29,6 +29,7 @@ from noetl_common.ids import Snowflake
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.local_fleet import discard_state
 from noetl_devstack.processes import Supervisor
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,7 @@ async def rust_fleet() -> AsyncIterator[Fleet]:
     finally:
         supervisor.stop_all()
         infra.down()
+        discard_state(work)
 
 
 class RustWorker:
