@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import asyncpg
@@ -157,7 +158,9 @@ async def test_a_shard_with_history_migrates_in_place(database_factory):
 async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(database_factory):
     """The hot path's statement as the write pool runs it (generic plan, no seq scans): every slice
     is reached by index, never scanned. Postgres 15 does not prune an UPDATE's partitions at run
-    time in a generic plan, so each slice costs one index probe (docs/architecture.md)."""
+    time in a generic plan, so each slice costs one index probe (docs/architecture.md). An event
+    naming its command reads that one command row, however many the slice holds (a hash join
+    once read all of them, index order, for every write)."""
     pool = await _shard(database_factory)
     try:
         for _ in range(4):  # more slices than one
@@ -165,6 +168,9 @@ async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(dat
                                           now_ms=partitions.timestamp_ms((await partitions.slices(pool))[-1].upper))
         now_id = compose(int(time.time() * 1000), 0, 1)
         await _execution(pool, now_id, "RUNNING", None)
+        await pool.execute("INSERT INTO noetl.command (command_id, execution_id, step, tool_kind, status) "
+                           "SELECT $1::bigint + 200 + g, $1, 'loop', 'python', 'COMPLETED' "
+                           "FROM generate_series(1, 300) g", now_id)
         sql = writes.statement(("upd_exec", "ins_event"), (9, 1))
         async with pool.acquire() as conn:
             await conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -178,6 +184,8 @@ async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(dat
         slices = len(await partitions.slices(pool))
         assert slices >= 6
         assert "Seq Scan" not in plan, plan
+        command_rows = [int(m) for m in re.findall(r" on command_\w+ .*actual time=\S+ rows=(\d+)", plan)]
+        assert command_rows and max(command_rows) <= 1, plan
     finally:
         await pool.close()
 

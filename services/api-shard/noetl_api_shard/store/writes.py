@@ -207,10 +207,12 @@ ins_event AS (
         error text, meta jsonb)
     -- A worker's event names its command; the command's row supplies what the writer left out
     -- (an optimistic writer has no command row in hand). By the execution too: that prunes the
-    -- partitions to one at run time, even in a generic plan.
+    -- partitions to one at run time, even in a generic plan. LIMIT 1 keeps the subquery a probe
+    -- per event: flattened into a join, the planner (json_to_recordset guesses 100 rows) hashed
+    -- the whole command partition for every write, a cost that grew with the shard's history.
     LEFT JOIN LATERAL (SELECT step, tool_kind, attempt, iteration FROM noetl.command
                        WHERE command_id = x.command_id AND execution_id = x.execution_id
-                         AND x.node_type IS NULL) c ON true
+                         AND x.node_type IS NULL LIMIT 1) c ON true
     ON CONFLICT DO NOTHING
 )""",
     "new_cmd": """
