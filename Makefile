@@ -156,10 +156,12 @@ bench: install
 	$(PY) -m bench
 
 ## Fleet vs DBOS and Restate (same run, interleaved), then NoETL's server vs the fleet, both with NoETL's worker;
-## every peer installs itself once into bench/.peers (PyPI, npm) or is skipped saying why. PEERS=dbos,restate,noetl.
+## every peer installs itself once into bench/.peers (PyPI, npm) or is skipped saying why. PEERS=dbos,restate,noetl;
+## REPS: each workload runs that many times, sides taking turns, and the median run is reported.
 PEERS ?= dbos,restate,noetl
+REPS ?= 3
 bench-hotpath: install
-	$(PY) -m bench.hotpath_bench --peers $(PEERS)
+	$(PY) -m bench.hotpath_bench --peers $(PEERS) --reps $(REPS)
 
 ## What the shard writes per step (transactions, statements, rows, index entries) for the 3-step,
 ## loop and ingest workloads, counted on durable Postgres; stored under LABEL in bench/results/write_cost.json.

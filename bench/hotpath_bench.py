@@ -63,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--total", type=int, default=600, help="workload A executions")
     ap.add_argument("--in-flight", type=int, default=50)
     ap.add_argument("--reps", type=int, default=1,
-                    help="workload A repetitions per side (median reported); NoETL-section alternations")
+                    help="repetitions of workloads A, A1 and B, sides taking turns (median reported); "
+                         "NoETL-section alternations")
     ap.add_argument("--alone", type=int, default=100, help="workload A1 executions, one at a time (latency)")
     ap.add_argument("--loops", default="100,1000,5000", help="workload B sizes")
     ap.add_argument("--events", type=int, default=10_000, help="workload C events")
@@ -231,18 +232,31 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     say(f"[A2] fleet   {latencies(fleet['three_step_rounds'])} in rounds of {args.in_flight}")
     # Latency without queueing: at 50 in flight an execution waits behind 49 others (Little's law:
     # latency = in flight / throughput), so the same workflow one at a time shows what a step costs.
-    for name, side in rig.peers.items():
-        peers[name]["three_step_alone"] = await peer_three_step(side, args.alone, 1)
-        say(f"[A1] {PEER_LABELS[name]:7} {latencies(peers[name]['three_step_alone'])} one at a time")
-    fleet["three_step_alone"] = await fleet_three_step(rig, args.alone, 1)
-    say(f"[A1] fleet   {latencies(fleet['three_step_alone'])} one at a time")
-    fleet["loop"] = {}
-    for n in [int(x) for x in args.loops.split(",") if x]:
+    # Each workload below, like A, runs --reps times with the sides taking turns, and the median
+    # run is reported: this machine's speed drifts by up to 2x within a minute, and turns spread
+    # that drift over every side instead of handing it to whichever side ran at the wrong moment.
+    alone: dict[str, list[dict]] = {name: [] for name in [*rig.peers, "fleet"]}
+    for rep in range(args.reps):
         for name, side in rig.peers.items():
-            peers[name].setdefault("loop", {})[str(n)] = await peer_loop(side, n)
-            say(f"[B n={n}] {PEER_LABELS[name]:7} {peers[name]['loop'][str(n)]['steps_per_s']:8.1f} steps/s")
-        fleet["loop"][str(n)] = await fleet_loop(rig, n, args.loop_budget)
-        say(f"[B n={n}] fleet   {fleet['loop'][str(n)]['steps_per_s']:8.1f} steps/s")
+            alone[name].append(await peer_three_step(side, args.alone, 1))
+            say(f"[A1 {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} {latencies(alone[name][-1])} one at a time")
+        alone["fleet"].append(await fleet_three_step(rig, args.alone, 1))
+        say(f"[A1 {rep + 1}/{args.reps}] fleet   {latencies(alone['fleet'][-1])} one at a time")
+    fleet["three_step_alone"] = median_run(alone.pop("fleet"), "server_p50_ms")
+    for name, runs in alone.items():  # Restate reports no server-side latency
+        peers[name]["three_step_alone"] = median_run(runs, "client_p50_ms")
+    loops: dict[str, dict[str, list[dict]]] = {name: {} for name in [*rig.peers, "fleet"]}
+    for rep in range(args.reps):
+        for n in [int(x) for x in args.loops.split(",") if x]:
+            for name, side in rig.peers.items():
+                loops[name].setdefault(str(n), []).append(await peer_loop(side, n))
+                say(f"[B n={n} {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} "
+                    f"{loops[name][str(n)][-1]['steps_per_s']:8.1f} steps/s")
+            loops["fleet"].setdefault(str(n), []).append(await fleet_loop(rig, n, args.loop_budget))
+            say(f"[B n={n} {rep + 1}/{args.reps}] fleet   {loops['fleet'][str(n)][-1]['steps_per_s']:8.1f} steps/s")
+    fleet["loop"] = {n: median_run(runs, "steps_per_s") for n, runs in loops.pop("fleet").items()}
+    for name, by_n in loops.items():
+        peers[name]["loop"] = {n: median_run(runs, "steps_per_s") for n, runs in by_n.items()}
     fleet["ingest"] = await fleet_ingest(rig, args.events, args.clients, args.ingest_executions)
     say(f"[C] fleet {fleet['ingest']['events_per_s']:8.1f} events/s")
     # The last workloads' statistics settle; then every cost is complete.
