@@ -84,10 +84,15 @@ async def test_an_execution_is_one_trace_across_router_shard_publisher_and_worke
         spans, lines = _collect(traced_fleet)
         probes = [s for s in spans if _attrs(s).get("url.path") == "/api/events"
                   and _service(s) == "noetl-api-shard"]
-        if _worker_steps(spans, execution_id) >= {"start", "middle", "end"} and probes:
+        # The relay's span too: it publishes after the shard's own announcement, so it may be
+        # exported after the worker's spans.
+        relayed = any(_service(s) == "noetl-outbox-publisher" and _attrs(s).get("noetl.execution_id") == execution_id
+                      for s in spans)
+        if _worker_steps(spans, execution_id) >= {"start", "middle", "end"} and probes and relayed:
             break
         assert asyncio.get_running_loop().time() < deadline, (
-            f"spans missing: worker steps {_worker_steps(spans, execution_id)}, probe spans {len(probes)}")
+            f"spans missing: worker steps {_worker_steps(spans, execution_id)}, probe spans {len(probes)}, "
+            f"relay span {relayed}")
         await asyncio.sleep(0.25)
 
     # The root: the router's span of POST /api/execute, named with the execution it placed.
