@@ -46,7 +46,7 @@ from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
 from .hotpath_peer import DEFAULT_PEERS_DIR, PeerLaunch, PeerRunner, PeerUnavailable, launch_dbos, launch_restate
-from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, wait_quiet
+from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, wait_machine_quiet, wait_quiet
 from .hotpath_report import PEER_LABELS, durability_pairs, noetl_ratios, ratios, summary, targets
 from .peer_noetl import PG_DURABILITY, postgres_verdict, run_noetl_section
 
@@ -107,11 +107,14 @@ class Rig:
 
 
 async def metered(meter: Meter, work: Callable[[], Awaitable[dict]]) -> tuple[dict, dict]:
-    # Start from a quiet system, so the previous workload's tail is not billed to this one.
-    await wait_quiet(meter.cpu)
+    # Start from a quiet machine, so the previous workload's tail (of this side or another) is
+    # neither billed to this one nor run beside it.
+    waited = await wait_machine_quiet()
+    if waited > 2:
+        say(f"  (waited {waited:.1f} s for the machine to go quiet)")
     started = await meter.start()
     result = await work()
-    return result, await meter.stop(started)
+    return {**result, "quiet_wait_s": round(waited, 2)}, await meter.stop(started)
 
 
 def postmaster_pid(info: InfraInfo) -> int:

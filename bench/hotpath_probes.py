@@ -180,6 +180,27 @@ async def wait_quiet(cpu: CpuProbe, window_s: float = 0.5, busy_ms: float = 60.0
     return time.perf_counter() - t0
 
 
+def _machine_busy_ms() -> float:
+    """CPU time the whole machine has spent busy (every process, every core), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4]) * 1000 / CLOCK_TICKS  # less idle and iowait
+
+
+async def wait_machine_quiet(window_s: float = 0.5, busy_ms: float = 60.0, limit_s: float = 20.0) -> float:
+    """Until the whole machine uses less than `busy_ms` CPU in a `window_s` window: the sides
+    take turns, and one side's background work after its run (a peer's storage compacting, a
+    projector catching up) must not run during the next side's; returns the seconds waited."""
+    t0 = time.perf_counter()
+    last = _machine_busy_ms()
+    while time.perf_counter() - t0 < limit_s:
+        await asyncio.sleep(window_s)
+        now = _machine_busy_ms()
+        used, last = now - last, now
+        if used < busy_ms:
+            break
+    return time.perf_counter() - t0
+
+
 def per_unit(cost: dict, units: int) -> dict:
     """Costs divided by a count (workflows, steps, events), rounded for reading."""
     cpu = {k: round(v / units, 3) for k, v in cost["cpu_ms"].items()}
