@@ -122,17 +122,18 @@ class Runner:
                 # sub-playbook named by path resolves whatever the order
                 await self.register_all(chosen)
             results = [await self.timed(fixture) for fixture in chosen]
-            if self.index.get("rerun_misses"):
-                # NoETL's regression run reruns what missed once; a second miss is the verdict
-                for i, outcome in enumerate(results):
-                    # a playbook whose outcome is random by design says how many runs it may take
-                    for run in range(2, 1 + max(2, chosen[i].get("runs", 2))):
-                        if results[i].passed:
-                            break
-                        self.executions.pop(outcome.fixture, None)
-                        again = await self.timed(chosen[i])
-                        again.detail += f" (run {run}; first: {outcome.detail[:200]})"
-                        results[i] = again
+            # NoETL's regression run reruns what missed once (`rerun_misses`); a second miss is the
+            # verdict. A playbook whose outcome is random or timing-dependent by design says how
+            # many runs it may take (`runs`, with its reason in the index), in any index.
+            for i, outcome in enumerate(results):
+                runs = max(2, chosen[i].get("runs", 2)) if self.index.get("rerun_misses") else chosen[i].get("runs", 1)
+                for run in range(2, 1 + runs):
+                    if results[i].passed:
+                        break
+                    self.executions.pop(outcome.fixture, None)
+                    again = await self.timed(chosen[i])
+                    again.detail += f" (run {run}; first: {outcome.detail[:200]})"
+                    results[i] = again
             return results
 
     async def timed(self, fixture: dict) -> Outcome:
