@@ -22,6 +22,7 @@ import aiohttp
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.local_fleet import discard_state
 from noetl_devstack.processes import Supervisor
 
 from .hotpath_workloads import THREE_STEPS
@@ -108,6 +109,7 @@ async def main() -> None:
     finally:
         sup.stop_all()
         infra.down()
+        discard_state(work)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -215,19 +215,27 @@ def latencies(a: dict) -> str:
     return f"server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms, client {a['client_p50_ms']}/{a['client_p99_ms']} ms"
 
 
+async def take_turn(rig: Rig, label: str, runs: dict[str, list[dict]], peer_work: Callable[[PeerSide], Awaitable[dict]],
+                    fleet_work: Callable[[], Awaitable[dict]], show: Callable[[dict], str]) -> None:
+    """One run of a workload on every side, the peers first, then the fleet: appended to `runs`
+    under the side's name and printed."""
+    for name, side in rig.peers.items():
+        runs.setdefault(name, []).append(await peer_work(side))
+        say(f"[{label}] {PEER_LABELS[name]:7} {show(runs[name][-1])}")
+    runs.setdefault("fleet", []).append(await fleet_work())
+    say(f"[{label}] fleet   {show(runs['fleet'][-1])}")
+
+
 async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     fleet: dict = {"idle_background": await idle_background(rig)}
     peers: dict[str, dict] = {name: {} for name in rig.peers}
-    a_fleet: list[dict] = []
-    a_peers: dict[str, list[dict]] = {name: [] for name in rig.peers}
+    a: dict[str, list[dict]] = {}
     for rep in range(args.reps):
-        for name, side in rig.peers.items():
-            a_peers[name].append(await peer_three_step(side, args.total, args.in_flight))
-            say(f"[A {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} {a_peers[name][-1]['wf_per_s']:8.1f} wf/s")
-        a_fleet.append(await fleet_three_step(rig, args.total, args.in_flight))
-        say(f"[A {rep + 1}/{args.reps}] fleet   {a_fleet[-1]['wf_per_s']:8.1f} wf/s")
-    fleet["three_step"] = median_run(a_fleet, "wf_per_s")
-    for name, runs in a_peers.items():
+        await take_turn(rig, f"A {rep + 1}/{args.reps}", a,
+                        lambda side: peer_three_step(side, args.total, args.in_flight),
+                        lambda: fleet_three_step(rig, args.total, args.in_flight), lambda r: f"{r['wf_per_s']:8.1f} wf/s")
+    fleet["three_step"] = median_run(a.pop("fleet"), "wf_per_s")
+    for name, runs in a.items():
         peers[name]["three_step"] = median_run(runs, "wf_per_s")
     # DBOS's own start pattern (rounds of `in_flight` started one after another): latencies at
     # the concurrency that pattern really produces, comparable with DBOS's p50/p99 directly.
@@ -238,28 +246,22 @@ async def run_sequence(rig: Rig, args: argparse.Namespace) -> dict:
     # Each workload below, like A, runs --reps times with the sides taking turns, and the median
     # run is reported: this machine's speed drifts by up to 2x within a minute, and turns spread
     # that drift over every side instead of handing it to whichever side ran at the wrong moment.
-    alone: dict[str, list[dict]] = {name: [] for name in [*rig.peers, "fleet"]}
+    alone: dict[str, list[dict]] = {}
     for rep in range(args.reps):
-        for name, side in rig.peers.items():
-            alone[name].append(await peer_three_step(side, args.alone, 1))
-            say(f"[A1 {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} {latencies(alone[name][-1])} one at a time")
-        alone["fleet"].append(await fleet_three_step(rig, args.alone, 1))
-        say(f"[A1 {rep + 1}/{args.reps}] fleet   {latencies(alone['fleet'][-1])} one at a time")
+        await take_turn(rig, f"A1 {rep + 1}/{args.reps}", alone, lambda side: peer_three_step(side, args.alone, 1),
+                        lambda: fleet_three_step(rig, args.alone, 1), lambda r: f"{latencies(r)} one at a time")
     fleet["three_step_alone"] = median_run(alone.pop("fleet"), "server_p50_ms")
     for name, runs in alone.items():  # Restate reports no server-side latency
         peers[name]["three_step_alone"] = median_run(runs, "client_p50_ms")
-    loops: dict[str, dict[str, list[dict]]] = {name: {} for name in [*rig.peers, "fleet"]}
+    sizes = [int(x) for x in args.loops.split(",") if x]
+    loops: dict[int, dict[str, list[dict]]] = {n: {} for n in sizes}
     for rep in range(args.reps):
-        for n in [int(x) for x in args.loops.split(",") if x]:
-            for name, side in rig.peers.items():
-                loops[name].setdefault(str(n), []).append(await peer_loop(side, n))
-                say(f"[B n={n} {rep + 1}/{args.reps}] {PEER_LABELS[name]:7} "
-                    f"{loops[name][str(n)][-1]['steps_per_s']:8.1f} steps/s")
-            loops["fleet"].setdefault(str(n), []).append(await fleet_loop(rig, n, args.loop_budget))
-            say(f"[B n={n} {rep + 1}/{args.reps}] fleet   {loops['fleet'][str(n)][-1]['steps_per_s']:8.1f} steps/s")
-    fleet["loop"] = {n: median_run(runs, "steps_per_s") for n, runs in loops.pop("fleet").items()}
-    for name, by_n in loops.items():
-        peers[name]["loop"] = {n: median_run(runs, "steps_per_s") for n, runs in by_n.items()}
+        for n in sizes:
+            await take_turn(rig, f"B n={n} {rep + 1}/{args.reps}", loops[n], lambda side, n=n: peer_loop(side, n),
+                            lambda n=n: fleet_loop(rig, n, args.loop_budget), lambda r: f"{r['steps_per_s']:8.1f} steps/s")
+    fleet["loop"] = {str(n): median_run(runs.pop("fleet"), "steps_per_s") for n, runs in loops.items()}
+    for name in rig.peers:
+        peers[name]["loop"] = {str(n): median_run(runs[name], "steps_per_s") for n, runs in loops.items()}
     fleet["ingest"] = await fleet_ingest(rig, args.events, args.clients, args.ingest_executions)
     say(f"[C] fleet {fleet['ingest']['events_per_s']:8.1f} events/s")
     # The last workloads' statistics settle; then every cost is complete.

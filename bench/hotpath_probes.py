@@ -8,6 +8,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import asyncpg
 import msgspec
@@ -168,16 +169,9 @@ class Meter:
 async def wait_quiet(cpu: CpuProbe, window_s: float = 0.5, busy_ms: float = 60.0, limit_s: float = 20.0) -> float:
     """Until the measured trees use less than `busy_ms` CPU in a `window_s` window (background
     loops alone stay well under that); returns the seconds waited."""
-    t0 = time.perf_counter()
-    last = cpu.snapshot()
-    while time.perf_counter() - t0 < limit_s:
-        await asyncio.sleep(window_s)
-        now = cpu.snapshot()
-        used = sum(v for k, v in CpuProbe.delta_ms(last, now).items() if k != "driver")
-        last = now
-        if used < busy_ms:
-            break
-    return time.perf_counter() - t0
+    return await _until_quiet(
+        lambda: sum(t for name, t in cpu.snapshot().items() if name != "driver") * 1000 / CLOCK_TICKS,
+        window_s, busy_ms, limit_s)
 
 
 def _machine_busy_ms() -> float:
@@ -190,11 +184,16 @@ async def wait_machine_quiet(window_s: float = 0.5, busy_ms: float = 60.0, limit
     """Until the whole machine uses less than `busy_ms` CPU in a `window_s` window: the sides
     take turns, and one side's background work after its run (a peer's storage compacting, a
     projector catching up) must not run during the next side's; returns the seconds waited."""
+    return await _until_quiet(_machine_busy_ms, window_s, busy_ms, limit_s)
+
+
+async def _until_quiet(busy_so_far_ms: Callable[[], float], window_s: float, busy_ms: float, limit_s: float) -> float:
+    """Wait until a `window_s` window adds less than `busy_ms` to the reading, at most `limit_s`."""
     t0 = time.perf_counter()
-    last = _machine_busy_ms()
+    last = busy_so_far_ms()
     while time.perf_counter() - t0 < limit_s:
         await asyncio.sleep(window_s)
-        now = _machine_busy_ms()
+        now = busy_so_far_ms()
         used, last = now - last, now
         if used < busy_ms:
             break

@@ -33,6 +33,7 @@ from noetl_common.sharding import shard_for
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.local_fleet import discard_state
 from noetl_devstack.processes import Supervisor
 
 from .fleet_bench import THREE_STEPS, executions, ingest, pct
@@ -62,6 +63,7 @@ async def fleet(shards: int) -> AsyncIterator[Fleet]:
     finally:
         sup.stop_all()
         infra.down()
+        discard_state(work)
 
 
 async def register(session: aiohttp.ClientSession, url: str) -> None:

@@ -29,9 +29,11 @@ def discard_state(work: Path) -> None:
     300 MB per fleet, which a test run of many fleets otherwise piles up until the disk is full);
     its process logs stay, since they are what a failure is read from."""
     for entry in work.iterdir() if work.is_dir() else ():
-        if entry.is_dir() and entry.name != "logs":
+        if entry.name == "logs":
+            continue
+        if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
-        elif not entry.is_dir():
+        else:
             entry.unlink(missing_ok=True)
 
 
