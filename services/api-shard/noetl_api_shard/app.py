@@ -55,7 +55,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     metrics.watch_shard_map(app[REGISTRY_KEY], settings.shard_index, lambda: svc.shard_map.current)
     app[SERVICES] = svc
     app[WAKEUPS] = Wakeups()
-    app[ANNOUNCER] = PromptAnnouncer(settings.nats_url, app[REGISTRY_KEY], str(settings.shard_index))
+    app[ANNOUNCER] = PromptAnnouncer(settings.nats_url, app[REGISTRY_KEY], str(settings.shard_index),
+                                     relay_now=lambda: app[WAKEUPS].outbox_written(urgent=True))
     app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], announcer=app[ANNOUNCER])
     app[KEEPER] = MapKeeper(svc)
     app.middlewares.append(fresh_map_for_writes)

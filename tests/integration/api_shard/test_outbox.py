@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+import nats
 
-from noetl_api_shard.execution.keys import ORCHESTRATOR, WAKEUPS
+from noetl_api_shard.execution.keys import ANNOUNCER, ORCHESTRATOR, WAKEUPS
 from noetl_api_shard.store import outbox as store
 from noetl_api_shard.store.outbox import OutboxRow
+from noetl_common.streams import COMMANDS_STREAM, ensure_streams
 from noetl_common.wire.internal import CommandNotification
 
-from .conftest import INTERNAL_TOKEN
+from .conftest import INTERNAL_TOKEN, start_harness, stop_harness
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
@@ -102,6 +104,38 @@ async def test_a_commit_with_a_notification_wakes_claimers_at_once(shard_app):
     ticket = signal.ticket()
     await _enqueue(shard_app, [61])
     assert ticket.is_set()  # set in the commit's aftermath, not by a timer
+
+
+async def test_a_command_the_shard_announced_is_deleted_by_the_next_claim_not_relayed(database_factory, nats_url):
+    """With NATS connected the shard publishes a command itself after commit; once JetStream has
+    acknowledged it, the relay has nothing left to do but delete the row: the commit does not wake
+    claimers at once, and the next claim deletes the row instead of returning it."""
+    nc = await nats.connect(nats_url)
+    harness = await start_harness(await database_factory(), nats_url=nats_url)
+    try:
+        await ensure_streams(nc.jetstream())
+        app = harness.client.server.app
+        for _ in range(100):
+            if app[ANNOUNCER].state == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert app[ANNOUNCER].state == "connected"
+        execution_id = 777_000_123
+        ticket = app[WAKEUPS].outbox.ticket()
+        await _enqueue(harness, [71], subject=f"noetl.commands.shared.{execution_id}")
+        assert not ticket.is_set()  # no urgent wake-up: the shard is announcing it
+        for _ in range(100):
+            info = await nc.jetstream().stream_info(COMMANDS_STREAM, subjects_filter=f"noetl.commands.*.{execution_id}")
+            if info.state.subjects:
+                break
+            await asyncio.sleep(0.05)
+        assert sum((info.state.subjects or {}).values()) == 1
+        r = await harness.client.post("/api/internal/outbox/claim?limit=10", headers=AUTH)
+        assert (await r.json())["items"] == []
+        assert await harness.shard.fetchval("SELECT count(*) FROM noetl.outbox") == 0
+    finally:
+        await stop_harness(harness)
+        await nc.close()
 
 
 async def test_validation_and_auth(shard_app):

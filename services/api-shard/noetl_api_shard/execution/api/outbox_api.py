@@ -2,7 +2,7 @@
 /api/internal/*). Claims long-poll: an empty claim waits until this process commits an outbox row
 (or the deadline) instead of the publisher hammering the database. A claim may carry the ids the
 publisher published since its last claim: they are deleted in the same statement, so a steady
-relay costs one transaction per batch."""
+relay costs one transaction per batch; so are the rows the shard announced itself."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from noetl_common.wire.internal import (OutboxClaim, OutboxClaimRequest, OutboxF
 from ...handlers.params import query_int
 from ...state import services
 from ...store import outbox as store
-from ..keys import WAKEUPS
+from ..keys import ANNOUNCER, WAKEUPS
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 30_000
@@ -43,18 +43,26 @@ async def claim(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
     wait_ms = query_int(request, "wait_ms", 0, 0, MAX_WAIT_MS)
     body = await read_json(request, OutboxClaimRequest, allow_empty=True)
-    signal = request.app[WAKEUPS].outbox
+    wakeups = request.app[WAKEUPS]
+    signal = wakeups.outbox
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
+    announcer = request.app[ANNOUNCER]
     published = body.published
+    pause = min(wakeups.claim_pause(loop.time()), wait_ms / 1000)
+    if pause > 0:
+        await signal.wait(signal.ticket(), pause)
     while True:
         ticket = signal.ticket()
-        messages = await store.claim(svc.shard_pool, limit=limit, published=published)
+        wakeups.claim_reading()
+        # Rows the shard announced itself are deleted here, not relayed (prompt_announce).
+        messages = await store.claim(svc.shard_pool, limit=limit, published=published + announcer.take_acked())
         published = []
         remaining = deadline - loop.time()
         if messages or remaining <= 0:
             break
         await signal.wait(ticket, min(remaining, RECHECK_SECONDS))
+    wakeups.claim_read(loop.time(), found=len(messages), limit=limit)
     return json_response(OutboxClaim(shard=svc.settings.shard_index, items=messages))
 
 

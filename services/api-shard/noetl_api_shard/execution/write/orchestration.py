@@ -159,10 +159,10 @@ class Orchestrator:
         if uow.events:
             self.svc.metrics.events_ingested(len(uow.events))
             self.wakeups.events_committed(uow.executions_touched())
+        # Commands the shard announces itself need the relay only to delete their rows.
+        announced = self.announcer is not None and self.announcer.announce(uow.notifications)
         if uow.events or uow.notifications:
-            self.wakeups.outbox_written(urgent=bool(uow.notifications))
-        if self.announcer is not None:
-            self.announcer.announce(uow.notifications)
+            self.wakeups.outbox_written(urgent=bool(uow.notifications) and not announced)
 
     def _release(self, txn: Txn, committed: bool) -> None:
         """Held executions go back to the cache after a commit (finished ones leave it), or after a

@@ -5,13 +5,19 @@ with the same `Nats-Msg-Id` (the outbox row's id), and JetStream's duplicate win
 whichever copy comes second. Publishing here only spares the first step of an execution the
 relay's hop (commit -> the publisher's long-poll answer -> its publish), so a failure is counted
 and otherwise ignored: nothing waits for it and nothing depends on it. Without NOETL_NATS_URL, or
-while NATS is unreachable, the relay alone announces, as before."""
+while NATS is unreachable, the relay alone announces, as before.
+
+A row JetStream has acknowledged here needs no relay: its id is kept (`take_acked`) and the next
+outbox claim deletes it instead of handing it to the publisher. So while the shard announces, a
+commit that issued commands wakes the relay lazily, like one that only mirrored events, and the
+publisher no longer publishes every command a second time for JetStream to drop. A publish that
+fails wakes the relay at once (`relay_now`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import nats
@@ -25,13 +31,19 @@ from ...store.outbox import OutboxRow
 
 log = logging.getLogger("noetl.api_shard.announce")
 PUBLISH_TIMEOUT_SECONDS = 2.0
+# Acknowledged ids waiting for the next outbox claim; past this (no publisher claiming) the rest
+# are simply relayed as before, a duplicate for JetStream to drop.
+ACKED_LIMIT = 10_000
 _encoder = msgspec.json.Encoder()
 
 
 class PromptAnnouncer:
-    def __init__(self, nats_url: str | None, registry: CollectorRegistry, shard: str) -> None:
+    def __init__(self, nats_url: str | None, registry: CollectorRegistry, shard: str,
+                 relay_now: Callable[[], None] = lambda: None) -> None:
         self.nats_url = nats_url
         self.shard = shard
+        self._relay_now = relay_now
+        self._acked: set[int] = set()
         # With tracing on, a publish is a PRODUCER span under the span that issued the command (as
         # the relay's is), and the worker's span follows it.
         self._tracer = tracing.tracer("noetl.api_shard") if tracing.enabled() else None
@@ -71,14 +83,23 @@ class PromptAnnouncer:
             return
         self._js = self._nc.jetstream()
 
-    def announce(self, rows: list[OutboxRow]) -> None:
-        """Publish `rows` (just committed) without waiting for it."""
+    def announce(self, rows: list[OutboxRow]) -> bool:
+        """Publish `rows` (just committed) without waiting for it. False when they are left to the
+        relay alone (NATS not connected), which should then not wait."""
         if not rows:
-            return
+            return True
         if self._js is None or self._nc is None or not self._nc.is_connected:
             self._outcomes["skipped"].inc(len(rows))
-            return
+            return False
         self._spawn(self._publish(self._js, rows))
+        return True
+
+    def take_acked(self) -> list[int]:
+        """Ids of outbox rows JetStream has acknowledged since the last call: published, so the
+        outbox claim deletes them rather than relay them."""
+        ids = list(self._acked)
+        self._acked.clear()
+        return ids
 
     async def _publish(self, js: JetStreamContext, rows: list[OutboxRow]) -> None:
         for row in rows:
@@ -87,8 +108,11 @@ class PromptAnnouncer:
             except Exception as exc:  # noqa: BLE001 - the relay publishes the same row
                 self._outcomes["failed"].inc()
                 log.debug("prompt announcement of outbox row %s failed: %s", row.id, exc)
+                self._relay_now()
                 continue
             self._outcomes["duplicate" if ack.duplicate else "published"].inc()
+            if len(self._acked) < ACKED_LIMIT:
+                self._acked.add(row.id)
 
     async def _publish_one(self, js: JetStreamContext, row: OutboxRow) -> Any:
         headers, msg_id, body = row.headers or {}, str(row.id), _encoder.encode(row.payload)

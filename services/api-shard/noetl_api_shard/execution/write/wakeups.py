@@ -9,7 +9,9 @@ import contextlib
 from typing import Iterable, Iterator
 
 # Mirror-only rows (events for the projector) are not urgent: claimers are woken once per this
-# interval at most, so a steady stream of steps is relayed in batches instead of one by one.
+# interval at most, and a claim that comes back sooner than that after one that read rows waits
+# out the rest (`claim_pause`), so a steady stream of steps is relayed in batches instead of one
+# by one — a relay that always finds new rows would otherwise claim as fast as it can publish.
 LAZY_OUTBOX_SECONDS = 0.1
 
 
@@ -42,9 +44,13 @@ class Wakeups:
         self.outbox = Signal()
         self._lazy: asyncio.TimerHandle | None = None
         self._followers: dict[int, tuple[Signal, int]] = {}
+        self._urgent = False           # an urgent row was written since the last claim read
+        self._read_at = float("-inf")  # when the last claim that found rows read them
+        self._backlog = False          # that claim found as many rows as it could take
 
     def outbox_written(self, *, urgent: bool) -> None:
         if urgent:
+            self._urgent = True
             if self._lazy is not None:
                 self._lazy.cancel()
                 self._lazy = None
@@ -55,6 +61,22 @@ class Wakeups:
     def _lazy_wake(self) -> None:
         self._lazy = None
         self.outbox.set()
+
+    def claim_pause(self, now: float) -> float:
+        """How long a claim arriving at `now` should wait (on `outbox`, which an urgent write
+        sets) before it reads: 0 after an urgent write or while a backlog drains."""
+        if self._urgent or self._backlog:
+            return 0.0
+        return max(0.0, self._read_at + LAZY_OUTBOX_SECONDS - now)
+
+    def claim_reading(self) -> None:
+        """A claim is about to read: urgent rows written so far are in what it reads."""
+        self._urgent = False
+
+    def claim_read(self, now: float, *, found: int, limit: int) -> None:
+        if found:
+            self._read_at = now
+            self._backlog = found >= limit
 
     def events_committed(self, execution_ids: Iterable[int]) -> None:
         for execution_id in execution_ids:
