@@ -70,6 +70,7 @@ class CommandRunner:
         self.metrics = metrics
         self.recent = recent
         self.step_threads = StepThreads(keep_idle=settings.max_concurrent)
+        self.script_root = Path(settings.script_root)
         self.google_tokens = GoogleTokens()  # http `auth: {source: adc}`: a token lasts across steps
 
     async def run(self, job: Job) -> Unreported | None:
@@ -116,7 +117,7 @@ class CommandRunner:
         s, command = self.settings, job.command
         kind = read_work(command.context, command.action).kind or "unknown"
         ctx = ToolContext(credentials=job.plane, execution_id=command.execution_id, step=command.node_name,
-                          timeout_seconds=s.tool_timeout_seconds, script_root=Path(s.script_root),
+                          timeout_seconds=s.tool_timeout_seconds, script_root=self.script_root,
                           step_threads=self.step_threads, google_tokens=self.google_tokens)
         try:
             frame = frames.lease_for(job.plane, command, s.worker_id, job.command_id)
@@ -127,7 +128,11 @@ class CommandRunner:
         run = execute(command.context, command.action, self.runners, ctx, command.meta.get("catalog_id"))
         # A frame's lease is taken inside the work, so the command's keepalive covers a wait for it.
         work = asyncio.create_task(frame.run(run) if frame is not None else run)
-        keepalive = asyncio.create_task(self._keepalive(job, reporter, work))
+        # Most steps end long before their first keepalive is due: a timer, not a task, until then.
+        keepalive: list[asyncio.Task[None]] = []
+        due = asyncio.get_running_loop().call_later(
+            self.settings.progress_seconds,
+            lambda: keepalive.append(asyncio.ensure_future(self._keepalive(job, reporter, work))))
         try:
             result = await work
         except asyncio.CancelledError:
@@ -139,7 +144,9 @@ class CommandRunner:
             self.metrics.commands.labels(kind, "abandoned").inc()
             return None  # an abandoned frame is left to its lease
         finally:
-            keepalive.cancel()
+            due.cancel()
+            for task in keepalive:
+                task.cancel()
             self.metrics.in_flight.dec()
         elapsed = time.perf_counter() - started
         self.metrics.duration.labels(kind).observe(elapsed)
@@ -157,7 +164,8 @@ class CommandRunner:
         abandoned, so it stops holding a slot. GET /api/commands/{id} is NoETL's own route."""
         n = 0
         while True:
-            await asyncio.sleep(self.settings.progress_seconds)
+            if n:  # the first is started when it is due
+                await asyncio.sleep(self.settings.progress_seconds)
             n += 1
             if job.msg is not None:
                 with contextlib.suppress(Exception):
