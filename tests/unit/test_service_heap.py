@@ -20,6 +20,7 @@ class _Settings:
 def test_run_service_freezes_the_heap_after_every_other_start_up_step(monkeypatch):
     seen: list[web.Application] = []
     monkeypatch.setattr(service.web, "run_app", lambda app, **_: seen.append(app))
+    monkeypatch.setattr(service, "_use_uvloop", lambda: None)  # a process-wide policy: not in a test
 
     async def own_step(_app: web.Application) -> None:
         pass
