@@ -39,7 +39,7 @@ _encoder = msgspec.json.Encoder()
 
 class PromptAnnouncer:
     def __init__(self, nats_url: str | None, registry: CollectorRegistry, shard: str,
-                 relay_now: Callable[[], None] = lambda: None) -> None:
+                 relay_now: Callable[[], None]) -> None:
         self.nats_url = nats_url
         self.shard = shard
         self._relay_now = relay_now
