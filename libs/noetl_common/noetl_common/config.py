@@ -182,6 +182,9 @@ class ShardSettings(msgspec.Struct, frozen=True):
     retention_path_days: dict[str, float] = {}
     retention_interval_seconds: float = 3600.0
     archive_dir: str | None = None
+    # The longest a changeable cluster row (a path's latest catalog entry, a credential) is served
+    # from the shard's cache (store.cluster_cache); changes reach it sooner by notification. 0: off.
+    cluster_cache_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ShardSettings":
@@ -239,6 +242,7 @@ class ShardSettings(msgspec.Struct, frozen=True):
             retention_path_days=path_days(env, "NOETL_RETENTION_PATH_DAYS"),
             retention_interval_seconds=positive(env, "NOETL_RETENTION_INTERVAL_SECONDS", 3600.0),
             archive_dir=env.optional("NOETL_ARCHIVE_DIR"),
+            cluster_cache_seconds=positive(env, "NOETL_CLUSTER_CACHE_SECONDS", 10.0, zero=True),
         )
 
 

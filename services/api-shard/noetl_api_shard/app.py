@@ -30,9 +30,11 @@ from .metrics import ShardMetrics
 from .handlers import (catalog, catalog_retire, credentials, dashboard, database, health, internal, keychain,
                        pool_status, runtime, scaling, tokens)
 from . import large_writes
+from .cluster_listener import ClusterListener
 from .map_keeper import KEEPER, MapKeeper, fresh_map_for_writes
 from .state import SERVICES, ShardServices
 from .store import partitions
+from .store.cluster_notify import CHANNEL as CLUSTER_CHANGES
 from .store import shard_map as shard_map_store
 
 SERVICE_NAME = "api-shard"
@@ -58,7 +60,9 @@ def create_app(settings: ShardSettings) -> web.Application:
     app[ANNOUNCER] = PromptAnnouncer(settings.nats_url, app[REGISTRY_KEY], str(settings.shard_index),
                                      relay_now=lambda: app[WAKEUPS].outbox_written(urgent=True))
     app[ORCHESTRATOR] = Orchestrator(svc, app[WAKEUPS], announcer=app[ANNOUNCER])
-    app[KEEPER] = MapKeeper(svc)
+    listener = ClusterListener(settings.cluster_dsn, metrics.loops)
+    listener.follow(CLUSTER_CHANGES, svc.cluster_cache.on_change, svc.cluster_cache.resync)
+    app[KEEPER] = MapKeeper(svc, listener)
     app.middlewares.append(fresh_map_for_writes)
     app.middlewares.append(large_writes.middleware(large_writes.LargeWrites(
         threshold=settings.event_result_max_bytes, budget=settings.large_write_bytes,
@@ -66,7 +70,8 @@ def create_app(settings: ShardSettings) -> web.Application:
     app.cleanup_ctx.append(_databases)
     app.cleanup_ctx.append(_announcer)
     app.cleanup_ctx.append(_map_keeper)
-    app.cleanup_ctx.append(in_background(*app[KEEPER].loops))  # once the map is loaded
+    app.cleanup_ctx.append(listener.running)  # once the map is loaded
+    app.cleanup_ctx.append(in_background(*app[KEEPER].loops))
     add_readiness_check(app, "shard_db", lambda: ping(svc.shard_pool, READINESS_TIMEOUT_SECONDS))
     add_readiness_check(app, "cluster_db", lambda: ping(svc.cluster_pool, READINESS_TIMEOUT_SECONDS))
     for area in (health, pool_status, internal, scaling, catalog, catalog_retire, credentials, database, dashboard,

@@ -1,5 +1,5 @@
 """Keeps this shard's shard map confirmed: a reload on every NOTIFY from a committing
-transaction (a dedicated LISTEN connection, outside the pool), one every
+transaction (heard by the shard's cluster_listener), one every
 `NOETL_SHARD_MAP_REFRESH_SECONDS` whatever happens to that connection, and one before a write
 when the map's minting horizon is getting close (`ensure_fresh`)."""
 
@@ -10,22 +10,20 @@ import contextlib
 import logging
 from typing import Callable
 
-import asyncpg
 from aiohttp import web
 
 from noetl_common.background import Backoff, Loop
 from noetl_common.minting import ConfirmedMap, MapStale, now_ms
 
+from .cluster_listener import ClusterListener
 from .state import ShardServices
 from .store import shard_map as shard_map_store
 
 log = logging.getLogger("noetl.api_shard.map")
 
-LISTEN_RECONNECT_SECONDS = 1.0
-
 
 class MapKeeper:
-    def __init__(self, svc: ShardServices, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, svc: ShardServices, listener: ClusterListener, clock: Callable[[], int] = now_ms) -> None:
         self.svc = svc
         self.clock = clock
         self._lock = asyncio.Lock()
@@ -38,9 +36,11 @@ class MapKeeper:
             Loop("shard-map-refresh", self._refresh, metrics=svc.metrics.loops, interval=refresh,
                  first_delay=refresh, backoff=Backoff(first=min(0.5, refresh), cap=refresh), sleep=self._wake_or,
                  logger=log),
-            Loop("shard-map-listen", self._listen, metrics=svc.metrics.loops, interval=LISTEN_RECONNECT_SECONDS,
-                 backoff=Backoff(first=LISTEN_RECONNECT_SECONDS, cap=10.0), logger=log),
         )
+        # A reload on every NOTIFY, and on (re)connecting: something may have been committed while
+        # nobody listened.
+        listener.follow(shard_map_store.CHANNEL, lambda _payload: self._wake.set(),
+                        lambda _listening: self._wake.set())
 
     @property
     def grace_ms(self) -> int:
@@ -84,20 +84,6 @@ class MapKeeper:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
-
-    async def _listen(self) -> None:
-        """Wake the refresh loop on every NOTIFY until the LISTEN connection is lost."""
-        conn = await asyncpg.connect(self.svc.settings.cluster_dsn)
-        try:
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c: lost.set())
-            await conn.add_listener(shard_map_store.CHANNEL, lambda *_args: self._wake.set())
-            self._wake.set()  # something may have been committed while we were not listening
-            await lost.wait()
-            log.warning("shard map LISTEN connection lost; reconnecting")
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(conn.close(timeout=2))
 
 
 def _epochs(confirmed: ConfirmedMap) -> list[tuple[int, int]]:

@@ -44,6 +44,12 @@ class ShardMetrics:
                                "Command issued -> its outcome ingested (pickup + run + report), by outcome",
                                ["shard", "pool", "outcome"], buckets=STEP_BUCKETS, registry=registry)
 
+        lookups = Counter("noetl_cluster_cache_lookups_total",
+                          "Cluster-database rows (catalog by path, credentials) asked of the shard's cache, by "
+                          "outcome: hit, or miss (read from the cluster database)", ["shard", "outcome"],
+                          registry=registry)
+        self.cluster_cache_hits, self.cluster_cache_misses = lookups.labels(shard, "hit"), lookups.labels(shard, "miss")
+
         self.history = HistoryGauges(registry, shard)
 
     def events_ingested(self, count: int) -> None:

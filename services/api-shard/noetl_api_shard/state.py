@@ -15,6 +15,7 @@ from noetl_common.sharding import ShardMap
 from noetl_common.trust import require_trusted
 
 from .metrics import ShardMetrics
+from .store.cluster_cache import ClusterCache
 
 
 class ShardServices:
@@ -32,6 +33,8 @@ class ShardServices:
         # (execution, event, command ids); see noetl_common.minting for the rule.
         self.mint_owned_id = GuardedMinter(self.snowflake, settings.shard_index, self.shard_map,
                                            settings.epoch_grace_ms)
+        self.cluster_cache = ClusterCache(settings.cluster_cache_seconds, hits=metrics.cluster_cache_hits,
+                                          misses=metrics.cluster_cache_misses)
         self._shard_pool: asyncpg.Pool | None = None
         self._write_pool: asyncpg.Pool | None = None
         self._cluster_pool: asyncpg.Pool | None = None

@@ -80,9 +80,10 @@ async def register_resource(request: web.Request) -> web.Response:
         raise unprocessable(f"register_resource: {exc}") from None
     svc = services(request)
     meta = {"implicit_end": True} if doc.implicit_end else {}
-    row = await store.insert_next_version(
-        svc.cluster_pool, catalog_id=svc.new_cluster_id(), path=doc.path, kind=doc.kind,
-        content=doc.text, payload=doc.document, meta=meta)
+    async with svc.cluster_cache.changing(f"catalog:{doc.path}"):
+        row = await store.insert_next_version(
+            svc.cluster_pool, catalog_id=svc.new_cluster_id(), path=doc.path, kind=doc.kind,
+            content=doc.text, payload=doc.document, meta=meta)
     log.info("registered %s %s version %s", doc.kind, doc.path, row["version"])
     return json_response(RegisterResponse(
         status="success", message=f"Resource '{doc.path}' version '{row['version']}' registered.",

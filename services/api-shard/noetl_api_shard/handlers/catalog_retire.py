@@ -33,7 +33,8 @@ async def _retire(request: web.Request, archive: bool) -> web.Response:
     svc = trusted_services(request, what)
     body = await read_json(request, RetireRequest)
     path = body.path.strip()
-    rows = await store.set_archived(svc.cluster_pool, path, body.version, archive)
+    async with svc.cluster_cache.changing(f"catalog:{path}"):
+        rows = await store.set_archived(svc.cluster_pool, path, body.version, archive)
     changed = [RetiredEntry(catalog_id=str(r["catalog_id"]), version=r["version"]) for r in rows]
     if archive:
         message = (f"Archived {len(changed)} version(s) of catalog entry '{path}'." if changed

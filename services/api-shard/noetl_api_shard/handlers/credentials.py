@@ -76,10 +76,11 @@ async def create_credential(request: web.Request) -> web.Response:
     name = body.name.strip()  # name (not blank) and data are required: CredentialCreate says so
     type_ = (body.type or body.credential_type or DEFAULT_TYPE).strip() or DEFAULT_TYPE
     svc = services(request)
-    row = await store.upsert(
-        svc.cluster_pool, new_id=svc.new_cluster_id(), name=name, type_=type_,
-        data_encrypted=svc.encryptor.encrypt_json(body.data, _aad(name)), meta=body.meta,
-        tags=_tags(body.tags), description=body.description)
+    async with svc.cluster_cache.changing("credential:"):
+        row = await store.upsert(
+            svc.cluster_pool, new_id=svc.new_cluster_id(), name=name, type_=type_,
+            data_encrypted=svc.encryptor.encrypt_json(body.data, _aad(name)), meta=body.meta,
+            tags=_tags(body.tags), description=body.description)
     log.info("credential %s (%s) stored", name, type_)
     return json_response(to_response(row))
 
@@ -103,7 +104,7 @@ async def get_credential(request: web.Request) -> web.Response:
     include_data = query_bool(request, "include_data")
     # Plaintext secrets go to trusted callers only: workers, NoETL's UI (noetl_common.trust).
     svc = trusted_services(request, "include_data=true") if include_data else services(request)
-    row = await store.get(svc.cluster_pool, **_lookup(identifier))
+    row = await svc.cluster_cache.credential(svc.cluster_pool, **_lookup(identifier))
     if row is None:
         raise not_found(f"Credential not found: {identifier}")
     data = None
@@ -120,7 +121,9 @@ async def get_credential(request: web.Request) -> web.Response:
 
 async def delete_credential(request: web.Request) -> web.Response:
     identifier = request.match_info["identifier"]
-    deleted_id = await store.delete(services(request).cluster_pool, **_lookup(identifier))
+    svc = services(request)
+    async with svc.cluster_cache.changing("credential:"):
+        deleted_id = await store.delete(svc.cluster_pool, **_lookup(identifier))
     if deleted_id is None:
         raise not_found(f"Credential not found: {identifier}")
     return json_response(CredentialDeleted(message="Credential deleted successfully", id=str(deleted_id)))

@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from .cluster_notify import announce
+
 _COLUMNS = "catalog_id, path, version, kind, content, payload, layout, meta, created_at"
 _SUMMARY_COLUMNS = "catalog_id, path, version, kind, NULL::text AS content, NULL::json AS payload, layout, meta, created_at"
 
@@ -18,6 +20,7 @@ async def insert_next_version(pool: asyncpg.Pool, *, catalog_id: int, path: str,
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('noetl.catalog:' || $1, 0))", path)
         version = await conn.fetchval(
             "SELECT COALESCE(max(version), 0) + 1 FROM noetl.catalog WHERE path = $1", path)
+        await announce(conn, "catalog", path)  # the path's latest version changes
         return await conn.fetchrow(
             f"""INSERT INTO noetl.catalog (catalog_id, path, version, kind, content, payload, meta)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",
@@ -57,7 +60,9 @@ async def set_archived(pool: asyncpg.Pool, path: str, version: int | None, archi
     just stop being listed and resolved by path."""
     change = "archived_at = now()" if archived else "archived_at = NULL"
     state = "archived_at IS NULL" if archived else "archived_at IS NOT NULL"
-    return await pool.fetch(
-        f"""UPDATE noetl.catalog SET {change}
-            WHERE path = $1 AND ($2::int IS NULL OR version = $2) AND {state}
-            RETURNING catalog_id, version""", path, version)
+    async with pool.acquire() as conn, conn.transaction():
+        await announce(conn, "catalog", path)
+        return await conn.fetch(
+            f"""UPDATE noetl.catalog SET {change}
+                WHERE path = $1 AND ($2::int IS NULL OR version = $2) AND {state}
+                RETURNING catalog_id, version""", path, version)

@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from .cluster_notify import announce
+
 _COLUMNS = "id, name, type, data_encrypted, meta, tags, description, created_at, updated_at"
 
 
@@ -13,14 +15,16 @@ async def upsert(pool: asyncpg.Pool, *, new_id: int, name: str, type_: str, data
                  meta: dict[str, Any] | None, tags: list[str] | None,
                  description: str | None) -> asyncpg.Record:
     """Insert, or replace everything but id/created_at of the credential with this name."""
-    return await pool.fetchrow(
-        f"""INSERT INTO noetl.credential (id, name, type, data_encrypted, meta, tags, description)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (name) DO UPDATE SET
-                type = EXCLUDED.type, data_encrypted = EXCLUDED.data_encrypted, meta = EXCLUDED.meta,
-                tags = EXCLUDED.tags, description = EXCLUDED.description, updated_at = now()
-            RETURNING {_COLUMNS}""",
-        new_id, name, type_, data_encrypted, meta, tags, description)
+    async with pool.acquire() as conn, conn.transaction():
+        await announce(conn, "credential", "")  # shards drop every cached credential
+        return await conn.fetchrow(
+            f"""INSERT INTO noetl.credential (id, name, type, data_encrypted, meta, tags, description)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (name) DO UPDATE SET
+                    type = EXCLUDED.type, data_encrypted = EXCLUDED.data_encrypted, meta = EXCLUDED.meta,
+                    tags = EXCLUDED.tags, description = EXCLUDED.description, updated_at = now()
+                RETURNING {_COLUMNS}""",
+            new_id, name, type_, data_encrypted, meta, tags, description)
 
 
 async def get(pool: asyncpg.Pool, *, id_: int | None = None, name: str | None = None) -> asyncpg.Record | None:
@@ -40,9 +44,15 @@ async def search(pool: asyncpg.Pool, *, type_: str | None, q: str | None) -> lis
 
 
 async def delete(pool: asyncpg.Pool, *, id_: int | None = None, name: str | None = None) -> int | None:
-    if id_ is not None:
-        return await pool.fetchval("DELETE FROM noetl.credential WHERE id = $1 RETURNING id", id_)
-    return await pool.fetchval("DELETE FROM noetl.credential WHERE name = $1 RETURNING id", name)
+    async with pool.acquire() as conn, conn.transaction():
+        if id_ is not None:
+            deleted = await conn.fetchval("DELETE FROM noetl.credential WHERE id = $1 RETURNING id", id_)
+        else:
+            deleted = await conn.fetchval("DELETE FROM noetl.credential WHERE name = $1 RETURNING id", name)
+        if deleted is None:
+            return None
+        await announce(conn, "credential", "")
+        return deleted
 
 
 def _escape_like(text: str) -> str:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from noetl_common.vocabulary import EventType
 
-from ...store import catalog as catalog_store
 from ...store import commands as command_store
 from ...store.events import NewEvent
 from ...store.writes import CommandChange, CommandRow
@@ -33,7 +32,7 @@ async def start_child(orch: Orchestrator, txn: Txn, ex: Loaded, d: Any) -> None:
                             node_name=d.step, node_type="playbook", status="RUNNING", catalog_id=ex.catalog_id,
                             command_id=d.command_id,
                             payload={"context": {"path": d.path, "workload": d.workload}}))
-    child_row = await catalog_store.get_by_path(orch.svc.cluster_pool, d.path, d.version)
+    child_row = await orch.svc.cluster_cache.catalog_by_path(orch.svc.cluster_pool, d.path, d.version)
     if child_row is None:
         # The parent step fails cleanly instead of waiting for a child that can never start.
         reason = f"sub-playbook {d.path!r} is not registered in the catalog"

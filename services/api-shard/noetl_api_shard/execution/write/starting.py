@@ -43,7 +43,7 @@ async def start_request(svc: ShardServices, orch: Orchestrator, body: ExecuteReq
             version = _id(body.version, "version")
             if not 1 <= version <= MAX_VERSION:
                 raise bad_request(f"version must be between 1 and {MAX_VERSION} or 'latest', got {body.version!r}")
-        row = await catalog_store.get_by_path(svc.cluster_pool, body.path, version)
+        row = await svc.cluster_cache.catalog_by_path(svc.cluster_pool, body.path, version)
         label = body.path + (f" version {version}" if version else "")
     else:
         raise unprocessable("either path or catalog_id is required")
