@@ -1,9 +1,9 @@
 """History bench: does a shard holding a long history cost the same as an empty one?
 
-One shard (router, publisher, projector, 1 worker, as `make run`), measured empty, then filled
-with `--events` events (bulk-generated in SQL, `--events-per-execution` each, finished executions
-spread over `--days` daily slices in the past, each with its commands and step results), then
-measured again on the same fleet:
+Two fleets as `make run` starts them (1 shard, router, publisher, projector, 1 worker), each on its
+own Postgres server: one shard empty, the other filled with `--events` events (bulk-generated in
+SQL, `--events-per-execution` each, finished executions spread over `--days` daily slices in the
+past, each with its commands and step results). Both are measured in turns, `--reps` times each:
   3-step workflows/s, loop steps/s, ingest p50/p99 (heartbeats), first page of the execution list
   and execution detail (an old, filled execution) p50/p99,
 and finally retention runs removing the old slices one day at a time while ingest load runs: the
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
 from .hotpath_bench import machine_info
+from .hotpath_probes import wait_machine_quiet
+from .peer_noetl import PG_DURABILITY, postgres_verdict
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "history.json"
@@ -57,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--executions", type=int, default=600, help="3-step executions per measurement")
     p.add_argument("--loop", type=int, default=1000, help="loop length per measurement")
     p.add_argument("--reads", type=int, default=200, help="list and detail requests per measurement")
+    p.add_argument("--reps", type=int, default=3, help="measurements of each side, taken in turns (medians compared)")
     p.add_argument("--retention-only", action="store_true",
                    help="fill and measure only the retention run under load (no empty/filled workload phases)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -295,51 +299,113 @@ async def retention_under_load(session: aiohttp.ClientSession, url: str, dsn: st
             "backends_during": merge_waits([w for w, _, _, _ in runs])}
 
 
-async def bench(args: argparse.Namespace, work: Path) -> dict:
-    machine = machine_info()
-    infra, sup = Infra(work), Supervisor(work / "logs")
-    try:
-        info = await infra.up(1)
-        dsn = info.shard_dsns(1)[0]
-        await prepare_slices(dsn, args.days)
-        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=[dsn], nats_url=info.nats_url,
-                                        secrets=secrets.load_or_create(work / "s.json"), workers=1,
+class Side:
+    """One fleet as `make run` starts it (1 shard, router, publisher, projector, 1 worker) on its
+    own Postgres server and NATS; `filled` holds the fill's report when its shard was filled."""
+
+    def __init__(self, name: str, work: Path) -> None:
+        self.name = name
+        self.infra, self.sup = Infra(work), Supervisor(work / "logs")
+        self.work = work
+        self.dsn = self.url = self.recent = ""
+        self.filled: dict | None = None
+        self.durability: dict = {}
+
+    async def start(self, args: argparse.Namespace, *, fill_it: bool) -> None:
+        info = await self.infra.up(1)
+        self.dsn = info.shard_dsns(1)[0]
+        await prepare_slices(self.dsn, args.days)
+        if fill_it:
+            say(f"filling {args.events} events ...")
+            self.filled = await fill(self.dsn, args)
+        specs = fleet_specs(FleetConfig(cluster_dsn=info.cluster_dsn(), shard_dsns=[self.dsn], nats_url=info.nats_url,
+                                        secrets=secrets.load_or_create(self.work / "s.json"), workers=1,
                                         extra_env={"NOETL_LOG_LEVEL": "WARNING",
                                                    "WORKER_MAX_CONCURRENT": str(DEV_WORKER_SLOTS)}))
-        await start_fleet(sup, specs)
-        url = router_url(specs)
+        await start_fleet(self.sup, specs)
+        self.url = router_url(specs)
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            self.durability = postgres_verdict({name: await conn.fetchval(f"SHOW {name}") for name in PG_DURABILITY})
+        finally:
+            await conn.close()
+
+    async def warm(self, session: aiohttp.ClientSession, args: argparse.Namespace) -> None:
+        for playbook in wl.PLAYBOOKS:
+            await wl.register(session, self.url, playbook)
+        # the first runs after start pay for cold caches and plans
+        await wl.three_step_run(session, self.url, 50, 20)
+        await wl.loop_run(session, self.url, args.loop, budget=300)
+        self.recent = (await wl.list_all(session, self.url, "COMPLETED"))[0].execution_id
+
+    def stop(self) -> None:
+        self.sup.stop_all()
+        self.infra.down()
+
+
+def median_run(runs: list[dict], key: str) -> float | None:
+    values = sorted(r[key] for r in runs if r[key] is not None)
+    return statistics.median(values) if values else None
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians over the side's runs (each run's own numbers are kept beside them)."""
+    def p99s(name: str) -> float:
+        return round(statistics.median(r[name]["p99_ms"] for r in runs), 2)
+    return {"wf_per_s": median_run(runs, "wf_per_s"), "loop_steps_per_s": median_run(runs, "loop_steps_per_s"),
+            "ingest_p99_ms": p99s("ingest"), "list_first_page_p99_ms": p99s("list_first_page"),
+            "execution_detail_p99_ms": p99s("execution_detail"),
+            "execution_events_page_p99_ms": p99s("execution_events_page"),
+            "old_execution_detail_p99_ms": (round(statistics.median(r["old_execution_detail"]["p99_ms"] for r in runs), 2)
+                                            if all(r["old_execution_detail"] for r in runs) else None)}
+
+
+async def bench(args: argparse.Namespace, work: Path) -> dict:
+    """An empty and a filled shard, each in a fleet of its own, measured in turns (`--reps` each,
+    the order swapped every round, the machine quiet before each): this machine's speed drifts
+    by up to 2x within minutes, which a before/after on one fleet would read as the history's
+    cost. Then retention runs under load on the filled side alone."""
+    machine = machine_info()
+    empty, filled = Side("empty", work / "empty"), Side("filled", work / "filled")
+    try:
+        await filled.start(args, fill_it=True)
+        if not args.retention_only:
+            await empty.start(args, fill_it=False)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
                                          timeout=aiohttp.ClientTimeout(total=120)) as session:
-            for playbook in wl.PLAYBOOKS:
-                await wl.register(session, url, playbook)
-            # warm-up of both workloads: the first loop run after start pays for cold caches and plans
-            await wl.three_step_run(session, url, 50, 20)
-            await wl.loop_run(session, url, args.loop, budget=300)
-            recent = (await wl.list_all(session, url, "COMPLETED"))[0].execution_id
-            empty = full = None
+            runs: dict[str, list[dict]] = {"empty": [], "filled": []}
             if not args.retention_only:
-                say("measuring the empty shard ...")
-                empty = await measure(session, url, args, recent)
-            say(f"filling {args.events} events ...")
-            filled = await fill(dsn, args)
-            if not args.retention_only:
-                say("measuring the filled shard ...")
-                full = await measure(session, url, args, recent, filled["sample_execution_id"])
+                for side in (empty, filled):
+                    await side.warm(session, args)
+                assert filled.filled is not None
+                for rep in range(args.reps):
+                    for side in ((empty, filled) if rep % 2 == 0 else (filled, empty)):
+                        waited = await wait_machine_quiet()
+                        say(f"measuring the {side.name} shard ({rep + 1}/{args.reps}) ...")
+                        old = filled.filled["sample_execution_id"] if side is filled else None
+                        runs[side.name].append({**await measure(session, side.url, args, side.recent, old),
+                                                "quiet_wait_s": round(waited, 2)})
+                empty.stop()
+            else:
+                for playbook in wl.PLAYBOOKS:
+                    await wl.register(session, filled.url, playbook)
             say("retention under load ...")
-            ret = await retention_under_load(session, url, dsn, args.days)
-        head = {"benchmark": "history: one shard empty vs holding --events bulk-generated events in daily slices",
-                "machine": machine, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "fill": filled}
-        if empty is None or full is None:
+            ret = await retention_under_load(session, filled.url, filled.dsn, args.days)
+        head = {"benchmark": "history: a shard holding --events bulk-generated events in daily slices against an "
+                             "empty one, each in its own fleet, measured in turns",
+                "machine": machine, "postgres_durability": filled.durability,
+                "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                "fill": filled.filled}
+        if args.retention_only:
             return {**head, "retention": ret}
-        return {**head, "empty": empty, "filled": full,
-                "ratios": {"wf_per_s": round(full["wf_per_s"] / empty["wf_per_s"], 3),
-                           "loop_steps_per_s": round(full["loop_steps_per_s"] / empty["loop_steps_per_s"], 3)
-                           if full["loop_steps_per_s"] and empty["loop_steps_per_s"] else None},
-                "retention": ret}
+        e, f = summarise(runs["empty"]), summarise(runs["filled"])
+        return {**head, "empty": e, "filled": f,
+                "ratios": {key: round(f[key] / e[key], 3) if f[key] and e[key] else None
+                           for key in ("wf_per_s", "loop_steps_per_s")},
+                "runs": runs, "retention": ret}
     finally:
-        sup.stop_all()
-        infra.down()
+        empty.stop()
+        filled.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {args.out}")
         return 0
     e, f = report["empty"], report["filled"]
-    say(f"wf/s empty {e['wf_per_s']} filled {f['wf_per_s']}; loop steps/s {e['loop_steps_per_s']} / "
-        f"{f['loop_steps_per_s']}; list p99 {e['list_first_page']['p99_ms']} / {f['list_first_page']['p99_ms']} ms; "
-        f"detail p99 {e['execution_detail']['p99_ms']} / {f['execution_detail']['p99_ms']} ms; "
+    say(f"medians of {report['config']['reps']} runs each: wf/s empty {e['wf_per_s']} filled {f['wf_per_s']}; "
+        f"loop steps/s {e['loop_steps_per_s']} / {f['loop_steps_per_s']}; list p99 {e['list_first_page_p99_ms']} / "
+        f"{f['list_first_page_p99_ms']} ms; detail p99 {e['execution_detail_p99_ms']} / "
+        f"{f['execution_detail_p99_ms']} ms; ratios {report['ratios']}; "
         f"retention lock {r['longest_lock_ms']} ms, run {r['run_seconds']} s")
     say(f"wrote {args.out}")
     return 0
