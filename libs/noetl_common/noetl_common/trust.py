@@ -12,6 +12,7 @@ none, so a caller is trusted when any of these holds (anyone else gets 403):
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from typing import Mapping, Sequence
@@ -29,6 +30,12 @@ PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 def address_in(address: str | None, networks: Sequence[IPNetwork]) -> bool:
     if not address or not networks:
         return False
+    return _address_in(address, tuple(networks))
+
+
+# Asked on every request the router relays, for the few addresses its peers have: parsed once.
+@functools.lru_cache(maxsize=4096)
+def _address_in(address: str, networks: tuple[IPNetwork, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
     except ValueError:

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from noetl_common.background import LoopMetrics
 from noetl_common.ids import timestamp_ms
-from noetl_common.observability import LATENCY_BUCKETS
+from noetl_common.observability import LATENCY_BUCKETS, Labelled
 from noetl_common.sharding import ShardMap
 
 # Steps wait for a worker and run for seconds to minutes: the request buckets stop too early.
@@ -43,6 +43,7 @@ class ShardMetrics:
         self._step = Histogram("noetl_step_duration_seconds",
                                "Command issued -> its outcome ingested (pickup + run + report), by outcome",
                                ["shard", "pool", "outcome"], buckets=STEP_BUCKETS, registry=registry)
+        self._pickups, self._steps = Labelled(self._pickup), Labelled(self._step)
 
         lookups = Counter("noetl_cluster_cache_lookups_total",
                           "Cluster-database rows (catalog by path, credentials) asked of the shard's cache, by "
@@ -62,10 +63,10 @@ class ShardMetrics:
         self._conflicts.inc()
 
     def command_picked_up(self, command_id: int, pool: str, via: str) -> None:
-        self._pickup.labels(self.shard, pool, via).observe(_since(command_id))
+        self._pickups(self.shard, pool, via).observe(_since(command_id))
 
     def step_finished(self, command_id: int, pool: str, ok: bool) -> None:
-        self._step.labels(self.shard, pool, "ok" if ok else "failed").observe(_since(command_id))
+        self._steps(self.shard, pool, "ok" if ok else "failed").observe(_since(command_id))
 
     def watch_shard_map(self, registry: CollectorRegistry, index: int, current: Callable[[], ShardMap]) -> None:
         registry.register(_ShardMapCollector(self.shard, index, current))

@@ -67,8 +67,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CONTEXT]
     s = ctx.settings
     timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout_seconds, sock_read=s.read_timeout_seconds)
+    # No cookie jar: a proxy must not keep one client's cookies for the next (and it costs CPU).
     session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
-                                    auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS)
+                                    auto_decompress=False, skip_auto_headers=SKIP_AUTO_HEADERS,
+                                    cookie_jar=aiohttp.DummyCookieJar())
     ctx.upstreams = Upstreams(ctx.directory, session, ctx.board, ctx.metrics, attempts=s.retry_attempts,
                               backoff_seconds=s.retry_backoff_seconds,
                               probe_timeout_seconds=min(2.0, s.connect_timeout_seconds * 2))

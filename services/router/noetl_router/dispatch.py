@@ -34,7 +34,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         decision = decide(request.method, request.path, request.query, request.headers, body)
     except RoutingError as exc:
         raise ApiError(400, str(exc), "bad_routing_id") from None
-    ctx.metrics.routed.labels(decision.rule.value, decision.kind.value).inc()
+    ctx.metrics.route_taken(decision.rule.value, decision.kind.value)
     if decision.field == "execution_id" and len(decision.ids) == 1:
         execution_id_var.set(str(decision.ids[0]))  # every log line of this request carries it
     try:

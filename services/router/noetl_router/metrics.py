@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.background import LoopMetrics
-from noetl_common.observability import LATENCY_BUCKETS
+from noetl_common.observability import LATENCY_BUCKETS, Labelled
 
 
 class RouterMetrics:
@@ -27,10 +27,14 @@ class RouterMetrics:
             ["shard"], registry=registry)
         self.routed = Counter(
             "noetl_router_routed_total", "Requests by routing rule and kind", ["rule", "kind"], registry=registry)
+        self._requests, self._latency, self._routed = Labelled(self.requests), Labelled(self.latency), Labelled(self.routed)
 
     def observe(self, shard: int, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(str(shard), method, str(status)).inc()
-        self.latency.labels(str(shard), method).observe(seconds)
+        self._requests(str(shard), method, str(status)).inc()
+        self._latency(str(shard), method).observe(seconds)
+
+    def route_taken(self, rule: str, kind: str) -> None:
+        self._routed(rule, kind).inc()
 
     def error(self, shard: int, kind: str) -> None:
         self.errors.labels(str(shard), kind).inc()

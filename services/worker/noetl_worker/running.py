@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.background import LoopMetrics
+from noetl_common.observability import Labelled
 from noetl_common.vocabulary import TERMINAL_STATUSES
 
 from .client import ControlPlane, ControlPlaneError
@@ -38,16 +39,19 @@ RETRY_NAK_SECONDS = 2.0  # nak delay when the control plane did not take an even
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.loops = LoopMetrics(registry)  # the pool heartbeat
-        self.commands = Counter("noetl_worker_commands_total", "Commands run, by tool kind and outcome",
-                                ["tool", "outcome"], registry=registry)
-        self.claims = Counter("noetl_worker_claims_total", "Claim attempts by outcome", ["outcome"], registry=registry)
-        self.duration = Histogram("noetl_worker_tool_seconds", "Tool run time", ["tool"], registry=registry)
+        # Labelled: children made once (every command touches three of these)
+        self.commands = Labelled(Counter("noetl_worker_commands_total", "Commands run, by tool kind and outcome",
+                                         ["tool", "outcome"], registry=registry))
+        self.claims = Labelled(Counter("noetl_worker_claims_total", "Claim attempts by outcome", ["outcome"],
+                                       registry=registry))
+        self.duration = Labelled(Histogram("noetl_worker_tool_seconds", "Tool run time", ["tool"], registry=registry))
         self.in_flight = Gauge("noetl_worker_in_flight", "Commands running now", registry=registry)
         self.report_failures = Counter("noetl_worker_report_failures_total",
                                        "Outcome batches the control plane did not take", registry=registry)
-        self.handed_over = Counter("noetl_worker_eager_commands_total",
-                                   "Commands handed over in outcome answers (eager dispatch), by what became of them",
-                                   ["outcome"], registry=registry)
+        self.handed_over = Labelled(Counter(
+            "noetl_worker_eager_commands_total",
+            "Commands handed over in outcome answers (eager dispatch), by what became of them",
+            ["outcome"], registry=registry))
 
 
 class Job(msgspec.Struct):
