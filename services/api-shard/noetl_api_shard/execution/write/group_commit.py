@@ -19,7 +19,7 @@ from ...store import writes
 from ...store.writes import Expect, WriteSet
 
 MAX_GROUP = 64
-MAX_FLUSHING = 1  # statements in flight at once: one lets the next group grow while it commits
+MAX_FLUSHING = 2
 
 
 class Write:
