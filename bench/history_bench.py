@@ -347,21 +347,22 @@ class Side:
         self.infra.down()
 
 
-def median_run(runs: list[dict], key: str) -> float | None:
-    values = sorted(r[key] for r in runs if r[key] is not None)
-    return statistics.median(values) if values else None
-
-
 def summarise(runs: list[dict]) -> dict:
     """Medians over the side's runs (each run's own numbers are kept beside them)."""
-    def p99s(name: str) -> float:
+    def median(key: str) -> float | None:
+        values = [r[key] for r in runs if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    def p99s(name: str) -> float | None:
+        if not all(r[name] for r in runs):  # the old execution's detail: the filled side's only
+            return None
         return round(statistics.median(r[name]["p99_ms"] for r in runs), 2)
-    return {"wf_per_s": median_run(runs, "wf_per_s"), "loop_steps_per_s": median_run(runs, "loop_steps_per_s"),
+
+    return {"wf_per_s": median("wf_per_s"), "loop_steps_per_s": median("loop_steps_per_s"),
             "ingest_p99_ms": p99s("ingest"), "list_first_page_p99_ms": p99s("list_first_page"),
             "execution_detail_p99_ms": p99s("execution_detail"),
             "execution_events_page_p99_ms": p99s("execution_events_page"),
-            "old_execution_detail_p99_ms": (round(statistics.median(r["old_execution_detail"]["p99_ms"] for r in runs), 2)
-                                            if all(r["old_execution_detail"] for r in runs) else None)}
+            "old_execution_detail_p99_ms": p99s("old_execution_detail")}
 
 
 async def bench(args: argparse.Namespace, work: Path) -> dict:

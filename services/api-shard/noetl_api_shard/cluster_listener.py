@@ -35,10 +35,6 @@ class ClusterListener:
         self.loop = Loop("cluster-listen", self._step, metrics=metrics, interval=ping_seconds, backoff=RECONNECT,
                          logger=log)
 
-    @property
-    def listening(self) -> bool:
-        return self._conn is not None
-
     def follow(self, channel: str, on_payload: Callable[[str], None], resync: Callable[[bool], None]) -> None:
         """Before the loop starts."""
         self._followers.append(Follower(channel, on_payload, resync))

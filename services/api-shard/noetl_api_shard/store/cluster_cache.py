@@ -129,8 +129,8 @@ class ClusterCache:
                 self._waiting.pop(payload, None)
 
     def on_change(self, payload: str) -> None:
-        """A notification: "catalog:<path>" or "credential:<name>" (an empty key: all of the kind).
-        Credentials are dropped all at once: one can be read by id or by name, and they change rarely."""
+        """A notification: "catalog:<path>" (an empty path: every path) or "credential:". Credentials
+        are dropped all at once: one can be read by id or by name, and they change rarely."""
         for heard in self._waiting.pop(payload, ()):
             if not heard.done():
                 heard.set_result(None)
