@@ -13,7 +13,7 @@ PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install tools run scale status test lint unit integration infra-up infra-down conformance noetl-oracle \
         e2e-core noetl-worker-venv conformance-noetl-worker test-api test-scaling bench bench-hotpath bench-write-cost bench-large \
-        bench-grow bench-scale bench-history bench-history-migration overload fuzz chaos soak clean image deploy-render test-ui ui-tools
+        bench-grow bench-scale bench-history bench-history-migration overload fuzz chaos test-loop-takeover soak clean image deploy-render test-ui ui-tools
 FIXTURES ?= ../shared/conformance
 
 install: $(STAMP)
@@ -207,7 +207,12 @@ fuzz: install
 ## Every fault (SIGKILL of each process kind and of Postgres itself, Postgres and NATS restarts, a shard
 ## paused past the claim lease) under load, on durable Postgres, on a 3-shard fleet with its own Postgres + NATS; bench/results/chaos.json. ~2 min.
 chaos: install
-	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos
+	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos tests/integration/fleet/test_loop_ahead.py
+
+## A worker SIGKILLed in the middle of a sequential loop it runs ahead: another finishes it, one
+## iteration at a time and in order (the chaos-marked part of test_loop_ahead.py; in .ci/run).
+test-loop-takeover: install
+	NOETL_DEVSTACK_PG_DURABILITY=fast $(PY) -m pytest -m chaos tests/integration/fleet/test_loop_ahead.py
 
 ## Minutes of steady load on a 2-shard fleet as make run starts it; memory, table sizes and latency sampled, a flat/growing verdict each; bench/results/soak.json.
 SOAK_SECONDS ?= 300

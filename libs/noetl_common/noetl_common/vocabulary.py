@@ -18,6 +18,11 @@ class Status(StrEnum):
 # An execution or command in one of these never changes again.
 TERMINAL_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
+# Set (true) in a finishing event's payload by a worker that takes a sequential loop's next
+# iteration ahead, and in a command's context, `after`: the command it may start only after.
+PIPELINED = "pipelined"
+AFTER = "after"
+
 
 class EventType(StrEnum):
     # the shard, starting and ending an execution

@@ -23,6 +23,7 @@ from .wire import (
     EagerRequest,
     Event,
     EventBatch,
+    Handed,
     PoolDeregister,
     PoolHeartbeat,
     PoolRegistration,
@@ -135,7 +136,7 @@ class ControlPlane:
     # -- events -----------------------------------------------------------------------------------
 
     async def post_events(self, execution_id: int, events: Sequence[Event], worker_id: str,
-                          idempotency_key: str, *, eager: EagerRequest | None = None) -> list[Command]:
+                          idempotency_key: str, *, eager: EagerRequest | None = None) -> Handed:
         """One batch with an Idempotency-Key, so a retry after a lost answer is not applied twice.
         With `eager`, the answer may hand over the execution's next commands (claimed and started
         for this worker); they are returned. A replay of the key returns the same ones again.
@@ -155,7 +156,7 @@ class ControlPlane:
             single = SingleEvent(execution_id=str(execution_id), **msgspec.structs.asdict(event))
             await self._request("POST", "/api/events", data=msgspec.json.encode(single),
                                 headers={"Content-Type": "application/json"})
-        return []
+        return Handed()
 
     # -- credentials and sub-playbooks ------------------------------------------------------------
 
@@ -309,14 +310,14 @@ def _is_missing_route(exc: ControlPlaneError) -> bool:
     return not any(s in text for s in ("execution", "command", "not_found\""))
 
 
-def _handed_over(raw: bytes, base_url: str) -> list[Command]:
+def _handed_over(raw: bytes, base_url: str) -> Handed:
     """The commands of a batch answer. Any other answer (a NoETL server's, an empty body) hands
     over nothing. An unreadable command is logged and skipped: the shard claimed it for us, so
     its lease expiry is what hands it to a worker again."""
     try:
         answer = msgspec.json.decode(raw, type=BatchAnswer) if raw.strip() else BatchAnswer()
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return []
+        return Handed()
     commands = []
     for item in answer.commands or []:
         try:
@@ -324,7 +325,7 @@ def _handed_over(raw: bytes, base_url: str) -> list[Command]:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("%s handed over an unreadable command (left to its lease): %s: %s",
                       base_url, exc, _text(bytes(item)))
-    return commands
+    return Handed(commands, answer.ended)
 
 
 def _text(raw: bytes) -> str:

@@ -23,7 +23,7 @@ import msgspec
 
 from .client import Backoff, ControlPlane, ControlPlaneError
 from .wire import Command, EagerRequest, Event
-from noetl_common.vocabulary import EventType
+from noetl_common.vocabulary import PIPELINED, EventType
 
 log = logging.getLogger("noetl.worker")
 
@@ -45,6 +45,7 @@ class Unreported(msgspec.Struct):
 
 class Accepted(msgspec.Struct):
     commands: list[Command]  # handed over with the answer (eager dispatch); usually none
+    ended: bool = False      # the execution had ended before this outcome came
 
 
 class NotTaken(msgspec.Struct):
@@ -56,7 +57,7 @@ class NotTaken(msgspec.Struct):
 async def post_outcome(plane: ControlPlane, outcome: Unreported, worker_id: str,
                        eager: EagerRequest | None) -> Accepted | NotTaken:
     try:
-        commands = await plane.post_events(outcome.execution_id, outcome.events, worker_id, outcome.key, eager=eager)
+        handed = await plane.post_events(outcome.execution_id, outcome.events, worker_id, outcome.key, eager=eager)
     except ControlPlaneError as exc:
         if exc.retryable:
             return NotTaken(True, str(exc), outcome)
@@ -67,7 +68,7 @@ async def post_outcome(plane: ControlPlane, outcome: Unreported, worker_id: str,
                                               key=outcome.key + ":refused")
             return await post_outcome(plane, failure, worker_id, eager)
         return NotTaken(False, str(exc), outcome)
-    return Accepted(commands)
+    return Accepted(handed.commands, handed.ended)
 
 
 async def post_until_taken(plane: ControlPlane, outcome: Unreported, worker_id: str,
@@ -92,6 +93,23 @@ async def post_until_taken(plane: ControlPlane, outcome: Unreported, worker_id: 
                     outcome.events[0].command_id, delay, posted.reason)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
+
+
+def merged(outcomes: list[Unreported]) -> Unreported:
+    """Outcomes of one execution's commands, in the order they ran, as one batch (one write on
+    the shard); keyed by the first and last, which a re-post repeats."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first, last = outcomes[0], outcomes[-1]
+    return Unreported(base_url=first.base_url, execution_id=first.execution_id,
+                      events=[e for o in outcomes for e in o.events], key=f"{first.key}+{len(outcomes) - 1}:{last.key}")
+
+
+def pipelined(outcome: Unreported) -> Unreported:
+    """The outcome saying this worker takes a sequential loop's next iteration ahead (see the
+    engine's `EngineEvent.pipelined`): set on both events, whichever the shard finishes with."""
+    events = [msgspec.structs.replace(e, payload={**e.payload, PIPELINED: True}) for e in outcome.events]
+    return msgspec.structs.replace(outcome, events=events)
 
 
 def repost_delay(backoff: Backoff, attempt: int) -> float:

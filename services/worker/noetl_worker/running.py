@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from noetl_common.background import LoopMetrics
 from noetl_common.observability import Labelled
-from noetl_common.vocabulary import TERMINAL_STATUSES
+from noetl_common.vocabulary import AFTER, TERMINAL_STATUSES
 
 from .client import ControlPlane, ControlPlaneError
 from .config import WorkerSettings
@@ -184,6 +184,11 @@ class CommandRunner:
             if status in TERMINAL_STATUSES:  # nothing this run reports can change it any more
                 work.cancel()
                 return
+
+
+def after_of(command: Command) -> int | None:
+    """The command this one may start only after (a sequential loop's iteration taken ahead)."""
+    return as_int(command.context.get(AFTER))
 
 
 def attempt_of(command: Command) -> int:

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -39,8 +41,9 @@ from noetl_common.wire.internal import CommandNotification
 from .client import AlreadyClaimed, Backoff, ClaimFailed, Claimed, ControlPlane, RetryLater
 from . import jetstream
 from .config import WorkerSettings
-from .outcomes import REPOST_BACKOFF, Accepted, Backlog, NotTaken, Unreported, post_outcome, post_until_taken
-from .running import RETRY_NAK_SECONDS, CommandRunner, Job, WorkerMetrics, as_int, attempt_of
+from .outcomes import (REPOST_BACKOFF, Accepted, Backlog, NotTaken, Unreported, merged, pipelined, post_outcome,
+                       post_until_taken)
+from .running import RETRY_NAK_SECONDS, CommandRunner, Job, WorkerMetrics, after_of, as_int, attempt_of
 from .slots import RecentCommands, Slots
 from .tools.base import Runner
 from .wire import Command, EagerRequest, PoolRegistration
@@ -51,6 +54,24 @@ BAD_CLAIM_NAK_SECONDS = 30.0
 HAND_BACK_NAK_SECONDS = 1.0  # a fetched message whose slot an eager command took meanwhile
 LONG_POLL_SECONDS = 1.0  # waiting for the next notification (a pull re-sent once a second when idle)
 BURST_POLL_SECONDS = 0.01  # what else is waiting right after one came
+AFTER_POLL_SECONDS = 0.005  # a command to run after one still running in another slot (not expected)
+
+
+class Ran(msgspec.Struct):
+    """A handed-over command that ran here: its outcome to report, and the context it ran in."""
+
+    job: Job
+    outcome: Unreported
+    context: contextvars.Context  # where it ran: its log ids, and its span, which its report ends
+    span: Any = None
+
+
+class Answer(msgspec.Struct):
+    """What a reported batch's answer hands over, and whether its execution had ended."""
+
+    jobs: list[Job]
+    ended: bool
+
 
 CLAIM_LABELS = {Claimed: "claimed", AlreadyClaimed: "already_claimed", RetryLater: "retry_later",
                 ClaimFailed: "failed"}
@@ -212,20 +233,73 @@ class Worker:
             return []
 
     async def _run_chain(self, jobs: list[Job]) -> None:
-        """Handed-over commands: the first in the slot already held, extras each in a slot of
-        their own; each outcome may hand over more."""
-        while jobs:
-            first, *extras = jobs
-            for job in extras:
-                self._spawn(self._run_extra(job))
-            jobs = await self._run_handed(first)
+        """Handed-over commands, in this slot while each outcome's answer hands over more. Commands
+        issued `after` one another (a sequential loop's iterations, taken ahead) run back to back;
+        what has ended is reported in one batch while the next ones run, each batch once the one
+        before it was answered, so outcomes reach the shard in the order the commands ran."""
+        todo: deque[Job] = deque()
+        self._adopt(jobs, todo)
+        ready: list[Ran] = []                         # ended, not reported yet
+        report: asyncio.Task[Answer] | None = None  # the batch being reported
+        while todo or ready or report is not None:
+            if report is not None and (report.done() or not todo):
+                self._take_answer(todo, await report)
+                report = None
+            if report is None and ready:
+                # One batch is one execution's (a slot's chain is; anything else waits its turn).
+                batch = [r for r in ready if r.outcome.execution_id == ready[0].outcome.execution_id]
+                ready = [r for r in ready if r.outcome.execution_id != ready[0].outcome.execution_id]
+                report = asyncio.create_task(self._report_handed(batch), context=batch[-1].context)
+            elif todo:
+                ran = await self._run_handed(todo.popleft())
+                if ran is not None:
+                    ready.append(ran)
 
-    async def _run_extra(self, job: Job) -> None:
+    def _take_answer(self, todo: deque[Job], answer: Answer) -> None:
+        if answer.ended:  # cancelled or ended meanwhile: what was handed ahead is not started
+            for job in todo:
+                self._recent.forget(job.command_id)
+            if todo:
+                log.info("execution ended; dropping %d command(s) handed over ahead", len(todo))
+            todo.clear()
+        self._adopt(answer.jobs, todo)
+
+    def _adopt(self, jobs: list[Job], todo: deque[Job]) -> None:
+        """Queue handed-over jobs: one issued after a job this slot has queued or ran (the shard
+        hands such a job only to the worker holding the one before it) at the end of `todo`, which
+        holds this slot's sequence; a plain one too when `todo` is empty, else in a slot of its
+        own; each followed by those issued after it."""
+        afters = [after_of(job.command) for job in jobs]
+        ids = {job.command_id for job in jobs}
+        follows = {after: job for after, job in zip(afters, jobs) if after in ids}
+        chains: list[tuple[int | None, list[Job]]] = []
+        for after, job in zip(afters, jobs):
+            if after in ids:
+                continue
+            chain = [job]
+            while (nxt := follows.get(chain[-1].command_id)) is not None:
+                chain.append(nxt)
+            chains.append((after, chain))
+        chains.sort(key=lambda c: c[0] is None)  # those continuing this slot's sequence first
+        queued = {job.command_id for job in todo}
+        for after, chain in chains:
+            if after is not None and after not in queued and self._recent.running(after):
+                log.warning("command %s is to run after %s, which runs in another slot; waiting for it",
+                            chain[0].command_id, after)
+                self._spawn(self._run_extra(chain, after=after))
+            elif after is not None or not todo:
+                todo.extend(chain)
+            else:
+                self._spawn(self._run_extra(chain))
+
+    async def _run_extra(self, chain: list[Job], after: int | None = None) -> None:
         # Normally a slot is free (we asked for no more than were); if a race took it, wait: the
         # command's lease is long, and dropping it would leave it idle until the lease expires.
+        while after is not None and self._recent.running(after):
+            await asyncio.sleep(AFTER_POLL_SECONDS)
         await self._slots.take()
         try:
-            await self._run_chain([job])
+            await self._run_chain(chain)
         finally:
             self._slots.release()
 
@@ -247,13 +321,14 @@ class Worker:
             command_id_var.reset(command_token)
 
     def _span(self, step: str | None, execution_id: Any, command_id: int, traceparent: str | None,
-              kind: Any) -> Any:
+              kind: Any, *, end_on_exit: bool = True) -> Any:
         """A command's span, child of the span that issued it (the traceparent of its notification
-        or of the answer that handed it over): claim, tool run and report happen inside it."""
+        or of the answer that handed it over): claim, tool run and report happen inside it (a
+        handed-over command's report comes after its run: its span is ended by the report)."""
         if self._tracer is None:
             return contextlib.nullcontext()
         return self._tracer.start_as_current_span(
-            f"command {step or '?'}", context=tracing.context_from(traceparent), kind=kind,
+            f"command {step or '?'}", context=tracing.context_from(traceparent), kind=kind, end_on_exit=end_on_exit,
             attributes={"noetl.execution_id": str(execution_id), "noetl.command_id": str(command_id),
                         "noetl.step": step or "", "noetl.pool": self.settings.pool,
                         "noetl.worker_id": self.settings.worker_id})
@@ -320,33 +395,56 @@ class Worker:
         await jetstream.ack(msg)
         return self._handed_over(plane, posted.commands) if isinstance(posted, Accepted) else []
 
-    async def _run_handed(self, job: Job) -> list[Job]:
-        """A command handed over with an outcome answer: claimed and started for us already."""
+    async def _run_handed(self, job: Job) -> Ran | None:
+        """Run a command handed over with an outcome answer (claimed and started for us already):
+        its outcome with the context it ran in (its log ids and span, which its report keeps), or
+        None when it did not run to an end here."""
         token = execution_id_var.set(str(job.command.execution_id))
         command_token = command_id_var.set(str(job.command_id))
         try:
             with self._span(job.command.node_name, job.command.execution_id, job.command_id,
-                            job.command.meta.get(tracing.TRACEPARENT), tracing.SpanKind.INTERNAL):
-                return await self._run_handed_traced(job)
+                            job.command.meta.get(tracing.TRACEPARENT), tracing.SpanKind.INTERNAL,
+                            end_on_exit=False) as span:
+                outcome = None
+                try:
+                    outcome = await self._runner.run(job)
+                except Exception:
+                    log.exception("unexpected error running handed-over command %s; its lease will expire",
+                                  job.command_id)
+                finally:
+                    if outcome is None and span is not None:
+                        span.end()
+                return Ran(job, outcome, contextvars.copy_context(), span) if outcome is not None else None
         finally:
             execution_id_var.reset(token)
             command_id_var.reset(command_token)
 
-    async def _run_handed_traced(self, job: Job) -> list[Job]:
+    async def _report_handed(self, ran: list[Ran]) -> Answer:
+        """Post until taken (one batch for all of `ran`, one execution's, in the order they ran);
+        what the answer hands over. Marked `pipelined` while this worker takes commands eagerly:
+        then a sequential loop's next iterations come ahead."""
         try:
-            outcome = await self._runner.run(job)
-            if outcome is None:
-                return []
-            posted = await post_until_taken(job.plane, outcome, self.settings.worker_id, self._eager, self._stopping,
+            outcome = merged([r.outcome for r in ran])
+            if self._eager() is not None:
+                outcome = pipelined(outcome)
+            plane = ran[0].job.plane
+            posted = await post_until_taken(plane, outcome, self.settings.worker_id, self._eager, self._stopping,
                                             lambda _: self.metrics.report_failures.inc(), self.repost_backoff)
             if isinstance(posted, Accepted):
-                return self._handed_over(job.plane, posted.commands)
+                return Answer(self._handed_over(plane, posted.commands), posted.ended)
+            if len(ran) > 1 and not posted.retryable:  # one of them was refused: each on its own
+                answers = [await self._report_handed([msgspec.structs.replace(r, span=None)]) for r in ran]
+                return Answer([job for a in answers for job in a.jobs], any(a.ended for a in answers))
             log.error("outcome of %s not reported (%s); its lease will expire and the shard re-issues it",
-                      job.command_id, posted.reason)
+                      ", ".join(str(r.job.command_id) for r in ran), posted.reason)
         except Exception:
-            log.exception("unexpected error running handed-over command %s; its lease will expire",
-                          job.command_id)
-        return []
+            log.exception("unexpected error reporting handed-over command(s) %s; the lease will expire",
+                          ", ".join(str(r.job.command_id) for r in ran))
+        finally:
+            for r in ran:
+                if r.span is not None:
+                    r.span.end()
+        return Answer([], False)
 
     def _eager(self) -> EagerRequest | None:
         """How many commands we could take right now: this finishing one's slot, plus the spare

@@ -65,6 +65,14 @@ class BatchAnswer(msgspec.Struct, kw_only=True):
     not hide the others; everything else in the answer (status, event_ids, ...) is ignored."""
 
     commands: list[msgspec.Raw] | None = None
+    ended: bool = False  # the execution had ended before the batch: drop what was handed ahead
+
+
+class Handed(msgspec.Struct):
+    """What a batch answer hands over: its commands, and whether the execution had ended."""
+
+    commands: list[Command] = []
+    ended: bool = False
 
 
 class SingleEvent(Event, kw_only=True, omit_defaults=True):

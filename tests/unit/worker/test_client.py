@@ -18,7 +18,7 @@ from noetl_worker.client import (
     RetryLater,
 )
 from noetl_worker.events import Reporter
-from noetl_worker.wire import EagerRequest, PoolRegistration
+from noetl_worker.wire import EagerRequest, Handed, PoolRegistration
 
 CLAIM = "/api/commands/{event_id}/claim"
 BATCH = "/api/events/batch"
@@ -237,7 +237,8 @@ async def test_post_events_asks_for_eager_commands_and_returns_them(peer, sessio
     r = reporter()
     got = await plane(peer, session).post_events(7, r.succeeded(1, ""), "w1", r.key("ok"),
                                                   eager=EagerRequest(slots=3, pool="default"))
-    assert [(c.event_id, c.node_name, c.started) for c in got] == [(43, "next", True)]
+    assert [(c.event_id, c.node_name, c.started) for c in got.commands] == [(43, "next", True)]
+    assert not got.ended
     assert peer.hits(BATCH)[0][3]["eager"] == {"slots": 3, "pool": "default"}
 
 
@@ -250,15 +251,22 @@ async def test_post_events_asks_for_eager_commands_and_returns_them(peer, sessio
 ])
 async def test_post_events_without_handed_over_commands_returns_none(peer, session, answer):
     peer.answer(BATCH, 202, answer)
-    assert await plane(peer, session).post_events(7, reporter().started(), "w1", "k") == []
+    assert await plane(peer, session).post_events(7, reporter().started(), "w1", "k") == Handed()
     assert "eager" not in peer.hits(BATCH)[0][3]  # not asked for: not sent
+
+
+async def test_post_events_says_when_the_execution_had_ended(peer, session):
+    peer.answer(BATCH, 202, {"status": "accepted", "event_ids": [], "commands": [], "ended": True})
+    got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
+                                                  eager=EagerRequest(slots=1, pool="p"))
+    assert got == Handed(commands=[], ended=True)
 
 
 async def test_post_events_skips_an_unreadable_handed_over_command(peer, session):
     peer.answer(BATCH, 202, {"commands": [{"node_name": "no execution id"}, {**COMMAND, "started": True}]})
     got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
                                                   eager=EagerRequest(slots=1, pool="p"))
-    assert [c.event_id for c in got] == [42]
+    assert [c.event_id for c in got.commands] == [42]
 
 
 async def test_single_event_fallback_hands_over_nothing(peer, session):
@@ -266,7 +274,7 @@ async def test_single_event_fallback_hands_over_nothing(peer, session):
     peer.default("/api/events", 200, {"status": "ok", "event_id": 1})
     got = await plane(peer, session).post_events(7, reporter().started(), "w1", "k",
                                                   eager=EagerRequest(slots=1, pool="p"))
-    assert got == []
+    assert got == Handed()
 
 
 async def test_run_child_polls_the_cheap_check_and_reads_the_steps_once_the_child_ended(peer, session):

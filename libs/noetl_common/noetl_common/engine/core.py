@@ -26,7 +26,7 @@ from ..dsl.templates import Renderer, TemplateError
 from ..keychain_refs import ROOT as KEYCHAIN, KeychainRef, token_ref
 from ..vocabulary import EventType
 from .data import ExecutionData
-from .decisions import Decision, EmitEvent, Finish, IssueCommand, StartChild
+from .decisions import Decision, EmitEvent, Finish, IssueCommand, Release, StartChild
 from .events import EngineEvent
 from .state import LoopState, Pending, State
 from .stored import Resolve, compact, full_view, is_stub
@@ -39,6 +39,11 @@ def _loop(step: Step) -> Loop:
     return step.loop
 
 Mint = Callable[[], int]
+
+# Iterations of a sequential loop issued ahead to a worker that pipelines: it runs them back to
+# back and reports what has ended in one batch while the batch before is written, so a step waits
+# for no round trip. A cancel is seen at the next answer: the worker drops what it has not started.
+AHEAD = 8
 
 
 class _Run:
@@ -166,7 +171,8 @@ class _Run:
             raise TemplateError(expr, f"loop.spec.max_in_flight rendered to {value!r}, not a non-negative integer")
         return cap
 
-    def issue(self, step: Step, index: int | None, item: Any, total: int | None, *, attempt: int) -> None:
+    def issue(self, step: Step, index: int | None, item: Any, total: int | None, *, attempt: int,
+              after: int | None = None) -> int:
         scope = self.context(self.loop_scope(step, index, item, total) if index is not None else None)
         command_id = self.mint()
         if step.kind == "playbook":
@@ -176,7 +182,7 @@ class _Run:
             self.st.pending[command_id] = Pending(step=step.name, iteration=index, attempt=attempt)
             self.out.append(StartChild(command_id=command_id, step=step.name, path=str(path),
                                        version=step.tool.get("version"), workload=workload, iteration=index))
-            return
+            return command_id
         inputs = self.r.render(step.input, scope)
         if index is not None:  # loop tools receive the item even when `input:` doesn't name it
             inputs = {_loop(step).iterator: item, "_index": index, "_total": total, **inputs}
@@ -202,7 +208,8 @@ class _Run:
                                               max_attempts=step.retry)
         self.out.append(IssueCommand(command_id=command_id, step=step.name, tool_kind=step.kind, tool_config=config,
                                      input=inputs, pipeline=pipeline, context=context, iteration=index, item=item,
-                                     attempt=attempt, max_attempts=step.retry, frame=frame))
+                                     attempt=attempt, max_attempts=step.retry, frame=frame, after=after))
+        return command_id
 
     def frame_policy(self, step: Step) -> dict[str, Any]:
         """`spec.frame` of a loop on the frames runtime, rendered, with the lease (whole seconds,
@@ -265,15 +272,39 @@ class _Run:
         self.data.extend_loop(step.name, ls.run, items)
         self.fill_loop(step)
 
-    def fill_loop(self, step: Step) -> None:
+    def fill_loop(self, step: Step, *, ahead: bool = False) -> None:
+        """Issue iterations up to the loop's cap. A sequential loop runs one at a time; `ahead` (the
+        outcome came from a worker that pipelines) lets it have AHEAD more issued, each `after` the
+        one before it, which that worker runs one after another while it reports the earlier ones."""
         ls = self.st.loops[step.name]
         total = ls.total
-        cap = 1 if _loop(step).mode == "sequential" else (ls.cap or _loop(step).max_in_flight or total)
+        sequential = _loop(step).mode == "sequential"
+        if sequential:
+            cap = 1 + AHEAD if ahead and self.may_issue_ahead(step, ls) else 1
+        else:
+            cap = ls.cap or _loop(step).max_in_flight or total
+        previous = None
+        if sequential and 0 < ls.in_flight < cap and ls.next_index < total:
+            previous = self.pending_iteration(step.name, ls.next_index - 1)
         while ls.next_index < total and ls.in_flight < cap:
             index = ls.next_index
             ls.next_index += 1
             ls.in_flight += 1
-            self.issue(step, index, self.data.item(step.name, ls.run, index), total, attempt=1)
+            issued = self.issue(step, index, self.data.item(step.name, ls.run, index), total, attempt=1,
+                                after=previous)
+            previous = issued if sequential else None
+
+    def may_issue_ahead(self, step: Step, ls: LoopState) -> bool:
+        """An iteration rendered one outcome early renders the same only while nothing else can
+        change its scope: no other command pending (their results and a pipeline's ctx updates feed
+        the context), not a pipeline or sub-playbook step, and no tool retry (a retried iteration
+        must run before the next one)."""
+        return step.kind not in ("pipeline", "playbook") and step.retry <= 1 and len(self.st.pending) == ls.in_flight
+
+    def pending_iteration(self, step: str, index: int) -> int | None:
+        """The command in flight for iteration `index` of `step` (a sequential loop has 1 + AHEAD at most)."""
+        return next((command_id for command_id, p in self.st.pending.items()
+                     if p.step == step and p.iteration == index), None)
 
     def end_loop(self, step: Step, status: str = "COMPLETED") -> None:
         """Data holds exactly the loops the State names, so a reload from rows equals it. A run on
@@ -427,6 +458,10 @@ class _Run:
             return
         ls.in_flight -= 1
         ls.done += 1
+        if ls.in_flight and _loop(step).mode == "sequential":
+            waiting = self.pending_iteration(step.name, pending.iteration + 1)
+            if waiting is not None:  # issued ahead, after this one
+                self.out.append(Release(command_id=waiting, step=step.name))
         if ok:
             self.data.set_loop_result(step.name, ls.run, pending.iteration, kept)
         else:
@@ -435,7 +470,7 @@ class _Run:
         if self.st.failures and _loop(step).mode == "sequential":
             pass  # keep going: rule 1 lets running work finish; new iterations of this loop continue too
         if ls.done < ls.total:
-            self.fill_loop(step)
+            self.fill_loop(step, ahead=event.pipelined)
         elif _loop(step).mode == "cursor":
             self.claim(step)  # frame done: lease the next one (an empty claim ends the loop)
         else:

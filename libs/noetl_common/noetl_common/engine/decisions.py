@@ -22,6 +22,16 @@ class IssueCommand(msgspec.Struct, tag=True, kw_only=True):
     # A frame of a loop on the frames runtime: {stage_id, frame_index, worker_slot_id, lease_seconds,
     # heartbeat_seconds, policy}, what the worker claims, heartbeats and commits it with.
     frame: dict[str, Any] | None = None
+    # A sequential loop's iteration issued ahead (EngineEvent.pipelined): it may start only once the
+    # command `after`, the iteration before it, has ended.
+    after: int | None = None
+
+
+class Release(msgspec.Struct, tag=True, kw_only=True):
+    """The command before an iteration issued ahead has ended: a worker may start it now. Its
+    holder is usually running it already; otherwise it is announced."""
+    command_id: int
+    step: str
 
 
 class StartChild(msgspec.Struct, tag=True, kw_only=True):
@@ -46,4 +56,4 @@ class Finish(msgspec.Struct, tag=True, kw_only=True):
     step_results: dict[str, Any] = {}
 
 
-Decision = IssueCommand | StartChild | EmitEvent | Finish
+Decision = IssueCommand | Release | StartChild | EmitEvent | Finish

@@ -49,10 +49,13 @@ async def default_tool(kind: str, config: dict[str, Any], inputs: dict[str, Any]
 
 class Simulator:
     def __init__(self, playbooks: dict[str, Playbook] | None = None, *, tool: ToolFn = default_tool,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, pipelined: bool = False) -> None:
+        """`pipelined`: outcomes say the worker takes a sequential loop's iterations ahead (then a
+        command issued `after` another runs only once that one has)."""
         self.playbooks = playbooks or {}
         self.tool = tool
         self.random = random.Random(seed) if seed is not None else None
+        self.pipelined = pipelined
         self.ids = itertools.count(1_000_000)
         self.renderer = Renderer()
 
@@ -80,9 +83,12 @@ class Simulator:
                     finish = d
             if finish is not None or not queue:
                 break
-            index = self.random.randrange(len(queue)) if self.random else 0
+            runnable = [i for i, c in enumerate(queue) if getattr(c, "after", None) not in state.pending]
+            index = runnable[self.random.randrange(len(runnable))] if self.random else runnable[0]
             command = queue.pop(index)
             event = await self.execute(command)
+            if self.pipelined:
+                event = msgspec.structs.replace(event, pipelined=True)
             if event.kind == "command_done" and getattr(command, "iteration", None) is not None:
                 loops.setdefault(command.step, []).append((command.iteration, event.result))
             events += 1

@@ -122,6 +122,9 @@ class BatchAccepted(msgspec.Struct, kw_only=True):
     idempotency_key: str | None = None
     # With an eager offer: the next commands, claimed and started for the offering worker.
     commands: list[CommandOut] | msgspec.UnsetType = msgspec.UNSET
+    # Only when true: the execution had ended before this batch (its commands are cancelled); a
+    # worker drops what it was handed ahead and has not started.
+    ended: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class ClaimRequest(msgspec.Struct, kw_only=True):

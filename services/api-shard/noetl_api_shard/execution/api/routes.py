@@ -152,6 +152,8 @@ def _answer(txn: Txn, execution_id: int, request_id: int, done: Accepted, key: s
     answer = BatchAccepted(status="accepted", request_id=str(request_id), event_ids=done.event_ids,
                            commands_generated=done.commands_generated, duplicate=False, queue_depth=0,
                            idempotency_key=key)
+    if done.closed:
+        answer.ended = True
     if eager is not None:
         answer.commands = [command_out(msgspec.structs.asdict(c), claimed=True) for c in eager.claimed]
         traceparent = tracing.current_traceparent()

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from noetl_common.background import Backoff, Loop, in_background
+from noetl_common.vocabulary import AFTER
 
 from ...store import commands as command_store
 from ...store import executions as execution_store
@@ -50,6 +51,8 @@ async def _recover_lease(orch: Orchestrator, command_id: int) -> int:
         cmd = await command_store.get(txn.conn, command_id)
         if cmd is None or not command_store.lease_expired(cmd, datetime.now(timezone.utc)):
             return 0  # finished or renewed meanwhile
+        if await _waits(txn.conn, cmd):
+            return 0
         if cmd["attempt"] >= cmd["max_attempts"]:
             await orch.fail_command(txn, cmd, f"worker {cmd['worker_id']} stopped responding; "
                                               f"{cmd['max_attempts']} attempt(s) exhausted")
@@ -66,9 +69,21 @@ async def _renotify(orch: Orchestrator, command_id: int, older_than_seconds: flo
         if cmd is None or cmd["status"] != "ISSUED" or \
                 (datetime.now(timezone.utc) - cmd["updated_at"]).total_seconds() < older_than_seconds:
             return 0
+        if await _waits(txn.conn, cmd):
+            return 0
         await command_store.bump(txn.conn, command_id)
         txn.uow.notify(_notification(orch, cmd))
     return 1
+
+
+async def _waits(conn: Any, cmd: Any) -> bool:
+    """A sequential loop's iteration issued ahead waits until the one before it has ended (that
+    ending announces it); until then the reaper leaves it alone, so it never runs beside it."""
+    after = (cmd["context"] or {}).get(AFTER)
+    if after is None:
+        return False
+    before = await command_store.get(conn, int(after))
+    return before is not None and before["status"] not in command_store.TERMINAL
 
 
 def _notification(orch: Orchestrator, cmd: Any) -> OutboxRow:

@@ -9,6 +9,7 @@ from typing import Any
 from noetl_common import tracing
 from noetl_common.pools import DEFAULT_POOL, command_subject
 from noetl_common.wire.internal import CommandNotification
+from noetl_common.vocabulary import AFTER
 
 from ...state import ShardServices
 from ...store.outbox import OutboxRow
@@ -29,6 +30,8 @@ def command_context(d: Any) -> dict[str, Any]:
                "attempt": d.attempt, "max_attempts": d.max_attempts}
     if getattr(d, "frame", None) is not None:  # a frame of the frames runtime: what the worker leases it with
         context["frame"] = d.frame
+    if getattr(d, "after", None) is not None:  # issued ahead: runs only after this command has ended
+        context[AFTER] = str(d.after)
     return context
 
 

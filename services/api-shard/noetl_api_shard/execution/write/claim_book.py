@@ -86,5 +86,9 @@ class ClaimBook:
             return None
         return claim
 
+    def granted(self, command_id: int) -> Claim | None:
+        """The claim this process granted on `command_id`, whether or not its lease still runs."""
+        return self._claims.get(command_id)
+
     def __len__(self) -> int:
         return len(self._claims)

@@ -13,7 +13,7 @@ import msgspec
 from noetl_common import engine as _engine
 from noetl_common.dsl import PlaybookError, parse_playbook  # noqa: F401
 from noetl_common.engine import (EmitEvent, EngineEvent, ExecutionData, Finish, IssueCommand,  # noqa: F401
-                                 StartChild, State)
+                                 Release, StartChild, State)
 from noetl_common.ids import timestamp_ms
 
 Decision = Any
@@ -52,12 +52,12 @@ def data_from_rows(rows: Iterable[Any], running_loops: Iterable[tuple[str, int]]
     return ExecutionData.from_rows(results, items, loop_results)
 
 
-def command_done(command_id: int, result: Any) -> EngineEvent:
-    return EngineEvent(kind="command_done", command_id=command_id, result=result)
+def command_done(command_id: int, result: Any, *, pipelined: bool = False) -> EngineEvent:
+    return EngineEvent(kind="command_done", command_id=command_id, result=result, pipelined=pipelined)
 
 
-def command_failed(command_id: int, error: str) -> EngineEvent:
-    return EngineEvent(kind="command_failed", command_id=command_id, error=error)
+def command_failed(command_id: int, error: str, *, pipelined: bool = False) -> EngineEvent:
+    return EngineEvent(kind="command_failed", command_id=command_id, error=error, pipelined=pipelined)
 
 
 def child_done(command_id: int, status: str, result: Any, error: str | None,

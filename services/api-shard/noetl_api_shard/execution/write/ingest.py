@@ -30,7 +30,7 @@ from .claim_book import ClaimBook
 from .orchestration import Orchestrator, TERMINAL
 from .ownership import require_owned
 from .txn import Eager, Fallback, Txn
-from .worker_events import FINISHING, PROGRESS, WorkerEvent, reports_success, status_for
+from .worker_events import FINISHING, PROGRESS, WorkerEvent, reports_success, status_for, worker_pipelines
 
 STARTED = EventType.COMMAND_STARTED
 DEDUPED = FINISHING | {STARTED}   # one of each per command; a second is a re-send
@@ -251,12 +251,14 @@ async def _decide(orch: Orchestrator, txn: Txn, ex: Any, command_id: int, ev: Wo
     _record_outcome(txn, command_id, ev)
     ok = reports_success(ev.event_type, ev.status, ev.payload)
     orch.svc.metrics.step_finished(command_id, resolve_pool(ex.execution_pool, ex.path), ok)
-    return (await orch.advance(txn, ex, engine_event_for(command_id, ev), event_id, eager)).commands
+    return (await orch.advance(txn, ex, engine_event_for(command_id, ev), event_id, eager, ev.worker_id)).commands
 
 
 def engine_event_for(command_id: int, ev: WorkerEvent) -> Any:
     """The engine input a finishing event stands for, as ingested (replay.engine_event_of reads the
     logged row the same way; tests/unit/api_shard/test_event_mapping.py holds them together)."""
+    pipelined = worker_pipelines(ev.payload)
     if reports_success(ev.event_type, ev.status, ev.payload):
-        return engine.command_done(command_id, step_results.engine_value(ev))
-    return engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message")
+        return engine.command_done(command_id, step_results.engine_value(ev), pipelined=pipelined)
+    return engine.command_failed(command_id, ev.error_text or f"{ev.event_type} without an error message",
+                                 pipelined=pipelined)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -30,6 +31,7 @@ from noetl_common.vocabulary import EventType
 
 from ...state import ShardServices
 from ...store import catalog as catalog_store
+from ...store import commands as command_store
 from ...store import executions as execution_store
 from ...store import writes
 from ...store.events import NewEvent
@@ -53,6 +55,9 @@ log = logging.getLogger("noetl.api_shard.orchestration")
 # How many workers may take one command over after the previous holder vanished (lease expired)
 # before the step fails. Tool-level retries are separate: the engine issues a new command each.
 TAKEOVER_ATTEMPTS = 3
+# A held-back command's row as read, for handing it over (CommandRow's fields the table has).
+HELD_BACK_COLUMNS = ("command_id", "execution_id", "catalog_id", "step", "tool_kind", "pool", "iteration", "context",
+                     "status", "attempt", "max_attempts")
 TERMINAL = execution_store.TERMINAL
 TERMINAL_EVENT = {"COMPLETED": EventType.PLAYBOOK_COMPLETED, "FAILED": EventType.PLAYBOOK_FAILED,
                   "CANCELLED": EventType.EXECUTION_CANCELLED}
@@ -237,8 +242,9 @@ class Orchestrator:
 
     # --- advance ------------------------------------------------------------------------------
     async def advance(self, txn: Txn, ex: Loaded, event: Any, cause_event_id: int,
-                      eager: Eager | None = None) -> Outcome:
-        """Run the engine on one event for a locked execution and record its decisions."""
+                      eager: Eager | None = None, reporter: str | None = None) -> Outcome:
+        """Run the engine on one event for a locked execution and record its decisions.
+        `reporter`: the worker whose outcome the event is."""
         if ex.status in TERMINAL:
             return Outcome()
         playbook, _ = await self.playbook(ex.catalog_id)
@@ -252,7 +258,7 @@ class Orchestrator:
                                              mint=self.svc.mint_owned_id, data=ex.data, resolve=resolve))
             if span is not None:
                 span.set_attribute("noetl.engine.decisions", len(decisions))
-        return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager)
+        return await self.persist(txn, ex, decisions, parent_event_id=cause_event_id, eager=eager, reporter=reporter)
 
     async def drain(self, txn: Txn) -> None:
         """Apply queued follow-ups in order (each may queue more) within the transaction."""
@@ -278,7 +284,7 @@ class Orchestrator:
 
     # --- decisions ----------------------------------------------------------------------------
     async def persist(self, txn: Txn, ex: Loaded, decisions: list[Any], parent_event_id: int,
-                      eager: Eager | None = None) -> Outcome:
+                      eager: Eager | None = None, reporter: str | None = None) -> Outcome:
         outcome = Outcome()
         finish = None
         for d in decisions:
@@ -293,6 +299,8 @@ class Orchestrator:
                                         payload=d.payload or {}))
                 if d.event_type in STAGE_EVENTS:
                     stages.record(txn.uow, ex.execution_id, d, event_id, parent_event_id)
+            elif isinstance(d, engine.Release):
+                await self._released(txn, ex, d, reporter, eager)
             elif isinstance(d, engine.StartChild):
                 await children.start_child(self, txn, ex, d)
             elif isinstance(d, engine.Finish):
@@ -313,17 +321,72 @@ class Orchestrator:
                                 node_name=d.step, node_type=d.tool_kind, status="PENDING", catalog_id=ex.catalog_id,
                                 parent_event_id=parent_event_id, command_id=d.command_id, attempt=d.attempt,
                                 iteration=d.iteration, payload={"context": issued_event_context(context)}))
-        if eager is not None and eager.pool == pool and len(eager.claimed) < eager.slots:
+        after = getattr(d, "after", None)
+        if eager is not None and eager.pool == pool and (
+                self._chained(after, eager) if after is not None else len(eager.claimed) < eager.slots):
             cmd.status, cmd.worker_id, cmd.lease_seconds, cmd.started = ("RUNNING", eager.worker_id,
                                                                          eager.lease_seconds, True)
             txn.uow.append(*claim_events(self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id, 1,
                                          {"eager": True}))
             eager.claimed.append(cmd)
             self.svc.metrics.command_picked_up(cmd.command_id, pool, "eager")
-        else:
+        elif after is None:
             txn.uow.notify(notification(self.svc, command_id=cmd.command_id, execution_id=cmd.execution_id,
                                         step=cmd.step, pool=pool))
+        # else held: announced by the reaper once the command before it has ended (upkeep.reaper)
         txn.uow.new_command(cmd)
+
+    async def _released(self, txn: Txn, ex: Loaded, d: Any, reporter: str | None, eager: Eager | None) -> None:
+        """The iteration before command `d.command_id` has ended. The worker that ran it usually
+        holds this one and has started it: its lease now counts from here once half of it has gone
+        (it may have waited behind slow iterations). Held by another worker whose lease runs:
+        nothing. Held back (nobody has it): handed to the reporting worker when it takes commands
+        eagerly, so its chain forms again (after a takeover, or a restart of this process),
+        otherwise announced; so is one whose holder is gone."""
+        lease = self.svc.settings.claim_lease_seconds
+        claim = self.claims.granted(d.command_id)
+        held_back = self.claims.issued(d.command_id) if claim is None else None
+        holder: str | None = None
+        live = fresh = False
+        if claim is not None:
+            left = claim.until - self.claims.clock()
+            holder, live, fresh = claim.worker_id, left > 0, left > lease / 2
+        elif held_back is None:
+            if txn.optimistic:
+                raise Fallback("the holder of a released command is not known here")
+            row = await command_store.get(txn.conn, d.command_id)
+            if row is None or row["status"] in command_store.TERMINAL:
+                return
+            if row["status"] == "ISSUED":
+                held_back = CommandRow(**{f: row[f] for f in HELD_BACK_COLUMNS})
+            else:
+                holder = row["worker_id"]
+                live = row["lease_expires_at"] is not None and row["lease_expires_at"] > datetime.now(timezone.utc)
+        if holder is not None and holder == reporter:
+            if not fresh:
+                txn.uow.change_command(CommandChange(command_id=d.command_id, lease_seconds=lease))
+        elif held_back is not None and eager is not None and eager.worker_id == reporter and eager.pool == held_back.pool:
+            cmd = msgspec.structs.replace(held_back, status="RUNNING", worker_id=eager.worker_id,
+                                          lease_seconds=eager.lease_seconds, started=True)
+            txn.uow.change_command(CommandChange(command_id=cmd.command_id, status="RUNNING", worker_id=cmd.worker_id,
+                                                 attempt=cmd.attempt, lease_seconds=cmd.lease_seconds, claimed=True,
+                                                 started=True, if_issued=txn.optimistic))
+            txn.uow.append(*claim_events(self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id,
+                                         cmd.attempt, {"eager": True}))
+            eager.claimed.append(cmd)
+            self.svc.metrics.command_picked_up(cmd.command_id, eager.pool, "eager")
+        elif holder is None or not live:
+            txn.uow.notify(notification(self.svc, command_id=d.command_id, execution_id=ex.execution_id, step=d.step,
+                                        pool=resolve_pool(ex.execution_pool, ex.path)))
+
+    def _chained(self, after: int, eager: Eager) -> bool:
+        """An iteration issued ahead goes to the eager worker only if that worker holds the one
+        before it (handed over now, or earlier while its lease surely runs): it runs in that slot,
+        after it, so it takes no slot of its own."""
+        if any(c.command_id == after for c in eager.claimed):
+            return True
+        holder = self.claims.holder(after)
+        return holder is not None and holder.worker_id == eager.worker_id
 
     async def finish(self, txn: Txn, ex: Loaded, *, status: str, result: Any = None, error: str | None = None,
                      parent_event_id: int | None = None, step_results: dict[str, Any] | None = None) -> None:

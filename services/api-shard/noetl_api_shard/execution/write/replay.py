@@ -19,7 +19,7 @@ from ...store import results as result_store
 from . import step_results
 from . import engine_port as engine
 from .orchestration import Orchestrator
-from .worker_events import FINISH_ERROR, FINISH_OK, reports_success
+from .worker_events import FINISH_ERROR, FINISH_OK, reports_success, worker_pipelines
 
 PAGE = 5000
 
@@ -30,9 +30,12 @@ def engine_event_of(row: Any, stored: Mapping[int, Any] | None = None) -> Any | 
     kind, payload, command_id = row["event_type"], row["payload"] or {}, row["command_id"]
     if command_id is not None:
         if kind in FINISH_OK or kind in FINISH_ERROR:
+            pipelined = worker_pipelines(payload)
             if reports_success(kind, row["status"], payload):
-                return engine.command_done(command_id, step_results.value_of(payload, stored or {}))
-            return engine.command_failed(command_id, row["error"] or f"{kind} without an error message")
+                return engine.command_done(command_id, step_results.value_of(payload, stored or {}),
+                                           pipelined=pipelined)
+            return engine.command_failed(command_id, row["error"] or f"{kind} without an error message",
+                                         pipelined=pipelined)
         if kind.startswith("child."):
             return engine.child_done(command_id, str(payload.get("status") or ""), payload.get("result"), payload.get("error"),
                                      payload.get("steps"))

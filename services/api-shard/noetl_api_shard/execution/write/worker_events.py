@@ -15,7 +15,7 @@ import msgspec
 from noetl_common.errors import ApiError, bad_request
 from noetl_common.ids import parse_id
 from noetl_common.wire.execution import MAX_EVENT_TYPE, EventIn
-from noetl_common.vocabulary import EventType
+from noetl_common.vocabulary import PIPELINED, EventType
 
 # Events that finish a command: the engine advances once per command on the first of these.
 FINISH_OK = frozenset({EventType.CALL_DONE, EventType.COMMAND_COMPLETED})
@@ -124,6 +124,13 @@ def reports_success(event_type: str, status: Any, payload: Mapping[str, Any]) ->
     if event_type not in FINISH_OK:
         return False
     return not any(isinstance(s, str) and s.upper() in ("FAILED", "ERROR") for s in (status, payload.get("status")))
+
+
+def worker_pipelines(payload: Mapping[str, Any]) -> bool:
+    """Whether a finishing event's worker takes a sequential loop's next iteration ahead (engine
+    EngineEvent.pipelined; the fleet's worker says so with eager dispatch). Ingest and replay both
+    ask this."""
+    return payload.get(PIPELINED) is True
 
 
 def status_for(event_type: str, explicit: str | None) -> str:
