@@ -61,6 +61,14 @@ def assert_one_at_a_time_in_order(entries: list[tuple[str, int]]) -> None:
     assert first_starts == sorted(first_starts), first_starts
 
 
+async def until_logged(log: Path, entries: int) -> None:
+    for _ in range(500):
+        if len(runs(log)) >= entries:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {entries} entries in {log}: {runs(log)}")
+
+
 async def start(http, router: str, path: str, log: Path) -> str:
     async with http.post(f"{router}/api/execute", json={"path": path, "workload": {"log": str(log)}}) as r:
         body = await r.json()
@@ -101,10 +109,7 @@ async def test_a_cancel_drops_the_iterations_handed_ahead(http, tmp_path):
         await register(http, fleet.router, loop_playbook("tests/ahead_slow", N, 0.3))
         log = tmp_path / "runs.log"
         execution_id = await start(http, fleet.router, "tests/ahead_slow", log)
-        for _ in range(200):
-            if len(runs(log)) >= 6:
-                break
-            await asyncio.sleep(0.05)
+        await until_logged(log, 6)
         async with http.post(f"{fleet.router}/api/executions/{execution_id}/cancel", json={"reason": "test"}) as r:
             assert r.status == 200, await r.text()
         at_cancel = len([e for e in runs(log) if e[0] == "start"])
@@ -121,10 +126,7 @@ async def test_a_killed_workers_iterations_run_on_another_in_order(http, tmp_pat
         await register(http, fleet.router, loop_playbook("tests/ahead_kill", 30, 0.05))
         log = tmp_path / "runs.log"
         execution_id = await start(http, fleet.router, "tests/ahead_kill", log)
-        for _ in range(200):
-            if len(runs(log)) >= 10:
-                break
-            await asyncio.sleep(0.02)
+        await until_logged(log, 10)
         conn = await asyncpg.connect(fleet.shard_dsns[0])
         try:
             holder = await conn.fetchval("SELECT worker_id FROM noetl.command WHERE execution_id = $1 "
