@@ -209,7 +209,7 @@ fuzz: install
 chaos: install
 	NOETL_CHAOS_REPORT=bench/results/chaos.json $(PY) -m pytest -s -m chaos tests/chaos tests/integration/fleet/test_loop_ahead.py
 
-## A worker SIGKILLed in the middle of a sequential loop it runs ahead: another finishes it, one
+## A worker, then a shard, SIGKILLed in the middle of a sequential loop run ahead: the loop ends, one
 ## iteration at a time and in order (the chaos-marked part of test_loop_ahead.py; in .ci/run).
 test-loop-takeover: install
 	NOETL_DEVSTACK_PG_DURABILITY=fast $(PY) -m pytest -m chaos tests/integration/fleet/test_loop_ahead.py

@@ -1,7 +1,8 @@
 """A sequential loop on the reference worker runs ahead (iterations handed over `after` one another,
 outcomes reported in batches): still one iteration at a time and in order, every result at its
 index, a log that replays to the stored state; a cancel drops what was handed ahead; a worker
-killed mid-chain leaves its iterations to another worker, still in order."""
+killed mid-chain leaves its iterations to another worker, still in order; a shard killed mid-chain
+(its claim book gone) comes back and the chain goes on."""
 
 from __future__ import annotations
 
@@ -146,3 +147,25 @@ async def test_a_killed_workers_iterations_run_on_another_in_order(http, tmp_pat
                  if e[0] == "end" or (i + 1 < len(entries) and entries[i + 1] == ("end", e[1]))]
         assert len(entries) - len(whole) <= 1, entries
         assert_one_at_a_time_in_order(whole)
+
+
+@pytest.mark.chaos  # make chaos and make test-loop-takeover (in .ci/run), not make test
+async def test_a_loop_goes_on_in_order_after_its_shard_is_killed(http, tmp_path):
+    async with own_fleet("noetl-ahead-shard-", 1, workers=1) as fleet:
+        await register(http, fleet.router, loop_playbook("tests/ahead_shard", 60, 0.02))
+        log = tmp_path / "runs.log"
+        execution_id = await start(http, fleet.router, "tests/ahead_shard", log)
+        await until_logged(log, 20)
+        os.kill(fleet.pid_of("api-shard-0"), signal.SIGKILL)
+        fleet.supervisor.spawn(fleet.spec("api-shard-0"))
+        await fleet.supervisor.wait_ready("api-shard-0")
+        # Well within the 30 s after which the reaper re-announces a command nobody claimed: the
+        # chain is taken up again by the shard itself, not left to that fallback.
+        status = await wait_terminal(http, fleet.router, execution_id, timeout=20)
+        assert status["status"] == "COMPLETED", status
+        entries = runs(log)
+        assert_one_at_a_time_in_order(entries)
+        assert [item for kind, item in entries if kind == "start"] == list(range(60))  # none ran twice
+        async with http.get(f"{fleet.router}/api/replay/state", params={"execution_id": execution_id}) as r:
+            replay = await r.json()
+        assert replay["matches"], replay
