@@ -22,7 +22,7 @@ from typing import Callable
 import msgspec
 
 from .client import Backoff, ControlPlane, ControlPlaneError
-from .wire import Command, EagerRequest, Event
+from .wire import EagerRequest, Event, Handed
 from noetl_common.vocabulary import PIPELINED, EventType
 
 log = logging.getLogger("noetl.worker")
@@ -43,9 +43,8 @@ class Unreported(msgspec.Struct):
     key: str
 
 
-class Accepted(msgspec.Struct):
-    commands: list[Command]  # handed over with the answer (eager dispatch); usually none
-    ended: bool = False      # the execution had ended before this outcome came
+# A taken outcome is what its answer hands over (eager dispatch; usually nothing).
+Accepted = Handed
 
 
 class NotTaken(msgspec.Struct):
@@ -68,7 +67,7 @@ async def post_outcome(plane: ControlPlane, outcome: Unreported, worker_id: str,
                                               key=outcome.key + ":refused")
             return await post_outcome(plane, failure, worker_id, eager)
         return NotTaken(False, str(exc), outcome)
-    return Accepted(handed.commands, handed.ended)
+    return handed
 
 
 async def post_until_taken(plane: ControlPlane, outcome: Unreported, worker_id: str,

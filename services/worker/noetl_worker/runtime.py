@@ -247,8 +247,9 @@ class Worker:
                 report = None
             if report is None and ready:
                 # One batch is one execution's (a slot's chain is; anything else waits its turn).
-                batch = [r for r in ready if r.outcome.execution_id == ready[0].outcome.execution_id]
-                ready = [r for r in ready if r.outcome.execution_id != ready[0].outcome.execution_id]
+                first = ready[0].outcome.execution_id
+                batch = [r for r in ready if r.outcome.execution_id == first]
+                ready = [r for r in ready if r.outcome.execution_id != first]
                 report = asyncio.create_task(self._report_handed(batch), context=batch[-1].context)
             elif todo:
                 ran = await self._run_handed(todo.popleft())

@@ -28,10 +28,9 @@ from noetl_common.wire.execution import ClaimRequest, CommandOut
 from ...state import services
 from ...store import commands as command_store
 from ...store import executions as execution_store
-from ...store.writes import CommandChange
-from ..write.claiming import claim_events
+from ..write.claiming import grant
 from ..write.orchestration import TERMINAL, Orchestrator
-from ..write.txn import Fallback, Txn
+from ..write.txn import Fallback
 from ..write.ownership import owned_path_id
 
 RETRY_AFTER = {"Retry-After": "2"}
@@ -73,14 +72,6 @@ def _active_claim(svc: Any, worker_id: str) -> ApiError:
                     worker_id=worker_id)
 
 
-def _grant(txn: Txn, svc: Any, row: Mapping[str, Any], worker: str, attempt: int, lease_seconds: float,
-           meta: dict[str, Any], *, if_issued: bool = False) -> None:
-    txn.uow.change_command(CommandChange(command_id=row["command_id"], status="RUNNING", worker_id=worker,
-                                         attempt=attempt, lease_seconds=lease_seconds, claimed=True, started=True,
-                                         if_issued=if_issued))
-    txn.uow.append(*claim_events(svc.mint_owned_id, row, worker, attempt, meta))
-
-
 async def _claim_issued(orch: Orchestrator, svc: Any, row: dict[str, Any], worker: str, lease_seconds: float,
                         meta: dict[str, Any]) -> bool:
     """The first claim of a command this process issued (`row`, as written), in one optimistic
@@ -94,7 +85,7 @@ async def _claim_issued(orch: Orchestrator, svc: Any, row: dict[str, Any], worke
             held = orch.claims.holder(row["command_id"])
             if held is not None:  # the other consumer's claim committed while this one waited
                 raise _active_claim(svc, held.worker_id)
-            _grant(txn, svc, row, worker, 1, lease_seconds, meta, if_issued=True)
+            grant(txn.uow, svc.mint_owned_id, row, worker, 1, lease_seconds, meta, if_issued=True)
     except Fallback:
         orch.claims.forget(row["command_id"])
         return False
@@ -143,7 +134,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
                                                       f"{row['max_attempts']} attempt(s) exhausted")
                     refusal = ApiError(409, "Command failed: attempts exhausted", "already_terminal")
             if refusal is None:
-                _grant(txn, svc, row, worker, attempt, lease_seconds, meta)
+                grant(txn.uow, svc.mint_owned_id, row, worker, attempt, lease_seconds, meta)
         if refusal is not None:
             return error_response(refusal)
         return _granted(svc, dict(row), worker, attempt)

@@ -42,7 +42,7 @@ from . import engine_port as engine
 from . import stored_loader
 from .announcing import command_context, issued_event_context, notification
 from .claim_book import ClaimBook
-from .claiming import claim_events
+from .claiming import claim_events, grant
 from .execution_cache import ExecutionCache, Loaded
 from .group_commit import GroupCommit
 from .prompt_announce import PromptAnnouncer
@@ -368,11 +368,8 @@ class Orchestrator:
         elif held_back is not None and eager is not None and eager.worker_id == reporter and eager.pool == held_back.pool:
             cmd = msgspec.structs.replace(held_back, status="RUNNING", worker_id=eager.worker_id,
                                           lease_seconds=eager.lease_seconds, started=True)
-            txn.uow.change_command(CommandChange(command_id=cmd.command_id, status="RUNNING", worker_id=cmd.worker_id,
-                                                 attempt=cmd.attempt, lease_seconds=cmd.lease_seconds, claimed=True,
-                                                 started=True, if_issued=txn.optimistic))
-            txn.uow.append(*claim_events(self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id,
-                                         cmd.attempt, {"eager": True}))
+            grant(txn.uow, self.svc.mint_owned_id, msgspec.structs.asdict(cmd), eager.worker_id, cmd.attempt,
+                  eager.lease_seconds, {"eager": True}, if_issued=txn.optimistic)
             eager.claimed.append(cmd)
             self.svc.metrics.command_picked_up(cmd.command_id, eager.pool, "eager")
         elif holder is None or not live:
