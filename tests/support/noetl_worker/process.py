@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,10 +37,23 @@ def spec_for(python: Path, *, name: str, router: str, nats_url: str, cwd: Path, 
                        argv=[str(python), *entry, "--nats-url", nats_url, "--server-url", router])
 
 
-async def registered_pools(session: aiohttp.ClientSession, router: str) -> set[str]:
+async def registered_pools(session: aiohttp.ClientSession, router: str) -> set[str] | str:
+    """The pools the router lists, or why it could not list them (a fleet just started may still
+    answer 503 while its router's first probes come in)."""
     async with session.get(f"{router}/api/worker/pools") as r:
+        if r.status != 200:
+            return f"{r.status} {(await r.text())[:300]}"
         body = await r.json()
     return {p["name"] for p in body["items"]}
+
+
+async def _pools_listed(session: aiohttp.ClientSession, router: str, deadline: float) -> set[str]:
+    while isinstance(listed := await registered_pools(session, router), str):
+        if time.monotonic() > deadline:
+            raise StartError("router", f"GET /api/worker/pools kept failing: {listed}")
+        print(f"GET /api/worker/pools: {listed}; asking again", file=sys.stderr)
+        await asyncio.sleep(0.2)
+    return listed
 
 
 async def start_noetl_worker(supervisor: Supervisor, python: Path, *, name: str, router: str, nats_url: str,
@@ -48,22 +62,23 @@ async def start_noetl_worker(supervisor: Supervisor, python: Path, *, name: str,
     """Spawn it and wait until it can take work: every durable it consumes exists (it creates them
     delivering only new messages, so a command published before would never reach it) and a pool
     it registered is listed by the router."""
+    deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
-        before = await registered_pools(session, router)
+        before = await _pools_listed(session, router, deadline)
         spec = spec_for(python, name=name, router=router, nats_url=nats_url, cwd=cwd, data_dir=data_dir,
                         trace_file=trace_file)
         running = supervisor.spawn(spec)
         nc = await nats.connect(nats_url)
         try:
-            deadline = time.monotonic() + timeout
             while True:
                 _, proc = supervisor.running[name]
                 if proc.poll() is not None:
                     raise StartError(name, f"exited with code {proc.returncode}", Path(running.log_file))
-                if await _consumers_exist(nc) and await registered_pools(session, router) - before:
+                listed = await registered_pools(session, router)
+                if await _consumers_exist(nc) and not isinstance(listed, str) and listed - before:
                     return spec
                 if time.monotonic() > deadline:
-                    raise StartError(name, f"not consuming and registered after {timeout:.0f}s",
+                    raise StartError(name, f"not consuming and registered after {timeout:.0f}s (pools: {listed})",
                                      Path(running.log_file))
                 await asyncio.sleep(0.2)
         finally:
