@@ -97,6 +97,11 @@ def error_response(err: ApiError) -> web.Response:
 async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool = False) -> T:
     """Decode the request body into `type_`, with errors that name the offending field."""
     raw = await request.read()  # raises HTTPRequestEntityTooLarge past client_max_size
+    return decode_json(raw, type_, allow_empty=allow_empty)
+
+
+def decode_json(raw: bytes, type_: type[T], *, allow_empty: bool = False) -> T:
+    """read_json's decoding, for a body that came otherwise (an item of a relayed batch)."""
     if not raw.strip():
         if allow_empty:
             raw = b"{}"
@@ -115,8 +120,6 @@ async def read_json(request: web.Request, type_: type[T], *, allow_empty: bool =
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as err:
-        return error_response(err)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app._client_max_size  # no public accessor; aiohttp keeps it here
         return error_response(ApiError(
@@ -130,30 +133,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
         return error_response(ApiError(exc.status, reason, headers=None))
-    except UNSTORABLE_TEXT as exc:
-        return error_response(ApiError(422, f"the request holds text the database cannot store: {exc}",
-                                       "validation_error"))
-    except UNFIT_VALUE as exc:
-        log.warning("value the database refused on %s %s: %s: %s", request.method, request.path,
-                    type(exc).__name__, exc)
-        return error_response(ApiError(422, f"a value in the request does not fit the database: {exc}",
-                                       "validation_error"))
-    except PoolSaturated as exc:
-        log.warning("pool saturated on %s %s: %s", request.method, request.path, exc)
-        return error_response(ApiError(503, "the server is busy; retry shortly", "pool_saturated",
-                                       headers=RETRY_AFTER))
-    except DB_UNAVAILABLE as exc:
+    except Exception as exc:
+        return error_response(api_error(exc, f"{request.method} {request.path}"))
+
+
+def api_error(exc: Exception, where: str) -> ApiError:
+    """The answer a handler's exception gets (`where` names the request in the log)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UNSTORABLE_TEXT):
+        return ApiError(422, f"the request holds text the database cannot store: {exc}", "validation_error")
+    if isinstance(exc, UNFIT_VALUE):
+        log.warning("value the database refused on %s: %s: %s", where, type(exc).__name__, exc)
+        return ApiError(422, f"a value in the request does not fit the database: {exc}", "validation_error")
+    if isinstance(exc, PoolSaturated):
+        log.warning("pool saturated on %s: %s", where, exc)
+        return ApiError(503, "the server is busy; retry shortly", "pool_saturated", headers=RETRY_AFTER)
+    if isinstance(exc, DB_UNAVAILABLE):
         # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
-        log.warning("database unavailable on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
-        return error_response(ApiError(503, "the database is unavailable; retry shortly", "db_unavailable",
-                                       headers=RETRY_AFTER))
-    except asyncpg.CheckViolationError as exc:
-        if NO_SLICE not in str(exc):
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(ApiError(500, "internal server error", "internal_error"))
-        log.error("no history slice for a write on %s %s: %s", request.method, request.path, exc)
-        return error_response(ApiError(503, "the history slice for this id is not ready; retry shortly",
-                                       "history_slice_missing", headers=RETRY_AFTER))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError(500, "internal server error", "internal_error"))
+        log.warning("database unavailable on %s: %s: %s", where, type(exc).__name__, exc)
+        return ApiError(503, "the database is unavailable; retry shortly", "db_unavailable", headers=RETRY_AFTER)
+    if isinstance(exc, asyncpg.CheckViolationError) and NO_SLICE in str(exc):
+        log.error("no history slice for a write on %s: %s", where, exc)
+        return ApiError(503, "the history slice for this id is not ready; retry shortly", "history_slice_missing",
+                        headers=RETRY_AFTER)
+    log.error("unhandled error on %s", where, exc_info=exc)
+    return ApiError(500, "internal server error", "internal_error")

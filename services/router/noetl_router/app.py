@@ -17,6 +17,7 @@ from noetl_common.discovery import FleetView, ShardDirectory
 from . import api_document, background, dispatch, fleet_health
 from .config import RouterSettings
 from .context import CONTEXT, RouterContext
+from .event_relay import EventRelay
 from .health import HealthBoard
 from .metrics import RouterMetrics
 from .shardmap import ShardMapSource, fetcher
@@ -38,6 +39,8 @@ def create_app(settings: RouterSettings) -> web.Application:
     board = HealthBoard(len(settings.shard_urls), settings.failure_threshold, on_change=_health_logger(metrics))
     directory = ShardDirectory(dict(enumerate(settings.shard_urls)), settings.shard_url_pattern)
     ctx = RouterContext(settings=settings, board=board, metrics=metrics, directory=directory)
+    if settings.internal_token:
+        ctx.events = EventRelay(ctx.up, settings.internal_token, metrics)
     app[CONTEXT] = ctx
     app.cleanup_ctx.append(_lifecycle)
     add_readiness_check(app, "shards", lambda: _ready(ctx))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,6 +17,9 @@ from .metrics import RouterMetrics
 from .shardmap import ShardMapSource
 from .upstream import Upstreams
 
+if TYPE_CHECKING:
+    from .event_relay import EventRelay
+
 
 @dataclass
 class RouterContext:
@@ -25,6 +29,7 @@ class RouterContext:
     directory: ShardDirectory
     upstreams: Upstreams | None = None     # set when the app starts (needs a running loop)
     shard_map: ShardMapSource | None = None
+    events: "EventRelay | None" = None       # None without an internal token (the shard's relay route needs it)
     started_monotonic: float = field(default_factory=time.monotonic)
 
     def up(self) -> Upstreams:

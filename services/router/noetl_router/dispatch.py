@@ -16,13 +16,15 @@ from . import dashboard, database, fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
-from .routing import EXECUTION_HEADER, Decision, Kind, RoutingError, decide, needs_body
+from .event_relay import RELAY_UP_TO
+from .routing import EXECUTION_HEADER, Decision, Kind, Rule, RoutingError, decide, needs_body
 from .shardmap import ShardMapUnavailable
 from .upstream import IDEMPOTENT, ShardUnavailable
 
 log = logging.getLogger("noetl.router")
 
 MISROUTED = 421
+EVENTS_PATH = "/api/events"
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -102,12 +104,25 @@ async def _to_owner(request: web.Request, ctx: RouterContext, decision: Decision
     if body is None:
         body = await request.read()  # small JSON; kept so a 421 can be replayed to the right shard
     shard = owner_of(ctx, decision)
-    generation = ctx.maps().generation
+    if ctx.events is not None and _relayable(request, decision, body):
+        return await ctx.events.forward(shard, body, lambda: _alone(request, ctx, decision, body, shard))
+    return await _alone(request, ctx, decision, body, shard)
+
+
+def _relayable(request: web.Request, decision: Decision, body: bytes) -> bool:
+    """A single event whose body the router parsed (so it is one JSON object) and small."""
+    return (decision.rule is Rule.BODY and request.method == "POST" and not request.query_string
+            and request.path.rstrip("/") == EVENTS_PATH and len(body) <= RELAY_UP_TO)
+
+
+async def _alone(request: web.Request, ctx: RouterContext, decision: Decision, body: bytes,
+                 shard: int) -> web.StreamResponse:
     headers = upstream_headers(request, buffered=True)
     if decision.field == "execution_id" and len(decision.ids) == 1:
         # The id it was routed by, found in the path or body, so the shard's log lines of this
         # request carry it without parsing anything (body-routed /api/events included).
         headers[EXECUTION_HEADER] = str(decision.ids[0])
+    generation = ctx.maps().generation
     upstream = await ctx.up().request(shard, request.method, path_qs(request), headers=headers, body=body or None)
     if upstream.status != MISROUTED:
         return await relay(request, upstream, shard)

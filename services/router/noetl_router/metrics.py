@@ -27,11 +27,19 @@ class RouterMetrics:
             ["shard"], registry=registry)
         self.routed = Counter(
             "noetl_router_routed_total", "Requests by routing rule and kind", ["rule", "kind"], registry=registry)
+        self.relayed_events = Histogram(
+            "noetl_router_relayed_events", "Single events sent on together in one request to a shard "
+            "(POST /api/events while the shard is busy; see event_relay)", ["shard"],
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=registry)
         self._requests, self._latency, self._routed = Labelled(self.requests), Labelled(self.latency), Labelled(self.routed)
+        self._relayed = Labelled(self.relayed_events)
 
     def observe(self, shard: int, method: str, status: int, seconds: float) -> None:
         self._requests(str(shard), method, str(status)).inc()
         self._latency(str(shard), method).observe(seconds)
+
+    def relayed(self, shard: int, events: int) -> None:
+        self._relayed(str(shard)).observe(events)
 
     def route_taken(self, rule: str, kind: str) -> None:
         self._routed(rule, kind).inc()

@@ -9,7 +9,11 @@
   -> projector -> api-shard `/api/internal/events/project`): `EventEnvelope`, grouped in
   `Delivery`s, carried by `EventsMessage` on NATS and by `ProjectRequest` to the shard.
 
-Those last three are generic in the event type: the shard writes and reads `EventEnvelope`s,
+- Relayed events (router -> api-shard `/api/internal/events/relay`): single `POST /api/events`
+  bodies that reached the router together for one shard, sent on as one request
+  (`RelayedEvents`), each answered as it would have been alone (`RelayAnswers`).
+
+The projector's three are generic in the event type: the shard writes and reads `EventEnvelope`s,
 while the projector only passes events through and holds them as `msgspec.Raw` (no decode and
 re-encode of every event on the way).
 
@@ -159,3 +163,27 @@ class ProjectRequest(msgspec.Struct, Generic[E], omit_defaults=True):
 
     events: list[E] | None = None
     messages: list[Delivery[E]] | None = None
+
+
+# --- relayed events -------------------------------------------------------------------------------
+
+MAX_RELAYED_EVENTS = 64
+
+
+class RelayedEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    body: msgspec.Raw                # the client's JSON object, as it sent it (the router parsed it)
+    traceparent: str | None = None   # its request's span at the router
+
+
+class RelayedEvents(msgspec.Struct, kw_only=True):
+    items: Annotated[list[RelayedEvent], msgspec.Meta(min_length=1, max_length=MAX_RELAYED_EVENTS)]
+
+
+class RelayAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    status: int
+    body: msgspec.Raw                # the JSON the event would have been answered alone
+    retry_after: str | None = None
+
+
+class RelayAnswers(msgspec.Struct, kw_only=True):
+    items: list[RelayAnswer]         # in the order of the request's items

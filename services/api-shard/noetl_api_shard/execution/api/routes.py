@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from noetl_common import tracing
-from noetl_common.errors import bad_request, json_response, not_found, read_json, unprocessable
+from noetl_common.errors import bad_request, decode_json, json_response, not_found, read_json, unprocessable
 from noetl_common.ids import parse_id
 from noetl_common.observability import execution_id_var
 from noetl_common.openapi import IdParam, Op, Param, route
@@ -35,7 +35,7 @@ from ..write.replay import compare
 from ..write.starting import start_request
 from ..write.txn import Eager, Fallback, Txn
 from ..write.worker_events import ENGINE_WRITTEN, normalise
-from . import batch_status, cleanup, commands_api, execute_batch, queries, result_api
+from . import batch_status, cleanup, commands_api, event_relay, execute_batch, queries, result_api
 from .commands_api import command_out
 
 
@@ -66,6 +66,7 @@ def register(app: web.Application) -> None:
         status=202, errors=(400, 404, 421, 422),
         description="An Idempotency-Key header makes a re-sent batch answer the first answer again. "
                     "request_id is the id of the batch.accepted event: GET /api/events/batch/{request_id}/status."))
+    event_relay.register(app, ingest_event)
     batch_status.register(app)
     result_api.register(app)
     route(app, "POST", "/api/executions/{execution_id}/cancel", cancel, Op(
@@ -101,17 +102,23 @@ async def execute(request: web.Request) -> web.Response:
 
 
 async def post_event(request: web.Request) -> web.Response:
-    svc = services(request)
+    return json_response(await ingest_event(request.app[ORCHESTRATOR], await request.read()))
+
+
+async def ingest_event(orch: Orchestrator, raw: bytes) -> EventAccepted:
+    """One event, from its request body: what POST /api/events answers, or the ApiError it raises
+    (the router's relay of several such bodies takes each through here)."""
+    svc = orch.svc
     started = time.perf_counter()
-    ev = normalise(await read_json(request, EventPost))
+    ev = normalise(decode_json(raw, EventPost))
     execution_id_var.set(str(ev.execution_id))  # this request's log lines, whoever sent it
     require_owned(svc, ev.execution_id)
     if ev.event_type in ENGINE_WRITTEN:  # a repeat of the engine's own: taken, not logged
-        return json_response(EventAccepted(status="ok", event_id=None, commands_generated=0, duplicate=True))
-    done, _ = await _accept(request.app[ORCHESTRATOR], ev.execution_id, [ev], None, None, batch=False)
+        return EventAccepted(status="ok", event_id=None, commands_generated=0, duplicate=True)
+    done, _ = await _accept(orch, ev.execution_id, [ev], None, None, batch=False)
     svc.metrics.ingest.observe(time.perf_counter() - started)
-    return json_response(EventAccepted(status="ok", event_id=done.event_ids[0] if done.event_ids else None,
-                                       commands_generated=done.commands_generated, duplicate=done.duplicates > 0))
+    return EventAccepted(status="ok", event_id=done.event_ids[0] if done.event_ids else None,
+                         commands_generated=done.commands_generated, duplicate=done.duplicates > 0)
 
 
 def _eager(body: BatchRequest, lease_seconds: float) -> Eager | None:
