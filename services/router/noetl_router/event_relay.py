@@ -27,7 +27,7 @@ from .upstream import ShardUnavailable, Upstreams
 log = logging.getLogger("noetl.router.events")
 
 PATH = "/api/internal/events/relay"
-FLIGHTS = 4                  # requests in flight to one shard before events wait to go together
+FLIGHTS = 2                  # requests in flight to one shard before events wait to go together
 RELAY_UP_TO = 16 * 1024      # a bigger body goes alone (the shard's large-write gate weighs it)
 MISROUTED = 421
 _encode = msgspec.json.Encoder().encode
@@ -107,7 +107,7 @@ class EventRelay:
             for waiting, answer in zip(batch, answers):
                 if not waiting.answer.done():  # its client may have gone
                     waiting.answer.set_result(answer)
-        except Exception as exc:  # noqa: BLE001 - each waiting request raises it (ShardUnavailable: a 503)
+        except Exception as exc:  # each waiting request raises it (ShardUnavailable: a 503)
             if not isinstance(exc, ShardUnavailable):
                 log.exception("relaying %d events to shard %s failed", len(batch), shard)
             for waiting in batch:

@@ -383,7 +383,11 @@ class Worker:
         """Ack once the outcome is taken (or refused for good); keep it and nak when the control
         plane could not be reached, so the redelivered message re-posts it."""
         plane = self._plane_for(outcome.base_url)
-        posted = await post_outcome(plane, outcome, self.settings.worker_id, self._eager())
+        eager = self._eager()
+        # Marked as a handed-over command's report is (its answer's commands run in a chain here
+        # too): a sequential loop's first report already brings the next iterations ahead.
+        posted = await post_outcome(plane, pipelined(outcome) if eager is not None else outcome,
+                                    self.settings.worker_id, eager)
         if isinstance(posted, NotTaken):
             self.metrics.report_failures.inc()
             if posted.retryable:

@@ -47,7 +47,7 @@ async def _one(orch: Orchestrator, ingest: Ingest, item: RelayedEvent) -> RelayA
     with _span(item.traceparent):
         try:
             accepted = await ingest(orch, bytes(item.body))
-        except Exception as exc:  # noqa: BLE001 - each answered as the error middleware would
+        except Exception as exc:  # each answered as the error middleware would
             err = api_error(exc, "POST /api/events (relayed)")
             retry_after = (err.headers or {}).get("Retry-After")
             return RelayAnswer(status=err.status, body=msgspec.Raw(_encode(err.body())), retry_after=retry_after)
