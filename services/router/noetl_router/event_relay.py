@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -94,6 +95,8 @@ class EventRelay:
             upstream = await self._up().request(shard, "POST", PATH, headers=self._headers, body=body)
             try:
                 raw = await upstream.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # cut off mid-answer: a 503 to retry
+                raise ShardUnavailable(shard, f"answer cut off: {type(exc).__name__}: {exc}"[:200], sent=True) from None
             finally:
                 upstream.release()
             if upstream.status == 200:

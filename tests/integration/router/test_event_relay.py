@@ -114,3 +114,39 @@ async def test_a_burst_is_relayed_in_batches_and_each_event_answered_as_alone(fl
                 logged = sorted(e["event_id"] for e in (await r.json())["events"])
             assert logged == sorted(answered[eid]), eid
             assert len(logged) == PER_EXECUTION - PER_EXECUTION // BAD_EVERY
+
+
+async def test_a_shard_killed_mid_burst_answers_each_event_200_or_503_with_retry_after(fleet, executions):
+    """Events relayed to a shard that dies: those it took are 200, the rest a 503 naming it with
+    Retry-After (a lone request's answer), never a 500 or a hang; the shard comes back."""
+    url = fleet.router_url
+    victim = fleet.shards[SHARDS - 1]
+    eid = next(e for e in executions if shard_for(int(e), SHARDS) == victim.index)
+    answers: list[tuple[int, dict, str | None]] = []
+    stop = asyncio.Event()
+
+    async def client(n0: int) -> None:
+        n = n0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            while not stop.is_set():
+                async with http.post(f"{url}/api/events", json=_event(eid, n)) as r:
+                    answers.append((r.status, await r.json(), r.headers.get("Retry-After")))
+                n += 1000
+
+    clients = [asyncio.create_task(client(i)) for i in range(32)]
+    try:
+        while len(answers) < 100:
+            await asyncio.sleep(0.01)
+        victim.kill()
+        while sum(1 for status, _, _ in answers if status == 503) < 32:
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+        victim.start()
+        await victim.wait_ready()
+    statuses = {status for status, _, _ in answers}
+    assert statuses <= {200, 503}, statuses
+    for status, body, retry_after in answers:
+        if status == 503:
+            assert retry_after and body["shard"] == victim.index and f"shard {victim.index}" in body["error"], body
