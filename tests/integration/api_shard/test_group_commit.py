@@ -3,14 +3,16 @@ expectations hold, and groups of them that succeed or fail exactly as each would
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from noetl_api_shard.app import create_app
-from noetl_api_shard.execution.write.group_commit import Write, send_group
+from noetl_api_shard.execution.write.group_commit import GroupCommit, Write, send_group
 from noetl_api_shard.state import SERVICES
 from noetl_api_shard.store import writes
 from noetl_api_shard.store.events import NewEvent
@@ -93,6 +95,26 @@ async def test_a_group_succeeds_or_fails_write_by_write_as_each_would_alone(shar
     await send_group(pool, together)
     assert all(w.done.result() is None for w in together)
     assert await _logged(pool, [920_000, 920_010, 920_020]) == {920_000, 920_010, 920_020}
+
+
+async def test_writes_held_together_go_in_one_statement(shard):
+    """Concurrent writes go out as they come (two statements may be in flight), the rest together;
+    held, they wait until left and then go in one statement: one transaction id for all their rows."""
+    app = shard.server.app
+    group, pool = GroupCommit(), app[SERVICES].write_pool
+    ids = await _executions(shard, 6)
+
+    async def transactions(base: int, held: bool) -> int:
+        writes_ = [_touch(x, base + i * 10) for i, x in enumerate(ids)]
+        with group.held(pool) if held else contextlib.nullcontext():
+            tasks = [asyncio.ensure_future(group.flush(pool, ws, expect)) for ws, expect in writes_]
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM noetl.event WHERE event_id = ANY($1::bigint[])",
+                                   [base + i * 10 for i in range(len(ids))])
+
+    assert await transactions(930_000, held=False) > 1
+    assert await transactions(940_000, held=True) == 1
 
 
 async def test_transactions_are_planned_once_and_go_by_index(shard):

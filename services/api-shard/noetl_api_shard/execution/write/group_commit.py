@@ -7,11 +7,15 @@ then cost a few statements, not one each). Writes of one execution never meet in
 cache serialises them), so a group never touches a row twice. If a group fails (one execution
 changed by another writer, one key answered before, anything else), each write is sent again
 alone and gets its own answer: a group succeeds or fails exactly as its writes would one by one.
+Writes known to come together (the router's relayed events) are `held` until each has reached its
+flush: one statement for all of them, rather than two alone and the rest after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Iterator
 
 import asyncpg
 
@@ -41,12 +45,13 @@ class GroupCommit:
     def __init__(self) -> None:
         self._queue: list[Write] = []
         self._flushing = 0
+        self._held = 0
 
     async def flush(self, pool: asyncpg.Pool, ws: WriteSet, expect: Expect) -> int:
         """Write `ws` optimistically (raises writes.Conflict / writes.KnownBatch as flush does);
         returns how many statements carried it (for its trace span)."""
         write = Write(ws, expect)
-        if self._flushing >= MAX_FLUSHING:
+        if self._held or self._flushing >= MAX_FLUSHING:
             self._queue.append(write)
         else:
             self._flushing += 1
@@ -57,6 +62,17 @@ class GroupCommit:
                 self._resume(pool)
         await write.done
         return write.statements
+
+    @contextlib.contextmanager
+    def held(self, pool: asyncpg.Pool) -> Iterator[None]:
+        """While held, writes wait to be taken along; on leaving, what waits goes out together."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if not self._held:
+                self._resume(pool)
 
     def _take(self, n: int) -> list[Write]:
         taken, self._queue = self._queue[:n], self._queue[n:]
