@@ -143,6 +143,7 @@ noetl-worker-venv: install
 ## worker 4.26 cannot run is listed with its reason in tests/conformance/noetl_worker_known_failures.json),
 ## then a mixed run (both workers, 50 executions) that fails if any command's tool ran more than once.
 conformance-noetl-worker: noetl-worker-venv
+	$(PY) -m pytest -m noetl_worker tests/integration/fleet/test_noetl_python_worker.py
 	$(PY) -m tests.conformance $(FIXTURES) --shards $(SHARDS) --workers 0 --external-worker noetl \
 	    --known-failures tests/conformance/noetl_worker_known_failures.json
 	$(PY) -m tests.conformance.mixed --executions 50 --shards $(SHARDS)

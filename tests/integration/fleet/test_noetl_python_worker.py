@@ -2,7 +2,8 @@
 the fleet's only worker, as `make run WORKERS=0` leaves it: step results read as NoETL reads them,
 each tool run once although its two consumers both see every command, no 4xx but the claim 409s
 NoETL's server answers too, and no loop of them. The whole conformance index on it, and a mixed run
-beside the fleet's worker, are `make conformance-noetl-worker`.
+beside the fleet's worker, are `make conformance-noetl-worker`, which runs this module too (marked
+`noetl_worker`, out of `make test`: its venv build alone is ~50 s on a fresh clone).
 
 Its venv is built once under .cache/ (~40 s) when a Python 3.12+ is found; else the test is
 skipped, saying so."""
@@ -22,6 +23,8 @@ from tests.support.noetl_worker import venv
 from tests.support.noetl_worker.process import http_trace, start_noetl_worker
 
 from .conftest import own_fleet, register
+
+pytestmark = pytest.mark.noetl_worker
 
 EXECUTIONS = 4
 CLAIM = re.compile(r"/api/commands/(\d+)/claim$")
