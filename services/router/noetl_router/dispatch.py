@@ -16,14 +16,13 @@ from . import dashboard, database, fanout, fleet_ops, preview
 from .context import CONTEXT, RouterContext
 from .forward import SHARD_HEADER, buffered_reply, path_qs, relay, upstream_headers
 from .listing import CursorError
-from .event_relay import RELAY_UP_TO
+from .event_relay import MISROUTED, RELAY_UP_TO
 from .routing import EXECUTION_HEADER, Decision, Kind, Rule, RoutingError, decide, needs_body
 from .shardmap import ShardMapUnavailable
 from .upstream import IDEMPOTENT, ShardUnavailable
 
 log = logging.getLogger("noetl.router")
 
-MISROUTED = 421
 EVENTS_PATH = "/api/events"
 
 

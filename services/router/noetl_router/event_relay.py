@@ -19,7 +19,8 @@ import msgspec
 from aiohttp import web
 
 from noetl_common import tracing
-from noetl_common.wire.internal import MAX_RELAYED_EVENTS, RelayAnswer, RelayAnswers, RelayedEvent, RelayedEvents
+from noetl_common.wire.internal import (MAX_RELAYED_EVENTS, RELAY_PATH, RelayAnswer, RelayAnswers, RelayedEvent,
+                                        RelayedEvents)
 
 from .forward import SHARD_HEADER
 from .metrics import RouterMetrics
@@ -27,10 +28,9 @@ from .upstream import ShardUnavailable, Upstreams
 
 log = logging.getLogger("noetl.router.events")
 
-PATH = "/api/internal/events/relay"
 FLIGHTS = 2                  # requests in flight to one shard before events wait to go together
 RELAY_UP_TO = 16 * 1024      # a bigger body goes alone (the shard's large-write gate weighs it)
-MISROUTED = 421
+MISROUTED = 421              # the shard's answer when the map moved (dispatch retries it)
 _encode = msgspec.json.Encoder().encode
 _answers = msgspec.json.Decoder(RelayAnswers)
 
@@ -92,7 +92,7 @@ class EventRelay:
     async def _flight(self, shard: int, lane: _Lane, batch: list[_Waiting]) -> None:
         try:
             body = _encode(RelayedEvents(items=[w.item for w in batch]))
-            upstream = await self._up().request(shard, "POST", PATH, headers=self._headers, body=body)
+            upstream = await self._up().request(shard, "POST", RELAY_PATH, headers=self._headers, body=body)
             try:
                 raw = await upstream.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # cut off mid-answer: a 503 to retry

@@ -167,6 +167,7 @@ class ProjectRequest(msgspec.Struct, Generic[E], omit_defaults=True):
 
 # --- relayed events -------------------------------------------------------------------------------
 
+RELAY_PATH = "/api/internal/events/relay"  # the shard's route; the router's event_relay sends to it
 MAX_RELAYED_EVENTS = 64
 
 

@@ -17,14 +17,13 @@ from noetl_common import tracing
 from noetl_common.errors import api_error, json_response, read_json
 from noetl_common.openapi import Op, route
 from noetl_common.wire.execution import EventAccepted
-from noetl_common.wire.internal import RelayAnswer, RelayAnswers, RelayedEvent, RelayedEvents
+from noetl_common.wire.internal import RELAY_PATH, RelayAnswer, RelayAnswers, RelayedEvent, RelayedEvents
 
 from ...map_keeper import KEEPER
 from ..keys import ORCHESTRATOR
 from ..write.orchestration import Orchestrator
 
 Ingest = Callable[[Orchestrator, bytes], Awaitable[EventAccepted]]
-PATH = "/api/internal/events/relay"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -40,7 +39,7 @@ def register(app: web.Application, ingest: Ingest) -> None:
         answers = await asyncio.gather(*tasks)
         return json_response(RelayAnswers(items=list(answers)))
 
-    route(app, "POST", PATH, relay, Op(
+    route(app, "POST", RELAY_PATH, relay, Op(
         summary="Single events the router received together, each answered as POST /api/events would",
         body=RelayedEvents, ok=RelayAnswers, errors=(400, 422)))
 
