@@ -397,7 +397,10 @@ class Worker:
                 return []
             log.error("control plane refused the outcome of %s; giving up on it: %s", command_id, posted.reason)
         self._backlog.pop(command_id)
-        await jetstream.ack(msg)
+        # The confirmed ack is a NATS round trip: the commands handed over with the answer need not
+        # wait for it (a stop waits for it with the running tasks; a lost one is redelivered, and
+        # the claim then answers 409).
+        self._spawn(jetstream.ack(msg))
         return self._handed_over(plane, posted.commands) if isinstance(posted, Accepted) else []
 
     async def _run_handed(self, job: Job) -> Ran | None:

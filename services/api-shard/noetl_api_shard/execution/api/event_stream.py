@@ -62,12 +62,16 @@ async def _follow(svc: ShardServices, response: web.StreamResponse, signal: Sign
             ticket = signal.ticket()
             rows = await event_store.log_after(svc.shard_pool, execution_id, after, PAGE)
             ended = None
+            frames = []  # one write (one chunk, one syscall) per read, not one per event
             for row in rows:
                 after = row["event_id"]
-                await response.write(_frame(str(after), row["event_type"], event_view(row)))
+                frames.append(_frame(str(after), row["event_type"], event_view(row)))
                 ended = ended or TERMINAL_EVENTS.get(row["event_type"])
             if ended:  # the rest of the terminal event's page went out too (same transaction's bookkeeping)
-                await response.write(_frame(None, "end", {"execution_id": str(execution_id), "status": ended}))
+                frames.append(_frame(None, "end", {"execution_id": str(execution_id), "status": ended}))
+            if frames:
+                await response.write(b"".join(frames))
+            if ended:
                 return response
             if rows:
                 last_write = time.monotonic()
