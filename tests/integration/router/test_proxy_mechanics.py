@@ -1,6 +1,6 @@
 """Proxy mechanics against fake shards (small aiohttp apps on real ports): SSE passes through
 as it is produced, bodies and headers are forwarded faithfully, a 421 refreshes the map and
-retries on the named owner, retries only for idempotent methods."""
+retries on the named owner (a relayed event's too), retries only for idempotent methods."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ import pytest_asyncio
 from aiohttp import web
 
 from noetl_common.ids import mint_for_shard
+from noetl_common.wire.internal import RELAY_PATH, RelayAnswer, RelayAnswers, RelayedEvents
 from noetl_router.app import create_app
 
 from .conftest import free_port, router_settings
+
+
+NOT_MINE = {"error": "not mine", "owner_shard": 1}
 
 
 def fake_shard(index: int, seen: list) -> web.Application:
@@ -45,9 +49,26 @@ def fake_shard(index: int, seen: list) -> web.Application:
     async def misroute(request):
         seen.append((index, request.method, dict(request.headers), await request.read()))
         if index == 0:  # shard 0 claims shard 1 owns everything: the router must follow it
-            return web.json_response({"error": "not mine", "owner_shard": 1}, status=421)
+            return web.json_response(NOT_MINE, status=421)
         return web.json_response({"shard": index})
 
+    async def event(request):
+        body = await request.read()
+        seen.append((index, request.method, dict(request.headers), body))
+        if index == 0:  # slow, so a burst fills the router's flights and the rest is relayed
+            await asyncio.sleep(0.2)
+            return web.json_response(NOT_MINE, status=421)
+        return web.json_response({"shard": index, "n": msgspec.json.decode(body)["payload"]["n"]})
+
+    async def relayed(request):
+        items = msgspec.json.decode(await request.read(), type=RelayedEvents).items
+        seen.append((index, "RELAY", dict(request.headers), len(items)))
+        answer = RelayAnswer(status=421, body=msgspec.Raw(msgspec.json.encode(NOT_MINE)))
+        return web.Response(body=msgspec.json.encode(RelayAnswers(items=[answer] * len(items))),
+                            content_type="application/json")
+
+    app.router.add_post("/api/events", event)
+    app.router.add_post(RELAY_PATH, relayed)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/api/shard-map", shard_map)
     app.router.add_get("/api/stream", sse)
@@ -128,6 +149,23 @@ async def test_421_refreshes_the_map_and_retries_once_on_the_named_owner(rig):
             assert (await r.json())["shard"] == 1
     attempts = [(i, m, b) for i, m, _, b in rig.seen[-2:]]
     assert attempts == [(0, "POST", b'{"variables": {"a": 1}}'), (1, "POST", b'{"variables": {"a": 1}}')]
+
+
+async def test_a_relayed_event_answered_421_goes_again_alone_and_reaches_the_named_owner(rig):
+    eid = str(mint_for_shard(0, 2))  # hashes to shard 0, which answers 421 naming shard 1
+    events = [{"execution_id": eid, "event_type": "worker.heartbeat", "payload": {"n": n}} for n in range(12)]
+    async with aiohttp.ClientSession() as s:
+        async def post(body: dict) -> tuple[int, dict, str]:
+            async with s.post(f"{rig.router_url}/api/events", json=body) as r:
+                return r.status, await r.json(), r.headers["X-Shard"]
+
+        answers = await asyncio.gather(*(post(e) for e in events))
+    assert answers == [(200, {"shard": 1, "n": n}, "1") for n in range(12)]
+    relayed = sum(count for index, method, _, count in rig.seen if method == "RELAY" and index == 0)
+    assert relayed > 0  # shard 0's flights were busy: some of the burst went relayed, and came back 421
+    on_1 = sorted(msgspec.json.decode(body)["payload"]["n"] for index, method, _, body in rig.seen
+                  if index == 1 and method == "POST")
+    assert on_1 == list(range(12))  # each event reached the owner once
 
 
 async def test_post_is_not_retried_but_get_is_and_the_shard_turns_unhealthy(rig):
