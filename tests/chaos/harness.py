@@ -346,8 +346,11 @@ class ChaosFleet:
             assert time.monotonic() < deadline, "postgres processes survived SIGKILL"
             await asyncio.sleep(0.05)
         # A dead postmaster nobody has reaped yet still answers kill(pid, 0), which Postgres reads as
-        # "another postmaster is running": the pid file goes, as a reboot would take it.
+        # "another postmaster is running": its pid file and its sockets' lock files (which name it
+        # too) go, as a reboot would take them.
         pidfile.unlink(missing_ok=True)
+        for lock in (self.work / "pg").rglob(".s.PGSQL.*.lock"):
+            lock.unlink(missing_ok=True)
         await asyncio.sleep(down_seconds)
         await asyncio.to_thread(pg.start, urlsplit(self.info.admin_dsn).port)
 
