@@ -35,12 +35,12 @@ from noetl_common.db import apply_migrations, create_pool
 from noetl_devstack import secrets
 from noetl_devstack.fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra
+from noetl_devstack.postgres import server_durability
 from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
 from .hotpath_bench import machine_info
 from .hotpath_probes import wait_machine_quiet
-from .peer_noetl import PG_DURABILITY, postgres_verdict
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "history.json"
@@ -330,7 +330,7 @@ class Side:
         self.url = router_url(specs)
         conn = await asyncpg.connect(self.dsn)
         try:
-            self.durability = postgres_verdict({name: await conn.fetchval(f"SHOW {name}") for name in PG_DURABILITY})
+            self.durability = await server_durability(conn)
         finally:
             await conn.close()
 

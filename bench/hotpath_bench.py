@@ -41,6 +41,7 @@ import aiohttp
 from noetl_devstack import secrets
 from noetl_devstack.fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import CLUSTER_DB, Infra, InfraInfo, shard_db
+from noetl_devstack.postgres import server_durability
 from noetl_devstack.postgres import ensure_databases, with_database
 from noetl_devstack.processes import Supervisor
 
@@ -48,7 +49,7 @@ from . import hotpath_workloads as wl
 from .hotpath_peer import DEFAULT_PEERS_DIR, PeerLaunch, PeerRunner, PeerUnavailable, launch_dbos, launch_restate
 from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, wait_machine_quiet, wait_quiet
 from .hotpath_report import PEER_LABELS, durability_pairs, noetl_ratios, ratios, summary, targets
-from .peer_noetl import PG_DURABILITY, postgres_verdict, run_noetl_section
+from .peer_noetl import run_noetl_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results" / "hotpath.json"
@@ -349,11 +350,6 @@ async def warm_fleet(rig: Rig) -> None:
     await wl.loop_run(rig.session, rig.url, 50, budget=120)
 
 
-async def server_durability(db: DbProbe) -> dict:
-    assert db.conn is not None
-    return postgres_verdict({name: await db.conn.fetchval(f"SHOW {name}") for name in PG_DURABILITY})
-
-
 async def bench(args: argparse.Namespace, work: Path) -> dict:
     machine = machine_info()  # before anything starts: the load average is other people's work
     infra, sup = Infra(work), Supervisor(work / "logs")
@@ -368,7 +364,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict:
         await start_fleet(sup, specs)
         db = DbProbe(info.admin_dsn)
         await db.open()
-        pg = {"version": await db.server_version(), "mode": info.pg_mode, "durability": await server_durability(db)}
+        pg = {"version": await db.server_version(), "mode": info.pg_mode, "durability": await server_durability(db.conn)}
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
             rig = Rig(session, router_url(specs), db, CpuProbe(fleet_roots(sup, info)), args.settle)

@@ -13,20 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from noetl_devstack.postgres import PG_DURABILITY, postgres_verdict
 from tests.support.noetl_worker import venv as worker_venv
 
 from .peer_install import PeerUnavailable, ensure_venv, install_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
-
-
-def postgres_verdict(settings: dict[str, str]) -> dict:
-    """Durable: a commit is on disk before it is acknowledged, and a torn page can be repaired."""
-    durable = (settings.get("fsync") == "on" and settings.get("synchronous_commit") != "off"
-               and settings.get("full_page_writes") == "on")
-    return {**settings, "durable": durable}
-
 
 def settings_of_datadir(pgdata: Path) -> dict[str, str]:
     """The durability settings a stopped server ran with: its command line (postmaster.opts, where the

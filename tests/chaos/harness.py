@@ -39,7 +39,7 @@ from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import Infra, InfraInfo
 from noetl_devstack.nats import EmbeddedNats, stop_pid
-from noetl_devstack.postgres import EmbeddedPostgres
+from noetl_devstack.postgres import EmbeddedPostgres, server_durability
 from noetl_devstack.processes import Supervisor
 
 from tests.support.processes import alive
@@ -294,6 +294,14 @@ class ChaosFleet:
                 await conn.close()
         await self.wait_back(worker, pid)
         return Killed(at=at, wall=wall, held=held)
+
+    async def postgres_durability(self) -> dict:
+        """The durability settings the shards' Postgres ran the faults with, and the verdict."""
+        conn = await asyncpg.connect(self.shard_dsns[0])
+        try:
+            return await server_durability(conn)
+        finally:
+            await conn.close()
 
     async def commands(self, ids: list[int]) -> list[asyncpg.Record]:
         rows = []
@@ -588,6 +596,7 @@ async def run_faults(fleet: ChaosFleet, http: aiohttp.ClientSession, faults: lis
         # Other work on the machine slows restarts and recoveries alike; this says how busy it was.
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_start": round(load_avg_at_start, 1),
                     "load_average_1m_at_end": round(os.getloadavg()[0], 1)},
+        "postgres": await fleet.postgres_durability(),
         "baseline_rate_per_second": round(baseline_rate, 2),
         "recovery_definition": f"max(last end of the executions in flight at the fault, start of the first "
                                f"{RATE_WINDOW:.0f} s window in which executions started after the fault complete "

@@ -5,7 +5,8 @@ invalid, and issue 24's targets evaluated from the report's numbers."""
 from pathlib import Path
 
 from bench.hotpath_report import durability_pairs, targets
-from bench.peer_noetl import postgres_verdict, settings_of_datadir
+from bench.peer_noetl import settings_of_datadir
+from noetl_devstack.postgres import postgres_verdict
 
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 

@@ -42,6 +42,21 @@ def settings_for(durability: str) -> tuple[str, ...]:
     return SERVER_SETTINGS + (FAST_SETTINGS if durability == FAST else ())
 
 
+PG_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+def postgres_verdict(settings: dict[str, str]) -> dict:
+    """Durable: a commit is on disk before it is acknowledged, and a torn page can be repaired."""
+    durable = (settings.get("fsync") == "on" and settings.get("synchronous_commit") != "off"
+               and settings.get("full_page_writes") == "on")
+    return {**settings, "durable": durable}
+
+
+async def server_durability(conn: asyncpg.Connection) -> dict:
+    """What a running server says of its durability settings, with the verdict (for a report)."""
+    return postgres_verdict({name: await conn.fetchval(f"SHOW {name}") for name in PG_DURABILITY})
+
+
 def find_pg_bin() -> Path | None:
     initdb = shutil.which("initdb")
     if initdb and shutil.which("pg_ctl"):
