@@ -17,7 +17,6 @@ import asyncio
 import base64
 import json
 import platform
-import random
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import AsyncIterator
 import aiohttp
 import asyncpg
 
+from noetl_common.ids import MAX_NODE, Snowflake
 from noetl_common.sharding import shard_for
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
@@ -108,9 +108,10 @@ async def seed_history(dsns: list[str], total: int) -> None:
     shards = len(dsns)
     rows: list[list[tuple]] = [[] for _ in dsns]
     now = datetime.now(timezone.utc) - timedelta(minutes=1)
-    rng = random.Random(7)
+    # Snowflakes of now (the shards' current partitions hold them) from a node id no shard uses.
+    ids = Snowflake(node_id=MAX_NODE)
     for n in range(total):
-        xid = rng.getrandbits(62)
+        xid = ids.next_id()
         started = now - timedelta(seconds=n)
         rows[shard_for(xid, shards)].append((xid, 1, "bench/history", 1, "COMPLETED", started, started,
                                              started + timedelta(milliseconds=250)))

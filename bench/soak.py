@@ -254,9 +254,10 @@ class Sampler:
             counts = await conn.fetchrow("SELECT " + ", ".join(
                 f"(SELECT count(*) FROM noetl.{t}) AS {t}" for t in names))
             sizes = {r["relname"]: r["size"] for r in await conn.fetch(
-                # A partitioned table's bytes are its partitions' (pg_partition_tree: itself if plain).
-                "SELECT c.relname, (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) p)"
-                "::bigint AS size FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                # A partitioned table's bytes are its partitions'; a plain table has no partition tree
+                # (pg_partition_tree: no rows), its own size then.
+                "SELECT c.relname, coalesce((SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) p),"
+                " pg_total_relation_size(c.oid))::bigint AS size FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")}
             out[db] = {t: {"rows": counts[t], "bytes": sizes.get(t, 0)} for t in names}
             if db != CLUSTER_DB:
