@@ -185,6 +185,15 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.glob("*") if f.is_file())
 
 
+async def table_bytes(conn: asyncpg.Connection) -> dict[str, int]:
+    """Bytes of every `noetl.*` table with its indexes and TOAST: a partitioned table's are its
+    partitions'; a plain table has no partition tree (pg_partition_tree: no rows), its own then."""
+    return {r["relname"]: r["size"] for r in await conn.fetch(
+        "SELECT c.relname, coalesce((SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) p),"
+        " pg_total_relation_size(c.oid))::bigint AS size FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")}
+
+
 class Sampler:
     def __init__(self, sup: Supervisor, info: InfraInfo, work: Path, specs, shards: int, interval: float) -> None:
         self.sup, self.info, self.work, self.shards, self.interval = sup, info, work, shards, interval
@@ -253,12 +262,7 @@ class Sampler:
             conn, names = self.conns[db], self.tables[db]
             counts = await conn.fetchrow("SELECT " + ", ".join(
                 f"(SELECT count(*) FROM noetl.{t}) AS {t}" for t in names))
-            sizes = {r["relname"]: r["size"] for r in await conn.fetch(
-                # A partitioned table's bytes are its partitions'; a plain table has no partition tree
-                # (pg_partition_tree: no rows), its own size then.
-                "SELECT c.relname, coalesce((SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) p),"
-                " pg_total_relation_size(c.oid))::bigint AS size FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")}
+            sizes = await table_bytes(conn)
             out[db] = {t: {"rows": counts[t], "bytes": sizes.get(t, 0)} for t in names}
             if db != CLUSTER_DB:
                 out[db]["_finished_executions"] = {"rows": await conn.fetchval(
