@@ -41,8 +41,7 @@ import aiohttp
 from noetl_devstack import secrets
 from noetl_devstack.fleet import DEV_WORKER_SLOTS, FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import CLUSTER_DB, Infra, InfraInfo, shard_db
-from noetl_devstack.postgres import server_durability
-from noetl_devstack.postgres import ensure_databases, with_database
+from noetl_devstack.postgres import ensure_databases, server_durability, with_database
 from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
