@@ -11,10 +11,12 @@ import uuid
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import msgspec
 import pytest
 import pytest_asyncio
 
+from noetl_common.db import apply_migrations
 from noetl_devstack.infra import Infra, InfraInfo
 from noetl_devstack.postgres import drop_databases, ensure_databases, with_database
 
@@ -59,20 +61,54 @@ def nats_url(infra: InfraInfo) -> str:
     return infra.nats_url
 
 
+class Templates(msgspec.Struct, frozen=True):
+    """Databases migrated once per session, one per migration scope, that tests copy."""
+    shard: str
+    cluster: str
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(infra: InfraInfo) -> Templates:
+    """A test's databases are copies of these (CREATE DATABASE ... TEMPLATE): about 0.3 s less per
+    test than migrating each at start-up. Tests of the migrations themselves, or of the moment
+    one ran (0007's p0 ends when it ran), take blank databases instead."""
+    import asyncio
+
+    async def build() -> Templates:
+        tag = uuid.uuid4().hex[:10]
+        made = Templates(shard=f"tmpl_{tag}_shard", cluster=f"tmpl_{tag}_cluster")
+        dsns = await ensure_databases(infra.admin_dsn, [made.shard, made.cluster])
+        for name, scope in ((made.shard, "shard"), (made.cluster, "cluster")):
+            conn = await asyncpg.connect(dsns[name])
+            try:
+                await apply_migrations(conn, scope)
+                # Migrations leave dead catalog rows without hint bits; copying such a database
+                # takes ~150 ms, a compacted one ~15.
+                await conn.execute("VACUUM FULL")
+            finally:
+                await conn.close()
+        return made
+
+    return asyncio.run(build())
+
+
 class FleetDatabases(msgspec.Struct, frozen=True):
     cluster_dsn: str
     shard_dsns: list[str]
 
 
 @pytest_asyncio.fixture
-async def fresh_databases(infra: InfraInfo) -> AsyncIterator[Callable[[int], Awaitable[FleetDatabases]]]:
-    """`await fresh_databases(n)`: a new cluster database and n shard databases, dropped after the test."""
+async def fresh_databases(infra: InfraInfo, migrated_templates: Templates
+                         ) -> AsyncIterator[Callable[[int], Awaitable[FleetDatabases]]]:
+    """`await fresh_databases(n)`: a new, migrated cluster database and n shard databases, dropped
+    after the test."""
     created: list[str] = []
 
     async def make(shards: int = 1) -> FleetDatabases:
         tag = uuid.uuid4().hex[:10]
         names = [f"t_{tag}_cluster", *(f"t_{tag}_shard_{i}" for i in range(shards))]
-        await ensure_databases(infra.admin_dsn, names)
+        await ensure_databases(infra.admin_dsn, names[:1], template=migrated_templates.cluster)
+        await ensure_databases(infra.admin_dsn, names[1:], template=migrated_templates.shard)
         created.extend(names)
         return FleetDatabases(cluster_dsn=with_database(infra.admin_dsn, names[0]),
                               shard_dsns=[with_database(infra.admin_dsn, n) for n in names[1:]])

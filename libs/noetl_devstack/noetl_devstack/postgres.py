@@ -202,15 +202,17 @@ def with_database(admin_dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-async def ensure_databases(admin_dsn: str, names: list[str]) -> dict[str, str]:
-    """Create each database unless it exists (idempotent); returns name -> DSN."""
+async def ensure_databases(admin_dsn: str, names: list[str], template: str | None = None) -> dict[str, str]:
+    """Create each database unless it exists (idempotent), as a copy of `template` when one is
+    named (nobody may be connected to it); returns name -> DSN."""
+    copy_of = f' TEMPLATE "{template}"' if template else ""
     conn = await asyncpg.connect(admin_dsn)
     try:
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
         for name in names:
             if name not in existing:
                 try:
-                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    await conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
                 except asyncpg.DuplicateDatabaseError:
                     pass  # created concurrently
     finally:

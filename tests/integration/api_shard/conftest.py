@@ -18,6 +18,7 @@ from noetl_api_shard.app import create_app
 
 from noetl_common.db import create_pool
 from noetl_devstack.postgres import drop_databases, ensure_databases
+from tests.conftest import Templates
 
 INTERNAL_TOKEN = "test-internal-token"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -33,16 +34,18 @@ class Databases:
 
 
 @pytest_asyncio.fixture
-async def database_factory(pg_admin_dsn: str) -> AsyncIterator[Callable]:
-    """Create fresh (shard, cluster) database pairs; all are dropped at the end of the test."""
+async def database_factory(pg_admin_dsn: str, migrated_templates: Templates) -> AsyncIterator[Callable]:
+    """Create fresh (shard, cluster) database pairs, migrated unless `blank=True`; all are dropped
+    at the end of the test."""
     created: list[str] = []
 
-    async def make() -> Databases:
+    async def make(blank: bool = False) -> Databases:
         suffix = uuid.uuid4().hex[:10]
-        names = [f"t_shard_{suffix}", f"t_cluster_{suffix}"]
-        dsns = await ensure_databases(pg_admin_dsn, names)
-        created.extend(names)
-        return Databases(pg_admin_dsn, dsns[names[0]], dsns[names[1]], *names)
+        shard, cluster = f"t_shard_{suffix}", f"t_cluster_{suffix}"
+        created.extend((shard, cluster))
+        dsns = {**await ensure_databases(pg_admin_dsn, [shard], template=None if blank else migrated_templates.shard),
+                **await ensure_databases(pg_admin_dsn, [cluster], template=None if blank else migrated_templates.cluster)}
+        return Databases(pg_admin_dsn, dsns[shard], dsns[cluster], shard, cluster)
 
     yield make
     if created:

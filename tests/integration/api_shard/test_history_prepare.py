@@ -54,7 +54,7 @@ FILL = [
 
 
 async def _shard_at_0006(database_factory, fill: bool = True):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=6, command_timeout=None)
     await apply_migrations(pool, "shard", [m for m in load_migrations("shard") if m.version < 7])
     if fill:

@@ -22,7 +22,7 @@ async def _records(dsn: str) -> list[tuple[str, int]]:
 
 
 async def test_applying_twice_records_each_once(database_factory):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conn = await asyncpg.connect(dbs.shard_dsn)
     try:
         first = await apply_migrations(conn, "shard")
@@ -39,7 +39,7 @@ async def test_applying_twice_records_each_once(database_factory):
 
 
 async def test_both_scopes_can_share_one_database(database_factory):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conn = await asyncpg.connect(dbs.shard_dsn)
     try:
         await apply_migrations(conn, "shard")
@@ -54,7 +54,7 @@ async def test_both_scopes_can_share_one_database(database_factory):
 
 @pytest.mark.parametrize("runners", [2, 6])
 async def test_concurrent_runners_apply_once(database_factory, runners):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conns = [await asyncpg.connect(dbs.cluster_dsn) for _ in range(runners)]
     try:
         results = await asyncio.gather(*(apply_migrations(c, "cluster") for c in conns))
@@ -67,8 +67,8 @@ async def test_concurrent_runners_apply_once(database_factory, runners):
 
 
 async def test_two_shards_starting_at_once_share_the_cluster_database(database_factory):
-    first_dbs = await database_factory()
-    second_dbs = await database_factory()
+    first_dbs = await database_factory(blank=True)
+    second_dbs = await database_factory(blank=True)
     shared_cluster = type(second_dbs)(second_dbs.admin_dsn, second_dbs.shard_dsn, first_dbs.cluster_dsn,
                                       second_dbs.shard_name, first_dbs.cluster_name)
     harnesses = await asyncio.gather(start_harness(first_dbs, shard_index=0, shard_count=2),
@@ -84,7 +84,7 @@ async def test_two_shards_starting_at_once_share_the_cluster_database(database_f
 
 
 async def test_a_failing_migration_rolls_back_the_whole_run(database_factory):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     broken = [Migration(1, "ok", "CREATE TABLE noetl.first_table (id int);"),
               Migration(2, "broken", "CREATE TABLE noetl.second_table (id int); SELECT * FROM no_such_table;")]
     conn = await asyncpg.connect(dbs.shard_dsn)
@@ -99,7 +99,7 @@ async def test_a_failing_migration_rolls_back_the_whole_run(database_factory):
 
 
 async def test_an_edited_applied_migration_is_refused(database_factory):
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conn = await asyncpg.connect(dbs.shard_dsn)
     try:
         await apply_migrations(conn, "shard", [Migration(1, "t", "CREATE TABLE noetl.t (id int);")])
@@ -116,7 +116,7 @@ async def test_an_edited_applied_migration_is_refused(database_factory):
 async def test_an_edit_declaring_the_applied_text_equivalent_is_accepted(database_factory):
     """`-- replaces sha256:<old>` lets an edit that matters only where it was not applied yet
     (0007's prepared path) start on databases that applied the old text; nothing else passes."""
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conn = await asyncpg.connect(dbs.shard_dsn)
     try:
         old = Migration(1, "t", "CREATE TABLE noetl.t (id int);")
@@ -132,7 +132,7 @@ async def test_an_edit_declaring_the_applied_text_equivalent_is_accepted(databas
 
 async def test_schema_rules_hold(database_factory):
     """A few constraints later issues rely on: event append-only and unique ids, status checks."""
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     conn = await asyncpg.connect(dbs.shard_dsn)
     try:
         await apply_migrations(conn, "shard")

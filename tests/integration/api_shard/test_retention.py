@@ -23,7 +23,7 @@ DAY_MS = 86_400_000
 
 
 async def _shard(database_factory) -> asyncpg.Pool:
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=4)
     await apply_migrations(pool, "shard")
     await partitions.ensure_ahead(pool, slice_ms=DAY_MS, ahead=2)
@@ -134,7 +134,7 @@ async def test_retention_off_removes_nothing(database_factory, days):
 
 async def test_a_shard_with_history_migrates_in_place(database_factory):
     """Data written before 0007 stays where it is (slice p0): same rows, same keys, still written."""
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, "shard", [m for m in load_migrations("shard") if m.version < 7])
@@ -193,7 +193,7 @@ async def test_generic_plans_of_the_write_statement_go_by_key_in_every_slice(dat
 async def test_history_routes_and_gauges(database_factory):
     """GET /api/internal/retention and POST .../run on the real app (internal token), and the
     history gauges on /metrics once the status loop ran."""
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     h = await start_harness(dbs, retention_days=30.0)
     try:
         auth = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
@@ -258,7 +258,7 @@ async def test_a_row_past_the_slices_is_refused_loudly(database_factory):
 async def test_rows_in_a_default_partition_become_a_slice(database_factory):
     """A shard that wrote past its slices before 0009: those rows keep their place in a slice of
     their own, the same in every table, and the shard's next slices follow it."""
-    dbs = await database_factory()
+    dbs = await database_factory(blank=True)
     pool = await create_pool(dbs.shard_dsn, min_size=1, max_size=2)
     try:
         await apply_migrations(pool, "shard", [m for m in load_migrations("shard") if m.version < 8])
