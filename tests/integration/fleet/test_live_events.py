@@ -77,3 +77,9 @@ async def test_stream_bad_last_event_id_is_a_json_400(live_fleet, http):
                         headers={"Last-Event-ID": "not-an-id"}) as r:
         assert r.status == 400
         assert "Last-Event-ID" in (await r.json())["error"]
+    # An empty first read of the log is where the stream asks whether the execution exists.
+    missing = int(xid) + 1
+    async with http.get(f"{live_fleet.router}/api/executions/{missing}/events/stream") as r:
+        assert r.status == 404
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert f"execution {missing} not found" in (await r.json())["error"]

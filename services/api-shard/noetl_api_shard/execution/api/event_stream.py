@@ -6,8 +6,10 @@ cost in proportion to the executions that change, and no writes at all."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -44,23 +46,31 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     execution_id = owned_path_id(request)
     after = _resume_after(request)
-    if await execution_store.status(svc.shard_pool, execution_id) is None:
-        raise not_found(f"execution {execution_id} not found")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
     with request.app[WAKEUPS].following(execution_id) as signal:
-        return await _follow(svc, response, signal, execution_id, after)
+        ticket = signal.ticket()
+        rows = await event_store.log_after(svc.shard_pool, execution_id, after, PAGE)
+        # An execution's log starts with its first event: only an empty read asks whether it exists.
+        if not rows and await execution_store.status(svc.shard_pool, execution_id) is None:
+            raise not_found(f"execution {execution_id} not found")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        return await _follow(svc, response, signal, execution_id, after, (ticket, rows))
 
 
 async def _follow(svc: ShardServices, response: web.StreamResponse, signal: Signal, execution_id: int,
-                  after: int | None) -> web.StreamResponse:
+                  after: int | None, first: tuple[asyncio.Event, list[asyncpg.Record]]) -> web.StreamResponse:
+    """`first`: the ticket taken before the first read, and what that read found."""
     last_write = time.monotonic()
     finished: str | None = None
+    read: tuple[asyncio.Event, list[asyncpg.Record]] | None = first
     try:
         while True:
-            ticket = signal.ticket()
-            rows = await event_store.log_after(svc.shard_pool, execution_id, after, PAGE)
+            if read is None:
+                ticket = signal.ticket()
+                rows = await event_store.log_after(svc.shard_pool, execution_id, after, PAGE)
+            else:
+                (ticket, rows), read = read, None
             ended = None
             frames = []  # one write (one chunk, one syscall) per read, not one per event
             for row in rows:
