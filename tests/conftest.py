@@ -68,7 +68,7 @@ class Templates(msgspec.Struct, frozen=True):
 
 
 @pytest.fixture(scope="session")
-def migrated_templates(infra: InfraInfo) -> Templates:
+def migrated_templates(infra: InfraInfo) -> Iterator[Templates]:
     """A test's databases are copies of these (CREATE DATABASE ... TEMPLATE): about 0.3 s less per
     test than migrating each at start-up. Tests of the migrations themselves, or of the moment
     one ran (0007's p0 ends when it ran), take blank databases instead."""
@@ -83,13 +83,15 @@ def migrated_templates(infra: InfraInfo) -> Templates:
             try:
                 await apply_migrations(conn, scope)
                 # The migrations leave the catalogs full of dead rows: copying the database as
-                # they leave it took ~10x as long here as copying it compacted.
+                # they leave it took several times as long here as copying it compacted.
                 await conn.execute("VACUUM FULL")
             finally:
                 await conn.close()
         return made
 
-    return asyncio.run(build())
+    made = asyncio.run(build())
+    yield made
+    asyncio.run(drop_databases(infra.admin_dsn, [made.shard, made.cluster]))  # a server of NOETL_PG_DSN stays
 
 
 class FleetDatabases(msgspec.Struct, frozen=True):
