@@ -371,10 +371,24 @@ def finished_series(samples: list[dict], dbs: list[str]) -> list[tuple[float, fl
     return [(s["t_s"], sum(s["tables"][db]["_finished_executions"]["rows"] for db in dbs)) for s in samples]
 
 
+def memory_verdicts(samples: list[dict]) -> dict[str, dict]:
+    """Every process's RSS, and Postgres per backend: its total follows the backend count (pools
+    open connections on demand, up to their max, and close idle ones), so a leak shows per backend.
+    The total is reported beside it, not judged."""
+    memory = {name: an.verdict(series(samples, "memory_kb", name), an.RULES["memory"])
+              for name in samples[-1]["memory_kb"] if name != "postgres"}
+    memory["postgres_per_backend"] = an.verdict(series(samples, "postgres", "private_kb_per_backend"),
+                                                an.RULES["memory"])
+    memory["postgres_total"] = {
+        **an.verdict(series(samples, "memory_kb", "postgres"), an.RULES["memory"]), "flat": None,
+        "not_judged": "follows the backend count, {} -> {}".format(
+            *(s["postgres"].get("backends") for s in (samples[0], samples[-1])))}
+    return memory
+
+
 def analyse(samples: list[dict], shards: int, interval: float) -> dict:
     shard_dbs = [shard_db(i) for i in range(shards)]
-    memory = {name: an.verdict(series(samples, "memory_kb", name), an.RULES["memory"])
-              for name in samples[-1]["memory_kb"]}
+    memory = memory_verdicts(samples)
     bounded: dict[str, dict] = {}
     for db, tables in samples[-1]["tables"].items():
         for t in tables:
@@ -438,8 +452,8 @@ def report_lines(report: dict) -> list[str]:
              f"finished ({report['throughput']['second_half_per_s']}/s in the second half)",
              "memory (second half; slope kB/min, % of mean/min):"]
     for name, m in v["memory"].items():
-        verdict = "flat" if m["flat"] else "?" if m["flat"] is None else "GROWING"
-        lines.append(f"  {name:18} mean {m['mean']} kB  slope {m['slope_per_min']}  "
+        verdict = "flat" if m["flat"] else m.get("not_judged", "?") if m["flat"] is None else "GROWING"
+        lines.append(f"  {name:20} mean {m['mean']} kB  slope {m['slope_per_min']}  "
                      f"({m.get('slope_pct_of_mean_per_min')} %/min)  {verdict}")
     lines.append("bounded tables:")
     for name, m in v["bounded_tables"].items():

@@ -127,3 +127,26 @@ def test_steady_throughput_falls_back_to_the_ratio():
 
 def test_cost_drift_needs_enough_windows():
     assert an.cost_drift(cost_points(20.0, 20.0, minutes=1), CPU)["flat"] is None
+
+
+def test_postgres_is_judged_per_backend_not_by_its_total():
+    """The soak's samples: Postgres' total grows with the backends the pools open (24 -> 34 over
+    10 minutes, 6.3 MB each, flat); a backend that leaks is caught whatever the count."""
+    from bench.soak import memory_verdicts
+
+    def samples(per_backend_per_min: float) -> list[dict]:
+        out = []
+        for i in range(61):
+            backends = 24 + i // 6
+            each = 6300 + per_backend_per_min * i / 6
+            out.append({"t_s": i * 10.0, "memory_kb": {"router": 50_000, "postgres": int(backends * each)},
+                        "postgres": {"backends": backends, "private_kb_per_backend": int(each)}})
+        return out
+
+    steady = memory_verdicts(samples(0))
+    assert steady["router"]["flat"] is True
+    assert steady["postgres_per_backend"]["flat"] is True
+    assert steady["postgres_total"]["flat"] is None and steady["postgres_total"]["slope_per_min"] > 0
+    assert steady["postgres_total"]["not_judged"] == "follows the backend count, 24 -> 34"
+    assert "postgres" not in steady
+    assert memory_verdicts(samples(200))["postgres_per_backend"]["flat"] is False  # 3 %/min per backend
