@@ -56,8 +56,10 @@ tools:
 ## The whole suite (lint, unit, integration against real Postgres + NATS it starts itself). Its
 ## embedded Postgres runs without the WAL flush at commit (asked for by name: the suite tests logic,
 ## not durability); `make run`, the benches and `make chaos` run it durable, as production does.
+## Two pytest workers, each with its own Postgres and NATS, a test file each at a time: the tests
+## wait on processes and timers for over half of their wall time, so one worker left a core idle.
 test: install tools lint
-	NOETL_DEVSTACK_PG_DURABILITY=fast $(PY) -m pytest
+	NOETL_DEVSTACK_PG_DURABILITY=fast $(PY) -m pytest -n 2 --dist loadfile
 
 ## ruff (pycodestyle, pyflakes, bugbear) everywhere; mypy strict on libs/noetl_common, default checks elsewhere.
 lint: install

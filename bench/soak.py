@@ -49,7 +49,7 @@ from noetl_common.streams import MAX_AGE_VARIABLES
 from noetl_devstack import secrets
 from noetl_devstack.fleet import FleetConfig, fleet_specs, router_url, start_fleet
 from noetl_devstack.infra import CLUSTER_DB, Infra, InfraInfo, shard_db
-from noetl_devstack.postgres import with_database
+from noetl_devstack.postgres import server_durability, with_database
 from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
@@ -208,6 +208,7 @@ class Sampler:
         self.cut: object = None  # the end of the last latency window, in the database's clock
         self.postgres_extra: dict[str, int] = {}
         self.idle_cpu_ms_per_s = 0.0
+        self.durability: dict = {}
 
     async def open(self) -> None:
         for db in self.dbs:
@@ -216,6 +217,7 @@ class Sampler:
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1")]
         self.nc = await nats.connect(self.info.nats_url)
+        self.durability = await server_durability(self.conns[CLUSTER_DB])
         self.cut = await self.conns[CLUSTER_DB].fetchval(f"SELECT now() - interval '{PROJECTION_SETTLE_S} s'")
 
     async def close(self) -> None:
@@ -534,6 +536,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
                 run.cancel()
         return {"benchmark": f"soak: {args.shards}-shard fleet as make run starts it, steady load through the router",
                 "machine": machine, "postgres_mode": info.pg_mode,
+                "postgres_durability": sampler.durability,
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "definitions": {"flat": an.__doc__.strip(), "rules": {k: asdict(r) for k, r in an.RULES.items()}},
                 "driver": {"started": driver.started, "finished": driver.finished, "refused": driver.refused,

@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from noetl_common.db import apply_migrations
 from noetl_devstack.infra import Infra, InfraInfo
-from noetl_devstack.postgres import drop_databases, ensure_databases, with_database
+from noetl_devstack.postgres import drop_databases, ensure_databases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +66,13 @@ class Templates(msgspec.Struct, frozen=True):
     shard: str
     cluster: str
 
+    async def copy(self, admin_dsn: str, *, cluster: list[str], shards: list[str],
+                   blank: bool = False) -> dict[str, str]:
+        """New databases, copies of the migrated ones (blank, unmigrated ones when asked); their DSNs
+        by name."""
+        return {**await ensure_databases(admin_dsn, cluster, template=None if blank else self.cluster),
+                **await ensure_databases(admin_dsn, shards, template=None if blank else self.shard)}
+
 
 @pytest.fixture(scope="session")
 def migrated_templates(infra: InfraInfo) -> Iterator[Templates]:
@@ -109,11 +116,9 @@ async def fresh_databases(infra: InfraInfo, migrated_templates: Templates
     async def make(shards: int = 1) -> FleetDatabases:
         tag = uuid.uuid4().hex[:10]
         names = [f"t_{tag}_cluster", *(f"t_{tag}_shard_{i}" for i in range(shards))]
-        await ensure_databases(infra.admin_dsn, names[:1], template=migrated_templates.cluster)
-        await ensure_databases(infra.admin_dsn, names[1:], template=migrated_templates.shard)
+        dsns = await migrated_templates.copy(infra.admin_dsn, cluster=names[:1], shards=names[1:])
         created.extend(names)
-        return FleetDatabases(cluster_dsn=with_database(infra.admin_dsn, names[0]),
-                              shard_dsns=[with_database(infra.admin_dsn, n) for n in names[1:]])
+        return FleetDatabases(cluster_dsn=dsns[names[0]], shard_dsns=[dsns[n] for n in names[1:]])
 
     yield make
     if created:

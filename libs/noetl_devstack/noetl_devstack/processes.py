@@ -60,6 +60,15 @@ class ServiceSpec(msgspec.Struct, kw_only=True):
         return f"http://127.0.0.1:{self.port}"
 
 
+class _Pid(msgspec.Struct):
+    pid: int
+
+
+class _Answered(msgspec.Struct):
+    """The part of a fleet service's GET /api/status that names its process."""
+    process: _Pid
+
+
 class Running(msgspec.Struct):
     spec: ServiceSpec
     pid: int
@@ -114,6 +123,7 @@ class Supervisor:
                 try:
                     async with session.get(url) as resp:
                         if resp.status == 200:
+                            await self._answered_by(name, session)
                             return
                 except aiohttp.ClientError:
                     pass
@@ -122,6 +132,22 @@ class Supervisor:
                 if time.monotonic() > deadline:
                     raise StartError(name, f"{url} not ready after {timeout:.0f}s", Path(running.log_file))
                 await asyncio.sleep(0.1)
+
+    async def _answered_by(self, name: str, session: aiohttp.ClientSession) -> None:
+        """A port may have been taken by another process between our pick and the child's bind (the
+        child then exits, but the other one answers ready): when the answer's `GET /api/status`
+        names a pid (every fleet service's does), it must be our child's."""
+        running, proc = self.running[name]
+        if running.spec.argv is not None:  # another program (NoETL's own): its pid may be a child's
+            return
+        async with session.get(running.spec.url + "/api/status") as resp:
+            try:
+                answered = msgspec.json.decode(await resp.read(), type=_Answered).process.pid
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return  # not a fleet service (a stand-in, NoETL's own server): nothing to tell by
+        if answered != proc.pid:
+            raise StartError(name, f"port {running.spec.port} is answered by another process (pid {answered}), "
+                                   f"not pid {proc.pid}", Path(running.log_file))
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         running, proc = self.running.pop(name)

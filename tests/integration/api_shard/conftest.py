@@ -17,7 +17,7 @@ from noetl_common.config import HttpSettings, ShardSettings
 from noetl_api_shard.app import create_app
 
 from noetl_common.db import create_pool
-from noetl_devstack.postgres import drop_databases, ensure_databases
+from noetl_devstack.postgres import drop_databases
 from tests.conftest import Templates
 
 INTERNAL_TOKEN = "test-internal-token"
@@ -43,8 +43,7 @@ async def database_factory(pg_admin_dsn: str, migrated_templates: Templates) -> 
         suffix = uuid.uuid4().hex[:10]
         shard, cluster = f"t_shard_{suffix}", f"t_cluster_{suffix}"
         created.extend((shard, cluster))
-        dsns = {**await ensure_databases(pg_admin_dsn, [shard], template=None if blank else migrated_templates.shard),
-                **await ensure_databases(pg_admin_dsn, [cluster], template=None if blank else migrated_templates.cluster)}
+        dsns = await migrated_templates.copy(pg_admin_dsn, cluster=[cluster], shards=[shard], blank=blank)
         return Databases(pg_admin_dsn, dsns[shard], dsns[cluster], shard, cluster)
 
     yield make

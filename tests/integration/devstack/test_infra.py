@@ -116,6 +116,30 @@ def test_missing_service_module_is_a_clear_error(tmp_path):
         Supervisor(tmp_path).spawn(ServiceSpec(name="ghost", module="noetl_no_such_service", port=1))
 
 
+async def test_a_port_answered_by_another_process_is_a_start_error(tmp_path):
+    """Another process took the port picked for a service (the child then fails to bind and exits,
+    but the other one answers ready): the start fails and says so, instead of passing as ready."""
+    from aiohttp.test_utils import TestServer
+
+    from noetl_common.http import build_app
+    from noetl_devstack.errors import StartError
+    from noetl_devstack.ports import free_port
+    from noetl_devstack.processes import ServiceSpec, Supervisor
+
+    port = free_port()
+    impostor = TestServer(build_app(service="impostor", max_body_bytes=1024), host="127.0.0.1", port=port)
+    await impostor.start_server()
+    supervisor = Supervisor(tmp_path)
+    try:
+        supervisor.spawn(ServiceSpec(name="projector", module="noetl_projector", port=port))
+        with pytest.raises(StartError) as failed:
+            await supervisor.wait_ready("projector", timeout=30)
+        assert f"pid {os.getpid()}" in str(failed.value) or "exited" in str(failed.value)
+    finally:
+        supervisor.stop_all()
+        await impostor.close()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("pgserver") is None, reason="pgserver wheel not installed")
 @pytest.mark.skipif(bool(os.environ.get("NOETL_PG_DSN")), reason="the suite points at an external Postgres")
 def test_pgserver_fallback_up_status_down(tmp_path):
