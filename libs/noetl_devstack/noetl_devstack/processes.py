@@ -144,7 +144,7 @@ class Supervisor:
             try:
                 answered = msgspec.json.decode(await resp.read(), type=_Answered).process.pid
             except (msgspec.DecodeError, msgspec.ValidationError):
-                return  # not a fleet service (a stand-in, NoETL's own server): nothing to tell by
+                return  # not a fleet service (a stand-in such as the test API): nothing to tell by
         if answered != proc.pid:
             raise StartError(name, f"port {running.spec.port} is answered by another process (pid {answered}), "
                                    f"not pid {proc.pid}", Path(running.log_file))
