@@ -208,7 +208,6 @@ class Sampler:
         self.cut: object = None  # the end of the last latency window, in the database's clock
         self.postgres_extra: dict[str, int] = {}
         self.idle_cpu_ms_per_s = 0.0
-        self.durability: dict = {}
 
     async def open(self) -> None:
         for db in self.dbs:
@@ -217,7 +216,6 @@ class Sampler:
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'noetl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1")]
         self.nc = await nats.connect(self.info.nats_url)
-        self.durability = await server_durability(self.conns[CLUSTER_DB])
         self.cut = await self.conns[CLUSTER_DB].fetchval(f"SELECT now() - interval '{PROJECTION_SETTLE_S} s'")
 
     async def close(self) -> None:
@@ -506,6 +504,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
             for playbook in (wl.THREE_STEPS, wl.SEQUENTIAL_LOOP):
                 await wl.register(session, url, playbook)
             await sampler.open()
+            durability = await server_durability(sampler.conns[CLUSTER_DB])
             driver = Driver(session, url, args)
             # What the fleet spends per second with nothing to do but the driver's poller: taken out
             # of each window's CPU, so the rest is what the executions cost.
@@ -536,7 +535,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict:
                 run.cancel()
         return {"benchmark": f"soak: {args.shards}-shard fleet as make run starts it, steady load through the router",
                 "machine": machine, "postgres_mode": info.pg_mode,
-                "postgres_durability": sampler.durability,
+                "postgres_durability": durability,
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                 "definitions": {"flat": an.__doc__.strip(), "rules": {k: asdict(r) for k, r in an.RULES.items()}},
                 "driver": {"started": driver.started, "finished": driver.finished, "refused": driver.refused,
