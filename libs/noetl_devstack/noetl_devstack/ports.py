@@ -24,7 +24,7 @@ def free_port() -> int:
     connection, before our child binds it: two test workers starting fleets at once did collide."""
     low = _ephemeral_low()
     if low is not None and low > LOWEST + 1000:
-        pick = random.SystemRandom()
+        pick = random.SystemRandom()  # not the module's generator, which tests may seed (Hypothesis does)
         for _ in range(50):
             port = pick.randrange(LOWEST, low)
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
