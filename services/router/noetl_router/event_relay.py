@@ -1,11 +1,13 @@
 """Single `POST /api/events` requests for one shard, sent on together while that shard is busy.
 
-Up to FLIGHTS requests per shard go as they came, alone; past that, events wait for the next free
-flight and go in one request to the shard's `/api/internal/events/relay` (at most
-MAX_RELAYED_EVENTS), each answered as it would have been alone. An idle fleet adds no wait; a
-busy one pays one HTTP exchange per batch instead of per event, on the router and on the shard,
-and the shard writes the batch's events in one group commit. A relayed event the shard answers
-421 (the map moved) is sent again alone, through the path that refreshes the map."""
+While a shard has no request of this relay in flight, an event goes as it came, alone; while it
+has one, events wait for it to come back and then go in one request to the shard's
+`/api/internal/events/relay` (at most MAX_RELAYED_EVENTS), each answered as it would have been
+alone. An idle fleet adds no wait; a busy one pays one HTTP exchange per batch instead of per
+event, on the router and on the shard, and the shard writes the batch's events in one group
+commit. A flight out longer than STRAGGLER_SECONDS stops holding the lane (up to MAX_FLIGHTS at
+once), so one slow event delays the events behind it by that much at most. A relayed event the
+shard answers 421 (the map moved) is sent again alone, through the path that refreshes the map."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from .upstream import ShardUnavailable, Upstreams
 
 log = logging.getLogger("noetl.router.events")
 
-FLIGHTS = 2                  # requests in flight to one shard before events wait to go together
+STRAGGLER_SECONDS = 0.025    # a flight out this long lets the next one go beside it
+MAX_FLIGHTS = 4              # flights to one shard at once, stragglers included
 RELAY_UP_TO = 16 * 1024      # a bigger body goes alone (the shard's large-write gate weighs it)
 MISROUTED = 421              # the shard's answer when the map moved (dispatch retries it)
 _encode = msgspec.json.Encoder().encode
@@ -43,8 +46,19 @@ class _Waiting:
 
 @dataclass
 class _Lane:
-    in_flight: int = 0
+    """One shard's flights (their start times) and the events waiting for the next one."""
+
+    flights: list[float] = field(default_factory=list)
     waiting: list[_Waiting] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+    def free(self, now: float) -> bool:
+        """No flight younger than STRAGGLER_SECONDS, and room under MAX_FLIGHTS."""
+        return len(self.flights) < MAX_FLIGHTS and all(now - t >= STRAGGLER_SECONDS for t in self.flights)
+
+    def frees_at(self) -> float | None:
+        """When a straggler would free the lane (None: only a flight's return can)."""
+        return max(self.flights) + STRAGGLER_SECONDS if len(self.flights) < MAX_FLIGHTS else None
 
 
 class EventRelay:
@@ -60,12 +74,14 @@ class EventRelay:
         """`body` (a JSON object the router parsed) to `shard`: by `alone` while a flight is free,
         else with the events waiting beside it. Raises what `alone` or the shard request raises."""
         lane = self._lanes.setdefault(shard, _Lane())
-        if lane.in_flight < FLIGHTS and not lane.waiting:
-            lane.in_flight += 1
+        loop = asyncio.get_running_loop()
+        if not lane.waiting and lane.free(loop.time()):
+            started = loop.time()
+            lane.flights.append(started)
             try:
                 return await alone()
             finally:
-                lane.in_flight -= 1
+                lane.flights.remove(started)
                 self._launch(shard, lane)
         waiting = _Waiting(RelayedEvent(body=msgspec.Raw(body), traceparent=tracing.current_traceparent()),
                            asyncio.get_running_loop().create_future())
@@ -81,15 +97,25 @@ class EventRelay:
                             headers=headers)
 
     def _launch(self, shard: int, lane: _Lane) -> None:
-        while lane.waiting and lane.in_flight < FLIGHTS:
+        loop = asyncio.get_running_loop()
+        while lane.waiting and lane.free(loop.time()):
             batch, lane.waiting = lane.waiting[:MAX_RELAYED_EVENTS], lane.waiting[MAX_RELAYED_EVENTS:]
-            lane.in_flight += 1
+            started = loop.time()
+            lane.flights.append(started)
             self._metrics.relayed(shard, len(batch))
-            task = asyncio.get_running_loop().create_task(self._flight(shard, lane, batch))
+            task = loop.create_task(self._flight(shard, lane, batch, started))
             self._tasks.add(task)  # held until done: a task nobody references may be collected
             task.add_done_callback(self._tasks.discard)
+        at = lane.frees_at() if lane.waiting else None
+        if at is not None and lane.timer is None:
+            # A millisecond late: a loop's timers may fire up to its clock resolution early.
+            lane.timer = loop.call_at(at + 0.001, self._straggled, shard, lane)
 
-    async def _flight(self, shard: int, lane: _Lane, batch: list[_Waiting]) -> None:
+    def _straggled(self, shard: int, lane: _Lane) -> None:
+        lane.timer = None
+        self._launch(shard, lane)
+
+    async def _flight(self, shard: int, lane: _Lane, batch: list[_Waiting], started: float) -> None:
         try:
             body = _encode(RelayedEvents(items=[w.item for w in batch]))
             upstream = await self._up().request(shard, "POST", RELAY_PATH, headers=self._headers, body=body)
@@ -117,5 +143,5 @@ class EventRelay:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(exc)
         finally:
-            lane.in_flight -= 1
+            lane.flights.remove(started)
             self._launch(shard, lane)
