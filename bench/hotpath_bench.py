@@ -46,7 +46,7 @@ from noetl_devstack.processes import Supervisor
 
 from . import hotpath_workloads as wl
 from .hotpath_peer import DEFAULT_PEERS_DIR, PeerLaunch, PeerRunner, PeerUnavailable, launch_dbos, launch_restate
-from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, wait_machine_quiet, wait_quiet
+from .hotpath_probes import CpuProbe, DbProbe, Meter, less_idle, per_unit, speed_probe_ms, wait_machine_quiet, wait_quiet
 from .hotpath_report import PEER_LABELS, durability_pairs, noetl_ratios, ratios, summary, targets
 from .peer_noetl import run_noetl_section
 
@@ -112,9 +112,10 @@ async def metered(meter: Meter, work: Callable[[], Awaitable[dict]]) -> tuple[di
     waited = await wait_machine_quiet()
     if waited > 2:
         say(f"  (waited {waited:.1f} s for the machine to go quiet)")
+    speed = speed_probe_ms()
     started = await meter.start()
     result = await work()
-    return {**result, "quiet_wait_s": round(waited, 2)}, await meter.stop(started)
+    return {**result, "quiet_wait_s": round(waited, 2), "speed_probe_ms": speed}, await meter.stop(started)
 
 
 def postmaster_pid(info: InfraInfo) -> int:

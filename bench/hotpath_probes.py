@@ -200,6 +200,25 @@ async def _until_quiet(busy_so_far_ms: Callable[[], float], window_s: float, bus
     return time.perf_counter() - t0
 
 
+_PROBE_DOC = {"ids": list(range(200)), "meta": {"step": "x" * 100, "weights": [1.5, 2.5] * 50}}
+
+
+def speed_probe_ms(rounds: int = 3) -> float:
+    """The machine's speed just now: ms for a fixed piece of pure Python and msgspec work (best of
+    `rounds`). This machine's CPU speed drifts up to 2x within minutes, which moves every absolute
+    figure (latency, CPU per unit) with it; a result carrying the probe can be read for its phase."""
+    def once() -> float:
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(100_000):
+            total += i * i % 7
+        for _ in range(1000):
+            msgspec.json.decode(msgspec.json.encode(_PROBE_DOC))
+        return (time.perf_counter() - t0) * 1000
+
+    return round(min(once() for _ in range(rounds)), 1)
+
+
 def per_unit(cost: dict, units: int) -> dict:
     """Costs divided by a count (workflows, steps, events), rounded for reading."""
     cpu = {k: round(v / units, 3) for k, v in cost["cpu_ms"].items()}

@@ -81,6 +81,9 @@ def _target(name: str, value: float | None, op: str, threshold: float, comparabl
     return out
 
 
+INGEST_CPU_SIDES = ("router", "api-shard-0", "postgres")
+
+
 def targets(report: dict) -> list[dict]:
     r, fleet, pairs = report["ratios"], report["fleet"], report["durability"]["same"]
     loops = fleet.get("loop", {})
@@ -90,6 +93,11 @@ def targets(report: dict) -> list[dict]:
         rate = [loop.get("server_steps_per_s") or loop["steps_per_s"] for loop in (small, big)]
         drift = round(abs(rate[1] / rate[0] - 1), 3)
     alone = fleet.get("three_step_alone", {})
+    ingest = fleet.get("ingest", {})
+    per_event = ingest.get("cost_per_event", {}).get("cpu_ms", {})
+    # The issue counts the router, the shard and Postgres (not the publisher, projector or driver).
+    ingest_cpu = (round(sum(per_event.get(k, 0.0) for k in INGEST_CPU_SIDES), 3)
+                  if all(k in per_event for k in INGEST_CPU_SIDES) else None)
     return [
         _target("3-step 50 in flight, fleet/DBOS wf/s", r.get("dbos", {}).get("wf_per_s"), ">=", 1.3, pairs["dbos"]),
         _target("3-step 50 in flight, fleet/Restate wf/s", r.get("restate", {}).get("wf_per_s"), ">=", 1.3,
@@ -103,6 +111,9 @@ def targets(report: dict) -> list[dict]:
         _target("loop n=5000 vs n=100, |steps/s ratio - 1|", drift, "<=", 0.15),
         _target("3-step one at a time, fleet server p50 ms", alone.get("server_p50_ms"), "<=", 12.0),
         _target("3-step one at a time, fleet server p99 ms", alone.get("server_p99_ms"), "<=", 25.0),
+        _target("ingest, fleet events/s", ingest.get("events_per_s"), ">=", 2500.0),
+        _target("ingest, fleet p99 ms", ingest.get("p99_ms"), "<=", 30.0),
+        _target("ingest, CPU ms per event (router + shard + Postgres)", ingest_cpu, "<=", 0.5),
     ]
 
 
@@ -119,6 +130,12 @@ def _durability_line(name: str, d: dict | None) -> str:
     shown = {k: v for k, v in d.items() if k not in ("durable", "note")}
     note = f"\n  {'':24} {d['note']}" if d.get("note") else ""
     return f"  {name:24} {'DURABLE' if d.get('durable') else 'NOT DURABLE'}  {shown}{note}"
+
+
+def _speed(result: dict) -> str:
+    """The machine's speed probe taken before a workload (hotpath_probes.speed_probe_ms), if any."""
+    probe = result.get("speed_probe_ms")
+    return f"  [speed probe {probe} ms]" if probe is not None else ""
 
 
 def summary(report: dict) -> str:
@@ -169,7 +186,7 @@ def summary(report: dict) -> str:
             if "three_step_alone" in side:
                 a = side["three_step_alone"]
                 lines.append(f"  {name:7} server p50/p99 {a['server_p50_ms']}/{a['server_p99_ms']} ms  "
-                             f"client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms")
+                             f"client p50/p99 {a['client_p50_ms']}/{a['client_p99_ms']} ms{_speed(a)}")
     lines.append("\nB  sequential loop")
     for n, loop in f.get("loop", {}).items():
         row = f"  n={n:>5}  fleet {loop['steps_per_s']:7.1f} steps/s (server {loop.get('server_steps_per_s')})"
@@ -197,7 +214,7 @@ def summary(report: dict) -> str:
         per = c["cost_per_event"]
         lines.append(f"\nC  ingest: fleet {c['events_per_s']:.0f} events/s  p50/p99 {c['p50_ms']}/{c['p99_ms']} ms  "
                      f"per event: write xacts {per['db']['write_xacts']:.2f}, tup ins {per['db']['tup_inserted']:.2f}, "
-                     f"CPU ms {cpu_line(per)}")
+                     f"CPU ms {cpu_line(per)}{_speed(c)}")
         lines.append(f"   CPU ceiling at this cost per event (all {report['machine']['cpus']} cores, no driver): "
                      f"{c.get('cpu_ceiling_events_per_s')} events/s")
     n = report.get("noetl_server")

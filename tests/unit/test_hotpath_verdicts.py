@@ -44,7 +44,9 @@ def loop(rate: float, truncated: bool = False) -> dict:
 
 def test_targets_read_the_numbers_they_name():
     fleet = {"loop": {"100": loop(400), "5000": loop(330)},
-             "three_step_alone": {"server_p50_ms": 11.0, "server_p99_ms": 30.0}}
+             "three_step_alone": {"server_p50_ms": 11.0, "server_p99_ms": 30.0},
+             "ingest": {"events_per_s": 2600.0, "p99_ms": 31.0, "cost_per_event": {"cpu_ms": {
+                 "router": 0.2, "api-shard-0": 0.2, "postgres": 0.15, "projector": 0.5, "driver": 0.3}}}}
     report = {"ratios": {"dbos": {"loop_steps_per_s_n1000": 1.1}, "noetl_server": {"wf_per_s": 3.2}},
               "fleet": fleet, "durability": {"same": {"dbos": True, "restate": None, "noetl_server": True}}}
     got = {t["target"]: (t["value"], t["met"]) for t in targets(report)}
@@ -53,6 +55,10 @@ def test_targets_read_the_numbers_they_name():
     assert got["loop n=5000 vs n=100, |steps/s ratio - 1| <= 0.15"] == (0.175, False)
     assert got["3-step one at a time, fleet server p50 ms <= 12.0"] == (11.0, True)
     assert got["3-step one at a time, fleet server p99 ms <= 25.0"] == (30.0, False)
+    assert got["ingest, fleet events/s >= 2500.0"] == (2600.0, True)
+    assert got["ingest, fleet p99 ms <= 30.0"] == (31.0, False)
+    # Only the router, the shard and Postgres count: 0.55, not met (the projector's would not matter).
+    assert got["ingest, CPU ms per event (router + shard + Postgres) <= 0.5"] == (0.55, False)
     assert got["3-step 50 in flight, fleet/Restate wf/s >= 1.3"] == (None, None)  # not measured
     fleet["loop"]["5000"] = loop(10, truncated=True)
     assert {t["target"]: t["met"] for t in targets(report)}["loop n=5000 vs n=100, |steps/s ratio - 1| <= 0.15"] is None
