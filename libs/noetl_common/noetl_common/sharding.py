@@ -49,6 +49,9 @@ class ShardMap(msgspec.Struct, frozen=True):
         return cls(epochs=(Epoch(effective_from_ms=0, shard_count=shard_count),))
 
     def count_at(self, unix_ms: int) -> int:
+        newest = self.epochs[-1]
+        if unix_ms >= newest.effective_from_ms:
+            return newest.shard_count  # nearly every id: asked for each one routed and minted
         starts = [e.effective_from_ms for e in self.epochs]
         i = bisect.bisect_right(starts, unix_ms) - 1
         return self.epochs[max(i, 0)].shard_count

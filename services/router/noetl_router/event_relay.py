@@ -75,8 +75,8 @@ class EventRelay:
         else with the events waiting beside it. Raises what `alone` or the shard request raises."""
         lane = self._lanes.setdefault(shard, _Lane())
         loop = asyncio.get_running_loop()
-        if not lane.waiting and lane.free(loop.time()):
-            started = loop.time()
+        started = loop.time()
+        if not lane.waiting and lane.free(started):
             lane.flights.append(started)
             try:
                 return await alone()
@@ -84,7 +84,7 @@ class EventRelay:
                 lane.flights.remove(started)
                 self._launch(shard, lane)
         waiting = _Waiting(RelayedEvent(body=msgspec.Raw(body), traceparent=tracing.current_traceparent()),
-                           asyncio.get_running_loop().create_future())
+                           loop.create_future())
         lane.waiting.append(waiting)
         self._launch(shard, lane)
         answer = await waiting.answer
