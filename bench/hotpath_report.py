@@ -96,7 +96,7 @@ def targets(report: dict) -> list[dict]:
     ingest = fleet.get("ingest", {})
     per_event = ingest.get("cost_per_event", {}).get("cpu_ms", {})
     # The issue counts the router, the shard and Postgres (not the publisher, projector or driver).
-    ingest_cpu = (round(sum(per_event.get(k, 0.0) for k in INGEST_CPU_SIDES), 3)
+    ingest_cpu = (round(sum(per_event[k] for k in INGEST_CPU_SIDES), 3)
                   if all(k in per_event for k in INGEST_CPU_SIDES) else None)
     return [
         _target("3-step 50 in flight, fleet/DBOS wf/s", r.get("dbos", {}).get("wf_per_s"), ">=", 1.3, pairs["dbos"]),

@@ -49,12 +49,7 @@ class ShardMap(msgspec.Struct, frozen=True):
         return cls(epochs=(Epoch(effective_from_ms=0, shard_count=shard_count),))
 
     def count_at(self, unix_ms: int) -> int:
-        newest = self.epochs[-1]
-        if unix_ms >= newest.effective_from_ms:
-            return newest.shard_count  # nearly every id: asked for each one routed and minted
-        starts = [e.effective_from_ms for e in self.epochs]
-        i = bisect.bisect_right(starts, unix_ms) - 1
-        return self.epochs[max(i, 0)].shard_count
+        return self.in_force(unix_ms).shard_count
 
     def owner(self, entity_id: int) -> int:
         """The shard owning an id minted by this fleet (timestamp taken from the snowflake)."""
@@ -68,6 +63,9 @@ class ShardMap(msgspec.Struct, frozen=True):
 
     def in_force(self, unix_ms: int) -> Epoch:
         """The epoch deciding ownership of ids stamped `unix_ms`."""
+        newest = self.epochs[-1]
+        if unix_ms >= newest.effective_from_ms:
+            return newest  # nearly every id: asked for each one routed and minted
         starts = [e.effective_from_ms for e in self.epochs]
         return self.epochs[max(bisect.bisect_right(starts, unix_ms) - 1, 0)]
 
