@@ -1,5 +1,6 @@
 """The shared aiohttp shell: error JSON, body limits, internal auth, health and metrics."""
 
+import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
@@ -165,27 +166,24 @@ def test_bearer_matches():
 
 
 async def _db_down(request: web.Request) -> web.Response:
-    import asyncpg
     raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
 
 async def _int4_overflow(request: web.Request) -> web.Response:
-    import asyncpg
     raise asyncpg.DataError("invalid input for query argument $1: 10878043251165 (value out of int32 range)")
 
 
 async def _terminated(request: web.Request) -> web.Response:
-    import asyncpg  # what a pooled connection Postgres terminated during a restart raises when used
+    # what a pooled connection Postgres terminated during a restart raises when used
     raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
 
 
 async def _no_slice(request: web.Request) -> web.Response:
-    import asyncpg  # a write past the history slices the shard created ahead (no default partition)
+    # a write past the history slices the shard created ahead (no default partition)
     raise asyncpg.CheckViolationError('no partition of relation "event" found for row')
 
 
 async def _other_check(request: web.Request) -> web.Response:
-    import asyncpg
     raise asyncpg.CheckViolationError('new row for relation "x" violates check constraint "x_check"')
 
 
@@ -217,6 +215,25 @@ async def test_an_unreachable_database_is_a_503_to_retry_not_a_500():
             body = await r.json()
             assert r.status == 503 and body["code"] == "db_unavailable" and r.headers["Retry-After"] == "2"
             assert "111" not in body["error"] and "closed" not in body["error"]  # internals stay in the log
+
+
+async def _cancelled(request: web.Request) -> web.Response:
+    raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
+
+
+async def _deadlock(request: web.Request) -> web.Response:
+    raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+
+async def test_a_statement_the_database_gave_up_on_is_a_503_to_retry_not_a_500():
+    app = build_app(service="test", max_body_bytes=2048)
+    app.router.add_get("/cancelled", _cancelled)
+    app.router.add_get("/deadlock", _deadlock)
+    async with TestClient(TestServer(app)) as c:
+        for path in ("/cancelled", "/deadlock"):
+            r = await c.get(path)
+            body = await r.json()
+            assert r.status == 503 and body["code"] == "db_busy" and r.headers["Retry-After"] == "2", (path, body)
 
 
 async def test_a_value_the_database_refuses_is_a_422_not_a_500():

@@ -29,6 +29,10 @@ RETRY_AFTER = {"Retry-After": "2"}
 DB_UNAVAILABLE = (ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                   asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
                   asyncpg.InternalClientError)
+# A statement the database gave up on though the request may be fine: cancelled (statement_timeout,
+# an operator's pg_cancel_backend), a lock it could not get in time, a deadlock it broke. The change
+# was rolled back whole; the same request can succeed a moment later.
+DB_GAVE_UP = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
 
 # Text Postgres cannot store: U+0000 in text or jsonb (SQLSTATE 22P05, 22021). It came in a
 # request, which is then the client's to fix (a 422), not a server fault (a 500).
@@ -153,6 +157,10 @@ def api_error(exc: Exception, where: str) -> ApiError:
         # The database is down or unreachable: a client can retry, so say so (NoETL's answer).
         log.warning("database unavailable on %s: %s: %s", where, type(exc).__name__, exc)
         return ApiError(503, "the database is unavailable; retry shortly", "db_unavailable", headers=RETRY_AFTER)
+    if isinstance(exc, DB_GAVE_UP):
+        log.warning("database gave up on %s: %s: %s", where, type(exc).__name__, exc)
+        return ApiError(503, "the database did not finish this in time; nothing was changed, retry shortly",
+                        "db_busy", headers=RETRY_AFTER)
     if isinstance(exc, asyncpg.CheckViolationError) and NO_SLICE in str(exc):
         log.error("no history slice for a write on %s: %s", where, exc)
         return ApiError(503, "the history slice for this id is not ready; retry shortly", "history_slice_missing",

@@ -1,5 +1,7 @@
 """The claims a shard granted, answered from memory only while their lease surely runs."""
 
+import asyncio
+
 from noetl_api_shard.execution.write.claim_book import MARGIN_SECONDS, ClaimBook
 from noetl_api_shard.execution.write.claiming import claim_events
 from noetl_api_shard.execution.write.unit_of_work import UnitOfWork
@@ -109,3 +111,34 @@ def test_a_command_the_database_must_decide_is_forgotten():
     book.record(uow, began=0.0)
     book.forget(5)
     assert book.issued(5) is None
+
+
+async def test_a_claim_of_a_command_announced_before_its_commit_waits_until_the_transaction_ends():
+    book = ClaimBook()
+    gate = book.unsettled([7, 8])
+    waiting = asyncio.create_task(book.settled(7))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await asyncio.wait_for(book.settled(9), 0.1)  # not announced early: no wait at all
+    book.settle([7, 8], gate)
+    await asyncio.wait_for(waiting, 0.1)
+    await asyncio.wait_for(book.settled(8), 0.1)  # settled: forgotten, no wait
+
+
+async def test_a_claim_waits_at_most_its_bound_for_a_transaction_that_never_ends():
+    book = ClaimBook()
+    book.unsettled([7])
+    await asyncio.wait_for(book.settled(7, timeout=0.05), 1.0)  # returns; the database then answers
+
+
+async def test_a_later_announcement_of_the_same_command_keeps_its_own_gate():
+    # A transaction redone under the lock announces again: the first one's end must not drop the second's gate.
+    book = ClaimBook()
+    first = book.unsettled([7])
+    second = book.unsettled([7])
+    book.settle([7], first)
+    waiting = asyncio.create_task(book.settled(7))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    book.settle([7], second)
+    await asyncio.wait_for(waiting, 0.1)

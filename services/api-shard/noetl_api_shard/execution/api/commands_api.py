@@ -28,6 +28,7 @@ from noetl_common.wire.execution import ClaimRequest, CommandOut
 from ...state import services
 from ...store import commands as command_store
 from ...store import executions as execution_store
+from ..keys import ORCHESTRATOR
 from ..write.claiming import grant
 from ..write.orchestration import TERMINAL, Orchestrator
 from ..write.txn import Fallback
@@ -59,6 +60,7 @@ def command_out(cmd: Mapping[str, Any], *, claimed: bool = False) -> CommandOut:
 async def get_command(request: web.Request) -> web.Response:
     svc = services(request)
     command_id = owned_path_id(request, "event_id")
+    await request.app[ORCHESTRATOR].claims.settled(command_id)  # announced while its transaction was committing
     row = await command_store.get(svc.shard_pool, command_id)
     if row is None:
         raise not_found(f"command not found: {command_id}")
@@ -99,6 +101,7 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
         body = await read_json(request, ClaimRequest)
         worker = body.worker_id.strip()  # not blank: ClaimRequest says so
         meta: dict[str, Any] = {"locality": body.locality} if body.locality else {}
+        await orch.claims.settled(command_id)  # announced while its transaction was committing
         held = orch.claims.holder(command_id)
         if held is not None:  # taken, and its lease surely runs: no need to lock and read it
             execution_id_var.set(str(held.execution_id))

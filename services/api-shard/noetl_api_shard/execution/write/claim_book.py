@@ -11,10 +11,16 @@ A command this process issued and nobody has claimed yet is kept too (its row as
 first claim needs no read: it is written optimistically, on the condition, checked inside the
 statement, that the command is still ISSUED (`CommandChange.if_issued`). Past a lease, for a
 command the book never saw or has let go, or when the condition fails, the database decides.
+
+A command is announced while its transaction commits (`PromptAnnouncer`), so a worker's claim can
+arrive before the commit ends: such a command is `unsettled` until then, and its claim waits
+(`settled`) to find it in the book, or, if the transaction failed, not at all (404).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from typing import Callable
@@ -28,6 +34,11 @@ DEFAULT_CAPACITY = 100_000
 # locking way. Bounds the book's memory to tens of MB.
 ISSUED_CAPACITY = 1_000
 MARGIN_SECONDS = 1.0
+# A claim waits at most this long for the commit of its command's transaction (a commit takes
+# milliseconds). Past it the database answers, as for any command the book does not know: a 404
+# while still uncommitted, and the command, once committed, waits for the reaper's re-announcement
+# (NOETL_COMMAND_REPUBLISH_AFTER_SECONDS), so the bound is generous.
+SETTLE_SECONDS = 10.0
 
 
 class Claim:
@@ -48,6 +59,27 @@ class ClaimBook:
         self.clock = clock
         self._claims: OrderedDict[int, Claim] = OrderedDict()
         self._issued: OrderedDict[int, CommandRow] = OrderedDict()
+        self._unsettled: dict[int, asyncio.Event] = {}
+
+    def unsettled(self, command_ids: list[int]) -> asyncio.Event:
+        """Commands announced before their transaction ends; `settle` the returned gate after it."""
+        gate = asyncio.Event()
+        for command_id in command_ids:
+            self._unsettled[command_id] = gate
+        return gate
+
+    def settle(self, command_ids: list[int], gate: asyncio.Event) -> None:
+        for command_id in command_ids:
+            if self._unsettled.get(command_id) is gate:
+                del self._unsettled[command_id]
+        gate.set()
+
+    async def settled(self, command_id: int, timeout: float = SETTLE_SECONDS) -> None:
+        """Returns once the transaction that issued `command_id` has ended (at once if it has)."""
+        gate = self._unsettled.get(command_id)
+        if gate is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gate.wait(), timeout)
 
     def record(self, uow: UnitOfWork, began: float) -> None:
         """After a commit: the commands it issued for a worker to claim, the claims it granted

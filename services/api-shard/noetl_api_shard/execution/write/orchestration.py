@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import asyncpg
 import msgspec
@@ -128,15 +128,16 @@ class Orchestrator:
             await self.drain(txn)
             self._save_states(txn)
             ws = txn.uow.write_set()
-            with tracing.child_span("db.transaction", {"noetl.txn.mode": "optimistic",
-                                                       "noetl.events": len(ws.events)}) as span:
+            with self._announcing(txn.uow) as announced, \
+                    tracing.child_span("db.transaction", {"noetl.txn.mode": "optimistic",
+                                                          "noetl.events": len(ws.events)}) as span:
                 statements = await self.group.flush(self.svc.write_pool, ws, writes.Expect(
                     executions=len(ws.executions), claims=sum(c.if_issued for c in ws.commands),
                     batch_keys=[batch_key] if batch_key else []))
                 if span is not None:
                     span.set_attribute("db.statement_count", statements)
-            committed = True
-            self._after_commit(txn)
+                committed = True
+                self._after_commit(txn, announced)
         except (NeedsLock, writes.Conflict, writes.KnownBatch) as exc:
             raise Fallback(str(exc)) from None
         finally:
@@ -154,7 +155,28 @@ class Orchestrator:
                 row.state_version = ex.version + 1
                 txn.uow.record_data(ex.execution_id, ex.data.take_journal())
 
-    def _after_commit(self, txn: Txn) -> None:
+    @contextlib.contextmanager
+    def _announcing(self, uow: UnitOfWork) -> Iterator[bool]:
+        """The hot path's command notifications go out while its statement commits: JetStream and
+        a worker take about as long as the commit's WAL flush, so a first step no longer waits for
+        both in turn. A claim that arrives first waits until the transaction has ended (ClaimBook
+        `settled`): it then finds the command committed, or, when the statement failed, nothing
+        (404; a worker drops the message). Yields False when the relay alone announces (no NATS).
+        The gate is set on leaving, before the caller releases the executions it held; the claims
+        it wakes run only once the caller is done (no await in between)."""
+        if not uow.notifications:
+            yield True
+            return
+        ids = [c.command_id for c in uow.issued_commands()]
+        gate = self.claims.unsettled(ids)
+        try:
+            yield self.announcer is not None and self.announcer.announce(uow.notifications)
+        finally:
+            self.claims.settle(ids, gate)
+
+    def _after_commit(self, txn: Txn, announced: bool | None = None) -> None:
+        """`announced`: whether the notifications were published already (optimistic path); None:
+        publish them now."""
         for ex in txn.loaded.values():
             if ex.changed:
                 ex.version += 1
@@ -165,7 +187,8 @@ class Orchestrator:
             self.svc.metrics.events_ingested(len(uow.events))
             self.wakeups.events_committed(uow.executions_touched())
         # Commands the shard announces itself need the relay only to delete their rows.
-        announced = self.announcer is not None and self.announcer.announce(uow.notifications)
+        if announced is None:
+            announced = self.announcer is not None and self.announcer.announce(uow.notifications)
         if uow.events or uow.notifications:
             self.wakeups.outbox_written(urgent=bool(uow.notifications) and not announced)
 

@@ -1,10 +1,12 @@
-"""A command announced right after its commit, ahead of the outbox relay.
+"""A command announced as its commit goes out, ahead of the outbox relay.
 
 The outbox row written with the command stays the guarantee: the publisher relays it as before,
 with the same `Nats-Msg-Id` (the outbox row's id), and JetStream's duplicate window drops
 whichever copy comes second. Publishing here only spares the first step of an execution the
 relay's hop (commit -> the publisher's long-poll answer -> its publish), so a failure is counted
-and otherwise ignored: nothing waits for it and nothing depends on it. Without NOETL_NATS_URL, or
+and otherwise ignored: nothing waits for it and nothing depends on it. The hot path publishes while
+its statement commits (`Orchestrator._announcing`); a claim that arrives before the commit ends
+waits for it (`ClaimBook.settled`), and finds nothing if the transaction failed. Without NOETL_NATS_URL, or
 while NATS is unreachable, the relay alone announces, as before.
 
 A row JetStream has acknowledged here needs no relay: its id is kept (`take_acked`) and the next
@@ -84,7 +86,7 @@ class PromptAnnouncer:
         self._js = self._nc.jetstream()
 
     def announce(self, rows: list[OutboxRow]) -> bool:
-        """Publish `rows` (just committed) without waiting for it. False when they are left to the
+        """Publish `rows` (committed or committing) without waiting for it. False when they are left to the
         relay alone (NATS not connected), which should then not wait."""
         if not rows:
             return True
