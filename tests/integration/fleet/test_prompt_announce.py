@@ -72,6 +72,14 @@ async def _announced(sub) -> dict:
     return json.loads(msg.data)
 
 
+async def _outbox_held(conn: asyncpg.Connection):
+    """A transaction holding the outbox table: the shard's next write waits on it, uncommitted."""
+    held = conn.transaction()
+    await held.start()
+    await conn.execute("LOCK TABLE noetl.outbox IN ACCESS EXCLUSIVE MODE")
+    return held
+
+
 async def test_a_command_is_announced_while_its_commit_runs_and_its_claim_waits_for_the_outcome():
     """The announcement goes out with the write, before the commit: a claim that arrives first
     waits for the transaction, then gets the command; if the transaction fails, the command never
@@ -95,9 +103,7 @@ async def test_a_command_is_announced_while_its_commit_runs_and_its_claim_waits_
 
         try:
             # The shard's write waits on this lock: it has not committed when the announcement arrives.
-            blocked = blocker.transaction()
-            await blocked.start()
-            await blocker.execute("LOCK TABLE noetl.outbox IN ACCESS EXCLUSIVE MODE")
+            blocked = await _outbox_held(blocker)
             started = asyncio.create_task(execute())
             note = await _announced(sub)
             claimed = asyncio.create_task(claim(str(note["event_id"])))
@@ -111,9 +117,7 @@ async def test_a_command_is_announced_while_its_commit_runs_and_its_claim_waits_
             assert str(command["execution_id"]) == str(note["execution_id"]) == str(body["execution_id"])
 
             # Announced, then the transaction fails: the claim finds nothing.
-            blocked = blocker.transaction()
-            await blocked.start()
-            await blocker.execute("LOCK TABLE noetl.outbox IN ACCESS EXCLUSIVE MODE")
+            blocked = await _outbox_held(blocker)
             started = asyncio.create_task(execute())
             note = await _announced(sub)
             claimed = asyncio.create_task(claim(str(note["event_id"])))
