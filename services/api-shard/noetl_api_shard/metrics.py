@@ -31,6 +31,12 @@ class ShardMetrics:
         self._conflicts = Counter("noetl_command_claim_conflicts_total",
                                   "Claims refused because another worker holds the command",
                                   ["shard"], registry=registry).labels(shard)
+        early = Counter("noetl_command_claim_early_total",
+                        "Claims that arrived while their command's transaction was still committing (it is "
+                        "announced during the commit) and waited for it, by how it ended: committed, failed "
+                        "(the claim is a 404), timed_out (the database answered)", ["shard", "outcome"],
+                        registry=registry)
+        self._early = {o: early.labels(shard, o) for o in ("committed", "failed", "timed_out")}
         self.ingest = Histogram("noetl_event_ingest_duration_seconds",
                                 "Worker event ingest (POST /api/events, /api/events/batch): parse, engine, write",
                                 ["shard"], buckets=LATENCY_BUCKETS, registry=registry).labels(shard)
@@ -61,6 +67,10 @@ class ShardMetrics:
 
     def claim_conflict(self) -> None:
         self._conflicts.inc()
+
+    def claim_waited(self, outcome: str) -> None:
+        """A claim that waited for its command's transaction (ClaimBook.settled), by how it ended."""
+        self._early[outcome].inc()
 
     def command_picked_up(self, command_id: int, pool: str, via: str) -> None:
         self._pickups(self.shard, pool, via).observe(_since(command_id))

@@ -130,6 +130,10 @@ async def test_a_command_is_announced_while_its_commit_runs_and_its_claim_waits_
             assert status == 503 and body["code"] == "db_busy", body  # nothing was written; retry
             status, answer = await claimed
             assert status == 404, answer
+            async with http.get(f"{shard_url}/metrics") as r:
+                metrics = await r.text()
+            for outcome in ("committed", "failed"):  # both claims came first and waited
+                assert f'noetl_command_claim_early_total{{outcome="{outcome}",shard="0"}} 1.0' in metrics, outcome
         finally:
             await blocker.close()
             await admin.close()

@@ -119,16 +119,25 @@ async def test_a_claim_of_a_command_announced_before_its_commit_waits_until_the_
     waiting = asyncio.create_task(book.settled(7))
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    await asyncio.wait_for(book.settled(9), 0.1)  # not announced early: no wait at all
-    book.settle([7, 8], gate)
-    await asyncio.wait_for(waiting, 0.1)
-    await asyncio.wait_for(book.settled(8), 0.1)  # settled: forgotten, no wait
+    assert await asyncio.wait_for(book.settled(9), 0.1) is None  # not announced early: no wait at all
+    book.settle([7, 8], gate, committed=True)
+    assert await asyncio.wait_for(waiting, 0.1) == "committed"
+    assert await asyncio.wait_for(book.settled(8), 0.1) is None  # settled: forgotten, no wait
+
+
+async def test_a_claim_learns_that_its_commands_transaction_failed():
+    book = ClaimBook()
+    gate = book.unsettled([7])
+    waiting = asyncio.create_task(book.settled(7))
+    await asyncio.sleep(0.01)
+    book.settle([7], gate, committed=False)
+    assert await asyncio.wait_for(waiting, 0.1) == "failed"
 
 
 async def test_a_claim_waits_at_most_its_bound_for_a_transaction_that_never_ends():
     book = ClaimBook()
     book.unsettled([7])
-    await asyncio.wait_for(book.settled(7, timeout=0.05), 1.0)  # returns; the database then answers
+    assert await asyncio.wait_for(book.settled(7, timeout=0.05), 1.0) == "timed_out"  # the database then answers
 
 
 async def test_a_later_announcement_of_the_same_command_keeps_its_own_gate():
@@ -136,9 +145,9 @@ async def test_a_later_announcement_of_the_same_command_keeps_its_own_gate():
     book = ClaimBook()
     first = book.unsettled([7])
     second = book.unsettled([7])
-    book.settle([7], first)
+    book.settle([7], first, committed=False)
     waiting = asyncio.create_task(book.settled(7))
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    book.settle([7], second)
-    await asyncio.wait_for(waiting, 0.1)
+    book.settle([7], second, committed=True)
+    assert await asyncio.wait_for(waiting, 0.1) == "committed"

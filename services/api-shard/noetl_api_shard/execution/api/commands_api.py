@@ -101,7 +101,9 @@ def make_claim_handler(orch: Orchestrator, lease_seconds: float):
         body = await read_json(request, ClaimRequest)
         worker = body.worker_id.strip()  # not blank: ClaimRequest says so
         meta: dict[str, Any] = {"locality": body.locality} if body.locality else {}
-        await orch.claims.settled(command_id)  # announced while its transaction was committing
+        waited = await orch.claims.settled(command_id)  # announced while its transaction was committing
+        if waited is not None:
+            svc.metrics.claim_waited(waited)
         held = orch.claims.holder(command_id)
         if held is not None:  # taken, and its lease surely runs: no need to lock and read it
             execution_id_var.set(str(held.execution_id))

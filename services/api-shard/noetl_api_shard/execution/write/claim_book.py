@@ -20,7 +20,6 @@ arrive before the commit ends: such a command is `unsettled` until then, and its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from typing import Callable
@@ -41,6 +40,12 @@ MARGIN_SECONDS = 1.0
 SETTLE_SECONDS = 10.0
 
 
+class Gate(asyncio.Event):
+    """Set when the transaction of the commands it gates has ended; `committed` says how."""
+
+    committed = False
+
+
 class Claim:
     __slots__ = ("execution_id", "worker_id", "started_event_id", "until")
 
@@ -59,27 +64,33 @@ class ClaimBook:
         self.clock = clock
         self._claims: OrderedDict[int, Claim] = OrderedDict()
         self._issued: OrderedDict[int, CommandRow] = OrderedDict()
-        self._unsettled: dict[int, asyncio.Event] = {}
+        self._unsettled: dict[int, Gate] = {}
 
-    def unsettled(self, command_ids: list[int]) -> asyncio.Event:
+    def unsettled(self, command_ids: list[int]) -> Gate:
         """Commands announced before their transaction ends; `settle` the returned gate after it."""
-        gate = asyncio.Event()
+        gate = Gate()
         for command_id in command_ids:
             self._unsettled[command_id] = gate
         return gate
 
-    def settle(self, command_ids: list[int], gate: asyncio.Event) -> None:
+    def settle(self, command_ids: list[int], gate: Gate, *, committed: bool) -> None:
         for command_id in command_ids:
             if self._unsettled.get(command_id) is gate:
                 del self._unsettled[command_id]
+        gate.committed = committed
         gate.set()
 
-    async def settled(self, command_id: int, timeout: float = SETTLE_SECONDS) -> None:
-        """Returns once the transaction that issued `command_id` has ended (at once if it has)."""
+    async def settled(self, command_id: int, timeout: float = SETTLE_SECONDS) -> str | None:
+        """Returns once the transaction that issued `command_id` has ended: at once (None) if it
+        has, else how it ended after the wait: committed, failed or timed_out."""
         gate = self._unsettled.get(command_id)
-        if gate is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(gate.wait(), timeout)
+        if gate is None:
+            return None
+        try:
+            await asyncio.wait_for(gate.wait(), timeout)
+        except asyncio.TimeoutError:
+            return "timed_out"
+        return "committed" if gate.committed else "failed"
 
     def record(self, uow: UnitOfWork, began: float) -> None:
         """After a commit: the commands it issued for a worker to claim, the claims it granted

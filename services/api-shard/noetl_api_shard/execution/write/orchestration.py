@@ -171,8 +171,10 @@ class Orchestrator:
         gate = self.claims.unsettled(ids)
         try:
             yield self.announcer is not None and self.announcer.announce(uow.notifications)
-        finally:
-            self.claims.settle(ids, gate)
+        except BaseException:
+            self.claims.settle(ids, gate, committed=False)
+            raise
+        self.claims.settle(ids, gate, committed=True)
 
     def _after_commit(self, txn: Txn, announced: bool | None = None) -> None:
         """`announced`: whether the notifications were published already (optimistic path); None:
